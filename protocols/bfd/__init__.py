@@ -1,0 +1,3 @@
+"""BFD (RFC 5880, 5881, 5883): control packet codec and session state machine."""
+
+from __future__ import annotations
