@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 for pair in gobgpd:gobgpd gobgp:gobgpd /usr/lib/frr/bfdd:frr vtysh:frr bird:bird2 \
             birdc:bird2 tshark:tshark dumpcap:tshark nft:nftables tc:iproute2 ip:iproute2 \
-            stress-ng:stress-ng ps:procps; do
+            stress-ng:stress-ng ps:procps ping:iputils-ping; do
     cmd=${pair%%:*} pkg=${pair##*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then need_apt+=("$pkg"); fi
 done
@@ -29,8 +29,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-    .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[dev]'
+    # pip's output goes to a log; shown only if the install fails.
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } \
+        >.venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        exit 1
+    fi
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -1,0 +1,240 @@
+"""FRR (zebra + bfdd, optionally bgpd) in a lab host.
+
+Each instance has its own directory (owned by user ``frr``: FRR refuses to run as
+root) holding configs, pid files, the zserv socket, vty sockets and bfdd's control
+socket, so several instances never collide. vtysh talks to one daemon at a time
+through ``--vty_socket DIR -d DAEMON``.
+
+bgpd: FRR enables ``bgp ebgp-requires-policy`` by default (RFC 8212), which makes
+an eBGP peer accept and send nothing. :func:`bgpd_config` turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from lab.netns import Host
+from lab.proc import LabError, Process, wait_until
+
+DAEMON_DIR = "/usr/lib/frr"
+
+
+def bfd_peer_block(
+    peer: str,
+    *,
+    local: str | None = None,
+    interface: str | None = None,
+    multihop: bool = False,
+    tx: int = 300,
+    rx: int = 300,
+    mult: int = 3,
+    passive: bool = False,
+    echo: int | None = None,
+    minimum_ttl: int | None = None,
+    shutdown: bool = False,
+) -> str:
+    """A ``peer ...`` stanza for bfdd's ``bfd`` node. Intervals in ms."""
+    head = f" peer {peer}"
+    if multihop:
+        head += " multihop"
+    if local:
+        head += f" local-address {local}"
+    if interface and not multihop:
+        head += f" interface {interface}"
+    lines = [
+        head,
+        f"  detect-multiplier {mult}",
+        f"  receive-interval {rx}",
+        f"  transmit-interval {tx}",
+    ]
+    if passive:
+        lines.append("  passive-mode")
+    if echo is not None:
+        lines += [
+            "  echo-mode",
+            f"  echo receive-interval {echo}",
+            f"  echo transmit-interval {echo}",
+        ]
+    if minimum_ttl is not None:
+        lines.append(f"  minimum-ttl {minimum_ttl}")
+    lines.append("  shutdown" if shutdown else "  no shutdown")
+    lines.append(" !")
+    return "\n".join(lines) + "\n"
+
+
+def bfdd_config(peers: Iterable[str]) -> str:
+    return "bfd\n" + "".join(peers) + "!\n"
+
+
+def bgpd_config(
+    asn: int,
+    router_id: str,
+    neighbors: Sequence[str],
+    *,
+    networks4: Iterable[str] = (),
+    networks6: Iterable[str] = (),
+    extra: str = "",
+) -> str:
+    """A bgpd config. ``neighbors`` are ``neighbor ...`` lines (without indent).
+
+    Every neighbor is activated in both unicast families; eBGP policy is not required.
+    """
+    lines = [
+        f"router bgp {asn}",
+        f" bgp router-id {router_id}",
+        " no bgp ebgp-requires-policy",
+        " no bgp network import-check",
+        " no bgp default ipv4-unicast",
+    ]
+    peers = []
+    for n in neighbors:
+        lines.append(f" {n}")
+        words = n.split()
+        if words[0] == "neighbor" and words[2] == "remote-as" and words[1] not in peers:
+            peers.append(words[1])
+    for afi, nets in (("ipv4", list(networks4)), ("ipv6", list(networks6))):
+        lines.append(f" address-family {afi} unicast")
+        lines += [f"  network {n}" for n in nets]
+        lines += [f"  neighbor {p} activate" for p in peers]
+        lines.append(" exit-address-family")
+    if extra:
+        lines.append(extra)
+    return "\n".join(lines) + "\n!\n"
+
+
+class FRR:
+    """zebra + bfdd (+ bgpd when a bgpd config is given) in ``host``."""
+
+    def __init__(
+        self,
+        host: Host,
+        *,
+        bfdd: str | None = "",
+        bgpd: str | None = None,
+        name: str = "frr",
+        debug: bool = False,
+    ) -> None:
+        self.host = host
+        self.name = name
+        self.dir = host.lab.dir / f"{host.name}-{name}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        frr = pwd.getpwnam("frr")
+        os.chown(self.dir, frr.pw_uid, frr.pw_gid)
+        header = f"hostname {host.name}\nlog file {self.dir}/frr.log\n"
+        if debug:
+            header += "debug bfd peer\ndebug bfd network\ndebug bgp neighbor-events\n"
+        self.configs: dict[str, str] = {"zebra": header}
+        if bfdd is not None:
+            self.configs["bfdd"] = header + bfdd
+        if bgpd is not None:
+            self.configs["bgpd"] = header + bgpd
+        self.procs: dict[str, Process] = {}
+
+    def start(self, timeout: float = 15.0) -> FRR:
+        frr = pwd.getpwnam("frr")
+        for daemon in self.configs:  # zebra first: the others connect to it
+            conf = self.dir / f"{daemon}.conf"
+            conf.write_text(self.configs[daemon])
+            os.chown(conf, frr.pw_uid, frr.pw_gid)
+            argv = [
+                f"{DAEMON_DIR}/{daemon}",
+                "-f", str(conf),
+                "-i", str(self.dir / f"{daemon}.pid"),
+                "-z", str(self.dir / "zserv.api"),
+                "--vty_socket", str(self.dir),
+                "-A", "127.0.0.1", "-P", "0",
+                "-u", "frr", "-g", "frr",
+                "--log", f"file:{self.dir}/{daemon}.log",
+            ]  # fmt: skip
+            if daemon == "bfdd":
+                argv += ["--bfdctl", str(self.dir / "bfdd.sock")]
+            if daemon == "bgpd":
+                argv += ["-p", "179"]
+            self.procs[daemon] = self.host.popen(f"{self.name}-{daemon}", argv)
+            wait_until(
+                lambda d=daemon: self._ready(d),  # type: ignore[misc]
+                timeout=timeout,
+                what=f"FRR {daemon} in {self.host.name}",
+            )
+        return self
+
+    def _ready(self, daemon: str) -> bool:
+        self.procs[daemon].check_alive(f"FRR {daemon} in {self.host.name}")
+        self.vtysh(daemon, "show version")
+        return True
+
+    def stop(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            proc.stop()
+
+    def pid(self, daemon: str) -> int:
+        return self.procs[daemon].pid
+
+    # ---- vtysh -------------------------------------------------------------
+
+    def vtysh(self, daemon: str, *commands: str, timeout: float = 10.0) -> str:
+        argv = ["vtysh", "--vty_socket", str(self.dir), "-d", daemon]
+        for c in commands:
+            argv += ["-c", c]
+        # vtysh needs no namespace: it reaches the daemon through its unix socket.
+        cp = self.host.run(*argv, timeout=timeout, check=False)
+        if cp.returncode != 0:
+            raise LabError(
+                f"vtysh -d {daemon} {commands}: {cp.stderr.strip() or cp.stdout.strip()}"
+            )
+        return cp.stdout
+
+    def vtysh_json(self, daemon: str, command: str) -> Any:
+        out = self.vtysh(daemon, command)
+        return json.loads(out) if out.strip() else None
+
+    def configure(self, daemon: str, *lines: str) -> None:
+        """Apply config lines live (``configure terminal`` + lines)."""
+        self.vtysh(daemon, "configure terminal", *lines)
+
+    # ---- BFD ---------------------------------------------------------------
+
+    def bfd_peers(self) -> list[dict[str, Any]]:
+        return self.vtysh_json("bfdd", "show bfd peers json") or []
+
+    def bfd_counters(self) -> list[dict[str, Any]]:
+        return self.vtysh_json("bfdd", "show bfd peers counters json") or []
+
+    def bfd_peer(self, peer: str) -> dict[str, Any] | None:
+        for p in self.bfd_peers():
+            if p.get("peer") == peer:
+                return p
+        return None
+
+    def wait_bfd_status(self, peer: str, status: str, timeout: float = 10.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            p = self.bfd_peer(peer)
+            return p if p is not None and p.get("status") == status else None
+
+        return wait_until(
+            probe, timeout=timeout, what=f"FRR {self.host.name}: BFD peer {peer} {status}"
+        )
+
+    # ---- BGP ---------------------------------------------------------------
+
+    def bgp_summary(self) -> dict[str, Any]:
+        return self.vtysh_json("bgpd", "show bgp summary json") or {}
+
+    def bgp_neighbor(self, peer: str) -> dict[str, Any]:
+        data = self.vtysh_json("bgpd", f"show bgp neighbor {peer} json") or {}
+        return data.get(peer, {})  # type: ignore[no-any-return]
+
+    def bgp_routes(self, family: str = "ipv4") -> dict[str, Any]:
+        data = self.vtysh_json("bgpd", f"show bgp {family} unicast json") or {}
+        return data.get("routes", {})  # type: ignore[no-any-return]
+
+    def wait_bgp_state(self, peer: str, state: str = "Established", timeout: float = 30.0) -> None:
+        wait_until(
+            lambda: self.bgp_neighbor(peer).get("bgpState") == state,
+            timeout=timeout,
+            what=f"FRR {self.host.name}: BGP {peer} {state}",
+        )

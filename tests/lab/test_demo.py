@@ -1,0 +1,31 @@
+"""The README's first command runs this demo; it must keep working."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lab import demo
+
+pytestmark = pytest.mark.lab
+
+
+def test_demo_prints_a_failover_timeline(lab_require, capsys) -> None:  # type: ignore[no-untyped-def]
+    lab_require("frr", "gobgp", "capture")
+    assert demo.main(["--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    times = {
+        label: float(ms)
+        for label, ms in re.findall(
+            r"(BFD Down on the wire|NOTIFICATION from spk|gone from gobgpd)\s+t\+\s*([\d.]+) ms",
+            out,
+        )
+    }
+    assert set(times) == {"BFD Down on the wire", "NOTIFICATION from spk", "gone from gobgpd"}, out
+    # 50/50/3: detection within 150 ms of the cut (plus the fault's own latency).
+    assert times["BFD Down on the wire"] <= 160
+    assert (
+        times["BFD Down on the wire"] <= times["NOTIFICATION from spk"] <= times["gone from gobgpd"]
+    )
+    assert "route back after" in out

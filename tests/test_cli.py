@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import speaker
+from speaker.cli import main
+
+
+def test_version_flag_prints_version(capsys) -> None:  # type: ignore[no-untyped-def]
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert capsys.readouterr().out.strip() == f"speaker {speaker.__version__}"
+
+
+def test_console_script_is_installed() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "speaker.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0 and out.stdout.startswith("speaker ")
+
+
+def test_no_command_is_a_usage_error() -> None:
+    assert main([]) == 2
