@@ -145,32 +145,42 @@ def delay(
 ) -> Fault:
     """Hold packets matching ``match`` for ``delay_ms`` (± uniform ``jitter_ms``).
 
-    Packets go through an NFQUEUE to a lab.nfqdelay process in ``host``; ``bypass``
-    lets them through unharmed if that process is gone. Undo removes the rule, then
-    stops the process (which releases anything it still holds).
+    Packets go through an NFQUEUE to a lab.nfqdelay process in ``host``. This kernel
+    has no nft ``queue`` statement, so an nft rule (in the fault table, which runs
+    before iptables' filter chains) marks the packets and an iptables NFQUEUE rule
+    queues the marked ones; ``--queue-bypass`` lets them through unharmed if the
+    delayer is gone. Undo removes both rules, then stops the delayer (which releases
+    whatever it still holds).
     """
     queue = next(_queue_numbers)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     argv = [
         sys.executable, "-m", "lab.nfqdelay", "--queue", str(queue),
         "--delay-ms", str(delay_ms), "--jitter-ms", str(jitter_ms),
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     proc = host.popen(f"nfqdelay-{queue}", argv, env=env)
     wait_until(
-        lambda: _check_ready(proc),
-        timeout=10.0,
-        what=f"nfqdelay queue {queue} in {host.name}",
+        lambda: _check_ready(proc), timeout=10.0, what=f"nfqdelay queue {queue} in {host.name}"
     )
-    inner = drop(host, match, direction=direction, verdict=f"queue num {queue} bypass")
+    chain = "INPUT" if direction == "in" else "OUTPUT"
+    queue_rule = [
+        chain, "-m", "mark", "--mark", hex(queue), "-j", "NFQUEUE",
+        "--queue-num", str(queue), "--queue-bypass",
+    ]  # fmt: skip
+    for tool in ("iptables", "ip6tables"):
+        host.run(tool, "-A", *queue_rule)
+    marking = drop(host, match, direction=direction, verdict=f"meta mark set {hex(queue)}")
 
     def undo() -> None:
-        inner.undo()
+        marking.undo()
+        for tool in ("iptables", "ip6tables"):
+            host.run(tool, "-D", *queue_rule, check=False)
         proc.stop()
 
     return Fault(
         "delay",
         f"{host.name} {direction}: {match} delay {delay_ms}±{jitter_ms} ms",
-        inner.at,
+        marking.at,
         undo,
     )
 

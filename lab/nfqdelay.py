@@ -1,6 +1,6 @@
 """Delay packets through an NFQUEUE: a stand-in for ``tc qdisc ... netem delay``.
 
-The lab kernel has no ``sch_netem``, but it has nftables' ``queue`` statement. This
+The lab kernel has no ``sch_netem``, but it can queue packets to userspace. This
 module is a tiny stdlib-only NFQUEUE client: it binds one queue, learns each queued
 packet's id (metadata copy only, the payload never reaches us), and issues an
 ``NF_ACCEPT`` verdict for it ``delay ± jitter`` milliseconds later.
@@ -11,17 +11,25 @@ Run it inside the namespace whose traffic should be delayed (cwd /work/main)::
         --queue 7 --delay-ms 40 [--jitter-ms 10] [--seed 1] [--maxlen 10000] [--fail-open]
 
 It prints ``ready queue=7`` (flushed) once the queue is bound, so start it first, wait
-for that line, then steer packets into the queue with nft in the same namespace::
+for that line, then steer packets into the queue in the same namespace. This kernel has
+no nft ``queue`` expression (CONFIG_NFT_QUEUE is off: nft says "Could not process rule:
+No such file or directory"), but it has xtables' NFQUEUE target, which iptables-nft
+installs through nft_compat (Debian package ``iptables``)::
 
-    nft add table inet labfault
-    nft add chain inet labfault output '{ type filter hook output priority 0; }'
-    nft add rule inet labfault output udp dport 3784 queue num 7 bypass
+    iptables  -A OUTPUT -p udp --dport 3784 -j NFQUEUE --queue-num 7 --queue-bypass
+    ip6tables -A OUTPUT -p udp --dport 3784 -j NFQUEUE --queue-num 7 --queue-bypass
 
-``bypass`` makes the kernel accept packets while nobody listens on the queue (before
-the delayer is up, after it exits or dies); without it they are dropped. Direction
-follows the hook: in ``output`` the delay applies to packets leaving the host, in
-``input`` to packets arriving for it (``forward`` for routed traffic). Delaying both
-ways means two rules (they may share one queue and one delayer).
+(On a kernel with CONFIG_NFT_QUEUE the nft equivalent is
+``nft add rule inet labfault output udp dport 3784 queue num 7 bypass``.) For a match
+only nft can express, mark the packet in an nft chain that runs first (priority -1,
+``meta mark set 0x7``) and queue on the mark: ``iptables -A OUTPUT -m mark --mark 0x7
+-j NFQUEUE --queue-num 7 --queue-bypass``.
+
+``--queue-bypass`` makes the kernel accept packets while nobody listens on the queue
+(before the delayer is up, after it exits or dies); without it they are dropped.
+Direction follows the hook: in ``OUTPUT`` the delay applies to packets leaving the
+host, in ``INPUT`` to packets arriving for it (``FORWARD`` for routed traffic).
+Delaying both ways means two rules (they may share one queue and one delayer).
 
 Semantics, compared with netem:
 
@@ -305,11 +313,10 @@ def run(args: argparse.Namespace) -> int:
 
     # Shutting down: nothing may stay queued (unbinding would drop it), so accept all
     # held packets now, plus whatever arrived meanwhile, then leave the queue.
-    d.receive()
+    d.receive(budget=1 << 20)
     d.release(float("inf"))
     try:
         d.request(config_command(NFQNL_CFG_CMD_UNBIND), "unbind")
-        d.release(float("inf"))
     except NetlinkError as exc:
         print(f"nfqdelay: {exc.strerror}", file=sys.stderr, flush=True)
     print(

@@ -21,6 +21,7 @@ TOOLS = {
     "dumpcap": "tshark",
     "tshark": "tshark",
     "ping": "iputils-ping",
+    "iptables": "iptables",
     "stress-ng": "stress-ng",
 }
 ALIASES = {
@@ -28,7 +29,7 @@ ALIASES = {
     "gobgp": ("gobgpd", "gobgp"),
     "bird": ("bird", "birdc"),
     "capture": ("dumpcap", "tshark"),
-    "netns": ("ip", "tc", "nft"),
+    "netns": ("ip", "tc", "nft", "iptables"),
 }
 
 
