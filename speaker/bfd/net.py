@@ -1,0 +1,141 @@
+"""Sockets for BFD over UDP (RFC 5881 single-hop, RFC 5883 multihop).
+
+Receiving: one socket per (family, port), bound to the wildcard address, asking the
+kernel for the received TTL / hop limit and the packet's destination address as
+ancillary data, so the runtime can apply GTSM (RFC 5881 §5: single-hop packets must
+arrive with TTL 255; RFC 5883 §5: multihop with at least the configured minimum) and
+demultiplex by (peer, local address).
+
+Sending: one socket per session, bound to the session's local address and a source
+port of its own in 49152-65535 (RFC 5881 §4), with TTL / hop limit 255.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import random
+import socket
+import struct
+from typing import cast
+
+import attrs
+import trio
+
+from protocols.bfd import CONTROL_PORT, MULTIHOP_CONTROL_PORT
+
+__all__ = ["Datagram", "IPAddress", "open_receiver", "open_sender", "receive"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Linux values the socket module does not export.
+IP_PKTINFO = 8
+IP_RECVTTL = 12
+IP_TTL = 2
+IPV6_RECVPKTINFO = 49
+IPV6_PKTINFO = 50
+IPV6_RECVHOPLIMIT = 51
+IPV6_HOPLIMIT = 52
+IPV6_UNICAST_HOPS = 16
+
+SOURCE_PORTS = range(49152, 65536)
+_ANCILLARY_SPACE = 256
+
+
+@attrs.frozen
+class Datagram:
+    data: bytes
+    source: IPAddress
+    source_port: int
+    destination: IPAddress | None
+    ttl: int | None
+    ifindex: int | None
+
+
+def control_port(multihop: bool) -> int:
+    return MULTIHOP_CONTROL_PORT if multihop else CONTROL_PORT
+
+
+async def open_receiver(family: socket.AddressFamily, port: int) -> trio.socket.SocketType:
+    """A bound (not yet read) receive socket for one family and port."""
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            address: tuple[str, int] = ("0.0.0.0", port)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVPKTINFO, 1)
+            address = ("::", port)
+        await sock.bind(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def open_sender(
+    local: IPAddress,
+    *,
+    interface: str | None = None,
+    taken: set[int] | None = None,
+    rng: random.Random | None = None,
+) -> tuple[trio.socket.SocketType, int]:
+    """A socket bound to ``local`` and a free source port; returns it and the port.
+
+    ``taken`` lists ports this process already uses (they are skipped; the chosen one
+    is added). ``interface`` binds the socket to a device (single-hop sessions), so
+    packets leave on the link the session is about.
+    """
+    family = socket.AF_INET if local.version == 4 else socket.AF_INET6
+    sock = trio.socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_TTL, 255)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_UNICAST_HOPS, 255)
+        if interface:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
+        taken = taken if taken is not None else set()
+        start = (rng or random.Random()).randrange(len(SOURCE_PORTS))
+        for i in range(len(SOURCE_PORTS)):
+            port = SOURCE_PORTS[(start + i) % len(SOURCE_PORTS)]
+            if port in taken:
+                continue
+            try:
+                await sock.bind((str(local), port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            taken.add(port)
+            return sock, port
+        raise OSError(errno.EADDRINUSE, f"no free BFD source port on {local}")
+    except BaseException:
+        sock.close()
+        raise
+
+
+async def receive(sock: trio.socket.SocketType) -> Datagram:
+    """The next datagram with its TTL and destination address (from ancillary data)."""
+    data, ancdata, _flags, addr = await sock.recvmsg(1500, _ANCILLARY_SPACE)
+    ttl: int | None = None
+    destination: IPAddress | None = None
+    ifindex: int | None = None
+    for level, kind, value in ancdata:
+        if level == socket.IPPROTO_IP and kind == IP_TTL and len(value) >= 4:
+            ttl = struct.unpack("=i", value[:4])[0]
+        elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+            ifindex = struct.unpack("=i", value[:4])[0]
+            destination = ipaddress.IPv4Address(value[8:12])
+        elif level == socket.IPPROTO_IPV6 and kind == IPV6_HOPLIMIT and len(value) >= 4:
+            ttl = struct.unpack("=i", value[:4])[0]
+        elif level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= 20:
+            destination = ipaddress.IPv6Address(value[:16])
+            ifindex = struct.unpack("=I", value[16:20])[0]
+    host, port = cast("tuple[str, int]", addr)[:2]
+    source = ipaddress.ip_address(host.split("%", 1)[0])
+    return Datagram(data, source, port, destination, ttl, ifindex)

@@ -1,0 +1,435 @@
+"""The BFD runtime: sessions of the sans-IO core driven by Trio sockets and timers.
+
+Task tree::
+
+    BfdEndpoint.run                      (one per process)
+    ├── receive loop per (family, port)  decode, GTSM, demultiplex, hand to session
+    └── BfdSession.run per session       timers, sends, events; echo tasks if enabled
+
+All sends happen in the session's own task: an input (packet, admin change, profile
+change) only updates the core and "kicks" the task, so a receive loop never waits on
+a send. State changes go out two ways: synchronously to cancel scopes registered with
+:meth:`BfdSession.cancel_on_failure` (the BGP session's scope: no task switch between
+detection and teardown), and through memory channels to any number of subscribers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import math
+import random
+import socket
+from collections import Counter
+from collections.abc import Iterator
+
+import attrs
+import trio
+
+from protocols.bfd import (
+    BfdDecodeError,
+    ControlPacket,
+    Diag,
+    DiscardReason,
+    Session,
+    State,
+    StateChanged,
+    TimersChanged,
+)
+from speaker.bfd import net
+from speaker.bfd.profile import BfdProfile
+
+__all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
+
+log = logging.getLogger("speaker.bfd")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_SUBSCRIBER_BUFFER = 64
+
+
+@attrs.frozen(kw_only=True)
+class SessionKey:
+    """What identifies a session: the peer, our address, single-hop or multihop."""
+
+    peer: IPAddress
+    local: IPAddress
+    multihop: bool = False
+    interface: str | None = None
+
+    def __str__(self) -> str:
+        hop = " multihop" if self.multihop else ""
+        dev = f" dev {self.interface}" if self.interface else ""
+        return f"{self.peer} (local {self.local}{dev}{hop})"
+
+
+@attrs.frozen(kw_only=True)
+class BfdStatistics:
+    """A snapshot of one session, for ``show bfd peers`` and metrics. Times in seconds
+    (``trio.current_time()``), intervals in microseconds as on the wire."""
+
+    key: SessionKey
+    profile: str
+    state: State
+    remote_state: State
+    local_discriminator: int
+    remote_discriminator: int
+    local_diag: Diag
+    remote_diag: int
+    up_since: float | None
+    last_change: float | None
+    detect_mult: int
+    desired_min_tx_us: int
+    required_min_rx_us: int
+    echo_rx_us: int
+    tx_interval_us: int
+    detection_time_us: int | None
+    echo_tx_interval_us: int | None
+    remote_detect_mult: int | None
+    remote_desired_min_tx_us: int | None
+    remote_required_min_rx_us: int | None
+    remote_echo_rx_us: int | None
+    control_rx: int
+    control_tx: int
+    echo_rx: int
+    echo_tx: int
+    up_events: int
+    down_events: int
+    discards: dict[str, int]
+
+
+class BfdSession:
+    """The runtime half of one session; created by :meth:`BfdEndpoint.add_session`."""
+
+    def __init__(
+        self, endpoint: BfdEndpoint, key: SessionKey, profile: BfdProfile, discriminator: int
+    ) -> None:
+        self.key = key
+        self.profile = profile
+        self._endpoint = endpoint
+        self.core = Session(
+            profile.session_config(multihop=key.multihop),
+            rng=endpoint.rng,
+            now=trio.current_time(),
+            local_discriminator=discriminator,
+        )
+        self._wake: trio.CancelScope | None = None
+        self._pending_wake = False
+        self._sender: trio.socket.SocketType | None = None
+        self._subscribers: list[trio.MemorySendChannel[StateChanged]] = []
+        self._failure_scopes: list[trio.CancelScope] = []
+        self._changed = trio.Event()
+        self._up_since: float | None = None
+        self._last_change: float | None = None
+        self._last_remote: ControlPacket | None = None
+        self.runtime_discards: Counter[str] = Counter()
+        self._scope = trio.CancelScope()
+
+    # ---- queries --------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.core.state
+
+    def statistics(self) -> BfdStatistics:
+        core, remote, counters = self.core, self._last_remote, self.core.counters
+        discards = Counter({r.value: n for r, n in counters.discards.items()})
+        discards.update(self.runtime_discards)
+        return BfdStatistics(
+            key=self.key,
+            profile=self.profile.name,
+            state=core.state,
+            remote_state=core.remote_state,
+            local_discriminator=core.local_discriminator,
+            remote_discriminator=core.remote_discriminator,
+            local_diag=core.local_diag,
+            remote_diag=core.remote_diag,
+            up_since=self._up_since,
+            last_change=self._last_change,
+            detect_mult=core.config.detect_mult,
+            desired_min_tx_us=core.desired_min_tx_us,
+            required_min_rx_us=core.required_min_rx_us,
+            echo_rx_us=core.config.advertised_echo_rx_us,
+            tx_interval_us=core.tx_interval_us,
+            detection_time_us=core.detection_time_us,
+            echo_tx_interval_us=core.echo_tx_interval_us,
+            remote_detect_mult=remote.detect_mult if remote else None,
+            remote_desired_min_tx_us=remote.desired_min_tx_us if remote else None,
+            remote_required_min_rx_us=remote.required_min_rx_us if remote else None,
+            remote_echo_rx_us=remote.required_min_echo_rx_us if remote else None,
+            control_rx=counters.control_rx,
+            control_tx=counters.control_tx,
+            echo_rx=counters.echo_rx,
+            echo_tx=counters.echo_tx,
+            up_events=counters.up_transitions,
+            down_events=counters.down_transitions,
+            discards=dict(discards),
+        )
+
+    # ---- subscriptions -------------------------------------------------------------
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[StateChanged]:
+        """A channel of this session's state changes from now on (close it when done).
+
+        A subscriber that falls :data:`_SUBSCRIBER_BUFFER` changes behind is dropped
+        (its channel closes) rather than slowing the session down.
+        """
+        send, receive = trio.open_memory_channel[StateChanged](_SUBSCRIBER_BUFFER)
+        self._subscribers.append(send)
+        return receive
+
+    @contextlib.contextmanager
+    def cancel_on_failure(self, scope: trio.CancelScope) -> Iterator[None]:
+        """Cancel ``scope`` the moment this session goes from Up to Down because of a
+        path failure (not the peer's AdminDown, RFC 5882 §3.2), while inside the block."""
+        self._failure_scopes.append(scope)
+        try:
+            yield
+        finally:
+            self._failure_scopes.remove(scope)
+
+    async def wait_state(self, *states: State) -> State:
+        while self.core.state not in states:
+            await self._changed.wait()
+        return self.core.state
+
+    # ---- commands ------------------------------------------------------------------
+
+    def admin_down(self) -> None:
+        self.core.admin_down(trio.current_time())
+        self.kick()
+
+    def admin_up(self) -> None:
+        self.core.admin_up(trio.current_time())
+        self.kick()
+
+    def set_profile(self, profile: BfdProfile) -> None:
+        """Apply new timers to the live session: a Poll sequence, never a reset."""
+        self.profile = profile
+        self.core.set_profile(
+            profile.session_config(multihop=self.key.multihop), trio.current_time()
+        )
+        self.kick()
+
+    def kick(self) -> None:
+        """Make the session task run now (send what the core queued, re-arm timers)."""
+        if self._wake is not None:
+            self._wake.deadline = -math.inf
+        else:
+            self._pending_wake = True
+
+    # ---- the task --------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._sender, port = await net.open_sender(
+            self.key.local,
+            interface=None if self.key.multihop else self.key.interface,
+            taken=self._endpoint.ports_in_use,
+            rng=self._endpoint.rng,
+        )
+        log.info("bfd %s: session started, discriminator %d, source port %d, profile %s",
+                 self.key, self.core.local_discriminator, port, self.profile.name)  # fmt: skip
+        try:
+            with self._scope:
+                task_status.started()
+                await self._timer_loop()
+        finally:
+            self._endpoint.ports_in_use.discard(port)
+            self._sender.close()
+            for channel in self._subscribers:
+                channel.close()
+
+    async def stop(self, copies: int = 3, spacing: float = 0.01) -> None:
+        """AdminDown (so the peer does not see a failure), sent ``copies`` times against
+        loss, then end the session's task."""
+        self.core.admin_down(trio.current_time())
+        packets = self.core.datagrams_to_send()
+        for i in range(copies):
+            if i:
+                await trio.sleep(spacing)
+            await self._send_control(packets)
+        self._drain_events()
+        self._scope.cancel()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            now = trio.current_time()
+            deadline = self.core.get_timer()
+            if deadline is not None and now >= deadline:
+                self.core.handle_timer(now)
+            await self._flush()
+            deadline = self.core.get_timer()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wake:
+                if self._pending_wake:
+                    self._pending_wake = False
+                    wake.deadline = -math.inf
+                self._wake = wake
+                await trio.sleep_forever()
+            self._wake = None
+
+    async def _flush(self) -> None:
+        await self._send_control(self.core.datagrams_to_send())
+        self.core.echo_datagrams_to_send()  # echo transport: not wired yet
+        self._drain_events()
+
+    def _drain_events(self) -> None:
+        while (event := self.core.next_event()) is not None:
+            if isinstance(event, StateChanged):
+                self._publish(event)
+            elif isinstance(event, TimersChanged):
+                log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.key,
+                          event.tx_interval_us, event.detection_time_us,
+                          event.echo_tx_interval_us)  # fmt: skip
+
+    async def _send_control(self, datagrams: list[bytes]) -> None:
+        assert self._sender is not None
+        destination = (str(self.key.peer), net.control_port(self.key.multihop))
+        for datagram in datagrams:
+            if not datagram:
+                continue
+            try:
+                await self._sender.sendto(datagram, destination)
+            except OSError as exc:
+                # No route, interface down...: the peer will see silence, as with a cut.
+                self.runtime_discards[f"send-error-{exc.errno}"] += 1
+
+    def _publish(self, event: StateChanged) -> None:
+        self._last_change = event.at
+        if event.new is State.UP:
+            self._up_since = event.at
+        elif event.old is State.UP:
+            self._up_since = None
+        if event.path_failure:
+            for scope in list(self._failure_scopes):
+                scope.cancel()
+        level = logging.WARNING if event.path_failure else logging.INFO
+        log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.key, event.old.name,
+                event.new.name, event.diag.name, event.reason)  # fmt: skip
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(event)
+            except trio.WouldBlock:
+                log.error("bfd %s: a subscriber fell behind; dropping it", self.key)
+                channel.close()
+                self._subscribers.remove(channel)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(channel)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # ---- input from the endpoint ------------------------------------------------------
+
+    def deliver(self, packet: ControlPacket, datagram: net.Datagram, now: float) -> None:
+        """A decoded Control packet for this session, already demultiplexed."""
+        minimum = self.profile.minimum_ttl if self.key.multihop else 255
+        if datagram.ttl is not None and datagram.ttl < minimum:
+            self.runtime_discards["ttl-below-minimum"] += 1
+            return
+        if datagram.source != self.key.peer:
+            self.runtime_discards["source-mismatch"] += 1
+            return
+        if self.core.receive_decoded(packet, now) is None:
+            self._last_remote = packet
+        self.kick()
+
+
+class BfdEndpoint:
+    """All BFD sessions of a process, their receive sockets and demultiplexing."""
+
+    def __init__(self, *, rng: random.Random | None = None) -> None:
+        self.rng = rng or random.SystemRandom()
+        self.sessions: dict[SessionKey, BfdSession] = {}
+        self.ports_in_use: set[int] = set()
+        self.discards: Counter[str] = Counter()
+        self._by_discriminator: dict[int, BfdSession] = {}
+        self._by_addresses: dict[tuple[IPAddress, IPAddress, bool], BfdSession] = {}
+        self._receivers: dict[tuple[int, int], trio.socket.SocketType] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[BfdEndpoint] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for sock in self._receivers.values():
+                sock.close()
+            self._receivers.clear()
+
+    async def add_session(self, key: SessionKey, profile: BfdProfile) -> BfdSession:
+        """Create and start a session (its receive socket too, if not open yet)."""
+        if self._nursery is None:
+            raise RuntimeError("BfdEndpoint.run() is not running")
+        if key in self.sessions:
+            raise ValueError(f"a BFD session for {key} exists already")
+        family = socket.AF_INET if key.peer.version == 4 else socket.AF_INET6
+        port = net.control_port(key.multihop)
+        if (family, port) not in self._receivers:
+            sock = await net.open_receiver(family, port)
+            self._receivers[(family, port)] = sock
+            self._nursery.start_soon(self._receive_loop, sock, key.multihop)
+        discriminator = 0
+        while discriminator == 0 or discriminator in self._by_discriminator:
+            discriminator = self.rng.getrandbits(32)
+        session = BfdSession(self, key, profile, discriminator)
+        self.sessions[key] = session
+        self._by_discriminator[discriminator] = session
+        self._by_addresses[(key.peer, key.local, key.multihop)] = session
+        try:
+            await self._nursery.start(session.run)
+        except BaseException:
+            self._forget(session)
+            raise
+        return session
+
+    async def remove_session(self, session: BfdSession) -> None:
+        await session.stop()
+        self._forget(session)
+
+    async def shutdown(self) -> None:
+        """AdminDown on every session (RFC 5882: the peers must not see a failure)."""
+        async with trio.open_nursery() as nursery:
+            for session in list(self.sessions.values()):
+                nursery.start_soon(self.remove_session, session)
+
+    def _forget(self, session: BfdSession) -> None:
+        self.sessions.pop(session.key, None)
+        self._by_discriminator.pop(session.core.local_discriminator, None)
+        self._by_addresses.pop((session.key.peer, session.key.local, session.key.multihop), None)
+
+    async def _receive_loop(self, sock: trio.socket.SocketType, multihop: bool) -> None:
+        while True:
+            try:
+                datagram = await net.receive(sock)
+            except OSError as exc:  # e.g. ICMP errors queued on the socket
+                self.discards[f"receive-error-{exc.errno}"] += 1
+                continue
+            self.dispatch(datagram, multihop, trio.current_time())
+
+    def dispatch(self, datagram: net.Datagram, multihop: bool, now: float) -> None:
+        """Find the session a datagram belongs to (RFC 5880 §6.8.6: by Your
+        Discriminator, or by addresses while it is zero) and hand it over."""
+        try:
+            packet = ControlPacket.decode(datagram.data)
+        except BfdDecodeError as exc:
+            session = self._find(datagram, multihop)
+            reason = getattr(exc, "discard_reason", DiscardReason.MALFORMED).value
+            (session.runtime_discards if session else self.discards)[reason] += 1
+            return
+        if packet.your_discriminator:
+            session = self._by_discriminator.get(packet.your_discriminator)
+        else:
+            session = self._find(datagram, multihop)
+        if session is None or session.key.multihop != multihop:
+            self.discards[DiscardReason.NO_SESSION.value] += 1
+            return
+        session.deliver(packet, datagram, now)
+
+    def _find(self, datagram: net.Datagram, multihop: bool) -> BfdSession | None:
+        if datagram.destination is None:
+            return None
+        return self._by_addresses.get((datagram.source, datagram.destination, multihop))
