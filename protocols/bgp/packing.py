@@ -1,0 +1,130 @@
+"""Packing many prefixes into as few UPDATE messages as possible (for Adj-RIB-Out).
+
+IPv4 unicast prefixes go into the NLRI / Withdrawn Routes fields (RFC 4271 §4.3);
+IPv6 prefixes into MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 4760).  Every produced
+message fits ``ctx.max_message_size`` (4096, or 65535 with RFC 8654).
+End-of-RIB markers (RFC 4724 §2) are built by :func:`end_of_rib` and recognised
+with :attr:`UpdateMessage.end_of_rib`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from ipaddress import IPv4Network, IPv6Address, IPv6Network
+from typing import TypeVar
+
+from .attributes import MpReachNlri, MpUnreachNlri, NextHop, PathAttribute
+from .constants import AFI, HEADER_LEN, SAFI
+from .context import CodecContext
+from .errors import LocalProtocolError
+from .nlri import Prefix, prefix_size
+from .update import UpdateMessage, encode_path_attributes, end_of_rib
+
+__all__ = ["end_of_rib", "pack_announcements", "pack_withdrawals"]
+
+_P = TypeVar("_P", IPv4Network, IPv6Network)
+
+#: Header + Withdrawn Routes Length + Total Path Attribute Length.
+_UPDATE_OVERHEAD = HEADER_LEN + 4
+
+
+def _attr_header(value_len: int) -> int:
+    return 4 if value_len > 255 else 3
+
+
+def _chunks(prefixes: Sequence[_P], limit: int, cost: Callable[[int], int]) -> list[list[_P]]:
+    """Greedy split: ``cost(nlri_octets)`` is the message size holding that many octets."""
+    out: list[list[_P]] = []
+    cur: list[_P] = []
+    used = 0
+    for p in prefixes:
+        size = prefix_size(p)
+        if cur and cost(used + size) > limit:
+            out.append(cur)
+            cur, used = [], 0
+        if cost(used + size) > limit:
+            raise LocalProtocolError("path attributes leave no room for a single prefix")
+        cur.append(p)
+        used += size
+    if cur:
+        out.append(cur)
+    return out
+
+
+def _split(prefixes: Iterable[Prefix]) -> tuple[list[IPv4Network], list[IPv6Network]]:
+    v4: list[IPv4Network] = []
+    v6: list[IPv6Network] = []
+    for p in prefixes:
+        if isinstance(p, IPv4Network):
+            v4.append(p)
+        else:
+            v6.append(p)
+    return v4, v6
+
+
+def pack_announcements(
+    attributes: Sequence[PathAttribute],
+    prefixes: Iterable[Prefix],
+    ctx: CodecContext,
+    *,
+    ipv6_next_hop: IPv6Address | None = None,
+    ipv6_link_local_next_hop: IPv6Address | None = None,
+    safi: int = SAFI.UNICAST,
+) -> list[UpdateMessage]:
+    """UPDATEs announcing ``prefixes`` with the same ``attributes``.
+
+    IPv4 prefixes need a :class:`NextHop` in ``attributes``; IPv6 prefixes need
+    ``ipv6_next_hop`` (global) and optionally ``ipv6_link_local_next_hop``.  Any
+    MP_REACH/MP_UNREACH in ``attributes`` is ignored; NEXT_HOP is left out of the
+    IPv6-only messages.
+    """
+    base = [a for a in attributes if not isinstance(a, MpReachNlri | MpUnreachNlri)]
+    v4, v6 = _split(prefixes)
+    limit = ctx.max_message_size
+    out: list[UpdateMessage] = []
+    if v4:
+        if not any(isinstance(a, NextHop) for a in base):
+            raise LocalProtocolError("IPv4 announcements need a NEXT_HOP attribute")
+        fixed = _UPDATE_OVERHEAD + len(encode_path_attributes(base, ctx))
+        for chunk in _chunks(v4, limit, lambda n: fixed + n):
+            out.append(UpdateMessage(attributes=tuple(base), nlri=tuple(chunk)))
+    if v6:
+        if ipv6_next_hop is None:
+            raise LocalProtocolError("IPv6 announcements need ipv6_next_hop")
+        v6_base = tuple(a for a in base if not isinstance(a, NextHop))
+        fixed = _UPDATE_OVERHEAD + len(encode_path_attributes(v6_base, ctx))
+        nh_len = 16 if ipv6_link_local_next_hop is None else 32
+        mp_fixed = 5 + nh_len
+
+        def cost(n: int) -> int:
+            return fixed + _attr_header(mp_fixed + n) + mp_fixed + n
+
+        for chunk6 in _chunks(v6, limit, cost):
+            reach = MpReachNlri(
+                afi=AFI.IPV6,
+                safi=safi,
+                next_hop=ipv6_next_hop,
+                link_local_next_hop=ipv6_link_local_next_hop,
+                nlri=tuple(chunk6),
+            )
+            out.append(UpdateMessage(attributes=(reach, *v6_base)))
+    return out
+
+
+def pack_withdrawals(
+    prefixes: Iterable[Prefix], ctx: CodecContext, *, safi: int = SAFI.UNICAST
+) -> list[UpdateMessage]:
+    """UPDATEs withdrawing ``prefixes`` (IPv4 in Withdrawn Routes, IPv6 in MP_UNREACH)."""
+    v4, v6 = _split(prefixes)
+    limit = ctx.max_message_size
+    out: list[UpdateMessage] = []
+    for chunk in _chunks(v4, limit, lambda n: _UPDATE_OVERHEAD + n):
+        out.append(UpdateMessage(withdrawn=tuple(chunk)))
+
+    def cost(n: int) -> int:
+        return _UPDATE_OVERHEAD + _attr_header(3 + n) + 3 + n
+
+    for chunk6 in _chunks(v6, limit, cost):
+        unreach = MpUnreachNlri(afi=AFI.IPV6, safi=safi, withdrawn=tuple(chunk6))
+        out.append(UpdateMessage(attributes=(unreach,)))
+    return out
