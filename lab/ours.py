@@ -1,0 +1,143 @@
+"""Our own daemons in a lab host, with the same kind of query API as the others.
+
+:class:`OurBfd` runs ``python -m speaker.bfd`` (one standalone BFD session) and reads
+its JSON-line reports: state changes, statistics on SIGUSR1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from lab.netns import Host
+from lab.proc import Process, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def our_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+class OurBfd:
+    def __init__(
+        self,
+        host: Host,
+        *,
+        peer: str,
+        local: str,
+        interface: str | None = None,
+        multihop: bool = False,
+        tx: int = 300,
+        rx: int = 300,
+        mult: int = 3,
+        passive: bool = False,
+        echo: bool = False,
+        echo_interval: int = 50,
+        min_ttl: int | None = None,
+        auth: str | None = None,
+        key_id: int = 1,
+        secret: str = "",
+        name: str = "bfd",
+        debug: bool = False,
+    ) -> None:
+        self.host = host
+        self.name = name
+        self.profile_path = host.lab.dir / f"{host.name}-{name}-profile.json"
+        self.profile_path.write_text("{}")
+        argv = [
+            sys.executable, "-m", "speaker.bfd", "--peer", peer, "--local", local,
+            "--tx", str(tx), "--rx", str(rx), "--mult", str(mult),
+            "--echo-interval", str(echo_interval), "--profile-file", str(self.profile_path),
+        ]  # fmt: skip
+        if interface:
+            argv += ["--interface", interface]
+        if multihop:
+            argv.append("--multihop")
+        if passive:
+            argv.append("--passive")
+        if echo:
+            argv.append("--echo")
+        if min_ttl is not None:
+            argv += ["--min-ttl", str(min_ttl)]
+        if auth:
+            argv += ["--auth", auth, "--key-id", str(key_id), "--secret", secret]
+        if debug:
+            argv.append("--debug")
+        self.argv = argv
+        self.proc: Process | None = None
+
+    def start(self, timeout: float = 10.0) -> OurBfd:
+        self.proc = self.host.popen(self.name, self.argv, env=our_env())
+        wait_until(self._started, timeout=timeout, what=f"our BFD in {self.host.name}")
+        return self
+
+    def _started(self) -> bool:
+        assert self.proc is not None
+        self.proc.check_alive(f"our BFD in {self.host.name}")
+        return any(r["event"] == "started" for r in self.records())
+
+    def stop(self) -> int | None:
+        assert self.proc is not None
+        return self.proc.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def records(self) -> list[dict[str, Any]]:
+        assert self.proc is not None
+        out = []
+        for line in self.proc.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line still being written
+        return out
+
+    def states(self) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r["event"] == "state"]
+
+    def state(self) -> str:
+        states = self.states()
+        return states[-1]["new"] if states else "DOWN"
+
+    def wait_state(self, new: str, *, after: int = 0, timeout: float = 10.0) -> dict[str, Any]:
+        """The first state change to ``new`` among changes number ``after`` and later."""
+
+        def probe() -> dict[str, Any] | None:
+            for record in self.states()[after:]:
+                if record["new"] == new:
+                    return record
+            return None
+
+        return wait_until(probe, timeout=timeout, what=f"our BFD {self.host.name} {new}")
+
+    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        assert self.proc is not None
+        seen = sum(1 for r in self.records() if r["event"] == "stats")
+        self.proc.send_signal(signal.SIGUSR1)
+
+        def probe() -> dict[str, Any] | None:
+            stats = [r for r in self.records() if r["event"] == "stats"]
+            return stats[-1] if len(stats) > seen else None
+
+        return wait_until(probe, timeout=timeout, what="our BFD statistics")
+
+    def set_profile(self, **fields: Any) -> None:
+        """Change the live session's profile (fields of BfdProfile) through SIGHUP."""
+        assert self.proc is not None
+        seen = sum(1 for r in self.records() if r["event"].startswith("profile"))
+        self.profile_path.write_text(json.dumps(fields))
+        self.proc.send_signal(signal.SIGHUP)
+        wait_until(
+            lambda: sum(1 for r in self.records() if r["event"].startswith("profile")) > seen,
+            timeout=5.0,
+            what="profile applied",
+        )
