@@ -1,0 +1,633 @@
+"""One BFD session, sans-IO (RFC 5880 §6, asynchronous mode, optional Echo).
+
+The runtime drives a :class:`Session` like an aioquic connection::
+
+    session = Session(config, rng=random.Random(), now=clock())
+    loop:
+        sleep until session.get_timer()          # absolute, seconds
+        session.handle_timer(clock())
+        send session.datagrams_to_send()         # Control packets, encoded + signed
+        send session.echo_datagrams_to_send()    # Echo packets (port 3785)
+        on a Control datagram: session.receive_packet(data, clock()), then send again
+        on a returned Echo:    session.receive_echo(data, clock())
+        drain session.next_event()
+
+Every entry point leaves the session consistent: packets it wants sent now are queued,
+and :meth:`Session.get_timer` is the next instant :meth:`Session.handle_timer` is due.
+
+Transmission decisions (§6.8.7):
+
+* periodic packets every max(DesiredMinTx in use, bfd.RemoteMinRxInterval), jittered
+  to 75-100% (75-90% when DetectMult is 1); none while Passive and bfd.RemoteDiscr is
+  0, none while bfd.RemoteMinRxInterval is 0, none while Demand mode is active on the
+  remote system and no Poll is outstanding (the MUST of §6.8.6; we never set D
+  ourselves, so our side stays asynchronous and keeps detecting by timer);
+* an extra packet as soon as its contents would differ from the last one sent (state,
+  diag, discriminators, intervals, Detect Mult), which also restarts the periodic
+  timer, and a packet with F set in reply to every accepted P, outside the schedule.
+
+Timer changes (§6.8.3) always run as a Poll Sequence: P rides on the packets sent
+while it is outstanding; a new change waits for the Final and then starts the next
+Poll from the current target values. While Up, a larger DesiredMinTx is used for the
+transmit interval, and a smaller RequiredMinRx for the Detection Time, only once the
+Final arrives. The targets are: DesiredMinTx = configured, raised to 1 s while not Up
+(slow start), and RequiredMinRx = configured, raised to 1 s while the Echo function
+is active (§6.8.3 SHOULD). Leaving Up abandons an outstanding Poll (its ordering rules
+only protect an Up session) and starts one for the slow-start values.
+"""
+
+from __future__ import annotations
+
+import collections
+
+from . import fsm
+from .auth import sequence_in_window, sign, verify
+from .config import SessionConfig
+from .constants import MAX_U32, SLOW_INTERVAL_US, Diag, State
+from .counters import SessionCounters
+from .echo import EchoPacket
+from .errors import BfdDecodeError, DiscardReason
+from .events import Event, StateChanged, TimersChanged
+from .packet import ControlPacket, DigestAuth
+from .poll import IntervalNegotiation
+from .timers import (
+    Rng,
+    detection_time_us,
+    jittered_interval_us,
+    transmit_interval_us,
+    us_to_s,
+)
+
+__all__ = ["Session", "SessionCounters"]
+
+# Content of a Control packet other than P and F: a change triggers an immediate send.
+_ContentKey = tuple[State, int, int, int, int, int, int]
+
+
+class Session:
+    """A BFD session; see the module docstring for the calling convention.
+
+    ``local_discriminator`` must be unique among the runtime's sessions (§6.8.1); when
+    omitted a random nonzero one is drawn from ``rng``, and uniqueness is the caller's
+    problem. ``rng`` also supplies jitter, bfd.XmitAuthSeq and the echo secret.
+    """
+
+    def __init__(
+        self,
+        config: SessionConfig,
+        *,
+        rng: Rng,
+        now: float,
+        local_discriminator: int | None = None,
+    ) -> None:
+        self._config = config
+        self._rng = rng
+        if local_discriminator is None:
+            local_discriminator = 0
+            while local_discriminator == 0:
+                local_discriminator = rng.getrandbits(32)
+        elif not 1 <= local_discriminator <= MAX_U32:
+            raise ValueError("local_discriminator must be a nonzero 32-bit value")
+        self._local_discr = local_discriminator
+
+        # §6.8.1 state variables.
+        self._state = State.DOWN
+        self._remote_state = State.DOWN
+        self._remote_discr = 0
+        self._local_diag = Diag.NO_DIAGNOSTIC
+        self._remote_diag: int = Diag.NO_DIAGNOSTIC
+        self._remote_min_rx_us = 1
+        self._remote_desired_tx_us = 0
+        self._remote_detect_mult = 0  # 0 until a packet has been accepted
+        self._remote_min_echo_rx_us = 0
+        self._remote_demand = False
+        self._xmit_auth_seq = rng.getrandbits(32)
+        self._rcv_auth_seq = 0
+        self._auth_seq_known = False
+
+        # Advertised bfd.DesiredMinTxInterval / bfd.RequiredMinRxInterval, and the
+        # values in use for the transmit interval and the Detection Time (they differ
+        # only during a Poll Sequence, §6.8.3).
+        self._timers = IntervalNegotiation.start(*self._target_intervals())
+        self._final_due = False
+
+        # Timers: absolute deadlines in seconds, None when not running.
+        self._last_rx_at: float | None = None
+        self._detect_at: float | None = None
+        self._next_tx_at: float | None = None
+        self._last_tx_at: float | None = None
+        self._scheduled_interval_us = 0
+        self._last_sent: _ContentKey | None = None
+
+        # Echo function.
+        self._echo_secret = rng.getrandbits(128).to_bytes(16, "big")
+        self._echo_seq = rng.getrandbits(32)
+        self._echo_active = False
+        self._echo_started_us = 0
+        self._echo_last_ok_at: float | None = None
+        self._echo_detect_at: float | None = None
+        self._echo_next_at: float | None = None
+        self._echo_rtt: float | None = None
+
+        self._outbox: list[bytes] = []
+        self._echo_outbox: list[bytes] = []
+        self._events: collections.deque[Event] = collections.deque()
+        self._control_rx = self._control_tx = self._echo_rx = self._echo_tx = 0
+        self._ups = self._downs = 0
+        self._discards: dict[DiscardReason, int] = {}
+        self._timers_seen = self._timers_key()
+        self._refresh(now)
+
+    # ------------------------------------------------------------------ queries
+
+    @property
+    def config(self) -> SessionConfig:
+        return self._config
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def remote_state(self) -> State:
+        return self._remote_state
+
+    @property
+    def local_discriminator(self) -> int:
+        return self._local_discr
+
+    @property
+    def remote_discriminator(self) -> int:
+        """bfd.RemoteDiscr: 0 until heard from, and again after a silent Detection Time."""
+        return self._remote_discr
+
+    @property
+    def local_diag(self) -> Diag:
+        return self._local_diag
+
+    @property
+    def remote_diag(self) -> int:
+        """Diag of the last accepted packet (a Diag member unless a reserved code)."""
+        return self._remote_diag
+
+    @property
+    def desired_min_tx_us(self) -> int:
+        """Advertised bfd.DesiredMinTxInterval."""
+        return self._timers.advertised_tx_us
+
+    @property
+    def required_min_rx_us(self) -> int:
+        """Advertised bfd.RequiredMinRxInterval."""
+        return self._timers.advertised_rx_us
+
+    @property
+    def remote_min_rx_us(self) -> int:
+        return self._remote_min_rx_us
+
+    @property
+    def tx_interval_us(self) -> int:
+        """Negotiated periodic transmit interval, before jitter (§6.8.7)."""
+        return transmit_interval_us(self._timers.in_use_tx_us, self._remote_min_rx_us)
+
+    @property
+    def detection_time_us(self) -> int | None:
+        """Detection Time (§6.8.4), or None while no packet from the peer counts."""
+        if self._last_rx_at is None:
+            return None
+        return detection_time_us(
+            self._remote_detect_mult, self._timers.in_use_rx_us, self._remote_desired_tx_us
+        )
+
+    @property
+    def echo_active(self) -> bool:
+        return self._echo_active
+
+    @property
+    def echo_tx_interval_us(self) -> int | None:
+        """Echo transmit interval (before jitter), None while echo is not active."""
+        if not self._echo_active:
+            return None
+        return max(self._config.echo_interval_us, self._remote_min_echo_rx_us)
+
+    @property
+    def echo_rtt(self) -> float | None:
+        """Round trip of the last valid returned echo, in seconds."""
+        return self._echo_rtt
+
+    @property
+    def poll_active(self) -> bool:
+        return self._timers.polling
+
+    @property
+    def remote_demand_mode(self) -> bool:
+        """bfd.RemoteDemandMode: the D bit of the last accepted packet."""
+        return self._remote_demand
+
+    @property
+    def counters(self) -> SessionCounters:
+        return SessionCounters(
+            control_rx=self._control_rx,
+            control_tx=self._control_tx,
+            echo_rx=self._echo_rx,
+            echo_tx=self._echo_tx,
+            discards=dict(self._discards),
+            up_transitions=self._ups,
+            down_transitions=self._downs,
+        )
+
+    def get_timer(self) -> float | None:
+        """Next absolute time (seconds) at which :meth:`handle_timer` must be called."""
+        deadlines = [
+            t
+            for t in (self._next_tx_at, self._detect_at, self._echo_next_at, self._echo_detect_at)
+            if t is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def datagrams_to_send(self) -> list[bytes]:
+        """Control packets queued so far (encoded, authenticated); clears the queue."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def echo_datagrams_to_send(self) -> list[bytes]:
+        """Echo packets queued so far; clears the queue."""
+        out, self._echo_outbox = self._echo_outbox, []
+        return out
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    # ------------------------------------------------------------------ inputs
+
+    def receive_packet(self, data: bytes, now: float) -> DiscardReason | None:
+        """Decode and process one Control datagram; ``None`` when accepted."""
+        try:
+            packet = ControlPacket.decode(data)
+        except BfdDecodeError as exc:
+            return self._discard(exc.discard_reason)
+        return self.receive_decoded(packet, now)
+
+    def receive_decoded(self, packet: ControlPacket, now: float) -> DiscardReason | None:
+        """Process a packet already decoded by the runtime's demultiplexer (§6.8.6).
+
+        Digests are verified on ``packet.encode()``, which reproduces the received
+        bytes exactly (see :mod:`.packet`).
+        """
+        reason = self._check(packet)
+        if reason is not None:
+            return self._discard(reason)
+        self._control_rx += 1
+        if isinstance(packet.auth, DigestAuth):
+            self._rcv_auth_seq = packet.auth.sequence
+            self._auth_seq_known = True
+        self._remote_discr = packet.my_discriminator
+        self._remote_state = packet.state
+        self._remote_demand = packet.demand
+        self._remote_min_rx_us = packet.required_min_rx_us
+        self._remote_desired_tx_us = packet.desired_min_tx_us
+        self._remote_detect_mult = packet.detect_mult
+        self._remote_min_echo_rx_us = packet.required_min_echo_rx_us
+        self._remote_diag = packet.diag
+        if packet.final and self._timers.polling:
+            self._timers.finish()
+        # Counts as received for the detection timer. In AdminDown too: the peer is
+        # alive, so bfd.RemoteDiscr should not be aged out.
+        self._last_rx_at = now
+        if self._state is State.ADMIN_DOWN:
+            self._refresh(now)
+            return self._discard(DiscardReason.LOCAL_ADMIN_DOWN)
+        self._apply(fsm.received(packet.state), now)
+        if packet.poll:
+            self._final_due = True
+        self._refresh(now)
+        return None
+
+    def receive_echo(self, data: bytes, now: float) -> DiscardReason | None:
+        """Process one of our Echo packets looped back by the peer (§6.8.8)."""
+        try:
+            echo = EchoPacket.decode(data)
+        except BfdDecodeError as exc:
+            return self._discard(exc.discard_reason)
+        if echo.discriminator != self._local_discr:
+            return self._discard(DiscardReason.ECHO_WRONG_DISCRIMINATOR)
+        if not echo.tag_valid(self._echo_secret):
+            return self._discard(DiscardReason.ECHO_BAD_TAG)
+        interval = self.echo_tx_interval_us
+        if interval is None:
+            return self._discard(DiscardReason.ECHO_NOT_ACTIVE)
+        age_us = _to_us(now) - echo.timestamp_us
+        if echo.timestamp_us < self._echo_started_us or not (
+            0 <= age_us <= self._config.detect_mult * interval
+        ):
+            return self._discard(DiscardReason.ECHO_STALE)
+        self._echo_rx += 1
+        self._echo_rtt = us_to_s(age_us)
+        self._echo_last_ok_at = now
+        self._refresh(now)
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Run every timer due at ``now``: detection, echo detection, transmissions."""
+        if self._detect_at is not None and now >= self._detect_at:
+            self._detection_expired(now)
+        if self._echo_detect_at is not None and now >= self._echo_detect_at:
+            self._apply(fsm.Input.ECHO_FAILURE, now)
+        self._update_echo(now)  # a failure above stops the echo before it is sent
+        if self._echo_next_at is not None and now >= self._echo_next_at:
+            self._send_echo(now)
+        periodic_due = self._next_tx_at is not None and now >= self._next_tx_at
+        self._refresh(now, periodic_due=periodic_due)
+
+    def admin_down(self, now: float, diag: Diag = Diag.ADMINISTRATIVELY_DOWN) -> None:
+        """§6.8.16: enter AdminDown with ``diag``; AdminDown packets keep flowing."""
+        self._local_diag = diag
+        if self._state is not State.ADMIN_DOWN:
+            self._change_state(State.ADMIN_DOWN, diag, "administratively disabled", now)
+        self._refresh(now)
+
+    def admin_up(self, now: float) -> None:
+        """§6.8.16: leave AdminDown for Down (no-op in any other state)."""
+        if self._state is State.ADMIN_DOWN:
+            self._change_state(State.DOWN, None, "administratively enabled", now)
+        self._refresh(now)
+
+    def declare_down(self, now: float, diag: Diag) -> None:
+        """Local signal that the path failed, e.g. Forwarding Plane Reset (§6.8.15) or
+        Path Down (§6.8.17): set bfd.LocalDiag and go Down unless AdminDown."""
+        self._local_diag = diag
+        if self._state in (State.INIT, State.UP):
+            self._change_state(State.DOWN, diag, f"local signal: {diag.name}", now)
+        self._refresh(now)
+
+    def set_profile(self, config: SessionConfig, now: float) -> None:
+        """Apply new parameters without resetting the session (§6.8.3 Poll Sequence).
+
+        Keys may change (rollover) but not the authentication type, nor ``multihop``.
+        """
+        old = self._config
+        old_type = None if old.auth is None else old.auth.type
+        new_type = None if config.auth is None else config.auth.type
+        if old_type is not new_type:
+            raise ValueError("the authentication type of a live session cannot change")
+        if old.multihop != config.multihop:
+            raise ValueError("multihop cannot change on a live session")
+        self._config = config
+        self._refresh(now)
+
+    # ------------------------------------------------------------------ reception
+
+    def _check(self, packet: ControlPacket) -> DiscardReason | None:
+        """The discard rules of §6.8.6 (plus P and F together, which §6.8.7 forbids)."""
+        if packet.detect_mult == 0:
+            return DiscardReason.ZERO_DETECT_MULT
+        if packet.multipoint:
+            return DiscardReason.MULTIPOINT
+        if packet.my_discriminator == 0:
+            return DiscardReason.ZERO_MY_DISCRIMINATOR
+        if packet.your_discriminator not in (0, self._local_discr):
+            return DiscardReason.YOUR_DISCRIMINATOR_MISMATCH
+        if packet.your_discriminator == 0 and packet.state not in (State.DOWN, State.ADMIN_DOWN):
+            return DiscardReason.ZERO_YOUR_DISCRIMINATOR
+        if packet.poll and packet.final:
+            return DiscardReason.POLL_AND_FINAL
+        reason = verify(packet, self._config.auth)
+        if reason is not None:
+            return reason
+        auth = packet.auth
+        if (
+            isinstance(auth, DigestAuth)
+            and self._config.auth is not None
+            and self._auth_seq_known
+            and not sequence_in_window(
+                auth.sequence,
+                self._rcv_auth_seq,
+                packet.detect_mult,
+                meticulous=self._config.auth.meticulous,
+            )
+        ):
+            return DiscardReason.AUTH_SEQUENCE_OUT_OF_WINDOW
+        return None
+
+    def _discard(self, reason: DiscardReason) -> DiscardReason:
+        self._discards[reason] = self._discards.get(reason, 0) + 1
+        return reason
+
+    def _detection_expired(self, now: float) -> None:
+        """A Detection Time without a valid packet (§6.8.1, §6.8.4, §6.8.18)."""
+        self._last_rx_at = None
+        self._remote_discr = 0
+        self._auth_seq_known = False
+        self._remote_min_rx_us = 1
+        self._remote_min_echo_rx_us = 0
+        self._remote_demand = False
+        self._apply(fsm.Input.DETECTION_TIMEOUT, now)
+
+    # ------------------------------------------------------------------ state changes
+
+    def _apply(self, event: fsm.Input, now: float) -> None:
+        step = fsm.transition(self._state, event)
+        if step is not None:
+            self._change_state(step.new_state, step.diag, step.reason, now, step.remote_admin_down)
+
+    def _change_state(
+        self,
+        new: State,
+        diag: Diag | None,
+        reason: str,
+        now: float,
+        remote_admin_down: bool = False,
+    ) -> None:
+        old = self._state
+        self._state = new
+        if diag is not None:
+            self._local_diag = diag
+        if new is State.UP:
+            self._ups += 1
+        elif old is State.UP:
+            self._downs += 1
+            # The ordering rules of an outstanding Poll only protect an Up session.
+            self._timers.finish()
+        self._events.append(
+            StateChanged(
+                old=old,
+                new=new,
+                diag=self._local_diag,
+                reason=reason,
+                at=now,
+                remote_admin_down=remote_admin_down,
+            )
+        )
+
+    # ------------------------------------------------------------------ timers
+
+    def _target_intervals(self) -> tuple[int, int]:
+        """Where DesiredMinTx/RequiredMinRx should be now (§6.8.3)."""
+        tx = self._config.desired_min_tx_us
+        if self._state is not State.UP:
+            tx = max(tx, SLOW_INTERVAL_US)
+        rx = self._config.required_min_rx_us
+        if self._echo_wanted():
+            rx = max(rx, SLOW_INTERVAL_US)
+        return tx, rx
+
+    def _update_parameters(self) -> None:
+        """Start a Poll Sequence when the targets moved and none is outstanding."""
+        tx, rx = self._target_intervals()
+        self._timers.request(tx, rx, up=self._state is State.UP)
+
+    def _echo_wanted(self) -> bool:
+        """§6.8.9: only when Up and the peer loops echoes back."""
+        cfg = self._config
+        return (
+            cfg.echo_mode
+            and not cfg.multihop
+            and self._state is State.UP
+            and self._remote_min_echo_rx_us > 0
+        )
+
+    def _update_echo(self, now: float) -> None:
+        wanted = self._echo_wanted()
+        if wanted and not self._echo_active:
+            self._echo_active = True
+            self._echo_started_us = _to_us(now)
+            self._echo_last_ok_at = now
+            self._echo_next_at = now
+        elif not wanted and self._echo_active:
+            self._echo_active = False
+            self._echo_last_ok_at = self._echo_next_at = self._echo_detect_at = None
+        interval = self.echo_tx_interval_us
+        if interval is not None and self._echo_last_ok_at is not None:
+            # §6.8.5: DetectMult echo intervals without a returned echo.
+            self._echo_detect_at = self._echo_last_ok_at + us_to_s(
+                self._config.detect_mult * interval
+            )
+
+    def _send_echo(self, now: float) -> None:
+        interval = self.echo_tx_interval_us
+        if interval is None:
+            self._echo_next_at = None
+            return
+        self._echo_seq = (self._echo_seq + 1) & MAX_U32
+        echo = EchoPacket(
+            discriminator=self._local_discr, sequence=self._echo_seq, timestamp_us=_to_us(now)
+        ).sealed(self._echo_secret)
+        self._echo_outbox.append(echo.encode())
+        self._echo_tx += 1
+        # Jittered like Control packets but never below the peer's Required Min Echo
+        # RX Interval, which §6.8.9 forbids undercutting.
+        gap = max(
+            jittered_interval_us(interval, self._config.detect_mult, self._rng),
+            self._remote_min_echo_rx_us,
+        )
+        self._echo_next_at = now + us_to_s(gap)
+
+    def _update_detection(self) -> None:
+        detection = self.detection_time_us
+        if detection is None or self._last_rx_at is None:
+            self._detect_at = None
+        else:
+            self._detect_at = self._last_rx_at + us_to_s(detection)
+
+    def _timers_key(self) -> tuple[int, int | None, int | None]:
+        return (self.tx_interval_us, self.detection_time_us, self.echo_tx_interval_us)
+
+    def _refresh(self, now: float, *, periodic_due: bool = False) -> None:
+        """Bring parameters, timers and the outbox in line with the current state."""
+        self._update_parameters()
+        self._update_echo(now)
+        self._update_detection()
+        self._transmit(now, periodic_due)
+        key = self._timers_key()
+        if key != self._timers_seen:
+            self._timers_seen = key
+            self._events.append(
+                TimersChanged(
+                    tx_interval_us=key[0],
+                    detection_time_us=key[1],
+                    echo_tx_interval_us=key[2],
+                    at=now,
+                )
+            )
+
+    # ------------------------------------------------------------------ transmission
+
+    def _content_key(self) -> _ContentKey:
+        return (
+            self._state,
+            self._local_diag,
+            self._remote_discr,
+            self._timers.advertised_tx_us,
+            self._timers.advertised_rx_us,
+            self._config.advertised_echo_rx_us,
+            self._config.detect_mult,
+        )
+
+    def _transmit(self, now: float, periodic_due: bool) -> None:
+        if self._config.passive and self._remote_discr == 0:
+            # §6.8.7: a Passive system stays silent until it knows the peer.
+            self._final_due = False
+            self._next_tx_at = None
+            return
+        remote_demand = (
+            self._remote_demand and self._state is State.UP and self._remote_state is State.UP
+        )
+        periodic_ok = self._remote_min_rx_us != 0 and (not remote_demand or self._timers.polling)
+        changed = self._content_key() != self._last_sent
+        if self._final_due:
+            self._final_due = False
+            self._send(now, final=True)
+        elif changed or (periodic_due and periodic_ok):
+            self._send(now, final=False)
+        if not periodic_ok:
+            self._next_tx_at = None
+        elif changed or periodic_due or self._next_tx_at is None:
+            self._schedule_next(now)
+        else:
+            interval = self.tx_interval_us
+            if interval < self._scheduled_interval_us and self._last_tx_at is not None:
+                # §6.8.3: a lower interval is honoured at once, counting from the
+                # previous transmission.
+                sooner = self._last_tx_at + us_to_s(
+                    jittered_interval_us(interval, self._config.detect_mult, self._rng)
+                )
+                self._next_tx_at = min(self._next_tx_at, max(sooner, now))
+                self._scheduled_interval_us = interval
+
+    def _schedule_next(self, now: float) -> None:
+        interval = self.tx_interval_us
+        self._scheduled_interval_us = interval
+        if self._last_tx_at is None:
+            self._next_tx_at = now  # never sent yet: send on the first handle_timer
+            return
+        gap = jittered_interval_us(interval, self._config.detect_mult, self._rng)
+        self._next_tx_at = self._last_tx_at + us_to_s(gap)
+
+    def _send(self, now: float, *, final: bool) -> None:
+        key = self._content_key()
+        packet = ControlPacket(
+            state=self._state,
+            diag=self._local_diag,
+            poll=self._timers.polling and not final,
+            final=final,
+            detect_mult=self._config.detect_mult,
+            my_discriminator=self._local_discr,
+            your_discriminator=self._remote_discr,
+            desired_min_tx_us=self._timers.advertised_tx_us,
+            required_min_rx_us=self._timers.advertised_rx_us,
+            required_min_echo_rx_us=self._config.advertised_echo_rx_us,
+        )
+        auth = self._config.auth
+        if auth is not None:
+            # §6.7.3: meticulous types advance on every packet; plain keyed types when
+            # the contents change (the SHOULD of §6.7.3/§6.7.4).
+            if auth.meticulous or (self._last_sent is not None and key != self._last_sent):
+                self._xmit_auth_seq = (self._xmit_auth_seq + 1) & MAX_U32
+            packet = sign(packet, auth, self._xmit_auth_seq)
+        self._outbox.append(packet.encode())
+        self._control_tx += 1
+        self._last_sent = key
+        self._last_tx_at = now
+
+
+def _to_us(now: float) -> int:
+    return round(now * 1_000_000)

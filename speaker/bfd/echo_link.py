@@ -1,0 +1,608 @@
+"""Raw-link transport for BFD Echo over IPv4 (RFC 5880 §6.4, RFC 5881 §4).
+
+An Echo packet is a UDP datagram to port 3785 that the *neighbour's forwarding plane*
+loops back to us: it is addressed to our own IP address but put on the wire with the
+neighbour's MAC address as the Ethernet destination. The neighbour routes it like any
+transit packet and, since the destination is us, sends it straight back over the same
+link. The neighbour runs no BFD code for this, but it MUST have IP forwarding enabled
+(a Linux peer with ``net.ipv4.ip_forward=0`` silently drops the packets, which is exactly
+the "echo path lost" signal).
+
+The kernel's IP stack can do neither half:
+
+* sent through a normal UDP socket, a datagram to our own address never leaves the
+  host (it is routed over ``lo``);
+* on return, a packet whose source is a local address is dropped as a martian before
+  any socket could see it (unless ``accept_local`` is set, which we do not want).
+
+So both directions use one ``AF_PACKET``/``SOCK_RAW`` socket bound to the interface: we
+build the whole Ethernet + IPv4 + UDP frame here (:func:`build_frame`) and parse what
+comes back (:func:`parse_frame`). Packet sockets see frames *before* IP input, so the
+martian drop does not hide the returned echo from us. A classic BPF filter
+(:func:`echo_filter`) keeps the process from waking for unrelated traffic on the link.
+
+The neighbour's MAC comes from the kernel's neighbour table (``/proc/net/arp``);
+:func:`wait_peer_mac` makes the kernel resolve it by sending one harmless datagram to
+the peer's discard port. Payload bytes are opaque here: the sans-IO core
+(``protocols.bfd.echo``) encodes and authenticates them.
+
+IPv4 only; IPv6 echo is out of scope (and the session configuration forbids it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import itertools
+import random
+import socket
+import struct
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from types import TracebackType
+from typing import NamedTuple
+
+import trio
+
+__all__ = [
+    "ECHO_PORT",
+    "BpfInsn",
+    "EchoFrame",
+    "EchoLink",
+    "EchoLinkError",
+    "build_frame",
+    "echo_filter",
+    "internet_checksum",
+    "parse_frame",
+    "resolve_mac",
+    "wait_peer_mac",
+]
+
+ECHO_PORT = 3785  # RFC 5881 §4
+DISCARD_PORT = 9  # RFC 863: the cheapest thing to aim a resolution trigger at
+
+ETH_P_IP = 0x0800
+ARPHRD_ETHER = 1
+ATF_COM = 0x02  # /proc/net/arp flag: the entry holds a resolved hardware address
+
+# Linux socket options Python's socket module does not export.
+SOL_PACKET = 263
+PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20
+SO_ATTACH_FILTER = 26
+SO_BINDTODEVICE = 25
+
+# sll_pkttype values (linux/if_packet.h).
+PACKET_HOST = 0
+PACKET_OUTGOING = 4
+
+# Classic BPF ancillary load offsets (linux/filter.h).
+SKF_AD_OFF = -0x1000
+SKF_AD_PKTTYPE = 4
+
+# RFC 5881 §4 asks control packets for a source port in 49152..65535; echoes use the
+# same range so middleboxes treat them alike.
+_SPORT_RANGE = (49152, 65535)
+
+_ETH = struct.Struct("!6s6sH")
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+_UDP = struct.Struct("!HHHH")
+_ETH_LEN = _ETH.size  # 14
+_IP_MIN_LEN = _IPV4.size  # 20
+_UDP_LEN = _UDP.size  # 8
+_IPPROTO_UDP = 17
+_IP_FRAGMENT_BITS = 0x3FFF  # MF flag + fragment offset
+_MAX_PAYLOAD = 0xFFFF - _IP_MIN_LEN - _UDP_LEN
+# Echoes are tiny; a larger frame is truncated by recv and then fails parse_frame's
+# length checks, which is the right outcome for something that is not our echo.
+_RECV_SIZE = 4096
+
+_ident_counter = itertools.count(random.randrange(0x10000))
+
+
+class EchoLinkError(Exception):
+    """The echo transport cannot be set up or used (no ARP entry, bad interface...)."""
+
+
+class EchoFrame(NamedTuple):
+    """The parts of a received IPv4/UDP frame the echo function cares about."""
+
+    ip_src: IPv4Address
+    ip_dst: IPv4Address
+    ttl: int
+    udp_sport: int
+    udp_dport: int
+    payload: bytes
+
+
+class BpfInsn(NamedTuple):
+    """One classic BPF instruction (``struct sock_filter``)."""
+
+    code: int
+    jt: int
+    jf: int
+    k: int
+
+
+# ---------------------------------------------------------------------------------------
+# Frames
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 one's-complement checksum of ``data`` (odd length padded with a zero)."""
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _udp_checksum(ip_src: bytes, ip_dst: bytes, udp: bytes) -> int:
+    pseudo = ip_src + ip_dst + struct.pack("!BBH", 0, _IPPROTO_UDP, len(udp))
+    return internet_checksum(pseudo + udp)
+
+
+def _check_mac(name: str, mac: bytes) -> None:
+    if len(mac) != 6:
+        raise ValueError(f"{name} must be 6 bytes, got {len(mac)}")
+
+
+def build_frame(  # noqa: PLR0917 (the six wire fields read best in wire order)
+    src_mac: bytes,
+    dst_mac: bytes,
+    ip_src: IPv4Address,
+    ip_dst: IPv4Address,
+    udp_sport: int,
+    payload: bytes,
+    *,
+    ttl: int = 255,
+    ident: int | None = None,
+    udp_dport: int = ECHO_PORT,
+) -> bytes:
+    """An Ethernet II + IPv4 + UDP frame carrying ``payload`` (to port 3785 by default).
+
+    The IPv4 header has no options, DF clear (a 28-byte echo never needs fragmenting and
+    a clear DF keeps odd-MTU paths from turning it into ICMP), and ``ident`` as its ID;
+    without ``ident`` a process-wide counter supplies incrementing IDs. Both the IPv4
+    header checksum and the UDP checksum (over the pseudo-header) are computed: a zero
+    UDP checksum would be legal in IPv4, but a real one lets us drop frames corrupted
+    on the way.
+    """
+    _check_mac("src_mac", src_mac)
+    _check_mac("dst_mac", dst_mac)
+    if not (0 <= udp_sport <= 0xFFFF and 0 <= udp_dport <= 0xFFFF):
+        raise ValueError("UDP ports are 16-bit")
+    if not 0 <= ttl <= 0xFF:
+        raise ValueError("ttl is 8-bit")
+    if len(payload) > _MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes does not fit one IPv4 packet")
+    if ident is None:
+        ident = next(_ident_counter) & 0xFFFF
+    elif not 0 <= ident <= 0xFFFF:
+        raise ValueError("ident is 16-bit")
+    src, dst = ip_src.packed, ip_dst.packed
+    udp_len = _UDP_LEN + len(payload)
+    udp = _UDP.pack(udp_sport, udp_dport, udp_len, 0) + payload
+    udp_csum = _udp_checksum(src, dst, udp) or 0xFFFF  # 0 means "none"; RFC 768
+    udp = udp[:6] + struct.pack("!H", udp_csum) + udp[8:]
+    header = _IPV4.pack(0x45, 0, _IP_MIN_LEN + udp_len, ident, 0, ttl, _IPPROTO_UDP, 0, src, dst)
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
+    return _ETH.pack(dst_mac, src_mac, ETH_P_IP) + header + udp
+
+
+def parse_frame(frame: bytes) -> EchoFrame | None:
+    """The echo-relevant fields of an Ethernet frame, or None.
+
+    None for anything that is not an unfragmented IPv4/UDP packet to port 3785 with
+    valid lengths and checksums. Trailing bytes past the IPv4 total length (Ethernet
+    minimum-size padding) are ignored. Never raises on arbitrary input.
+    """
+    if len(frame) < _ETH_LEN + _IP_MIN_LEN + _UDP_LEN:
+        return None
+    (ethertype,) = struct.unpack_from("!H", frame, 12)
+    if ethertype != ETH_P_IP:
+        return None
+    ver_ihl, _tos, total_len, _ident, frag, ttl, proto, _csum, src, dst = _IPV4.unpack_from(
+        frame, _ETH_LEN
+    )
+    ihl = (ver_ihl & 0x0F) * 4
+    if ver_ihl >> 4 != 4 or ihl < _IP_MIN_LEN or proto != _IPPROTO_UDP:
+        return None
+    # Fragments: a later fragment has no UDP header, a first one an unverifiable payload.
+    if frag & _IP_FRAGMENT_BITS:
+        return None
+    if total_len < ihl + _UDP_LEN or _ETH_LEN + total_len > len(frame):
+        return None
+    ip_packet = frame[_ETH_LEN : _ETH_LEN + total_len]
+    if internet_checksum(ip_packet[:ihl]) != 0:
+        return None
+    sport, dport, udp_len, udp_csum = _UDP.unpack_from(ip_packet, ihl)
+    if dport != ECHO_PORT or udp_len < _UDP_LEN or ihl + udp_len > total_len:
+        return None
+    udp = ip_packet[ihl : ihl + udp_len]
+    if udp_csum != 0 and _udp_checksum(src, dst, udp) != 0:
+        return None
+    return EchoFrame(IPv4Address(src), IPv4Address(dst), ttl, sport, dport, udp[_UDP_LEN:])
+
+
+# ---------------------------------------------------------------------------------------
+# BPF
+
+
+def _stmt(code: int, k: int) -> BpfInsn:
+    return BpfInsn(code, 0, 0, k & 0xFFFFFFFF)
+
+
+# Opcodes used below (linux/bpf_common.h combinations).
+_LD_W_ABS = 0x20
+_LD_H_ABS = 0x28
+_LD_B_ABS = 0x30
+_LD_H_IND = 0x48
+_LDX_B_MSH = 0xB1
+_JEQ_K = 0x15
+_JSET_K = 0x45
+_RET_K = 0x06
+
+
+def echo_filter(
+    ip_src: IPv4Address, ip_dst: IPv4Address, udp_sport: int | None = None
+) -> list[BpfInsn]:
+    """Classic BPF accepting only our returned echoes, for an ``AF_PACKET`` socket.
+
+    Passes a frame only if all hold: it was received for this host (pkttype
+    PACKET_HOST: drops frames seen only because the interface is promiscuous, and
+    transmitted copies, which reach ETH_P_ALL sockets even before Linux 4.20's
+    PACKET_IGNORE_OUTGOING), ethertype IPv4, protocol UDP, not a fragment, IP
+    source ``ip_src``, IP destination ``ip_dst``, UDP destination port 3785 and, when
+    given, UDP source port ``udp_sport`` (so two links on one interface don't wake each
+    other). Offsets are from the Ethernet header, as SOCK_RAW packet sockets see it.
+    """
+    program: list[BpfInsn] = []
+    fail_jumps: list[int] = []  # indexes of jumps whose failing branch is "drop"
+
+    def expect(code: int, offset: int, value: int) -> None:
+        program.append(_stmt(code, offset))
+        fail_jumps.append(len(program))
+        program.append(BpfInsn(_JEQ_K, 0, 0, value))  # jf patched to "drop" below
+
+    expect(_LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE, PACKET_HOST)
+    expect(_LD_H_ABS, 12, ETH_P_IP)
+    expect(_LD_B_ABS, _ETH_LEN + 9, _IPPROTO_UDP)
+    program.append(_stmt(_LD_H_ABS, _ETH_LEN + 6))
+    fragment_jump = len(program)
+    program.append(BpfInsn(_JSET_K, 0, 0, _IP_FRAGMENT_BITS))  # any bit set: drop (jt)
+    expect(_LD_W_ABS, _ETH_LEN + 12, int(ip_src))
+    expect(_LD_W_ABS, _ETH_LEN + 16, int(ip_dst))
+    # X = 4 * (IHL nibble); the UDP header then starts at 14 + X.
+    program.append(_stmt(_LDX_B_MSH, _ETH_LEN))
+    expect(_LD_H_IND, _ETH_LEN + 2, ECHO_PORT)
+    if udp_sport is not None:
+        expect(_LD_H_IND, _ETH_LEN, udp_sport)
+    drop = len(program) + 1  # after the "accept" return
+    for i in fail_jumps:
+        program[i] = program[i]._replace(jf=drop - i - 1)
+    program[fragment_jump] = program[fragment_jump]._replace(jt=drop - fragment_jump - 1)
+    program.append(_stmt(_RET_K, 0x40000))  # keep the whole frame
+    program.append(_stmt(_RET_K, 0))
+    return program
+
+
+def _attach_filter(sock: socket.socket, program: list[BpfInsn]) -> None:
+    raw = b"".join(struct.pack("=HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }, native
+    # alignment; the kernel copies the program, so buf only has to outlive this call.
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+# ---------------------------------------------------------------------------------------
+# Neighbour resolution
+
+
+def resolve_mac(ifname: str, ip: IPv4Address, *, arp_table: str = "/proc/net/arp") -> bytes | None:
+    """The resolved MAC of ``ip`` on ``ifname`` from the kernel's ARP table, or None.
+
+    Only complete entries (flag ATF_COM) count; incomplete or failed ones show up with
+    a zero address. STALE entries are complete and still the best answer we have.
+    """
+    try:
+        with open(arp_table, encoding="ascii") as table:
+            lines = table.read().splitlines()[1:]  # first line is the column header
+    except OSError:
+        return None
+    wanted = str(ip)
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 6 or fields[0] != wanted or fields[5] != ifname:
+            continue
+        try:
+            flags = int(fields[2], 16)
+            mac = bytes.fromhex(fields[3].replace(":", ""))
+        except ValueError:
+            continue
+        if flags & ATF_COM and len(mac) == 6 and any(mac):
+            return mac
+    return None
+
+
+def _trigger_resolution(ifname: str, peer_ip: IPv4Address, local_ip: IPv4Address) -> None:
+    """Make the kernel ARP for ``peer_ip`` by sending it one empty datagram.
+
+    The discard port is the least intrusive target: the peer drops it or answers with
+    an ICMP port unreachable that nobody reads. Bound to the interface and our address
+    so the request leaves where the echoes will, with the right sender address.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        # Only a hint: it needs CAP_NET_RAW, which the packet socket needs anyway.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
+        try:
+            sock.bind((str(local_ip), 0))
+        except OSError as exc:
+            raise EchoLinkError(f"cannot use {local_ip} on {ifname}: {exc}") from exc
+        sock.sendto(b"", (str(peer_ip), DISCARD_PORT))
+
+
+async def wait_peer_mac(
+    ifname: str, peer_ip: IPv4Address, local_ip: IPv4Address, timeout: float = 3.0
+) -> bytes:
+    """The peer's MAC on ``ifname``, triggering ARP if the kernel does not know it yet.
+
+    Polls the table every 20 ms and re-triggers every second (a FAILED entry needs new
+    traffic to be retried). Raises :class:`EchoLinkError` after ``timeout`` seconds.
+    """
+    last_error: OSError | None = None
+    next_trigger = trio.current_time()
+    with trio.move_on_after(timeout):
+        while True:
+            mac = resolve_mac(ifname, peer_ip)
+            if mac is not None:
+                return mac
+            if trio.current_time() >= next_trigger:
+                try:
+                    _trigger_resolution(ifname, peer_ip, local_ip)
+                except OSError as exc:  # e.g. no route yet; keep polling, report later
+                    last_error = exc
+                next_trigger = trio.current_time() + 1.0
+            await trio.sleep(0.02)
+    raise EchoLinkError(f"no ARP entry for {peer_ip} on {ifname}") from last_error
+
+
+# ---------------------------------------------------------------------------------------
+# The link
+
+
+def _reserve_port(local_ip: IPv4Address, wanted: int | None) -> socket.socket:
+    """A UDP socket holding our echo source port, so no two links pick the same one.
+
+    Nothing is ever received on it (echoes come back to port 3785, and the IP stack
+    drops them as martians anyway); holding the port only keeps the choice unique per
+    namespace and address, which also lets the filter demultiplex links by port.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        if wanted is not None:
+            sock.bind((str(local_ip), wanted))
+            return sock
+        lo, hi = _SPORT_RANGE
+        for _ in range(64):
+            try:
+                sock.bind((str(local_ip), random.randint(lo, hi)))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                continue
+            return sock
+        raise EchoLinkError(f"no free UDP source port in {lo}..{hi} on {local_ip}")
+    except OSError as exc:
+        sock.close()
+        raise EchoLinkError(f"cannot reserve a UDP source port on {local_ip}: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+
+
+class EchoLink:
+    """Send BFD Echo payloads through one neighbour and receive them back.
+
+    Usage::
+
+        async with EchoLink("to-rtr1", "198.18.1.2", "198.18.1.1") as link:
+            await link.send(payload)
+            returned = await link.receive()
+
+    Frames go out with our MAC as source, the peer's as destination, IPv4 source and
+    destination ``local_ip`` (``source_ip`` overrides the source, see below), TTL 255,
+    UDP from a fixed port chosen at open (49152..65535) to 3785.
+
+    ``source_ip``: RFC 5881 §4 says the echo source SHOULD NOT be in the link's subnet,
+    because a router forwarding a packet back out of its arrival interface to an
+    on-link source sends ICMP Redirects. Passing an address of ours from outside the
+    subnet (a loopback address the peer routes back to us) avoids them; the default is
+    ``local_ip``, which works everywhere but draws redirects from routers that send them.
+
+    One task may send while another receives. The peer's MAC is re-read from the ARP
+    table every ``mac_refresh_interval`` seconds while sending, or on
+    :meth:`refresh_mac`.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        local_ip: IPv4Address | str,
+        peer_ip: IPv4Address | str,
+        *,
+        source_ip: IPv4Address | str | None = None,
+        udp_sport: int | None = None,
+        mac_refresh_interval: float = 5.0,
+    ) -> None:
+        self.ifname = ifname
+        self.local_ip = IPv4Address(local_ip)
+        self.peer_ip = IPv4Address(peer_ip)
+        self.source_ip = self.local_ip if source_ip is None else IPv4Address(source_ip)
+        self._wanted_sport = udp_sport
+        self.mac_refresh_interval = mac_refresh_interval
+        self.udp_sport = 0
+        self.ifindex = 0
+        self.local_mac = b""
+        self.peer_mac = b""
+        self._sock: trio.socket.SocketType | None = None
+        self._port_holder: socket.socket | None = None
+        self._ident: Iterator[int] = itertools.count(random.randrange(0x10000))
+        self._next_refresh = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def open(self, *, arp_timeout: float = 3.0) -> None:
+        """Reserve the source port, resolve the peer's MAC, open the packet socket."""
+        if self._sock is not None:
+            raise EchoLinkError(f"echo link on {self.ifname} is already open")
+        try:
+            self.ifindex = socket.if_nametoindex(self.ifname)
+        except OSError as exc:
+            raise EchoLinkError(f"no interface {self.ifname}: {exc}") from exc
+        holder = _reserve_port(self.local_ip, self._wanted_sport)
+        try:
+            self.peer_mac = await wait_peer_mac(
+                self.ifname, self.peer_ip, self.local_ip, arp_timeout
+            )
+            raw = self._open_packet_socket(holder.getsockname()[1])
+        except BaseException:
+            holder.close()
+            raise
+        self._port_holder = holder
+        self.udp_sport = holder.getsockname()[1]
+        self._sock = trio.socket.from_stdlib_socket(raw)
+        self._next_refresh = trio.current_time() + self.mac_refresh_interval
+
+    def _open_packet_socket(self, sport: int) -> socket.socket:
+        # Protocol 0 receives nothing until bind(): attaching the filter first means no
+        # unfiltered frame can be queued in between (the socket(..., htons(ETH_P_IP))
+        # form would start capturing every IPv4 frame on every interface at once).
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        except OSError as exc:
+            raise EchoLinkError(f"cannot open a packet socket (need CAP_NET_RAW): {exc}") from exc
+        try:
+            _attach_filter(sock, echo_filter(self.source_ip, self.local_ip, sport))
+            # Bound to ETH_P_IP the kernel already skips transmitted frames (it copies
+            # those to ETH_P_ALL taps only) and the filter's pkttype test would drop
+            # them; this option states the intent and stays right if the binding ever
+            # changes. ENOPROTOOPT before Linux 4.20 is fine for the same reasons.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+            sock.bind((self.ifname, ETH_P_IP))
+            # The bound device's own address: right even when /sys belongs to another
+            # network namespace than the one this process uses.
+            _name, _proto, _pkttype, hatype, mac = sock.getsockname()
+            if hatype != ARPHRD_ETHER or len(mac) != 6:
+                raise EchoLinkError(f"{self.ifname} is not an Ethernet interface")
+            self.local_mac = bytes(mac)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise EchoLinkError(f"cannot set up echo socket on {self.ifname}: {exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        """Release the packet socket and the source port. Idempotent."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._port_holder is not None:
+            self._port_holder.close()
+            self._port_holder = None
+
+    async def __aenter__(self) -> EchoLink:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _require_open(self) -> trio.socket.SocketType:
+        if self._sock is None:
+            raise EchoLinkError(f"echo link on {self.ifname} is not open")
+        return self._sock
+
+    # -- neighbour ----------------------------------------------------------------------
+
+    def refresh_mac(self) -> bytes:
+        """Re-read the peer's MAC from the ARP table; returns the MAC now in use.
+
+        A changed entry (peer replaced, VRRP-style failover) is picked up. A missing
+        one keeps the last known MAC, since it is still the best guess, and asks the
+        kernel to resolve again so a later refresh finds it.
+        """
+        self._require_open()
+        self._next_refresh = trio.current_time() + self.mac_refresh_interval
+        mac = resolve_mac(self.ifname, self.peer_ip)
+        if mac is not None:
+            self.peer_mac = mac
+        else:
+            # Best effort: if this fails too, the next refresh tries again.
+            with contextlib.suppress(OSError, EchoLinkError):
+                _trigger_resolution(self.ifname, self.peer_ip, self.local_ip)
+        return self.peer_mac
+
+    # -- data ---------------------------------------------------------------------------
+
+    async def send(self, payload: bytes) -> None:
+        """Send one echo carrying ``payload`` towards the peer's forwarding plane."""
+        sock = self._require_open()
+        if trio.current_time() >= self._next_refresh:
+            self.refresh_mac()
+        frame = build_frame(
+            self.local_mac,
+            self.peer_mac,
+            self.source_ip,
+            self.local_ip,
+            self.udp_sport,
+            payload,
+            ident=next(self._ident) & 0xFFFF,
+        )
+        try:
+            await sock.send(frame)
+        except OSError as exc:
+            raise EchoLinkError(f"echo send on {self.ifname} failed: {exc}") from exc
+
+    async def receive_frame(self) -> EchoFrame:
+        """The next returned echo of this link, with its IP/UDP fields (TTL included)."""
+        sock = self._require_open()
+        while True:
+            try:
+                data, address = await sock.recvfrom(_RECV_SIZE)
+            except OSError as exc:
+                # The kernel reports a link going down once on packet sockets; echoes
+                # then simply stop coming, which the session's detection timer handles.
+                if exc.errno == errno.ENETDOWN:
+                    continue
+                raise EchoLinkError(f"echo receive on {self.ifname} failed: {exc}") from exc
+            # address is (ifname, proto, pkttype, hatype, addr); the filter already
+            # passes PACKET_HOST only, this guards a kernel that ignored it.
+            if address[2] != PACKET_HOST:
+                continue
+            frame = parse_frame(data)
+            if (
+                frame is None
+                or frame.ip_src != self.source_ip
+                or frame.ip_dst != self.local_ip
+                or frame.udp_sport != self.udp_sport
+            ):
+                continue
+            return frame
+
+    async def receive(self) -> bytes:
+        """The payload of the next echo of ours that came back; skips anything else."""
+        return (await self.receive_frame()).payload
