@@ -79,18 +79,21 @@ def _ensure_table(host: Host) -> None:
         f"add table {_TABLE}\n"
         f"add chain {_TABLE} input {{ type filter hook input priority -10 ; }}\n"
         f"add chain {_TABLE} output {{ type filter hook output priority -10 ; }}\n"
+        f"add chain {_TABLE} forward {{ type filter hook forward priority -10 ; }}\n"
     )
     host.run("nft", "-f", "-", input=script)
 
 
 def drop(host: Host, match: str, *, direction: str, verdict: str = "drop") -> Fault:
-    """Drop packets matching an nft expression, ``direction`` "in" or "out" of ``host``.
+    """Drop packets matching an nft expression, ``direction`` "in", "out" of ``host``, or
+    "forward" (routed through it).
 
     Example: ``drop(spk, "udp dport 3784", direction="out")`` silences spk's BFD.
     """
-    if direction not in ("in", "out"):
-        raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
-    chain = "input" if direction == "in" else "output"
+    chains = {"in": "input", "out": "output", "forward": "forward"}
+    if direction not in chains:
+        raise ValueError(f"direction must be 'in', 'out' or 'forward', not {direction!r}")
+    chain = chains[direction]
     _ensure_table(host)
     comment = f"lab-{time.monotonic_ns()}"
     # nft wants the comment last, after the verdict.

@@ -38,6 +38,7 @@ from protocols.bfd import (
     TimersChanged,
 )
 from speaker.bfd import net
+from speaker.bfd.echo_link import EchoLink, EchoLinkError
 from speaker.bfd.profile import BfdProfile
 
 __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
@@ -124,6 +125,9 @@ class BfdSession:
         self._last_remote: ControlPacket | None = None
         self.runtime_discards: Counter[str] = Counter()
         self._scope = trio.CancelScope()
+        self._tasks: trio.Nursery | None = None
+        self._echo_link: EchoLink | None = None
+        self._echo_starting = False
 
     # ---- queries --------------------------------------------------------------------
 
@@ -231,9 +235,13 @@ class BfdSession:
                  self.key, self.core.local_discriminator, port, self.profile.name)  # fmt: skip
         try:
             with self._scope:
-                task_status.started()
-                await self._timer_loop()
+                async with trio.open_nursery() as tasks:
+                    self._tasks = tasks
+                    task_status.started()
+                    await self._timer_loop()
         finally:
+            if self._echo_link is not None:
+                self._echo_link.close()
             self._endpoint.ports_in_use.discard(port)
             self._sender.close()
             for channel in self._subscribers:
@@ -269,8 +277,54 @@ class BfdSession:
 
     async def _flush(self) -> None:
         await self._send_control(self.core.datagrams_to_send())
-        self.core.echo_datagrams_to_send()  # echo transport: not wired yet
+        echoes = self.core.echo_datagrams_to_send()
+        if echoes:
+            await self._send_echoes(echoes)
         self._drain_events()
+
+    async def _send_echoes(self, echoes: list[bytes]) -> None:
+        link = self._echo_link
+        if link is None:
+            # The link opens in its own task (it may wait for ARP); echoes produced
+            # meanwhile are lost, which the core's echo detection tolerates at start.
+            self.runtime_discards["echo-link-not-ready"] += len(echoes)
+            if not self._echo_starting and self._tasks is not None:
+                self._echo_starting = True
+                self._tasks.start_soon(self._run_echo)
+            return
+        for payload in echoes:
+            try:
+                await link.send(payload)
+            except EchoLinkError:
+                self.runtime_discards["echo-send-error"] += 1
+
+    async def _run_echo(self) -> None:
+        """Open the AF_PACKET echo link and feed returned echoes to the core."""
+        local, peer, interface = self.key.local, self.key.peer, self.key.interface
+        if (
+            interface is None
+            or not isinstance(local, ipaddress.IPv4Address)
+            or not isinstance(peer, ipaddress.IPv4Address)
+            or self.key.multihop
+        ):
+            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.key)
+            self.runtime_discards["echo-unavailable"] += 1
+            return
+        link = EchoLink(interface, local, peer)
+        try:
+            await link.open()
+        except EchoLinkError as exc:
+            log.error("bfd %s: echo link: %s", self.key, exc)
+            self.runtime_discards["echo-unavailable"] += 1
+            self._echo_starting = False
+            return
+        self._echo_link = link
+        log.info("bfd %s: echo link up on %s (peer MAC %s)", self.key, link.ifname,
+                 link.peer_mac.hex(":"))  # fmt: skip
+        while True:
+            payload = await link.receive()
+            self.core.receive_echo(payload, trio.current_time())
+            self.kick()
 
     def _drain_events(self) -> None:
         while (event := self.core.next_event()) is not None:

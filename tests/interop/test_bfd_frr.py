@@ -222,3 +222,30 @@ def test_shutdown_sends_admin_down_and_frr_does_not_count_a_failure(lab: Lab, la
     assert peer["remote-diagnostic"] == "administratively down"
     # FRR records diag 3 (the neighbour said so), not a detection-time expiry.
     assert peer["diagnostic"] == "neighbor signaled session down"
+
+
+def test_echo_keeps_the_session_up_and_echo_loss_brings_it_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """Echo through rtr1's forwarding plane (FRR advertises Required Min Echo RX 50 ms);
+    dropping forwarded echoes at rtr1 brings us Down with diag 2, while control
+    packets still flow."""
+    lab_require("frr")
+    rtr, spk = lab["rtr1"], lab["spk"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100)
+    ours = OurBfd(
+        spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=100, rx=100, echo=True,
+        echo_interval=50,
+    ).start()  # fmt: skip
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    time.sleep(2.0)
+    stats = ours.stats()
+    assert stats["state"] == "UP"
+    assert stats["echo_tx_interval_us"] == 50_000
+    assert stats["echo_rx"] >= 20, stats
+    # Echo active: we ask FRR for slow control packets (RFC 5880 §6.8.3).
+    assert stats["required_min_rx_us"] == 1_000_000
+    n = len(ours.states())
+    faults.drop(rtr, "udp dport 3785", direction="forward")
+    down = ours.wait_state("DOWN", after=n, timeout=3)
+    assert down["diag"] == "ECHO_FUNCTION_FAILED"
