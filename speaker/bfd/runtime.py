@@ -337,7 +337,7 @@ class BfdSession:
 
     async def _send_control(self, datagrams: list[bytes]) -> None:
         assert self._sender is not None
-        destination = (str(self.key.peer), net.control_port(self.key.multihop))
+        destination = (str(self.key.peer), self._endpoint.peer_ports[self.key.multihop])
         for datagram in datagrams:
             if not datagram:
                 continue
@@ -390,8 +390,19 @@ class BfdSession:
 class BfdEndpoint:
     """All BFD sessions of a process, their receive sockets and demultiplexing."""
 
-    def __init__(self, *, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        rng: random.Random | None = None,
+        ports: tuple[int, int] | None = None,
+        peer_ports: tuple[int, int] | None = None,
+    ) -> None:
+        """``ports`` / ``peer_ports``: (single-hop, multihop) ports to listen on and to
+        send to; the RFC's 3784/4784 unless a test runs two endpoints side by side."""
         self.rng = rng or random.SystemRandom()
+        standard = (net.control_port(False), net.control_port(True))
+        self.ports = ports or standard
+        self.peer_ports = peer_ports or standard
         self.sessions: dict[SessionKey, BfdSession] = {}
         self.ports_in_use: set[int] = set()
         self.discards: Counter[str] = Counter()
@@ -421,7 +432,7 @@ class BfdEndpoint:
         if key in self.sessions:
             raise ValueError(f"a BFD session for {key} exists already")
         family = socket.AF_INET if key.peer.version == 4 else socket.AF_INET6
-        port = net.control_port(key.multihop)
+        port = self.ports[key.multihop]
         if (family, port) not in self._receivers:
             sock = await net.open_receiver(family, port)
             self._receivers[(family, port)] = sock

@@ -1,0 +1,128 @@
+"""The BFD runtime in virtual time: two endpoints on loopback, MockClock autojump.
+
+Timer behaviour is exact here (slow start, detection, renegotiation); wall-clock
+behaviour against real peers is in tests/interop/test_bfd_*.py.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+import trio
+
+from protocols.bfd import Diag, State
+from speaker.bfd.profile import BfdProfile
+from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
+
+A, B = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
+PORT_A, PORT_B = 23784, 33784
+
+
+async def pair(
+    nursery: trio.Nursery, profile_a: BfdProfile, profile_b: BfdProfile
+) -> tuple[BfdEndpoint, BfdSession, BfdEndpoint, BfdSession]:
+    ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
+                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
+                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    sa = await ep_a.add_session(SessionKey(peer=B, local=A), profile_a)
+    sb = await ep_b.add_session(SessionKey(peer=A, local=B), profile_b)
+    return ep_a, sa, ep_b, sb
+
+
+FAST = BfdProfile(name="fast", transmit_interval=50, receive_interval=50, detect_multiplier=3)
+
+
+async def test_up_with_slow_start_then_negotiated_intervals(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    _, sa, _, sb = await pair(nursery, FAST, FAST)
+    t0 = trio.current_time()
+    # Slow start: packets every ~1 s (jittered 75-100%) until Up.
+    assert sa.core.desired_min_tx_us == 1_000_000
+    with trio.fail_after(3):
+        await sa.wait_state(State.UP)
+        await sb.wait_state(State.UP)
+    assert trio.current_time() - t0 <= 2.0
+    await trio.sleep(2)  # poll sequences to the configured 50 ms finish
+    st = sa.statistics()
+    assert st.tx_interval_us == 50_000 and st.detection_time_us == 150_000
+    assert st.remote_desired_min_tx_us == 50_000
+
+
+async def test_silence_is_detected_at_exactly_the_detection_time(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    _, sa, ep_b, sb = await pair(nursery, FAST, FAST)
+    await sa.wait_state(State.UP)
+    await trio.sleep(2)
+    changes = sa.subscribe()
+    failed = trio.CancelScope()
+    # B goes silent without AdminDown: its task ends, nothing more is sent.
+    sb._scope.cancel()
+    silent_since = trio.current_time()
+    last_rx = silent_since  # upper bound; the last packet left at most one interval before
+    with sa.cancel_on_failure(failed), failed:
+        await trio.sleep(10)
+    assert failed.cancelled_caught, "the failure scope was not cancelled"
+    detected = trio.current_time()
+    change = changes.receive_nowait()
+    assert change.new is State.DOWN and change.diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
+    assert change.path_failure
+    # Down within (detection time, detection time + one tx interval] of going silent.
+    assert 0.150 - 0.050 <= detected - last_rx <= 0.150 + 1e-3
+    del ep_b
+
+
+async def test_admin_down_is_not_a_failure(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    _, sa, ep_b, sb = await pair(nursery, FAST, FAST)
+    await sa.wait_state(State.UP)
+    changes = sa.subscribe()
+    failed = trio.CancelScope()
+    with sa.cancel_on_failure(failed):
+        await ep_b.remove_session(sb)
+        await sa.wait_state(State.DOWN)
+    assert not failed.cancel_called
+    change = changes.receive_nowait()
+    assert change.remote_admin_down and not change.path_failure
+    assert change.diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+
+
+async def test_profile_change_renegotiates_without_leaving_up(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    slow = BfdProfile(name="slow", transmit_interval=300, receive_interval=300)
+    _, sa, _, sb = await pair(nursery, slow, slow)
+    await sa.wait_state(State.UP)
+    await trio.sleep(3)
+    changes = sa.subscribe()
+    sa.set_profile(FAST)
+    sb.set_profile(FAST)
+    await trio.sleep(2)
+    with pytest.raises(trio.WouldBlock):
+        changes.receive_nowait()  # no state change at all
+    assert sa.statistics().tx_interval_us == 50_000
+    assert sa.statistics().detection_time_us == 150_000
+
+
+async def test_many_sessions_demultiplex_by_discriminator(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    ep_a = BfdEndpoint(rng=random.Random(3), ports=(PORT_A, PORT_A + 1000),
+                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(4), ports=(PORT_B, PORT_B + 1000),
+                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    sessions = []
+    for i in range(1, 21):
+        a, b = ipaddress.IPv4Address(f"127.0.1.{i}"), ipaddress.IPv4Address(f"127.0.2.{i}")
+        sessions.append(await ep_a.add_session(SessionKey(peer=b, local=a), FAST))
+        sessions.append(await ep_b.add_session(SessionKey(peer=a, local=b), FAST))
+    with trio.fail_after(5):
+        for s in sessions:
+            await s.wait_state(State.UP)
+    # Packets that arrived before their session existed were counted as no-session;
+    # once all are up, every packet finds its session.
+    before = (ep_a.discards.copy(), ep_b.discards.copy())
+    await trio.sleep(3)
+    assert all(s.state is State.UP for s in sessions)
+    assert (ep_a.discards, ep_b.discards) == before
+    assert all(not s.statistics().discards for s in sessions)
+    assert len({s.core.local_discriminator for s in sessions}) == 40
