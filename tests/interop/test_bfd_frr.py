@@ -249,3 +249,21 @@ def test_echo_keeps_the_session_up_and_echo_loss_brings_it_down(lab: Lab, lab_re
     faults.drop(rtr, "udp dport 3785", direction="forward")
     down = ours.wait_state("DOWN", after=n, timeout=3)
     assert down["diag"] == "ECHO_FUNCTION_FAILED"
+
+
+def test_single_hop_drops_packets_with_ttl_below_255(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """GTSM (RFC 5881 §5): a single-hop packet must arrive with TTL 255."""
+    lab_require("frr")
+    rtr, spk = lab["rtr1"], lab["spk"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    rtr.run("nft", "-f", "-", input=(
+        "add table ip mangle\n"
+        "add chain ip mangle post { type filter hook postrouting priority -150 ; }\n"
+        "add rule ip mangle post udp dport 3784 ip ttl set 254\n"
+    ))  # fmt: skip
+    frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100)
+    ours = OurBfd(spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=100, rx=100).start()
+    time.sleep(2.5)
+    stats = ours.stats()
+    assert stats["state"] != "UP" and stats["control_rx"] == 0
+    assert stats["discards"].get("ttl-below-minimum", 0) >= 2, stats["discards"]
