@@ -141,6 +141,10 @@ async def _probe_exec(argv: Sequence[str]) -> str:
     return "exit 0"
 
 
+async def _kill(process: trio.Process) -> None:
+    process.kill()
+
+
 async def probe(spec: HealthSpec) -> tuple[bool, str]:
     """Run the check once, within its timeout. Never raises for a failed check."""
     with trio.move_on_after(spec.timeout) as scope:
