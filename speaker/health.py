@@ -133,7 +133,11 @@ async def _probe_http(url: str, expected: int) -> str:
 
 async def _probe_exec(argv: Sequence[str]) -> str:
     result = await trio.run_process(
-        list(argv), capture_stdout=True, capture_stderr=True, check=False
+        list(argv),
+        capture_stdout=True,
+        capture_stderr=True,
+        check=False,
+        deliver_cancel=_kill,  # a check that overran its timeout gets no grace
     )
     if result.returncode != 0:
         err = (result.stderr or b"").decode(errors="replace").strip().splitlines()
