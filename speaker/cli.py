@@ -1,4 +1,10 @@
-"""Command-line entry point: ``speaker``."""
+"""Command-line entry point: ``speaker``.
+
+``speaker check -c FILE`` loads and validates a configuration: errors go to stderr,
+one per line as ``FILE: path: message``, and the exit status is 2; a valid file
+prints its warnings (``warning: FILE: path: message``) and a one-line summary, and
+exits 0.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,10 @@ import argparse
 import sys
 
 from speaker import __version__
+from speaker.config import ConfigError, ConfigIssue, load_config
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,8 +24,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="BGP + BFD speaker announcing service IP pools to routers.",
     )
     parser.add_argument("--version", action="version", version=f"speaker {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="validate a configuration file and exit",
+        description="Load and validate a configuration file; exit 0 if valid, 2 if not.",
+    )
+    check.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
     return parser
+
+
+def _line(file: str, issue: ConfigIssue) -> str:
+    return f"{file}: {issue}"
+
+
+def check(file: str) -> int:
+    """``speaker check``: returns the exit status."""
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        for issue in exc.errors:
+            print(_line(file, issue), file=sys.stderr)
+        for issue in exc.warnings:
+            print("warning: " + _line(file, issue), file=sys.stderr)
+        count = len(exc.errors)
+        print(f"{file}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+        return EXIT_CONFIG
+    for issue in config.warnings:
+        print("warning: " + _line(file, issue), file=sys.stderr)
+
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}{'s' if count != 1 else ''}"
+
+    print(
+        f"ok: {n(len(config.peers), 'peer')}, {n(len(config.pools), 'pool')},"
+        f" {n(len(config.services), 'service')}"
+    )
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    return 0  # pragma: no cover - subcommands arrive with the speaker issue
+    if args.command == "check":
+        return check(args.config)
+    return 2  # pragma: no cover - argparse rejects unknown commands
 
 
 if __name__ == "__main__":  # pragma: no cover

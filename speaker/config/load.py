@@ -1,0 +1,493 @@
+"""Loading: TOML file -> tomllib -> cattrs -> frozen attrs -> :class:`Config`.
+
+The converter is cattrs' tomllib preset with strict scalar hooks (a string is never
+an integer, a table never a list) and one structure hook for every attrs class that
+reports *every* problem of a table at once, each at its own key: unknown keys (with
+a "did you mean"), missing keys, wrong types and the attrs validators of each field.
+Errors arrive as cattrs' exception groups, whose notes carry the key or index; they
+are flattened into :class:`ConfigIssue` records with TOML paths
+(``peers[0].node_selectors[1].match_labels``).
+
+Each element of each array of tables is structured on its own, so one broken peer
+does not hide the problems of the others, and the cross-object rules of
+:mod:`speaker.config.validate` still run on everything that did structure.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import attrs
+from cattrs.errors import (
+    AttributeValidationNote,
+    BaseValidationError,
+    ClassValidationError,
+    IterableValidationError,
+    IterableValidationNote,
+)
+from cattrs.preconf.tomllib import TomllibConverter, make_converter
+
+from speaker.bfd.profile import BfdProfile
+from speaker.config.durations import parse_duration
+from speaker.config.model import (
+    AddressRange,
+    Advertisement,
+    Community,
+    Config,
+    ConfigIssue,
+    PeerSpec,
+    Pool,
+    Service,
+    SpeakerSettings,
+)
+from speaker.config.validate import Draft, build
+
+__all__ = ["ConfigError", "build_config", "load_config", "loads_config", "make_config_converter"]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid: ``errors`` lists every problem (each with ``.path``
+    and ``.message``), ``warnings`` what was found on the way."""
+
+    def __init__(
+        self, errors: list[ConfigIssue], warnings: list[ConfigIssue] | None = None
+    ) -> None:
+        super().__init__(errors)
+        self.errors = errors
+        self.warnings = warnings or []
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.errors)
+
+
+# ---- type names for messages --------------------------------------------------------------
+
+
+def describe(value: object) -> str:
+    """``"a string ("x")"``, ``"an integer (5)"``: what the file holds, in TOML's words."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a float ({value})"
+    if isinstance(value, str):
+        return f'a string ("{value}")'
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, datetime | date | time):
+        return f"a date/time ({value})"
+    return type(value).__name__
+
+
+def _expect(what: str, value: object) -> TypeError:
+    return TypeError(f"expected {what}, got {describe(value)}")
+
+
+# ---- unknown keys ----------------------------------------------------------------------------
+
+
+class UnknownKeyError(ValueError):
+    """A key the table does not have; the message suggests the nearest one."""
+
+    def __init__(self, key: str, known: list[str]) -> None:
+        hint = suggest(key, known)
+        super().__init__(f'unknown key (did you mean "{hint}"?)' if hint else "unknown key")
+
+
+class MissingKeyError(ValueError):
+    def __init__(self) -> None:
+        super().__init__("required key is missing")
+
+
+def suggest(key: str, known: list[str]) -> str | None:
+    """The known key ``key`` was most likely meant to be (``holdTime`` -> ``hold_time``)."""
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower().replace("-", "_")
+    if snake in known:
+        return snake
+    close = difflib.get_close_matches(snake, known, n=1, cutoff=0.6)
+    if close:
+        return close[0]
+    starting = [k for k in known if k.startswith(snake) or snake.startswith(k)]
+    return starting[0] if len(starting) == 1 else None
+
+
+# ---- the converter -----------------------------------------------------------------------------
+
+
+def _note_key(exc: Exception, key: str, typ: Any) -> Exception:
+    exc.add_note(AttributeValidationNote(f"Structuring key {key!r}", key, typ))
+    return exc
+
+
+def _note_index(exc: Exception, index: int | str, typ: Any) -> Exception:
+    exc.add_note(IterableValidationNote(f"Structuring @ {index!r}", index, typ))
+    return exc
+
+
+def _union_of(*members: type) -> Callable[[Any], bool]:
+    wanted = set(members)
+
+    def predicate(t: Any) -> bool:
+        origin: Any = typing.get_origin(t)
+        return origin in (typing.Union, types.UnionType) and set(typing.get_args(t)) == wanted
+
+    return predicate
+
+
+def _is_var_tuple(t: Any) -> bool:
+    args = typing.get_args(t)
+    return typing.get_origin(t) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _is_optional(t: Any) -> bool:
+    origin: Any = typing.get_origin(t)
+    return origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(t)
+
+
+def _is_mapping(t: Any) -> bool:
+    return typing.get_origin(t) in (dict, Mapping, typing.Mapping)
+
+
+def make_config_converter() -> TomllibConverter:
+    """cattrs' tomllib converter, made strict and path-reporting (see the module doc)."""
+    conv = make_converter(forbid_extra_keys=True)
+
+    def strict(kind: type, what: str) -> Callable[[Any, Any], Any]:
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise _expect(what, value)
+            return value
+
+        return hook
+
+    conv.register_structure_hook(str, strict(str, "a string"))
+    conv.register_structure_hook(int, strict(int, "an integer"))
+    conv.register_structure_hook(bool, strict(bool, "true or false"))
+
+    def text_hook(parse: Callable[[str], Any], what: str) -> Callable[[Any, Any], Any]:
+        def hook(value: Any, _: Any) -> Any:
+            if not isinstance(value, str):
+                raise _expect(what, value)
+            return parse(value)
+
+        return hook
+
+    def address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        try:
+            return ipaddress.ip_address(text.strip())
+        except ValueError:
+            raise ValueError(f'"{text}" is not an IP address') from None
+
+    def ipv4(text: str) -> ipaddress.IPv4Address:
+        try:
+            return ipaddress.IPv4Address(text.strip())
+        except ValueError:
+            raise ValueError(f'"{text}" is not an IPv4 address') from None
+
+    conv.register_structure_hook(
+        timedelta, text_hook(parse_duration, 'a duration such as "90s" or "500ms"')
+    )
+    conv.register_structure_hook(Path, text_hook(Path, "a file path (a string)"))
+    conv.register_structure_hook(ipaddress.IPv4Address, text_hook(ipv4, "an IPv4 address"))
+    conv.register_structure_hook_func(
+        _union_of(ipaddress.IPv4Address, ipaddress.IPv6Address),
+        text_hook(address, "an IP address (a string)"),
+    )
+    conv.register_structure_hook(
+        AddressRange, text_hook(AddressRange.parse, 'a CIDR or a "first-last" range')
+    )
+    conv.register_structure_hook(
+        Community, text_hook(Community.parse, 'a community such as "65000:100"')
+    )
+
+    def multihop(value: Any, _: Any) -> bool | int:
+        if not isinstance(value, bool | int):
+            raise _expect("true, false or a TTL (1-255)", value)
+        return value
+
+    conv.register_structure_hook_func(_union_of(bool, int), multihop)
+
+    def var_tuple(value: Any, typ: Any) -> tuple[Any, ...]:
+        if not isinstance(value, list):
+            raise _expect("an array", value)
+        item_type = typing.get_args(typ)[0]
+        out: list[Any] = []
+        errors: list[Exception] = []
+        for index, item in enumerate(value):
+            try:
+                out.append(conv.structure(item, item_type))
+            except Exception as exc:
+                errors.append(_note_index(exc, index, item_type))
+        if errors:
+            raise IterableValidationError(f"While structuring {typ}", errors, typ)
+        return tuple(out)
+
+    conv.register_structure_hook_func(_is_var_tuple, var_tuple)
+
+    def mapping(value: Any, typ: Any) -> dict[Any, Any]:
+        if not isinstance(value, dict):
+            raise _expect("a table", value)
+        key_type, value_type = typing.get_args(typ)
+        out: dict[Any, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            try:
+                if key_type is int:  # TOML keys are strings: { "1" = "secret" }
+                    if not key.isdigit():
+                        raise ValueError(f'key "{key}" is not a number')
+                    out[int(key)] = conv.structure(item, value_type)
+                else:
+                    out[key] = conv.structure(item, value_type)
+            except Exception as exc:
+                errors.append(_note_index(exc, str(key), value_type))
+        if errors:
+            raise IterableValidationError(f"While structuring {typ}", errors, typ)
+        return out
+
+    conv.register_structure_hook_func(_is_mapping, mapping)
+    conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_hook(conv, cls))
+
+    def optional(value: Any, typ: Any) -> Any:
+        if value is None:
+            return None
+        rest: Any = tuple(a for a in typing.get_args(typ) if a is not type(None))
+        inner: Any = rest[0] if len(rest) == 1 else typing.Union[rest]  # noqa: UP007
+        return conv.structure(value, inner)
+
+    conv.register_structure_hook_func(_is_optional, optional)
+    return conv
+
+
+def _attrs_hook(conv: TomllibConverter, cls: type) -> Callable[[Any, Any], Any]:
+    """Structure one table into ``cls``, reporting every bad key at once."""
+    attrs.resolve_types(cls)
+    fields = [f for f in attrs.fields(cls) if f.init]
+    known = [f.alias for f in fields]
+
+    def structure(value: Any, _: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _expect("a table", value)
+        errors: list[Exception] = [
+            _note_key(UnknownKeyError(key, known), key, None) for key in value if key not in known
+        ]
+        kwargs: dict[str, Any] = {}
+        for field in fields:
+            if field.alias not in value:
+                if field.default is attrs.NOTHING:
+                    errors.append(_note_key(MissingKeyError(), field.alias, field.type))
+                continue
+            try:
+                item = conv.structure(value[field.alias], field.type)
+                if field.validator is not None and field.converter is None:
+                    field.validator(None, field, item)
+            except Exception as exc:
+                errors.append(_note_key(exc, field.alias, field.type))
+                continue
+            kwargs[field.alias] = item
+        if errors:
+            raise ClassValidationError(f"While structuring {cls.__name__}", errors, cls)
+        return cls(**kwargs)  # rules across fields (__attrs_post_init__) report on the table
+
+    return structure
+
+
+_CONVERTER = make_config_converter()
+
+
+# ---- flattening cattrs' exception groups into paths ----------------------------------------
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _join(path: str, step: int | str) -> str:
+    if isinstance(step, int):
+        return f"{path}[{step}]"
+    if not _BARE_KEY.match(step):
+        step = '"' + step.replace('"', '\\"') + '"'
+    return f"{path}.{step}" if path else step
+
+
+def _step_of(exc: BaseException) -> int | str | None:
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, AttributeValidationNote):
+            return note.name
+        if isinstance(note, IterableValidationNote):
+            return note.index
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):
+        return "required key is missing"
+    args = exc.args
+    if len(args) == 4 and isinstance(args[1], attrs.Attribute):  # attrs.validators.in_
+        options = [str(option) for option in args[2]]
+        hint = suggest(str(args[3]), options)
+        return f'"{args[3]}" is not one of {", ".join(options)}' + (
+            f' (did you mean "{hint}"?)' if hint else ""
+        )
+    text = str(exc)
+    return text or type(exc).__name__
+
+
+def flatten(exc: BaseException, path: str) -> list[ConfigIssue]:
+    """cattrs' nested exception groups -> one :class:`ConfigIssue` per leaf."""
+    if isinstance(exc, BaseValidationError):
+        out: list[ConfigIssue] = []
+        for sub in exc.exceptions:
+            step = _step_of(sub)
+            out += flatten(sub, path if step is None else _join(path, step))
+        return out
+    return [ConfigIssue(path, _message(exc))]
+
+
+# ---- sections -------------------------------------------------------------------------------
+
+_LISTS: dict[str, type] = {
+    "bfd_profiles": BfdProfile,
+    "peers": PeerSpec,
+    "pools": Pool,
+    "advertisements": Advertisement,
+    "services": Service,
+}
+_SECTIONS = ["speaker", *_LISTS]
+
+
+def structure(data: Mapping[str, Any]) -> tuple[Draft, list[ConfigIssue]]:
+    """Structure each section (and each element of each array) on its own."""
+    issues: list[ConfigIssue] = []
+    for key in data:
+        if key not in _SECTIONS:
+            issues.append(ConfigIssue(key, str(UnknownKeyError(key, _SECTIONS))))
+
+    broken: set[str] = set()
+    speaker: SpeakerSettings | None = None
+    try:
+        speaker = _CONVERTER.structure(data.get("speaker", {}), SpeakerSettings)
+    except Exception as exc:
+        issues += flatten(exc, "speaker")
+        broken.add("speaker")
+
+    items: dict[str, list[tuple[int, Any]]] = {}
+    names: dict[str, list[tuple[int, str]]] = {}
+    for section, cls in _LISTS.items():
+        items[section], names[section] = [], []
+        raw = data.get(section, [])
+        if not isinstance(raw, list):
+            expected = _expect(f"an array of tables ([[{section}]])", raw)
+            issues.append(ConfigIssue(section, str(expected)))
+            broken.add(section)
+            continue
+        for index, element in enumerate(raw):
+            path = f"{section}[{index}]"
+            if isinstance(element, dict):
+                name = element.get("name")
+                if isinstance(name, str):
+                    names[section].append((index, name))
+                elif "name" not in element:  # BfdProfile defaults its name; files may not
+                    issues.append(ConfigIssue(f"{path}.name", "required key is missing"))
+                    broken.add(section)
+                    continue
+            try:
+                items[section].append((index, _CONVERTER.structure(element, cls)))
+            except Exception as exc:
+                issues += flatten(exc, path)
+                broken.add(section)
+    draft = Draft(
+        speaker=speaker,
+        bfd_profiles=items["bfd_profiles"],
+        peers=items["peers"],
+        pools=items["pools"],
+        advertisements=items["advertisements"],
+        services=items["services"],
+        names=names,
+        broken=broken,
+    )
+    return draft, issues
+
+
+# ---- entry points --------------------------------------------------------------------------
+
+_TOML_POSITION = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$")
+
+
+def build_config(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path | None = None,
+    source: Path | None = None,
+    read_text: Callable[[Path], str] | None = None,
+) -> Config:
+    """Parsed TOML (a dict) -> :class:`Config`.
+
+    Relative paths (``password_file``, ``state_file``) are taken from ``base_dir``.
+
+    Raises:
+        ConfigError: listing every error (and the warnings found meanwhile).
+    """
+    draft, issues = structure(data)
+    config, errors, warnings = build(
+        draft,
+        base_dir=base_dir or Path.cwd(),
+        source=source,
+        read_text=read_text or _read_text,
+    )
+    errors = issues + errors
+    if errors or config is None:
+        raise ConfigError(errors, warnings)
+    return config
+
+
+def loads_config(text: str, *, base_dir: Path | None = None, source: Path | None = None) -> Config:
+    """TOML text -> :class:`Config`.
+
+    Raises:
+        ConfigError: a TOML syntax error (path ``line L, column C``) or invalid config.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = _TOML_POSITION.match(str(exc))
+        if match:
+            what, line, column = match.groups()
+            issue = ConfigIssue(f"line {line}, column {column}", f"TOML syntax error: {what}")
+        else:
+            issue = ConfigIssue("", f"TOML syntax error: {exc}")
+        raise ConfigError([issue]) from None
+    return build_config(data, base_dir=base_dir, source=source)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, parse and validate the configuration file at ``path``, once.
+
+    Raises:
+        ConfigError: the file cannot be read, is not TOML, or is invalid; ``errors``
+            lists every problem.
+    """
+    file = Path(path)
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue("", f"cannot read the file: {exc.strerror or exc}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue("", f"not UTF-8 text: {exc}")]) from None
+    return loads_config(text, base_dir=file.parent.resolve(), source=file)
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")

@@ -1,0 +1,257 @@
+"""routes_for_peer: a pure function of config, health and assigned addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocols.bgp import LargeCommunity
+from speaker.announce import RouteAttributes, routes_for_peer
+from speaker.config import Config, loads_config
+
+NO_ADVERTISE = 0xFFFFFF02
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
+
+
+def comm(high: int, low: int) -> int:
+    return high << 16 | low
+
+
+CONFIG = """
+[speaker]
+my_asn = 64512
+node_name = "lb-1"
+
+[[peers]]
+name = "ibgp"
+peer_address = "192.0.2.1"
+peer_asn = 64512
+
+[[peers]]
+name = "ebgp"
+peer_address = "192.0.2.2"
+peer_asn = 65000
+
+[[pools]]
+name = "web"
+addresses = ["203.0.113.0/28", "2001:db8:1::/120"]
+
+[[pools]]
+name = "anycast"
+addresses = ["198.51.100.8-198.51.100.11"]
+auto_assign = false
+announce_all = true
+
+[[advertisements]]
+name = "hosts"
+pools = ["web"]
+local_pref = 150
+communities = ["64512:1"]
+
+[[advertisements]]
+name = "hosts-again"
+pools = ["web"]
+communities = ["64512:2", "no-advertise", "large:64512:9:9"]
+peers = ["ibgp"]
+
+[[advertisements]]
+name = "aggregate"
+pools = ["web"]
+aggregation_length = 28
+aggregation_length_v6 = 120
+peers = ["ebgp"]
+
+[[advertisements]]
+name = "anycast"
+pools = ["anycast"]
+aggregation_length = 30
+
+[[services]]
+name = "www"
+address = "203.0.113.1"
+health = { tcp = "127.0.0.1:80" }
+
+[[services]]
+name = "api"
+address = "203.0.113.2"
+health = { tcp = "127.0.0.1:81" }
+
+[[services]]
+name = "static"
+address = "203.0.113.3"
+
+[[services]]
+name = "v6"
+pool = "web"
+address = "2001:db8:1::5"
+
+[[services]]
+name = "assigned"
+pool = "web"
+health = { tcp = "127.0.0.1:82" }
+"""
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    return loads_config(CONFIG)
+
+
+def test_healthy_services_host_routes_with_merged_communities(config: Config) -> None:
+    routes = routes_for_peer(config, "ibgp", healthy={"www"})
+    both = RouteAttributes(
+        communities=frozenset({comm(64512, 1), comm(64512, 2), NO_ADVERTISE}),
+        large_communities=frozenset({LargeCommunity(global_admin=64512, local1=9, local2=9)}),
+        local_pref=150,
+    )
+    assert routes == {
+        net("198.51.100.8/30"): RouteAttributes(),
+        net("203.0.113.1/32"): both,
+        net("203.0.113.3/32"): both,  # no health check: always announced
+        net("2001:db8:1::5/128"): both,
+    }
+
+
+def test_unhealthy_service_is_not_announced(config: Config) -> None:
+    assert net("203.0.113.2/32") not in routes_for_peer(config, "ibgp", healthy={"www"})
+    assert net("203.0.113.2/32") in routes_for_peer(config, "ibgp", healthy={"www", "api"})
+
+
+def test_local_pref_only_on_ibgp_and_peers_filter(config: Config) -> None:
+    routes = routes_for_peer(config, "ebgp", healthy=set())
+    hosts = RouteAttributes(communities=frozenset({comm(64512, 1)}))
+    assert routes == {
+        net("198.51.100.8/30"): RouteAttributes(),
+        net("203.0.113.0/28"): RouteAttributes(),
+        net("203.0.113.3/32"): hosts,
+        net("2001:db8:1::/120"): RouteAttributes(),
+        net("2001:db8:1::5/128"): hosts,
+    }
+
+
+def test_aggregation_deduplicates(config: Config) -> None:
+    routes = routes_for_peer(config, "ebgp", healthy={"www", "api"})
+    assert list(routes).count(net("203.0.113.0/28")) == 1
+    assert [n for n in routes if n.version == 4 and n.prefixlen == 32] == [
+        net("203.0.113.1/32"),
+        net("203.0.113.2/32"),
+        net("203.0.113.3/32"),
+    ]
+
+
+def test_assigned_addresses(config: Config) -> None:
+    assigned = {"assigned": ipaddress.ip_address("203.0.113.9")}
+    assert net("203.0.113.9/32") not in routes_for_peer(config, "ibgp", set(), assigned)
+    routes = routes_for_peer(config, "ibgp", {"assigned"}, assigned)
+    assert net("203.0.113.9/32") in routes
+    # Without an assignment, a pool service is not announced.
+    assert net("203.0.113.9/32") not in routes_for_peer(config, "ibgp", {"assigned"})
+
+
+def test_announce_all_ignores_health(config: Config) -> None:
+    for peer in ("ibgp", "ebgp"):
+        assert net("198.51.100.8/30") in routes_for_peer(config, peer, set())
+
+
+def test_announce_all_host_routes() -> None:
+    config = loads_config(
+        CONFIG.replace("aggregation_length = 30\n", "").replace(
+            '"198.51.100.8-198.51.100.11"', '"198.51.100.8-198.51.100.10", "2001:db8:9::/127"'
+        )
+    )
+    anycast = [
+        n
+        for n in routes_for_peer(config, "ebgp", set())
+        if str(n).startswith(("198", "2001:db8:9"))
+    ]
+    assert anycast == [
+        net("198.51.100.8/32"),
+        net("198.51.100.9/32"),
+        net("198.51.100.10/32"),
+        net("2001:db8:9::/128"),
+        net("2001:db8:9::1/128"),
+    ]
+
+
+def test_sorted_and_deterministic(config: Config) -> None:
+    a = routes_for_peer(config, "ibgp", healthy={"api", "www"})
+    b = routes_for_peer(config, "ibgp", healthy=["www", "api"])
+    assert list(a.items()) == list(b.items())
+    keys = list(a)
+    assert keys == sorted(keys, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+
+
+def test_unknown_peer(config: Config) -> None:
+    with pytest.raises(KeyError):
+        routes_for_peer(config, "nope", set())
+
+
+def test_no_advertisement_for_peer() -> None:
+    text = CONFIG.replace('name = "anycast"\npools', 'name = "anycast"\npeers = ["ibgp"]\npools')
+    text = text.replace('name = "hosts"\npools', 'name = "hosts"\npeers = ["ibgp"]\npools')
+    text = text.replace('peers = ["ebgp"]', 'peers = ["ibgp"]')
+    assert routes_for_peer(loads_config(text), "ebgp", {"www", "api"}) == {}
+
+
+def test_merge_keeps_first_local_pref() -> None:
+    a = RouteAttributes(communities=frozenset({1}), local_pref=None)
+    b = RouteAttributes(communities=frozenset({2}), local_pref=200)
+    assert a.merge(b) == RouteAttributes(communities=frozenset({1, 2}), local_pref=200)
+    assert b.merge(a).local_pref == 200
+    assert a.merge(a) is a
+
+
+def _many(count: int) -> str:
+    services = "".join(
+        f'[[services]]\nname = "s{i}"\naddress = "10.{i // 65536}.{i // 256 % 256}.{i % 256}"\n'
+        f'health = {{ tcp = "127.0.0.1:{1 + i % 60000}" }}\n'
+        for i in range(count)
+    )
+    return (
+        '[speaker]\nmy_asn = 64512\nnode_name = "n"\n'
+        '[[peers]]\nname = "p"\npeer_address = "192.0.2.1"\npeer_asn = 65000\n'
+        '[[pools]]\nname = "big"\naddresses = ["10.0.0.0/16"]\n'
+        '[[advertisements]]\nname = "hosts"\n'
+        '[[advertisements]]\nname = "agg"\naggregation_length = 24\ncommunities = ["1:1"]\n'
+        + services
+    )
+
+
+def test_fast_for_thousands_of_services() -> None:
+    config = loads_config(_many(5000))
+    healthy = {f"s{i}" for i in range(0, 5000, 2)}
+    start = time.perf_counter()
+    routes = routes_for_peer(config, "p", healthy)
+    elapsed = time.perf_counter() - start
+    assert len(routes) == 2500 + 20  # host routes + the /24s holding them
+    assert elapsed < 0.5
+
+
+addresses_v4 = st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address)
+
+
+@given(st.lists(addresses_v4, min_size=1, max_size=20, unique=True), st.integers(8, 32))
+def test_aggregate_always_contains_the_address(
+    addresses: list[ipaddress.IPv4Address], length: int
+) -> None:
+    services = "".join(
+        f'[[services]]\nname = "s{i}"\naddress = "{a}"\n' for i, a in enumerate(addresses)
+    )
+    text = (
+        '[speaker]\nmy_asn = 64512\nnode_name = "n"\n'
+        '[[peers]]\nname = "p"\npeer_address = "192.0.2.1"\npeer_asn = 65000\n'
+        '[[pools]]\nname = "all"\naddresses = ["0.0.0.0/0"]\n'
+        f'[[advertisements]]\nname = "a"\naggregation_length = {length}\n' + services
+    )
+    routes = routes_for_peer(loads_config(text), "p", set())
+    assert all(n.prefixlen == length for n in routes)
+    for a in addresses:
+        assert sum(a in n for n in routes) == 1
+    assert all(any(a in n for a in addresses) for n in routes)
