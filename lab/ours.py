@@ -141,3 +141,59 @@ class OurBfd:
             timeout=5.0,
             what="profile applied",
         )
+
+
+class OurSpeaker:
+    """``speaker run -c CONFIG --log-format json`` in a lab host; logs are JSON lines."""
+
+    def __init__(self, host: Host, config: str, *, name: str = "speaker") -> None:
+        self.host = host
+        self.name = name
+        self.config_path = host.lab.dir / f"{host.name}-{name}.toml"
+        self.config_path.write_text(config)
+        self.state_path = host.lab.dir / f"{host.name}-{name}-state.json"
+        self.proc: Process | None = None
+
+    def start(self, timeout: float = 15.0) -> OurSpeaker:
+        argv = [sys.executable, "-m", "speaker.cli", "run", "-c", str(self.config_path),
+                "--log-format", "json"]  # fmt: skip
+        self.proc = self.host.popen(self.name, argv, env=our_env())
+        proc = self.proc
+
+        def running() -> bool:
+            proc.check_alive(f"speaker in {self.host.name}")
+            return any(r.get("msg", "").startswith("speaker running") for r in self.records())
+
+        wait_until(running, timeout=timeout, what=f"speaker in {self.host.name}")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def records(self) -> list[dict[str, Any]]:
+        assert self.proc is not None
+        out = []
+        for line in self.proc.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        return out
+
+    def find(self, text: str) -> list[dict[str, Any]]:
+        return [r for r in self.records() if text in r.get("msg", "")]
+
+    def wait_log(self, text: str, *, after: int = 0, timeout: float = 10.0) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            hits = self.find(text)[after:]
+            return hits[0] if hits else None
+
+        return wait_until(probe, timeout=timeout, what=f"speaker log {text!r}")
+
+    def terminate(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM and wait; the exit status."""
+        assert self.proc is not None
+        return self.proc.stop(timeout=timeout)

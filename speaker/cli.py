@@ -4,11 +4,15 @@
 one per line as ``FILE: path: message``, and the exit status is 2; a valid file
 prints its warnings (``warning: FILE: path: message``) and a one-line summary, and
 exits 0.
+
+``speaker run -c FILE`` validates the same way (refusing to start on an invalid
+file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from speaker import __version__
@@ -31,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load and validate a configuration file; exit 0 if valid, 2 if not.",
     )
     check.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
+    run = commands.add_parser(
+        "run",
+        help="run the speaker",
+        description="Run the speaker with a configuration file until SIGTERM/SIGINT.",
+    )
+    run.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
+    run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return parser
 
 
@@ -63,6 +75,39 @@ def check(file: str) -> int:
     return EXIT_OK
 
 
+def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> int:
+    """``speaker run``: returns the exit status."""
+    import trio
+
+    from speaker.allocate import AllocationError, StateFileError
+    from speaker.log import setup_logging
+    from speaker.runner import build_speaker
+
+    try:
+        config = load_config(file)
+    except ConfigError as exc:
+        for issue in exc.errors:
+            print(_line(file, issue), file=sys.stderr)
+        print(f"{file}: invalid configuration, not starting", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(log_format, log_level)
+    log = logging.getLogger("speaker")
+    for issue in config.warnings:
+        log.warning("config: %s", issue)
+    try:
+        speaker = build_speaker(config)
+    except (AllocationError, StateFileError, OSError) as exc:
+        print(f"{file}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def main_task() -> None:
+        await speaker.run()
+
+    trio.run(main_task)
+    log.info("speaker stopped")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "check":
         return check(args.config)
+    if args.command == "run":
+        return run(args.config, log_format=args.log_format, log_level=args.log_level)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -1,0 +1,171 @@
+"""From a loaded :class:`Config` to a running :class:`Speaker` (``speaker run``).
+
+The config says what the operator wants; this module derives what the runtime
+needs: per peer a BGP config and (with a BFD profile) a BFD session key with our
+local address and interface, the route function (announcements as a function of
+health), and the health checks.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import logging
+import socket
+import struct
+import zlib
+from collections.abc import Mapping
+
+import trio
+
+from protocols.bgp import Prefix
+from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from speaker.allocate import assign_addresses
+from speaker.announce import RouteAttributes as WantedAttributes
+from speaker.announce import routes_for_peer
+from speaker.app import Speaker
+from speaker.bfd.runtime import SessionKey
+from speaker.bgp.config import BgpPeerConfig, RouteAttributes
+from speaker.config import Config, IPAddress, Peer
+from speaker.health import HealthSpec
+from speaker.peer import PeerPlan, Routes
+
+__all__ = ["build_speaker", "derive_router_id", "local_address_for", "plans_for"]
+
+log = logging.getLogger("speaker")
+SIOCGIFADDR = 0x8915
+
+
+def derive_router_id(config: Config) -> ipaddress.IPv4Address:
+    """``router_id`` from the config, else the first IPv4 source address (as the
+    config resolved it), else a stable hash of the node name (MetalLB does the same)."""
+    if config.router_id is not None:
+        return config.router_id
+    for peer in config.peers:
+        if isinstance(peer.source_address, ipaddress.IPv4Address):
+            return peer.source_address
+    return ipaddress.IPv4Address(zlib.crc32(config.speaker.node_name.encode()) or 1)
+
+
+def local_address_for(peer: IPAddress) -> IPAddress:
+    """The address the kernel would send from towards ``peer`` (no packet is sent)."""
+    family = socket.AF_INET if peer.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((str(peer), 9))
+        return ipaddress.ip_address(sock.getsockname()[0].split("%")[0])
+
+
+def interface_of(address: IPAddress) -> str | None:
+    """The interface holding an IPv4 address (for single-hop BFD and echo)."""
+    if address.version != 4:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _, name in socket.if_nameindex():
+            try:
+                raw = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()))
+            except OSError:
+                continue
+            if ipaddress.IPv4Address(raw[20:24]) == address:
+                return name
+    return None
+
+
+def _families(config: Config, peer: Peer, addresses: Mapping[str, IPAddress]) -> tuple[int, ...]:
+    del addresses
+    versions = {peer.peer_address.version}
+    for ad in config.advertisements:
+        if not ad.selects_peer(peer.name):
+            continue
+        pools = config.pools if not ad.pools else [config.pool(n) for n in ad.pools]
+        for pool in pools:
+            versions.update(r.first.version for r in pool.addresses)
+    return tuple(v for v in (4, 6) if v in versions)
+
+
+def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPlan]:
+    router_id = derive_router_id(config)
+    plans = []
+    for peer in config.peers:
+        if not peer.applies_to(config.speaker.labels):
+            log.info("peer %s: not for this node (node_selectors)", peer.name)
+            continue
+        families = tuple(
+            IPV4_UNICAST if v == 4 else IPV6_UNICAST for v in _families(config, peer, addresses)
+        )
+        bgp = BgpPeerConfig(
+            name=peer.name,
+            peer_address=peer.peer_address,
+            peer_asn=peer.peer_asn,
+            local_asn=peer.my_asn,
+            router_id=router_id,
+            peer_port=peer.peer_port,
+            source_address=peer.source_address,
+            hold_time=int(peer.hold_time.total_seconds()),
+            keepalive_time=peer.keepalive_time.total_seconds(),
+            connect_time=peer.connect_time.total_seconds(),
+            password=peer.password,
+            ebgp_multihop=peer.multihop_ttl,
+            passive=peer.passive,
+            families=families,
+            hostname=config.speaker.node_name,
+        )
+        key = None
+        if peer.bfd_profile is not None:
+            local = peer.source_address or local_address_for(peer.peer_address)
+            interface = None if peer.multihop else (peer.interface or interface_of(local))
+            key = SessionKey(
+                peer=peer.peer_address, local=local, multihop=peer.multihop, interface=interface
+            )
+        plans.append(PeerPlan(name=peer.name, bgp=bgp, bfd_key=key, bfd_profile=peer.bfd_profile))
+    return plans
+
+
+def build_speaker(config: Config) -> Speaker:
+    """Allocate service addresses (state file), then wire everything up."""
+    addresses = assign_addresses(config)
+    converted: dict[WantedAttributes, RouteAttributes] = {}
+
+    def routes(peer: str, healthy: frozenset[str]) -> Routes:
+        out: dict[Prefix, RouteAttributes] = {}
+        for prefix, wanted in routes_for_peer(config, peer, healthy, addresses).items():
+            attributes = converted.get(wanted)
+            if attributes is None:
+                attributes = converted[wanted] = RouteAttributes(
+                    communities=tuple(wanted.communities),
+                    large_communities=tuple(wanted.large_communities),
+                    local_pref=wanted.local_pref,
+                )
+            out[prefix] = attributes
+        return out
+
+    health = {
+        service.name: HealthSpec(
+            tcp=service.health.tcp,
+            http=service.health.http,
+            exec=service.health.exec,
+            expected_status=service.health.expected_status,
+            interval=service.health.interval.total_seconds(),
+            timeout=service.health.timeout.total_seconds(),
+            rise=service.health.rise,
+            fall=service.health.fall,
+        )
+        for service in config.services
+        if service.health is not None
+    }
+    return Speaker(
+        plans_for(config, addresses),
+        routes=routes,
+        health=health,
+        services=[s.name for s in config.services],
+        hold_down=config.speaker.hold_down.total_seconds(),
+    )
+
+
+async def run_speaker(config: Config) -> None:
+    speaker = build_speaker(config)
+    await speaker.run()
+
+
+def run(config: Config) -> int:
+    trio.run(run_speaker, config)
+    return 0

@@ -1,0 +1,197 @@
+"""The product in the lab: `speaker run -c FILE` in spk, routers with gobgpd (BGP)
+and FRR bfdd (BFD) at the same address. Acceptance of the speaker issue."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import Lab, faults, wait_until
+from lab.frr import FRR, bfd_peer_block, bfdd_config
+from lab.gobgp import GoBGP, neighbor_toml, path_attrs
+from lab.ours import OurSpeaker
+
+pytestmark = pytest.mark.lab
+
+VIP = "198.19.0.10/32"
+VIP2 = "198.19.0.11/32"
+
+
+def router(lab: Lab, name: str, *, ms: int = 50) -> tuple[GoBGP, FRR]:
+    """gobgpd (AS 64512, passive towards spk) and FRR bfdd at the router's address."""
+    rtr, spk = lab[name], lab["spk"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4(name))
+    gobgp = GoBGP(
+        rtr, asn=64512, router_id=r_addr,
+        neighbors=neighbor_toml(s_addr, 64513, passive=True, hold_time=9, keepalive=3),
+    ).start()  # fmt: skip
+    bfd = FRR(rtr, bfdd=bfdd_config([
+        bfd_peer_block(s_addr, local=r_addr, interface="to-spk", tx=ms, rx=ms)
+    ])).start()  # fmt: skip
+    return gobgp, bfd
+
+
+def peer_block(lab: Lab, name: str, profile: str = "fast") -> str:
+    rtr, spk = lab[name], lab["spk"]
+    return f"""
+[[peers]]
+name = "{name}"
+peer_address = "{rtr.addr4("spk")}"
+peer_asn = 64512
+source_address = "{spk.addr4(name)}"
+interface = "to-{name}"
+bfd_profile = "{profile}"
+hold_time = "9s"
+"""
+
+
+def speaker_config(lab: Lab, peers: list[str], *, extra: str = "", ms: int = 50) -> str:
+    state = lab.dir / "speaker-state.json"
+    return f"""
+[speaker]
+router_id = "{lab["spk"].addr4(peers[0])}"
+my_asn = 64513
+hold_down = "1s"
+state_file = "{state}"
+
+[[bfd_profiles]]
+name = "fast"
+transmit_interval = {ms}
+receive_interval = {ms}
+detect_multiplier = 3
+
+{"".join(peer_block(lab, p) for p in peers)}
+
+[[pools]]
+name = "vips"
+addresses = ["198.19.0.0/24"]
+
+[[advertisements]]
+name = "to-routers"
+communities = ["65000:100", "no-export", "large:64513:1:2"]
+{extra}
+"""
+
+
+SERVICES = """
+[[services]]
+name = "web"
+address = "198.19.0.10"
+
+[[services]]
+name = "api"
+address = "198.19.0.11"
+"""
+
+
+def established_and_announced(gobgp: GoBGP, *prefixes: str, timeout: float = 20.0) -> None:
+    gobgp.wait_rib(lambda r: all(p in r for p in prefixes), timeout=timeout, what=str(prefixes))
+
+
+def test_routes_and_bfd_failover_within_detection_plus_50ms(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    lab_require("frr", "gobgp")
+    gobgp, bfd = router(lab, "rtr1")
+    spk_addr = str(lab["spk"].addr4("rtr1"))
+    speaker = OurSpeaker(lab["spk"], speaker_config(lab, ["rtr1"], extra=SERVICES)).start()
+    established_and_announced(gobgp, VIP, VIP2)
+    path = gobgp.rib()[VIP][0]
+    attrs = path_attrs(path)
+    assert attrs[1]["value"] == 0  # ORIGIN IGP
+    assert attrs[2]["as_paths"][0]["asns"] == [64513]
+    assert attrs[3]["nexthop"] == spk_addr
+    assert sorted(attrs[8]["communities"]) == sorted([65000 << 16 | 100, 0xFFFFFF01])
+    assert attrs[32]["value"] == [{"ASN": 64513, "LocalData1": 1, "LocalData2": 2}]
+    bfd.wait_bfd_status(spk_addr, "up")
+    wait_until(lambda: (bfd.bfd_peer(spk_addr) or {}).get("remote-receive-interval") == 50,
+               timeout=5, what="fast BFD")  # fmt: skip
+    time.sleep(0.5)
+
+    fault = faults.drop_bfd(lab["spk"], direction="in")
+    gone = gobgp.wait_rib(lambda r: VIP not in r, timeout=5, interval=0.005, what="withdrawal")
+    elapsed_ms = (time.monotonic() - fault.at.before_mono) * 1000
+    assert VIP2 not in gone
+    # Detection 150 ms (the last packet arrived up to one interval before the fault)
+    # + at most 50 ms for teardown and the router's withdrawal, polling included.
+    assert elapsed_ms <= 150 + 50, f"routes left gobgpd {elapsed_ms:.0f} ms after the fault"
+    teardown = speaker.wait_log("BGP torn down")
+    print(f"fault -> routes gone at gobgpd: {elapsed_ms:.1f} ms; "
+          f"BFD down -> NOTIFICATION: {teardown['teardown_ms']:.2f} ms")  # fmt: skip
+    assert teardown["teardown_ms"] is not None and teardown["teardown_ms"] < 5
+
+    fault.undo()
+    restored = time.monotonic()
+    established_and_announced(gobgp, VIP, VIP2, timeout=30)
+    # BFD slow start (~1-2 s) + the 1 s hold-down + BGP establishment.
+    assert time.monotonic() - restored >= 1.0
+
+
+def test_ecmp_failing_one_router_leaves_the_other_untouched(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    lab_require("frr", "gobgp")
+    g1, b1 = router(lab, "rtr1")
+    g2, b2 = router(lab, "rtr2")
+    OurSpeaker(lab["spk"], speaker_config(lab, ["rtr1", "rtr2"], extra=SERVICES)).start()
+    established_and_announced(g1, VIP, VIP2)
+    established_and_announced(g2, VIP, VIP2)
+    spk2 = str(lab["spk"].addr4("rtr2"))
+    before = g2.neighbor(spk2)["state"]
+    r1 = str(lab["rtr1"].addr4("spk"))
+    faults.drop(lab["spk"], f"ip saddr {r1} udp dport 3784", direction="in")
+    g1.wait_rib(lambda r: VIP not in r, timeout=5, what="withdrawal at rtr1")
+    time.sleep(1.0)
+    assert VIP in g2.rib() and VIP2 in g2.rib()
+    after = g2.neighbor(spk2)["state"]
+    assert after.get("flops", 0) == before.get("flops", 0)
+    assert g2.session_state(spk2) == "established"
+    assert b2.bfd_peer(spk2)["status"] == "up"
+    del b1
+
+
+def test_failing_health_check_withdraws_exactly_that_service(
+    lab: Lab, lab_require, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    lab_require("frr", "gobgp")
+    gobgp, _ = router(lab, "rtr1")
+    flag = lab.dir / "web-healthy"
+    flag.write_text("")
+    services = f"""
+[[services]]
+name = "web"
+address = "198.19.0.10"
+[services.health]
+exec = ["test", "-e", "{flag}"]
+interval = "500ms"
+timeout = "1s"
+rise = 2
+fall = 2
+
+[[services]]
+name = "api"
+address = "198.19.0.11"
+"""
+    OurSpeaker(lab["spk"], speaker_config(lab, ["rtr1"], extra=services)).start()
+    established_and_announced(gobgp, VIP, VIP2)
+    flag.unlink()
+    t = time.monotonic()
+    gobgp.wait_rib(lambda r: VIP not in r, timeout=5, what="web withdrawn")
+    assert time.monotonic() - t <= 0.5 * 2 + 1.0
+    assert VIP2 in gobgp.rib()
+    flag.write_text("")
+    established_and_announced(gobgp, VIP, timeout=5)
+
+
+def test_sigterm_withdraws_at_once_and_bfd_goes_admin_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    lab_require("frr", "gobgp")
+    gobgp, bfd = router(lab, "rtr1")
+    spk_addr = str(lab["spk"].addr4("rtr1"))
+    speaker = OurSpeaker(lab["spk"], speaker_config(lab, ["rtr1"], extra=SERVICES)).start()
+    established_and_announced(gobgp, VIP, VIP2)
+    bfd.wait_bfd_status(spk_addr, "up")
+    t = time.monotonic()
+    assert speaker.terminate() == 0
+    assert time.monotonic() - t < 2.0
+    gobgp.wait_rib(lambda r: VIP not in r and VIP2 not in r, timeout=1.0, what="withdrawal")
+    peer = bfd.wait_bfd_status(spk_addr, "down", timeout=2)
+    assert peer["remote-diagnostic"] == "administratively down"
+    assert peer["diagnostic"] == "neighbor signaled session down"
