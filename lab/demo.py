@@ -6,8 +6,7 @@ announces 198.19.0.10/32 over eBGP with BFD 50/50/3. The demo cuts BFD one way
 the NOTIFICATION, the route leaving gobgpd's RIB; then it restores BFD and waits for
 the route to come back.
 
-Until our speaker lands (issue 5), FRR bgpd+bfdd stands in for it in spk, so the
-demo shows what the speaker must match: the same scenario and timeline.
+With ``--frr`` FRR bgpd+bfdd plays the speaker instead, for comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from lab import default_lab, faults, wait_until
 from lab.capture import BFD_FIELDS, BGP_FIELDS, Capture
 from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
 from lab.gobgp import GoBGP, neighbor_toml
+from lab.ours import OurSpeaker
 from lab.requirements import missing
 
 VIP = "198.19.0.10/32"
@@ -62,7 +62,41 @@ def wait_bfd_fast(frr: FRR, peer: str, interval_ms: int) -> None:
     wait_until(ok, timeout=30, what=f"BFD to {peer} up at {interval_ms} ms")
 
 
-def run(rounds: int, interval_ms: int) -> int:
+SPEAKER_CONFIG = """
+[speaker]
+my_asn = 64513
+hold_down = "1s"
+state_file = "{state}"
+
+[[bfd_profiles]]
+name = "demo"
+transmit_interval = {ms}
+receive_interval = {ms}
+detect_multiplier = 3
+
+[[peers]]
+name = "rtr1"
+peer_address = "{r_addr}"
+peer_asn = 64512
+source_address = "{s_addr}"
+interface = "to-rtr1"
+bfd_profile = "demo"
+
+[[pools]]
+name = "vips"
+addresses = ["198.19.0.0/24"]
+
+[[advertisements]]
+name = "to-rtr1"
+communities = ["65000:100"]
+
+[[services]]
+name = "web"
+address = "198.19.0.10"
+"""
+
+
+def run(rounds: int, interval_ms: int, frr: bool = False) -> int:
     reason = missing("frr", "gobgp", "capture")
     if reason:
         print(f"demo: {reason}", file=sys.stderr)
@@ -78,20 +112,27 @@ def run(rounds: int, interval_ms: int) -> int:
             bfd_peer_block(s_addr, local=r_addr, interface="to-spk",
                            tx=interval_ms, rx=interval_ms),
         ])).start()  # fmt: skip
-        spk_frr = FRR(
-            spk,
-            bfdd=f"bfd\n profile demo\n  transmit-interval {interval_ms}\n"
-            f"  receive-interval {interval_ms}\n !\n!\n",
-            bgpd=bgpd_config(
-                64513, s_addr,
-                [f"neighbor {r_addr} remote-as 64512", f"neighbor {r_addr} bfd",
-                 f"neighbor {r_addr} bfd profile demo", f"neighbor {r_addr} timers connect 1"],
-                networks4=[VIP],
-            ),
-        ).start()  # fmt: skip
+        if frr:
+            FRR(
+                spk,
+                bfdd=f"bfd\n profile demo\n  transmit-interval {interval_ms}\n"
+                f"  receive-interval {interval_ms}\n !\n!\n",
+                bgpd=bgpd_config(
+                    64513, s_addr,
+                    [f"neighbor {r_addr} remote-as 64512", f"neighbor {r_addr} bfd",
+                     f"neighbor {r_addr} bfd profile demo", f"neighbor {r_addr} timers connect 1"],
+                    networks4=[VIP],
+                ),
+            ).start()  # fmt: skip
+            print("speaker: FRR bgpd + bfdd (for comparison)")
+        else:
+            config = SPEAKER_CONFIG.format(
+                r_addr=r_addr, s_addr=s_addr, ms=interval_ms, state=lab.dir / "state.json"
+            )
+            OurSpeaker(spk, config).start()
+            print(f"speaker: ours, config {lab.dir / 'spk-speaker.toml'}")
         router.wait_rib(lambda r: VIP in r, timeout=60, what=VIP)
         wait_bfd_fast(rtr_bfd, s_addr, interval_ms)
-        wait_bfd_fast(spk_frr, r_addr, interval_ms)
         print(f"{VIP} is in gobgpd's RIB; BFD {interval_ms}/{interval_ms}/3 is Up")
         for n in range(1, rounds + 1):
             time.sleep(1.0)
@@ -106,11 +147,11 @@ def run(rounds: int, interval_ms: int) -> int:
             print(f"\nround {n}: BFD towards spk cut at t (wall {t0:.3f})")
             print(f"  spk BFD Down on the wire     {since(t0, bfd_down)}")
             print(f"  NOTIFICATION from spk        {since(t0, notification)}")
-            print(f"  {VIP} gone from gobgpd {since(t0, gone)}")
+            print(f"  route gone from gobgpd       {since(t0, gone)}")
             fault.undo()
             back = time.monotonic()
             router.wait_rib(lambda r: VIP in r, timeout=60, what=f"{VIP} back")
-            wait_bfd_fast(spk_frr, r_addr, interval_ms)
+            wait_bfd_fast(rtr_bfd, s_addr, interval_ms)
             print(f"  BFD restored; route back after {time.monotonic() - back:.1f} s")
     return 0
 
@@ -119,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.demo", description=__doc__)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--interval-ms", type=int, default=50)
+    parser.add_argument("--frr", action="store_true", help="FRR plays the speaker")
     args = parser.parse_args(argv)
-    return run(args.rounds, args.interval_ms)
+    return run(args.rounds, args.interval_ms, args.frr)
 
 
 if __name__ == "__main__":

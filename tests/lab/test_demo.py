@@ -13,7 +13,7 @@ pytestmark = pytest.mark.lab
 
 def test_demo_prints_a_failover_timeline(lab_require, capsys) -> None:  # type: ignore[no-untyped-def]
     lab_require("frr", "gobgp", "capture")
-    assert demo.main(["--rounds", "1"]) == 0
+    assert demo.main(["--rounds", "1"]) == 0  # our speaker in spk
     out = capsys.readouterr().out
     times = {
         label: float(ms)
