@@ -1,0 +1,327 @@
+"""Configuration of one BGP peer and of the routes we announce to it.
+
+:class:`BgpPeerConfig` is frozen and validated on construction; it turns into the
+core's :class:`~protocols.bgp.SessionConfig` with :meth:`BgpPeerConfig.session_config`.
+:class:`RouteAttributes` is what the owner says about one announced prefix; the
+session adds what depends on the session (NEXT_HOP, AS_PATH, LOCAL_PREF on iBGP).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from protocols.bgp import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    LargeCommunity,
+    Origin,
+    Prefix,
+    SessionConfig,
+    parse_community,
+    parse_large_community,
+)
+
+__all__ = [
+    "BgpConfigError",
+    "BgpPeerConfig",
+    "IPAddress",
+    "RouteAttributes",
+    "family_of",
+    "parse_announce",
+    "parse_route_entry",
+    "prefix_range",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Family = tuple[int, int]
+
+
+class BgpConfigError(ValueError):
+    """A configuration value is invalid (raised on construction or parsing)."""
+
+
+def _sorted_ints(values: Iterable[int]) -> tuple[int, ...]:
+    return tuple(sorted(set(values)))
+
+
+def _sorted_large(values: Iterable[LargeCommunity]) -> tuple[LargeCommunity, ...]:
+    return tuple(sorted(set(values)))
+
+
+def family_of(prefix: Prefix) -> Family:
+    return IPV4_UNICAST if prefix.version == 4 else IPV6_UNICAST
+
+
+def _ip(value: object) -> IPAddress:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    return ipaddress.ip_address(str(value))
+
+
+def _opt_ip(value: object) -> IPAddress | None:
+    return None if value is None else _ip(value)
+
+
+def _v4(value: object) -> ipaddress.IPv4Address:
+    return value if isinstance(value, ipaddress.IPv4Address) else ipaddress.IPv4Address(value)
+
+
+def _opt_v4(value: object) -> ipaddress.IPv4Address | None:
+    return None if value is None else _v4(value)
+
+
+def _opt_v6(value: object) -> ipaddress.IPv6Address | None:
+    if value is None or isinstance(value, ipaddress.IPv6Address):
+        return value
+    return ipaddress.IPv6Address(value)
+
+
+@attrs.frozen(kw_only=True)
+class RouteAttributes:
+    """What the owner sets for an announced prefix (RFC 4271 §5, RFC 1997, RFC 8092).
+
+    ``local_pref`` is only sent on iBGP (RFC 4271 §5.1.5; 100 when None there).
+    Communities are kept sorted and without duplicates so equal sets compare equal
+    (the Adj-RIB-Out groups prefixes by identical attributes).
+    """
+
+    origin: Origin = Origin.IGP
+    med: int | None = None
+    local_pref: int | None = None
+    communities: tuple[int, ...] = attrs.field(default=(), converter=_sorted_ints)
+    large_communities: tuple[LargeCommunity, ...] = attrs.field(default=(), converter=_sorted_large)
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("med", "local_pref"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 0xFFFFFFFF:
+                raise BgpConfigError(f"{name} out of range: {value}")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"origin": self.origin.name.lower()}
+        if self.med is not None:
+            out["med"] = self.med
+        if self.local_pref is not None:
+            out["local_pref"] = self.local_pref
+        if self.communities:
+            out["communities"] = [f"{c >> 16}:{c & 0xFFFF}" for c in self.communities]
+        if self.large_communities:
+            out["large_communities"] = [str(c) for c in self.large_communities]
+        return out
+
+
+DEFAULT_ATTRIBUTES = RouteAttributes()
+
+
+@attrs.frozen(kw_only=True)
+class BgpPeerConfig:
+    """One BGP neighbour (times in seconds).
+
+    - ``source_address``: bind the active connection (and the listener) to it.
+    - ``connect_time``: how long one TCP connect may take; ``connect_retry``: the
+      base of the core's exponential backoff between attempts (up to
+      ``connect_retry_max``).
+    - ``password``: TCP MD5 signature (RFC 2385) key; never shown in repr or logs.
+    - ``ebgp_multihop``: TTL to send with (default 1 for eBGP, 64 for iBGP); with
+      ``gtsm`` (RFC 5082) we send TTL 255 and require at least 255 - hops + 1 with
+      hops = ``ebgp_multihop`` or 1.
+    - ``passive``: never connect, only accept from ``peer_address``; ``listen``:
+      connect and accept as well.
+    - ``families``: advertised AFI/SAFIs; empty = the peer address's family plus
+      those of ``initial_families`` (see :meth:`with_families_for`).
+    - ``next_hop4`` / ``next_hop6``: override the next hop derived from the session's
+      local address.
+    """
+
+    name: str
+    peer_address: IPAddress = attrs.field(converter=_ip)
+    peer_asn: int
+    local_asn: int
+    router_id: ipaddress.IPv4Address = attrs.field(converter=_v4)
+    peer_port: int = 179
+    listen_port: int = 179
+    source_address: IPAddress | None = attrs.field(default=None, converter=_opt_ip)
+    hold_time: int = 90
+    keepalive_time: float | None = None
+    connect_time: float = 10.0
+    connect_retry: float = 5.0
+    connect_retry_max: float = 120.0
+    password: str | None = attrs.field(default=None, repr=False)
+    ebgp_multihop: int | None = None
+    gtsm: bool = False
+    passive: bool = False
+    listen: bool = False
+    families: tuple[Family, ...] = ()
+    hostname: str | None = None
+    extended_message: bool = True
+    keep_adj_rib_in: bool = False
+    next_hop4: ipaddress.IPv4Address | None = attrs.field(default=None, converter=_opt_v4)
+    next_hop6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_opt_v6)
+    cease_timeout: float = 1.0
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 < self.peer_asn <= 0xFFFFFFFF or not 0 < self.local_asn <= 0xFFFFFFFF:
+            raise BgpConfigError(f"{self.name}: AS numbers must be 1..4294967295")
+        if self.hold_time != 0 and not 3 <= self.hold_time <= 0xFFFF:
+            raise BgpConfigError(f"{self.name}: hold time must be 0 or 3..65535")
+        if self.ebgp_multihop is not None and not 1 <= self.ebgp_multihop <= 255:
+            raise BgpConfigError(f"{self.name}: multihop TTL must be 1..255")
+        if self.password is not None and len(self.password.encode()) > 80:
+            raise BgpConfigError(f"{self.name}: TCP MD5 password longer than 80 octets")
+        if (
+            self.source_address is not None
+            and self.source_address.version != self.peer_address.version
+        ):
+            raise BgpConfigError(f"{self.name}: source and peer address families differ")
+        if self.connect_time <= 0 or self.connect_retry <= 0:
+            raise BgpConfigError(f"{self.name}: connect times must be positive")
+        if self.cease_timeout <= 0:
+            raise BgpConfigError(f"{self.name}: cease_timeout must be positive")
+
+    @property
+    def internal(self) -> bool:
+        return self.peer_asn == self.local_asn
+
+    @property
+    def hops(self) -> int:
+        """Hops to the peer for GTSM: ``ebgp_multihop`` or 1."""
+        return self.ebgp_multihop or 1
+
+    @property
+    def send_ttl(self) -> int:
+        """TTL / hop limit of our packets (RFC 4271 §5.1.3 single hop eBGP, RFC 5082)."""
+        if self.gtsm:
+            return 255
+        if self.ebgp_multihop is not None:
+            return self.ebgp_multihop
+        return 64 if self.internal else 1
+
+    @property
+    def min_ttl(self) -> int | None:
+        """Minimum TTL we accept (GTSM) or None."""
+        return 255 - self.hops + 1 if self.gtsm else None
+
+    def with_families_for(self, prefixes: Iterable[Prefix]) -> BgpPeerConfig:
+        """This config with ``families`` derived (if not set) from the peer address and
+        ``prefixes``."""
+        if self.families:
+            return self
+        fams: set[Family] = {IPV4_UNICAST if self.peer_address.version == 4 else IPV6_UNICAST}
+        fams.update(family_of(p) for p in prefixes)
+        ordered = tuple(f for f in (IPV4_UNICAST, IPV6_UNICAST) if f in fams)
+        return attrs.evolve(self, families=ordered)
+
+    def session_config(self) -> SessionConfig:
+        families = self.families or (
+            (IPV4_UNICAST,) if self.peer_address.version == 4 else (IPV6_UNICAST,)
+        )
+        return SessionConfig(
+            local_asn=self.local_asn,
+            peer_asn=self.peer_asn,
+            router_id=self.router_id,
+            hold_time=self.hold_time,
+            keepalive_time=self.keepalive_time,
+            connect_retry_time=self.connect_retry,
+            connect_retry_max=self.connect_retry_max,
+            passive=self.passive,
+            families=families,
+            extended_message=self.extended_message,
+            hostname=self.hostname,
+            software_version="speaker",
+        )
+
+
+# ---- text forms -------------------------------------------------------------------
+
+
+def _prefix(text: str) -> Prefix:
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError as exc:
+        raise BgpConfigError(f"bad prefix {text!r}: {exc}") from None
+
+
+def _int(key: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise BgpConfigError(f"bad {key}: {text!r}") from None
+
+
+_ORIGINS = {
+    "igp": Origin.IGP,
+    "egp": Origin.EGP,
+    "incomplete": Origin.INCOMPLETE,
+    "?": Origin.INCOMPLETE,
+}
+
+
+def _attributes(fields: Mapping[str, Any]) -> RouteAttributes:
+    communities: list[int] = []
+    large: list[LargeCommunity] = []
+    kw: dict[str, Any] = {}
+    try:
+        for key, value in fields.items():
+            k = key.replace("_", "-")
+            values = value if isinstance(value, list) else [value]
+            if k in ("community", "communities"):
+                communities += [parse_community(str(v)) for v in values]
+            elif k in ("large", "large-community", "large-communities"):
+                large += [parse_large_community(str(v)) for v in values]
+            elif k == "med":
+                kw["med"] = _int(k, str(value))
+            elif k == "local-pref":
+                kw["local_pref"] = _int(k, str(value))
+            elif k == "origin":
+                if str(value).lower() not in _ORIGINS:
+                    raise BgpConfigError(f"bad origin {value!r}")
+                kw["origin"] = _ORIGINS[str(value).lower()]
+            elif k != "prefix":
+                raise BgpConfigError(f"unknown route attribute {key!r}")
+    except ValueError as exc:  # LocalProtocolError from the community parsers
+        raise BgpConfigError(str(exc)) from None
+    return RouteAttributes(communities=communities, large_communities=large, **kw)
+
+
+def parse_announce(text: str) -> tuple[Prefix, RouteAttributes]:
+    """``"198.19.0.1/32,community=65000:1,community=no-export,med=10,local-pref=200,
+    large=1:2:3,origin=igp"`` -> (prefix, attributes)."""
+    head, *rest = text.split(",")
+    fields: dict[str, list[str]] = {}
+    for item in rest:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BgpConfigError(f"bad route attribute {item!r} in {text!r}")
+        fields.setdefault(key.strip(), []).append(value.strip())
+    flat: dict[str, Any] = {k: (v if len(v) > 1 else v[0]) for k, v in fields.items()}
+    return _prefix(head), _attributes(flat)
+
+
+def parse_route_entry(entry: object) -> tuple[Prefix, RouteAttributes]:
+    """One element of a routes file: an ``--announce`` string or an object with
+    ``prefix`` and optional ``communities``, ``large_communities``, ``med``,
+    ``local_pref``, ``origin``."""
+    if isinstance(entry, str):
+        return parse_announce(entry)
+    if isinstance(entry, dict) and "prefix" in entry:
+        return _prefix(str(entry["prefix"])), _attributes(entry)
+    raise BgpConfigError(f"bad route entry {entry!r}")
+
+
+def prefix_range(spec: str) -> list[Prefix]:
+    """``"198.19.0.0/16:100000"``: the first N host routes (/32 or /128) of a network."""
+    net_text, sep, count_text = spec.rpartition(":")
+    if not sep or "/" not in net_text:
+        raise BgpConfigError(f"bad range {spec!r} (want NETWORK/LEN:COUNT)")
+    net = _prefix(net_text)
+    count = _int("count", count_text)
+    if count > net.num_addresses:
+        raise BgpConfigError(f"{net} holds fewer than {count} addresses")
+    first = int(net.network_address)
+    if net.version == 4:
+        return [ipaddress.IPv4Network((first + i, 32)) for i in range(count)]
+    return [ipaddress.IPv6Network((first + i, 128)) for i in range(count)]

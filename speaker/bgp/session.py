@@ -1,0 +1,818 @@
+"""The BGP runtime: one peer session of the sans-IO core driven by Trio.
+
+Task tree (all inside :meth:`BgpSession.run`'s cancel scope)::
+
+    BgpSession.run
+    ├── driver          timers (handle_timer), Adj-RIB-Out batches, End-of-RIB
+    ├── listener        passive / listen: accepts only the configured peer
+    ├── connect         one per ShouldConnect, bounded by connect_time
+    └── link            one per TCP connection
+        ├── reader      recv 64 KiB -> core.receive_data (one chunk per scheduling turn)
+        └── writer      the only task writing to the socket
+
+Every task touches the core only synchronously; whatever the core wants written
+goes into the link's queue (whole messages), and only the writer sends. The
+writer uses ``socket.send`` so it always knows how much of a message is on the
+wire: when the session is cancelled, the message in flight is completed and the
+Cease NOTIFICATION follows it (bounded by ``cease_timeout``, shielded).
+
+Resource handling: the sockets are closed when their link (or the session) ends.
+Error handling: socket errors are TCP failures for the core (it backs off and
+reconnects); a socket option that cannot be set (MD5 on a kernel without it) ends
+:meth:`BgpSession.run` with :class:`~speaker.bgp.net.BgpSocketError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import math
+import random
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
+from typing import assert_never
+
+import attrs
+import trio
+
+from protocols.bgp import (
+    CeaseSubcode,
+    Connection,
+    EndOfRib,
+    Established,
+    Event,
+    MessageType,
+    NegotiatedSession,
+    NextHop,
+    NotificationReceived,
+    NotificationSent,
+    OpenReceived,
+    PathAttribute,
+    Prefix,
+    RouteRefreshReceived,
+    ShouldClose,
+    ShouldConnect,
+    State,
+    StateChanged,
+    UpdateMessage,
+    UpdateReceived,
+    pack_announcements,
+    pack_withdrawals,
+)
+from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from speaker.bgp import net
+from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
+from speaker.bgp.rib import AdjRibIn, AdjRibOut, OutBatch, path_attributes
+
+__all__ = ["BgpSession", "BgpStatistics", "ErrorRecord", "SessionReport", "family_name"]
+
+log = logging.getLogger("speaker.bgp")
+
+READ_CHUNK = 64 * 1024
+WRITE_CHUNK = 64 * 1024
+HIGH_WATER = 128 * 1024  # queued bytes above which no more UPDATEs are generated
+BATCH_PREFIXES = 16384
+_SUBSCRIBER_BUFFER = 256
+
+_TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
+
+
+_FAMILY_NAMES: dict[tuple[int, int], str] = {
+    IPV4_UNICAST: "ipv4-unicast",
+    IPV6_UNICAST: "ipv6-unicast",
+}
+
+
+def family_name(family: tuple[int, int]) -> str:
+    return _FAMILY_NAMES.get(family, f"{family[0]}/{family[1]}")
+
+
+@attrs.frozen(kw_only=True)
+class ErrorRecord:
+    """A NOTIFICATION sent or received: code, subcode, RFC 9003 text or reason."""
+
+    code: int
+    subcode: int
+    text: str
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class SessionReport:
+    """An event of the session as published to subscribers, with its time."""
+
+    at: float
+    event: StateChanged | Established | NotificationSent | NotificationReceived | EndOfRib
+
+
+@attrs.frozen(kw_only=True)
+class BgpStatistics:
+    """A snapshot of one session (times are ``trio.current_time()`` seconds)."""
+
+    name: str
+    peer: str
+    state: str
+    established_at: float | None
+    uptime: float | None
+    flaps: int
+    local_address: str | None
+    remote_address: str | None
+    next_hops: dict[str, str | None]
+    hold_time: int | None
+    keepalive_time: float | None
+    families: tuple[str, ...]
+    messages_in: dict[str, int]
+    messages_out: dict[str, int]
+    updates_in: int
+    updates_out: int
+    prefixes_announced: int
+    prefixes_withdrawn: int
+    prefixes_received: dict[str, int]
+    prefixes_withdrawn_received: dict[str, int]
+    treated_as_withdraw: int
+    adj_rib_in: dict[str, int]
+    adj_rib_out_desired: int
+    adj_rib_out_advertised: int
+    adj_rib_out_pending: int
+    end_of_rib_sent: tuple[str, ...]
+    end_of_rib_received: tuple[str, ...]
+    last_error_sent: ErrorRecord | None
+    last_error_received: ErrorRecord | None
+    connect_attempts: int
+    connect_failures: int
+    cancelled_at: float | None
+    notification_written_at: float | None
+    closed_at: float | None
+
+
+class _MessageCounter:
+    """Counts BGP messages by type in a byte stream, from the 19-octet headers."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._skip = 0
+        self._header = bytearray()
+
+    def feed(self, data: bytes | memoryview) -> None:
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._skip:
+                take = min(self._skip, end - pos)
+                self._skip -= take
+                pos += take
+                continue
+            part = data[pos : pos + 19 - len(self._header)]
+            self._header += part
+            pos += len(part)
+            if len(self._header) == 19:
+                length = int.from_bytes(self._header[16:18], "big")
+                kind = self._header[18]
+                self.counts[_TYPE_NAMES.get(kind, str(kind))] += 1
+                self._skip = max(length - 19, 0)
+                self._header.clear()
+
+
+class _Link:
+    """One TCP connection: its socket, the writer's queue of whole messages."""
+
+    def __init__(self, sock: trio.socket.SocketType) -> None:
+        self.sock = sock
+        self.local: IPAddress = net.local_address(sock)
+        self.remote: IPAddress = net.remote_address(sock)
+        self.queue: deque[bytes] = deque()
+        self.queued = 0
+        self.partial: memoryview | None = None  # the rest of the chunk being sent
+        self.scope = trio.CancelScope()
+        self.closing = False
+        self.has_data = trio.Event()
+
+    def push(self, data: bytes) -> None:
+        self.queue.append(data)
+        self.queued += len(data)
+        self.has_data.set()
+
+
+class BgpSession:
+    """One BGP peer: connects (or accepts), keeps the session up, announces routes.
+
+    Run it with ``await nursery.start(session.run)``; end it with
+    :meth:`cancel` (Cease with the given subcode) or by cancelling a scope registered
+    with :meth:`cease_on_cancel`.
+    """
+
+    def __init__(
+        self,
+        config: BgpPeerConfig,
+        *,
+        routes: Mapping[Prefix, RouteAttributes] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        routes = dict(routes or {})
+        self.config = config.with_families_for(routes)
+        self.core = Connection(self.config.session_config(), rng=rng or random.SystemRandom())
+        self.rib_out = AdjRibOut(routes)
+        self.rib_in = AdjRibIn(keep=self.config.keep_adj_rib_in)
+        self.negotiated: NegotiatedSession | None = None
+        self.next_hops: net.NextHops | None = None
+        self._link: _Link | None = None
+        self._attempt: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._scope = trio.CancelScope()
+        self._wake: trio.CancelScope | None = None
+        self._pending_wake = False
+        self._in_driver = False
+        self._changed = trio.Event()
+        self._stopped = trio.Event()
+        self._subscribers: list[trio.MemorySendChannel[SessionReport]] = []
+        self._owner_scopes: list[tuple[trio.CancelScope, int, str | None]] = []
+        self._cancel_reason: tuple[int, str | None] | None = None
+        self._fatal: BaseException | None = None
+        self._attr_cache: dict[RouteAttributes, list[PathAttribute]] = {}
+        self._in = _MessageCounter()
+        self._out = _MessageCounter()
+        # counters and timestamps
+        self.established_at: float | None = None
+        self.flaps = 0
+        self.updates_in = 0
+        self.updates_out = 0
+        self.prefixes_announced = 0
+        self.prefixes_withdrawn = 0
+        self.connect_attempts = 0
+        self.connect_failures = 0
+        self.end_of_rib_sent: list[tuple[int, int]] = []
+        self.last_error_sent: ErrorRecord | None = None
+        self.last_error_received: ErrorRecord | None = None
+        self.cancelled_at: float | None = None
+        self.notification_written_at: float | None = None
+        self.closed_at: float | None = None
+
+    # ---- queries ----------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def state(self) -> State:
+        return self.core.state
+
+    def statistics(self) -> BgpStatistics:
+        now = trio.current_time()
+        neg, link = self.negotiated, self._link
+        received = {family_name(f): n for f, n in self.rib_in.announced.items()}
+        withdrawn = {family_name(f): n for f, n in self.rib_in.withdrawn.items()}
+        return BgpStatistics(
+            name=self.name,
+            peer=str(self.config.peer_address),
+            state=self.core.state.value,
+            established_at=self.established_at,
+            uptime=None if self.established_at is None else now - self.established_at,
+            flaps=self.flaps,
+            local_address=str(link.local) if link else None,
+            next_hops=_next_hops_record(self.next_hops),
+            remote_address=str(link.remote) if link else None,
+            hold_time=neg.hold_time if neg else None,
+            keepalive_time=neg.keepalive_time if neg else None,
+            families=tuple(family_name(f) for f in sorted(neg.families)) if neg else (),
+            messages_in=dict(self._in.counts),
+            messages_out=dict(self._out.counts),
+            updates_in=self.updates_in,
+            updates_out=self.updates_out,
+            prefixes_announced=self.prefixes_announced,
+            prefixes_withdrawn=self.prefixes_withdrawn,
+            prefixes_received=received,
+            prefixes_withdrawn_received=withdrawn,
+            treated_as_withdraw=self.rib_in.treated_as_withdraw,
+            adj_rib_in={family_name(f): n for f, n in self.rib_in.counts().items()},
+            adj_rib_out_desired=len(self.rib_out.desired),
+            adj_rib_out_advertised=len(self.rib_out.advertised),
+            adj_rib_out_pending=self.rib_out.pending,
+            end_of_rib_sent=tuple(family_name(f) for f in self.end_of_rib_sent),
+            end_of_rib_received=tuple(family_name(f) for f in sorted(self.rib_in.end_of_rib)),
+            last_error_sent=self.last_error_sent,
+            last_error_received=self.last_error_received,
+            connect_attempts=self.connect_attempts,
+            connect_failures=self.connect_failures,
+            cancelled_at=self.cancelled_at,
+            notification_written_at=self.notification_written_at,
+            closed_at=self.closed_at,
+        )
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[SessionReport]:
+        """A channel of state changes, Established, NOTIFICATIONs and End-of-RIBs from
+        now on. A subscriber that falls behind by 256 reports is dropped (closed)."""
+        send, receive = trio.open_memory_channel[SessionReport](_SUBSCRIBER_BUFFER)
+        self._subscribers.append(send)
+        return receive
+
+    async def wait_state(self, *states: State) -> State:
+        while self.core.state not in states:
+            await self._changed.wait()
+        return self.core.state
+
+    async def wait_established(self) -> None:
+        await self.wait_state(State.ESTABLISHED)
+
+    async def wait_synchronised(self) -> None:
+        """Until the peer holds exactly the desired routes (and End-of-RIB went out)."""
+        while not (self.core.state is State.ESTABLISHED and self.rib_out.synchronised):
+            await self._changed.wait()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # ---- commands ---------------------------------------------------------------------
+
+    def set_routes(self, routes: Mapping[Prefix, RouteAttributes]) -> int:
+        """Replace the desired routes; the difference goes out as incremental UPDATEs
+        (or with the next full dump if the session is not Established). Returns how
+        many prefixes changed."""
+        changed = self.rib_out.replace(routes)
+        self._kick()
+        return changed
+
+    def announce(self, prefix: Prefix, attributes: RouteAttributes | None = None) -> None:
+        self.rib_out.announce(prefix, attributes or RouteAttributes())
+        self._kick()
+
+    def withdraw(self, prefix: Prefix) -> None:
+        self.rib_out.withdraw(prefix)
+        self._kick()
+
+    def cancel(
+        self, subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message: str | None = None
+    ) -> None:
+        """End the session: Cease with ``subcode`` (RFC 9003 ``message`` for subcodes 2
+        and 4) if the socket takes it within ``cease_timeout``, then close."""
+        if self._cancel_reason is None:
+            self._cancel_reason = (subcode, message)
+            self.cancelled_at = trio.current_time()
+        self._scope.cancel(reason=f"BGP {self.name}: cease {subcode} {message or ''}".strip())
+
+    @contextlib.contextmanager
+    def cease_on_cancel(
+        self, scope: trio.CancelScope, subcode: int, message: str | None = None
+    ) -> Iterator[trio.CancelScope]:
+        """While inside, a cancellation of ``scope`` (which the owner wraps around
+        :meth:`run`, e.g. a scope BFD cancels on failure) makes the session send Cease
+        with ``subcode``::
+
+            with trio.CancelScope() as scope, session.cease_on_cancel(
+                scope, CeaseSubcode.BFD_DOWN
+            ), bfd.cancel_on_failure(scope):
+                await session.run()
+        """
+        entry = (scope, subcode, message)
+        self._owner_scopes.append(entry)
+        try:
+            yield scope
+        finally:
+            self._owner_scopes.remove(entry)
+
+    # ---- the task ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the session until cancelled (see the module docstring for the tasks)."""
+        log.info("bgp %s: starting, peer %s AS %d, local AS %d, %s%s", self.name,
+                 self.config.peer_address, self.config.peer_asn, self.config.local_asn,
+                 "iBGP" if self.config.internal else "eBGP",
+                 ", passive" if self.config.passive else "")  # fmt: skip
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    if self.config.passive or self.config.listen:
+                        await nursery.start(self._listener)
+                    self._after(self.core.start(trio.current_time()))
+                    task_status.started()
+                    await self._driver()
+        finally:
+            self._nursery = None
+            with trio.move_on_after(self.config.cease_timeout, shield=True):
+                await self._goodbye()
+            self._close_subscribers()
+            self._stopped.set()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+        self._scope.cancel(reason=str(exc))
+
+    async def _driver(self) -> None:
+        while True:
+            self._in_driver = True
+            now = trio.current_time()
+            deadline = self.core.get_timer()
+            if deadline is not None and now >= deadline:
+                self._after(self.core.handle_timer(now))
+            more = self._pump(now)
+            self._in_driver = False
+            if more:
+                self._pending_wake = True  # more to send: come back after a checkpoint
+            deadline = self.core.get_timer()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wake:
+                if self._pending_wake:
+                    self._pending_wake = False
+                    wake.deadline = -math.inf
+                self._wake = wake
+                await trio.sleep_forever()
+            self._wake = None
+
+    def _kick(self) -> None:
+        """Wake the driver (from any other task) and whoever waits for a change."""
+        self._changed.set()
+        self._changed = trio.Event()
+        if self._in_driver:
+            return
+        if self._wake is not None:
+            self._wake.deadline = -math.inf
+        else:
+            self._pending_wake = True
+
+    # ---- core output and events -------------------------------------------------------
+
+    def _after(self, events: list[Event]) -> None:
+        """After every core call: queue its output on the current link, handle events."""
+        data = self.core.data_to_send()
+        if data and self._link is not None:
+            self._link.push(data)
+        for event in events:
+            self._on_event(event)
+        self._kick()
+
+    def _on_event(self, event: Event) -> None:
+        now = trio.current_time()
+        match event:
+            case StateChanged():
+                log.info("bgp %s: %s -> %s (%s)", self.name, event.old.value, event.new.value,
+                         event.reason)  # fmt: skip
+                if event.old is State.ESTABLISHED:
+                    self.flaps += 1
+                    self.established_at = None
+                    self.negotiated = None
+                    self.rib_out.session_down()
+                    self.rib_in.clear()
+                self._publish(now, event)
+            case ShouldConnect():
+                self._start_connect()
+            case ShouldClose():
+                if self._attempt is not None:
+                    self._attempt.cancel()
+                    self._attempt = None
+                if self._link is not None:
+                    self._close_link(self._link, event.reason)
+            case OpenReceived():
+                peer_open = event.open
+                log.debug("bgp %s: OPEN from %s AS %d hold %d", self.name,
+                          peer_open.bgp_identifier, peer_open.asn, peer_open.hold_time)  # fmt: skip
+            case Established():
+                self._on_established(now, event)
+            case UpdateReceived():
+                self.updates_in += 1
+                self.rib_in.apply(event)
+                for note in event.notes:
+                    log.warning("bgp %s: RFC 7606 %s on attribute %s: %s", self.name,
+                                note.action.name, note.attr_type, note.reason)  # fmt: skip
+            case EndOfRib():
+                self.rib_in.end_of_rib.add((event.afi, event.safi))
+                log.info("bgp %s: End-of-RIB received for %s", self.name,
+                         family_name((event.afi, event.safi)))  # fmt: skip
+                self._publish(now, event)
+            case RouteRefreshReceived():
+                self.rib_out.resend((event.afi, event.safi))
+            case NotificationReceived():
+                text = event.shutdown_message or event.data.hex()
+                self.last_error_received = ErrorRecord(
+                    code=event.code, subcode=event.subcode, text=text, at=now
+                )
+                log.warning("bgp %s: NOTIFICATION received %d/%d %s", self.name, event.code,
+                            event.subcode, text)  # fmt: skip
+                self._publish(now, event)
+            case NotificationSent():
+                self.last_error_sent = ErrorRecord(
+                    code=event.code, subcode=event.subcode, text=event.reason, at=now
+                )
+                log.warning("bgp %s: NOTIFICATION sent %d/%d (%s)", self.name, event.code,
+                            event.subcode, event.reason)  # fmt: skip
+                self._publish(now, event)
+            case _:
+                assert_never(event)
+
+    def _on_established(self, now: float, event: Established) -> None:
+        neg = event.negotiated
+        self.negotiated = neg
+        self.established_at = now
+        self._attr_cache.clear()
+        families = set(neg.families)
+        link = self._link
+        hops = net.next_hops(link.local, self.config) if link else None
+        self.next_hops = hops
+        if hops is None or hops.ipv4 is None:
+            families.discard(IPV4_UNICAST)
+        if hops is None or hops.ipv6 is None:
+            families.discard(IPV6_UNICAST)
+        for missing in set(neg.families) - families:
+            log.warning("bgp %s: no next hop for %s on this session: not announcing it",
+                        self.name, family_name(missing))  # fmt: skip
+        # End-of-RIB goes out for every negotiated family, even one we cannot send.
+        self.rib_out.session_up(families, end_of_rib=neg.families)
+        log.info("bgp %s: established with %s (AS %d, id %s), hold %d s, families %s, "
+                 "%d routes to send", self.name, link.remote if link else "?", neg.peer_asn,
+                 neg.peer_router_id, neg.hold_time,
+                 ",".join(family_name(f) for f in sorted(neg.families)),
+                 len(self.rib_out.desired))  # fmt: skip
+        self._publish(now, event)
+
+    def _publish(
+        self,
+        now: float,
+        event: StateChanged | Established | NotificationSent | NotificationReceived | EndOfRib,
+    ) -> None:
+        report = SessionReport(at=now, event=event)
+        for channel in list(self._subscribers):
+            try:
+                channel.send_nowait(report)
+            except trio.WouldBlock:
+                log.error("bgp %s: a subscriber fell behind; dropping it", self.name)
+                channel.close()
+                self._subscribers.remove(channel)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._subscribers.remove(channel)
+
+    def _close_subscribers(self) -> None:
+        for channel in self._subscribers:
+            channel.close()
+        self._subscribers.clear()
+
+    # ---- Adj-RIB-Out --------------------------------------------------------------------
+
+    def _pump(self, now: float) -> bool:
+        """Send one batch of Adj-RIB-Out changes if there is room; True if more remain."""
+        link = self._link
+        if self.core.state is not State.ESTABLISHED or link is None or link.closing:
+            return False
+        if link.queued >= HIGH_WATER:
+            return False  # the writer kicks us when it drains
+        if self.rib_out.pending:
+            batch = self.rib_out.take(BATCH_PREFIXES)
+            for update in self._encode(batch):
+                self.core.send_update(update, now)
+                self.updates_out += 1
+            self.prefixes_withdrawn += len(batch.withdraw)
+            self.prefixes_announced += batch.size - len(batch.withdraw)
+        for family in self.rib_out.take_end_of_rib():
+            self.core.send_end_of_rib(family[0], family[1], now)
+            self.end_of_rib_sent.append(family)
+            log.info("bgp %s: End-of-RIB sent for %s (%d prefixes advertised)", self.name,
+                     family_name(family), len(self.rib_out.advertised))  # fmt: skip
+        self._after([])
+        return self.rib_out.pending > 0 and link.queued < HIGH_WATER
+
+    def _encode(self, batch: OutBatch) -> list[UpdateMessage]:
+        ctx = self.core.codec_context
+        hops = self.next_hops
+        assert hops is not None and self.negotiated is not None
+        out: list[UpdateMessage] = []
+        if batch.withdraw:
+            out += pack_withdrawals(sorted(batch.withdraw, key=_sort_key), ctx)
+        for attributes, prefixes in batch.announce.items():
+            path = self._attr_cache.get(attributes)
+            if path is None:
+                path = path_attributes(
+                    attributes,
+                    local_asn=self.config.local_asn,
+                    internal=self.negotiated.internal,
+                    next_hop4=NextHop(address=hops.ipv4) if hops.ipv4 else None,
+                )
+                self._attr_cache[attributes] = path
+            out += pack_announcements(
+                path,
+                sorted(prefixes, key=_sort_key),
+                ctx,
+                ipv6_next_hop=hops.ipv6,
+                ipv6_link_local_next_hop=hops.ipv6_link_local,
+            )
+        return out
+
+    # ---- connections ------------------------------------------------------------------
+
+    def _start_connect(self) -> None:
+        if self.config.passive or self._nursery is None:
+            return
+        if self._attempt is not None:
+            self._attempt.cancel()
+        scope = trio.CancelScope()
+        self._attempt = scope
+        self.connect_attempts += 1
+        self._nursery.start_soon(self._connect, scope)
+
+    async def _connect(self, scope: trio.CancelScope) -> None:
+        cfg = self.config
+        sock: trio.socket.SocketType | None = None
+        reason = ""
+        with scope:
+            try:
+                with trio.fail_after(cfg.connect_time):
+                    sock = await net.open_connection(cfg)
+            except trio.TooSlowError:
+                reason = f"timed out after {cfg.connect_time:g} s"
+                if cfg.password is not None:
+                    reason += (
+                        " (TCP MD5 password set: a wrong or missing password on either side "
+                        "makes the peer drop our SYNs silently)"
+                    )
+            except net.BgpSocketError as exc:
+                self._fail(exc)
+                return
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+        if self._attempt is not scope:  # abandoned (connect retry timer, incoming, stop)
+            if sock is not None:
+                sock.close()
+            return
+        self._attempt = None
+        if sock is None:
+            self.connect_failures += 1
+            log.warning("bgp %s: connect to %s port %d failed: %s", self.name,
+                        cfg.peer_address, cfg.peer_port, reason)  # fmt: skip
+            self._after(self.core.connection_failed(trio.current_time()))
+            return
+        self._adopt(sock)
+
+    async def _listener(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        cfg = self.config
+        try:
+            sock = await net.open_listener(cfg)
+        except net.BgpSocketError:
+            raise
+        except OSError as exc:
+            raise net.BgpSocketError(
+                exc.errno,
+                f"peer {cfg.name}: cannot listen on port {cfg.listen_port}: {exc.strerror}",
+            ) from None
+        with sock:
+            task_status.started()
+            while True:
+                conn, address = await sock.accept()
+                peer = ipaddress.ip_address(address[0].split("%")[0])
+                if peer != cfg.peer_address:
+                    log.warning("bgp %s: refused a connection from %s (not our peer)",
+                                self.name, peer)  # fmt: skip
+                    conn.close()
+                    continue
+                if self._link is not None or not self.core.accepts_incoming:
+                    log.info("bgp %s: refused a second connection from %s in state %s",
+                             self.name, peer, self.core.state.value)  # fmt: skip
+                    conn.close()
+                    continue
+                try:
+                    net.apply_ttl(conn, cfg)
+                except net.BgpSocketError as exc:
+                    conn.close()
+                    self._fail(exc)
+                    return
+                if self._attempt is not None:
+                    self._attempt.cancel()
+                    self._attempt = None
+                self._adopt(conn)
+
+    def _adopt(self, sock: trio.socket.SocketType) -> None:
+        assert self._nursery is not None
+        try:
+            link = _Link(sock)
+        except OSError as exc:  # the connection died already (getpeername)
+            sock.close()
+            log.warning("bgp %s: connection lost at once: %s", self.name, exc)
+            self._after(self.core.connection_failed(trio.current_time()))
+            return
+        self._link = link
+        self.next_hops = None
+        log.info("bgp %s: TCP connected %s -> %s", self.name, link.local, link.remote)
+        self._nursery.start_soon(self._run_link, link)
+        self._after(self.core.connection_made(trio.current_time()))
+
+    def _close_link(self, link: _Link, reason: str) -> None:
+        """Flush what is queued (NOTIFICATION included) within cease_timeout, then close."""
+        link.closing = True
+        link.has_data.set()
+        link.scope.deadline = min(
+            link.scope.deadline, trio.current_time() + self.config.cease_timeout
+        )
+        if self._link is link:
+            self._link = None
+        log.debug("bgp %s: closing the connection: %s", self.name, reason)
+
+    def _link_failed(self, link: _Link, reason: str) -> None:
+        if self._link is link:
+            log.warning("bgp %s: connection failed: %s", self.name, reason)
+            self._after(self.core.connection_failed(trio.current_time()))
+        link.scope.cancel()
+
+    async def _run_link(self, link: _Link) -> None:
+        try:
+            with link.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader, link)
+                    nursery.start_soon(self._writer, link)
+        finally:
+            if self._link is not link:  # the session still owns it otherwise (goodbye)
+                link.sock.close()
+                self.closed_at = trio.current_time()
+
+    async def _reader(self, link: _Link) -> None:
+        while True:
+            try:
+                data = await link.sock.recv(READ_CHUNK)
+            except OSError as exc:
+                self._link_failed(link, exc.strerror or str(exc))
+                return
+            if self._link is not link:
+                return
+            self._in.feed(data)
+            self._after(self.core.receive_data(data, trio.current_time()))
+            if not data:
+                return
+
+    async def _writer(self, link: _Link) -> None:
+        while True:
+            if link.partial is None:
+                if not link.queue:
+                    if link.closing:
+                        link.scope.cancel()
+                        return
+                    link.has_data = trio.Event()
+                    await link.has_data.wait()
+                    continue
+                chunk: list[bytes] = []
+                size = 0
+                while link.queue and size < WRITE_CHUNK:
+                    item = link.queue.popleft()
+                    chunk.append(item)
+                    size += len(item)
+                link.partial = memoryview(b"".join(chunk))
+            try:
+                sent = await link.sock.send(link.partial)
+            except OSError as exc:
+                self._link_failed(link, exc.strerror or str(exc))
+                return
+            self._out.feed(link.partial[:sent])
+            link.queued -= sent
+            link.partial = link.partial[sent:] if sent < len(link.partial) else None
+            if link.queued < HIGH_WATER and self._link is link:
+                self._kick()
+
+    async def _goodbye(self) -> None:
+        """Cease to the peer (after the message in flight), close. Runs shielded."""
+        now = trio.current_time()
+        subcode, message = self._cancel_reason or self._owner_reason()
+        if self.cancelled_at is None and self._fatal is None:
+            self.cancelled_at = now
+        link = self._link
+        self._link = None
+        events = self.core.stop(now, subcode, message)
+        data = self.core.data_to_send()
+        for event in events:
+            self._on_event(event)
+        if link is None:
+            return
+        try:
+            if data:
+                pending = bytes(link.partial) if link.partial is not None else b""
+                view = memoryview(pending + data)
+                while view:
+                    sent = await link.sock.send(view)
+                    self._out.feed(view[:sent])
+                    view = view[sent:]
+                self.notification_written_at = trio.current_time()
+                log.info("bgp %s: Cease %d sent%s", self.name, subcode,
+                         f" ({message})" if message else "")  # fmt: skip
+        except OSError as exc:
+            log.info("bgp %s: could not send Cease: %s", self.name, exc)
+        finally:
+            link.sock.close()
+            self.closed_at = trio.current_time()
+
+    def _owner_reason(self) -> tuple[int, str | None]:
+        for scope, subcode, message in self._owner_scopes:
+            if scope.cancel_called:
+                return subcode, message
+        return CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, None
+
+
+def _sort_key(prefix: Prefix) -> tuple[int, int, int]:
+    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
+
+
+def _next_hops_record(hops: net.NextHops | None) -> dict[str, str | None]:
+    if hops is None:
+        return {}
+    return {
+        "ipv4": str(hops.ipv4) if hops.ipv4 else None,
+        "ipv6": str(hops.ipv6) if hops.ipv6 else None,
+        "ipv6_link_local": str(hops.ipv6_link_local) if hops.ipv6_link_local else None,
+    }

@@ -1,0 +1,105 @@
+"""Adj-RIB-Out bookkeeping and the text forms of routes, without sockets."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
+
+import pytest
+
+from protocols.bgp import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AsPath,
+    CodecContext,
+    LargeCommunity,
+    LocalPref,
+    NextHop,
+    Origin,
+    WellKnownCommunity,
+    pack_announcements,
+)
+from speaker.bgp import BgpConfigError, RouteAttributes, parse_announce, prefix_range
+from speaker.bgp.config import parse_route_entry
+from speaker.bgp.rib import AdjRibOut, path_attributes
+
+
+def test_parse_announce_with_every_attribute() -> None:
+    prefix, attributes = parse_announce(
+        "198.19.0.1/32,community=65000:1,community=no-export,med=10,local-pref=200,"
+        "large=4200000001:7:9,origin=incomplete"
+    )
+    assert prefix == IPv4Network("198.19.0.1/32")
+    assert attributes == RouteAttributes(
+        origin=Origin.INCOMPLETE,
+        med=10,
+        local_pref=200,
+        communities=(WellKnownCommunity.NO_EXPORT, 65000 << 16 | 1),
+        large_communities=(LargeCommunity(global_admin=4200000001, local1=7, local2=9),),
+    )
+    assert parse_route_entry({"prefix": "2001:2:ff::/64", "communities": ["65000:2"]}) == (
+        IPv6Network("2001:2:ff::/64"),
+        RouteAttributes(communities=[65000 << 16 | 2]),
+    )
+    for bad in ("198.19.0.1/33", "198.19.0.0/16,med=x", "198.19.0.0/16,colour=red"):
+        with pytest.raises(BgpConfigError):
+            parse_announce(bad)
+
+
+def test_prefix_range_generates_host_routes() -> None:
+    routes = prefix_range("198.19.0.0/16:1000")
+    assert len(routes) == 1000 and routes[0] == IPv4Network("198.19.0.0/32")
+    assert routes[-1] == IPv4Network("198.19.3.231/32")
+    assert prefix_range("2001:2:ff::/64:2")[1] == IPv6Network("2001:2:ff::1/128")
+    with pytest.raises(BgpConfigError):
+        prefix_range("198.19.0.0/16:70000")
+
+
+def test_attributes_differ_between_ebgp_and_ibgp() -> None:
+    attributes = RouteAttributes(local_pref=300)
+    nh = NextHop(address=IPv4Address("198.18.1.2"))
+    ebgp = path_attributes(attributes, local_asn=64513, internal=False, next_hop4=nh)
+    ibgp = path_attributes(attributes, local_asn=64513, internal=True, next_hop4=nh)
+    assert AsPath.sequence(64513) in ebgp and not any(isinstance(a, LocalPref) for a in ebgp)
+    assert AsPath() in ibgp and LocalPref(value=300) in ibgp
+
+
+def test_adj_rib_out_full_dump_then_only_differences() -> None:
+    a, b = RouteAttributes(), RouteAttributes(med=5)
+    routes = {ip_network(f"198.19.0.{i}/32"): a for i in range(10)}
+    rib = AdjRibOut(routes)
+    assert rib.pending == 0  # nothing goes out before the session is up
+    rib.session_up([IPV4_UNICAST, IPV6_UNICAST])
+    batch = rib.take(1000)
+    assert batch.withdraw == [] and len(batch.announce[a]) == 10
+    assert rib.take_end_of_rib() == [IPV4_UNICAST, IPV6_UNICAST]
+    assert rib.synchronised and rib.take_end_of_rib() == []
+    changed = dict(routes)
+    changed[ip_network("198.19.0.3/32")] = b
+    del changed[ip_network("198.19.0.4/32")]
+    changed[ip_network("2001:2:ff::1/128")] = a
+    assert rib.replace(changed) == 3
+    batch = rib.take(1000)
+    assert batch.withdraw == [ip_network("198.19.0.4/32")]
+    assert batch.announce == {
+        b: [ip_network("198.19.0.3/32")],
+        a: [ip_network("2001:2:ff::1/128")],
+    }
+    assert rib.replace(changed) == 0 and rib.pending == 0
+    # Added then removed before being sent: nothing at all goes out.
+    rib.announce(ip_network("198.19.0.200/32"))
+    rib.withdraw(ip_network("198.19.0.200/32"))
+    assert rib.pending == 0
+    rib.session_down()
+    assert rib.advertised == {} and rib.pending == 0
+
+
+def test_ten_thousand_routes_pack_into_few_full_updates() -> None:
+    ctx = CodecContext()
+    nh = NextHop(address=IPv4Address("198.18.1.2"))
+    path = path_attributes(
+        RouteAttributes(communities=[1]), local_asn=64513, internal=False, next_hop4=nh
+    )
+    prefixes = prefix_range("198.19.0.0/16:10000")
+    updates = pack_announcements(path, prefixes, ctx)
+    sizes = [len(u.encode(ctx)) for u in updates]
+    assert max(sizes) <= 4096 and len(updates) == 13

@@ -1,0 +1,536 @@
+"""BgpSession against an in-process peer made of the same sans-IO core, over loopback TCP."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+import socket
+from collections.abc import AsyncIterator, Callable
+from ipaddress import IPv4Address, IPv4Network
+
+import attrs
+import pytest
+import trio
+import trio.testing
+
+from protocols.bgp import (
+    IPV4_UNICAST,
+    IPV6_UNICAST,
+    AsPath,
+    CeaseSubcode,
+    Communities,
+    Connection,
+    EndOfRib,
+    Established,
+    Event,
+    LocalPref,
+    MpReachNlri,
+    NextHop,
+    NotificationReceived,
+    Origin,
+    OriginAttribute,
+    SessionConfig,
+    State,
+    UpdateMessage,
+    UpdateReceived,
+    pack_announcements,
+)
+from speaker.bgp import BgpPeerConfig, BgpSession, RouteAttributes
+from speaker.bgp.net import md5sig
+
+LOCAL_ASN, PEER_ASN = 64513, 64512
+PEER_ID = IPv4Address("198.18.0.2")
+
+
+def peer_core(**kw: object) -> Connection:
+    fields: dict[str, object] = {
+        "local_asn": PEER_ASN,
+        "peer_asn": None,
+        "router_id": PEER_ID,
+        "passive": True,
+        "extended_message": False,
+        "families": (IPV4_UNICAST, IPV6_UNICAST),
+        "hold_time": 90,
+    }
+    fields.update(kw)
+    return Connection(SessionConfig(**fields), rng=random.Random(2))  # type: ignore[arg-type]
+
+
+class Peer:
+    """A minimal passive BGP router on loopback: the core plus a socket and timers.
+
+    ``raw`` collects every message as received (bytes), ``events`` the core's events.
+    ``frozen`` stops its timers and reading (a hung router).
+    """
+
+    def __init__(self, core: Connection, *, family: int = socket.AF_INET) -> None:
+        self.core = core
+        self.family = family
+        self.events: list[tuple[float, Event]] = []
+        self.updates: list[tuple[float, UpdateMessage]] = []
+        self.sizes: list[int] = []
+        self.keepalives_in: list[float] = []
+        self.port = 0
+        self.sock: trio.socket.SocketType | None = None
+        self.closed = trio.Event()
+        self.frozen = False
+        self.password: str | None = None
+        self._wake = trio.Event()
+        self.pending: list[bytes] = []
+
+    def of(self, cls: type) -> list[object]:
+        return [e for _, e in self.events if isinstance(e, cls)]
+
+    def announced(self) -> dict[IPv4Network | ipaddress.IPv6Network, UpdateMessage]:
+        rib: dict[IPv4Network | ipaddress.IPv6Network, UpdateMessage] = {}
+        for _, update in self.updates:
+            for p in update.withdrawn_prefixes:
+                rib.pop(p, None)
+            for p in update.announced:
+                rib[p] = update
+        return rib
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listener = trio.socket.socket(self.family, socket.SOCK_STREAM)
+        host = "127.0.0.1" if self.family == socket.AF_INET else "::1"
+        if self.password is not None:
+            listener.setsockopt(
+                socket.IPPROTO_TCP, 14, md5sig(ipaddress.ip_address(host), self.password.encode())
+            )
+        await listener.bind((host, 0))
+        listener.listen(4)
+        self.port = listener.getsockname()[1]
+        task_status.started(self.port)
+        with listener:
+            sock, _ = await listener.accept()
+        self.sock = sock
+        now = trio.current_time()
+        self._feed(self.core.start(now))
+        self._feed(self.core.connection_made(now))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._reader)
+            nursery.start_soon(self._timers)
+            await self.closed.wait()
+            nursery.cancel_scope.cancel()
+        sock.close()
+
+    def _feed(self, events: list[Event]) -> None:
+        now = trio.current_time()
+        self.events += [(now, e) for e in events]
+        data = self.core.data_to_send()
+        if data and self.sock is not None:
+            self.pending.append(data)
+            self._wake.set()
+
+    async def _reader(self) -> None:
+        assert self.sock is not None
+        buf = bytearray()
+        while True:
+            while self.frozen:
+                await trio.sleep(0.5)
+            data = await self.sock.recv(65536)
+            buf += data
+            while len(buf) >= 19:
+                length = int.from_bytes(buf[16:18], "big")
+                if len(buf) < length:
+                    break
+                raw = bytes(buf[:length])
+                del buf[:length]
+                self.sizes.append(length)
+                if raw[18] == 4:
+                    self.keepalives_in.append(trio.current_time())
+                before = len(self.events)
+                self._feed(self.core.receive_data(raw, trio.current_time()))
+                for at, e in self.events[before:]:
+                    if isinstance(e, UpdateReceived):
+                        self.updates.append((at, e.update))
+            if not data:
+                self._feed(self.core.receive_data(b"", trio.current_time()))
+                self.closed.set()
+                return
+
+    async def _timers(self) -> None:
+        assert self.sock is not None
+        while True:
+            while self.pending:
+                data = self.pending.pop(0)
+                await _send(self.sock, data)
+            if self.frozen:
+                await trio.sleep(math.inf)
+            deadline = self.core.get_timer()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                self._wake = trio.Event()
+                await self._wake.wait()
+            if self.frozen:
+                await trio.sleep(math.inf)
+            now = trio.current_time()
+            deadline = self.core.get_timer()
+            if deadline is not None and deadline <= now:
+                self._feed(self.core.handle_timer(now))
+
+    def send(self, data: bytes) -> None:
+        self.pending.append(data)
+        self._wake.set()
+
+
+async def _send(sock: trio.socket.SocketType, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        sent = await sock.send(view)
+        view = view[sent:]
+
+
+def our_config(port: int, **kw: object) -> BgpPeerConfig:
+    fields: dict[str, object] = {
+        "name": "t",
+        "peer_address": "127.0.0.1",
+        "peer_port": port,
+        "peer_asn": PEER_ASN,
+        "local_asn": LOCAL_ASN,
+        "router_id": "198.18.0.1",
+        "connect_retry": 1.0,
+        "connect_time": 2.0,
+    }
+    fields.update(kw)
+    return BgpPeerConfig(**fields)  # type: ignore[arg-type]
+
+
+def host_routes(
+    n: int, attributes: RouteAttributes | None = None
+) -> dict[IPv4Network, RouteAttributes]:
+    base = int(IPv4Address("198.19.0.0"))
+    attrs_ = attributes or RouteAttributes()
+    return {IPv4Network((base + i, 32)): attrs_ for i in range(n)}
+
+
+async def wait_for(cond: Callable[[], object], what: str = "condition") -> None:
+    with trio.fail_after(60):
+        while not cond():
+            await trio.sleep(0.01)
+
+
+@pytest.fixture
+async def pair(nursery: trio.Nursery) -> AsyncIterator[tuple[Peer, BgpSession]]:
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port), routes=host_routes(10_000))
+    await nursery.start(session.run)
+    yield peer, session
+
+
+async def test_full_dump_packs_many_prefixes_per_update_then_end_of_rib(
+    autojump_clock: trio.testing.MockClock, pair: tuple[Peer, BgpSession]
+) -> None:
+    peer, session = pair
+    await session.wait_synchronised()
+    await wait_for(lambda: peer.of(EndOfRib))
+    assert session.state is State.ESTABLISHED
+    rib = peer.announced()
+    assert len(rib) == 10_000
+    updates = [u for _, u in peer.updates]
+    assert len(updates) <= 15  # 10k /32s at 5 octets each in 4096-octet messages
+    assert max(peer.sizes) <= 4096
+    update = updates[0]
+    assert update.get(OriginAttribute) == OriginAttribute(value=Origin.IGP)
+    assert update.get(AsPath) == AsPath.sequence(LOCAL_ASN)
+    assert update.get(NextHop) == NextHop(address=IPv4Address("127.0.0.1"))
+    assert update.get(LocalPref) is None  # eBGP
+    stats = session.statistics()
+    assert stats.updates_out == len(updates)
+    assert stats.prefixes_announced == 10_000
+    assert stats.end_of_rib_sent == ("ipv4-unicast",)
+    assert stats.messages_out["update"] == len(updates) + 1  # + End-of-RIB
+    assert stats.messages_out["open"] == 1
+    assert stats.messages_in["open"] == 1
+
+
+async def test_changing_one_community_sends_one_announcement(
+    autojump_clock: trio.testing.MockClock, pair: tuple[Peer, BgpSession]
+) -> None:
+    peer, session = pair
+    await wait_for(lambda: peer.of(EndOfRib))
+    seen = len(peer.updates)
+    routes = host_routes(10_000)
+    target = IPv4Network("198.19.0.77/32")
+    routes[target] = RouteAttributes(communities=[65000 << 16 | 1])
+    assert session.set_routes(routes) == 1
+    await wait_for(lambda: len(peer.updates) > seen)
+    await trio.sleep(1)
+    new = [u for _, u in peer.updates[seen:]]
+    assert len(new) == 1
+    (update,) = new
+    assert update.nlri == (target,)
+    assert update.withdrawn_prefixes == ()
+    assert update.get(Communities) == Communities(values=(65000 << 16 | 1,))
+    # Removing five prefixes: one UPDATE with exactly those withdrawals.
+    seen = len(peer.updates)
+    gone = sorted(routes)[:5]
+    for prefix in gone:
+        del routes[prefix]
+    session.set_routes(routes)
+    await wait_for(lambda: len(peer.updates) > seen)
+    await trio.sleep(1)
+    (update,) = [u for _, u in peer.updates[seen:]]
+    assert list(update.withdrawn) == gone and update.nlri == ()
+    assert len(peer.announced()) == 9_995
+
+
+async def test_ibgp_sends_local_pref_and_empty_as_path(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    peer = Peer(peer_core(local_asn=LOCAL_ASN))
+    port = await nursery.start(peer.serve)
+    routes = {IPv4Network("198.19.1.0/24"): RouteAttributes(med=5, local_pref=200)}
+    session = BgpSession(our_config(port, peer_asn=LOCAL_ASN), routes=routes)
+    await nursery.start(session.run)
+    await wait_for(lambda: peer.of(EndOfRib))
+    (update,) = [u for _, u in peer.updates]
+    assert update.get(LocalPref) == LocalPref(value=200)
+    assert update.get(AsPath) == AsPath()
+    session.cancel()
+
+
+async def test_hold_timer_expiry_when_the_peer_hangs(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    peer = Peer(peer_core(hold_time=9))
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port, hold_time=9))
+    await nursery.start(session.run)
+    await session.wait_established()
+    established = trio.current_time()
+    peer.frozen = True
+    await session.wait_state(State.IDLE)
+    assert 9 <= trio.current_time() - established <= 9.5
+    stats = session.statistics()
+    assert stats.last_error_sent is not None
+    assert (stats.last_error_sent.code, stats.last_error_sent.subcode) == (4, 0)
+    assert stats.flaps == 1
+    session.cancel()
+
+
+async def test_cancel_sends_cease_bfd_down_then_closes(
+    autojump_clock: trio.testing.MockClock, pair: tuple[Peer, BgpSession]
+) -> None:
+    peer, session = pair
+    await session.wait_established()
+    session.cancel(CeaseSubcode.BFD_DOWN)
+    await session.wait_stopped()
+    await wait_for(peer.closed.is_set)
+    (notification,) = peer.of(NotificationReceived)
+    assert isinstance(notification, NotificationReceived)
+    assert (notification.code, notification.subcode) == (6, 10)
+    stats = session.statistics()
+    assert stats.cancelled_at is not None and stats.notification_written_at is not None
+    assert stats.notification_written_at >= stats.cancelled_at
+    assert stats.closed_at is not None
+    assert session.state is State.IDLE
+
+
+async def test_owner_scope_cancel_sends_the_registered_subcode(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port), routes=host_routes(10))
+    owner = trio.CancelScope()
+
+    async def run_guarded() -> None:
+        with owner, session.cease_on_cancel(owner, CeaseSubcode.BFD_DOWN):
+            await session.run()
+
+    nursery.start_soon(run_guarded)
+    await session.wait_synchronised()
+    owner.cancel()
+    await wait_for(peer.closed.is_set)
+    (notification,) = peer.of(NotificationReceived)
+    assert isinstance(notification, NotificationReceived)
+    assert (notification.code, notification.subcode) == (6, 10)
+
+
+async def test_administrative_shutdown_carries_the_message(
+    autojump_clock: trio.testing.MockClock, pair: tuple[Peer, BgpSession]
+) -> None:
+    peer, session = pair
+    await session.wait_established()
+    session.cancel(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, "maintenance")
+    await wait_for(peer.closed.is_set)
+    (notification,) = peer.of(NotificationReceived)
+    assert isinstance(notification, NotificationReceived)
+    assert notification.subcode == 2 and notification.shutdown_message == "maintenance"
+
+
+async def test_reconnects_with_backoff_after_the_peer_goes_away(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port), routes=host_routes(100))
+    await nursery.start(session.run)
+    await session.wait_synchronised()
+    peer.closed.set()  # the peer closes the connection without a word
+    await session.wait_state(State.IDLE, State.ACTIVE, State.CONNECT)
+    # Nobody listens on the port any more: connection refused, again and again.
+    await trio.sleep(20)
+    stats = session.statistics()
+    assert stats.flaps == 1
+    assert 2 <= stats.connect_failures <= 12, stats
+    assert stats.adj_rib_out_advertised == 0
+
+
+async def test_passive_session_accepts_only_from_its_peer(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    session = BgpSession(
+        our_config(179, passive=True, listen_port=port, source_address="127.0.0.1"),
+        routes=host_routes(3),
+    )
+    await nursery.start(session.run)
+    assert session.state is State.ACTIVE
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+    core = peer_core(passive=False)
+    now = trio.current_time()
+    core.start(now)
+    core.connection_made(now)
+    await _send(sock, core.data_to_send())
+    established = False
+    with trio.fail_after(10):
+        while not established:
+            data = await sock.recv(65536)
+            events = core.receive_data(data, trio.current_time())
+            await _send(sock, core.data_to_send())
+            established = any(isinstance(e, Established) for e in events)
+    await session.wait_established()
+    session.cancel()
+    sock.close()
+
+
+async def test_flooding_peer_does_not_starve_our_keepalives(nursery: trio.Nursery) -> None:
+    """Real time: the peer sends 300k prefixes as fast as it can with hold time 3 s;
+    our KEEPALIVEs (every 1 s) keep coming and neither side's hold timer expires."""
+    peer = Peer(peer_core(hold_time=3))
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port, hold_time=3))
+    await nursery.start(session.run)
+    await session.wait_established()
+    attributes = [
+        OriginAttribute(value=Origin.IGP),
+        AsPath.sequence(PEER_ASN),
+        NextHop(address=IPv4Address("127.0.0.1")),
+    ]
+    base = int(IPv4Address("198.19.0.0"))
+    ctx = peer.core.codec_context
+    blob = b"".join(
+        u.encode(ctx)
+        for start in range(0, 300_000, 50_000)
+        for u in pack_announcements(
+            attributes, [IPv4Network((base + i, 32)) for i in range(start, start + 50_000)], ctx
+        )
+    )
+    started = trio.current_time()
+    for i in range(0, len(blob), 1 << 20):
+        peer.send(blob[i : i + (1 << 20)])
+    with trio.fail_after(60):
+        while session.statistics().prefixes_received.get("ipv4-unicast", 0) < 300_000:
+            await trio.sleep(0.05)
+    took = trio.current_time() - started
+    assert session.state is State.ESTABLISHED
+    assert peer.core.state is State.ESTABLISHED
+    during = [t for t in peer.keepalives_in if t >= started]
+    gaps = [b - a for a, b in zip([started, *during], during, strict=False)]
+    assert not gaps or max(gaps) < 2.0, (gaps, took)
+    assert session.statistics().last_error_sent is None
+    assert session.statistics().adj_rib_in == {}  # nothing kept
+    session.cancel()
+
+
+async def test_keep_adj_rib_in_and_ipv6_next_hops(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    peer = Peer(peer_core(), family=socket.AF_INET6)
+    port = await nursery.start(peer.serve)
+    routes = {ipaddress.IPv6Network("2001:2:ff::/64"): RouteAttributes()}
+    session = BgpSession(
+        our_config(port, peer_address="::1", keep_adj_rib_in=True, next_hop6="2001:2::1"),
+        routes=routes,
+    )
+    await nursery.start(session.run)
+    await wait_for(lambda: peer.of(EndOfRib))
+    (update,) = [u for _, u in peer.updates]
+    reach = update.mp_reach
+    assert isinstance(reach, MpReachNlri)
+    assert reach.next_hop == ipaddress.IPv6Address("2001:2::1")
+    assert reach.nlri == (ipaddress.IPv6Network("2001:2:ff::/64"),)
+    ctx = peer.core.codec_context
+    v6 = pack_announcements(
+        [OriginAttribute(value=Origin.IGP), AsPath.sequence(PEER_ASN)],
+        [ipaddress.IPv6Network("2001:2:ff:1::/64")],
+        ctx,
+        ipv6_next_hop=ipaddress.IPv6Address("2001:2::2"),
+    )
+    peer.send(b"".join(u.encode(ctx) for u in v6))
+    await wait_for(lambda: session.rib_in.routes)
+    route = session.rib_in.routes[ipaddress.IPv6Network("2001:2:ff:1::/64")]
+    assert route.next_hop == "2001:2::2"
+    assert session.statistics().adj_rib_in == {"ipv6-unicast": 1}
+    session.cancel()
+
+
+async def test_md5_right_key_establishes_wrong_key_never(nursery: trio.Nursery) -> None:
+    peer = Peer(peer_core())
+    peer.password = "s3cret"
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port, password="s3cret"))
+    assert "s3cret" not in repr(session.config)
+    await nursery.start(session.run)
+    with trio.fail_after(10):
+        await session.wait_established()
+    session.cancel()
+
+    other = Peer(peer_core())
+    other.password = "s3cret"
+    port = await nursery.start(other.serve)
+    wrong = BgpSession(our_config(port, password="wrong", connect_time=0.5, connect_retry=0.5))
+    await nursery.start(wrong.run)
+    await trio.sleep(2.0)
+    assert wrong.state is not State.ESTABLISHED
+    assert wrong.statistics().connect_failures >= 1
+    wrong.cancel()
+    other.closed.set()
+
+
+def test_peer_config_validation() -> None:
+    with pytest.raises(ValueError):
+        our_config(179, hold_time=2)
+    with pytest.raises(ValueError):
+        our_config(179, source_address="::1")
+    cfg = our_config(179)
+    assert cfg.send_ttl == 1 and cfg.min_ttl is None
+    assert attrs.evolve(cfg, ebgp_multihop=3).send_ttl == 3
+    assert attrs.evolve(cfg, gtsm=True, ebgp_multihop=2).min_ttl == 254
+    assert attrs.evolve(cfg, peer_asn=LOCAL_ASN).send_ttl == 64
+    assert cfg.with_families_for([ipaddress.ip_network("2001:2:ff::/64")]).families == (
+        IPV4_UNICAST,
+        IPV6_UNICAST,
+    )
+
+
+def test_md5_on_a_kernel_without_it_names_the_peer() -> None:
+    import errno
+
+    from speaker.bgp import BgpSocketError
+    from speaker.bgp.net import set_md5
+
+    class NoMd5:
+        def setsockopt(self, *args: object) -> None:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+
+    cfg = our_config(179, name="rtr1", password="x")
+    with pytest.raises(BgpSocketError, match=r"peer rtr1 \(127.0.0.1\).*no TCP MD5 support"):
+        set_md5(NoMd5(), cfg)  # type: ignore[arg-type]
+    assert len(md5sig(ipaddress.ip_address("2001:2::1"), b"k")) == 216
