@@ -150,6 +150,14 @@ class GoBGP:
     def neighbor(self, address: str) -> dict[str, Any]:
         return self.cli("neighbor", address)  # type: ignore[no-any-return]
 
+    def resets(self, address: str) -> tuple[int, int]:
+        """(flops, OPENs received) for a neighbor: both grow when a session is reset.
+
+        GoBGP's JSON omits zero counters (``flops`` is absent until the first flap)."""
+        state = self.neighbor(address)["state"]
+        opens = state.get("messages", {}).get("received", {}).get("open", 0)
+        return state.get("flops", 0), opens
+
     def session_state(self, address: str) -> str:
         state = self.neighbor(address)["state"].get("session_state", 0)
         return SESSION_STATES.get(state, str(state)) if isinstance(state, int) else str(state)

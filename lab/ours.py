@@ -197,3 +197,11 @@ class OurSpeaker:
         """SIGTERM and wait; the exit status."""
         assert self.proc is not None
         return self.proc.stop(timeout=timeout)
+
+    def reload(self, config: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Write a new config and SIGHUP; the speaker's "reload ..." log record."""
+        assert self.proc is not None
+        seen = len(self.find("reload "))
+        self.config_path.write_text(config)
+        self.proc.send_signal(signal.SIGHUP)
+        return self.wait_log("reload ", after=seen, timeout=timeout)

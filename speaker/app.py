@@ -3,29 +3,36 @@
     Speaker.run                         root nursery
     ├── BfdEndpoint.run                 BFD sockets (if any peer has a BFD profile)
     ├── PeerRunner.run  (per peer)      BFD + BGP of one router (speaker/peer.py)
-    ├── health.watch    (per checked service)
+    ├── health.watch    (per checked service, each in its own cancel scope)
     ├── _apply_health                   health changes -> routes of every peer
-    └── _signals                        SIGTERM/SIGINT: orderly shutdown
+    └── _signals                        SIGTERM/SIGINT: orderly shutdown; SIGHUP: reload
 
 Routes are recomputed from the config and the set of healthy services whenever a
 service changes state, and handed to every peer's BGP session, whose Adj-RIB-Out
 sends only the difference.
+
+Reload applies only the difference (:meth:`Speaker.reload`): a BFD profile change is
+a Poll sequence on the live session; a pool, service or advertisement change is an
+incremental UPDATE; only a change of a peer's identity restarts that one session.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 
+import attrs
 import trio
 
 from speaker.bfd.runtime import BfdEndpoint
+from speaker.config import Config, ConfigError, load_config
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
 from speaker.peer import PeerPlan, PeerRunner, Routes
+from speaker.plan import Derived, derive
 
-__all__ = ["SHUTDOWN_GRACE", "Speaker"]
+__all__ = ["SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
 
 log = logging.getLogger("speaker")
 
@@ -34,31 +41,71 @@ log = logging.getLogger("speaker")
 SHUTDOWN_GRACE = 1.5
 
 
+@attrs.frozen(kw_only=True)
+class ReloadResult:
+    ok: bool
+    errors: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    restarted: tuple[str, ...] = ()
+    retimed: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"reload rejected: {len(self.errors)} errors; the running config stays"
+        parts = [
+            f"{what} {', '.join(names)}"
+            for what, names in (
+                ("added", self.added), ("removed", self.removed),
+                ("restarted", self.restarted), ("new BFD timers for", self.retimed),
+            )
+            if names
+        ]  # fmt: skip
+        return "reload applied" + (": " + "; ".join(parts) if parts else " (routes only)")
+
+
+def identity(plan: PeerPlan) -> tuple[object, ...]:
+    """What a running session cannot change without a restart."""
+    bgp = plan.bgp
+    return (
+        bgp.peer_address, bgp.peer_asn, bgp.local_asn, bgp.peer_port, bgp.password,
+        bgp.source_address, bgp.ebgp_multihop, bgp.passive, bgp.families, bgp.router_id,
+        plan.bfd_key, plan.bfd_profile is None,
+    )  # fmt: skip
+
+
 class Speaker:
     def __init__(
         self,
-        plans: Sequence[PeerPlan],
+        derived: Derived,
         *,
-        routes: Callable[[str, frozenset[str]], Routes],
-        health: Mapping[str, HealthSpec],
-        services: Sequence[str],
-        hold_down: float = 1.0,
+        config_path: str | None = None,
         bfd_endpoint: BfdEndpoint | None = None,
     ) -> None:
-        """``routes(peer, healthy)`` computes a peer's routes; ``services`` are all
-        service names, those in ``health`` start unhealthy, the others are healthy."""
-        self.plans = list(plans)
-        self._routes = routes
-        self.health_specs = dict(health)
-        self.healthy: set[str] = {s for s in services if s not in self.health_specs}
-        self.hold_down = hold_down
+        """``config_path`` is re-read by :meth:`reload_file` (SIGHUP)."""
+        self.derived = derived
+        self.config_path = config_path
         self.endpoint = bfd_endpoint
+        self.healthy: set[str] = {s for s in derived.services if s not in derived.health}
         self.peers: dict[str, PeerRunner] = {}
+        self.config_loaded = True
+        self.config_stale = False
+        self.last_reload: ReloadResult | None = None
+        self.reloads = 0
+        self._health_scopes: dict[str, tuple[HealthSpec, trio.CancelScope]] = {}
+        self._health_send: trio.MemorySendChannel[HealthChanged] | None = None
         self._nursery: trio.Nursery | None = None
         self.stopping = False
+        self.started = trio.Event()
+
+    @property
+    def config(self) -> Config:
+        return self.derived.config
 
     def routes_for(self, peer: str) -> Routes:
-        return self._routes(peer, frozenset(self.healthy))
+        return self.derived.routes(peer, frozenset(self.healthy))
+
+    # ---- running -----------------------------------------------------------------------
 
     async def run(
         self,
@@ -70,28 +117,56 @@ class Speaker:
             self._nursery = nursery
             if handle_signals:
                 await nursery.start(self._signals)
-            if any(p.bfd_key for p in self.plans):
-                if self.endpoint is None:
-                    self.endpoint = BfdEndpoint()
-                await nursery.start(self.endpoint.run)
-            for plan in self.plans:
-                runner = PeerRunner(
-                    plan, endpoint=self.endpoint, routes=self.routes_for, hold_down=self.hold_down
-                )
-                self.peers[plan.name] = runner
-                nursery.start_soon(runner.run, name=f"peer {plan.name}")
+            await self._ensure_endpoint(self.derived)
+            for plan in self.derived.plans:
+                self._start_peer(plan)
             send, receive = trio.open_memory_channel[HealthChanged](100)
-            async with send:
-                for service, spec in self.health_specs.items():
-                    nursery.start_soon(watch, service, spec, send.clone(), name=f"health {service}")
+            self._health_send = send
+            for service, spec in self.derived.health.items():
+                self._start_health(service, spec)
             nursery.start_soon(self._apply_health, receive)
-            log.info("speaker running: %d peers, %d health checks", len(self.plans),
-                     len(self.health_specs))  # fmt: skip
+            log.info("speaker running: %d peers, %d health checks", len(self.peers),
+                     len(self.derived.health))  # fmt: skip
+            self.started.set()
             task_status.started(self)
+
+    async def _ensure_endpoint(self, derived: Derived) -> None:
+        if self.endpoint is None and any(p.bfd_key for p in derived.plans):
+            self.endpoint = BfdEndpoint()
+        if self.endpoint is not None and self._nursery is not None and not self.endpoint.running:
+            await self._nursery.start(self.endpoint.run)
+
+    def _start_peer(self, plan: PeerPlan) -> PeerRunner:
+        assert self._nursery is not None
+        runner = PeerRunner(
+            plan, endpoint=self.endpoint, routes=self.routes_for, hold_down=self.derived.hold_down
+        )
+        self.peers[plan.name] = runner
+        self._nursery.start_soon(runner.run, name=f"peer {plan.name}")
+        return runner
+
+    def _start_health(self, service: str, spec: HealthSpec) -> None:
+        assert self._nursery is not None and self._health_send is not None
+        scope = trio.CancelScope()
+        self._health_scopes[service] = (spec, scope)
+        send = self._health_send.clone()
+        healthy = service in self.healthy
+
+        async def run() -> None:
+            with scope:
+                await watch(service, spec, send, healthy=healthy)
+
+        self._nursery.start_soon(run, name=f"health {service}")
+
+    def _stop_health(self, service: str) -> None:
+        _, scope = self._health_scopes.pop(service)
+        scope.cancel()
 
     async def _apply_health(self, changes: trio.MemoryReceiveChannel[HealthChanged]) -> None:
         async with changes:
             async for change in changes:
+                if change.service not in self._health_scopes:
+                    continue  # the check was removed by a reload meanwhile
                 if change.healthy:
                     self.healthy.add(change.service)
                 else:
@@ -100,15 +175,21 @@ class Speaker:
                          "healthy" if change.healthy else "unhealthy", len(self.peers),
                          extra=fields(service=change.service, healthy=change.healthy,
                                       detail=change.detail))  # fmt: skip
-                for runner in self.peers.values():
-                    runner.push_routes()
+                self._push_routes()
+
+    def _push_routes(self) -> None:
+        for runner in self.peers.values():
+            runner.push_routes()
 
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             task_status.started()
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload_file()
+                    continue
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 await self.shutdown()
                 return
@@ -122,3 +203,82 @@ class Speaker:
                     nursery.start_soon(runner.stop, message)
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    # ---- reload ------------------------------------------------------------------------
+
+    async def reload_file(self) -> ReloadResult:
+        """Re-read the config file; apply it if valid, else keep running the old one."""
+        if self.config_path is None:
+            return ReloadResult(ok=False, errors=("no config file to reload",))
+        try:
+            config = load_config(self.config_path)
+            derived = derive(config)
+        except ConfigError as exc:
+            return self._reject([str(issue) for issue in exc.errors])
+        except Exception as exc:  # allocation or state file problems
+            return self._reject([str(exc)])
+        return await self.reload(derived)
+
+    def _reject(self, errors: list[str]) -> ReloadResult:
+        self.config_stale = True
+        result = ReloadResult(ok=False, errors=tuple(errors))
+        self.last_reload = result
+        for error in errors:
+            log.error("reload: %s", error, extra=fields(error=error))
+        log.error(result.summary())
+        return result
+
+    async def reload(self, new: Derived) -> ReloadResult:
+        """Apply ``new`` by difference; never resets a session that did not change."""
+        old = self.derived
+        self.derived = new
+        await self._ensure_endpoint(new)
+        new_plans = {p.name: p for p in new.plans}
+        added: list[str] = []
+        removed: list[str] = []
+        restarted: list[str] = []
+        retimed: list[str] = []
+        for name in [n for n in self.peers if n not in new_plans]:
+            removed.append(name)
+            await self.peers.pop(name).stop("peer removed", deconfigured=True)
+        for name, plan in new_plans.items():
+            current = self.peers.get(name)
+            if current is None:
+                added.append(name)
+                self._start_peer(plan)
+            elif identity(current.plan) != identity(plan):
+                restarted.append(name)
+                del self.peers[name]
+                await current.stop("peer configuration changed")
+                self._start_peer(plan)
+            else:
+                if current.plan.bfd_profile != plan.bfd_profile:
+                    retimed.append(name)
+                current.update(plan, hold_down=new.hold_down)
+        self._reload_health(old.health, new.health, new.services)
+        self._push_routes()
+        self.config_stale = False
+        self.reloads += 1
+        result = ReloadResult(
+            ok=True, added=tuple(added), removed=tuple(removed),
+            restarted=tuple(restarted), retimed=tuple(retimed),
+        )  # fmt: skip
+        self.last_reload = result
+        log.info(result.summary())
+        return result
+
+    def _reload_health(
+        self,
+        old: Mapping[str, HealthSpec],
+        new: Mapping[str, HealthSpec],
+        services: tuple[str, ...],
+    ) -> None:
+        # Services without a check are healthy; a new check starts unhealthy; a
+        # changed check keeps the service's current state until it says otherwise.
+        self.healthy = {s for s in services if s not in new or (s in old and s in self.healthy)}
+        for service in list(self._health_scopes):
+            if new.get(service) != self._health_scopes[service][0]:
+                self._stop_health(service)
+        for service, spec in new.items():
+            if service not in self._health_scopes:
+                self._start_health(service, spec)

@@ -80,8 +80,9 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     import trio
 
     from speaker.allocate import AllocationError, StateFileError
+    from speaker.app import Speaker
     from speaker.log import setup_logging
-    from speaker.runner import build_speaker
+    from speaker.plan import derive
 
     try:
         config = load_config(file)
@@ -95,7 +96,7 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     for issue in config.warnings:
         log.warning("config: %s", issue)
     try:
-        speaker = build_speaker(config)
+        speaker = Speaker(derive(config), config_path=file)
     except (AllocationError, StateFileError, OSError) as exc:
         print(f"{file}: {exc}", file=sys.stderr)
         return EXIT_CONFIG

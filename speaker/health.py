@@ -167,10 +167,17 @@ async def probe(spec: HealthSpec) -> tuple[bool, str]:
 
 
 async def watch(
-    service: str, spec: HealthSpec, changes: trio.MemorySendChannel[HealthChanged]
+    service: str,
+    spec: HealthSpec,
+    changes: trio.MemorySendChannel[HealthChanged],
+    *,
+    healthy: bool = False,
 ) -> None:
-    """Probe forever on a fixed schedule; send a change whenever rise/fall flips."""
-    tracker = HealthTracker(rise=spec.rise, fall=spec.fall)
+    """Probe forever on a fixed schedule; send a change whenever rise/fall flips.
+
+    ``healthy`` is the state to start from (a reload that changes a check keeps the
+    service's current state until the new check says otherwise)."""
+    tracker = HealthTracker(rise=spec.rise, fall=spec.fall, healthy=healthy)
     next_at = trio.current_time()
     async with changes:
         while True:

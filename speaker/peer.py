@@ -97,13 +97,30 @@ class PeerRunner:
         if self.bgp is not None:
             self.bgp.set_routes(self.routes(self.name))
 
-    async def stop(self, message: str = "speaker shutting down") -> None:
-        """Planned stop: Cease/Administrative Shutdown with ``message``, BFD AdminDown."""
+    def update(self, plan: PeerPlan, *, hold_down: float) -> None:
+        """A reload changed nothing that needs a restart: new BFD timers go to the live
+        session as a Poll sequence; other BGP settings apply to the next session."""
+        old, self.plan, self.hold_down = self.plan, plan, hold_down
+        if (
+            self.bfd is not None
+            and plan.bfd_profile is not None
+            and plan.bfd_profile != old.bfd_profile
+        ):
+            self.bfd.set_profile(plan.bfd_profile)
+
+    async def stop(
+        self, message: str = "speaker shutting down", *, deconfigured: bool = False
+    ) -> None:
+        """Planned stop: Cease (Administrative Shutdown with ``message``, or Peer
+        De-configured), BFD AdminDown."""
         self._stopping = True
         async with trio.open_nursery() as nursery:
             if self.bgp is not None:
                 bgp = self.bgp
-                bgp.cancel(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
+                if deconfigured:
+                    bgp.cancel(CeaseSubcode.PEER_DECONFIGURED)
+                else:
+                    bgp.cancel(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
                 nursery.start_soon(bgp.wait_stopped)
             if self.bfd is not None and self.endpoint is not None:
                 nursery.start_soon(self.endpoint.remove_session, self.bfd)

@@ -411,6 +411,10 @@ class BfdEndpoint:
         self._receivers: dict[tuple[int, int], trio.socket.SocketType] = {}
         self._nursery: trio.Nursery | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._nursery is not None
+
     async def run(
         self, *, task_status: trio.TaskStatus[BfdEndpoint] = trio.TASK_STATUS_IGNORED
     ) -> None:

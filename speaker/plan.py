@@ -1,4 +1,4 @@
-"""From a loaded :class:`Config` to a running :class:`Speaker` (``speaker run``).
+"""From a loaded :class:`Config` to what the runtime needs.
 
 The config says what the operator wants; this module derives what the runtime
 needs: per peer a BGP config and (with a BFD profile) a BFD session key with our
@@ -16,21 +16,20 @@ import struct
 import zlib
 from collections.abc import Mapping
 
-import trio
+import attrs
 
 from protocols.bgp import Prefix
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.allocate import assign_addresses
 from speaker.announce import RouteAttributes as WantedAttributes
 from speaker.announce import routes_for_peer
-from speaker.app import Speaker
 from speaker.bfd.runtime import SessionKey
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.config import Config, IPAddress, Peer
 from speaker.health import HealthSpec
 from speaker.peer import PeerPlan, Routes
 
-__all__ = ["build_speaker", "derive_router_id", "local_address_for", "plans_for"]
+__all__ = ["Derived", "RouteFunction", "derive", "derive_router_id", "health_specs", "plans_for"]
 
 log = logging.getLogger("speaker")
 SIOCGIFADDR = 0x8915
@@ -120,17 +119,21 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
     return plans
 
 
-def build_speaker(config: Config) -> Speaker:
-    """Allocate service addresses (state file), then wire everything up."""
-    addresses = assign_addresses(config)
-    converted: dict[WantedAttributes, RouteAttributes] = {}
+class RouteFunction:
+    """``routes(peer, healthy)`` for one config: announcements converted to the BGP
+    session's attributes (each distinct attribute set converted once)."""
 
-    def routes(peer: str, healthy: frozenset[str]) -> Routes:
+    def __init__(self, config: Config, addresses: Mapping[str, IPAddress]) -> None:
+        self.config = config
+        self.addresses = dict(addresses)
+        self._converted: dict[WantedAttributes, RouteAttributes] = {}
+
+    def __call__(self, peer: str, healthy: frozenset[str]) -> Routes:
         out: dict[Prefix, RouteAttributes] = {}
-        for prefix, wanted in routes_for_peer(config, peer, healthy, addresses).items():
-            attributes = converted.get(wanted)
+        for prefix, wanted in routes_for_peer(self.config, peer, healthy, self.addresses).items():
+            attributes = self._converted.get(wanted)
             if attributes is None:
-                attributes = converted[wanted] = RouteAttributes(
+                attributes = self._converted[wanted] = RouteAttributes(
                     communities=tuple(wanted.communities),
                     large_communities=tuple(wanted.large_communities),
                     local_pref=wanted.local_pref,
@@ -138,7 +141,9 @@ def build_speaker(config: Config) -> Speaker:
             out[prefix] = attributes
         return out
 
-    health = {
+
+def health_specs(config: Config) -> dict[str, HealthSpec]:
+    return {
         service.name: HealthSpec(
             tcp=service.health.tcp,
             http=service.health.http,
@@ -152,20 +157,34 @@ def build_speaker(config: Config) -> Speaker:
         for service in config.services
         if service.health is not None
     }
-    return Speaker(
-        plans_for(config, addresses),
-        routes=routes,
-        health=health,
-        services=[s.name for s in config.services],
+
+
+@attrs.frozen
+class Derived:
+    """Everything the runtime takes from one config."""
+
+    config: Config
+    addresses: Mapping[str, IPAddress]
+    plans: tuple[PeerPlan, ...]
+    routes: RouteFunction
+    health: Mapping[str, HealthSpec]
+    services: tuple[str, ...]
+    hold_down: float
+
+
+def derive(config: Config) -> Derived:
+    """Allocate service addresses (reading and updating the state file), then derive.
+
+    Raises:
+        AllocationError, StateFileError, OSError: from :mod:`speaker.allocate`.
+    """
+    addresses = assign_addresses(config)
+    return Derived(
+        config=config,
+        addresses=addresses,
+        plans=tuple(plans_for(config, addresses)),
+        routes=RouteFunction(config, addresses),
+        health=health_specs(config),
+        services=tuple(s.name for s in config.services),
         hold_down=config.speaker.hold_down.total_seconds(),
     )
-
-
-async def run_speaker(config: Config) -> None:
-    speaker = build_speaker(config)
-    await speaker.run()
-
-
-def run(config: Config) -> int:
-    trio.run(run_speaker, config)
-    return 0

@@ -1,0 +1,65 @@
+"""Reload without flaps: SIGHUP applies the difference; an invalid file changes nothing."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lab import Lab, wait_until
+from lab.gobgp import path_attrs
+from lab.ours import OurSpeaker
+from tests.interop.test_speaker import SERVICES, router, speaker_config
+
+pytestmark = pytest.mark.lab
+
+VIP, VIP2, VIP3 = "198.19.0.10/32", "198.19.0.11/32", "198.19.0.12/32"
+
+
+def test_reload_adds_service_changes_bfd_and_community_without_resets(
+    lab: Lab, lab_require
+) -> None:  # type: ignore[no-untyped-def]
+    lab_require("frr", "gobgp")
+    gobgp, bfd = router(lab, "rtr1", ms=50)
+    spk_addr = str(lab["spk"].addr4("rtr1"))
+    speaker = OurSpeaker(lab["spk"], speaker_config(lab, ["rtr1"], extra=SERVICES)).start()
+    gobgp.wait_rib(lambda r: VIP in r and VIP2 in r, timeout=20, what="initial routes")
+    bfd.wait_bfd_status(spk_addr, "up")
+    time.sleep(1.0)
+    resets = gobgp.resets(spk_addr)
+    assert resets[1] == 1
+    bfd_downs = bfd.bfd_counters()[0]["session-down"]
+
+    new = speaker_config(lab, ["rtr1"], extra=SERVICES + """
+[[services]]
+name = "db"
+address = "198.19.0.12"
+""", ms=100).replace('"65000:100"', '"65000:200"')  # fmt: skip
+    record = speaker.reload(new)
+    assert record["msg"].startswith("reload applied"), record
+    rib = gobgp.wait_rib(
+        lambda r: VIP3 in r and 65000 << 16 | 200 in path_attrs(r[VIP][0])[8]["communities"],
+        timeout=10, what="new service and community",
+    )  # fmt: skip
+    assert 65000 << 16 | 100 not in path_attrs(rib[VIP][0])[8]["communities"]
+    wait_until(lambda: (bfd.bfd_peer(spk_addr) or {}).get("remote-receive-interval") == 100,
+               timeout=10, what="new BFD interval at FRR")  # fmt: skip
+    time.sleep(1.0)
+    assert gobgp.resets(spk_addr) == resets, "BGP session was reset"
+    assert gobgp.session_state(spk_addr) == "established"
+    assert bfd.bfd_counters()[0]["session-down"] == bfd_downs, "BFD session went down"
+    assert bfd.bfd_peer(spk_addr)["status"] == "up"
+
+    # An invalid file: rejected, nothing changes, the error is logged.
+    record = speaker.reload(new.replace("hold_time", "hold_tme"))
+    assert record["msg"].startswith("reload rejected"), record
+    assert speaker.find("hold_tme"), "the error names the bad key"
+    time.sleep(0.5)
+    assert VIP3 in gobgp.rib() and gobgp.session_state(spk_addr) == "established"
+
+    # Removing a service withdraws just that route, still without a reset.
+    speaker.reload(
+        new.replace('name = "db"\naddress = "198.19.0.12"', 'name = "db"\npool = "vips"')
+    )
+    time.sleep(1.0)
+    assert gobgp.resets(spk_addr) == resets
