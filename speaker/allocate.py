@@ -128,11 +128,47 @@ def read_state(path: Path) -> dict[str, IPAddress]:
     return out
 
 
-def write_state(path: Path, addresses: Mapping[str, IPAddress]) -> None:
+OVERRIDE_MODES = ("announce", "withdraw")
+
+
+def read_overrides(path: Path) -> dict[str, str]:
+    """Operator overrides (service -> "announce" | "withdraw") from the state file.
+
+    Raises:
+        StateFileError, OSError: as :func:`read_state`.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateFileError(f"{path}: not JSON: {exc}") from None
+    raw = data.get("overrides", {}) if isinstance(data, dict) else {}
+    if not isinstance(raw, dict):
+        raise StateFileError(f'{path}: "overrides" is not a table')
+    return {str(k): v for k, v in raw.items() if v in OVERRIDE_MODES}
+
+
+def write_overrides(path: Path, overrides: Mapping[str, str]) -> None:
+    """Replace the overrides in the state file (atomically, addresses kept)."""
+    write_state(path, read_state(path), overrides)
+
+
+def write_state(
+    path: Path, addresses: Mapping[str, IPAddress], overrides: Mapping[str, str] | None = None
+) -> None:
     """Replace the state file atomically: a reader (or a crash) sees the old file or
-    the new one, never a mix."""
+    the new one, never a mix. ``overrides`` None keeps the file's current ones."""
+    if overrides is None:
+        overrides = read_overrides(path)
     text = json.dumps(
-        {"version": STATE_VERSION, "addresses": {k: str(v) for k, v in addresses.items()}},
+        {
+            "version": STATE_VERSION,
+            "addresses": {k: str(v) for k, v in addresses.items()},
+            "overrides": dict(overrides),
+        },
         indent=2,
         sort_keys=True,
     )

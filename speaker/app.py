@@ -25,6 +25,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
+from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.config import Config, ConfigError, load_config
 from speaker.health import HealthChanged, HealthSpec, watch
@@ -87,6 +88,9 @@ class Speaker:
         self.config_path = config_path
         self.endpoint = bfd_endpoint
         self.healthy: set[str] = {s for s in derived.services if s not in derived.health}
+        #: Operator overrides (``speaker announce|withdraw SERVICE``), kept in the state
+        #: file across restarts: "announce" ignores health, "withdraw" never announces.
+        self.overrides: dict[str, str] = read_overrides(derived.config.speaker.state_file)
         self.peers: dict[str, PeerRunner] = {}
         self.config_loaded = True
         self.config_stale = False
@@ -102,8 +106,35 @@ class Speaker:
     def config(self) -> Config:
         return self.derived.config
 
+    def announced_services(self) -> frozenset[str]:
+        """Healthy services, with the operator's overrides applied."""
+        forced = {s for s, mode in self.overrides.items() if mode == "announce"}
+        withdrawn = {s for s, mode in self.overrides.items() if mode == "withdraw"}
+        return frozenset((self.healthy | forced) - withdrawn)
+
     def routes_for(self, peer: str) -> Routes:
-        return self.derived.routes(peer, frozenset(self.healthy))
+        return self.derived.routes(peer, self.announced_services())
+
+    def set_override(self, service: str, mode: str | None) -> None:
+        """``mode`` "announce", "withdraw" or None (back to health); persisted first.
+
+        Raises:
+            KeyError: no such service.  OSError, StateFileError: state file problems.
+        """
+        if service not in self.derived.services:
+            raise KeyError(service)
+        overrides = dict(self.overrides)
+        if mode is None:
+            overrides.pop(service, None)
+        elif mode in OVERRIDE_MODES:
+            overrides[service] = mode
+        else:
+            raise ValueError(f"override must be one of {OVERRIDE_MODES}, not {mode!r}")
+        write_overrides(self.config.speaker.state_file, overrides)
+        self.overrides = overrides
+        log.info("service %s: override %s", service, mode or "cleared",
+                 extra=fields(service=service, override=mode))  # fmt: skip
+        self._push_routes()
 
     # ---- running -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from speaker.allocate import (
+from speaker.allocate import read_overrides, write_overrides, (
     AllocationError,
     StateFileError,
     allocate,
@@ -164,8 +164,19 @@ def test_state_file_round_trip(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {
         "version": 1,
         "addresses": {"a": "192.0.2.1", "b": "2001:db8::1"},
+        "overrides": {},
     }
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary left
+
+
+def test_overrides_survive_address_writes(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    write_state(path, {"a": ip("192.0.2.1")})
+    write_overrides(path, {"a": "withdraw", "b": "announce", "c": "bogus"})
+    assert read_overrides(path) == {"a": "withdraw", "b": "announce"}
+    write_state(path, {"a": ip("192.0.2.2")})  # the allocator rewriting addresses
+    assert read_overrides(path) == {"a": "withdraw", "b": "announce"}
+    assert read_state(path) == {"a": ip("192.0.2.2")}
 
 
 def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
