@@ -10,12 +10,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from speaker.allocate import read_overrides, write_overrides, (
+from speaker.allocate import (
     AllocationError,
     StateFileError,
     allocate,
     assign_addresses,
+    read_overrides,
     read_state,
+    write_overrides,
     write_state,
 )
 from speaker.config import AddressRange, Pool, Service, loads_config
