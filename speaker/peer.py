@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 import attrs
@@ -28,7 +29,7 @@ from protocols.bgp import CeaseSubcode, Prefix
 from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
-from speaker.bgp.session import BgpSession
+from speaker.bgp.session import BgpSession, BgpStatistics
 from speaker.log import fields
 
 __all__ = ["FailoverRecord", "PeerPlan", "PeerRunner"]
@@ -81,6 +82,14 @@ class PeerRunner:
         self.bfd: BfdSession | None = None
         self.bgp: BgpSession | None = None
         self.failovers: list[FailoverRecord] = []
+        #: Seconds from a BFD teardown to the routes being announced again (the new
+        #: session Established and its initial routes + End-of-RIB sent).
+        self.reannounce_delays: list[float] = []
+        #: Message counters of this peer's finished BGP sessions, so totals stay
+        #: monotonic across reconnects: keys "in:<type>", "out:<type>", "updates_in",
+        #: "updates_out", "prefixes_announced", "prefixes_withdrawn", "flaps".
+        self.retired: Counter[str] = Counter()
+        self.sessions = 0
         self.crashes = 0
         self.scope = trio.CancelScope()
         self._stopping = False
@@ -170,19 +179,41 @@ class PeerRunner:
             log.info("peer %s: BFD left Up during the %.1f s hold-down", self.name,
                      self.hold_down, extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
 
+    def totals(self) -> Counter[str]:
+        """Counters over every BGP session of this peer so far (see ``retired``)."""
+        out = Counter(self.retired)
+        if self.bgp is not None:
+            out.update(_session_counters(self.bgp.statistics()))
+        return out
+
+    async def _run_session(self, bgp: BgpSession) -> None:
+        """Run ``bgp``; after a failover, note when its routes are out again."""
+        last = self.failovers[-1] if self.failovers else None
+        async with trio.open_nursery() as nursery:
+            if last is not None and len(self.reannounce_delays) < len(self.failovers):
+                since = last.closed_at or last.detected_at
+                nursery.start_soon(self._note_reannounce, bgp, since)
+            await bgp.run()
+            nursery.cancel_scope.cancel()
+
+    async def _note_reannounce(self, bgp: BgpSession, since: float) -> None:
+        await bgp.wait_synchronised()
+        self.reannounce_delays.append(trio.current_time() - since)
+
     async def _run_bgp(self, bfd: BfdSession | None) -> None:
         bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name))
         self.bgp = bgp
+        self.sessions += 1
         down: list[BfdStateChanged] = []
         scope = trio.CancelScope()
         try:
             if bfd is None:
-                await bgp.run()
+                await self._run_session(bgp)
                 return
             with bfd.subscribe() as changes:
                 with scope, bgp.cease_on_cancel(scope, CeaseSubcode.BFD_DOWN), \
                         bfd.cancel_on_failure(scope):  # fmt: skip
-                    await bgp.run()
+                    await self._run_session(bgp)
                 # The change that cancelled the scope is waiting in the channel.
                 while True:
                     try:
@@ -193,6 +224,7 @@ class PeerRunner:
                         down.append(change)
         finally:
             self.bgp = None
+            self.retired.update(_session_counters(bgp.statistics()))
         if scope.cancelled_caught:
             failure = down[0] if down else None
             record = FailoverRecord(
@@ -210,3 +242,17 @@ class PeerRunner:
                 extra=fields(peer=self.name, protocol="bgp", old="Established", new="Idle",
                              error="cease/bfd-down", teardown_ms=teardown),
             )  # fmt: skip
+
+
+def _session_counters(stats: BgpStatistics) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for kind, count in stats.messages_in.items():
+        out[f"in:{kind}"] += count
+    for kind, count in stats.messages_out.items():
+        out[f"out:{kind}"] += count
+    out["updates_in"] += stats.updates_in
+    out["updates_out"] += stats.updates_out
+    out["prefixes_announced"] += stats.prefixes_announced
+    out["prefixes_withdrawn"] += stats.prefixes_withdrawn
+    out["flaps"] += stats.flaps
+    return out
