@@ -43,7 +43,58 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    _add_import_metallb(commands)
     return parser
+
+
+# ---- import-metallb (speaker/metallb.py) ---------------------------------------------------
+
+
+def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    imp = commands.add_parser(
+        "import-metallb",
+        help="convert MetalLB manifests (YAML) to a speaker configuration",
+        description="Convert MetalLB BFDProfile, BGPPeer, IPAddressPool, BGPAdvertisement and"
+        " Community manifests to a speaker TOML configuration on stdout; errors go to stderr"
+        " (exit 2). See docs/migration-from-metallb.md.",
+    )
+    imp.add_argument("files", nargs="+", metavar="FILE.yaml", help="MetalLB manifests")
+    imp.add_argument(
+        "--announce-all",
+        action="store_true",
+        help="set announce_all = true on every pool (instead of declaring [[services]])",
+    )
+    imp.add_argument(
+        "--namespace", default="metallb-system", help="MetalLB's namespace (metallb-system)"
+    )
+    imp.add_argument(
+        "--secrets-dir",
+        default="/etc/speaker/secrets",
+        metavar="DIR",
+        help="where passwordSecret Secrets are mounted, one directory each (DIR/NAME/password)",
+    )
+    imp.add_argument(
+        "--interface",
+        action="append",
+        default=[],
+        metavar="[PEER=]IFNAME",
+        help="the interface towards the peers (or one PEER) whose BFD profile uses echo mode",
+    )
+
+
+def _import_metallb(args: argparse.Namespace) -> int:
+    from speaker import metallb
+
+    return metallb.main(
+        args.files,
+        announce_all=args.announce_all,
+        namespace=args.namespace,
+        secrets_dir=args.secrets_dir,
+        interfaces=args.interface,
+    )
+
+
+# ---- end of import-metallb ------------------------------------------------------------------
 
 
 def _line(file: str, issue: ConfigIssue) -> str:
@@ -119,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         return check(args.config)
     if args.command == "run":
         return run(args.config, log_format=args.log_format, log_level=args.log_level)
+    if args.command == "import-metallb":
+        return _import_metallb(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -40,6 +40,7 @@ from protocols.bfd import (
 from speaker.bfd import net
 from speaker.bfd.echo_link import EchoLink, EchoLinkError
 from speaker.bfd.profile import BfdProfile
+from speaker.log import fields
 
 __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
 
@@ -358,7 +359,10 @@ class BfdSession:
                 scope.cancel()
         level = logging.WARNING if event.path_failure else logging.INFO
         log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.key, event.old.name,
-                event.new.name, event.diag.name, event.reason)  # fmt: skip
+                event.new.name, event.diag.name, event.reason,
+                extra=fields(peer=str(self.key.peer), protocol="bfd", old=event.old.name,
+                             new=event.new.name, diag=event.diag.name,
+                             reason=event.reason))  # fmt: skip
         for channel in list(self._subscribers):
             try:
                 channel.send_nowait(event)

@@ -64,6 +64,7 @@ from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.bgp import net
 from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
 from speaker.bgp.rib import AdjRibIn, AdjRibOut, OutBatch, path_attributes
+from speaker.log import fields
 
 __all__ = ["BgpSession", "BgpStatistics", "ErrorRecord", "SessionReport", "family_name"]
 
@@ -448,7 +449,9 @@ class BgpSession:
         match event:
             case StateChanged():
                 log.info("bgp %s: %s -> %s (%s)", self.name, event.old.value, event.new.value,
-                         event.reason)  # fmt: skip
+                         event.reason, extra=fields(peer=self.name, protocol="bgp",
+                         address=str(self.config.peer_address), old=event.old.value,
+                         new=event.new.value, reason=event.reason))  # fmt: skip
                 if event.old is State.ESTABLISHED:
                     self.flaps += 1
                     self.established_at = None
@@ -489,14 +492,17 @@ class BgpSession:
                     code=event.code, subcode=event.subcode, text=text, at=now
                 )
                 log.warning("bgp %s: NOTIFICATION received %d/%d %s", self.name, event.code,
-                            event.subcode, text)  # fmt: skip
+                            event.subcode, text, extra=fields(peer=self.name, protocol="bgp",
+                            error=f"received {event.code}/{event.subcode}"))  # fmt: skip
                 self._publish(now, event)
             case NotificationSent():
                 self.last_error_sent = ErrorRecord(
                     code=event.code, subcode=event.subcode, text=event.reason, at=now
                 )
+                error = f"sent {event.code}/{event.subcode}"
                 log.warning("bgp %s: NOTIFICATION sent %d/%d (%s)", self.name, event.code,
-                            event.subcode, event.reason)  # fmt: skip
+                            event.subcode, event.reason,
+                            extra=fields(peer=self.name, protocol="bgp", error=error))  # fmt: skip
                 self._publish(now, event)
             case _:
                 assert_never(event)
