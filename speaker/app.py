@@ -96,11 +96,15 @@ class Speaker:
         self.config_stale = False
         self.last_reload: ReloadResult | None = None
         self.reloads = 0
+        #: Rejected reloads (invalid file); ``reloads`` counts the applied ones.
+        self.reload_failures = 0
         self._health_scopes: dict[str, tuple[HealthSpec, trio.CancelScope]] = {}
         self._health_send: trio.MemorySendChannel[HealthChanged] | None = None
         self._nursery: trio.Nursery | None = None
         self.stopping = False
         self.started = trio.Event()
+        #: Set when an orderly shutdown begins (systemd STOPPING=1).
+        self.shutting_down = trio.Event()
 
     @property
     def config(self) -> Config:
@@ -228,6 +232,7 @@ class Speaker:
     async def shutdown(self, message: str = "speaker shutting down") -> None:
         """BFD AdminDown and Cease/Administrative Shutdown to every peer, then stop."""
         self.stopping = True
+        self.shutting_down.set()
         with trio.move_on_after(SHUTDOWN_GRACE):
             async with trio.open_nursery() as nursery:
                 for runner in self.peers.values():
@@ -252,6 +257,7 @@ class Speaker:
 
     def _reject(self, errors: list[str]) -> ReloadResult:
         self.config_stale = True
+        self.reload_failures += 1
         result = ReloadResult(ok=False, errors=tuple(errors))
         self.last_reload = result
         for error in errors:

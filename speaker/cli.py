@@ -15,8 +15,13 @@ import argparse
 import logging
 import sys
 
+from typing import TYPE_CHECKING, Any
+
 from speaker import __version__
 from speaker.config import ConfigError, ConfigIssue, load_config
+
+if TYPE_CHECKING:
+    from speaker.app import Speaker
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -44,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     _add_import_metallb(commands)
+    _add_operation_parsers(commands)
     return parser
 
 
@@ -153,10 +159,190 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
         return EXIT_CONFIG
 
     async def main_task() -> None:
-        await speaker.run()
+        await _serve(speaker)
 
-    trio.run(main_task)
+    try:
+        trio.run(main_task)
+    except _StartupError as exc:
+        print(f"{file}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     log.info("speaker stopped")
+    return EXIT_OK
+
+
+# ---- operating a running speaker: control socket, metrics, systemd ---------------------
+
+OPERATION_COMMANDS = ("show", "reload", "announce", "withdraw", "clear-override")
+EXIT_ERROR = 1
+
+
+class _StartupError(Exception):
+    """The control socket or the metrics port could not be opened."""
+
+
+async def _serve(speaker: Speaker) -> None:
+    """The speaker plus its control socket, metrics endpoint and systemd notifications;
+    both sockets are bound before the speaker starts (so READY=1 means all is up)."""
+    import trio
+
+    from speaker import sdnotify
+    from speaker.control import ControlServer
+    from speaker.metrics import serve_metrics
+
+    config = speaker.config
+    async with trio.open_nursery() as nursery:
+        control = ControlServer(speaker, config.control.socket, config.control.mode_bits)
+        try:
+            await nursery.start(control.serve)
+        except OSError as exc:
+            raise _StartupError(f"control socket {config.control.socket}: {exc}") from None
+        if config.metrics.enabled:
+            host, port = config.metrics.host_port
+            try:
+                await nursery.start(serve_metrics, speaker, host, port)
+            except OSError as exc:
+                nursery.cancel_scope.cancel()
+                raise _StartupError(f"metrics address {config.metrics.address}: {exc}") from None
+
+        async def speaker_task(*, task_status: trio.TaskStatus[Speaker]) -> None:
+            try:
+                await speaker.run(task_status=task_status)
+            finally:
+                nursery.cancel_scope.cancel()
+
+        async def stopping() -> None:
+            await speaker.shutting_down.wait()
+            sdnotify.notify("STOPPING=1")
+
+        await nursery.start(speaker_task)
+        sdnotify.notify(f"READY=1\nSTATUS=running: {len(speaker.peers)} peers")
+        nursery.start_soon(stopping)
+        interval = sdnotify.watchdog_interval()
+        if interval is not None:
+            nursery.start_soon(sdnotify.watchdog, interval)
+
+
+def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    where = common.add_argument_group("where the speaker is")
+    where.add_argument("-s", "--socket", metavar="PATH",
+                       help="the control socket (default: [control] socket of -c, else"
+                            " /run/speaker/speaker.sock)")  # fmt: skip
+    where.add_argument("-c", "--config", metavar="FILE",
+                       help="read the control socket's path from this configuration file")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+
+    show = commands.add_parser("show", help="show the state of the running speaker")
+    what = show.add_subparsers(dest="what", metavar="WHAT", required=True)
+    bfd = what.add_parser("bfd", help="BFD sessions").add_subparsers(
+        dest="bfd_what", metavar="peers", required=True
+    )
+    peers = bfd.add_parser("peers", parents=[common, as_json],
+                           help="BFD peers, as FRR's show bfd peers")  # fmt: skip
+    peers.add_argument("counters", nargs="?", choices=["counters"],
+                       help="packet counters instead")  # fmt: skip
+    bgp = what.add_parser("bgp", help="BGP sessions").add_subparsers(
+        dest="bgp_what", metavar="summary|neighbor", required=True
+    )
+    bgp.add_parser("summary", parents=[common, as_json], help="one line per neighbour")
+    neighbor = bgp.add_parser("neighbor", parents=[common, as_json],
+                              help="one neighbour in detail")  # fmt: skip
+    neighbor.add_argument("name", metavar="NAME", help="peer name (or its address)")
+    what.add_parser("routes", parents=[common, as_json],
+                    help="what is announced to each peer, and why (not)")  # fmt: skip
+    what.add_parser("config", parents=[common, as_json],
+                    help="the effective configuration, secrets redacted")  # fmt: skip
+
+    commands.add_parser("reload", parents=[common],
+                        help="re-read the configuration file (as SIGHUP); exit 2 if rejected")  # fmt: skip
+    for name, text in (
+        ("announce", "announce SERVICE whatever its health (until clear-override)"),
+        ("withdraw", "withdraw SERVICE whatever its health (until clear-override)"),
+        ("clear-override", "let SERVICE's health decide again"),
+    ):
+        sub = commands.add_parser(name, parents=[common], help=text)
+        sub.add_argument("service", metavar="SERVICE")
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    """``-s``, else ``[control] socket`` of ``-c`` (relative to the file), else the
+    default. Only that key is read: the rest of the file may be unreadable to us."""
+    import tomllib
+    from pathlib import Path
+
+    from speaker.config.model import DEFAULT_CONTROL_SOCKET
+    from speaker.control import ControlError
+
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        file = Path(args.config)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ControlError(f"{file}: cannot read the control socket's path: {exc}") from None
+        control = data.get("control", {})
+        value = control.get("socket") if isinstance(control, dict) else None
+        if isinstance(value, str):
+            path = Path(value)
+            return str(path if path.is_absolute() else file.parent.resolve() / path)
+    return str(DEFAULT_CONTROL_SOCKET)
+
+
+def _print_json(data: Any) -> None:
+    import json
+
+    print(json.dumps(data, indent=2, default=str))
+
+
+def operate(args: argparse.Namespace) -> int:
+    """``speaker show|reload|announce|withdraw|clear-override``: the exit status."""
+    from speaker import show
+    from speaker.control import ControlError, request
+
+    try:
+        path = _socket_path(args)
+        command = args.command
+        if command == "reload":
+            result = request(path, "reload")
+            print(result["summary"])
+            for error in result["errors"]:
+                print(f"error: {error}", file=sys.stderr)
+            return EXIT_OK if result["applied"] else EXIT_CONFIG
+        if command in ("announce", "withdraw", "clear-override"):
+            result = request(path, command, service=args.service)
+            mode = result["override"] or "cleared (health decides)"
+            print(f"service {result['service']}: override {mode}")
+            return EXIT_OK
+        text: str | None = None
+        data: Any
+        if args.what == "bfd" and args.counters:
+            counters = request(path, "show bfd peers counters")
+            data = counters["peers"]
+            text = show.format_bfd_counters(counters["peers"], counters["unmatched"])
+        elif args.what == "bfd":
+            data = request(path, "show bfd peers")
+            text = show.format_bfd_peers(data)
+        elif args.what == "bgp" and args.bgp_what == "summary":
+            data = request(path, "show bgp summary")
+            text = show.format_bgp_summary(data)
+        elif args.what == "bgp":
+            data = request(path, "show bgp neighbor", name=args.name)
+            text = show.format_bgp_neighbor(data)
+        elif args.what == "routes":
+            data = request(path, "show routes")
+            text = show.format_routes(data)
+        else:
+            data = request(path, "show config")
+            text = show.format_config(data)
+        if args.json:
+            _print_json(data)
+        else:
+            print(text, end="")
+    except ControlError as exc:
+        print(f"speaker: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -172,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         return run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":
         return _import_metallb(args)
+    if args.command in OPERATION_COMMANDS:
+        return operate(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -89,6 +89,8 @@ class PeerRunner:
         #: monotonic across reconnects: keys "in:<type>", "out:<type>", "updates_in",
         #: "updates_out", "prefixes_announced", "prefixes_withdrawn", "flaps".
         self.retired: Counter[str] = Counter()
+        #: BFD counters of this peer's finished BFD sessions (see :meth:`bfd_totals`).
+        self.bfd_retired: Counter[str] = Counter()
         self.sessions = 0
         self.crashes = 0
         self.scope = trio.CancelScope()
@@ -165,6 +167,8 @@ class PeerRunner:
             if self.bfd is not None and not self._stopping:
                 with trio.CancelScope(shield=True):
                     await self.endpoint.remove_session(self.bfd)
+            if self.bfd is not None:
+                self.bfd_retired.update(_bfd_counters(self.bfd))
             self.bfd = None
 
     async def _wait_bfd_stable(self, bfd: BfdSession) -> None:
@@ -178,6 +182,14 @@ class PeerRunner:
                 return
             log.info("peer %s: BFD left Up during the %.1f s hold-down", self.name,
                      self.hold_down, extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+
+    def bfd_totals(self) -> Counter[str]:
+        """BFD counters over every BFD session of this peer so far: keys "control_rx",
+        "control_tx", "echo_rx", "echo_tx", "up_events", "down_events"."""
+        out = Counter(self.bfd_retired)
+        if self.bfd is not None:
+            out.update(_bfd_counters(self.bfd))
+        return out
 
     def totals(self) -> Counter[str]:
         """Counters over every BGP session of this peer so far (see ``retired``)."""
@@ -211,8 +223,9 @@ class PeerRunner:
                 await self._run_session(bgp)
                 return
             with bfd.subscribe() as changes:
+                fast = _Teardown(bgp, scope)
                 with scope, bgp.cease_on_cancel(scope, CeaseSubcode.BFD_DOWN), \
-                        bfd.cancel_on_failure(scope):  # fmt: skip
+                        bfd.cancel_on_failure(fast):  # fmt: skip
                     await self._run_session(bgp)
                 # The change that cancelled the scope is waiting in the channel.
                 while True:
@@ -244,6 +257,18 @@ class PeerRunner:
             )  # fmt: skip
 
 
+class _Teardown:
+    """What BFD cancels on a path failure: the Cease goes on the wire first, in the
+    same task step as the detection, then the BGP session's scope is cancelled."""
+
+    def __init__(self, bgp: BgpSession, scope: trio.CancelScope) -> None:
+        self.bgp, self.scope = bgp, scope
+
+    def cancel(self) -> None:
+        self.bgp.cease_now(CeaseSubcode.BFD_DOWN)
+        self.scope.cancel()
+
+
 def _session_counters(stats: BgpStatistics) -> Counter[str]:
     out: Counter[str] = Counter()
     for kind, count in stats.messages_in.items():
@@ -256,3 +281,11 @@ def _session_counters(stats: BgpStatistics) -> Counter[str]:
     out["prefixes_withdrawn"] += stats.prefixes_withdrawn
     out["flaps"] += stats.flaps
     return out
+
+
+def _bfd_counters(session: BfdSession) -> Counter[str]:
+    stats = session.statistics()
+    return Counter(
+        control_rx=stats.control_rx, control_tx=stats.control_tx, echo_rx=stats.echo_rx,
+        echo_tx=stats.echo_tx, up_events=stats.up_events, down_events=stats.down_events,
+    )  # fmt: skip

@@ -23,6 +23,7 @@ import random
 import socket
 from collections import Counter
 from collections.abc import Iterator
+from typing import Protocol
 
 import attrs
 import trio
@@ -48,6 +49,10 @@ log = logging.getLogger("speaker.bfd")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SUBSCRIBER_BUFFER = 64
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -119,7 +124,7 @@ class BfdSession:
         self._pending_wake = False
         self._sender: trio.socket.SocketType | None = None
         self._subscribers: list[trio.MemorySendChannel[StateChanged]] = []
-        self._failure_scopes: list[trio.CancelScope] = []
+        self._failure_scopes: list[Cancellable] = []
         self._changed = trio.Event()
         self._up_since: float | None = None
         self._last_change: float | None = None
@@ -184,9 +189,12 @@ class BfdSession:
         return receive
 
     @contextlib.contextmanager
-    def cancel_on_failure(self, scope: trio.CancelScope) -> Iterator[None]:
+    def cancel_on_failure(self, scope: Cancellable) -> Iterator[None]:
         """Cancel ``scope`` the moment this session goes from Up to Down because of a
-        path failure (not the peer's AdminDown, RFC 5882 §3.2), while inside the block."""
+        path failure (not the peer's AdminDown, RFC 5882 §3.2), while inside the block.
+
+        ``scope`` is a :class:`trio.CancelScope` or anything with a synchronous
+        ``cancel()`` (the speaker's teardown writes the Cease before cancelling)."""
         self._failure_scopes.append(scope)
         try:
             yield
@@ -277,6 +285,9 @@ class BfdSession:
             self._wake = None
 
     async def _flush(self) -> None:
+        # Events first: a path failure cancels the BGP session (and writes its Cease)
+        # before anything here yields to the scheduler.
+        self._drain_events()
         await self._send_control(self.core.datagrams_to_send())
         echoes = self.core.echo_datagrams_to_send()
         if echoes:

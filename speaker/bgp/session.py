@@ -28,6 +28,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import os
 import random
 from collections import Counter, deque
 from collections.abc import Iterator, Mapping
@@ -228,6 +229,8 @@ class BgpSession:
         self._subscribers: list[trio.MemorySendChannel[SessionReport]] = []
         self._owner_scopes: list[tuple[trio.CancelScope, int, str | None]] = []
         self._cancel_reason: tuple[int, str | None] | None = None
+        self._ceased = False
+        self._notified = False
         self._fatal: BaseException | None = None
         self._attr_cache: dict[RouteAttributes, list[PathAttribute]] = {}
         self._in = _MessageCounter()
@@ -772,6 +775,48 @@ class BgpSession:
             if link.queued < HIGH_WATER and self._link is link:
                 self._kick()
 
+    def cease_now(self, subcode: int, message: str | None = None) -> bool:
+        """Write the Cease NOTIFICATION at once, synchronously, if the socket takes it
+        without blocking (after the rest of the chunk in flight), and drop UPDATEs not
+        yet started. The fast path of a BFD teardown: no task switch between the
+        detection and the NOTIFICATION. The caller cancels the session right after;
+        :meth:`_goodbye` then finishes whatever the socket did not take, and closes.
+        Returns whether the NOTIFICATION is fully written."""
+        link = self._link
+        if link is None or self._ceased:
+            return False
+        now = trio.current_time()
+        if self._cancel_reason is None:
+            self._cancel_reason = (subcode, message)
+            self.cancelled_at = now
+        events = self.core.stop(now, subcode, message)
+        self._ceased = True
+        payload = (bytes(link.partial) if link.partial is not None else b"") + (
+            self.core.data_to_send()
+        )
+        link.queue.clear()
+        try:
+            # trio sockets are non-blocking: this never waits.
+            sent = os.write(link.sock.fileno(), payload)
+        except OSError:
+            sent = 0
+        link.partial = memoryview(payload)[sent:] if sent < len(payload) else None
+        if link.partial is None:  # stamp before any logging below
+            self.notification_written_at = trio.current_time()
+        self._out.feed(payload[:sent])
+        for event in events:
+            self._on_event(event)
+        if link.partial is None:
+            self._notification_done(subcode, message)
+        return link.partial is None
+
+    def _notification_done(self, subcode: int, message: str | None) -> None:
+        self._notified = True
+        if self.notification_written_at is None:
+            self.notification_written_at = trio.current_time()
+        log.info("bgp %s: Cease %d sent%s", self.name, subcode,
+                 f" ({message})" if message else "")  # fmt: skip
+
     async def _goodbye(self) -> None:
         """Cease to the peer (after the message in flight), close. Runs shielded."""
         now = trio.current_time()
@@ -780,23 +825,25 @@ class BgpSession:
             self.cancelled_at = now
         link = self._link
         self._link = None
-        events = self.core.stop(now, subcode, message)
-        data = self.core.data_to_send()
-        for event in events:
-            self._on_event(event)
+        pending = bytes(link.partial) if link is not None and link.partial is not None else b""
+        if self._ceased:  # cease_now() ran: only its unsent rest remains
+            data = b""
+        else:
+            self._ceased = True
+            events = self.core.stop(now, subcode, message)
+            data = self.core.data_to_send()
+            for event in events:
+                self._on_event(event)
         if link is None:
             return
         try:
-            if data:
-                pending = bytes(link.partial) if link.partial is not None else b""
-                view = memoryview(pending + data)
-                while view:
-                    sent = await link.sock.send(view)
-                    self._out.feed(view[:sent])
-                    view = view[sent:]
-                self.notification_written_at = trio.current_time()
-                log.info("bgp %s: Cease %d sent%s", self.name, subcode,
-                         f" ({message})" if message else "")  # fmt: skip
+            view = memoryview(pending + data)
+            while view:
+                sent = await link.sock.send(view)
+                self._out.feed(view[:sent])
+                view = view[sent:]
+            if (data or pending) and not self._notified:
+                self._notification_done(subcode, message)
         except OSError as exc:
             log.info("bgp %s: could not send Cease: %s", self.name, exc)
         finally:

@@ -45,6 +45,8 @@ from speaker.config.model import (
     Community,
     Config,
     ConfigIssue,
+    ControlSettings,
+    MetricsSettings,
     PeerSpec,
     Pool,
     Service,
@@ -363,7 +365,7 @@ _LISTS: dict[str, type] = {
     "advertisements": Advertisement,
     "services": Service,
 }
-_SECTIONS = ["speaker", *_LISTS]
+_SECTIONS = ["speaker", *_LISTS, "control", "metrics"]
 
 
 def structure(data: Mapping[str, Any]) -> tuple[Draft, list[ConfigIssue]]:
@@ -380,6 +382,19 @@ def structure(data: Mapping[str, Any]) -> tuple[Draft, list[ConfigIssue]]:
     except Exception as exc:
         issues += flatten(exc, "speaker")
         broken.add("speaker")
+
+    control: ControlSettings | None = None
+    try:
+        control = _CONVERTER.structure(data.get("control", {}), ControlSettings)
+    except Exception as exc:
+        issues += flatten(exc, "control")
+        broken.add("control")
+    metrics: MetricsSettings | None = None
+    try:
+        metrics = _CONVERTER.structure(data.get("metrics", {}), MetricsSettings)
+    except Exception as exc:
+        issues += flatten(exc, "metrics")
+        broken.add("metrics")
 
     items: dict[str, list[tuple[int, Any]]] = {}
     names: dict[str, list[tuple[int, str]]] = {}
@@ -413,6 +428,8 @@ def structure(data: Mapping[str, Any]) -> tuple[Draft, list[ConfigIssue]]:
         pools=items["pools"],
         advertisements=items["advertisements"],
         services=items["services"],
+        control=control,
+        metrics=metrics,
         names=names,
         broken=broken,
     )

@@ -34,9 +34,11 @@ __all__ = [
     "Community",
     "Config",
     "ConfigIssue",
+    "ControlSettings",
     "HealthCheck",
     "IPAddress",
     "IPNetwork",
+    "MetricsSettings",
     "Peer",
     "PeerSpec",
     "Pool",
@@ -48,6 +50,8 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_STATE_FILE = Path("/var/lib/speaker/state.json")
+DEFAULT_CONTROL_SOCKET = Path("/run/speaker/speaker.sock")
+DEFAULT_METRICS_ADDRESS = "127.0.0.1:7472"
 MAX_ASN = 0xFFFFFFFF
 
 
@@ -247,6 +251,48 @@ class SpeakerSettings:
         validator=duration_range(timedelta(0), timedelta(minutes=10)),
     )
     state_file: Path = DEFAULT_STATE_FILE
+
+
+def _file_mode(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value or any(c not in "01234567" for c in value) or int(value, 8) > 0o777:
+        raise ValueError(f'"{value}" is not a file mode (octal digits, e.g. "0600")')
+    if int(value, 8) & 0o600 != 0o600:
+        raise ValueError(f'"{value}" must let the owner read and write the socket (e.g. "0600")')
+
+
+def _listen_address(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    host, _ = split_host_port(value)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f'"{value}" is not "address:port" with an IP address (e.g. "127.0.0.1:7472",'
+            ' "[::1]:7472")'
+        ) from None
+
+
+@attrs.frozen(kw_only=True)
+class ControlSettings:
+    """``[control]``: the local control socket of ``speaker show``, ``reload``..."""
+
+    socket: Path = DEFAULT_CONTROL_SOCKET
+    mode: str = attrs.field(default="0600", validator=_file_mode)
+
+    @property
+    def mode_bits(self) -> int:
+        return int(self.mode, 8)
+
+
+@attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """``[metrics]``: the Prometheus endpoint (``http://ADDRESS/metrics``)."""
+
+    enabled: bool = True
+    address: str = attrs.field(default=DEFAULT_METRICS_ADDRESS, validator=_listen_address)
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return split_host_port(self.address)
 
 
 @attrs.frozen(kw_only=True)
@@ -474,6 +520,8 @@ class Config:
     pools: tuple[Pool, ...] = ()
     advertisements: tuple[Advertisement, ...] = ()
     services: tuple[Service, ...] = ()
+    control: ControlSettings = attrs.field(factory=ControlSettings)
+    metrics: MetricsSettings = attrs.field(factory=MetricsSettings)
     warnings: tuple[ConfigIssue, ...] = attrs.field(default=(), eq=False)
     source: Path | None = attrs.field(default=None, eq=False)
 

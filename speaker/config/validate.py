@@ -26,7 +26,9 @@ from speaker.config.model import (
     Advertisement,
     Config,
     ConfigIssue,
+    ControlSettings,
     IPAddress,
+    MetricsSettings,
     Peer,
     PeerSpec,
     Pool,
@@ -58,6 +60,8 @@ class Draft:
     pools: list[tuple[int, Pool]] = attrs.Factory(list)
     advertisements: list[tuple[int, Advertisement]] = attrs.Factory(list)
     services: list[tuple[int, Service]] = attrs.Factory(list)
+    control: ControlSettings | None = None
+    metrics: MetricsSettings | None = None
     names: dict[str, list[tuple[int, str]]] = attrs.Factory(dict)
     #: Sections of which something failed to structure: rules that need all of a
     #: section (e.g. "this address is in no pool") are skipped rather than guessed.
@@ -500,6 +504,7 @@ class _Checker:
         if self.errors or self.draft.speaker is None:
             return None
         speaker = attrs.evolve(self.speaker, state_file=self._path(self.speaker.state_file))
+        control = self.draft.control or ControlSettings()
         peers = tuple(self.peers[spec.name] for _, spec in self.draft.peers)
         return Config(
             speaker=speaker,
@@ -509,6 +514,8 @@ class _Checker:
             pools=tuple(p for _, p in self.draft.pools),
             advertisements=tuple(a for _, a in self.draft.advertisements),
             services=tuple(services),
+            control=attrs.evolve(control, socket=self._path(control.socket)),
+            metrics=self.draft.metrics or MetricsSettings(),
             warnings=tuple(self.warnings),
             source=source,
         )
