@@ -349,6 +349,34 @@ async def test_owner_scope_cancel_sends_the_registered_subcode(
     assert (notification.code, notification.subcode) == (6, 10)
 
 
+async def test_cease_now_writes_the_notification_in_the_same_step(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """The BFD fast path: the Cease is on the socket before anything yields."""
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port), routes=host_routes(10))
+    owner = trio.CancelScope()
+
+    async def run_guarded() -> None:
+        with owner, session.cease_on_cancel(owner, CeaseSubcode.BFD_DOWN):
+            await session.run()
+
+    nursery.start_soon(run_guarded)
+    await session.wait_synchronised()
+    before = trio.current_time()
+    assert session.cease_now(CeaseSubcode.BFD_DOWN) is True
+    assert session.notification_written_at == before  # no time passed, no checkpoint
+    assert session.cease_now(CeaseSubcode.BFD_DOWN) is False  # once only
+    owner.cancel()
+    await wait_for(peer.closed.is_set)
+    (notification,) = peer.of(NotificationReceived)
+    assert isinstance(notification, NotificationReceived)
+    assert (notification.code, notification.subcode) == (6, 10)
+    await session.wait_stopped()
+    assert session.statistics().closed_at is not None
+
+
 async def test_administrative_shutdown_carries_the_message(
     autojump_clock: trio.testing.MockClock, pair: tuple[Peer, BgpSession]
 ) -> None:
