@@ -267,3 +267,37 @@ def test_single_hop_drops_packets_with_ttl_below_255(lab: Lab, lab_require) -> N
     stats = ours.stats()
     assert stats["state"] != "UP" and stats["control_rx"] == 0
     assert stats["discards"].get("ttl-below-minimum", 0) >= 2, stats["discards"]
+
+
+def test_garbage_from_the_peer_is_counted_and_disturbs_nothing(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """Bad input from a peer costs nothing: random datagrams and well-formed packets
+    with wrong discriminators, from the peer's own address, at 2000 packets/s."""
+    lab_require("frr")
+    rtr, spk = lab["rtr1"], lab["spk"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=50, rx=50)
+    ours = OurBfd(spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=50, rx=50).start()
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    n_before = len(ours.states())
+    script = f"""
+import os, random, socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+s.bind(("{r_addr}", 0))
+rng = random.Random(7)
+for i in range(2000):
+    if i % 2:
+        data = os.urandom(rng.randrange(0, 80))
+    else:  # a valid-looking Up packet for a session that does not exist
+        data = struct.pack("!BBBBIIIII", 0x20, 0xC0, 3, 24, rng.getrandbits(32),
+                           rng.getrandbits(32) or 1, 50000, 50000, 0)
+    s.sendto(data, ("{s_addr}", 3784))
+    time.sleep(0.0005)
+"""
+    rtr.run("python3", "-c", script, timeout=30)
+    time.sleep(0.5)
+    stats = ours.stats()
+    assert stats["state"] == "UP" and len(ours.states()) == n_before
+    assert sum(stats["discards"].values()) >= 500, stats["discards"]
+    assert frr.bfd_peer(s_addr)["status"] == "up"
