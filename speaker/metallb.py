@@ -603,6 +603,9 @@ class Converter:
         self.report = report
         self.manifests: dict[str, list[Manifest]] = {kind: [] for kind in API_VERSIONS}
         self.skipped: list[str] = []
+        #: Names defined by objects that had errors: references to them are not reported
+        #: again (their own error says what to fix).
+        self.broken_names: set[tuple[str, str]] = set()
 
     # -- collection --------------------------------------------------------------------------
 
@@ -650,7 +653,9 @@ class Converter:
             known = [f[0] for f in self.BFD_FIELDS] + ["echoMode", "passiveMode"]
             for key, value in fields.unknown(known):
                 table.unsupported(key, "unknown field, ignored", value)
-            if not fields.failed:
+            if fields.failed:
+                self.broken_names.add(("BFDProfile", manifest.name))
+            else:
                 tables.append(table)
                 profiles[manifest.name] = table.values
         return tables, profiles
@@ -759,7 +764,11 @@ class Converter:
             fields.error("spec.passwordSecret", "set either password or passwordSecret, not both")
 
         profile_name = fields.string("bfdProfile")
-        if profile_name and profile_name not in profiles:
+        if (
+            profile_name
+            and profile_name not in profiles
+            and ("BFDProfile", profile_name) not in self.broken_names
+        ):
             known = ", ".join(f'"{n}"' for n in profiles) or "none"
             fields.error(
                 "spec.bfdProfile",
@@ -988,6 +997,7 @@ class Converter:
                     fields.error(f"{path}.name", "required (a string)")
                     continue
                 if not isinstance(value, str) or not _COMMUNITY_LITERAL.match(value.strip()):
+                    self.broken_names.add(("Community", name))
                     fields.error(
                         f"{path}.value",
                         f'{_show(value)} is not a community ("65000:100" or "large:1:2:3")',
@@ -996,6 +1006,7 @@ class Converter:
                 try:
                     Community.parse(value)
                 except ValueError as exc:
+                    self.broken_names.add(("Community", name))
                     fields.error(f"{path}.value", str(exc))
                     continue
                 if name in aliases and aliases[name] != value.strip():
@@ -1076,6 +1087,8 @@ class Converter:
                     fields.error(f"spec.communities[{index}]", str(exc))
                     continue
                 resolved.append(body)
+            elif ("Community", body) in self.broken_names:
+                fields.failed = True  # its Community object's error says what to fix
             else:
                 fields.error(
                     f"spec.communities[{index}]",
