@@ -89,12 +89,16 @@ def announced_prefixes(
     ad: Advertisement,
     healthy: Collection[str],
     addresses: Mapping[str, IPAddress],
+    *,
+    withdrawn: Collection[str] = frozenset(),
 ) -> Iterator[IPNetwork]:
     """The prefixes ``ad`` announces for ``pool`` (may repeat; callers deduplicate)."""
     if pool.announce_all:
         yield from _all_prefixes(pool, ad)
         return
     for service in config.services_in(pool.name):
+        if service.name in withdrawn:
+            continue
         if service.health is not None and service.name not in healthy:
             continue
         address = service.address or addresses.get(service.name)
@@ -112,13 +116,16 @@ def routes_for_peer(
     peer_name: str,
     healthy: Collection[str] = frozenset(),
     addresses: Mapping[str, IPAddress] | None = None,
+    withdrawn: Collection[str] = frozenset(),
 ) -> Routes:
     """The routes to announce to peer ``peer_name``, sorted by (family, prefix).
 
     ``healthy`` holds the names of the services whose health check currently passes
     (services without a check are always announced); ``addresses`` maps the services
     that take their address from a pool to the address :func:`speaker.allocate.allocate`
-    gave them.  Pass a ``set`` or ``frozenset`` for ``healthy`` when there are many.
+    gave them.  ``withdrawn`` are services the operator withdrew: never announced,
+    whatever their health.  Pass sets for ``healthy`` and ``withdrawn`` when there
+    are many.
 
     Raises:
         KeyError: no peer is named ``peer_name``.
@@ -132,7 +139,9 @@ def routes_for_peer(
         attributes = _attributes(ad, peer.internal)
         pools = config.pools if not ad.pools else [config.pool(name) for name in ad.pools]
         for pool in pools:
-            for prefix in announced_prefixes(config, pool, ad, healthy, assigned):
+            for prefix in announced_prefixes(
+                config, pool, ad, healthy, assigned, withdrawn=withdrawn
+            ):
                 known = routes.get(prefix)
                 routes[prefix] = attributes if known is None else known.merge(attributes)
     return {prefix: routes[prefix] for prefix in sorted(routes, key=_sort_key)}

@@ -117,7 +117,8 @@ class Speaker:
         return frozenset((self.healthy | forced) - withdrawn)
 
     def routes_for(self, peer: str) -> Routes:
-        return self.derived.routes(peer, self.announced_services())
+        withdrawn = frozenset(s for s, mode in self.overrides.items() if mode == "withdraw")
+        return self.derived.routes(peer, self.announced_services(), withdrawn)
 
     def set_override(self, service: str, mode: str | None) -> None:
         """``mode`` "announce", "withdraw" or None (back to health); persisted first.

@@ -12,9 +12,9 @@ file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
-
 from typing import TYPE_CHECKING, Any
 
 from speaker import __version__
@@ -185,41 +185,79 @@ async def _serve(speaker: Speaker) -> None:
     both sockets are bound before the speaker starts (so READY=1 means all is up)."""
     import trio
 
-    from speaker import sdnotify
+    from speaker.config.model import DEFAULT_CONTROL_SOCKET, DEFAULT_METRICS_ADDRESS
     from speaker.control import ControlServer
     from speaker.metrics import serve_metrics
 
     config = speaker.config
+    log = logging.getLogger("speaker")
+
+    def busy_default(exc: OSError, value: object, default: object) -> bool:
+        """Another speaker holds a *default* socket (e.g. one per network namespace on
+        one host): run without it rather than not at all. A configured one is fatal."""
+        if exc.errno != errno.EADDRINUSE or value != default:
+            return False
+        log.error("%s is in use by another process: running without it (set another in"
+                  " the configuration)", value)  # fmt: skip
+        return True
+
+    failure: list[str] = []
     async with trio.open_nursery() as nursery:
-        control = ControlServer(speaker, config.control.socket, config.control.mode_bits)
-        try:
-            await nursery.start(control.serve)
-        except OSError as exc:
-            raise _StartupError(f"control socket {config.control.socket}: {exc}") from None
-        if config.metrics.enabled:
-            host, port = config.metrics.host_port
+
+        async def start(what: str, value: object, default: object, *args: Any) -> bool:
             try:
-                await nursery.start(serve_metrics, speaker, host, port)
+                await nursery.start(*args)
             except OSError as exc:
-                nursery.cancel_scope.cancel()
-                raise _StartupError(f"metrics address {config.metrics.address}: {exc}") from None
+                if not busy_default(exc, value, default):
+                    failure.append(f"{what} {value}: {exc}")
+                    nursery.cancel_scope.cancel()
+                    return False
+            return True
 
-        async def speaker_task(*, task_status: trio.TaskStatus[Speaker]) -> None:
-            try:
-                await speaker.run(task_status=task_status)
-            finally:
-                nursery.cancel_scope.cancel()
+        control = ControlServer(speaker, config.control.socket, config.control.mode_bits)
+        started = await start(
+            "control socket", config.control.socket, DEFAULT_CONTROL_SOCKET, control.serve
+        )
+        if started and config.metrics.enabled:
+            host, port = config.metrics.host_port
+            started = await start(
+                "metrics address", config.metrics.address, DEFAULT_METRICS_ADDRESS,
+                serve_metrics, speaker, host, port,
+            )  # fmt: skip
+        if started:
+            nursery.start_soon(_run_speaker, speaker, nursery)
+    if failure:
+        raise _StartupError(failure[0])
 
-        async def stopping() -> None:
-            await speaker.shutting_down.wait()
-            sdnotify.notify("STOPPING=1")
 
-        await nursery.start(speaker_task)
-        sdnotify.notify(f"READY=1\nSTATUS=running: {len(speaker.peers)} peers")
-        nursery.start_soon(stopping)
-        interval = sdnotify.watchdog_interval()
-        if interval is not None:
-            nursery.start_soon(sdnotify.watchdog, interval)
+async def _run_speaker(speaker: Speaker, nursery: Any) -> None:
+    """The speaker, then systemd's READY=1, STOPPING=1 and watchdog around it; when
+    the speaker stops, everything else stops too."""
+    import trio
+
+    from speaker import sdnotify
+
+    async def stopping() -> None:
+        await speaker.shutting_down.wait()
+        sdnotify.notify("STOPPING=1")
+
+    try:
+        async with trio.open_nursery() as tasks:
+
+            async def run(*, task_status: trio.TaskStatus[Speaker]) -> None:
+                try:
+                    await speaker.run(task_status=task_status)
+                finally:
+                    tasks.cancel_scope.cancel()
+
+            tasks.start_soon(stopping)
+            await tasks.start(run)
+            sdnotify.notify(f"READY=1\nSTATUS=running: {len(speaker.peers)} peers")
+            interval = sdnotify.watchdog_interval()
+            if interval is not None:
+                tasks.start_soon(sdnotify.watchdog, interval)
+    finally:
+        nursery.cancel_scope.cancel()
 
 
 def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -228,8 +266,12 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
     where.add_argument("-s", "--socket", metavar="PATH",
                        help="the control socket (default: [control] socket of -c, else"
                             " /run/speaker/speaker.sock)")  # fmt: skip
-    where.add_argument("-c", "--config", metavar="FILE",
-                       help="read the control socket's path from this configuration file")
+    where.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="read the control socket's path from this configuration file",
+    )
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON")
 
@@ -254,8 +296,11 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
     what.add_parser("config", parents=[common, as_json],
                     help="the effective configuration, secrets redacted")  # fmt: skip
 
-    commands.add_parser("reload", parents=[common],
-                        help="re-read the configuration file (as SIGHUP); exit 2 if rejected")  # fmt: skip
+    commands.add_parser(
+        "reload",
+        parents=[common],
+        help="re-read the configuration file (as SIGHUP); exit 2 if rejected",
+    )
     for name, text in (
         ("announce", "announce SERVICE whatever its health (until clear-override)"),
         ("withdraw", "withdraw SERVICE whatever its health (until clear-override)"),

@@ -33,7 +33,6 @@ from typing import Any
 
 import trio
 
-from protocols.bfd import State as BfdState
 from protocols.bgp import State as BgpState
 from speaker import __version__, show
 from speaker.app import Speaker
@@ -170,6 +169,7 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
         reannounce_delays=runner.reannounce_delays,
         crashes=runner.crashes,
         now=now,
+        previous=runner.last_session,
     )
 
 
@@ -289,8 +289,6 @@ def _why_covered(
         return "announce_all pool" + (" (override withdraw has no effect)" if
                                       override == "withdraw" else "")  # fmt: skip
     if override == "withdraw":
-        if speaker.config.service(service).health is None:
-            return "service without a health check: the withdraw override has no effect"
         return f"aggregate {prefix} announced for other services"
     if override == "announce":
         return "forced by operator"
@@ -347,7 +345,7 @@ def status(speaker: Speaker) -> dict[str, Any]:
 def _service(request: Mapping[str, Any]) -> str:
     service = request.get("service")
     if not isinstance(service, str) or not service:
-        raise RequestError("missing \"service\"")
+        raise RequestError('missing "service"')
     return service
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -39,8 +40,8 @@ from speaker.peer import PeerRunner
 __all__ = [
     "CONTENT_TYPE",
     "DETECTION_BUCKETS",
-    "REANNOUNCE_BUCKETS",
     "METALLB_NAMES",
+    "REANNOUNCE_BUCKETS",
     "SpeakerCollector",
     "make_registry",
     "serve_metrics",
@@ -52,24 +53,45 @@ log = logging.getLogger("speaker.metrics")
 #: version negotiates).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-DETECTION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                     0.25, 0.5, 1.0)  # fmt: skip
+DETECTION_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+)
 REANNOUNCE_BUCKETS = (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 # (exposed name, help, totals key) of MetalLB's untyped BGP counters.
 _BGP_UNTYPED = (
     ("metallb_bgp_opens_sent", "Number of BGP open messages sent", "out:open"),
     ("metallb_bgp_opens_received", "Number of BGP open messages received", "in:open"),
-    ("metallb_bgp_notifications_sent", "Number of BGP notification messages sent",
-     "out:notification"),
-    ("metallb_bgp_updates_total_received", "Number of BGP UPDATE messages received",
-     "in:update"),
+    (
+        "metallb_bgp_notifications_sent",
+        "Number of BGP notification messages sent",
+        "out:notification",
+    ),
+    ("metallb_bgp_updates_total_received", "Number of BGP UPDATE messages received", "in:update"),
     ("metallb_bgp_keepalives_sent", "Number of BGP keepalive messages sent", "out:keepalive"),
-    ("metallb_bgp_keepalives_received", "Number of BGP keepalive messages received",
-     "in:keepalive"),
-    ("metallb_bgp_route_refresh_sent", "Number of BGP route refresh messages sent",
-     "out:route-refresh"),
-)  # fmt: skip
+    (
+        "metallb_bgp_keepalives_received",
+        "Number of BGP keepalive messages received",
+        "in:keepalive",
+    ),
+    (
+        "metallb_bgp_route_refresh_sent",
+        "Number of BGP route refresh messages sent",
+        "out:route-refresh",
+    ),
+)
 
 _BFD_UNTYPED = (
     ("metallb_bfd_control_packet_input", "Number of received BFD control packets", "control_rx"),
@@ -126,19 +148,18 @@ class _Histogram:
         return out
 
 
-class _Tracked:
-    def __init__(self, runner: PeerRunner) -> None:
-        self.runner = runner
-        self.failovers = 0
-        self.reannounces = 0
-
-
 class SpeakerCollector(Collector):
     """Builds every family from ``speaker`` at each ``collect()``."""
 
     def __init__(self, speaker: Speaker) -> None:
         self.speaker = speaker
-        self._tracked: dict[int, _Tracked] = {}
+        #: Runners seen at the last scrape (kept alive so that what a runner records
+        #: between the last scrape and its removal by a reload is still folded in).
+        self._live: list[PeerRunner] = []
+        #: How many failovers / re-announce delays of each runner are folded in.
+        self._folded: weakref.WeakKeyDictionary[PeerRunner, tuple[int, int]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._detection: dict[str, _Histogram] = {}
         self._reannounce: dict[str, _Histogram] = {}
 
@@ -148,25 +169,20 @@ class SpeakerCollector(Collector):
     # -- histograms fed from every runner, including ones a reload replaced --------------
 
     def _fold(self) -> None:
-        current = {id(r): r for r in self.speaker.peers.values()}
-        for key, runner in current.items():
-            if key not in self._tracked:
-                self._tracked[key] = _Tracked(runner)
-        for key, tracked in list(self._tracked.items()):
-            runner = tracked.runner
+        current = list(self.speaker.peers.values())
+        for runner in {id(r): r for r in [*self._live, *current]}.values():
             label = str(runner.plan.bgp.peer_address)
+            failovers, reannounces = self._folded.get(runner, (0, 0))
             detection = self._detection.setdefault(label, _Histogram(DETECTION_BUCKETS))
-            for record in runner.failovers[tracked.failovers:]:
+            for record in runner.failovers[failovers:]:
                 end = record.notification_at or record.closed_at
                 if end is not None:
                     detection.observe(end - record.detected_at)
-            tracked.failovers = len(runner.failovers)
             reannounce = self._reannounce.setdefault(label, _Histogram(REANNOUNCE_BUCKETS))
-            for delay in runner.reannounce_delays[tracked.reannounces:]:
+            for delay in runner.reannounce_delays[reannounces:]:
                 reannounce.observe(delay)
-            tracked.reannounces = len(runner.reannounce_delays)
-            if key not in current:
-                del self._tracked[key]  # folded for the last time
+            self._folded[runner] = (len(runner.failovers), len(runner.reannounce_delays))
+        self._live = current
 
     def collect(self) -> Iterator[Metric]:
         self._fold()
@@ -178,22 +194,30 @@ class SpeakerCollector(Collector):
 
     def _bgp(self) -> Iterator[Metric]:
         peer = ["peer"]
-        up = GaugeMetricFamily("metallb_bgp_session_up",
-                               "BGP session state (1 is up, 0 is down)", labels=peer)  # fmt: skip
-        updates = CounterMetricFamily("metallb_bgp_updates",
-                                      "Number of BGP UPDATE messages sent", labels=peer)  # fmt: skip
-        prefixes = GaugeMetricFamily("metallb_bgp_announced_prefixes_total",
-                                     "Number of prefixes currently being advertised on the"
-                                     " BGP session", labels=peer)  # fmt: skip
+        up = GaugeMetricFamily(
+            "metallb_bgp_session_up", "BGP session state (1 is up, 0 is down)", labels=peer
+        )
+        updates = CounterMetricFamily(
+            "metallb_bgp_updates", "Number of BGP UPDATE messages sent", labels=peer
+        )
+        prefixes = GaugeMetricFamily(
+            "metallb_bgp_announced_prefixes_total",
+            "Number of prefixes currently being advertised on the BGP session",
+            labels=peer,
+        )
         untyped = [(UnknownMetricFamily(n, h, labels=peer), k) for n, h, k in _BGP_UNTYPED]
-        sent = UnknownMetricFamily("metallb_bgp_total_sent",
-                                   "Number of total BGP messages sent", labels=peer)  # fmt: skip
-        received = UnknownMetricFamily("metallb_bgp_total_received",
-                                       "Number of total BGP messages received", labels=peer)  # fmt: skip
-        flaps = CounterMetricFamily("speaker_bgp_session_flaps",
-                                    "BGP sessions that left Established", labels=peer)  # fmt: skip
-        restarts = CounterMetricFamily("speaker_peer_restarts",
-                                       "Peers restarted after an unexpected error", labels=peer)  # fmt: skip
+        sent = UnknownMetricFamily(
+            "metallb_bgp_total_sent", "Number of total BGP messages sent", labels=peer
+        )
+        received = UnknownMetricFamily(
+            "metallb_bgp_total_received", "Number of total BGP messages received", labels=peer
+        )
+        flaps = CounterMetricFamily(
+            "speaker_bgp_session_flaps", "BGP sessions that left Established", labels=peer
+        )
+        restarts = CounterMetricFamily(
+            "speaker_peer_restarts", "Peers restarted after an unexpected error", labels=peer
+        )
         for runner in self.speaker.peers.values():
             label = [str(runner.plan.bgp.peer_address)]
             totals = runner.totals()
@@ -222,21 +246,29 @@ class SpeakerCollector(Collector):
 
     def _bfd(self) -> Iterator[Metric]:
         peer = ["peer"]
-        up = GaugeMetricFamily("metallb_bfd_session_up",
-                               "BFD session state (1 is up, 0 is down)", labels=peer)  # fmt: skip
+        up = GaugeMetricFamily(
+            "metallb_bfd_session_up", "BFD session state (1 is up, 0 is down)", labels=peer
+        )
         untyped = [(UnknownMetricFamily(n, h, labels=peer), k) for n, h, k in _BFD_UNTYPED]
-        changes = CounterMetricFamily("metallb_bfd_session_state_changes",
-                                      "BFD session state changes (into and out of Up)",
-                                      labels=peer)  # fmt: skip
-        sent = CounterMetricFamily("metallb_bfd_control_packets_sent",
-                                   "BFD control packets sent", labels=peer)  # fmt: skip
-        received = CounterMetricFamily("metallb_bfd_control_packets_received",
-                                       "BFD control packets received", labels=peer)  # fmt: skip
-        flaps = CounterMetricFamily("speaker_bfd_flaps",
-                                    "BFD sessions that went from Up to Down", labels=peer)  # fmt: skip
-        rejected = CounterMetricFamily("speaker_bfd_rejected_packets",
-                                       "BFD packets dropped by the session, by reason",
-                                       labels=["peer", "reason"])  # fmt: skip
+        changes = CounterMetricFamily(
+            "metallb_bfd_session_state_changes",
+            "BFD session state changes (into and out of Up)",
+            labels=peer,
+        )
+        sent = CounterMetricFamily(
+            "metallb_bfd_control_packets_sent", "BFD control packets sent", labels=peer
+        )
+        received = CounterMetricFamily(
+            "metallb_bfd_control_packets_received", "BFD control packets received", labels=peer
+        )
+        flaps = CounterMetricFamily(
+            "speaker_bfd_flaps", "BFD sessions that went from Up to Down", labels=peer
+        )
+        rejected = CounterMetricFamily(
+            "speaker_bfd_rejected_packets",
+            "BFD packets dropped by the session, by reason",
+            labels=["peer", "reason"],
+        )
         for runner in self.speaker.peers.values():
             if runner.plan.bfd_key is None or runner.plan.bfd_profile is None:
                 continue
@@ -253,9 +285,11 @@ class SpeakerCollector(Collector):
             if bfd is not None:
                 for reason, count in sorted(bfd.statistics().discards.items()):
                     rejected.add_metric([*label, reason], float(count))
-        unmatched = CounterMetricFamily("speaker_bfd_unmatched_packets",
-                                        "BFD packets that matched no session, by reason",
-                                        labels=["reason"])  # fmt: skip
+        unmatched = CounterMetricFamily(
+            "speaker_bfd_unmatched_packets",
+            "BFD packets that matched no session, by reason",
+            labels=["reason"],
+        )
         endpoint = self.speaker.endpoint
         if endpoint is not None:
             for reason, count in sorted(endpoint.discards.items()):
@@ -271,12 +305,18 @@ class SpeakerCollector(Collector):
 
     def _histograms(self) -> Iterator[Metric]:
         for name, doc, table in (
-            ("speaker_bfd_detection_to_teardown_seconds",
-             "From BFD detecting a path failure to the BGP Cease NOTIFICATION being written"
-             " (to the socket closing when no NOTIFICATION went out)", self._detection),
-            ("speaker_bgp_teardown_to_reannounce_seconds",
-             "From a BFD teardown to the routes being announced again", self._reannounce),
-        ):  # fmt: skip
+            (
+                "speaker_bfd_detection_to_teardown_seconds",
+                "From BFD detecting a path failure to the BGP Cease NOTIFICATION being written"
+                " (to the socket closing when no NOTIFICATION went out)",
+                self._detection,
+            ),
+            (
+                "speaker_bgp_teardown_to_reannounce_seconds",
+                "From a BFD teardown to the routes being announced again",
+                self._reannounce,
+            ),
+        ):
             family = HistogramMetricFamily(name, doc, labels=["peer"])
             for label, histogram in sorted(table.items()):
                 family.add_metric([label], histogram.buckets(), histogram.sum)
@@ -285,31 +325,49 @@ class SpeakerCollector(Collector):
     def _config(self) -> Iterator[Metric]:
         speaker = self.speaker
         for name, doc, value in (
-            ("speaker_config_loaded", "1 when a valid configuration is loaded",
-             speaker.config_loaded),
-            ("speaker_config_stale", "1 when the last reload was rejected: the running"
-             " configuration is not the file's", speaker.config_stale),
-            ("metallb_k8s_client_config_loaded_bool", "1 if the MetalLB configuration was"
-             " successfully loaded at least once", speaker.config_loaded),
-            ("metallb_k8s_client_config_stale_bool", "1 if running on a stale configuration,"
-             " because the latest config failed to load", speaker.config_stale),
-        ):  # fmt: skip
+            (
+                "speaker_config_loaded",
+                "1 when a valid configuration is loaded",
+                speaker.config_loaded,
+            ),
+            (
+                "speaker_config_stale",
+                "1 when the last reload was rejected: the running configuration is not the file's",
+                speaker.config_stale,
+            ),
+            (
+                "metallb_k8s_client_config_loaded_bool",
+                "1 if the MetalLB configuration was successfully loaded at least once",
+                speaker.config_loaded,
+            ),
+            (
+                "metallb_k8s_client_config_stale_bool",
+                "1 if running on a stale configuration, because the latest config failed to load",
+                speaker.config_stale,
+            ),
+        ):
             yield GaugeMetricFamily(name, doc, value=1.0 if value else 0.0)
-        reloads = CounterMetricFamily("speaker_config_reloads",
-                                      "Configuration reloads (SIGHUP or speaker reload),"
-                                      " by result", labels=["result"])  # fmt: skip
+        reloads = CounterMetricFamily(
+            "speaker_config_reloads",
+            "Configuration reloads (SIGHUP or speaker reload), by result",
+            labels=["result"],
+        )
         reloads.add_metric(["applied"], float(speaker.reloads))
         reloads.add_metric(["rejected"], float(speaker.reload_failures))
         yield reloads
 
     def _services(self) -> Iterator[Metric]:
         speaker = self.speaker
-        healthy = GaugeMetricFamily("speaker_service_healthy",
-                                    "1 when the service's health check passes (or it has"
-                                    " none)", labels=["service"])  # fmt: skip
-        announced = GaugeMetricFamily("speaker_service_announced",
-                                      "1 when the service's address is announced to at least"
-                                      " one established peer", labels=["service"])  # fmt: skip
+        healthy = GaugeMetricFamily(
+            "speaker_service_healthy",
+            "1 when the service's health check passes (or it has none)",
+            labels=["service"],
+        )
+        announced = GaugeMetricFamily(
+            "speaker_service_announced",
+            "1 when the service's address is announced to at least one established peer",
+            labels=["service"],
+        )
         reasons: dict[str, bool] = {s: False for s in speaker.derived.services}
         for row in explain_routes(speaker):
             for entry in row["services"]:
@@ -398,8 +456,9 @@ async def serve_metrics(
     async def handler(stream: trio.SocketStream) -> None:
         await _handle(registry, stream)
 
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, handler, port, host=host)
-        log.info("metrics at http://%s/metrics",
-                 f"[{host}]:{port}" if ":" in host else f"{host}:{port}")  # fmt: skip
-        task_status.started(listeners)
+    # Bound here, before any nursery: a port in use raises a plain OSError.
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    log.info("metrics at http://%s/metrics",
+             f"[{host}]:{port}" if ":" in host else f"{host}:{port}")  # fmt: skip
+    task_status.started(listeners)
+    await trio.serve_listeners(handler, listeners)

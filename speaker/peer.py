@@ -91,6 +91,9 @@ class PeerRunner:
         self.retired: Counter[str] = Counter()
         #: BFD counters of this peer's finished BFD sessions (see :meth:`bfd_totals`).
         self.bfd_retired: Counter[str] = Counter()
+        #: Statistics of this peer's last finished BGP session (``show bgp neighbor``
+        #: shows its last errors while no session runs).
+        self.last_session: BgpStatistics | None = None
         self.sessions = 0
         self.crashes = 0
         self.scope = trio.CancelScope()
@@ -237,7 +240,9 @@ class PeerRunner:
                         down.append(change)
         finally:
             self.bgp = None
-            self.retired.update(_session_counters(bgp.statistics()))
+            last = bgp.statistics()
+            self.retired.update(_session_counters(last))
+            self.last_session = last
         if scope.cancelled_caught:
             failure = down[0] if down else None
             record = FailoverRecord(

@@ -128,9 +128,13 @@ class RouteFunction:
         self.addresses = dict(addresses)
         self._converted: dict[WantedAttributes, RouteAttributes] = {}
 
-    def __call__(self, peer: str, healthy: frozenset[str]) -> Routes:
+    def __call__(
+        self, peer: str, healthy: frozenset[str], withdrawn: frozenset[str] = frozenset()
+    ) -> Routes:
+        """``healthy``: services to announce (overrides applied); ``withdrawn``: never."""
         out: dict[Prefix, RouteAttributes] = {}
-        for prefix, wanted in routes_for_peer(self.config, peer, healthy, self.addresses).items():
+        wanted_routes = routes_for_peer(self.config, peer, healthy, self.addresses, withdrawn)
+        for prefix, wanted in wanted_routes.items():
             attributes = self._converted.get(wanted)
             if attributes is None:
                 attributes = self._converted[wanted] = RouteAttributes(

@@ -41,7 +41,7 @@ def notify(message: str, *, environ: Mapping[str, str] | None = None) -> bool:
             sock.connect(_address(path))
             sock.sendall(message.encode())
     except OSError as exc:
-        log.warning("sd_notify %s to %s failed: %s", message.split("\n")[0], path, exc)
+        log.warning("sd_notify %s to %s failed: %s", message.split("\n", maxsplit=1)[0], path, exc)
         return False
     return True
 

@@ -15,6 +15,7 @@ Secrets never reach a record: :func:`redact` replaces every attrs field declared
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import ipaddress
 import re
@@ -36,6 +37,7 @@ from speaker.bfd.runtime import BfdStatistics, SessionKey
 from speaker.bgp.config import RouteAttributes
 from speaker.bgp.session import BgpStatistics, ErrorRecord, family_name
 from speaker.config.durations import format_duration
+from speaker.config.model import AddressRange, Community, Peer
 
 __all__ = [
     "REDACTED",
@@ -188,7 +190,7 @@ def _interval(ms: int) -> str:
 
 def _duration(seconds: int) -> str:
     """FRR's ``3 second(s)``, ``1 hour(s), 2 minute(s), 3 second(s)``."""
-    parts = []
+    parts: list[str] = []
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size or parts:
             parts.append(f"{seconds // size} {unit}(s)")
@@ -234,16 +236,12 @@ def format_bfd_peers(records: Iterable[Mapping[str, Any]]) -> str:
         lines.append(f"\t\t\tReceive interval: {r['receive-interval']}ms")
         lines.append(f"\t\t\tTransmission interval: {r['transmit-interval']}ms")
         lines.append(f"\t\t\tEcho receive interval: {_interval(r['echo-receive-interval'])}")
-        lines.append(
-            f"\t\t\tEcho transmission interval: {_interval(r['echo-transmit-interval'])}"
-        )
+        lines.append(f"\t\t\tEcho transmission interval: {_interval(r['echo-transmit-interval'])}")
         lines.append("\t\tRemote timers:")
         lines.append(f"\t\t\tDetect-multiplier: {r['remote-detect-multiplier']}")
         lines.append(f"\t\t\tReceive interval: {r['remote-receive-interval']}ms")
         lines.append(f"\t\t\tTransmission interval: {r['remote-transmit-interval']}ms")
-        lines.append(
-            f"\t\t\tEcho receive interval: {_interval(r['remote-echo-receive-interval'])}"
-        )
+        lines.append(f"\t\t\tEcho receive interval: {_interval(r['remote-echo-receive-interval'])}")
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -376,10 +374,8 @@ def error_record(error: ErrorRecord | None, *, now: float) -> dict[str, Any] | N
         code = f"code {error.code}"
     sub = str(error.subcode)
     if error.code == NotifCode.CEASE:
-        try:
+        with contextlib.suppress(ValueError):
             sub = CeaseSubcode(error.subcode).name.replace("_", " ").title()
-        except ValueError:
-            pass
     return {
         "code": error.code,
         "subcode": error.subcode,
@@ -412,10 +408,12 @@ def bgp_neighbor_record(
     reannounce_delays: Iterable[float],
     crashes: int,
     now: float,
+    previous: BgpStatistics | None = None,
 ) -> dict[str, Any]:
     """``show bgp neighbor NAME json``: the summary row plus negotiation, last errors
-    both ways, BFD, and the failover timeline (``failovers`` are
-    ``peer.FailoverRecord``: detection -> cancel -> NOTIFICATION -> close)."""
+    both ways (from ``previous``, the last finished session, while none runs), BFD,
+    and the failover timeline (``failovers`` are ``peer.FailoverRecord``: detection ->
+    cancel -> NOTIFICATION -> close)."""
     record = dict(summary)
     caps: dict[str, Any] = {"advertised": [], "received": []}
     if negotiated is not None:
@@ -429,8 +427,10 @@ def bgp_neighbor_record(
             "peerHostname": negotiated.peer_hostname,
             "peerSoftwareVersion": negotiated.peer_software_version,
         }
+    last = stats or previous
     timeline = []
     for f in failovers:
+
         def rel(t: float | None, base: float = f.detected_at) -> float | None:
             return None if t is None else round((t - base) * 1000, 3)
 
@@ -457,10 +457,8 @@ def bgp_neighbor_record(
         "prefixesWithdrawn": int(totals.get("prefixes_withdrawn", 0)),
         "endOfRibSent": list(stats.end_of_rib_sent) if stats else [],
         "endOfRibReceived": list(stats.end_of_rib_received) if stats else [],
-        "lastErrorSent": error_record(stats.last_error_sent if stats else None, now=now),
-        "lastErrorReceived": error_record(
-            stats.last_error_received if stats else None, now=now
-        ),
+        "lastErrorSent": error_record(last.last_error_sent if last else None, now=now),
+        "lastErrorReceived": error_record(last.last_error_received if last else None, now=now),
         "connectAttempts": stats.connect_attempts if stats else 0,
         "connectFailures": stats.connect_failures if stats else 0,
         "crashes": crashes,
@@ -507,8 +505,11 @@ def format_bgp_neighbor(r: Mapping[str, Any]) -> str:
     lines.append("  Message statistics:")
     lines.append(f"    {'':<16}{'Sent':>10}{'Rcvd':>10}")
     sent, rcvd = r["messages"]["sent"], r["messages"]["received"]
-    for kind in ("open", "update", "notification", "keepalive", "route-refresh", "total"):
-        lines.append(f"    {kind.capitalize() + 's:':<16}{sent[kind]:>10}{rcvd[kind]:>10}")
+    for kind, label in (
+        ("open", "Opens"), ("update", "Updates"), ("notification", "Notifications"),
+        ("keepalive", "Keepalives"), ("route-refresh", "Route refresh"), ("total", "Total"),
+    ):  # fmt: skip
+        lines.append(f"    {label + ':':<16}{sent[kind]:>10}{rcvd[kind]:>10}")
     lines.append(
         f"  Prefixes: {r['pfxSnt']} advertised of {r['pfxDesired']} desired, {r['pfxRcd']}"
         f" received; {r['prefixesAnnounced']} announced and {r['prefixesWithdrawn']}"
@@ -533,6 +534,7 @@ def format_bgp_neighbor(r: Mapping[str, Any]) -> str:
     failovers = r.get("failovers") or []
     lines.append(f"  BFD failovers: {len(failovers)}")
     for f in failovers[-5:]:
+
         def ms(value: float | None) -> str:
             return "?" if value is None else f"{value:.2f} ms"
 
@@ -550,7 +552,9 @@ def format_bgp_neighbor(r: Mapping[str, Any]) -> str:
 # ---- routes ------------------------------------------------------------------------------
 
 
-def route_record(prefix: object, attributes: RouteAttributes, *, advertised: bool) -> dict[str, Any]:
+def route_record(
+    prefix: object, attributes: RouteAttributes, *, advertised: bool
+) -> dict[str, Any]:
     return {
         "prefix": str(prefix),
         "communities": [format_community(c) for c in attributes.communities],
@@ -642,6 +646,8 @@ def redact(value: Any) -> Any:
     ``"<redacted>"`` when set; ``user:password@`` in URLs likewise. Durations are
     written as in the file (``"90s"``), addresses and paths as strings.
     """
+    if isinstance(value, AddressRange | Community):
+        return str(value)  # as written in the file
     if attrs.has(type(value)):
         out: dict[str, Any] = {}
         for field in attrs.fields(type(value)):
@@ -651,6 +657,8 @@ def redact(value: Any) -> Any:
             item = getattr(value, field.name)
             if item is not None and (field.repr is False or name in _SECRET_NAMES):
                 out[name] = REDACTED
+            elif isinstance(value, Peer) and isinstance(item, BfdProfile):
+                out[name] = item.name  # the profile is shown in [[bfd_profiles]]
             else:
                 out[name] = redact(item)
         return out
@@ -685,7 +693,8 @@ def format_config(data: Mapping[str, Any]) -> str:
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + " }"
+            items = [f"{k} = {scalar(x)}" for k, x in v.items() if x is not None]
+            return "{ " + ", ".join(items) + " }" if items else "{}"
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     def table(header: str, body: Mapping[str, Any]) -> None:

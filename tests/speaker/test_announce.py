@@ -255,3 +255,30 @@ def test_aggregate_always_contains_the_address(
     for a in addresses:
         assert sum(a in n for n in routes) == 1
     assert all(any(a in n for a in addresses) for n in routes)
+
+
+def test_operator_withdrawal_applies_to_services_without_a_check() -> None:
+    config = loads_config(
+        """
+[speaker]
+my_asn = 64513
+[[peers]]
+name = "r"
+peer_address = "198.18.1.1"
+peer_asn = 64512
+[[pools]]
+name = "p"
+addresses = ["198.19.0.0/24"]
+[[advertisements]]
+name = "a"
+[[services]]
+name = "web"
+address = "198.19.0.10"
+[[services]]
+name = "api"
+address = "198.19.0.11"
+"""
+    )
+    assert len(routes_for_peer(config, "r")) == 2
+    routes = routes_for_peer(config, "r", withdrawn={"web"})
+    assert [str(p) for p in routes] == ["198.19.0.11/32"]

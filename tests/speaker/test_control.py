@@ -1,0 +1,380 @@
+"""The control socket, end to end: a Speaker running in-process (its BGP peer at a
+closed port on 127.0.0.1, its BFD session talking to itself over loopback), the
+server on a socket in tmp_path, and the real blocking client in a thread."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from speaker import cli
+from speaker.app import Speaker
+from speaker.bfd.runtime import BfdEndpoint
+from speaker.config import load_config
+from speaker.control import ControlError, ControlServer, request
+from speaker.plan import derive
+from tests.speaker.test_show import SECRETS
+
+BFD_PORT = 23784  # a private pair of ports: the session's packets come back to itself
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def speaker_toml(tmp_path: Path, *, bgp_port: int, extra: str = "") -> str:
+    (tmp_path / "tor.key").write_text("file-SECRET-2\n")
+    return f"""
+[speaker]
+my_asn = 64513
+router_id = "10.0.0.1"
+node_name = "n1"
+state_file = "state.json"
+
+[control]
+socket = "speaker.sock"
+
+[[bfd_profiles]]
+name = "fast"
+transmit_interval = 50
+receive_interval = 50
+[bfd_profiles.auth]
+type = "meticulous-keyed-sha1"
+keys = {{ "1" = "bfd-SECRET-3", "2" = "bfd-SECRET-4" }}
+send_key_id = 1
+
+[[peers]]
+name = "r1"
+peer_address = "127.0.0.1"
+peer_port = {bgp_port}
+peer_asn = 64512
+password = "md5-SECRET-1"
+bfd_profile = "fast"
+hold_time = "9s"
+connect_time = "100ms"
+
+[[peers]]
+name = "r2"
+peer_address = "127.0.0.3"
+peer_port = {bgp_port}
+peer_asn = 64512
+password_file = "tor.key"
+connect_time = "100ms"
+
+[[peers]]
+name = "elsewhere"
+peer_address = "127.0.0.2"
+peer_asn = 64512
+node_selectors = [{{ match_labels = {{ rack = "r9" }} }}]
+
+[[pools]]
+name = "vips"
+addresses = ["198.19.0.0/24"]
+
+[[pools]]
+name = "all"
+addresses = ["198.19.1.0/30"]
+announce_all = true
+
+[[advertisements]]
+name = "to-r1"
+peers = ["r1"]
+communities = ["65000:100", "large:1:2:3"]
+
+[[services]]
+name = "web"
+address = "198.19.0.10"
+health = {{ exec = ["true"], interval = "50ms", rise = 1 }}
+
+[[services]]
+name = "api"
+address = "198.19.0.11"
+health = {{ http = "http://admin:url-SECRET-5@127.0.0.1:1/x", interval = "50ms", timeout = "50ms" }}
+
+[[services]]
+name = "db"
+pool = "vips"
+{extra}
+"""
+
+
+class Running:
+    def __init__(self, speaker: Speaker, path: Path, config: Path) -> None:
+        self.speaker, self.path, self.config = speaker, path, config
+
+    async def ask(self, command: str, **args: Any) -> Any:
+        return await trio.to_thread.run_sync(functools.partial(request, self.path, command, **args))
+
+    async def cli(self, *argv: str) -> int:
+        return await trio.to_thread.run_sync(cli.main, list(argv))
+
+
+@asynccontextmanager
+async def running_speaker(tmp_path: Path, extra: str = "") -> AsyncIterator[Running]:
+    file = tmp_path / "speaker.toml"
+    file.write_text(speaker_toml(tmp_path, bgp_port=free_port(), extra=extra))
+    config = load_config(file)
+    endpoint = BfdEndpoint(ports=(BFD_PORT, BFD_PORT + 1000),
+                           peer_ports=(BFD_PORT, BFD_PORT + 1000))  # fmt: skip
+    speaker = Speaker(derive(config), config_path=str(file), bfd_endpoint=endpoint)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(speaker.run, handle_signals=False))
+        server = ControlServer(speaker, config.control.socket, config.control.mode_bits)
+        await nursery.start(server.serve)
+        try:
+            yield Running(speaker, config.control.socket, file)
+        finally:
+            await speaker.shutdown()
+            nursery.cancel_scope.cancel()
+
+
+async def wait_for(probe: Any, timeout: float = 5.0) -> Any:
+    with trio.fail_after(timeout):
+        while not (value := await probe()):
+            await trio.sleep(0.05)
+    return value
+
+
+async def test_show_commands_answer_from_the_running_speaker(tmp_path: Path) -> None:
+    async with running_speaker(tmp_path) as spk:
+        status = await spk.ask("status")
+        assert status["pid"] == os.getpid() and status["peers"] == 2
+
+        async def bfd_up() -> Any:
+            peers = await spk.ask("show bfd peers")
+            return peers if peers and peers[0]["status"] == "up" else None
+
+        peers = await wait_for(bfd_up)
+        assert len(peers) == 1  # r2 has no BFD, elsewhere is not for this node
+        peer = peers[0]
+        assert peer["peer"] == "127.0.0.1" and peer["name"] == "r1"
+        assert peer["receive-interval"] == 50 and peer["detect-multiplier"] == 3
+        assert peer["remote-transmit-interval"] == 50  # it hears itself
+
+        counters = await spk.ask("show bfd peers counters")
+        row = counters["peers"][0]
+        assert row["control-packet-input"] > 0 and row["session-up"] == 1
+
+        summary = await spk.ask("show bgp summary")
+        assert summary["routerId"] == "10.0.0.1" and summary["as"] == 64513
+        by_name = {p["name"]: p for p in summary["peers"]}
+        assert set(by_name) == {"r1", "r2"}
+        assert by_name["r1"]["remoteAs"] == 64512 and by_name["r1"]["bfdStatus"] == "up"
+        assert by_name["r1"]["state"] != "Established" and by_name["r2"]["bfdStatus"] is None
+
+        neighbor = await spk.ask("show bgp neighbor", name="r1")
+        assert neighbor["bfd"]["status"] == "up" and neighbor["configuredHoldTime"] == 9
+        assert (await spk.ask("show bgp neighbor", name="127.0.0.1"))["name"] == "r1"
+        with pytest.raises(ControlError, match='no peer named "zz"'):
+            await spk.ask("show bgp neighbor", name="zz")
+
+        await wait_for(functools.partial(is_healthy, spk, "web"))
+        routes = await spk.ask("show routes")
+        peers_ = {p["name"]: p for p in routes["peers"]}
+        r1 = {s["service"]: s for s in peers_["r1"]["services"]}
+        assert r1["web"]["reason"] == "session-not-established"
+        assert r1["web"]["prefix"] == "198.19.0.10/32"
+        assert r1["api"]["reason"] == "unhealthy"
+        assert peers_["r1"]["pools"] == [
+            {"pool": "all", "reason": "session-not-established", "detail": "announce_all"}
+        ]
+        prefixes = [r["prefix"] for r in peers_["r1"]["announced"]]
+        assert "198.19.0.10/32" in prefixes and "198.19.1.3/32" in prefixes
+        assert peers_["r1"]["announced"][0]["communities"] == ["65000:100"]
+        r2 = {s["service"]: s["reason"] for s in peers_["r2"]["services"]}
+        assert r2 == dict.fromkeys(("web", "api", "db"), "no-advertisement-selects-peer")
+        elsewhere = {s["reason"] for s in peers_["elsewhere"]["services"]}
+        assert elsewhere == {"not-for-this-node"}
+        assert {s["service"] for s in routes["services"]} == {"web", "api", "db"}
+
+        # The CLI renders the same data (exit 0), and --json prints FRR's list.
+        assert await spk.cli("show", "bfd", "peers", "-s", str(spk.path)) == 0
+        assert await spk.cli("show", "bfd", "peers", "counters", "--json",
+                             "-c", str(spk.config)) == 0  # fmt: skip
+        assert await spk.cli("show", "bgp", "summary", "-s", str(spk.path)) == 0
+        assert await spk.cli("show", "bgp", "neighbor", "r1", "-s", str(spk.path)) == 0
+        assert await spk.cli("show", "routes", "-s", str(spk.path)) == 0
+        assert await spk.cli("show", "bgp", "neighbor", "zz", "-s", str(spk.path)) == 1
+
+
+async def test_bfd_peers_are_reachable_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_speaker(tmp_path) as spk:
+        capsys.readouterr()
+        assert await spk.cli("show", "bfd", "peers", "--json", "-s", str(spk.path)) == 0
+        peers = json.loads(capsys.readouterr().out)
+        assert peers[0]["peer"] == "127.0.0.1"
+        assert await spk.cli("show", "bfd", "peers", "-s", str(spk.path)) == 0
+        text = capsys.readouterr().out
+        assert text.startswith("BFD Peers:\n\tpeer 127.0.0.1 local-address 127.0.0.1 vrf default")
+
+
+async def test_overrides_and_reload_through_the_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_speaker(tmp_path) as spk:
+        await wait_for(functools.partial(is_healthy, spk, "web"))
+        reply = await spk.ask("withdraw", service="web")
+        assert reply == {"service": "web", "override": "withdraw"}
+        assert spk.speaker.overrides == {"web": "withdraw"}
+        state = json.loads((tmp_path / "state.json").read_text())
+        assert "web" in json.dumps(state)  # persisted
+        routes = await spk.ask("show routes")
+        r1 = {s["service"]: s for s in routes["peers"][0]["services"]}
+        assert r1["web"]["reason"] == "withdrawn-by-operator"
+        assert await spk.cli("announce", "api", "-s", str(spk.path)) == 0
+        assert "service api: override announce" in capsys.readouterr().out
+        routes = await spk.ask("show routes")
+        r1 = {s["service"]: s for s in routes["peers"][0]["services"]}
+        assert r1["api"]["reason"] == "session-not-established"
+        assert r1["api"]["detail"] == "forced by operator"
+        assert await spk.cli("clear-override", "web", "-s", str(spk.path)) == 0
+        assert await spk.cli("clear-override", "api", "-s", str(spk.path)) == 0
+        assert spk.speaker.overrides == {}
+        with pytest.raises(ControlError, match='no service named "nope"'):
+            await spk.ask("announce", service="nope")
+        assert await spk.cli("withdraw", "nope", "-s", str(spk.path)) == 1
+        assert 'no service named "nope"' in capsys.readouterr().err
+
+        # Reload: valid -> applied (exit 0); invalid -> rejected with errors (exit 2).
+        result = await spk.ask("reload")
+        assert result["applied"] and result["summary"].startswith("reload applied")
+        good = spk.config.read_text()
+        spk.config.write_text(good.replace("hold_time", "hold_tme"))
+        assert await spk.cli("reload", "-s", str(spk.path)) == 2
+        out = capsys.readouterr()
+        assert out.out.startswith("reload rejected")
+        assert 'hold_tme: unknown key (did you mean "hold_time"?)' in out.err
+        assert spk.speaker.config_stale and spk.speaker.reload_failures == 1
+        spk.config.write_text(good)
+        assert await spk.cli("reload", "-s", str(spk.path)) == 0
+        assert not spk.speaker.config_stale and spk.speaker.reloads == 2
+
+
+async def is_healthy(spk: Running, service: str) -> bool:
+    return service in spk.speaker.healthy
+
+
+async def test_show_config_redacts_every_secret_and_logs_never_hold_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        async with running_speaker(tmp_path) as spk:
+            data = await spk.ask("show config")
+            assert await spk.cli("show", "config", "-s", str(spk.path)) == 0
+            assert await spk.cli("show", "config", "--json", "-s", str(spk.path)) == 0
+            printed = capsys.readouterr().out
+            await spk.ask("reload")
+            await trio.sleep(0.3)
+    dumped = json.dumps(data)
+    logs = "\n".join(
+        [r.getMessage() for r in caplog.records] + [repr(r.__dict__) for r in caplog.records]
+    )
+    for secret in SECRETS:
+        assert secret not in dumped, secret
+        assert secret not in printed, secret
+        assert secret not in logs, secret
+    r1 = next(p for p in data["peers"] if p["name"] == "r1")
+    assert r1["password"] == "<redacted>"
+    assert data["bfd_profiles"][0]["auth"]["keys"] == "<redacted>"
+    assert data["control"]["socket"] == str(tmp_path / "speaker.sock")
+    assert data["assigned_addresses"]["db"] == "198.19.0.0"
+
+
+async def test_socket_is_private_replaces_a_stale_one_and_goes_away(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "speaker.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path.parent.mkdir()
+    stale.bind(str(path))
+    stale.close()  # a socket file nobody listens on: left by a crashed speaker
+    async with running_speaker(tmp_path) as spk:
+        server = ControlServer(spk.speaker, path, 0o600)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert (await trio.to_thread.run_sync(request, path, "status"))["peers"] == 2
+            # A second speaker must not steal a live socket.
+            with pytest.raises(OSError, match="another speaker is listening"):
+                await ControlServer(spk.speaker, path)._bind()
+            nursery.cancel_scope.cancel()
+        assert not path.exists()
+        # Bad requests get an error line, not a dropped connection.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+            raw.connect(str(spk.path))
+            await trio.to_thread.run_sync(raw.sendall, b'not json\n{"command": "dance"}\n')
+            data = b""
+            while data.count(b"\n") < 2:
+                data += await trio.to_thread.run_sync(raw.recv, 4096)
+        first, second = (json.loads(line) for line in data.splitlines())
+        assert not first["ok"] and first["error"].startswith("bad request")
+        assert second == {"ok": False, "error": 'unknown command "dance"'}
+    assert not spk.path.exists()
+
+
+def test_client_errors_say_what_is_wrong(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from speaker.config import model
+
+    default = tmp_path / "default" / "speaker.sock"  # never a real speaker's socket
+    monkeypatch.setattr(model, "DEFAULT_CONTROL_SOCKET", default)
+    missing = tmp_path / "nope.sock"
+    with pytest.raises(ControlError, match=f"is the speaker running\\? no socket at {missing}"):
+        request(missing, "status")
+    stale = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.bind(str(stale))
+    with pytest.raises(ControlError, match="nothing listens"):
+        request(stale, "status")
+    assert cli.main(["show", "bgp", "summary", "-s", str(missing)]) == 1
+    assert f"is the speaker running? no socket at {missing}" in capsys.readouterr().err
+    # -c: the socket path comes from [control] socket, relative to the file.
+    config = tmp_path / "conf" / "speaker.toml"
+    config.parent.mkdir()
+    config.write_text('[control]\nsocket = "sub/s.sock"\n')
+    assert cli.main(["reload", "-c", str(config)]) == 1
+    assert f"no socket at {config.parent / 'sub' / 's.sock'}" in capsys.readouterr().err
+    config.write_text("[speaker]\n")
+    assert cli.main(["reload", "-c", str(config)]) == 1
+    assert f"no socket at {default}" in capsys.readouterr().err
+
+
+def test_control_and_metrics_sections_are_validated(tmp_path: Path) -> None:
+    from speaker.config import ConfigError, loads_config
+
+    config = loads_config("[control]\n[metrics]\n")
+    assert config.control.socket == Path("/run/speaker/speaker.sock")
+    assert config.control.mode_bits == 0o600
+    assert config.metrics.enabled and config.metrics.host_port == ("127.0.0.1", 7472)
+    config = loads_config('[control]\nsocket = "s.sock"\nmode = "0660"\n'
+                          '[metrics]\nenabled = false\naddress = "[::1]:9100"\n',
+                          base_dir=tmp_path)  # fmt: skip
+    assert config.control.socket == tmp_path / "s.sock" and config.control.mode_bits == 0o660
+    assert not config.metrics.enabled and config.metrics.host_port == ("::1", 9100)
+    with pytest.raises(ConfigError) as caught:
+        loads_config('[control]\nmode = "0999"\nsockt = "x"\n'
+                     '[metrics]\naddress = "localhost:1"\nenabled = 1\n')  # fmt: skip
+    messages = sorted(str(e) for e in caught.value.errors)
+    assert messages == [
+        'control.mode: "0999" is not a file mode (octal digits, e.g. "0600")',
+        'control.sockt: unknown key (did you mean "socket"?)',
+        'metrics.address: "localhost:1" is not "address:port" with an IP address'
+        ' (e.g. "127.0.0.1:7472", "[::1]:7472")',
+        "metrics.enabled: expected true or false, got an integer (1)",
+    ]
+    with pytest.raises(ConfigError, match="owner read and write"):
+        loads_config('[control]\nmode = "0400"\n')

@@ -1,0 +1,316 @@
+"""``speaker show`` records and text layouts, from fabricated statistics."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+from protocols.bfd import Diag
+from protocols.bfd import State as BfdState
+from speaker import show
+from speaker.bfd.profile import BfdProfile
+from speaker.bfd.runtime import BfdStatistics, SessionKey
+from speaker.bgp.config import RouteAttributes
+from speaker.bgp.session import BgpStatistics, ErrorRecord
+from speaker.config import loads_config
+from speaker.peer import FailoverRecord
+
+KEY = SessionKey(
+    peer=ipaddress.IPv4Address("198.18.1.1"),
+    local=ipaddress.IPv4Address("198.18.1.2"),
+    interface="to-rtr1",
+)
+PROFILE = BfdProfile(name="fast", transmit_interval=50, receive_interval=50)
+
+# The keys of FRR's `show bfd peers json` (FRR 8-10), which scripts rely on.
+FRR_PEER_KEYS = {
+    "multihop", "peer", "local", "vrf", "interface", "id", "remote-id", "passive-mode",
+    "status", "diagnostic", "remote-diagnostic", "receive-interval", "transmit-interval",
+    "echo-receive-interval", "echo-transmit-interval", "detect-multiplier",
+    "remote-receive-interval", "remote-transmit-interval", "remote-echo-receive-interval",
+    "remote-detect-multiplier",
+}  # fmt: skip
+FRR_COUNTER_KEYS = {
+    "multihop", "peer", "local", "vrf", "interface", "control-packet-input",
+    "control-packet-output", "echo-packet-input", "echo-packet-output", "session-up",
+    "session-down",
+}  # fmt: skip
+
+
+def bfd_stats(**changes: Any) -> BfdStatistics:
+    values: dict[str, Any] = {
+        "key": KEY, "profile": "fast", "state": BfdState.UP, "remote_state": BfdState.UP,
+        "local_discriminator": 1234, "remote_discriminator": 5678,
+        "local_diag": Diag.NO_DIAGNOSTIC, "remote_diag": 0, "up_since": 100.0,
+        "last_change": 100.0, "detect_mult": 3, "desired_min_tx_us": 50_000,
+        "required_min_rx_us": 50_000, "echo_rx_us": 0, "tx_interval_us": 50_000,
+        "detection_time_us": 150_000, "echo_tx_interval_us": None, "remote_detect_mult": 3,
+        "remote_desired_min_tx_us": 300_000, "remote_required_min_rx_us": 50_000,
+        "remote_echo_rx_us": 50_000, "control_rx": 74, "control_tx": 75, "echo_rx": 0,
+        "echo_tx": 0, "up_events": 1, "down_events": 0,
+        "discards": {"ttl-below-minimum": 3, "auth-bad-digest": 2, "bad-version": 0},
+    }  # fmt: skip
+    values.update(changes)
+    return BfdStatistics(**values)
+
+
+def test_bfd_peer_record_has_frrs_keys_and_values() -> None:
+    record = show.bfd_peer_record(bfd_stats(), now=3725.0, name="rtr1", profile=PROFILE)
+    assert set(record) >= FRR_PEER_KEYS
+    assert record["peer"] == "198.18.1.1" and record["local"] == "198.18.1.2"
+    assert record["interface"] == "to-rtr1" and record["vrf"] == "default"
+    assert record["id"] == 1234 and record["remote-id"] == 5678
+    assert record["status"] == "up" and record["uptime"] == 3625
+    assert "downtime" not in record
+    assert record["diagnostic"] == "ok" and record["remote-diagnostic"] == "ok"
+    assert (record["receive-interval"], record["transmit-interval"]) == (50, 50)
+    assert record["echo-transmit-interval"] == 0  # echo off, as FRR shows it
+    assert record["remote-transmit-interval"] == 300
+    assert record["remote-receive-interval"] == 50
+    assert record["remote-echo-receive-interval"] == 50
+    assert record["detect-multiplier"] == 3 and record["remote-detect-multiplier"] == 3
+    assert record["name"] == "rtr1" and record["profile"] == "fast"
+    assert record["detection-time"] == 150
+    json.dumps(record)
+
+
+def test_bfd_peer_record_down_uses_downtime_and_frr_diagnostic_words() -> None:
+    stats = bfd_stats(
+        state=BfdState.DOWN, up_since=None, last_change=90.0,
+        local_diag=Diag.CONTROL_DETECTION_TIME_EXPIRED, remote_diag=7,
+    )  # fmt: skip
+    record = show.bfd_peer_record(stats, now=100.0)
+    assert record["status"] == "down" and record["downtime"] == 10 and "uptime" not in record
+    assert record["diagnostic"] == "control detection time expired"
+    assert record["remote-diagnostic"] == "administratively down"
+    admin = show.bfd_peer_record(bfd_stats(state=BfdState.ADMIN_DOWN), now=100.0)
+    assert admin["status"] == "shutdown"
+    assert show.diag_text(29) == "unknown diagnostic (29)"
+
+
+def test_bfd_peers_text_follows_frrs_layout() -> None:
+    record = show.bfd_peer_record(bfd_stats(), now=3725.0, name="rtr1", profile=PROFILE)
+    text = show.format_bfd_peers([record])
+    lines = text.splitlines()
+    assert lines[0] == "BFD Peers:"
+    assert lines[1] == "\tpeer 198.18.1.1 local-address 198.18.1.2 vrf default interface to-rtr1"
+    for line in (
+        "\t\tID: 1234", "\t\tRemote ID: 5678", "\t\tActive mode", "\t\tStatus: up",
+        "\t\tUptime: 1 hour(s), 0 minute(s), 25 second(s)", "\t\tDiagnostics: ok",
+        "\t\tRemote diagnostics: ok", "\t\tLocal timers:", "\t\t\tDetect-multiplier: 3",
+        "\t\t\tReceive interval: 50ms", "\t\t\tTransmission interval: 50ms",
+        "\t\t\tEcho receive interval: disabled", "\t\t\tEcho transmission interval: disabled",
+        "\t\tRemote timers:", "\t\t\tTransmission interval: 300ms",
+        "\t\t\tEcho receive interval: 50ms",
+    ):  # fmt: skip
+        assert line in lines, line
+    assert lines.index("\t\tLocal timers:") < lines.index("\t\tRemote timers:")
+    down = show.bfd_peer_record(bfd_stats(state=BfdState.DOWN, last_change=99.0), now=100.0)
+    assert "\t\tDowntime: 1 second(s)" in show.format_bfd_peers([down]).splitlines()
+    multihop = SessionKey(peer=KEY.peer, local=KEY.local, multihop=True)
+    text = show.format_bfd_peers([show.bfd_peer_record(bfd_stats(key=multihop), now=100.0)])
+    assert "\tpeer 198.18.1.1 multihop local-address 198.18.1.2 vrf default" in text
+
+
+def test_bfd_counters_record_and_text_show_rejected_packets_by_reason() -> None:
+    totals = {"control_rx": 1000, "control_tx": 1001, "echo_rx": 5, "echo_tx": 6,
+              "up_events": 2, "down_events": 1}  # fmt: skip
+    record = show.bfd_counters_record(bfd_stats(), name="rtr1", totals=totals)
+    assert set(record) >= FRR_COUNTER_KEYS
+    assert record["control-packet-input"] == 1000 and record["session-down"] == 1
+    assert record["rejected"] == {"auth-bad-digest": 2, "ttl-below-minimum": 3}
+    text = show.format_bfd_counters([record], {"no-session": 7})
+    for line in (
+        "\t\tControl packet input: 1000 packets", "\t\tControl packet output: 1001 packets",
+        "\t\tEcho packet input: 5 packets", "\t\tEcho packet output: 6 packets",
+        "\t\tSession up events: 2", "\t\tSession down events: 1", "\t\tRejected packets:",
+        "\t\t\tttl-below-minimum: 3", "\t\t\tauth-bad-digest: 2", "\tno-session: 7",
+    ):  # fmt: skip
+        assert line in text.splitlines(), line
+    # Without totals, the session's own counters.
+    assert show.bfd_counters_record(bfd_stats())["control-packet-output"] == 75
+
+
+def bgp_stats(**changes: Any) -> BgpStatistics:
+    values: dict[str, Any] = {
+        "name": "rtr1", "peer": "198.18.1.1", "state": "Established", "established_at": 10.0,
+        "uptime": 83.5, "flaps": 0, "local_address": "198.18.1.2",
+        "remote_address": "198.18.1.1", "next_hops": {"ipv4": "198.18.1.2", "ipv6": None},
+        "hold_time": 9, "keepalive_time": 3.0, "families": ("ipv4-unicast",),
+        "messages_in": {"open": 1, "keepalive": 5}, "messages_out": {"open": 1, "update": 2},
+        "updates_in": 0, "updates_out": 2, "prefixes_announced": 2, "prefixes_withdrawn": 0,
+        "prefixes_received": {"ipv4-unicast": 3}, "prefixes_withdrawn_received": {},
+        "treated_as_withdraw": 0, "adj_rib_in": {}, "adj_rib_out_desired": 2,
+        "adj_rib_out_advertised": 2, "adj_rib_out_pending": 0,
+        "end_of_rib_sent": ("ipv4-unicast",), "end_of_rib_received": ("ipv4-unicast",),
+        "last_error_sent": ErrorRecord(code=6, subcode=10, text="", at=5.0),
+        "last_error_received": ErrorRecord(code=6, subcode=2, text="maintenance", at=6.0),
+        "connect_attempts": 3, "connect_failures": 1, "cancelled_at": None,
+        "notification_written_at": None, "closed_at": None,
+    }  # fmt: skip
+    values.update(changes)
+    return BgpStatistics(**values)
+
+
+TOTALS = {"in:open": 2, "in:keepalive": 40, "in:update": 1, "out:open": 2, "out:update": 4,
+          "out:keepalive": 41, "out:notification": 1, "flaps": 1}  # fmt: skip
+
+
+def summary(stats: BgpStatistics | None = None, bfd: str | None = "up") -> dict[str, Any]:
+    return show.bgp_summary_row(
+        name="rtr1", peer="198.18.1.1", remote_as=64512, local_as=64513,
+        stats=stats, totals=TOTALS, bfd_status=bfd, sessions=2,
+    )  # fmt: skip
+
+
+def test_bgp_summary_row_and_text() -> None:
+    row = summary(bgp_stats())
+    assert row["state"] == "Established" and row["peerUptime"] == "00:01:23"
+    assert row["pfxSnt"] == 2 and row["pfxRcd"] == 3
+    assert row["msgRcvd"] == 43 and row["msgSent"] == 48
+    assert row["connectionsDropped"] == 1 and row["connectionsEstablished"] == 2
+    idle = summary(None, bfd="down")
+    assert idle["state"] == "Idle" and idle["stateDetail"] == "waiting for BFD"
+    assert idle["pfxSnt"] == 0 and idle["peerUptime"] == "never"
+    text = show.format_bgp_summary({"routerId": "198.18.1.2", "as": 64513, "peers": [row, idle]})
+    lines = text.splitlines()
+    assert lines[0] == "BGP router identifier 198.18.1.2, local AS number 64513"
+    assert lines[2].split() == ["Neighbor", "Name", "AS", "MsgRcvd", "MsgSent", "Up/Down",
+                                "State/PfxRcd", "PfxSnt", "BFD"]  # fmt: skip
+    assert lines[3].split() == ["198.18.1.1", "rtr1", "64512", "43", "48", "00:01:23", "3",
+                                "2", "up"]  # fmt: skip
+    assert lines[4].split()[5:] == ["never", "Idle", "0", "down"]
+    assert lines[-1] == "Total number of neighbors 2"
+    assert show.format_bgp_summary({"peers": []})  # nothing to show is fine
+    assert show._clock(2 * 86400 + 3 * 3600 + 4 * 60) == "2d03h04m"
+
+
+def test_bgp_neighbor_record_and_text_show_errors_bfd_and_failover_timeline() -> None:
+    bfd = show.bfd_peer_record(bfd_stats(), now=200.0, name="rtr1", profile=PROFILE)
+    failover = FailoverRecord(
+        detected_at=150.0, cancelled_at=150.0001, notification_at=150.0004,
+        closed_at=150.0006, diag="CONTROL_DETECTION_TIME_EXPIRED",
+    )  # fmt: skip
+    record = show.bgp_neighbor_record(
+        summary(bgp_stats()), stats=bgp_stats(), negotiated=None, totals=TOTALS,
+        configured_hold_time=9, bfd=bfd, failovers=[failover], reannounce_delays=[3.25],
+        crashes=0, now=200.0,
+    )  # fmt: skip
+    assert record["lastErrorSent"]["name"] == "Cease/Bfd Down"
+    assert record["lastErrorReceived"]["text"] == "maintenance"
+    assert record["failovers"][0]["notificationMs"] == 0.4
+    assert record["failovers"][0]["teardownMs"] == 0.4
+    assert record["messages"]["sent"]["update"] == 4
+    assert record["messages"]["received"]["total"] == 43
+    json.dumps(record)
+    text = show.format_bgp_neighbor(record)
+    assert "BGP neighbor is 198.18.1.1 (rtr1), remote AS 64512, local AS 64513" in text
+    assert "BGP state = Established, up for 00:01:23" in text
+    assert "Hold time is 9 (configured 9)" in text
+    assert "Last error sent: Cease/Bfd Down (6/10)" in text
+    assert 'Last error received: Cease/Administrative Shutdown (6/2) "maintenance"' in text
+    assert "BFD: up (profile fast" in text
+    assert "50 s ago: BFD down (CONTROL_DETECTION_TIME_EXPIRED) -> cancel 0.10 ms" in text
+    assert "NOTIFICATION 0.40 ms -> closed 0.60 ms" in text
+    assert "Last teardown to routes announced again: 3.250 s" in text
+    assert "Updates:" in text and "Route refresh:" in text
+
+
+def test_routes_text_lists_attributes_and_reasons() -> None:
+    route = show.route_record(
+        ipaddress.ip_network("198.19.0.10/32"),
+        RouteAttributes(communities=(65000 << 16 | 100,), local_pref=200),
+        advertised=True,
+    )
+    assert route["communities"] == ["65000:100"] and route["localPref"] == 200
+    data = {
+        "peers": [{
+            "name": "rtr1", "neighbor": "198.18.1.1", "state": "Established",
+            "bfdStatus": "up", "announced": [route],
+            "services": [
+                {"service": "web", "address": "198.19.0.10", "reason": "announced"},
+                {"service": "api", "address": "198.19.0.11", "reason": "unhealthy"},
+            ],
+            "pools": [{"pool": "all", "reason": "announced", "detail": "announce_all"}],
+        }],
+        "services": [{"service": "web", "address": "198.19.0.10", "pool": "vips",
+                      "healthy": None, "override": "announce"}],
+    }  # fmt: skip
+    text = show.format_routes(data)
+    assert "Peer rtr1 (198.18.1.1): BGP Established, BFD up" in text
+    assert "198.19.0.10/32" in text and "communities 65000:100, local-pref 200" in text
+    assert any(line.split()[:3] == ["api", "198.19.0.11", "unhealthy"]
+               for line in text.splitlines())  # fmt: skip
+    assert "pool all" in text and "announce" in text.splitlines()[-1]
+
+
+SECRETS = ("md5-SECRET-1", "file-SECRET-2", "bfd-SECRET-3", "bfd-SECRET-4", "url-SECRET-5")
+
+
+def secret_config(tmp_path: Path) -> str:
+    (tmp_path / "tor.key").write_text("file-SECRET-2\n")
+    return f"""
+[speaker]
+my_asn = 64513
+state_file = "{tmp_path / "state.json"}"
+
+[[bfd_profiles]]
+name = "auth"
+[bfd_profiles.auth]
+type = "meticulous-keyed-sha1"
+keys = {{ "1" = "bfd-SECRET-3", "2" = "bfd-SECRET-4" }}
+send_key_id = 1
+
+[[peers]]
+name = "a"
+peer_address = "198.18.1.1"
+peer_asn = 64512
+password = "md5-SECRET-1"
+bfd_profile = "auth"
+
+[[peers]]
+name = "b"
+peer_address = "198.18.2.1"
+peer_asn = 64512
+password_file = "tor.key"
+
+[[pools]]
+name = "vips"
+addresses = ["198.19.0.0/24", "198.19.1.1-198.19.1.9"]
+
+[[advertisements]]
+name = "all"
+communities = ["65000:1", "large:1:2:3"]
+
+[[services]]
+name = "web"
+address = "198.19.0.10"
+health = {{ http = "http://admin:url-SECRET-5@127.0.0.1:8080/healthz" }}
+"""
+
+
+def test_redact_hides_every_secret_and_keeps_the_rest(tmp_path: Path) -> None:
+    config = loads_config(secret_config(tmp_path), base_dir=tmp_path)
+    data = show.redact(config)
+    dumped = json.dumps(data)
+    text = show.format_config(data)
+    for secret in SECRETS:
+        assert secret not in dumped and secret not in text, secret
+    assert data["peers"][0]["password"] == show.REDACTED
+    assert data["peers"][1]["password"] == show.REDACTED
+    assert data["peers"][1]["password_file"] == str(tmp_path / "tor.key")
+    assert data["bfd_profiles"][0]["auth"]["keys"] == show.REDACTED
+    assert data["bfd_profiles"][0]["auth"]["type"] == "meticulous-keyed-sha1"
+    assert data["peers"][0]["bfd_profile"] == "auth"
+    assert data["services"][0]["health"]["http"] == "http://<redacted>@127.0.0.1:8080/healthz"
+    assert data["pools"][0]["addresses"] == ["198.19.0.0/24", "198.19.1.1-198.19.1.9"]
+    assert data["advertisements"][0]["communities"] == ["65000:1", "large:1:2:3"]
+    assert data["peers"][0]["hold_time"] == "1m30s"
+    assert '[[peers]]\nname = "a"' in text and 'password = "<redacted>"' in text
+    # Unset secrets stay unset (no "<redacted>" for a peer without a password).
+    no_secret = loads_config(
+        '[speaker]\nmy_asn = 1\n[[peers]]\nname = "x"\npeer_address = "192.0.2.1"\npeer_asn = 2\n'
+    )
+    assert show.redact(no_secret)["peers"][0]["password"] is None
