@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lab.netns import default_lab, lab_namespaces, sweep_leftovers
+from lab.netns import default_lab, lab_namespaces, owner_alive, sweep_leftovers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,6 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="create the default lab (spk, rtr1, rtr2) and leave it up")
     sub.add_parser("sweep", help="delete labs left by finished runs")
     sub.add_parser("list", help="list lab namespaces")
+    sub.add_parser("leftovers", help="list labs of finished runs; exit 1 if there are any")
     args = parser.parse_args(argv)
     if args.cmd == "up":
         lab = default_lab()
@@ -24,6 +25,10 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "sweep":
         for ns in sweep_leftovers():
             print(f"deleted {ns}")
+    elif args.cmd == "leftovers":
+        dead = [ns for ns in lab_namespaces() if not owner_alive(ns)]
+        print("\n".join(dead))
+        return 1 if dead else 0
     else:
         print("\n".join(lab_namespaces()))
     return 0

@@ -281,6 +281,12 @@ def _delete_namespace(ns: str) -> None:
     run(["ip", "netns", "del", ns], check=False)
 
 
+def owner_alive(ns: str) -> bool:
+    """Whether the process that created lab namespace ``ns`` still runs."""
+    m = NS_PATTERN.match(ns)
+    return m is not None and _pid_alive(int(m.group(1)))
+
+
 def sweep_leftovers() -> list[str]:
     """Delete namespaces left by lab runs whose process is gone. Returns their names."""
     swept = []

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,88 @@ def our_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-class OurBfd:
+class OurProcess:
+    """One of our programs in a lab host, reporting JSON lines on its stdout/stderr
+    (which the lab writes to a log file). Started with :meth:`_launch`, stopped by
+    PID."""
+
+    what = "our program"
+
+    def __init__(self, host: Host, name: str) -> None:
+        self.host = host
+        self.name = name
+        self.proc: Process | None = None
+
+    def _launch(self, argv: list[str], ready: Callable[[], bool], timeout: float) -> None:
+        self.proc = self.host.popen(self.name, argv, env=our_env())
+        proc = self.proc
+
+        def probe() -> bool:
+            proc.check_alive(f"{self.what} in {self.host.name}")
+            return ready()
+
+        wait_until(probe, timeout=timeout, what=f"{self.what} in {self.host.name}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM, wait (then SIGKILL); the exit status."""
+        assert self.proc is not None
+        return self.proc.stop(timeout=timeout)
+
+    def records(self) -> list[dict[str, Any]]:
+        assert self.proc is not None
+        out = []
+        for line in self.proc.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line still being written
+        return out
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in self.records() if r.get("event") == kind]
+
+    def states(self) -> list[dict[str, Any]]:
+        return self.events("state")
+
+    def wait_state(self, new: str, *, after: int = 0, timeout: float = 10.0) -> dict[str, Any]:
+        """The first state change to ``new`` among changes number ``after`` and later."""
+
+        def probe() -> dict[str, Any] | None:
+            assert self.proc is not None
+            self.proc.check_alive(f"{self.what} in {self.host.name}")
+            for record in self.states()[after:]:
+                if record["new"] == new:
+                    return record
+            return None
+
+        return wait_until(probe, timeout=timeout, what=f"{self.what} {self.host.name} {new}")
+
+    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Statistics the program prints on SIGUSR1."""
+        return self._signal_and_wait(signal.SIGUSR1, "stats", timeout)
+
+    def _signal_and_wait(self, sig: int, prefix: str, timeout: float) -> dict[str, Any]:
+        """Send ``sig``; the first new record whose event starts with ``prefix``."""
+        assert self.proc is not None
+        seen = sum(1 for r in self.records() if str(r.get("event", "")).startswith(prefix))
+        self.proc.send_signal(sig)
+
+        def probe() -> dict[str, Any] | None:
+            hits = [r for r in self.records() if str(r.get("event", "")).startswith(prefix)]
+            return hits[-1] if len(hits) > seen else None
+
+        return wait_until(probe, timeout=timeout, what=f"{self.what}: {prefix} after signal {sig}")
+
+
+class OurBfd(OurProcess):
+    what = "our BFD"
+
     def __init__(
         self,
         host: Host,
@@ -45,8 +127,7 @@ class OurBfd:
         name: str = "bfd",
         debug: bool = False,
     ) -> None:
-        self.host = host
-        self.name = name
+        super().__init__(host, name)
         self.profile_path = host.lab.dir / f"{host.name}-{name}-profile.json"
         self.profile_path.write_text("{}")
         argv = [
@@ -69,119 +150,37 @@ class OurBfd:
         if debug:
             argv.append("--debug")
         self.argv = argv
-        self.proc: Process | None = None
 
     def start(self, timeout: float = 10.0) -> OurBfd:
-        self.proc = self.host.popen(self.name, self.argv, env=our_env())
-        wait_until(self._started, timeout=timeout, what=f"our BFD in {self.host.name}")
+        self._launch(self.argv, lambda: bool(self.events("started")), timeout)
         return self
-
-    def _started(self) -> bool:
-        assert self.proc is not None
-        self.proc.check_alive(f"our BFD in {self.host.name}")
-        return any(r["event"] == "started" for r in self.records())
-
-    def stop(self) -> int | None:
-        assert self.proc is not None
-        return self.proc.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def records(self) -> list[dict[str, Any]]:
-        assert self.proc is not None
-        out = []
-        for line in self.proc.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line still being written
-        return out
-
-    def states(self) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["event"] == "state"]
 
     def state(self) -> str:
         states = self.states()
         return states[-1]["new"] if states else "DOWN"
 
-    def wait_state(self, new: str, *, after: int = 0, timeout: float = 10.0) -> dict[str, Any]:
-        """The first state change to ``new`` among changes number ``after`` and later."""
-
-        def probe() -> dict[str, Any] | None:
-            for record in self.states()[after:]:
-                if record["new"] == new:
-                    return record
-            return None
-
-        return wait_until(probe, timeout=timeout, what=f"our BFD {self.host.name} {new}")
-
-    def stats(self, timeout: float = 5.0) -> dict[str, Any]:
-        assert self.proc is not None
-        seen = sum(1 for r in self.records() if r["event"] == "stats")
-        self.proc.send_signal(signal.SIGUSR1)
-
-        def probe() -> dict[str, Any] | None:
-            stats = [r for r in self.records() if r["event"] == "stats"]
-            return stats[-1] if len(stats) > seen else None
-
-        return wait_until(probe, timeout=timeout, what="our BFD statistics")
-
     def set_profile(self, **fields: Any) -> None:
         """Change the live session's profile (fields of BfdProfile) through SIGHUP."""
-        assert self.proc is not None
-        seen = sum(1 for r in self.records() if r["event"].startswith("profile"))
         self.profile_path.write_text(json.dumps(fields))
-        self.proc.send_signal(signal.SIGHUP)
-        wait_until(
-            lambda: sum(1 for r in self.records() if r["event"].startswith("profile")) > seen,
-            timeout=5.0,
-            what="profile applied",
-        )
+        self._signal_and_wait(signal.SIGHUP, "profile", 5.0)
 
 
-class OurSpeaker:
+class OurSpeaker(OurProcess):
     """``speaker run -c CONFIG --log-format json`` in a lab host; logs are JSON lines."""
 
+    what = "speaker"
+
     def __init__(self, host: Host, config: str, *, name: str = "speaker") -> None:
-        self.host = host
-        self.name = name
+        super().__init__(host, name)
         self.config_path = host.lab.dir / f"{host.name}-{name}.toml"
         self.config_path.write_text(config)
         self.state_path = host.lab.dir / f"{host.name}-{name}-state.json"
-        self.proc: Process | None = None
 
     def start(self, timeout: float = 15.0) -> OurSpeaker:
         argv = [sys.executable, "-m", "speaker.cli", "run", "-c", str(self.config_path),
                 "--log-format", "json"]  # fmt: skip
-        self.proc = self.host.popen(self.name, argv, env=our_env())
-        proc = self.proc
-
-        def running() -> bool:
-            proc.check_alive(f"speaker in {self.host.name}")
-            return any(r.get("msg", "").startswith("speaker running") for r in self.records())
-
-        wait_until(running, timeout=timeout, what=f"speaker in {self.host.name}")
+        self._launch(argv, lambda: bool(self.find("speaker running")), timeout)
         return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def records(self) -> list[dict[str, Any]]:
-        assert self.proc is not None
-        out = []
-        for line in self.proc.log_path.read_text(errors="replace").splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-        return out
 
     def find(self, text: str) -> list[dict[str, Any]]:
         return [r for r in self.records() if text in r.get("msg", "")]
@@ -195,8 +194,7 @@ class OurSpeaker:
 
     def terminate(self, timeout: float = 5.0) -> int | None:
         """SIGTERM and wait; the exit status."""
-        assert self.proc is not None
-        return self.proc.stop(timeout=timeout)
+        return self.stop(timeout)
 
     def reload(self, config: str, timeout: float = 10.0) -> dict[str, Any]:
         """Write a new config and SIGHUP; the speaker's "reload ..." log record."""

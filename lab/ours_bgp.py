@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.netns import Host
-from lab.ours import our_env
-from lab.proc import Process, wait_until
+from lab.ours import OurProcess
 
 
 def vm_hwm_kb(pid: int) -> int:
@@ -27,7 +26,9 @@ def vm_hwm_kb(pid: int) -> int:
     raise LookupError(f"no VmHWM for {pid}")
 
 
-class OurBgp:
+class OurBgp(OurProcess):
+    what = "our BGP"
+
     def __init__(
         self,
         host: Host,
@@ -53,8 +54,7 @@ class OurBgp:
         extra: Iterable[str] = (),
         debug: bool = False,
     ) -> None:
-        self.host = host
-        self.name = name
+        super().__init__(host, name)
         self.routes_path = host.lab.dir / f"{host.name}-{name}-routes.json"
         self.routes_path.write_text(json.dumps(list(routes)))
         argv = [
@@ -84,26 +84,10 @@ class OurBgp:
             argv.append("--debug")
         argv += list(extra)
         self.argv = argv
-        self.proc: Process | None = None
 
     def start(self, timeout: float = 20.0) -> OurBgp:
-        self.proc = self.host.popen(self.name, self.argv, env=our_env())
-        wait_until(self._started, timeout=timeout, what=f"our BGP in {self.host.name}")
+        self._launch(self.argv, lambda: bool(self.events("started")), timeout)
         return self
-
-    def _started(self) -> bool:
-        assert self.proc is not None
-        self.proc.check_alive(f"our BGP in {self.host.name}")
-        return any(r["event"] == "started" for r in self.records())
-
-    def stop(self) -> int | None:
-        assert self.proc is not None
-        return self.proc.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def peak_rss_kb(self) -> int:
         return vm_hwm_kb(self.pid)
@@ -112,59 +96,18 @@ class OurBgp:
         assert self.proc is not None
         return self.proc.log_path.read_text(errors="replace")
 
-    def records(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_text().splitlines():
-            if line.startswith("{"):
-                try:
-                    out.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue  # a line still being written
-        return out
-
-    def events(self, kind: str) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r["event"] == kind]
-
-    def states(self) -> list[dict[str, Any]]:
-        return self.events("state")
-
     def state(self) -> str:
         states = self.states()
         return states[-1]["new"] if states else "Idle"
 
     def wait_state(self, new: str, *, after: int = 0, timeout: float = 30.0) -> dict[str, Any]:
-        """The first state change to ``new`` (e.g. "Established") among changes number
-        ``after`` and later."""
-
-        def probe() -> dict[str, Any] | None:
-            assert self.proc is not None
-            self.proc.check_alive(f"our BGP in {self.host.name}")
-            for record in self.states()[after:]:
-                if record["new"] == new:
-                    return record
-            return None
-
-        return wait_until(probe, timeout=timeout, what=f"our BGP {self.host.name} {new}")
+        """The first state change to ``new`` (e.g. "Established")."""
+        return super().wait_state(new, after=after, timeout=timeout)
 
     def stats(self, timeout: float = 10.0) -> dict[str, Any]:
-        assert self.proc is not None
-        seen = len(self.events("stats"))
-        self.proc.send_signal(signal.SIGUSR1)
-
-        def probe() -> dict[str, Any] | None:
-            stats = self.events("stats")
-            return stats[-1] if len(stats) > seen else None
-
-        return wait_until(probe, timeout=timeout, what="our BGP statistics")
+        return super().stats(timeout)
 
     def set_routes(self, routes: Iterable[str | dict[str, Any]], timeout: float = 10.0) -> None:
         """Replace the announced routes (``--announce`` strings or objects) via SIGHUP."""
-        assert self.proc is not None
-        seen = sum(1 for r in self.records() if r["event"].startswith("routes"))
         self.routes_path.write_text(json.dumps(list(routes)))
-        self.proc.send_signal(signal.SIGHUP)
-        wait_until(
-            lambda: sum(1 for r in self.records() if r["event"].startswith("routes")) > seen,
-            timeout=timeout,
-            what="routes applied",
-        )
+        self._signal_and_wait(signal.SIGHUP, "routes", timeout)

@@ -99,6 +99,18 @@ def allocate(
 # ---- the state file -----------------------------------------------------------------------
 
 
+def _load(path: Path) -> object:
+    """The state file's JSON, or None when there is no file yet."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateFileError(f"{path}: not JSON: {exc}") from None
+
+
 def read_state(path: Path) -> dict[str, IPAddress]:
     """Service name -> address from the state file; ``{}`` when there is none yet.
 
@@ -108,14 +120,9 @@ def read_state(path: Path) -> dict[str, IPAddress]:
         StateFileError: the file is not JSON, or not our format.
         OSError: the file exists but cannot be read.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data = _load(path)
+    if data is None:
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateFileError(f"{path}: not JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("addresses"), dict):
         raise StateFileError(f'{path}: no "addresses" table (not a speaker state file?)')
     if data.get("version") != STATE_VERSION:
@@ -137,14 +144,7 @@ def read_overrides(path: Path) -> dict[str, str]:
     Raises:
         StateFileError, OSError: as :func:`read_state`.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise StateFileError(f"{path}: not JSON: {exc}") from None
+    data = _load(path)
     raw = data.get("overrides", {}) if isinstance(data, dict) else {}
     if not isinstance(raw, dict):
         raise StateFileError(f'{path}: "overrides" is not a table')

@@ -41,6 +41,7 @@ from protocols.bfd import (
 from speaker.bfd import net
 from speaker.bfd.echo_link import EchoLink, EchoLinkError
 from speaker.bfd.profile import BfdProfile
+from speaker.broadcast import Broadcast
 from speaker.log import fields
 
 __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
@@ -123,7 +124,7 @@ class BfdSession:
         self._wake: trio.CancelScope | None = None
         self._pending_wake = False
         self._sender: trio.socket.SocketType | None = None
-        self._subscribers: list[trio.MemorySendChannel[StateChanged]] = []
+        self._changes: Broadcast[StateChanged] = Broadcast(_SUBSCRIBER_BUFFER, f"bfd {key}", log)
         self._failure_scopes: list[Cancellable] = []
         self._changed = trio.Event()
         self._up_since: float | None = None
@@ -184,9 +185,7 @@ class BfdSession:
         A subscriber that falls :data:`_SUBSCRIBER_BUFFER` changes behind is dropped
         (its channel closes) rather than slowing the session down.
         """
-        send, receive = trio.open_memory_channel[StateChanged](_SUBSCRIBER_BUFFER)
-        self._subscribers.append(send)
-        return receive
+        return self._changes.subscribe()
 
     @contextlib.contextmanager
     def cancel_on_failure(self, scope: Cancellable) -> Iterator[None]:
@@ -253,8 +252,7 @@ class BfdSession:
                 self._echo_link.close()
             self._endpoint.ports_in_use.discard(port)
             self._sender.close()
-            for channel in self._subscribers:
-                channel.close()
+            self._changes.close()
 
     async def stop(self, copies: int = 3, spacing: float = 0.01) -> None:
         """AdminDown (so the peer does not see a failure), sent ``copies`` times against
@@ -374,15 +372,7 @@ class BfdSession:
                 extra=fields(peer=str(self.key.peer), protocol="bfd", old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
-        for channel in list(self._subscribers):
-            try:
-                channel.send_nowait(event)
-            except trio.WouldBlock:
-                log.error("bfd %s: a subscriber fell behind; dropping it", self.key)
-                channel.close()
-                self._subscribers.remove(channel)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(channel)
+        self._changes.publish(event)
         self._changed.set()
         self._changed = trio.Event()
 

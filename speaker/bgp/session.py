@@ -65,6 +65,7 @@ from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.bgp import net
 from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
 from speaker.bgp.rib import AdjRibIn, AdjRibOut, OutBatch, path_attributes
+from speaker.broadcast import Broadcast
 from speaker.log import fields
 
 __all__ = ["BgpSession", "BgpStatistics", "ErrorRecord", "SessionReport", "family_name"]
@@ -226,7 +227,9 @@ class BgpSession:
         self._in_driver = False
         self._changed = trio.Event()
         self._stopped = trio.Event()
-        self._subscribers: list[trio.MemorySendChannel[SessionReport]] = []
+        self._reports: Broadcast[SessionReport] = Broadcast(
+            _SUBSCRIBER_BUFFER, f"bgp {config.name}", log
+        )
         self._owner_scopes: list[tuple[trio.CancelScope, int, str | None]] = []
         self._cancel_reason: tuple[int, str | None] | None = None
         self._ceased = False
@@ -306,9 +309,7 @@ class BgpSession:
     def subscribe(self) -> trio.MemoryReceiveChannel[SessionReport]:
         """A channel of state changes, Established, NOTIFICATIONs and End-of-RIBs from
         now on. A subscriber that falls behind by 256 reports is dropped (closed)."""
-        send, receive = trio.open_memory_channel[SessionReport](_SUBSCRIBER_BUFFER)
-        self._subscribers.append(send)
-        return receive
+        return self._reports.subscribe()
 
     async def wait_state(self, *states: State) -> State:
         while self.core.state not in states:
@@ -395,7 +396,7 @@ class BgpSession:
             self._nursery = None
             with trio.move_on_after(self.config.cease_timeout, shield=True):
                 await self._goodbye()
-            self._close_subscribers()
+            self._reports.close()
             self._stopped.set()
         if self._fatal is not None:
             raise self._fatal
@@ -540,21 +541,7 @@ class BgpSession:
         now: float,
         event: StateChanged | Established | NotificationSent | NotificationReceived | EndOfRib,
     ) -> None:
-        report = SessionReport(at=now, event=event)
-        for channel in list(self._subscribers):
-            try:
-                channel.send_nowait(report)
-            except trio.WouldBlock:
-                log.error("bgp %s: a subscriber fell behind; dropping it", self.name)
-                channel.close()
-                self._subscribers.remove(channel)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                self._subscribers.remove(channel)
-
-    def _close_subscribers(self) -> None:
-        for channel in self._subscribers:
-            channel.close()
-        self._subscribers.clear()
+        self._reports.publish(SessionReport(at=now, event=event))
 
     # ---- Adj-RIB-Out --------------------------------------------------------------------
 
@@ -764,8 +751,14 @@ class BgpSession:
                     chunk.append(item)
                     size += len(item)
                 link.partial = memoryview(b"".join(chunk))
+            # Sent synchronously (the socket is non-blocking) and accounted for before
+            # the next checkpoint: whenever this task is suspended, link.partial is
+            # exactly what has not reached the kernel, so cease_now() can take over.
             try:
-                sent = await link.sock.send(link.partial)
+                sent = os.write(link.sock.fileno(), link.partial)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(link.sock)
+                continue
             except OSError as exc:
                 self._link_failed(link, exc.strerror or str(exc))
                 return
@@ -774,6 +767,7 @@ class BgpSession:
             link.partial = link.partial[sent:] if sent < len(link.partial) else None
             if link.queued < HIGH_WATER and self._link is link:
                 self._kick()
+            await trio.lowlevel.checkpoint()
 
     def cease_now(self, subcode: int, message: str | None = None) -> bool:
         """Write the Cease NOTIFICATION at once, synchronously, if the socket takes it

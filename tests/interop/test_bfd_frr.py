@@ -76,8 +76,9 @@ def test_ipv4_single_hop_up_timers_and_detection_both_ways(lab: Lab, lab_require
     cut2 = faults.drop_bfd(rtr, direction="out")
     down = ours.wait_state("DOWN", after=n_changes, timeout=5)
     assert down["diag"] == "CONTROL_DETECTION_TIME_EXPIRED" and down["path_failure"]
-    cut2.undo()
+    time.sleep(0.3)  # our Down packets (sent every slow-start second now) reach the file
     cap.stop()
+    cut2.undo()
 
     pkts = cap.packets(BFD_FIELDS)
     # Case 1 on the wire: spk's last packet before the cut -> FRR's first Down/diag 1.
