@@ -25,7 +25,9 @@ def test_demo_prints_a_failover_timeline(lab_require, capsys) -> None:  # type: 
     assert set(times) == {"BFD Down on the wire", "NOTIFICATION from spk", "gone from gobgpd"}, out
     # 50/50/3: detection within 150 ms of the cut (plus the fault's own latency).
     assert times["BFD Down on the wire"] <= 160
-    assert (
-        times["BFD Down on the wire"] <= times["NOTIFICATION from spk"] <= times["gone from gobgpd"]
-    )
+    # The Cease is written in the detection step, before our own BFD Down packet.
+    assert abs(times["NOTIFICATION from spk"] - times["BFD Down on the wire"]) <= 5
+    # Wire stamps (kernel) against a polled RIB (userspace, ~10 ms per gobgp call):
+    # allow a few ms of skew.
+    assert times["NOTIFICATION from spk"] <= times["gone from gobgpd"] + 5
     assert "route back after" in out
