@@ -235,6 +235,14 @@ class Session:
             down_transitions=self._downs,
         )
 
+    @property
+    def detection_deadline(self) -> float | None:
+        """When the session declares Down if nothing arrives before (control or echo
+        detection), or None: lets a runtime wake for this deadline more precisely
+        than for transmissions."""
+        deadlines = [t for t in (self._detect_at, self._echo_detect_at) if t is not None]
+        return min(deadlines) if deadlines else None
+
     def get_timer(self) -> float | None:
         """Next absolute time (seconds) at which :meth:`handle_timer` must be called."""
         deadlines = [

@@ -27,6 +27,7 @@ from typing import Protocol
 
 import attrs
 import trio
+import trio.testing
 
 from protocols.bfd import (
     BfdDecodeError,
@@ -50,6 +51,8 @@ log = logging.getLogger("speaker.bfd")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SUBSCRIBER_BUFFER = 64
+#: How early to wake for a detection deadline (then spin): a bit over epoll's 1 ms.
+DETECTION_EARLY_WAKE = 0.0015
 
 
 class Cancellable(Protocol):
@@ -267,6 +270,7 @@ class BfdSession:
         self._scope.cancel()
 
     async def _timer_loop(self) -> None:
+        precise = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
         while True:
             now = trio.current_time()
             deadline = self.core.get_timer()
@@ -274,13 +278,32 @@ class BfdSession:
                 self.core.handle_timer(now)
             await self._flush()
             deadline = self.core.get_timer()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wake:
+            wake_at = math.inf if deadline is None else deadline
+            if precise and deadline is not None and deadline == self.core.detection_deadline:
+                # epoll rounds its timeout up to whole milliseconds, so a detection
+                # would fire up to 1 ms late: wake early, finish in _spin_until.
+                wake_at = deadline - DETECTION_EARLY_WAKE
+            with trio.CancelScope(deadline=wake_at) as wake:
                 if self._pending_wake:
                     self._pending_wake = False
                     wake.deadline = -math.inf
                 self._wake = wake
                 await trio.sleep_forever()
             self._wake = None
+            if wake_at != deadline and deadline is not None:
+                await self._spin_until(deadline)
+
+    async def _spin_until(self, deadline: float) -> None:
+        """Yield-spin (about DETECTION_EARLY_WAKE at most) until a detection deadline.
+
+        Only for the detection deadline, which is reached only when packets stop
+        arriving, so this costs nothing in steady state. Each checkpoint lets the
+        receive loop run (epoll with a zero timeout), and a packet that moves the
+        deadline ends the spin."""
+        while trio.current_time() < deadline and self.core.detection_deadline == deadline:
+            if deadline - trio.current_time() > 2 * DETECTION_EARLY_WAKE:
+                return  # woken by a kick well before the deadline: nothing to refine
+            await trio.lowlevel.checkpoint()
 
     async def _flush(self) -> None:
         # Events first: a path failure cancels the BGP session (and writes its Cease)
