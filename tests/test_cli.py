@@ -27,3 +27,14 @@ def test_console_script_is_installed() -> None:
 
 def test_no_command_is_a_usage_error() -> None:
     assert main([]) == 2
+
+
+def test_the_daemon_does_not_load_test_tooling() -> None:
+    """trio.testing imports pytest; the runtime must not pull it (or hypothesis) in."""
+    code = (
+        "import sys, speaker.cli, speaker.app, speaker.control, speaker.metrics, speaker.plan;"
+        "bad = [m for m in ('pytest', 'hypothesis', 'trio.testing') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -21,13 +21,13 @@ import logging
 import math
 import random
 import socket
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from typing import Protocol
 
 import attrs
 import trio
-import trio.testing
 
 from protocols.bfd import (
     BfdDecodeError,
@@ -51,6 +51,13 @@ log = logging.getLogger("speaker.bfd")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SUBSCRIBER_BUFFER = 64
+
+
+def _virtual_clock() -> bool:
+    """Whether trio runs on a MockClock (tests): no busy waiting there. trio.testing
+    is looked up, not imported: importing it would load pytest into the daemon."""
+    testing = sys.modules.get("trio.testing")
+    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 #: How early to wake for a detection deadline (then spin): a bit over epoll's 1 ms.
 DETECTION_EARLY_WAKE = 0.0015
 
@@ -270,7 +277,7 @@ class BfdSession:
         self._scope.cancel()
 
     async def _timer_loop(self) -> None:
-        precise = not isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        precise = not _virtual_clock()
         while True:
             now = trio.current_time()
             deadline = self.core.get_timer()
