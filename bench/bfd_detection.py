@@ -561,20 +561,24 @@ def summarise(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bfd_detection", description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="5 trials, 30 s soak")
+    ap.add_argument(
+        "--quick", action="store_true", help="smoke run: 50 ms only, 3 trials, 10 s soak"
+    )
     ap.add_argument("--trials", type=int, help="trials per implementation and setting (20)")
     ap.add_argument("--soak-seconds", type=int, help="CPU-load soak per setting (300)")
-    ap.add_argument("--timers", default="50,10", help="detection settings, ms (50,10)")
+    ap.add_argument("--timers", help="detection settings, ms (50,10; quick 50)")
     ap.add_argument(
-        "--loaded-trials", type=int, help="extra trials per DUT under stress-ng (10; quick 3)"
+        "--loaded-trials", type=int, help="extra trials per DUT under stress-ng (10; quick 0)"
     )
-    ap.add_argument("--soak-timers", default="50,10", help="soak settings, ms ('' = none)")
+    ap.add_argument("--soak-timers", help="soak settings, ms (as --timers; '' = none)")
     args = ap.parse_args(argv)
-    trials = args.trials or (5 if args.quick else 20)
-    soak_s = args.soak_seconds if args.soak_seconds is not None else (30 if args.quick else 300)
-    loaded = args.loaded_trials if args.loaded_trials is not None else (3 if args.quick else 10)
-    timers = [int(x) for x in args.timers.split(",") if x]
-    soak_timers = [int(x) for x in args.soak_timers.split(",") if x] if soak_s > 0 else []
+    trials = args.trials or (3 if args.quick else 20)
+    soak_s = args.soak_seconds if args.soak_seconds is not None else (10 if args.quick else 300)
+    loaded = args.loaded_trials if args.loaded_trials is not None else (0 if args.quick else 10)
+    timers_arg = args.timers or ("50" if args.quick else "50,10")
+    soak_arg = args.soak_timers if args.soak_timers is not None else timers_arg
+    timers = [int(x) for x in timers_arg.split(",") if x]
+    soak_timers = [int(x) for x in soak_arg.split(",") if x] if soak_s > 0 else []
     command = "python -m bench.bfd_detection " + " ".join(sys.argv[1:] if argv is None else argv)
     start = time.monotonic()
     data: dict[str, Any] = {
