@@ -58,6 +58,8 @@ def _virtual_clock() -> bool:
     is looked up, not imported: importing it would load pytest into the daemon."""
     testing = sys.modules.get("trio.testing")
     return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
+
+
 #: How early to wake for a detection deadline (then spin): a bit over epoll's 1 ms.
 DETECTION_EARLY_WAKE = 0.0015
 
