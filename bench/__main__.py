@@ -115,6 +115,9 @@ def assemble(
         f"Machine when this report was assembled: {env_line(env)}.",
         "",
     ]
+    headlines = REPO / "bench" / "headlines.md"
+    if not quick and headlines.exists():  # the hand-written summary of the committed run
+        lines += [demote(headlines.read_text()).strip(), ""]
     if not have_matplotlib():
         lines += [PLOT_SKIPPED, ""]
     lines += ["| benchmark | result file | runtime | exit |", "|---|---|---:|---:|"]
