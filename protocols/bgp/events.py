@@ -14,8 +14,7 @@ from .constants import AFI, SAFI
 from .context import CodecContext
 from .fsm import State
 from .messages import OpenMessage
-from .nlri import Prefix
-from .update import ErrorAction, Rfc7606Note, UpdateMessage
+from .update import DecodedUpdate
 
 
 @attrs.frozen(kw_only=True)
@@ -88,25 +87,9 @@ class Established:
 
 
 @attrs.frozen(kw_only=True)
-class UpdateReceived:
-    """An UPDATE; when ``treat_as_withdraw`` is set its NLRI must be handled as withdrawn."""
-
-    update: UpdateMessage
-    notes: tuple[Rfc7606Note, ...] = ()
-
-    @property
-    def treat_as_withdraw(self) -> bool:
-        return any(n.action == ErrorAction.TREAT_AS_WITHDRAW for n in self.notes)
-
-    @property
-    def announced(self) -> tuple[Prefix, ...]:
-        return () if self.treat_as_withdraw else self.update.announced
-
-    @property
-    def withdrawn(self) -> tuple[Prefix, ...]:
-        if self.treat_as_withdraw:
-            return self.update.withdrawn_prefixes + self.update.announced
-        return self.update.withdrawn_prefixes
+class UpdateReceived(DecodedUpdate):
+    """An UPDATE; when ``treat_as_withdraw`` is set its NLRI must be handled as withdrawn
+    (the decoded message and its RFC 7606 notes, as an event)."""
 
 
 @attrs.frozen(kw_only=True)
