@@ -252,6 +252,13 @@ class Session:
         ]
         return min(deadlines) if deadlines else None
 
+    @property
+    def has_pending(self) -> bool:
+        """Whether packets or events are queued: a runtime that sleeps until
+        :meth:`get_timer` needs to act now only if this is true or the timer moved
+        earlier (most received packets do neither, they only push detection later)."""
+        return bool(self._outbox or self._echo_outbox or self._events)
+
     def datagrams_to_send(self) -> list[bytes]:
         """Control packets queued so far (encoded, authenticated); clears the queue."""
         out, self._outbox = self._outbox, []

@@ -135,6 +135,7 @@ class BfdSession:
         )
         self._wake: trio.CancelScope | None = None
         self._pending_wake = False
+        self._precise = True
         self._sender: trio.socket.SocketType | None = None
         self._changes: Broadcast[StateChanged] = Broadcast(_SUBSCRIBER_BUFFER, f"bfd {key}", log)
         self._failure_scopes: list[Cancellable] = []
@@ -279,7 +280,7 @@ class BfdSession:
         self._scope.cancel()
 
     async def _timer_loop(self) -> None:
-        precise = not _virtual_clock()
+        precise = self._precise = not _virtual_clock()
         while True:
             now = trio.current_time()
             deadline = self.core.get_timer()
@@ -287,11 +288,7 @@ class BfdSession:
                 self.core.handle_timer(now)
             await self._flush()
             deadline = self.core.get_timer()
-            wake_at = math.inf if deadline is None else deadline
-            if precise and deadline is not None and deadline == self.core.detection_deadline:
-                # epoll rounds its timeout up to whole milliseconds, so a detection
-                # would fire up to 1 ms late: wake early, finish in _spin_until.
-                wake_at = deadline - DETECTION_EARLY_WAKE
+            wake_at = self._wake_at(deadline, precise)
             with trio.CancelScope(deadline=wake_at) as wake:
                 if self._pending_wake:
                     self._pending_wake = False
@@ -301,6 +298,28 @@ class BfdSession:
             self._wake = None
             if wake_at != deadline and deadline is not None:
                 await self._spin_until(deadline)
+
+    def _wake_at(self, deadline: float | None, precise: bool) -> float:
+        if deadline is None:
+            return math.inf
+        if precise and deadline == self.core.detection_deadline:
+            # epoll rounds its timeout up to whole milliseconds, so a detection
+            # would fire up to 1 ms late: wake early, finish in _spin_until.
+            return deadline - DETECTION_EARLY_WAKE
+        return deadline
+
+    def _input_done(self) -> None:
+        """After an input (received packet or echo): wake the task only if the core
+        has something to send or report, or its next timer moved before the armed
+        wake. A steady-state packet only pushes detection later, so the task sleeps
+        on to its next transmission: one wake-up per packet, not two."""
+        wake = self._wake
+        if (
+            wake is None
+            or self.core.has_pending
+            or self._wake_at(self.core.get_timer(), self._precise) < wake.deadline
+        ):
+            self.kick()
 
     async def _spin_until(self, deadline: float) -> None:
         """Yield-spin (about DETECTION_EARLY_WAKE at most) until a detection deadline.
@@ -366,7 +385,7 @@ class BfdSession:
         while True:
             payload = await link.receive()
             self.core.receive_echo(payload, trio.current_time())
-            self.kick()
+            self._input_done()
 
     def _drain_events(self) -> None:
         while (event := self.core.next_event()) is not None:
@@ -421,7 +440,7 @@ class BfdSession:
             return
         if self.core.receive_decoded(packet, now) is None:
             self._last_remote = packet
-        self.kick()
+        self._input_done()
 
 
 class BfdEndpoint:

@@ -126,3 +126,25 @@ async def test_many_sessions_demultiplex_by_discriminator(autojump_clock, nurser
     assert (ep_a.discards, ep_b.discards) == before
     assert all(not s.statistics().discards for s in sessions)
     assert len({s.core.local_discriminator for s in sessions}) == 40
+
+
+async def test_steady_state_packets_do_not_wake_the_session_task(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    # A packet that changes nothing but the detection deadline must not cost a second
+    # task wake-up: the task sleeps on to its next transmission (idle CPU, scale).
+    _, sa, _, sb = await pair(nursery, FAST, FAST)
+    await sa.wait_state(State.UP)
+    await trio.sleep(2)
+    kicks = 0
+    kick = sa.kick
+
+    def counting_kick() -> None:
+        nonlocal kicks
+        kicks += 1
+        kick()
+
+    sa.kick = counting_kick  # type: ignore[method-assign]
+    received = sa.core.counters.control_rx
+    await trio.sleep(5)
+    assert sa.core.counters.control_rx - received >= 5 / 0.050 * 0.9  # packets did arrive
+    assert kicks == 0
+    assert sa.state is State.UP and sb.state is State.UP
