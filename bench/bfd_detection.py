@@ -30,18 +30,23 @@ import argparse
 import contextlib
 import datetime as dt
 import itertools
-import json
-import math
-import os
-import platform
 import random
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import (
+    cpu_seconds,
+    ecdf,
+    environment,
+    fmt3,
+    pct,
+    plot,
+    summary,
+    write_results,
+)
 from lab import Lab, LabError, default_lab, faults, wait_until
 from lab.capture import Capture, decode
 from lab.frr import FRR, bfd_peer_block, bfdd_config
@@ -199,62 +204,6 @@ class FrrDut(Dut):
 
 
 # ---- helpers ----------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (so with fewer than 100 samples p99 is the maximum)."""
-    if not values:
-        return None
-    s = sorted(values)
-    return s[max(0, math.ceil(q / 100 * len(s)) - 1)]
-
-
-def summary(values: list[float]) -> dict[str, float | None]:
-    return {
-        "n": len(values),
-        "min": min(values) if values else None,
-        "p50": statistics.median(values) if values else None,
-        "p99": pct(values, 99),
-        "max": max(values) if values else None,
-    }
-
-
-def fmt3(s: dict[str, Any]) -> str:
-    keys = ("p50", "p99", "max")
-    if s.get("p50") is None:
-        return "n/a"
-    return " / ".join(f"{s[k]:.1f}" for k in keys)
-
-
-def environment() -> dict[str, Any]:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-
-    def first_line(argv: list[str]) -> str:
-        try:
-            out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-            return (out.stdout or out.stderr).strip().splitlines()[0]
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            return "?"
-
-    return {
-        "cpu_model": cpu,
-        "cpus": os.cpu_count(),
-        "kernel": platform.release(),
-        "frr": first_line(["/usr/lib/frr/bfdd", "-v"]),
-        "stress_ng": first_line(["stress-ng", "--version"]),
-        "python": sys.version.split()[0],
-        "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
-        "commit": first_line(["git", "-C", str(RESULTS.parents[1]), "rev-parse", "HEAD"]),
-    }
 
 
 # ---- 1. detection trials ----------------------------------------------------------------
@@ -524,6 +473,8 @@ def report(data: dict[str, Any]) -> str:
                 f"{wd['gaps_over_2x']} / {wd['gaps_over_detect']} | {s['dut_cpu_pct']:.1f} | "
                 f"{s['machine_cpu']['idle']:.1f} / {s['machine_cpu']['steal']:.2f} |"
             )
+    if data.get("plot"):
+        lines += ["", data["plot"]]
     if data.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
     return "\n".join(lines) + "\n"
@@ -565,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         "--quick", action="store_true", help="smoke run: 50 ms only, 3 trials, 10 s soak"
     )
     ap.add_argument("--trials", type=int, help="trials per implementation and setting (20)")
-    ap.add_argument("--soak-seconds", type=int, help="CPU-load soak per setting (300)")
+    ap.add_argument("--soak-seconds", type=int, help="CPU-load soak per setting, s (600)")
     ap.add_argument("--timers", help="detection settings, ms (50,10; quick 50)")
     ap.add_argument(
         "--loaded-trials", type=int, help="extra trials per DUT under stress-ng (10; quick 0)"
@@ -573,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-timers", help="soak settings, ms (as --timers; '' = none)")
     args = ap.parse_args(argv)
     trials = args.trials or (3 if args.quick else 20)
-    soak_s = args.soak_seconds if args.soak_seconds is not None else (10 if args.quick else 300)
+    soak_s = args.soak_seconds if args.soak_seconds is not None else (10 if args.quick else 600)
     loaded = args.loaded_trials if args.loaded_trials is not None else (0 if args.quick else 10)
     timers_arg = args.timers or ("50" if args.quick else "50,10")
     soak_arg = args.soak_timers if args.soak_timers is not None else timers_arg
@@ -617,13 +568,22 @@ def main(argv: list[str] | None = None) -> int:
                 data["soak"] += soak(duts, soak_s, lab_ours["rtr2"])
     data["runtime_s"] = time.monotonic() - start
     data["detection_summary"] = summarise(data["trials"])
+
+    def draw(ax: Any) -> None:
+        for c in data["detection_summary"]:
+            vals = [t["overshoot_ms"] for t in data["trials"] if "overshoot_ms" in t
+                    and (t["timers_ms"], t["load"], t["impl"])
+                    == (c["timers_ms"], c["load"], c["impl"])]  # fmt: skip
+            load = "" if c["load"] == "none" else ", loaded"
+            ecdf(ax, vals, f"{c['impl']} {c['timers_ms']} ms{load}")
+        ax.set_xlabel("detection overshoot (latency - 3T), ms, on the wire")
+        ax.set_ylabel("fraction of trials")
+        ax.legend(fontsize=7)
+
+    data["plot"] = plot("bfd-detection", args.quick, "overshoot", draw)
     md = report(data)
     print(md)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"{data['date']}-bfd-detection" + ("-quick" if args.quick else "")
-    (RESULTS / f"{stem}.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
-    (RESULTS / f"{stem}.md").write_text(md)
-    print(f"wrote {RESULTS / stem}.json and .md", flush=True)
+    write_results("bfd-detection", args.quick, data, md)
     return 0
 
 

@@ -33,13 +33,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import cpu_seconds, new_data, quiet_note, status_kb, write_results
+from bench.common import cpu_seconds, new_data, plot, quiet_note, status_kb, write_results
 from lab import Lab, LabError, default_lab, wait_until
 from lab.frr import FRR, bfd_peer_block, bfdd_config
+from lab.netns import Host
 from lab.ours import our_env
 from lab.proc import Process
 
 NAME = "bfd-scale"
+FIXED = {"ours": "ours (bench.bfd_hold, one process)", "frr": "FRR bfdd"}
 MISSED_SCALE = "NOT MET (or not measured at full length)"
 BASE = ipaddress.IPv4Address("198.18.64.0")
 GC = Path("/proc/sys/net/ipv4/neigh/default")
@@ -61,73 +63,86 @@ def add_addresses(lab: Lab, n: int) -> None:
     spk.run("ip", "route", "add", "198.18.64.0/18", "dev", "to-rtr1")
 
 
-class Dut:
-    def __init__(self, impl: str, lab: Lab, n: int, ms: int) -> None:
-        self.impl, self.lab, self.n, self.ms = impl, lab, n, ms
-        self.pairs = pairs(n)
-        self.peer = FRR(lab["rtr1"], bfdd=bfdd_config(
-            bfd_peer_block(s, local=r, interface="to-spk", tx=ms, rx=ms) for r, s in self.pairs
-        ), name="peer")  # fmt: skip
+class Holder:
+    """``python -m bench.bfd_hold`` in one host: N sessions in one process (ours)."""
+
+    def __init__(self, host: Host, interface: str, pairs: list[tuple[str, str]], ms: int,
+                 name: str) -> None:  # fmt: skip
+        self.host, self.interface, self.pairs, self.ms, self.name = host, interface, pairs, ms, name
         self.proc: Process | None = None
-        self.frr: FRR | None = None
 
     def start(self) -> None:
-        self.peer.start(timeout=60)
-        if self.impl == "ours":
-            path = self.lab.dir / "pairs.txt"
-            path.write_text("".join(f"{r} {s}\n" for r, s in self.pairs))
-            argv = [
-                sys.executable,
-                "-m",
-                "bench.bfd_hold",
-                "--pairs",
-                str(path),
-                "--interface",
-                "to-rtr1",
-                "--tx",
-                str(self.ms),
-                "--rx",
-                str(self.ms),
-            ]
-            self.proc = self.lab["spk"].popen("bfdhold", argv, env=our_env())  # fmt: skip
-            proc = self.proc
+        path = self.host.lab.dir / f"{self.name}-pairs.txt"
+        path.write_text("".join(f"{peer} {local}\n" for peer, local in self.pairs))
+        argv = [sys.executable, "-m", "bench.bfd_hold", "--pairs", str(path), "--interface",
+                self.interface, "--tx", str(self.ms), "--rx", str(self.ms)]  # fmt: skip
+        proc = self.proc = self.host.popen(self.name, argv, env=our_env())
 
-            def started() -> bool:  # SIGUSR1 before its handler is up would kill it
-                proc.check_alive("bench.bfd_hold")
-                return '"started"' in proc.log_path.read_text()
+        def started() -> bool:  # SIGUSR1 before its handler is up would kill it
+            proc.check_alive("bench.bfd_hold")
+            return '"started"' in proc.log_path.read_text()
 
-            wait_until(started, timeout=max(30.0, self.n * 0.05), what="bfd_hold started")
-        else:
-            self.frr = FRR(self.lab["spk"], bfdd=bfdd_config(
-                bfd_peer_block(r, local=s, interface="to-rtr1", tx=self.ms, rx=self.ms)
-                for r, s in self.pairs), name="dut").start(timeout=60)  # fmt: skip
+        wait_until(started, timeout=max(30.0, len(self.pairs) * 0.05), what="bfd_hold started")
 
     @property
     def pid(self) -> int:
-        if self.proc is not None:
-            return self.proc.pid
-        assert self.frr is not None
-        return self.frr.pid("bfdd")
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stats(self) -> dict[str, Any]:
+        """up, down_events, packets (rx + tx)."""
+        proc = self.proc
+        assert proc is not None
+        seen = proc.log_path.read_text().count('"stats"')
+        proc.send_signal(signal.SIGUSR1)
+
+        def probe() -> dict[str, Any] | None:
+            lines = [ln for ln in proc.log_path.read_text().splitlines() if '"stats"' in ln]
+            return json.loads(lines[-1]) if len(lines) > seen else None
+
+        s = wait_until(probe, timeout=30, what="driver stats")
+        return {"up": s["up"], "down_events": s["down_events"],
+                "packets": s["control_rx"] + s["control_tx"]}  # fmt: skip
+
+
+class Dut:
+    """The device under test in spk and the fixed peer in rtr1 (``fixed``: ours or frr)."""
+
+    def __init__(self, impl: str, lab: Lab, n: int, ms: int, fixed: str) -> None:
+        self.impl, self.lab, self.n, self.ms = impl, lab, n, ms
+        self.pairs = pairs(n)
+        rtr, spk = lab["rtr1"], lab["spk"]
+        self.dut = self._side(impl, spk, "to-rtr1", [(r, s) for r, s in self.pairs], "dut")
+        self.peer = self._side(fixed, rtr, "to-spk", [(s, r) for r, s in self.pairs], "peer")
+
+    def _side(self, impl: str, host: Host, interface: str, pairs: list[tuple[str, str]],
+              name: str) -> Holder | FRR:  # fmt: skip
+        if impl == "ours":
+            return Holder(host, interface, pairs, self.ms, name)
+        return FRR(host, bfdd=bfdd_config(
+            bfd_peer_block(peer, local=local, interface=interface, tx=self.ms, rx=self.ms)
+            for peer, local in pairs), name=name)  # fmt: skip
+
+    def start(self) -> None:
+        for side in (self.peer, self.dut):
+            if isinstance(side, FRR):
+                side.start(timeout=60)
+            else:
+                side.start()
+
+    @property
+    def pid(self) -> int:
+        return self.dut.pid if isinstance(self.dut, Holder) else self.dut.pid("bfdd")
 
     def dut_stats(self) -> dict[str, Any]:
-        """up, down_events, packets (rx + tx) at the DUT."""
-        if self.proc is not None:
-            proc = self.proc
-            seen = proc.log_path.read_text().count('"stats"')
-            proc.send_signal(signal.SIGUSR1)
-
-            def probe() -> dict[str, Any] | None:
-                lines = [ln for ln in proc.log_path.read_text().splitlines() if '"stats"' in ln]
-                return json.loads(lines[-1]) if len(lines) > seen else None
-
-            s = wait_until(probe, timeout=30, what="driver stats")
-            return {"up": s["up"], "down_events": s["down_events"],
-                    "packets": s["control_rx"] + s["control_tx"]}  # fmt: skip
-        assert self.frr is not None
-        return frr_stats(self.frr, self.ms)
+        return _stats(self.dut, self.ms)
 
     def peer_stats(self) -> dict[str, Any]:
-        return frr_stats(self.peer, self.ms)
+        return _stats(self.peer, self.ms)
+
+
+def _stats(side: Holder | FRR, ms: int) -> dict[str, Any]:
+    return side.stats() if isinstance(side, Holder) else frr_stats(side, ms)
 
 
 def frr_stats(frr: FRR, ms: int) -> dict[str, Any]:
@@ -139,11 +154,12 @@ def frr_stats(frr: FRR, ms: int) -> dict[str, Any]:
                            int(c.get("control-packet-output", 0)) for c in counters)}  # fmt: skip
 
 
-def run_point(impl: str, ms: int, n: int, window: float) -> dict[str, Any]:
-    rec: dict[str, Any] = {"impl": impl, "timers_ms": ms, "sessions": n, "window_s": window}
+def run_point(impl: str, ms: int, n: int, window: float, fixed: str) -> dict[str, Any]:
+    rec: dict[str, Any] = {"impl": impl, "timers_ms": ms, "sessions": n, "window_s": window,
+                           "fixed_peer": fixed}  # fmt: skip
     with default_lab() as lab:
         add_addresses(lab, n)
-        dut = Dut(impl, lab, n, ms)
+        dut = Dut(impl, lab, n, ms, fixed)
         t = time.monotonic()
         dut.start()
         try:
@@ -180,12 +196,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", help="ms:N,... (300:1000,300:2000,50:250,50:500; quick 300:50)")
     ap.add_argument("--window", type=float, help="seconds held per point (300; quick 5)")
     ap.add_argument("--impls", default="ours,frr")
+    ap.add_argument(
+        "--fixed",
+        choices=("ours", "frr"),
+        default="ours",
+        help="the fixed peer in rtr1 (ours: cheaper, leaves the DUT more CPU)",
+    )
     args = ap.parse_args(argv)
     spec = args.points or ("300:50" if args.quick else "300:1000,300:2000,50:250,50:500")
     points = [(int(a), int(b)) for a, b in (p.split(":") for p in spec.split(","))]
     window = args.window or (5.0 if args.quick else 300.0)
-    data = new_data(NAME, args.quick, {"points": points, "window_s": window,
-                                       "impls": args.impls.split(",")})  # fmt: skip
+    parameters = {"points": points, "window_s": window, "impls": args.impls.split(","),
+                  "fixed": args.fixed}  # fmt: skip
+    data = new_data(NAME, args.quick, parameters)
     saved = {k: (GC / k).read_text().strip() for k in ("gc_thresh1", "gc_thresh2", "gc_thresh3")}
     data["gc_thresh_saved"] = saved
     need = 4 * max(n for _, n in points) + 1024
@@ -199,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             for impl in args.impls.split(","):
                 print(f"== {impl}: {n} sessions at {ms}/{ms}/3 for {window:.0f} s", flush=True)
                 try:
-                    rec = run_point(impl, ms, n, window)
+                    rec = run_point(impl, ms, n, window, args.fixed)
                 except LabError as exc:
                     rec = {"impl": impl, "timers_ms": ms, "sessions": n, "error": str(exc)}
                 print(f"   {rec}", flush=True)
@@ -211,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"# BFD scale ({data['date']}{', quick' if args.quick else ''})",
         "",
-        f"N single-hop sessions on one veth, fixed peer FRR bfdd with N peers; the DUT holds "
+        f"N single-hop sessions on one veth, fixed peer {FIXED[args.fixed]} with N peers; "
+        "the DUT holds "
         f"all N in one process; {window:.0f} s window after all are Up. Down counts: "
         "Up→Down transitions at the DUT / at the fixed peer within the window.",
         "",
@@ -244,6 +268,19 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", f"Target (ours): at least 1,000 sessions at 300/300/3 without a false Down for "
               f"5 minutes → largest N held here: {best} over {window:.0f} s → "
               f"{'met' if best >= 1000 and window >= 300 else MISSED_SCALE}."]  # fmt: skip
+
+    def draw(ax: Any) -> None:
+        for impl in dict.fromkeys(r["impl"] for r in rows):
+            done = sorted((r["pps"], r["cpu_pct"]) for r in rows
+                          if r["impl"] == impl and "error" not in r)  # fmt: skip
+            if done:
+                ax.plot([p for p, _ in done], [c for _, c in done], marker="o", label=impl)
+        ax.set_xlabel("BFD packets per second (DUT in + out)")
+        ax.set_ylabel("DUT CPU, % of one core")
+        ax.legend(fontsize=7)
+
+    data["plot"] = plot(NAME, args.quick, "cpu", draw)
+    lines += ["", data["plot"]]
     md = "\n".join(lines) + "\n"
     print(md)
     write_results(NAME, args.quick, data, md)

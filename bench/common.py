@@ -203,7 +203,7 @@ def new_data(name: str, quick: bool, parameters: dict[str, Any]) -> dict[str, An
 
 def have_matplotlib() -> bool:
     try:
-        import matplotlib  # type: ignore[import-not-found]  # noqa: F401
+        import matplotlib  # noqa: F401
     except ImportError:
         return False
     return True
@@ -220,7 +220,7 @@ def plot(name: str, quick: bool, suffix: str, draw: Callable[[Any], None]) -> st
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     draw(ax)

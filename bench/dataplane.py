@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import ecdf, fmt3, new_data, plot, quiet_note, summary, write_results
+from bench.setups import SPEAKER_AS, Peer, frr_bfd_profile, frr_neighbor_lines, speaker_toml
 from lab import Lab, LabError, faults, wait_until
 from lab.dataplane import analyse
 from lab.frr import FRR, bgpd_config
@@ -54,53 +55,11 @@ PORT = 9000
 NODES = ("n1", "n2")
 
 
-def bfd_profile(ms: int) -> str:
-    return (f"bfd\n profile fast\n  transmit-interval {ms}\n  receive-interval {ms}\n"
-            f"  detect-multiplier 3\n !\n!\n")  # fmt: skip
-
-
-def timers_lines(peer: str, ms: int | None, hold: int) -> list[str]:
-    lines = [f"neighbor {peer} timers connect 1", f"neighbor {peer} timers {hold // 3} {hold}"]
-    if ms is not None:
-        lines += [f"neighbor {peer} bfd", f"neighbor {peer} bfd profile fast"]
-    return lines
-
-
 def ours_config(lab: Lab, node: str, ms: int | None, hold: int) -> str:
-    host, rtr = lab[node], lab["rtr"]
-    bfd = "" if ms is None else (
-        f'[[bfd_profiles]]\nname = "fast"\ntransmit_interval = {ms}\n'
-        f"receive_interval = {ms}\ndetect_multiplier = 3\n"
-    )  # fmt: skip
-    return f"""
-[speaker]
-router_id = "{host.addr4("rtr")}"
-my_asn = 64513
-hold_down = "1s"
-state_file = "{lab.dir / f"{node}-state.json"}"
-
-{bfd}
-[[peers]]
-name = "rtr"
-peer_address = "{rtr.addr4(node)}"
-peer_asn = 64512
-source_address = "{host.addr4("rtr")}"
-interface = "to-rtr"
-{'bfd_profile = "fast"' if ms is not None else ""}
-hold_time = "{hold}s"
-connect_time = "1s"
-
-[[pools]]
-name = "vips"
-addresses = ["198.19.0.0/24"]
-
-[[advertisements]]
-name = "to-rtr"
-
-[[services]]
-name = "web"
-address = "{VIP}"
-"""
+    host = lab[node]
+    return speaker_toml(router_id=str(host.addr4("rtr")), state_file=lab.dir / f"{node}-state.json",
+                        peers=[Peer.between(host, lab["rtr"])], bfd_ms=ms, hold_time=hold,
+                        services=[("web", VIP)])  # fmt: skip
 
 
 class Topology:
@@ -132,10 +91,11 @@ class Topology:
         neigh = []
         for node in NODES:
             addr = str(lab[node].addr4("rtr"))
-            neigh += [f"neighbor {addr} remote-as 64513", *timers_lines(addr, self.ms, self.hold)]
+            neigh += frr_neighbor_lines(addr, bfd=self.ms is not None, hold_time=self.hold,
+                                        remote_as=SPEAKER_AS)  # fmt: skip
         extra = " address-family ipv4 unicast\n  maximum-paths 2\n exit-address-family"
         self.router = FRR(
-            rtr, bfdd=bfd_profile(self.ms) if self.ms is not None else None,
+            rtr, bfdd=frr_bfd_profile(self.ms) if self.ms is not None else None,
             bgpd=bgpd_config(64512, str(rtr.addr4("cli")), neigh, extra=extra), name="router",
         ).start()  # fmt: skip
         for node in NODES:
@@ -153,12 +113,9 @@ class Topology:
             ).start()
         else:
             r_addr = str(rtr.addr4(node))
-            neigh = [
-                f"neighbor {r_addr} remote-as 64512",
-                *timers_lines(r_addr, self.ms, self.hold),
-            ]
+            neigh = frr_neighbor_lines(r_addr, bfd=self.ms is not None, hold_time=self.hold)
             self.speakers[node] = FRR(
-                host, bfdd=bfd_profile(self.ms) if self.ms is not None else None,
+                host, bfdd=frr_bfd_profile(self.ms) if self.ms is not None else None,
                 bgpd=bgpd_config(64513, str(host.addr4("rtr")), neigh, networks4=[f"{VIP}/32"]),
                 name=name,
             ).start()  # fmt: skip

@@ -54,10 +54,10 @@ from bench.common import (
     summary,
     write_results,
 )
+from bench.setups import Peer, frr_bfd_profile, frr_neighbor_lines, speaker_toml, start_router
 from lab import Lab, LabError, default_lab, faults, wait_until
 from lab.capture import BFD_FIELDS, BGP_FIELDS, Capture
-from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
-from lab.gobgp import GoBGP, neighbor_toml
+from lab.frr import FRR, bgpd_config
 from lab.ours import OurSpeaker
 
 NAME = "failover"
@@ -67,40 +67,10 @@ FIELDS = tuple(dict.fromkeys(BFD_FIELDS + BGP_FIELDS))
 
 
 def ours_config(lab: Lab, ms: int | None, hold_s: int) -> str:
-    rtr, spk = lab["rtr1"], lab["spk"]
-    bfd = "" if ms is None else (
-        f'[[bfd_profiles]]\nname = "fast"\ntransmit_interval = {ms}\n'
-        f"receive_interval = {ms}\ndetect_multiplier = {MULT}\n"
-    )  # fmt: skip
-    return f"""
-[speaker]
-router_id = "{spk.addr4("rtr1")}"
-my_asn = 64513
-hold_down = "1s"
-state_file = "{lab.dir / "speaker-state.json"}"
-
-{bfd}
-[[peers]]
-name = "rtr1"
-peer_address = "{rtr.addr4("spk")}"
-peer_asn = 64512
-source_address = "{spk.addr4("rtr1")}"
-interface = "to-rtr1"
-{'bfd_profile = "fast"' if ms is not None else ""}
-hold_time = "{hold_s}s"
-connect_time = "1s"
-
-[[pools]]
-name = "vips"
-addresses = ["198.19.0.0/24"]
-
-[[advertisements]]
-name = "to-routers"
-
-[[services]]
-name = "web"
-address = "198.19.0.10"
-"""
+    spk = lab["spk"]
+    return speaker_toml(router_id=str(spk.addr4("rtr1")), state_file=lab.dir / "speaker-state.json",
+                        peers=[Peer.between(spk, lab["rtr1"])], bfd_ms=ms, mult=MULT,
+                        hold_time=hold_s)  # fmt: skip
 
 
 class Side:
@@ -115,32 +85,14 @@ class Side:
         self.rtr_bfd: FRR | None = None
 
     def start(self) -> None:
-        self.router = GoBGP(
-            self.rtr, asn=64512, router_id=self.r_addr,
-            neighbors=neighbor_toml(self.s_addr, 64513, hold_time=self.hold_s,
-                                    keepalive=max(1, self.hold_s // 3)),
-        ).start()  # fmt: skip
-        if self.ms is not None:
-            self.rtr_bfd = FRR(self.rtr, bfdd=bfdd_config([
-                bfd_peer_block(self.s_addr, local=self.r_addr, interface="to-spk",
-                               tx=self.ms, rx=self.ms, mult=MULT)
-            ]), name="rtrbfd").start()  # fmt: skip
+        self.router, self.rtr_bfd = start_router(self.rtr, self.spk, bfd_ms=self.ms, mult=MULT,
+                                                 hold_time=self.hold_s)  # fmt: skip
         if self.impl == "ours":
             self.speaker = OurSpeaker(self.spk, ours_config(self.lab, self.ms, self.hold_s)).start()
         else:
-            neigh = [
-                f"neighbor {self.r_addr} remote-as 64512",
-                f"neighbor {self.r_addr} timers connect 1",
-                f"neighbor {self.r_addr} timers {max(1, self.hold_s // 3)} {self.hold_s}",
-            ]
-            bfdd = ""
-            if self.ms is not None:
-                neigh += [f"neighbor {self.r_addr} bfd", f"neighbor {self.r_addr} bfd profile fast"]
-                bfdd = (
-                    f"bfd\n profile fast\n  transmit-interval {self.ms}\n"
-                    f"  receive-interval {self.ms}\n  detect-multiplier {MULT}\n !\n!\n"
-                )
-            self.frr = FRR(self.spk, bfdd=bfdd if self.ms is not None else None,
+            neigh = frr_neighbor_lines(self.r_addr, bfd=self.ms is not None, hold_time=self.hold_s)
+            bfdd = frr_bfd_profile(self.ms, MULT) if self.ms is not None else None
+            self.frr = FRR(self.spk, bfdd=bfdd,
                            bgpd=bgpd_config(64513, self.s_addr, neigh, networks4=[VIP]),
                            name="speaker").start()  # fmt: skip
         self.wait_ready(timeout=90.0)

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import cpu_seconds, fmt3, new_data, quiet_note, status_kb, summary, write_results
+from bench.setups import Peer, frr_bfd_profile, frr_neighbor_lines, speaker_toml, start_router
 from lab import Lab, default_lab, wait_until
 from lab.bird import Bird
-from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
+from lab.frr import FRR, bgpd_config
 from lab.gobgp import GoBGP, neighbor_toml
 from lab.ours import OurSpeaker
 
@@ -41,38 +42,8 @@ ROUTERS = ("rtr1", "rtr2")
 
 def ours_config(lab: Lab) -> str:
     spk = lab["spk"]
-    peers = "".join(f"""
-[[peers]]
-name = "{r}"
-peer_address = "{lab[r].addr4("spk")}"
-peer_asn = 64512
-source_address = "{spk.addr4(r)}"
-interface = "to-{r}"
-bfd_profile = "slow"
-""" for r in ROUTERS)  # fmt: skip
-    return f"""
-[speaker]
-router_id = "{spk.addr4("rtr1")}"
-my_asn = 64513
-state_file = "{lab.dir / "speaker-state.json"}"
-
-[[bfd_profiles]]
-name = "slow"
-transmit_interval = {MS}
-receive_interval = {MS}
-detect_multiplier = 3
-{peers}
-[[pools]]
-name = "vips"
-addresses = ["198.19.0.0/24"]
-
-[[advertisements]]
-name = "to-routers"
-
-[[services]]
-name = "web"
-address = "198.19.0.10"
-"""
+    return speaker_toml(router_id=str(spk.addr4("rtr1")), state_file=lab.dir / "speaker-state.json",
+                        peers=[Peer.between(spk, lab[r]) for r in ROUTERS], bfd_ms=MS)  # fmt: skip
 
 
 def bird_config(lab: Lab) -> str:
@@ -102,26 +73,16 @@ class Impl:
         lab, spk = self.lab, self.lab["spk"]
         for r in ROUTERS:
             rtr = lab[r]
-            r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4(r))
-            self.routers.append(GoBGP(rtr, asn=64512, router_id=r_addr,
-                                      neighbors=neighbor_toml(s_addr, 64513)).start())  # fmt: skip
-            if self.impl != "gobgp":
-                self.rtr_bfd.append(FRR(rtr, bfdd=bfdd_config([bfd_peer_block(
-                    s_addr, local=r_addr, interface="to-spk", tx=MS, rx=MS)]),
-                    name="rtrbfd").start())  # fmt: skip
+            router, bfd = start_router(rtr, spk, bfd_ms=None if self.impl == "gobgp" else MS)
+            self.routers.append(router)
+            if bfd is not None:
+                self.rtr_bfd.append(bfd)
         if self.impl == "ours":
             self.pids["speaker"] = OurSpeaker(spk, ours_config(lab)).start().pid
         elif self.impl == "frr":
-            neigh = []
-            for r in ROUTERS:
-                a = str(lab[r].addr4("spk"))
-                neigh += [
-                    f"neighbor {a} remote-as 64512",
-                    f"neighbor {a} bfd",
-                    f"neighbor {a} bfd profile slow",
-                    f"neighbor {a} timers connect 1",
-                ]
-            bfdd = f"bfd\n profile slow\n  transmit-interval {MS}\n  receive-interval {MS}\n !\n!\n"
+            addrs = [str(lab[r].addr4("spk")) for r in ROUTERS]
+            neigh = [line for a in addrs for line in frr_neighbor_lines(a, bfd=True)]
+            bfdd = frr_bfd_profile(MS)
             frr = FRR(
                 spk,
                 bfdd=bfdd,

@@ -33,10 +33,11 @@ import time
 from typing import Any
 
 from bench.common import fmt3, new_data, quiet_note, summary, write_results
+from bench.setups import Peer, frr_bfd_profile, frr_neighbor_lines, speaker_toml, start_router
 from lab import Lab, default_lab, wait_until
 from lab.capture import Capture
-from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
-from lab.gobgp import GoBGP, neighbor_toml
+from lab.frr import FRR, bgpd_config
+from lab.gobgp import GoBGP
 from lab.ours import OurSpeaker
 
 NAME = "start-reload"
@@ -50,39 +51,12 @@ def service_addresses(n: int) -> list[str]:
 
 
 def ours_config(lab: Lab, bfd: bool, extra_services: int = 0) -> str:
-    rtr, spk = lab["rtr1"], lab["spk"]
-    services = "".join(f'\n[[services]]\nname = "s{i}"\naddress = "{a}"\n'
-                       for i, a in enumerate(service_addresses(extra_services)))  # fmt: skip
-    profile = (f'[[bfd_profiles]]\nname = "p"\ntransmit_interval = {MS}\n'
-               f"receive_interval = {MS}\ndetect_multiplier = 3\n") if bfd else ""  # fmt: skip
-    return f"""
-[speaker]
-router_id = "{spk.addr4("rtr1")}"
-my_asn = 64513
-hold_down = "1s"
-state_file = "{lab.dir / "speaker-state.json"}"
-
-{profile}
-[[peers]]
-name = "rtr1"
-peer_address = "{rtr.addr4("spk")}"
-peer_asn = 64512
-source_address = "{spk.addr4("rtr1")}"
-interface = "to-rtr1"
-{'bfd_profile = "p"' if bfd else ""}
-connect_time = "1s"
-
-[[pools]]
-name = "vips"
-addresses = ["198.19.0.0/16"]
-
-[[advertisements]]
-name = "to-routers"
-
-[[services]]
-name = "web"
-address = "198.19.0.10"
-{services}"""
+    spk = lab["spk"]
+    services = [("web", "198.19.0.10")]
+    services += [(f"s{i}", a) for i, a in enumerate(service_addresses(extra_services))]
+    return speaker_toml(router_id=str(spk.addr4("rtr1")), state_file=lab.dir / "speaker-state.json",
+                        peers=[Peer.between(spk, lab["rtr1"])], bfd_ms=MS if bfd else None,
+                        pool="198.19.0.0/16", services=services)  # fmt: skip
 
 
 def rib_count(router: GoBGP) -> int:
@@ -98,22 +72,13 @@ class Side:
         self.rtr, self.spk = self.lab["rtr1"], self.lab["spk"]
         self.r_addr, self.s_addr = str(self.rtr.addr4("spk")), str(self.spk.addr4("rtr1"))
         self.n = 0
-        self.router = GoBGP(self.rtr, asn=64512, router_id=self.r_addr,
-                            neighbors=neighbor_toml(self.s_addr, 64513)).start()  # fmt: skip
-        if bfd:
-            FRR(self.rtr, bfdd=bfdd_config([bfd_peer_block(
-                self.s_addr, local=self.r_addr, interface="to-spk", tx=MS, rx=MS)]),
-                name="rtrbfd").start()  # fmt: skip
+        self.router, _ = start_router(self.rtr, self.spk, bfd_ms=MS if bfd else None)
         self.cap = Capture(self.rtr, "to-spk", "tcp port 179", name="startreload").start()
         self.speaker: OurSpeaker | FRR | None = None
 
     def frr_config(self) -> tuple[str | None, str]:
-        neigh = [f"neighbor {self.r_addr} remote-as 64512",
-                 f"neighbor {self.r_addr} timers connect 1"]  # fmt: skip
-        bfdd = None
-        if self.bfd:
-            neigh += [f"neighbor {self.r_addr} bfd", f"neighbor {self.r_addr} bfd profile p"]
-            bfdd = f"bfd\n profile p\n  transmit-interval {MS}\n  receive-interval {MS}\n !\n!\n"
+        neigh = frr_neighbor_lines(self.r_addr, bfd=self.bfd)
+        bfdd = frr_bfd_profile(MS) if self.bfd else None
         return bfdd, bgpd_config(64513, self.s_addr, neigh, networks4=[VIP])
 
     def start_speaker(self) -> float:

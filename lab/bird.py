@@ -70,6 +70,42 @@ def bfd_protocol(neighbors: Iterable[BfdNeighbor], name: str = "bfd1") -> str:
     return "\n".join(lines) + "\n"
 
 
+def static_protocol(
+    routes: Iterable[str], *, family: str = "ipv6", name: str = "static1", kind: str = "blackhole"
+) -> str:
+    """A ``protocol static`` in the ``family`` channel holding ``routes`` (prefixes) as
+    ``route PREFIX blackhole;`` (into the master table, from where BGP exports them)."""
+    body = "".join(f"  route {prefix} {kind};\n" for prefix in routes)
+    return f"protocol static {name} {{\n  {family};\n{body}}}\n"
+
+
+def bgp_protocol(
+    *,
+    local: str,
+    local_as: int,
+    neighbor: str,
+    peer_as: int,
+    family: str = "ipv6",
+    name: str = "bgp1",
+    export: str = "all",
+    import_: str = "none",
+    hold_time: int = 90,
+    start_delay: int = 1,
+) -> str:
+    """A ``protocol bgp`` with one ``family`` channel. BIRD waits ``start delay time``
+    (default 5 s) before its first connection attempt; 1 s here keeps tests short."""
+    return (
+        f"protocol bgp {name} {{\n"
+        f"  local {local} as {local_as};\n"
+        f"  neighbor {neighbor} as {peer_as};\n"
+        f"  hold time {hold_time};\n"
+        f"  start delay time {start_delay};\n"
+        f"  connect delay time {start_delay};\n"
+        f"  {family} {{ import {import_}; export {export}; }};\n"
+        "}\n"
+    )
+
+
 class Bird:
     """A bird daemon in ``host``; ``birdc`` through its own control socket."""
 
@@ -85,7 +121,8 @@ class Bird:
         self.proc: Process | None = None
 
     def start(self, timeout: float = 10.0) -> Bird:
-        self.host.run("bird", "-p", "-c", str(self.config_path))  # parse check, clear error
+        # Parse check first, for a clear error (a big config takes a while: same bound).
+        self.host.run("bird", "-p", "-c", str(self.config_path), timeout=max(20.0, timeout))
         self.proc = self.host.popen(
             self.name,
             ["bird", "-f", "-c", str(self.config_path), "-s", str(self.socket),
