@@ -17,8 +17,8 @@ FSM reaching Established as gobgpd sees it; its log file is tailed every 2 ms, s
 speaker's own start-up, e.g. FRR reading 1M ``network`` lines, is never on the clock)
 and stops when ``gobgp global rib summary`` shows all routes (polled every 20 ms:
 polling overhead included, for everyone alike). Also recorded: the time to 99 % of the
-routes, the UPDATEs gobgpd received, session flaps, and the speaker's peak RSS (VmHWM
-of its process when the routes are all in).
+routes, the longest pause in the RIB's growth, the UPDATEs gobgpd received, session
+flaps, and the speaker's peak RSS (VmHWM of its process when the routes are all in).
 
 How each speaker holds its routes before the session comes up:
 
@@ -35,7 +35,8 @@ How each speaker holds its routes before the session comes up:
   connect, and A advertises its RIB (iBGP-learned routes go to an eBGP peer with
   next-hop self). Measured from there exactly like the others; the loader session stays
   up and idle. Peak RSS is A's (it holds the routes in its Adj-RIB-In and Loc-RIB, as
-  any gobgpd that learned them would);
+  any gobgpd that learned them would). A's first connection after ``enable`` comes some
+  8-9 s later here (gobgpd's connect loop; off the clock, it only lengthens the run);
 * ExaBGP 5 (``exabgp server``, from the virtualenv; see lab/exabgp.py): N
   ``route P next-hop self;`` lines in the neighbor's ``static`` section. ExaBGP is run
   up to ``--exabgp-max-count`` routes (100k: 1M is skipped with the reason in the
@@ -89,6 +90,13 @@ SPEAKERS = ("ours", "frr", "bird", "gobgpd", "exabgp")
 FULL_COUNTS = (10_000, 100_000, 1_000_000)
 POLL_S = 0.02  # RIB polling interval
 MB = 1_000_000
+BIRD_STALL = (
+    " Seen while developing this benchmark: BIRD sends all but a last batch of routes (a "
+    "multiple of 256) at once and that batch about 3 s later, in most runs but not all; "
+    "a birdc command during the run ends the wait at once, which fits BIRD 2.0's main "
+    "loop sleeping in poll() for up to 3 s with a transmit event pending. It is BIRD's "
+    "own behaviour and stays on the clock; the 99 % column shows where its bulk ends."
+)
 
 
 # ---- lab plumbing -----------------------------------------------------------------------
@@ -171,17 +179,22 @@ class Clock(threading.Thread):
         established = self._wait_established()
         to_99: float | None = None
         need_99 = math.ceil(0.99 * self.count)
+        # Longest time the RIB did not grow once routes were arriving (a speaker pausing).
+        last, last_change, stall = 0, 0.0, 0.0
         while True:
             reached = rib_count(self.router, self.family)
             elapsed = time.monotonic() - established
+            if reached != last:
+                if last:
+                    stall = max(stall, elapsed - last_change)
+                last, last_change = reached, elapsed
             if to_99 is None and reached >= need_99:
                 to_99 = elapsed
+            common = {"to_99pct_s": to_99, "reached": reached, "max_stall_s": stall}
             if reached >= self.count:
-                return {"seconds": elapsed, "to_99pct_s": to_99, "reached": reached,
-                        "timed_out": False}  # fmt: skip
+                return {"seconds": elapsed, "timed_out": False, **common}
             if elapsed >= self.limit or self.cancel.is_set():
-                return {"seconds": None, "to_99pct_s": to_99, "reached": reached,
-                        "timed_out": True, "limit_s": self.limit}  # fmt: skip
+                return {"seconds": None, "timed_out": True, "limit_s": self.limit, **common}
             time.sleep(POLL_S)
 
 
@@ -286,7 +299,7 @@ STARTERS: dict[str, Callable[[Lab, str, int, str, str], Started]] = {
 
 def run_speaker(name: str, family: str, count: int, limit: float) -> dict[str, Any]:
     """One measurement in a fresh default lab."""
-    quiet = quiet_note()
+    quiet, wall = quiet_note(), time.monotonic()
     with default_lab() as lab:
         s_addr, r_addr = addresses(lab, family)
         router = GoBGP(lab["rtr1"], asn=ROUTER_AS, router_id=str(lab["rtr1"].lo4),
@@ -306,7 +319,8 @@ def run_speaker(name: str, family: str, count: int, limit: float) -> dict[str, A
             clock.join(30)
         if clock.error is not None:
             raise clock.error
-        assert clock.result is not None
+        if clock.result is None:
+            raise LabError("the receiver's clock did not finish")
         result = dict(clock.result)
         try:
             result["peak_rss_kb"] = vm_hwm_kb(started.proc.pid)
@@ -318,7 +332,8 @@ def run_speaker(name: str, family: str, count: int, limit: float) -> dict[str, A
         result["session"] = router.session_state(s_addr)
         result.update(started.extra())
         result["quiet"] = quiet
-        return result
+    result["wall_s"] = time.monotonic() - wall  # the whole run: lab, daemons, teardown
+    return result
 
 
 # ---- availability -------------------------------------------------------------------------
@@ -359,7 +374,7 @@ def labels(env: dict[str, Any], exa: str) -> dict[str, str]:
         "frr": f"FRR {version('frr')} bgpd",
         "bird": f"BIRD {version('bird')}",
         "gobgpd": f"gobgpd {version('gobgpd')} (loaded over iBGP)",
-        "exabgp": f"ExaBGP {exa}",
+        "exabgp": "ExaBGP" if exa in ("not installed", "?") else f"ExaBGP {exa}",
     }
 
 
@@ -370,7 +385,7 @@ def p50(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def summarise(samples: list[dict[str, Any]], count: int) -> dict[str, Any]:
+def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
     ok = [s for s in samples if not s.get("error") and not s.get("timed_out")]
     timeouts = [s for s in samples if s.get("timed_out")]
     errors = [s for s in samples if s.get("error")]
@@ -394,12 +409,11 @@ def fmt(value: float | None, spec: str = ".2f") -> str:
 
 def count_table(
     count: int,
-    results: dict[str, list[dict[str, Any]]],
+    sums: dict[str, dict[str, Any]],
     skipped: dict[str, str],
     names: dict[str, str],
     order: list[str],
-) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    sums = {n: summarise(results[n], count) for n in order if results.get(n)}
+) -> list[str]:
     ours = sums.get("ours", {})
     lines = [
         "| speaker in spk | runs | Established -> all routes (s) | 99 % of routes (s) "
@@ -421,7 +435,7 @@ def count_table(
             limit, reached = s["limit"], s["reached"]
             ratio = f"> {limit / ours['seconds']:.1f}" if ours.get("seconds") else "n/a"
             lines.append(
-                f"| {names[name]} | {runs} | > {limit:.0f} (timeout: {s['timeouts']} run(s); "
+                f"| {names[name]} | {runs} | > {limit:g} (timeout: {s['timeouts']} run(s); "
                 f"{reached:,} of {count:,} routes by then) | {fmt(s['to_99'])} "
                 f"| {reached / limit:,.0f} (partial) | | {rss_cell} | {ratio} | {rss_ratio} |"
             )
@@ -437,7 +451,7 @@ def count_table(
             f"| {count / s['seconds']:,.0f} | {fmt(s['updates'], ',.0f')} | {rss_cell} "
             f"| {ratio} | {rss_ratio} |"
         )
-    return lines, sums
+    return lines
 
 
 def targets(all_sums: dict[int, dict[str, dict[str, Any]]], names: dict[str, str]) -> list[str]:
@@ -491,6 +505,71 @@ def targets(all_sums: dict[int, dict[str, dict[str, Any]]], names: dict[str, str
         lines.append(f"- {what}: {verdict(mb < 400)} (peak RSS {o['rss_kb'] / 1024:.1f} MiB "
                      f"= {mb:.0f} MB; all routes in {o['seconds']:.2f} s)")  # fmt: skip
     return lines
+
+
+def runs_at(args: argparse.Namespace, count: int) -> int:
+    return int(args.runs_1m if count >= 1_000_000 else args.runs)
+
+
+def render(
+    data: dict[str, Any],
+    args: argparse.Namespace,
+    *,
+    counts: list[int],
+    speakers: list[str],
+    results: dict[int, dict[str, list[dict[str, Any]]]],
+    skipped: dict[int, dict[str, str]],
+    unavailable: dict[str, str],
+    names: dict[str, str],
+) -> str:
+    """The Markdown report."""
+    lines = [
+        f"# BGP announcement throughput ({data['date']}{', quick' if args.quick else ''})",
+        "",
+        f"gobgpd (rtr1) receiving {args.family} host routes from the speaker in spk; "
+        "seconds from Established (gobgpd's \"Peer Up\") to gobgpd's RIB holding all "
+        f"routes (polled every {POLL_S * 1000:.0f} ms), p50 over the runs; peak RSS is "
+        "the speaker's VmHWM. gobgpd as the speaker is first loaded over iBGP by our "
+        "speaker, then enabled towards rtr1 (see the module docstring).",
+    ]
+    all_sums = {c: {n: summarise(v) for n, v in results[c].items() if v} for c in counts}
+    notes: list[str] = []
+    for count in counts:
+        order = [s for s in speakers if s in results[count] or s in skipped[count]]
+        lines += ["", f"## {count:,} routes ({runs_at(args, count)} run(s))", ""]
+        lines += count_table(count, all_sums[count], skipped[count], names, order)
+        for name, why in skipped[count].items():
+            seen = [(c, all_sums[c][name]["rss_kb"]) for c in all_sums
+                    if all_sums[c].get(name, {}).get("rss_kb")]  # fmt: skip
+            measured = ""
+            if seen and name not in unavailable:
+                c, rss = max(seen)
+                measured = f"; measured here: peak RSS {rss / 1024:,.0f} MiB at {c:,} routes"
+            lines.append(f"\n{names[name]} skipped: {why}{measured}.")
+        for name, samples in results[count].items():
+            for sample in samples:
+                if sample.get("error"):
+                    first = sample["error"].splitlines()[0]
+                    notes.append(f"{count:,} {names[name]}: a run failed: {first}")
+                elif sample.get("flops"):
+                    notes.append(f"{count:,} {names[name]}: the session flapped during a run")
+        loads = [s["load_s"] for s in results[count].get("gobgpd", []) if "load_s" in s]
+        if loads:
+            lines.append(f"\ngobgpd A took {p50(loads):.1f} s (p50) to be loaded by our speaker "
+                         "before its session to rtr1 was enabled (not on the clock).")  # fmt: skip
+    for name in speakers:
+        samples = [s for c in counts for s in results[c].get(name, []) if "max_stall_s" in s]
+        stalled = [s["max_stall_s"] for s in samples if s["max_stall_s"] >= 1.0]
+        if stalled:
+            notes.append(
+                f"{names[name]}: in {len(stalled)} of {len(samples)} runs gobgpd's RIB stopped "
+                f"growing for {min(stalled):.1f}-{max(stalled):.1f} s at a stretch."
+                + (BIRD_STALL if name == "bird" else "")
+            )
+    lines += ["", *targets(all_sums, names)]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines)
 
 
 # ---- main -----------------------------------------------------------------------------------
@@ -564,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[int, dict[str, list[dict[str, Any]]]] = {}
     for count in counts:
-        runs = args.runs_1m if count >= 1_000_000 else args.runs
+        runs = runs_at(args, count)
         active = [s for s in speakers if s not in skipped[count]]
         results[count] = {s: [] for s in active}
         for run in range(runs):
@@ -581,55 +660,17 @@ def main(argv: list[str] | None = None) -> int:
                 rss = result["peak_rss_kb"]
                 rss_s = f"{rss / 1024:.1f} MiB" if rss else "n/a"
                 if result["timed_out"]:
-                    took = f"TIMEOUT after {limit:.0f} s with {result['reached']:,} routes"
+                    took = f"TIMEOUT after {limit:g} s with {result['reached']:,} routes"
                 else:
                     took = f"{result['seconds']:.2f} s (99 %: {fmt(result['to_99pct_s'])} s)"
                 print(f"run {run + 1}/{runs} {count:,} {name}: {took}, peak RSS {rss_s}, "
-                      f"{result['updates_received']} UPDATEs", flush=True)  # fmt: skip
+                      f"{result['updates_received']} UPDATEs; run took {result['wall_s']:.1f} s",
+                      flush=True)  # fmt: skip
 
-    lines = [
-        f"# BGP announcement throughput ({data['date']}{', quick' if args.quick else ''})",
-        "",
-        f"gobgpd (rtr1) receiving {args.family} host routes from the speaker in spk; "
-        "seconds from Established (gobgpd's \"Peer Up\") to gobgpd's RIB holding all "
-        f"routes (polled every {POLL_S * 1000:.0f} ms), p50 over the runs; peak RSS is "
-        "the speaker's VmHWM. gobgpd as the speaker is first loaded over iBGP by our "
-        "speaker, then enabled towards rtr1 (see the module docstring).",
-    ]
-    all_sums: dict[int, dict[str, dict[str, Any]]] = {}
-    notes: list[str] = []
-    for count in counts:
-        order = [s for s in speakers if s in results[count] or s in skipped[count]]
-        table, sums = count_table(count, results[count], skipped[count], names, order)
-        all_sums[count] = sums
-        runs = args.runs_1m if count >= 1_000_000 else args.runs
-        lines += ["", f"## {count:,} routes ({runs} run{'s' if runs > 1 else ''})", ""]
-        lines += table
-        for name, why in skipped[count].items():
-            lines.append(f"\n{names[name]} skipped: {why}.")
-        for name, samples in results[count].items():
-            for sample in samples:
-                if sample.get("error"):
-                    first = sample["error"].splitlines()[0]
-                    notes.append(f"{count:,} {names[name]}: a run failed: {first}")
-                elif sample.get("flops"):
-                    notes.append(f"{count:,} {names[name]}: the session flapped during a run")
-        loads = [s["load_s"] for s in results[count].get("gobgpd", []) if "load_s" in s]
-        if loads:
-            lines.append(f"\ngobgpd A took {p50(loads):.1f} s (p50) to be loaded by our speaker "
-                         "before its session to rtr1 was enabled (not on the clock).")  # fmt: skip
-    if any(results[c].get("bird") for c in counts):
-        notes.append(
-            "BIRD 2.0.12: gobgpd gets all but the last batch of routes (a multiple of 256) "
-            "at once and that batch about 3 s later; a birdc command during the run makes "
-            "it immediate, which fits BIRD's main loop sleeping in poll() for up to 3 s "
-            "with a transmit event pending. It is BIRD's behaviour and stays on the clock; "
-            "the 99 % column shows where its bulk ends."
-        )
-    lines += ["", *targets(all_sums, names)]
-    if notes:
-        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
-    text = "\n".join(lines)
+    text = render(
+        data, args, counts=counts, speakers=speakers, results=results, skipped=skipped,
+        unavailable=unavailable_now, names=names,
+    )  # fmt: skip
     print("\n" + text)
     data["skipped"] = {str(c): v for c, v in skipped.items()}
     data["results"] = {str(c): v for c, v in results.items()}

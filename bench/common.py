@@ -131,7 +131,7 @@ def environment() -> dict[str, Any]:
         "frr": _first_line(["/usr/lib/frr/bgpd", "-v"]),
         "gobgpd": _first_line(["gobgpd", "--version"]),
         "bird": _first_line(["bird", "--version"]),
-        "exabgp": _first_line(["exabgp", "--version"]),
+        "exabgp": _first_line([str(Path(sys.executable).parent / "exabgp"), "version"]),
         "tshark": _first_line(["tshark", "--version"]),
         "stress_ng": _first_line(["stress-ng", "--version"]),
         "commit": _first_line(["git", "-C", str(REPO), "rev-parse", "HEAD"]),

@@ -3,6 +3,11 @@
 BIRD 2.0 takes BFD session options per interface pattern (or the ``multihop`` block),
 not per ``neighbor``; :func:`bfd_protocol` writes one interface block per neighbor.
 BIRD's BFD is the lab's reference for RFC 5880 authentication (all five types).
+
+As a BGP speaker (bench/bgp_throughput.py): :func:`static_protocol` holds the routes,
+:func:`bgp_protocol` exports them. Seen with 2.0.12: the last batch of a big export
+(a multiple of 256 routes) often goes out about 3 s after the rest, unless something
+(a birdc command) wakes BIRD's main loop first.
 """
 
 from __future__ import annotations

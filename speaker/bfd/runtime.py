@@ -136,7 +136,7 @@ class BfdSession:
         self._wake: trio.CancelScope | None = None
         self._pending_wake = False
         self._precise = True
-        self._sender: trio.socket.SocketType | None = None
+        self._sender: socket.socket | None = None
         self._changes: Broadcast[StateChanged] = Broadcast(_SUBSCRIBER_BUFFER, f"bfd {key}", log)
         self._failure_scopes: list[Cancellable] = []
         self._changed = trio.Event()
@@ -246,7 +246,7 @@ class BfdSession:
     # ---- the task --------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self._sender, port = await net.open_sender(
+        self._sender, port = net.open_sender(
             self.key.local,
             interface=None if self.key.multihop else self.key.interface,
             taken=self._endpoint.ports_in_use,
@@ -397,16 +397,22 @@ class BfdSession:
                           event.echo_tx_interval_us)  # fmt: skip
 
     async def _send_control(self, datagrams: list[bytes]) -> None:
-        assert self._sender is not None
+        sender = self._sender
+        assert sender is not None
         destination = (str(self.key.peer), self._endpoint.peer_ports[self.key.multihop])
         for datagram in datagrams:
             if not datagram:
                 continue
-            try:
-                await self._sender.sendto(datagram, destination)
-            except OSError as exc:
-                # No route, interface down...: the peer will see silence, as with a cut.
-                self.runtime_discards[f"send-error-{exc.errno}"] += 1
+            while True:
+                try:
+                    sender.sendto(datagram, destination)
+                except BlockingIOError:  # socket buffer full: wait, do not drop
+                    await trio.lowlevel.wait_writable(sender)
+                    continue
+                except OSError as exc:
+                    # No route, interface down...: the peer will see silence, as with a cut.
+                    self.runtime_discards[f"send-error-{exc.errno}"] += 1
+                break
 
     def _publish(self, event: StateChanged) -> None:
         self._last_change = event.at
