@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import re
 import subprocess
@@ -81,6 +82,19 @@ def newest_full(name: str) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+def measured_at(result: Path) -> str:
+    """ ", measured at commit X" from a result's JSON (results of different runs are
+    joined into one report, so each says which code it measured)."""
+    try:
+        env = json.loads(result.with_suffix(".json").read_text()).get("environment", {})
+    except (OSError, ValueError):
+        return ""
+    commit = str(env.get("commit", ""))[:12]
+    if not commit:
+        return ""
+    return f", measured at commit {commit}" + (" (with local changes)" if env.get("dirty") else "")
+
+
 def demote(markdown: str) -> str:
     """One heading level down (each benchmark's report becomes a section)."""
     return re.sub(r"^(#+) ", r"#\1 ", markdown, flags=re.M)
@@ -137,7 +151,8 @@ def assemble(
         when = re.search(r"\(([^()]*)\)\s*$", first)  # "(date[, quick])" of its own heading
         lines += ["", f"## {title}" + (f" ({when.group(1)})" if when else ""), ""]
         body = rest.strip() if first.startswith("## ") else body
-        lines += [fix_links(body, target), "", f"Raw samples: `bench/results/{path.stem}.json`."]
+        lines += [fix_links(body, target), "", f"Raw samples: `bench/results/{path.stem}.json`"
+                  f"{measured_at(path)}."]  # fmt: skip
         notes = path.with_name(path.stem + ".notes.md")
         if notes.exists():  # observations written by hand after the run, kept on re-runs
             lines += ["", f"Observations ({notes.name}):", "", demote(notes.read_text()).strip()]

@@ -135,9 +135,11 @@ def environment() -> dict[str, Any]:
         "tshark": _first_line(["tshark", "--version"]),
         "stress_ng": _first_line(["stress-ng", "--version"]),
         "commit": _first_line(["git", "-C", str(REPO), "rev-parse", "HEAD"]),
+        # Uncommitted changes to the code measured (results and docs do not count).
         "dirty": bool(
             subprocess.run(
-                ["git", "-C", str(REPO), "status", "--porcelain"],
+                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
+                 "protocols", "speaker", "lab", "bench", ":!bench/results"],  # fmt: skip
                 capture_output=True,
                 text=True,
                 check=False,
