@@ -138,8 +138,20 @@ def environment() -> dict[str, Any]:
         # Uncommitted changes to the code measured (results and docs do not count).
         "dirty": bool(
             subprocess.run(
-                ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no", "--",
-                 "protocols", "speaker", "lab", "bench", ":!bench/results"],  # fmt: skip
+                [
+                    "git",
+                    "-C",
+                    str(REPO),
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                    "--",
+                    "protocols",
+                    "speaker",
+                    "lab",
+                    "bench",
+                    ":!bench/results",
+                ],
                 capture_output=True,
                 text=True,
                 check=False,
