@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections import Counter
 from collections.abc import Mapping
 
 import attrs
@@ -91,6 +92,8 @@ class Speaker:
         #: Operator overrides (``speaker announce|withdraw SERVICE``), kept in the state
         #: file across restarts: "announce" ignores health, "withdraw" never announces.
         self.overrides: dict[str, str] = read_overrides(derived.config.speaker.state_file)
+        #: packets no session claimed, as they stood at ``clear bfd peers counters``
+        self.unmatched_cleared: Counter[str] = Counter()
         self.peers: dict[str, PeerRunner] = {}
         self.config_loaded = True
         self.config_stale = False

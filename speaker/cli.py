@@ -172,7 +172,7 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
 
 # ---- operating a running speaker: control socket, metrics, systemd ---------------------
 
-OPERATION_COMMANDS = ("show", "reload", "announce", "withdraw", "clear-override")
+OPERATION_COMMANDS = ("show", "clear", "reload", "announce", "withdraw", "clear-override")
 EXIT_ERROR = 1
 
 
@@ -296,6 +296,18 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
     what.add_parser("config", parents=[common, as_json],
                     help="the effective configuration, secrets redacted")  # fmt: skip
 
+    clear = commands.add_parser("clear", help="zero counters shown by the show commands")
+    clear_bfd = clear.add_subparsers(dest="clear_what", metavar="bfd", required=True).add_parser(
+        "bfd", help="BFD"
+    )
+    clear_peers = clear_bfd.add_subparsers(dest="bfd_what", metavar="peers", required=True)
+    counters = clear_peers.add_parser(
+        "peers", parents=[common],
+        help="clear bfd peers counters [--peer NAME]: as FRR's (metrics keep counting)",
+    )  # fmt: skip
+    counters.add_argument("counters", choices=["counters"])
+    counters.add_argument("--peer", metavar="NAME", help="only this peer (name or address)")
+
     commands.add_parser(
         "reload",
         parents=[common],
@@ -342,7 +354,7 @@ def _print_json(data: Any) -> None:
 
 
 def operate(args: argparse.Namespace) -> int:
-    """``speaker show|reload|announce|withdraw|clear-override``: the exit status."""
+    """``speaker show|clear|reload|announce|withdraw|clear-override``: the exit status."""
     from speaker import show
     from speaker.control import ControlError, request
 
@@ -355,6 +367,10 @@ def operate(args: argparse.Namespace) -> int:
             for error in result["errors"]:
                 print(f"error: {error}", file=sys.stderr)
             return EXIT_OK if result["applied"] else EXIT_CONFIG
+        if command == "clear":
+            result = request(path, "clear bfd peers counters", name=args.peer)
+            print(f"bfd counters cleared: {', '.join(result['cleared']) or 'no BFD peers'}")
+            return EXIT_OK
         if command in ("announce", "withdraw", "clear-override"):
             result = request(path, command, service=args.service)
             mode = result["override"] or "cleared (health decides)"

@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import stat
+from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from protocols.bgp import State as BgpState
 from speaker import __version__, show
 from speaker.app import Speaker
 from speaker.config.model import DEFAULT_CONTROL_SOCKET
+from speaker.log import fields
 from speaker.peer import PeerRunner
 
 __all__ = [
@@ -94,12 +96,28 @@ def bfd_counters(speaker: Speaker) -> dict[str, Any]:
     peers = []
     for runner in _bfd_runners(speaker):
         assert runner.bfd is not None
+        totals, rejected = runner.shown_bfd_counters()
         peers.append(show.bfd_counters_record(
-            runner.bfd.statistics(), name=runner.name, totals=runner.bfd_totals()
+            runner.bfd.statistics(), name=runner.name, totals=totals, rejected=rejected
         ))  # fmt: skip
     endpoint = speaker.endpoint
-    unmatched = dict(endpoint.discards) if endpoint is not None else {}
-    return {"peers": peers, "unmatched": unmatched}
+    unmatched = Counter(endpoint.discards) if endpoint is not None else Counter()
+    unmatched.subtract(speaker.unmatched_cleared)
+    return {"peers": peers, "unmatched": {k: v for k, v in unmatched.items() if v > 0}}
+
+
+def clear_bfd_counters(speaker: Speaker, name: str | None) -> dict[str, Any]:
+    """``clear bfd peers counters`` (every peer, and the unmatched packets) or one
+    peer's: what ``show bfd peers counters`` prints starts again from zero."""
+    runners = _bfd_runners(speaker) if name is None else [_runner(speaker, name)]
+    for runner in runners:
+        runner.clear_bfd_counters()
+    if name is None and speaker.endpoint is not None:
+        speaker.unmatched_cleared = Counter(speaker.endpoint.discards)
+    cleared = [r.name for r in runners]
+    log.info("bfd counters cleared: %s", ", ".join(cleared) or "no BFD peers",
+             extra=fields(peers=cleared))  # fmt: skip
+    return {"cleared": cleared}
 
 
 def _summary_row(runner: PeerRunner) -> dict[str, Any]:
@@ -384,6 +402,11 @@ async def handle(speaker: Speaker, request: Mapping[str, Any]) -> dict[str, Any]
             if not isinstance(name, str):
                 raise RequestError('missing "name"')
             return {"ok": True, "data": bgp_neighbor(speaker, name)}
+        if command == "clear bfd peers counters":
+            name = request.get("name")
+            if name is not None and not isinstance(name, str):
+                raise RequestError('"name" must be a string')
+            return {"ok": True, "data": clear_bfd_counters(speaker, name)}
         if command == "reload":
             log.info("reload requested on the control socket")
             result = await speaker.reload_file()

@@ -91,6 +91,10 @@ class PeerRunner:
         self.retired: Counter[str] = Counter()
         #: BFD counters of this peer's finished BFD sessions (see :meth:`bfd_totals`).
         self.bfd_retired: Counter[str] = Counter()
+        # ``clear bfd peers counters``: what the counters stood at, subtracted in ``show``
+        # only (Prometheus counters never go back). Rejected packets are per session.
+        self.bfd_cleared: Counter[str] = Counter()
+        self.bfd_rejected_cleared: tuple[BfdSession | None, Counter[str]] = (None, Counter())
         #: Statistics of this peer's last finished BGP session (``show bgp neighbor``
         #: shows its last errors while no session runs).
         self.last_session: BgpStatistics | None = None
@@ -193,6 +197,23 @@ class PeerRunner:
         if self.bfd is not None:
             out.update(_bfd_counters(self.bfd))
         return out
+
+    def clear_bfd_counters(self) -> None:
+        """Zero the BFD counters ``show bfd peers counters`` prints, as FRR's ``clear bfd
+        peers counters`` does; metrics keep counting."""
+        self.bfd_cleared = self.bfd_totals()
+        rejected = self.bfd.statistics().discards if self.bfd is not None else {}
+        self.bfd_rejected_cleared = (self.bfd, Counter(rejected))
+
+    def shown_bfd_counters(self) -> tuple[Counter[str], dict[str, int]]:
+        """BFD totals and rejected packets by reason since the last clear."""
+        totals = self.bfd_totals()
+        totals.subtract(self.bfd_cleared)
+        session, before = self.bfd_rejected_cleared
+        rejected = Counter(self.bfd.statistics().discards if self.bfd is not None else {})
+        if session is self.bfd:
+            rejected.subtract(before)
+        return totals, {k: v for k, v in rejected.items() if v > 0}
 
     def totals(self) -> Counter[str]:
         """Counters over every BGP session of this peer so far (see ``retired``)."""

@@ -162,10 +162,12 @@ def bfd_counters_record(
     *,
     name: str | None = None,
     totals: Mapping[str, int] | None = None,
+    rejected: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """One entry of ``show bfd peers counters json`` (FRR's keys) plus ``rejected``
-    (packets dropped by reason). ``totals`` (from ``PeerRunner.bfd_totals()``) makes
-    the counters cover every session this peer had, as FRR's do."""
+    (packets dropped by reason). ``totals`` (from ``PeerRunner.shown_bfd_counters()``)
+    makes the counters cover every session this peer had since the last clear, as
+    FRR's do; ``rejected`` likewise replaces the session's own discards."""
     t = totals or {
         "control_rx": stats.control_rx, "control_tx": stats.control_tx,
         "echo_rx": stats.echo_rx, "echo_tx": stats.echo_tx,
@@ -179,7 +181,9 @@ def bfd_counters_record(
         "echo-packet-output": t.get("echo_tx", 0),
         "session-up": t.get("up_events", 0),
         "session-down": t.get("down_events", 0),
-        "rejected": dict(sorted((k, v) for k, v in stats.discards.items() if v)),
+        "rejected": dict(sorted(
+            (k, v) for k, v in (stats.discards if rejected is None else rejected).items() if v
+        )),
     })  # fmt: skip
     return record
 

@@ -378,3 +378,34 @@ def test_control_and_metrics_sections_are_validated(tmp_path: Path) -> None:
     ]
     with pytest.raises(ConfigError, match="owner read and write"):
         loads_config('[control]\nmode = "0400"\n')
+
+
+async def test_clear_bfd_peers_counters_zeroes_show_but_not_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_speaker(tmp_path) as spk:
+
+        async def counted() -> int:
+            peers = (await spk.ask("show bfd peers counters"))["peers"]
+            return int(peers[0]["control-packet-input"])
+
+        await wait_for(lambda: _at_least(counted, 10))
+        runner = spk.speaker.peers["r1"]
+        before_total = runner.bfd_totals()["control_rx"]
+        assert await spk.cli("clear", "bfd", "peers", "counters", "-s", str(spk.path)) == 0
+        assert "bfd counters cleared: r1" in capsys.readouterr().out
+        # Right after the clear, show starts again near zero (a packet or two may land)...
+        assert await counted() < 5
+        # ...while the totals behind the metrics keep counting from where they were.
+        assert runner.bfd_totals()["control_rx"] >= before_total
+        await wait_for(lambda: _at_least(counted, 5))
+        # One peer by name; an unknown peer is an error naming it.
+        reply = await spk.ask("clear bfd peers counters", name="r1")
+        assert reply == {"cleared": ["r1"]}
+        assert await spk.cli("clear", "bfd", "peers", "counters", "--peer", "zz",
+                             "-s", str(spk.path)) == 1  # fmt: skip
+        assert "zz" in capsys.readouterr().err
+
+
+async def _at_least(probe: Any, n: int) -> bool:
+    return bool(await probe() >= n)
