@@ -32,7 +32,8 @@ from lab import Lab, default_lab, wait_until
 from lab.bird import Bird
 from lab.frr import FRR, bgpd_config
 from lab.gobgp import GoBGP, neighbor_toml
-from lab.ours import OurSpeaker
+from lab.netns import Host
+from lab.ours import OurSpeaker, our_env
 
 NAME = "footprint"
 VIP = "198.19.0.10/32"
@@ -112,11 +113,49 @@ class Impl:
         return True
 
     def sample(self) -> dict[str, Any]:
-        return {
-            "t": time.monotonic(),
-            "cpu": {n: cpu_seconds(p) for n, p in self.pids.items()},
-            "rss_kb": {n: status_kb(p, "VmRSS") for n, p in self.pids.items()},
-        }
+        return sample(self.pids)
+
+    def close(self) -> None:
+        self.lab.close()
+
+
+def wakeups(pid: int) -> int:
+    """Voluntary context switches of all of a process's threads: how often it slept
+    and was woken (each costs a pass of its event loop)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def sample(pids: dict[str, int]) -> dict[str, Any]:
+    return {
+        "t": time.monotonic(),
+        "cpu": {n: cpu_seconds(p) for n, p in pids.items()},
+        "rss_kb": {n: status_kb(p, "VmRSS") for n, p in pids.items()},
+        "wakeups": {n: wakeups(p) for n, p in pids.items()},
+    }
+
+
+class TrioFloor:
+    """``python -m bench.trio_floor`` woken as often as our speaker: Trio's own cost."""
+
+    impl = "trio floor"
+
+    def __init__(self, host: Host, rate: float) -> None:
+        self.rate = rate
+        argv = [sys.executable, "-m", "bench.trio_floor", "--rate", f"{rate:.2f}"]
+        self.proc = host.popen("trio-floor", argv, env=our_env())
+        wait_until(lambda: "started" in self.proc.log_tail(5), timeout=20, what="trio floor")
+        self.pids = {"trio_floor": self.proc.pid}
+
+    def sample(self) -> dict[str, Any]:
+        return sample(self.pids)
+
+    def close(self) -> None:
+        self.proc.stop()
 
 
 def profile(impl: Impl, seconds: float) -> dict[str, Any]:
@@ -186,19 +225,30 @@ def main(argv: list[str] | None = None) -> int:
         for i in running:
             wait_until(i.ready, timeout=90, interval=0.2, what=f"{i.impl}: established, BFD up")
         time.sleep(2.0 if args.quick else 5.0)
+        ours_impl = next((i for i in running if i.impl == "ours"), None)
+        floor: TrioFloor | None = None
+        if ours_impl is not None:
+            a = ours_impl.sample()
+            time.sleep(2.0 if args.quick else 10.0)
+            b = ours_impl.sample()
+            rate = (b["wakeups"]["speaker"] - a["wakeups"]["speaker"]) / (b["t"] - a["t"])
+            floor = TrioFloor(ours_impl.lab["spk"], max(rate, 0.1))
+            data["trio_floor_rate"] = rate
         data["quiet"] = quiet_note()
-        samples: dict[str, list[dict[str, Any]]] = {i.impl: [i.sample()] for i in running}
+        watched: list[Impl | TrioFloor] = [*running, *([floor] if floor else [])]
+        samples: dict[str, list[dict[str, Any]]] = {w.impl: [w.sample()] for w in watched}
         t_end = time.monotonic() + window
         while time.monotonic() < t_end - 0.01:
             time.sleep(min(step, t_end - time.monotonic()))
-            for i in running:
-                samples[i.impl].append(i.sample())
-        ours_impl = next((i for i in running if i.impl == "ours"), None)
+            for w in watched:
+                samples[w.impl].append(w.sample())
         if profile_s and ours_impl is not None:
             data["profile"] = profile(ours_impl, profile_s)
     finally:
+        if floor is not None:
+            floor.close()
         for i in running:
-            i.lab.close()
+            i.close()
     data["samples"] = samples
     rows = []
     for name, ss in samples.items():
@@ -207,11 +257,12 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(ss[-1]["cpu"].values()) - sum(ss[0]["cpu"].values())
         elapsed = ss[-1]["t"] - ss[0]["t"]
         per_proc = {n: (ss[-1]["cpu"][n] - ss[0]["cpu"][n]) * 60 / elapsed for n in ss[0]["cpu"]}
+        wakes = sum(ss[-1]["wakeups"].values()) - sum(ss[0]["wakeups"].values())
         rows.append({
             "impl": name, "cpu_s_per_min": summary(per_min),
             "cpu_pct_core": 100 * total / elapsed, "rss_mib": summary(
                 [sum(s["rss_kb"].values()) / 1024 for s in ss]),
-            "per_process_cpu_s_per_min": per_proc,
+            "per_process_cpu_s_per_min": per_proc, "wakeups_per_s": wakes / elapsed,
             "per_process_rss_mib": {n: v / 1024 for n, v in ss[-1]["rss_kb"].items()},
         })  # fmt: skip
     data["summary"] = rows
@@ -224,24 +275,35 @@ def main(argv: list[str] | None = None) -> int:
         f"{window:.0f} s window, samples of {step:.0f} s (CPU from /proc, 10 ms ticks). "
         "CPU s/min and RSS: p50 / p99 / max over the samples.",
         "",
-        "| speaker | BFD | CPU s per min | % of one core (window) | RSS MiB | per process "
-        "(CPU s/min, RSS MiB) |",
-        "|---|---|---|---:|---|---|",
+        "| speaker | BFD | CPU s per min | % of one core (window) | wake-ups/s | RSS MiB | "
+        "per process (CPU s/min, RSS MiB) |",
+        "|---|---|---|---:|---:|---|---|",
     ]
     for r in rows:
         procs = ", ".join(f"{n} {r['per_process_cpu_s_per_min'][n]:.2f} s {v:.1f} MiB"
                           for n, v in r["per_process_rss_mib"].items())  # fmt: skip
-        bfd = "none (no BFD in GoBGP)" if r["impl"] == "gobgp" else f"{MS}/{MS}/3"
+        bfd = {"gobgp": "none (no BFD in GoBGP)", "trio floor": "(no work: sleeps only)"}.get(
+            r["impl"], f"{MS}/{MS}/3"
+        )
         lines.append(f"| {r['impl']} | {bfd} "
                      f"| {fmt3(r['cpu_s_per_min'], 3)} | {r['cpu_pct_core']:.3f} | "
-                     f"{fmt3(r['rss_mib'])} | {procs} |")  # fmt: skip
+                     f"{r['wakeups_per_s']:.1f} | {fmt3(r['rss_mib'])} | {procs} |")  # fmt: skip
     ours = next((r for r in rows if r["impl"] == "ours"), None)
     if ours:
         cpu_ok = ours["cpu_pct_core"] < 0.5
-        rss_ok = (ours["rss_mib"]["max"] or 0) < 40
+        rss_mb = (ours["rss_mib"]["max"] or 0) * 1.048576
+        rss_ok = rss_mb < 40
         lines += ["", f"Targets (ours): idle under 0.5 % of a core → {ours['cpu_pct_core']:.3f} % "
                   f"{'met' if cpu_ok else 'MISSED'}; under 40 MB RSS → "
-                  f"{ours['rss_mib']['max']:.1f} MiB {'met' if rss_ok else 'MISSED'}."]  # fmt: skip
+                  f"{ours['rss_mib']['max']:.1f} MiB = {rss_mb:.1f} MB "
+                  f"{'met' if rss_ok else 'MISSED'}."]  # fmt: skip
+    floor_row = next((r for r in rows if r["impl"] == "trio floor"), None)
+    if ours and floor_row:
+        lines += ["", f"The trio floor row is a Trio program that only sleeps, woken "
+                  f"{data['trio_floor_rate']:.1f} times a second (as often as ours, by its "
+                  f"voluntary context switches just before the window): "
+                  f"{floor_row['cpu_pct_core']:.3f} % of a core is what waking a Trio loop "
+                  "that often costs on this machine before any of our code runs."]  # fmt: skip
     prof = data.get("profile")
     if prof and "error" not in prof:
         lines += ["", f"Profile of our idle speaker (py-spy, {prof['rate_hz']} Hz for "
