@@ -513,7 +513,7 @@ def summarise(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bfd_detection", description=__doc__)
     ap.add_argument(
-        "--quick", action="store_true", help="smoke run: 50 ms only, 3 trials, 10 s soak"
+        "--quick", action="store_true", help="smoke run: 50 ms only, 3 trials, 5 s soak"
     )
     ap.add_argument("--trials", type=int, help="trials per implementation and setting (20)")
     ap.add_argument("--soak-seconds", type=int, help="CPU-load soak per setting, s (600)")
@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak-timers", help="soak settings, ms (as --timers; '' = none)")
     args = ap.parse_args(argv)
     trials = args.trials or (3 if args.quick else 20)
-    soak_s = args.soak_seconds if args.soak_seconds is not None else (10 if args.quick else 600)
+    soak_s = args.soak_seconds if args.soak_seconds is not None else (5 if args.quick else 600)
     loaded = args.loaded_trials if args.loaded_trials is not None else (0 if args.quick else 10)
     timers_arg = args.timers or ("50" if args.quick else "50,10")
     soak_arg = args.soak_timers if args.soak_timers is not None else timers_arg

@@ -354,8 +354,8 @@ def report(data: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.failover", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    ap.add_argument("--quick", action="store_true", help="5 trials at 50/50/3, no hold baseline")
-    ap.add_argument("--trials", type=int, help="trials per speaker and setting (30; quick 5)")
+    ap.add_argument("--quick", action="store_true", help="3 trials at 50/50/3, no hold baseline")
+    ap.add_argument("--trials", type=int, help="trials per speaker and setting (30; quick 3)")
     ap.add_argument("--timers", help="BFD settings, ms (300,50,10; quick 50)")
     ap.add_argument(
         "--hold-trials", type=int, help="no-BFD hold-9s trials per speaker (3; quick 0)"
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         src = Path(args.report_from)
         write_results(NAME, data["quick"], data, md, base=src.with_name(src.stem))
         return 0
-    trials = args.trials or (5 if args.quick else 30)
+    trials = args.trials or (3 if args.quick else 30)
     timers = [int(x) for x in (args.timers or ("50" if args.quick else "300,50,10")).split(",")]
     hold_trials = args.hold_trials if args.hold_trials is not None else (0 if args.quick else 3)
     data = new_data(NAME, args.quick, {"trials": trials, "timers": timers,

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import attrs
 
 from lab.netns import Host
-from lab.proc import LabError, Process, wait_until
+from lab.proc import Daemon, LabError, Process, wait_until
 
 AUTH_TYPES = {
     "simple": "simple",
@@ -111,7 +111,7 @@ def bgp_protocol(
     )
 
 
-class Bird:
+class Bird(Daemon):
     """A bird daemon in ``host``; ``birdc`` through its own control socket."""
 
     def __init__(self, host: Host, *, router_id: str, config: str, name: str = "bird") -> None:
@@ -141,15 +141,6 @@ class Bird:
 
         wait_until(ready, timeout=timeout, what=f"bird in {self.host.name}")
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def birdc(self, *command: str) -> str:
         cp = self.host.run("birdc", "-s", str(self.socket), *command, check=False, timeout=10.0)

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from lab.netns import Host
-from lab.proc import LabError, Process, wait_until
+from lab.proc import Daemon, LabError, Process, wait_until
 
 ENV = {
     "exabgp.daemon": {"user": "'root'", "drop": "false", "daemonize": "false", "pid": "''"},
@@ -65,7 +65,7 @@ def neighbor_block(
     return "\n".join(lines) + "\n"
 
 
-class ExaBGP:
+class ExaBGP(Daemon):
     """An ``exabgp server`` in ``host``: ``start()``, ``stop()`` (by PID)."""
 
     def __init__(self, host: Host, *, config: str, name: str = "exabgp") -> None:
@@ -101,15 +101,6 @@ class ExaBGP:
 
         wait_until(ready, timeout=timeout, interval=0.1, what=f"exabgp in {self.host.name}")
         return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def log_text(self) -> str:
         assert self.proc is not None

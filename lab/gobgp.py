@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lab.netns import Host
-from lab.proc import Process, wait_until
+from lab.proc import Daemon, Process, wait_until
 
 ESTABLISHED = 6
 
@@ -71,7 +71,7 @@ def neighbor_toml(
     return "\n".join(out) + "\n"
 
 
-class GoBGP:
+class GoBGP(Daemon):
     """A gobgpd in ``host``: ``start()``, query, ``stop()`` (by PID)."""
 
     def __init__(
@@ -115,15 +115,6 @@ class GoBGP:
             self.proc.check_alive(f"gobgpd in {self.host.name}")
         self.cli("global", check_json=False)
         return True
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.stop()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
 
     def cli(self, *args: str, check_json: bool = True) -> Any:
         """Run ``gobgp -p PORT ARGS -j`` in the namespace; return parsed JSON."""

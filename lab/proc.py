@@ -163,3 +163,19 @@ def alive_processes() -> list[Process]:
 
 
 atexit.register(stop_all)
+
+
+class Daemon:
+    """Base of the lab's wrappers around one daemon process they started (gobgpd, bird,
+    exabgp): its PID, and stop by that PID."""
+
+    proc: Process | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
