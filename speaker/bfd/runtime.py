@@ -8,7 +8,10 @@ Task tree::
 
 All sends happen in the session's own task: an input (packet, admin change, profile
 change) only updates the core and "kicks" the task, so a receive loop never waits on
-a send. State changes go out two ways: synchronously to cancel scopes registered with
+a send. A received packet kicks it only when the core has something to send or report
+or an earlier deadline (a steady-state packet just pushes detection later): one task
+wake-up per packet. Sends are direct non-blocking ``sendto`` calls (no scheduler pass).
+State changes go out two ways: synchronously to cancel scopes registered with
 :meth:`BfdSession.cancel_on_failure` (the BGP session's scope: no task switch between
 detection and teardown), and through memory channels to any number of subscribers.
 """
