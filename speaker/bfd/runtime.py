@@ -283,7 +283,7 @@ class BfdSession:
         self._scope.cancel()
 
     async def _timer_loop(self) -> None:
-        precise = self._precise = not _virtual_clock()
+        self._precise = not _virtual_clock()
         while True:
             now = trio.current_time()
             deadline = self.core.get_timer()
@@ -291,7 +291,7 @@ class BfdSession:
                 self.core.handle_timer(now)
             await self._flush()
             deadline = self.core.get_timer()
-            wake_at = self._wake_at(deadline, precise)
+            wake_at = self._wake_at(deadline)
             with trio.CancelScope(deadline=wake_at) as wake:
                 if self._pending_wake:
                     self._pending_wake = False
@@ -302,10 +302,10 @@ class BfdSession:
             if wake_at != deadline and deadline is not None:
                 await self._spin_until(deadline)
 
-    def _wake_at(self, deadline: float | None, precise: bool) -> float:
+    def _wake_at(self, deadline: float | None) -> float:
         if deadline is None:
             return math.inf
-        if precise and deadline == self.core.detection_deadline:
+        if self._precise and deadline == self.core.detection_deadline:
             # epoll rounds its timeout up to whole milliseconds, so a detection
             # would fire up to 1 ms late: wake early, finish in _spin_until.
             return deadline - DETECTION_EARLY_WAKE
@@ -320,7 +320,7 @@ class BfdSession:
         if (
             wake is None
             or self.core.has_pending
-            or self._wake_at(self.core.get_timer(), self._precise) < wake.deadline
+            or self._wake_at(self.core.get_timer()) < wake.deadline
         ):
             self.kick()
 
