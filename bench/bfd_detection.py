@@ -39,11 +39,10 @@ from typing import Any
 
 from bench.common import (
     cpu_seconds,
-    ecdf,
+    ecdf_plot,
     environment,
     fmt3,
     pct,
-    plot,
     summary,
     write_results,
 )
@@ -569,18 +568,15 @@ def main(argv: list[str] | None = None) -> int:
     data["runtime_s"] = time.monotonic() - start
     data["detection_summary"] = summarise(data["trials"])
 
-    def draw(ax: Any) -> None:
-        for c in data["detection_summary"]:
-            vals = [t["overshoot_ms"] for t in data["trials"] if "overshoot_ms" in t
-                    and (t["timers_ms"], t["load"], t["impl"])
-                    == (c["timers_ms"], c["load"], c["impl"])]  # fmt: skip
-            load = "" if c["load"] == "none" else ", loaded"
-            ecdf(ax, vals, f"{c['impl']} {c['timers_ms']} ms{load}")
-        ax.set_xlabel("detection overshoot (latency - 3T), ms, on the wire")
-        ax.set_ylabel("fraction of trials")
-        ax.legend(fontsize=7)
-
-    data["plot"] = plot("bfd-detection", args.quick, "overshoot", draw)
+    series = {
+        f"{c['impl']} {c['timers_ms']} ms{'' if c['load'] == 'none' else ', loaded'}": [
+            t["overshoot_ms"] for t in data["trials"] if "overshoot_ms" in t
+            and (t["timers_ms"], t["load"], t["impl"]) == (c["timers_ms"], c["load"], c["impl"])
+        ]
+        for c in data["detection_summary"]
+    }  # fmt: skip
+    data["plot"] = ecdf_plot("bfd-detection", args.quick, "overshoot", series,
+                             "detection overshoot (latency - 3T), ms, on the wire")  # fmt: skip
     md = report(data)
     print(md)
     write_results("bfd-detection", args.quick, data, md)

@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -252,3 +252,18 @@ def ecdf(ax: Any, values: Sequence[float], label: str) -> None:
         return
     ys = [(i + 1) / len(s) for i in range(len(s))]
     ax.step(s, ys, where="post", label=label)
+
+
+def ecdf_plot(
+    name: str, quick: bool, suffix: str, series: Mapping[str, Sequence[float]], xlabel: str
+) -> str:
+    """One empirical CDF per labelled series, as :func:`plot` embeds it."""
+
+    def draw(ax: Any) -> None:
+        for label, values in series.items():
+            ecdf(ax, values, label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("fraction of trials")
+        ax.legend(fontsize=7)
+
+    return plot(name, quick, suffix, draw)

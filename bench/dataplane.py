@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import ecdf, fmt3, new_data, plot, quiet_note, summary, write_results
+from bench.common import ecdf_plot, fmt3, new_data, quiet_note, summary, write_results
 from bench.setups import SPEAKER_AS, Peer, frr_bfd_profile, frr_neighbor_lines, speaker_toml
 from lab import Lab, LabError, faults, wait_until
 from lab.dataplane import analyse
@@ -363,17 +363,15 @@ def main(argv: list[str] | None = None) -> int:
     data["runtime_s"] = time.monotonic() - start
     data["summary"] = summarise(data["trials"])
 
-    def draw(ax: Any) -> None:
-        for c in data["summary"]:
-            if c["cell"].startswith("hard") and c["cell"] != "hard-none":
-                ecdf(ax, [t["gap_ms"] for t in data["trials"] if t.get("cell") == c["cell"]
-                          and t["impl"] == c["impl"] and t.get("gap_ms") is not None],
-                     f"{c['impl']} {c['cell']}")  # fmt: skip
-        ax.set_xlabel("client's longest gap, ms (hard failure)")
-        ax.set_ylabel("fraction of trials")
-        ax.legend(fontsize=7)
-
-    data["plot"] = plot(NAME, args.quick, "gap", draw)
+    series = {
+        f"{c['impl']} {c['cell']}": [
+            t["gap_ms"] for t in data["trials"]
+            if t.get("cell") == c["cell"] and t["impl"] == c["impl"] and t.get("gap_ms") is not None
+        ]
+        for c in data["summary"] if c["cell"].startswith("hard") and c["cell"] != "hard-none"
+    }  # fmt: skip
+    data["plot"] = ecdf_plot(NAME, args.quick, "gap", series,
+                             "client's longest gap, ms (hard failure)")  # fmt: skip
     md = report(data)
     print(md)
     write_results(NAME, args.quick, data, md)

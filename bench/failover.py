@@ -46,10 +46,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    ecdf,
+    ecdf_plot,
     fmt3,
     new_data,
-    plot,
     quiet_note,
     summary,
     write_results,
@@ -387,19 +386,16 @@ def main(argv: list[str] | None = None) -> int:
     data["runtime_s"] = time.monotonic() - start
     data["summary"] = summarise(data["trials"])
 
-    def draw(ax: Any) -> None:
-        for c in data["summary"]:
-            if c["timers_ms"] is None:
-                continue
-            vals = [t["notification_beyond_detect_ms"] for t in data["trials"]
-                    if t["timers_ms"] == c["timers_ms"] and t["impl"] == c["impl"]
-                    and "notification_beyond_detect_ms" in t]  # fmt: skip
-            ecdf(ax, vals, f"{c['impl']} {c['timers_ms']} ms")
-        ax.set_xlabel("NOTIFICATION - (last rtr BFD + 3T), ms")
-        ax.set_ylabel("fraction of trials")
-        ax.legend(fontsize=7)
-
-    data["plot"] = plot(NAME, args.quick, "beyond-detect", draw)
+    curves = {
+        f"{c['impl']} {c['timers_ms']} ms": [
+            t["notification_beyond_detect_ms"] for t in data["trials"]
+            if (t["timers_ms"], t["impl"]) == (c["timers_ms"], c["impl"])
+            and "notification_beyond_detect_ms" in t
+        ]
+        for c in data["summary"] if c["timers_ms"] is not None
+    }  # fmt: skip
+    data["plot"] = ecdf_plot(NAME, args.quick, "beyond-detect", curves,
+                             "NOTIFICATION - (last rtr BFD + 3T), ms")  # fmt: skip
     md = report(data)
     print(md)
     write_results(NAME, args.quick, data, md)
