@@ -5,6 +5,7 @@
     ├── PeerRunner.run  (per peer)      BFD + BGP of one router (speaker/peer.py)
     ├── health.watch    (per checked service, each in its own cancel scope)
     ├── _apply_health                   health changes -> routes of every peer
+    ├── _serve_reloads                  the one task that reloads (SIGHUP, ``speaker reload``)
     └── _signals                        SIGTERM/SIGINT: orderly shutdown; SIGHUP: reload
 
 Routes are recomputed from the config and the set of healthy services whenever a
@@ -14,10 +15,14 @@ sends only the difference.
 Reload applies only the difference (:meth:`Speaker.reload`): a BFD profile change is
 a Poll sequence on the live session; a pool, service or advertisement change is an
 incremental UPDATE; only a change of a peer's identity restarts that one session.
+Reloads are serialised: SIGHUP and ``speaker reload`` submit a request to one task
+(:meth:`Speaker._serve_reloads`), which loads and derives the file in a worker thread
+(:func:`speaker.reload.prepare`) so the loop keeps its timing, then applies it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 from collections import Counter
@@ -28,25 +33,36 @@ import trio
 
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
-from speaker.config import Config, ConfigError, load_config
+from speaker.config import Config
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
 from speaker.peer import PeerPlan, PeerRunner, Routes
-from speaker.plan import Derived, derive
+from speaker.plan import Derived
+from speaker.reload import Prepared, ReloadRefused, prepare
 
-__all__ = ["SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
+__all__ = ["GIL_SWITCH_INTERVAL", "SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
 
 log = logging.getLogger("speaker")
 
 #: How long a planned stop may take before the rest is cut short (the process must
 #: exit within 2 s of SIGTERM).
 SHUTDOWN_GRACE = 1.5
+#: Reload requests waiting for the reload task; more are refused (SIGHUP: one queued
+#: request already re-reads the file; the control socket waits for room).
+RELOAD_QUEUE = 16
+#: ``sys.setswitchinterval`` for the process (``speaker run`` sets it once at start):
+#: how long a worker thread (the reload's load and derive) may hold the GIL while the
+#: Trio thread waits for it. Python's default of 5 ms alone would exceed the loop's
+#: 2 ms budget; see "Latency budget" in docs/architecture.md.
+GIL_SWITCH_INTERVAL = 0.0005
 
 
 @attrs.frozen(kw_only=True)
 class ReloadResult:
     ok: bool
     errors: tuple[str, ...] = ()
+    #: The new file's warnings, and what this host may refuse it (speaker/hostcheck.py).
+    warnings: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     restarted: tuple[str, ...] = ()
@@ -74,6 +90,15 @@ def identity(plan: PeerPlan) -> tuple[object, ...]:
         bgp.source_address, bgp.ebgp_multihop, bgp.passive, bgp.families, bgp.router_id,
         plan.bfd_key, plan.bfd_profile is None,
     )  # fmt: skip
+
+
+class _ReloadRequest:
+    """One ``reload`` asked for; ``done`` is set when ``result`` holds its outcome."""
+
+    def __init__(self, *, allow_empty: bool) -> None:
+        self.allow_empty = allow_empty
+        self.result: ReloadResult | None = None
+        self.done = trio.Event()
 
 
 class Speaker:
@@ -104,6 +129,9 @@ class Speaker:
         self._health_scopes: dict[str, tuple[HealthSpec, trio.CancelScope]] = {}
         self._health_send: trio.MemorySendChannel[HealthChanged] | None = None
         self._nursery: trio.Nursery | None = None
+        self._reload_send, self._reload_receive = trio.open_memory_channel[_ReloadRequest](
+            RELOAD_QUEUE
+        )
         self.stopping = False
         self.started = trio.Event()
         #: Set when an orderly shutdown begins (systemd STOPPING=1).
@@ -164,6 +192,7 @@ class Speaker:
             for service, spec in self.derived.health.items():
                 self._start_health(service, spec)
             nursery.start_soon(self._apply_health, receive)
+            nursery.start_soon(self._serve_reloads, name="reloads")
             log.info("speaker running: %d peers, %d health checks", len(self.peers),
                      len(self.derived.health))  # fmt: skip
             self.started.set()
@@ -227,7 +256,8 @@ class Speaker:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    await self.reload_file()
+                    log.info("SIGHUP: reloading %s", self.config_path)
+                    self._submit_reload(_ReloadRequest(allow_empty=False))
                     continue
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 await self.shutdown()
@@ -246,18 +276,67 @@ class Speaker:
 
     # ---- reload ------------------------------------------------------------------------
 
-    async def reload_file(self) -> ReloadResult:
-        """Re-read the config file; apply it if valid, else keep running the old one."""
-        if self.config_path is None:
-            return ReloadResult(ok=False, errors=("no config file to reload",))
+    async def reload_file(self, *, allow_empty: bool = False) -> ReloadResult:
+        """Re-read the config file; apply it if valid, else keep running the old one.
+
+        The request goes to the one reload task and this waits for its result, so
+        reloads never overlap (SIGHUP and ``speaker reload`` at once). ``allow_empty``
+        applies a file without peers, pools or services (refused otherwise)."""
+        if self._nursery is None:
+            return ReloadResult(ok=False, errors=("the speaker is not running",))
+        request = _ReloadRequest(allow_empty=allow_empty)
+        await self._reload_send.send(request)
+        await request.done.wait()
+        assert request.result is not None
+        return request.result
+
+    def _submit_reload(self, request: _ReloadRequest) -> None:
         try:
-            config = load_config(self.config_path)
-            derived = derive(config)
-        except ConfigError as exc:
-            return self._reject([str(issue) for issue in exc.errors])
-        except Exception as exc:  # allocation or state file problems
-            return self._reject([str(exc)])
-        return await self.reload(derived)
+            self._reload_send.send_nowait(request)
+        except trio.WouldBlock:
+            log.info("reload already pending: it will read the file as it is now")
+
+    async def _serve_reloads(self) -> None:
+        """The one task that reloads. Requests that arrive while a reload runs are
+        answered together by one more reload (the file is read after each of them
+        asked); requests with and without ``allow_empty`` are answered separately."""
+        async for first in self._reload_receive:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._reload_receive.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            for allow_empty in dict.fromkeys(r.allow_empty for r in batch):
+                result = await self._reload_once(allow_empty=allow_empty)
+                for request in batch:
+                    if request.allow_empty == allow_empty:
+                        request.result = result
+                        request.done.set()
+
+    async def _reload_once(self, *, allow_empty: bool) -> ReloadResult:
+        if self.config_path is None:
+            return self._reject(["no config file to reload"])
+        try:
+            # Load, validate and derive off the loop: tomllib, cattrs, allocation and
+            # plans take seconds at 10,000 services. Only frozen data crosses over.
+            prepared: Prepared = await trio.to_thread.run_sync(
+                functools.partial(prepare, self.config_path, self.config, allow_empty=allow_empty),
+                abandon_on_cancel=True,  # a shutdown does not wait for it
+            )
+        except ReloadRefused as exc:
+            return self._reject(exc.errors)
+        for warning in prepared.warnings:
+            log.warning("reload: %s", warning, extra=fields(warning=warning))
+        try:
+            result = await self.reload(prepared.derived)
+        except Exception as exc:
+            # A bug while applying: the reload fails, the speaker does not.
+            log.exception("reload: applying the new configuration failed")
+            return self._reject([f"applying the new configuration failed: {exc!r}"])
+        result = attrs.evolve(result, warnings=prepared.warnings)
+        self.last_reload = result
+        return result
 
     def _reject(self, errors: list[str]) -> ReloadResult:
         self.config_stale = True

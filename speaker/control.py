@@ -408,10 +408,15 @@ async def handle(speaker: Speaker, request: Mapping[str, Any]) -> dict[str, Any]
                 raise RequestError('"name" must be a string')
             return {"ok": True, "data": clear_bfd_counters(speaker, name)}
         if command == "reload":
-            log.info("reload requested on the control socket")
-            result = await speaker.reload_file()
+            allow_empty = request.get("allow_empty", False)
+            if not isinstance(allow_empty, bool):
+                raise RequestError('"allow_empty" must be true or false')
+            log.info("reload requested on the control socket%s",
+                     " (allow_empty)" if allow_empty else "")  # fmt: skip
+            result = await speaker.reload_file(allow_empty=allow_empty)
             return {"ok": True, "data": {
                 "applied": result.ok, "summary": result.summary(), "errors": list(result.errors),
+                "warnings": list(result.warnings),
             }}  # fmt: skip
         if command in ("announce", "withdraw"):
             return {"ok": True, "data": _override(speaker, request, command)}
