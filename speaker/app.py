@@ -351,16 +351,18 @@ class Speaker:
     async def reload(self, new: Derived) -> ReloadResult:
         """Apply ``new`` by difference; never resets a session that did not change."""
         old = self.derived
-        self.derived = new
-        await self._ensure_endpoint(new)
         new_plans = {p.name: p for p in new.plans}
         added: list[str] = []
         removed: list[str] = []
         restarted: list[str] = []
         retimed: list[str] = []
+        # Removed peers stop while the running config still knows them: another one of
+        # them that reconnects meanwhile asks for its routes by name.
         for name in [n for n in self.peers if n not in new_plans]:
             removed.append(name)
             await self.peers.pop(name).stop("peer removed", deconfigured=True)
+        self.derived = new
+        await self._ensure_endpoint(new)
         for name, plan in new_plans.items():
             current = self.peers.get(name)
             if current is None:
