@@ -22,9 +22,10 @@ import trio.testing
 from speaker import allocate
 from speaker.app import Speaker
 from speaker.config import load_config
+from speaker.control import ControlError
 from speaker.plan import derive
 from speaker.reload import emptied
-from tests.speaker.test_control import free_port
+from tests.speaker.test_control import free_port, running_speaker
 
 PEERS = """
 [[peers]]
@@ -234,3 +235,26 @@ async def test_a_reload_never_loses_an_override(
         state = json.loads((tmp_path / "state.json").read_text())
         assert state["overrides"] == {"web": "withdraw"}
         assert set(state["addresses"]) == {"web", "api", "db"}
+
+
+async def test_speaker_reload_allow_empty_through_the_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running_speaker(tmp_path) as spk:
+        good = spk.config.read_text()
+        spk.config.write_text("")
+        assert await spk.cli("reload", "-s", str(spk.path)) == 2
+        out = capsys.readouterr()
+        assert out.out.startswith("reload rejected")
+        assert "error: the file has no [[peers]]: every BGP session would stop" in out.err
+        assert "--allow-empty" in out.err
+        with pytest.raises(ControlError, match='"allow_empty" must be true or false'):
+            await spk.ask("reload", allow_empty="yes")
+        # Host warnings come back with an applied reload.
+        misspelled = 'password_file = "tor.key"\ninterface = "nosuch9"'
+        spk.config.write_text(good.replace('password_file = "tor.key"', misspelled))
+        assert await spk.cli("reload", "-s", str(spk.path)) == 0
+        assert 'warning: peers[1].interface: no interface "nosuch9"' in capsys.readouterr().err
+        spk.config.write_text("")
+        assert await spk.cli("reload", "--allow-empty", "-s", str(spk.path)) == 0
+        assert spk.speaker.peers == {}
