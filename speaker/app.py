@@ -50,6 +50,8 @@ SHUTDOWN_GRACE = 1.5
 #: Reload requests waiting for the reload task; more are refused (SIGHUP: one queued
 #: request already re-reads the file; the control socket waits for room).
 RELOAD_QUEUE = 16
+#: Services handled per loop step when a reload walks all of them.
+RELOAD_SLICE = 500
 #: ``sys.setswitchinterval`` for the process (``speaker run`` sets it once at start):
 #: how long a worker thread (the reload's load and derive) may hold the GIL while the
 #: Trio thread waits for it. Python's default of 5 ms alone would exceed the loop's
@@ -424,10 +426,6 @@ class Speaker:
             if service not in self._health_scopes:
                 self._start_health(service, spec)
             await _between_slices(index)
-
-
-#: Services handled per loop step when a reload walks all of them.
-RELOAD_SLICE = 500
 
 
 async def _between_slices(index: int) -> None:

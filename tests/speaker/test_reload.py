@@ -8,6 +8,7 @@ The speaker's peers point at a closed port on 127.0.0.1 (BGP retries; no BFD).
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import threading
 import time
@@ -19,12 +20,12 @@ import pytest
 import trio
 import trio.testing
 
-from speaker import allocate
+from speaker import allocate, app
 from speaker.app import Speaker
 from speaker.config import load_config
 from speaker.control import ControlError
 from speaker.plan import derive
-from speaker.reload import emptied
+from speaker.reload import collections_deferred, emptied
 from tests.speaker.test_control import free_port, running_speaker
 
 PEERS = """
@@ -258,3 +259,94 @@ async def test_speaker_reload_allow_empty_through_the_socket(
         spk.config.write_text("")
         assert await spk.cli("reload", "--allow-empty", "-s", str(spk.path)) == 0
         assert spk.speaker.peers == {}
+
+
+def test_collections_deferred_runs_no_collection_and_ages_what_it_made() -> None:
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    collections: list[int] = []
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(note)
+    try:
+        with collections_deferred():
+            assert not gc.isenabled()
+            made = [[i] for i in range(100_000)]  # would trigger many young collections
+        assert collections == []
+        assert gc.isenabled() and gc.get_freeze_count() == 0
+        assert gc.get_count()[0] < 100  # the 100,000 lists are no longer young
+        assert gc.is_tracked(made[0])
+    finally:
+        gc.callbacks.remove(note)
+
+
+HEALTH_BEFORE = """
+[[pools]]
+name = "vips"
+addresses = ["198.19.0.0/24"]
+
+[[advertisements]]
+name = "all"
+
+[[services]]
+name = "web"
+address = "198.19.0.1"
+
+[[services]]
+name = "api"
+address = "198.19.0.2"
+health = { exec = ["true"], interval = "1h", rise = 1 }
+
+[[services]]
+name = "db"
+address = "198.19.0.3"
+"""
+HEALTH_AFTER = """
+[[pools]]
+name = "vips"
+addresses = ["198.19.0.0/24"]
+
+[[advertisements]]
+name = "all"
+
+[[services]]
+name = "web"
+address = "198.19.0.1"
+health = { tcp = "127.0.0.1:1", interval = "1h" }
+
+[[services]]
+name = "api"
+address = "198.19.0.2"
+health = { exec = ["true"], interval = "59m", rise = 1 }
+
+[[services]]
+name = "new"
+address = "198.19.0.4"
+"""
+
+
+async def test_reload_keeps_health_state_rules_across_slices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new check starts unhealthy, a changed one keeps the state, a service without
+    one is healthy, a removed one is gone; with one service per slice, so every step
+    of the walk is separated by a checkpoint."""
+    monkeypatch.setattr(app, "RELOAD_SLICE", 1)
+    file = tmp_path / "speaker.toml"
+    file.write_text(toml(tmp_path, rest=HEALTH_BEFORE))
+    speaker = Speaker(derive(load_config(file)), config_path=str(file))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(speaker.run, handle_signals=False))
+        with trio.fail_after(5):
+            while "api" not in speaker.healthy:
+                await trio.sleep(0.01)
+        assert speaker.healthy == {"web", "api", "db"}
+        file.write_text(toml(tmp_path, rest=HEALTH_AFTER))
+        result = await speaker.reload_file()
+        assert result.ok, result.errors
+        assert speaker.healthy == {"api", "new"}
+        assert set(speaker._health_scopes) == {"web", "api"}
+        await speaker.shutdown()
+        nursery.cancel_scope.cancel()
