@@ -25,6 +25,7 @@ from speaker.config import ConfigError, ConfigIssue, load_config
 
 if TYPE_CHECKING:
     from speaker.app import Speaker
+    from speaker.looplag import LoopMonitor
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -190,7 +191,10 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
         return EXIT_CONFIG
 
     async def main_task() -> None:
-        await _serve(speaker)
+        from speaker.looplag import LoopMonitor
+
+        with LoopMonitor().installed() as monitor:  # the loop's lag: status, metrics, log
+            await _serve(speaker, monitor)
 
     try:
         trio.run(main_task)
@@ -211,9 +215,11 @@ class _StartupError(Exception):
     """The control socket or the metrics port could not be opened."""
 
 
-async def _serve(speaker: Speaker) -> None:
+async def _serve(speaker: Speaker, monitor: LoopMonitor | None = None) -> None:
     """The speaker plus its control socket, metrics endpoint and systemd notifications;
     both sockets are bound before the speaker starts (so READY=1 means all is up)."""
+    import functools
+
     import trio
 
     from speaker.config.model import DEFAULT_CONTROL_SOCKET, DEFAULT_METRICS_ADDRESS
@@ -234,6 +240,8 @@ async def _serve(speaker: Speaker) -> None:
 
     failure: list[str] = []
     async with trio.open_nursery() as nursery:
+        if monitor is not None:
+            nursery.start_soon(monitor.run)
 
         async def start(what: str, value: object, default: object, *args: Any) -> bool:
             try:
@@ -245,7 +253,9 @@ async def _serve(speaker: Speaker) -> None:
                     return False
             return True
 
-        control = ControlServer(speaker, config.control.socket, config.control.mode_bits)
+        control = ControlServer(
+            speaker, config.control.socket, config.control.mode_bits, monitor=monitor
+        )
         started = await start(
             "control socket", config.control.socket, DEFAULT_CONTROL_SOCKET, control.serve
         )
@@ -253,7 +263,7 @@ async def _serve(speaker: Speaker) -> None:
             host, port = config.metrics.host_port
             started = await start(
                 "metrics address", config.metrics.address, DEFAULT_METRICS_ADDRESS,
-                serve_metrics, speaker, host, port,
+                functools.partial(serve_metrics, monitor=monitor), speaker, host, port,
             )  # fmt: skip
         if started:
             nursery.start_soon(_run_speaker, speaker, nursery)
@@ -326,6 +336,8 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
                     help="what is announced to each peer, and why (not)")  # fmt: skip
     what.add_parser("config", parents=[common, as_json],
                     help="the effective configuration, secrets redacted")  # fmt: skip
+    what.add_parser("status", parents=[common, as_json],
+                    help="version, reloads, and the event loop's worst recent stall")  # fmt: skip
 
     clear = commands.add_parser("clear", help="zero counters shown by the show commands")
     clear_bfd = clear.add_subparsers(dest="clear_what", metavar="bfd", required=True).add_parser(
@@ -433,6 +445,9 @@ def operate(args: argparse.Namespace) -> int:
         elif args.what == "routes":
             data = request(path, "show routes")
             text = show.format_routes(data)
+        elif args.what == "status":
+            data = request(path, "status")
+            text = show.format_status(data)
         else:
             data = request(path, "show config")
             text = show.format_config(data)

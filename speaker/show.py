@@ -51,6 +51,7 @@ __all__ = [
     "format_bgp_summary",
     "format_config",
     "format_routes",
+    "format_status",
     "redact",
     "route_record",
 ]
@@ -621,6 +622,43 @@ def format_routes(data: Mapping[str, Any]) -> str:
                 f"{s['service']:<24} {s['address'] or '-':<40} {s['pool'] or '-':<16}"
                 f" {health:<10} {s['override'] or '-'}"
             )
+    return "\n".join(lines) + "\n"
+
+
+# ---- status ------------------------------------------------------------------------------
+
+
+def _stall(what: str, stall: Mapping[str, Any] | None, since: str) -> str:
+    if stall is None:
+        return f"  {what} {since}: none over 0.5 ms"
+    where = f" in {stall['task']}" if stall.get("task") else ""
+    return f"  {what} {since}: {stall['ms']:.1f} ms{where}, {stall['secondsAgo']:.0f} s ago"
+
+
+def format_status(data: Mapping[str, Any]) -> str:
+    """``speaker show status``: the process, its config, and the event loop's stalls
+    (``eventLoop`` from :meth:`speaker.looplag.LoopMonitor.status`)."""
+    last = data.get("lastReload")
+    lines = [
+        f"speaker {data['version']}, pid {data['pid']}, {data['peers']} peers"
+        + (" (stopping)" if data.get("stopping") else ""),
+        f"Config {data.get('config') or '-'}" + (" (stale: the last reload was rejected)"
+                                                 if data.get("configStale") else ""),
+        f"Reloads {data.get('reloads', 0)} applied, {data.get('reloadFailures', 0)} rejected"
+        + (f"; last: {last['summary']}" if last else ""),
+    ]  # fmt: skip
+    loop = data.get("eventLoop")
+    if loop is None:
+        lines.append("Event loop: not monitored")
+    else:
+        recent = f"last {loop['windowSeconds']:g} s"
+        lines.append("Event loop (budget 2 ms per step; BFD waits as long as a stall):")
+        lines.append(_stall("longest step", loop.get("longestStep"), recent))
+        lines.append(_stall("longest step", loop.get("longestStepEver"), "since start"))
+        lines.append(_stall("latest wake", loop.get("maxLag"), recent))
+        lines.append(_stall("latest wake", loop.get("maxLagEver"), "since start"))
+        lines.append(_stall("longest garbage collection", loop.get("longestGc"), recent))
+        lines.append(f"  steps over {loop['slowStepMs']:g} ms since start: {loop['slowSteps']}")
     return "\n".join(lines) + "\n"
 
 
