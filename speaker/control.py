@@ -537,6 +537,7 @@ async def encode_reply(reply: Mapping[str, Any], *, chunk: int = 1 << 16) -> lis
             await slicer.tick()
     if pending:
         out.append("".join(pending).encode())
+    await slicer.release(parts)
     return out
 
 
@@ -690,7 +691,9 @@ class ControlServer:
             return [_encode({"ok": False, "error": request})]
         try:
             reply = await handle(self.speaker, request, monitor=self.monitor)
-            return await encode_reply(reply)
+            encoded = await encode_reply(reply)
+            await Slicer().release(reply)
+            return encoded
         except Exception as exc:  # a bug must not take the speaker down
             log.exception("control: %s failed", request.get("command"))
             return [_encode({"ok": False, "error": f"internal error: {exc!r}"})]
