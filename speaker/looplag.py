@@ -178,6 +178,7 @@ class LoopMonitor(trio.abc.Instrument):
     @contextlib.contextmanager
     def installed(self) -> Iterator[LoopMonitor]:
         """The instrument and the GC hook, for the duration of the block (in trio.run)."""
+        self._step_started = self.clock()  # the step that installs it is under way
         trio.lowlevel.add_instrument(self)
         gc.callbacks.append(self._gc)
         try:
