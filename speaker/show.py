@@ -655,8 +655,8 @@ def format_status(data: Mapping[str, Any]) -> str:
         lines.append("Event loop (budget 2 ms per step; BFD waits as long as a stall):")
         lines.append(_stall("longest step", loop.get("longestStep"), recent))
         lines.append(_stall("longest step", loop.get("longestStepEver"), "since start"))
-        lines.append(_stall("latest wake", loop.get("maxLag"), recent))
-        lines.append(_stall("latest wake", loop.get("maxLagEver"), "since start"))
+        lines.append(_stall("late wake", loop.get("maxLag"), recent))
+        lines.append(_stall("late wake", loop.get("maxLagEver"), "since start"))
         lines.append(_stall("longest garbage collection", loop.get("longestGc"), recent))
         lines.append(f"  steps over {loop['slowStepMs']:g} ms since start: {loop['slowSteps']}")
     return "\n".join(lines) + "\n"
