@@ -262,6 +262,9 @@ async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
     Built in slices (routes, services and peers each yield to the loop): the routes
     of a peer with a BGP session are its Adj-RIB-Out's desired set, read in place;
     ``announced`` is an :class:`EncodedArray` of :func:`show.route_record` records.
+    A peer without a session (waiting for BFD) lists no routes (``routesListed``
+    false): each service's reason is then the session's (``bfd-down``...), or
+    ``unhealthy`` / ``withdrawn-by-operator``.
     """
     config = speaker.config
     addresses = speaker.derived.addresses
@@ -298,14 +301,17 @@ async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
         row["state"] = bgp.state.value if bgp is not None else "Idle"
         row["bfdStatus"] = bfd_status(runner)
         down = _session_reason(runner)
-        # Without a session the routes are computed afresh: O(routes) in one step
-        # (speaker.announce has no sliced builder yet).
-        desired = bgp.rib_out.desired if bgp is not None else speaker.routes_for(peer.name)
+        # Without a session nothing is sent and there is no route list to read:
+        # computing one (Speaker.routes_for) is O(routes) in a single step, the very
+        # stall that would cost the other peers' BFD while this one is down.
+        desired = bgp.rib_out.desired if bgp is not None else None
         advertised = bgp.rib_out.advertised if bgp is not None else {}
         announced = row["announced"] = EncodedArray()
+        row["routesListed"] = desired is not None
         batch: list[dict[str, Any]] = []
-        for route in await slicer.keys(desired):
-            attributes = desired.get(route)
+        table = desired or {}
+        for route in await slicer.keys(table):
+            attributes = table.get(route)
             if attributes is not None:
                 batch.append(show.route_record(route, attributes, advertised=route in advertised))
             if len(batch) == _ROUTES_PER_RUN:
@@ -335,11 +341,14 @@ async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
                 ipaddress.ip_network((address, ad.length_for(address.version)), strict=False)
                 for ad in ads
             ]
-            prefix = next((p for p in prefixes if p in desired), None)
             override = speaker.overrides.get(service.name)
             if not ads:
                 entry["reason"] = "no-advertisement-selects-peer"
                 continue
+            if desired is not None:
+                prefix = next((p for p in prefixes if p in desired), None)
+            else:  # no session: what would be sent (an aggregate's cover is not known)
+                prefix = prefixes[0] if service.name in wanted else None
             if prefix is None:
                 if override == "withdraw":
                     entry["reason"] = "withdrawn-by-operator"

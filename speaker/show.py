@@ -597,6 +597,8 @@ def format_routes(data: Mapping[str, Any]) -> str:
                     attrs_.append(f"med {r['med']}")
                 sent = "yes" if r["advertised"] else "no"
                 lines.append(f"  {r['prefix']:<44} {sent:<5} {', '.join(attrs_)}")
+        elif peer.get("routesListed") is False:
+            lines.append("  routes not listed: no BGP session (they are sent when it starts)")
         else:
             lines.append("  no routes to announce")
         entries = peer.get("services", []) + peer.get("pools", [])

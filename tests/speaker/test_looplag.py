@@ -86,7 +86,7 @@ def test_the_instrument_records_long_steps_and_warns_once_per_interval(
     monitor = LoopMonitor(clock=clock)
 
     def step(name: str, seconds: float) -> None:
-        monitor.before_task_step(task(name))
+        monitor.after_io_wait(0.0)  # the loop woke; the step follows at once
         clock.now += seconds
         monitor.after_task_step(task(name))
 

@@ -25,6 +25,7 @@ import pytest
 import trio
 
 from speaker.app import Speaker
+from speaker.bfd.runtime import BfdEndpoint
 from speaker.config import loads_config
 from speaker.control import Slicer, encode_reply, handle
 from speaker.metrics import SpeakerCollector
@@ -47,7 +48,7 @@ class LongestStep(trio.abc.Instrument):
             self.longest, self.task = took, task.name
 
 
-def config_text(tmp_path: Path, *, peers: int, pool: str) -> str:
+def config_text(tmp_path: Path, *, peers: int, pool: str, bfd: bool = False) -> str:
     port = free_port()  # nothing listens: every session stays in Connect/Active
     text = f"""
 [speaker]
@@ -55,6 +56,10 @@ my_asn = 64513
 router_id = "10.0.0.1"
 node_name = "n1"
 state_file = "{tmp_path / "state.json"}"
+[[bfd_profiles]]
+name = "fast"
+transmit_interval = 50
+receive_interval = 50
 [[pools]]
 name = "all"
 addresses = ["{pool}"]
@@ -70,13 +75,23 @@ address = "{pool.split("/", maxsplit=1)[0]}"
         text += (
             f'[[peers]]\nname = "p{i}"\npeer_address = "127.1.{i // 250}.{1 + i % 250}"\n'
             f'peer_port = {port}\npeer_asn = 64512\nconnect_time = "60s"\n'
+            + ('bfd_profile = "fast"\n' if bfd else "")
         )
     return text
 
 
 @asynccontextmanager
-async def speaker_at(tmp_path: Path, *, peers: int, pool: str) -> AsyncIterator[Speaker]:
-    speaker = Speaker(derive(loads_config(config_text(tmp_path, peers=peers, pool=pool))))
+async def speaker_at(
+    tmp_path: Path, *, peers: int, pool: str, bfd: bool = False
+) -> AsyncIterator[Speaker]:
+    """``bfd``: every peer has BFD towards a port nobody listens on (BFD stays Down,
+    so no BGP session ever starts)."""
+    endpoint = None
+    if bfd:
+        mine, theirs = free_port(), free_port()
+        endpoint = BfdEndpoint(ports=(mine, mine + 1), peer_ports=(theirs, theirs + 1))
+    config = loads_config(config_text(tmp_path, peers=peers, pool=pool, bfd=bfd))
+    speaker = Speaker(derive(config), bfd_endpoint=endpoint)
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(speaker.run, handle_signals=False))
         await trio.sleep(0.5)  # every session built and its first connect refused
@@ -127,7 +142,7 @@ async def test_reads_never_hold_the_loop(
         assert bgp is not None and len(bgp.rib_out.desired) == routes
         collector = SpeakerCollector(speaker)
         reads: dict[str, Callable[[], Awaitable[Any]]] = {
-            "scrape": collector.scrape,
+            "scrape": collector.scrape_pieces,  # as the server sends it
             "show routes": functools.partial(show, speaker, "show routes"),
             "show bgp summary": functools.partial(show, speaker, "show bgp summary"),
         }
@@ -139,3 +154,22 @@ async def test_reads_never_hold_the_loop(
         text = (await collector.scrape()).decode()
         assert 'metallb_bgp_announced_prefixes_total{peer="127.1.0.1"} 0.0' in text
         assert text.count("metallb_bgp_session_up{") == peers
+
+
+async def test_show_routes_of_a_peer_waiting_for_bfd_computes_no_routes(tmp_path: Path) -> None:
+    async with speaker_at(tmp_path, peers=1, pool="198.18.0.0/16", bfd=True) as speaker:
+        assert speaker.peers["p0"].bgp is None  # waiting for BFD
+        holder: dict[str, Any] = {}
+
+        async def read() -> None:
+            holder["reply"] = await handle(speaker, {"command": "show routes"})
+
+        _, longest, task = await measured(read)
+        print(f"show routes, 65536 routes, BFD down: longest step {longest * 1000:.2f} ms")
+        assert longest < BOUND, (longest, task)
+    row = holder["reply"]["data"]["peers"][0]
+    assert row["routesListed"] is False and row["announced"].count == 0
+    assert row["bfdStatus"] == "down"
+    assert row["services"] == [{"service": "web", "address": "198.18.0.0", "pool": "all",
+                                "prefix": "198.18.0.0/32", "detail": "announce_all pool",
+                                "reason": "bfd-down"}]  # fmt: skip
