@@ -412,9 +412,24 @@ async def routes(speaker: Speaker) -> dict[str, Any]:
     return {"peers": await explain_routes(speaker), "services": services}
 
 
-def config_view(speaker: Speaker) -> dict[str, Any]:
-    data: dict[str, Any] = show.redact(speaker.config)
-    data["assigned_addresses"] = {k: str(v) for k, v in speaker.derived.addresses.items()}
+async def config_view(speaker: Speaker) -> dict[str, Any]:
+    """``show redact(config)``, its lists (services, peers...) an element per slice:
+    10,000 services take ~0.5 s to redact."""
+    slicer = Slicer()
+    data: dict[str, Any] = {}
+    for name, item, done in show.redact_fields(speaker.config):
+        if done or not isinstance(item, list | tuple):
+            data[name] = item if done else show.redact(item)
+            await slicer.tick()
+            continue
+        elements = data[name] = []
+        for element in item:
+            await slicer.tick()
+            elements.append(show.redact(element))
+    addresses = data["assigned_addresses"] = {}
+    for service, address in list(speaker.derived.addresses.items()):
+        await slicer.tick()
+        addresses[service] = str(address)
     data["overrides"] = dict(speaker.overrides)
     return data
 
@@ -466,6 +481,7 @@ _QUERIES: dict[str, Callable[[Speaker], Awaitable[Any]]] = {
     "show bfd peers counters": bfd_counters,
     "show bgp summary": bgp_summary,
     "show routes": routes,
+    "show config": config_view,
 }
 
 
@@ -481,8 +497,6 @@ async def handle(
             return {"ok": True, "data": await _QUERIES[command](speaker)}
         if command == "status":
             return {"ok": True, "data": status(speaker, monitor)}
-        if command == "show config":
-            return {"ok": True, "data": config_view(speaker)}
         if command == "show bgp neighbor":
             name = request.get("name")
             if not isinstance(name, str):

@@ -19,7 +19,7 @@ import contextlib
 import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ __all__ = [
     "format_routes",
     "format_status",
     "redact",
+    "redact_fields",
     "route_record",
 ]
 
@@ -682,6 +683,24 @@ def _redact_url(text: str) -> str:
     return text
 
 
+def redact_fields(value: Any) -> Iterator[tuple[str, Any, bool]]:
+    """The fields of an attrs config object as ``(name, item, done)``: ``done`` when
+    ``item`` is final (a secret replaced, a BFD profile shown by name), else ``item``
+    still goes through :func:`redact` (the control server redacts a big config's
+    lists an element at a time)."""
+    for field in attrs.fields(type(value)):
+        if not field.init:
+            continue
+        name = field.alias or field.name.lstrip("_")
+        item = getattr(value, field.name)
+        if item is not None and (field.repr is False or name in _SECRET_NAMES):
+            yield name, REDACTED, True
+        elif isinstance(value, Peer) and isinstance(item, BfdProfile):
+            yield name, item.name, True  # the profile is shown in [[bfd_profiles]]
+        else:
+            yield name, item, False
+
+
 def redact(value: Any) -> Any:
     """A JSON-ready copy of ``value`` (a config object) with secrets replaced.
 
@@ -693,19 +712,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, AddressRange | Community):
         return str(value)  # as written in the file
     if attrs.has(type(value)):
-        out: dict[str, Any] = {}
-        for field in attrs.fields(type(value)):
-            if not field.init:
-                continue
-            name = field.alias or field.name.lstrip("_")
-            item = getattr(value, field.name)
-            if item is not None and (field.repr is False or name in _SECRET_NAMES):
-                out[name] = REDACTED
-            elif isinstance(value, Peer) and isinstance(item, BfdProfile):
-                out[name] = item.name  # the profile is shown in [[bfd_profiles]]
-            else:
-                out[name] = redact(item)
-        return out
+        return {name: item if done else redact(item) for name, item, done in redact_fields(value)}
     if isinstance(value, Mapping):
         return {str(k): redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -89,11 +89,11 @@ async def test_a_failing_command_is_an_error_reply_not_a_crash(
 ) -> None:
     from speaker import control
 
-    def broken(speaker: Any) -> Any:
+    async def broken(speaker: Any) -> Any:
         raise RuntimeError("boom")
 
     async with running_speaker(tmp_path) as spk:
-        monkeypatch.setattr(control, "config_view", broken)
+        monkeypatch.setitem(control._QUERIES, "show config", broken)
         replies, _ = await exchange(spk.path, b'{"command": "show config"}\n')
         assert replies == [{"ok": False, "error": "internal error: RuntimeError('boom')"}]
         await still_running(spk)

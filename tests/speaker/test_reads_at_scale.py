@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -48,7 +49,9 @@ class LongestStep(trio.abc.Instrument):
             self.longest, self.task = took, task.name
 
 
-def config_text(tmp_path: Path, *, peers: int, pool: str, bfd: bool = False) -> str:
+def config_text(
+    tmp_path: Path, *, peers: int, pool: str, bfd: bool = False, services: int = 1
+) -> str:
     port = free_port()  # nothing listens: every session stays in Connect/Active
     text = f"""
 [speaker]
@@ -67,10 +70,12 @@ announce_all = true
 [[advertisements]]
 name = "to-p0"
 peers = ["p0"]
-[[services]]
-name = "web"
-address = "{pool.split("/", maxsplit=1)[0]}"
 """
+    base = int(ipaddress.ip_network(pool).network_address)
+    for i in range(services):
+        address = ipaddress.IPv4Address(base + i)
+        name = "web" if i == 0 else f"s{i}"
+        text += f'[[services]]\nname = "{name}"\naddress = "{address}"\n'
     for i in range(peers):
         text += (
             f'[[peers]]\nname = "p{i}"\npeer_address = "127.1.{i // 250}.{1 + i % 250}"\n'
@@ -82,7 +87,7 @@ address = "{pool.split("/", maxsplit=1)[0]}"
 
 @asynccontextmanager
 async def speaker_at(
-    tmp_path: Path, *, peers: int, pool: str, bfd: bool = False
+    tmp_path: Path, *, peers: int, pool: str, bfd: bool = False, services: int = 1
 ) -> AsyncIterator[Speaker]:
     """``bfd``: every peer has BFD towards a port nobody listens on (BFD stays Down,
     so no BGP session ever starts)."""
@@ -90,7 +95,7 @@ async def speaker_at(
     if bfd:
         mine, theirs = free_port(), free_port()
         endpoint = BfdEndpoint(ports=(mine, mine + 1), peer_ports=(theirs, theirs + 1))
-    config = loads_config(config_text(tmp_path, peers=peers, pool=pool, bfd=bfd))
+    config = loads_config(config_text(tmp_path, peers=peers, pool=pool, bfd=bfd, services=services))
     speaker = Speaker(derive(config), bfd_endpoint=endpoint)
     async with trio.open_nursery() as nursery:
         await nursery.start(functools.partial(speaker.run, handle_signals=False))
@@ -130,14 +135,19 @@ async def show(speaker: Speaker, command: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("peers", "pool", "routes"),
-    [(1, "198.18.0.0/20", 4096), (1, "198.18.0.0/16", 65536), (1000, "198.18.0.0/24", 256)],
-    ids=["4k-routes", "65k-routes", "1000-peers"],
+    ("peers", "pool", "routes", "services"),
+    [
+        (1, "198.18.0.0/20", 4096, 1),
+        (1, "198.18.0.0/16", 65536, 1),
+        (1000, "198.18.0.0/24", 256, 1),
+        (1, "198.18.0.0/16", 65536, 10000),
+    ],
+    ids=["4k-routes", "65k-routes", "1000-peers", "10k-services"],
 )
 async def test_reads_never_hold_the_loop(
-    tmp_path: Path, peers: int, pool: str, routes: int
+    tmp_path: Path, peers: int, pool: str, routes: int, services: int
 ) -> None:
-    async with speaker_at(tmp_path, peers=peers, pool=pool) as speaker:
+    async with speaker_at(tmp_path, peers=peers, pool=pool, services=services) as speaker:
         bgp = speaker.peers["p0"].bgp
         assert bgp is not None and len(bgp.rib_out.desired) == routes
         collector = SpeakerCollector(speaker)
@@ -145,11 +155,12 @@ async def test_reads_never_hold_the_loop(
             "scrape": collector.scrape_pieces,  # as the server sends it
             "show routes": functools.partial(show, speaker, "show routes"),
             "show bgp summary": functools.partial(show, speaker, "show bgp summary"),
+            "show config": functools.partial(show, speaker, "show config"),
         }
         for name, work in reads.items():
             elapsed, longest, task = await measured(work)
-            print(f"{peers} peers, {routes} routes: {name} {elapsed * 1000:.1f} ms,"
-                  f" longest step {longest * 1000:.2f} ms ({task})")  # fmt: skip
+            print(f"{peers} peers, {routes} routes, {services} services: {name}"
+                  f" {elapsed * 1000:.1f} ms, longest step {longest * 1000:.2f} ms")  # fmt: skip
             assert longest < BOUND, (name, longest, task)
         text = (await collector.scrape()).decode()
         assert 'metallb_bgp_announced_prefixes_total{peer="127.1.0.1"} 0.0' in text
