@@ -196,3 +196,19 @@ async def test_status_and_show_status_and_metrics_carry_the_loop(
     assert value(text, "speaker_event_loop_lag_seconds_count") > 0
     buckets = {s.labels["le"] for s in found["speaker_event_loop_lag_seconds_bucket"]}
     assert buckets == {repr(b) for b in LAG_BUCKETS} | {"+Inf"}
+
+
+async def test_slicer_keys_survive_a_table_changing_between_slices() -> None:
+    table = dict.fromkeys(range(200_000))
+    original = set(table)
+
+    async def churn() -> None:
+        for i in range(50):
+            table[-1 - i] = None  # a session changing its routes meanwhile
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(churn)
+        keys = await Slicer(budget=0.0).keys(table)
+    assert len(keys) == len(set(keys))  # each key once
+    assert original <= set(keys)
