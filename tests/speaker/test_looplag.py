@@ -130,7 +130,7 @@ async def test_a_real_stall_is_seen_with_its_task_name() -> None:
     with monitor.installed():
 
         async def hog() -> None:
-            time.sleep(0.012)  # holds the loop, as a slow builder would
+            time.sleep(0.060)  # holds the loop, as a slow builder would (longer than noise)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(monitor.run)
@@ -139,7 +139,7 @@ async def test_a_real_stall_is_seen_with_its_task_name() -> None:
             await trio.sleep(0.1)
             nursery.cancel_scope.cancel()
     longest = monitor.longest_step()
-    assert longest is not None and longest.task == "hog" and longest.seconds >= 0.012
+    assert longest is not None and longest.task == "hog" and longest.seconds >= 0.060
     lag = monitor.lags.ever
     assert lag is not None and lag.seconds >= 0.002  # the sentinel woke late too
 
@@ -174,13 +174,13 @@ async def test_status_and_show_status_and_metrics_carry_the_loop(
                 await nursery.start(ControlServer(spk.speaker, path, monitor=monitor).serve)
 
                 async def hog() -> None:
-                    time.sleep(0.030)
+                    time.sleep(0.060)
 
                 nursery.start_soon(hog, name="hog")
                 await trio.sleep(0.1)
                 status = await trio.to_thread.run_sync(request, path, "status")
                 loop = status["eventLoop"]
-                assert loop["longestStep"]["task"] == "hog" and loop["longestStep"]["ms"] >= 30
+                assert loop["longestStep"]["task"] == "hog" and loop["longestStep"]["ms"] >= 60
                 assert loop["slowSteps"] >= 1 and loop["lagSamples"] > 0
                 text = show.format_status(status)
                 assert "longest step last 60 s: " in text and " in hog, " in text
@@ -191,7 +191,7 @@ async def test_status_and_show_status_and_metrics_carry_the_loop(
                 text = (await SpeakerCollector(spk.speaker, monitor).scrape()).decode()
                 nursery.cancel_scope.cancel()
     found = samples(text)
-    assert value(text, "speaker_event_loop_longest_step_seconds") >= 0.030
+    assert value(text, "speaker_event_loop_longest_step_seconds") >= 0.060
     assert value(text, "speaker_event_loop_slow_steps_total") >= 1
     assert value(text, "speaker_event_loop_lag_seconds_count") > 0
     buckets = {s.labels["le"] for s in found["speaker_event_loop_lag_seconds_bucket"]}
