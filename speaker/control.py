@@ -70,7 +70,7 @@ class RequestError(Exception):
 
 def bfd_status(runner: PeerRunner) -> str | None:
     """FRR's word for the peer's BFD state; None when the peer has no BFD."""
-    if runner.plan.bfd_key is None or runner.plan.bfd_profile is None:
+    if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
         return None
     if runner.bfd is None:
         return "down"

@@ -174,14 +174,14 @@ class SpeakerCollector(Collector):
             label = str(runner.plan.bgp.peer_address)
             failovers, reannounces = self._folded.get(runner, (0, 0))
             detection = self._detection.setdefault(label, _Histogram(DETECTION_BUCKETS))
-            for record in runner.failovers[failovers:]:
+            for record in runner.failovers.since(failovers):
                 end = record.notification_at or record.closed_at
                 if end is not None:
                     detection.observe(end - record.detected_at)
             reannounce = self._reannounce.setdefault(label, _Histogram(REANNOUNCE_BUCKETS))
-            for delay in runner.reannounce_delays[reannounces:]:
+            for delay in runner.reannounce_delays.since(reannounces):
                 reannounce.observe(delay)
-            self._folded[runner] = (len(runner.failovers), len(runner.reannounce_delays))
+            self._folded[runner] = (runner.failovers.total, runner.reannounce_delays.total)
         self._live = current
 
     def collect(self) -> Iterator[Metric]:
@@ -270,7 +270,7 @@ class SpeakerCollector(Collector):
             labels=["peer", "reason"],
         )
         for runner in self.speaker.peers.values():
-            if runner.plan.bfd_key is None or runner.plan.bfd_profile is None:
+            if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
                 continue
             label = [str(runner.plan.bgp.peer_address)]
             bfd = runner.bfd
