@@ -345,7 +345,8 @@ class PeerRunner:
         if change.path_failure:
             if self._is_session_reset(guard, change):
                 guard.reset_pending = True
-                guard.nursery.start_soon(self._await_bfd_return, guard, change)
+                after = change.at - (guard.bgp.established_at or change.at)
+                guard.nursery.start_soon(self._await_bfd_return, guard, change, after)
             else:
                 guard.tear_down(change)
         elif change.new is BfdState.UP and guard.bgp.state is not BgpState.ESTABLISHED:
@@ -369,13 +370,14 @@ class PeerRunner:
             and change.at - established <= RESET_WINDOW
         )
 
-    async def _await_bfd_return(self, guard: _Guard, change: BfdStateChanged) -> None:
+    async def _await_bfd_return(
+        self, guard: _Guard, change: BfdStateChanged, after_established: float
+    ) -> None:
         bfd = self.bfd
         assert bfd is not None
         log.info("peer %s: BFD reset by the router %.1f ms after BGP Established (diag %s);"
                  " keeping BGP while BFD comes back (%.0f s at most)", self.name,
-                 (change.at - (guard.bgp.established_at or change.at)) * 1000,
-                 change.diag.name, RESET_RECOVERY,
+                 after_established * 1000, change.diag.name, RESET_RECOVERY,
                  extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
         with trio.move_on_after(RESET_RECOVERY):
             await bfd.wait_state(BfdState.UP)
