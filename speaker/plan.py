@@ -83,6 +83,7 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
             passive=peer.passive,
             families=families,
             hostname=config.speaker.node_name,
+            bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
         )
         # Our BFD address and interface are looked up when the peer starts (in its own
         # task: a peer with no route yet must not stop the others).
