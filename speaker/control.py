@@ -192,12 +192,13 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
 
 
 def _session_reason(runner: PeerRunner) -> str | None:
-    """Why nothing reaches this peer right now, or None when its session is up."""
+    """Why nothing reaches this peer right now, or None when its session is up (BGP
+    runs beside BFD: Established is what counts)."""
+    if runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED:
+        return None
     if bfd_status(runner) not in (None, "up"):
         return "bfd-down"
-    if runner.bgp is None or runner.bgp.state is not BgpState.ESTABLISHED:
-        return "session-not-established"
-    return None
+    return "session-not-established"
 
 
 def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:

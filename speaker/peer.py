@@ -149,7 +149,8 @@ class _Guard:
         self.nursery = nursery
         self.failure: BfdStateChanged | None = None
         self.was_established = False
-        self.reset_pending = False
+        #: A router's BFD reset was tolerated once already (only the first counts).
+        self.reset_seen = False
 
     def tear_down(self, failure: BfdStateChanged) -> None:
         """The fast path: the Cease goes on the wire first (synchronously, in the
@@ -203,8 +204,10 @@ class PeerRunner:
         #: shows its last errors while no session runs).
         self.last_session: BgpStatistics | None = None
         self.sessions = 0
-        #: Restarts after a failure (crash or setup error), over the runner's life.
+        #: Restarts after an unexpected error (a bug), over the runner's life.
         self.crashes = 0
+        #: Starts that failed for want of something on the host (route, interface...).
+        self.setup_failures = 0
         #: Why the peer last failed to start or crashed.
         self.last_error: str | None = None
         #: BFD resets by the router right after Established that kept BGP up.
@@ -277,10 +280,13 @@ class PeerRunner:
     async def _back_off(self, failure: Exception) -> None:
         cause, trace = _describe(failure)
         self._backoff_step += 1
-        self.crashes += 1
+        if trace:
+            self.crashes += 1
+        else:
+            self.setup_failures += 1
         self.last_error = cause
         delay = RESTART_BACKOFF[min(self._backoff_step, len(RESTART_BACKOFF)) - 1]
-        extra = fields(peer=self.name, restarts=self.crashes, error=cause)
+        extra = fields(peer=self.name, restarts=self.crashes + self.setup_failures, error=cause)
         if trace:
             log.error("peer %s crashed; restarting in %.0f s", self.name, delay, extra=extra,
                       exc_info=failure)  # fmt: skip
@@ -344,7 +350,7 @@ class PeerRunner:
             return
         if change.path_failure:
             if self._is_session_reset(guard, change):
-                guard.reset_pending = True
+                guard.reset_seen = True
                 after = change.at - (guard.bgp.established_at or change.at)
                 guard.nursery.start_soon(self._await_bfd_return, guard, change, after)
             else:
@@ -363,7 +369,7 @@ class PeerRunner:
         bfd, established = self.bfd, guard.bgp.established_at
         return (
             bfd is not None
-            and not guard.reset_pending
+            and not guard.reset_seen
             and change.diag is BfdDiag.NEIGHBOR_SIGNALED_SESSION_DOWN
             and bfd.core.remote_diag == BfdDiag.NEIGHBOR_SIGNALED_SESSION_DOWN
             and established is not None
@@ -381,7 +387,6 @@ class PeerRunner:
                  extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
         with trio.move_on_after(RESET_RECOVERY):
             await bfd.wait_state(BfdState.UP)
-            guard.reset_pending = False
             self.session_resets_kept += 1
             log.info("peer %s: BFD Up again after the router's reset; BGP kept", self.name,
                      extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
