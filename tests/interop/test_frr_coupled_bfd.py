@@ -1,5 +1,7 @@
 """The product against FRR as operators configure it: bgpd with ``neighbor X bfd``
-(bfdd + zebra), the router active or passive. FRR re-creates its BFD session right
+(bfdd + zebra), the router active or passive, single-hop or ``ebgp-multihop`` (FRR
+creates a multihop BFD session only once BGP's TCP connection exists: on the main
+branch of 2026-12-01, which waited for BFD before BGP, it never came up). FRR re-creates its BFD session right
 after Established (local 0.0.0.0 -> its real address); the old one's last packet is
 a Down with diag 3. The speaker must not flap on it, and a real BFD failure must
 still tear BGP down at once."""
@@ -24,7 +26,7 @@ SOAK = 12.0
 DETECT_MS = 150  # 50 ms x 3
 
 
-def frr_router(lab: Lab, *, passive: bool) -> FRR:
+def frr_router(lab: Lab, *, passive: bool, multihop: bool = False) -> FRR:
     rtr, spk = lab["rtr1"], lab["spk"]
     s_addr = str(spk.addr4("rtr1"))
     neighbors = [
@@ -36,11 +38,13 @@ def frr_router(lab: Lab, *, passive: bool) -> FRR:
     ]
     if passive:
         neighbors.append(f"neighbor {s_addr} passive")
+    if multihop:
+        neighbors.insert(1, f"neighbor {s_addr} ebgp-multihop 255")
     return FRR(rtr, bfdd="bfd\n!\n", bgpd=bgpd_config(64512, str(rtr.lo4), neighbors),
                debug=True).start()  # fmt: skip
 
 
-def speaker_config(lab: Lab, *, strict: bool) -> str:
+def speaker_config(lab: Lab, *, strict: bool, multihop: bool = False) -> str:
     rtr, spk = lab["rtr1"], lab["spk"]
     return f"""
 [speaker]
@@ -61,6 +65,7 @@ peer_address = "{rtr.addr4("spk")}"
 peer_asn = 64512
 bfd_profile = "fast"
 bfd_strict = {"true" if strict else "false"}
+ebgp_multihop = {"true" if multihop else "false"}
 hold_time = "9s"
 
 [[pools]]
@@ -77,12 +82,12 @@ address = "198.19.0.10"
 
 
 @pytest.mark.parametrize(
-    ("passive", "strict"),
-    [(False, False), (True, False), (True, True)],
-    ids=["router-active", "router-passive", "router-passive-bfd-strict"],
+    ("passive", "strict", "multihop"),
+    [(False, False, False), (True, False, False), (True, True, False), (False, False, True)],
+    ids=["router-active", "router-passive", "router-passive-bfd-strict", "multihop"],
 )
 def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
-    lab: Lab, lab_require, passive: bool, strict: bool
+    lab: Lab, lab_require, passive: bool, strict: bool, multihop: bool
 ) -> None:  # type: ignore[no-untyped-def]
     """By default BGP is Established before BFD is first Up (BFD's slow start takes a
     second, BGP milliseconds), so FRR's re-created session is never an Up -> Down, at
@@ -91,9 +96,9 @@ def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
     not a path failure), but FRR 8.4's bgpd tears the session down itself (FRR 10.3
     stopped that: bgpd resets only on a BFD Down later than the BGP session's start)."""
     lab_require("frr")
-    frr = frr_router(lab, passive=passive)
+    frr = frr_router(lab, passive=passive, multihop=multihop)
     s_addr = str(lab["spk"].addr4("rtr1"))
-    speaker = OurSpeaker(lab["spk"], speaker_config(lab, strict=strict)).start()
+    speaker = OurSpeaker(lab["spk"], speaker_config(lab, strict=strict, multihop=multihop)).start()
     frr.wait_bgp_state(s_addr, timeout=30)
     wait_until(lambda: VIP in frr.bgp_routes(), timeout=10, what="our route at FRR")
     frr.wait_bfd_status(s_addr, "up", timeout=10)
@@ -129,6 +134,7 @@ def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
     detected = datetime.fromisoformat(down["ts"].replace("Z", "+00:00")).timestamp()
     notification_ms = (detected - fault.at.before_wall) * 1000 + teardown["teardown_ms"]
     cell = f"router {'passive' if passive else 'active'}{' bfd_strict' if strict else ''}"
+    cell += " multihop" if multihop else ""
     print(f"{cell}: fault -> NOTIFICATION written {notification_ms:.1f} ms, FRR's BGP down "
           f"{bgp_down_ms:.1f} ms, route gone at FRR {route_gone_ms:.1f} ms")  # fmt: skip
     # Our log stamps are whole milliseconds: 1 ms of slack on top.
