@@ -1,10 +1,10 @@
 """The product against FRR as operators configure it: bgpd with ``neighbor X bfd``
 (bfdd + zebra), the router active or passive, single-hop or ``ebgp-multihop`` (FRR
 creates a multihop BFD session only once BGP's TCP connection exists: on the main
-branch of 2026-12-01, which waited for BFD before BGP, it never came up). FRR re-creates its BFD session right
-after Established (local 0.0.0.0 -> its real address); the old one's last packet is
-a Down with diag 3. The speaker must not flap on it, and a real BFD failure must
-still tear BGP down at once."""
+branch of 2026-12-01, which waited for BFD before BGP, it never came up). FRR
+re-creates its BFD session right after Established (local 0.0.0.0 -> its real
+address); the old one's last packet is a Down with diag 3. The speaker must not
+flap on it, and a real BFD failure must still tear BGP down at once."""
 
 from __future__ import annotations
 
