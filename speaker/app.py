@@ -1,8 +1,8 @@
 """The speaker's root task tree.
 
     Speaker.run                         root nursery
-    ├── BfdEndpoint.run                 BFD sockets (if any peer has a BFD profile)
-    ├── PeerRunner.run  (per peer)      BFD + BGP of one router (speaker/peer.py)
+    ├── BfdEndpoint.run                 BFD sockets, demultiplexing (if any peer has BFD)
+    ├── PeerRunner.run  (per peer)      BFD session + BGP of one router (speaker/peer.py)
     ├── health.watch    (per checked service, each in its own cancel scope)
     ├── _apply_health                   health changes -> routes of every peer
     ├── _serve_reloads                  the one task that reloads (SIGHUP, ``speaker reload``)
@@ -90,7 +90,7 @@ def identity(plan: PeerPlan) -> tuple[object, ...]:
     return (
         bgp.peer_address, bgp.peer_asn, bgp.local_asn, bgp.peer_port, bgp.password,
         bgp.source_address, bgp.ebgp_multihop, bgp.passive, bgp.families, bgp.router_id,
-        plan.bfd_key, plan.bfd_profile is None,
+        plan.bfd_target, plan.bfd_profile is None,
     )  # fmt: skip
 
 
@@ -201,7 +201,7 @@ class Speaker:
             task_status.started(self)
 
     async def _ensure_endpoint(self, derived: Derived) -> None:
-        if self.endpoint is None and any(p.bfd_key for p in derived.plans):
+        if self.endpoint is None and any(p.bfd_target for p in derived.plans):
             self.endpoint = BfdEndpoint()
         if self.endpoint is not None and self._nursery is not None and not self.endpoint.running:
             await self._nursery.start(self.endpoint.run)

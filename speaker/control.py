@@ -106,7 +106,7 @@ class EncodedArray:
 
 def bfd_status(runner: PeerRunner) -> str | None:
     """FRR's word for the peer's BFD state; None when the peer has no BFD."""
-    if runner.plan.bfd_key is None or runner.plan.bfd_profile is None:
+    if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
         return None
     if runner.bfd is None:
         return "down"
@@ -239,12 +239,13 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
 
 
 def _session_reason(runner: PeerRunner) -> str | None:
-    """Why nothing reaches this peer right now, or None when its session is up."""
+    """Why nothing reaches this peer right now, or None when its session is up (BGP
+    runs beside BFD: Established is what counts)."""
+    if runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED:
+        return None
     if bfd_status(runner) not in (None, "up"):
         return "bfd-down"
-    if runner.bgp is None or runner.bgp.state is not BgpState.ESTABLISHED:
-        return "session-not-established"
-    return None
+    return "session-not-established"
 
 
 #: Route records encoded per ``json.dumps`` call (about 3 us each).

@@ -213,14 +213,14 @@ class SpeakerCollector:
             label = str(runner.plan.bgp.peer_address)
             failovers, reannounces = self._folded.get(runner, (0, 0))
             detection = self._detection.setdefault(label, Histogram(DETECTION_BUCKETS))
-            for record in runner.failovers[failovers:]:
+            for record in runner.failovers.since(failovers):
                 end = record.notification_at or record.closed_at
                 if end is not None:
                     detection.observe(end - record.detected_at)
             reannounce = self._reannounce.setdefault(label, Histogram(REANNOUNCE_BUCKETS))
-            for delay in runner.reannounce_delays[reannounces:]:
+            for delay in runner.reannounce_delays.since(reannounces):
                 reannounce.observe(delay)
-            self._folded[runner] = (len(runner.failovers), len(runner.reannounce_delays))
+            self._folded[runner] = (runner.failovers.total, runner.reannounce_delays.total)
         self._live = current
 
     async def _bgp(self, runners: list[PeerRunner], slicer: Slicer) -> list[Metric]:
@@ -296,7 +296,7 @@ class SpeakerCollector:
             labels=["peer", "reason"],
         )
         for runner in runners:
-            if runner.plan.bfd_key is None or runner.plan.bfd_profile is None:
+            if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
                 continue
             await slicer.tick()
             label = [str(runner.plan.bgp.peer_address)]

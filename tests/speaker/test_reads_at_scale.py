@@ -80,7 +80,7 @@ peers = ["p0"]
         text += (
             f'[[peers]]\nname = "p{i}"\npeer_address = "127.1.{i // 250}.{1 + i % 250}"\n'
             f'peer_port = {port}\npeer_asn = 64512\nconnect_time = "60s"\n'
-            + ('bfd_profile = "fast"\n' if bfd else "")
+            + ('bfd_profile = "fast"\nbfd_strict = true\n' if bfd else "")
         )
     return text
 
@@ -89,8 +89,8 @@ peers = ["p0"]
 async def speaker_at(
     tmp_path: Path, *, peers: int, pool: str, bfd: bool = False, services: int = 1
 ) -> AsyncIterator[Speaker]:
-    """``bfd``: every peer has BFD towards a port nobody listens on (BFD stays Down,
-    so no BGP session ever starts)."""
+    """``bfd``: every peer has strict BFD (``bfd_strict``) towards a port nobody
+    listens on (BFD stays Down, so no BGP session ever starts)."""
     endpoint = None
     if bfd:
         mine, theirs = free_port(), free_port()
