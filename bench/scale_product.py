@@ -557,7 +557,7 @@ class Run:
         self.ours.config_path.write_text(self.ours_toml(routes=SCRAPE_4K))
         try:
             request(self.sock, "reload", timeout=120)
-            wait_until(lambda: rib_count(self.router, "ipv4") == SCRAPE_4K, timeout=120,
+            wait_until(lambda: rib_count(self.router, "ipv4") == SCRAPE_4K, timeout=60,
                        interval=0.5, what=f"{SCRAPE_4K} routes in gobgpd")  # fmt: skip
         except (LabError, ControlError) as exc:
             self.rec["notes"].append(f"reload to {SCRAPE_4K} services: {exc}")
@@ -640,7 +640,9 @@ def analyse_capture(cap: Capture, s_addr: str, r_addr: str, ms: int,
         if who != "dut":
             continue
         fast = ms * 1000
-        gaps = [(q["time"] - p["time"]) * 1000 for p, q in itertools.pairwise(mine)
+        # Periodic packets only: a Final (F bit) answers the router's Poll at once.
+        periodic = [p for p in mine if not p.get("bfd.flags.f")]
+        gaps = [(q["time"] - p["time"]) * 1000 for p, q in itertools.pairwise(periodic)
                 if p["bfd.sta"] == 3 and q["bfd.sta"] == 3
                 and p.get("bfd.desired_min_tx_interval") == fast
                 and q.get("bfd.desired_min_tx_interval") == fast
@@ -800,6 +802,8 @@ def report(data: dict[str, Any]) -> str:
         downs = [x for x in (*r["dut_downs"], *r["router_downs"], *r["cap_router_downs"])
                  if x is not None]  # fmt: skip
         resets = [x for x in r["gobgp_resets"] if x is not None]
+        # Never Established counts as missed too (no session, so nothing to reset).
+        ok_bgp = bool(resets) and sum(resets) == 0 and r["t0_to_full_rib_s"] is not None
         lag = r["loop_lag"]
         lag_txt = (f"loop lag max {cell(lag['max_ms'], '.1f')} ms → "
                    f"{'met' if lag['max_ms'] is not None and lag['max_ms'] <= 5 else 'MISSED'}"
@@ -809,7 +813,7 @@ def report(data: dict[str, Any]) -> str:
         lines.append(
             f"- {r['scenario']}: full RIB {'reached' if r['t0_to_full_rib_s'] else 'NOT reached'}"
             f"; false BFD Downs {sum(downs)} → {'met' if downs and sum(downs) == 0 else 'MISSED'}"
-            f"; BGP resets {sum(resets)} → {'met' if resets and sum(resets) == 0 else 'MISSED'}"
+            f"; BGP resets {sum(resets)} → {'met' if ok_bgp else 'MISSED'}"
             f"; {lag_txt}"
         )
     notes = [f"{r['scenario']} {r['impl']}: {n}" for r in data["runs"] for n in r["notes"]]
@@ -832,11 +836,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refeed", type=float, help="s between re-sends of the feed (60; quick 0)")
     ap.add_argument("--churn", type=int, help="services per reload (10000; quick 1000)")
     ap.add_argument("--start-timeout", type=float, help="T0 to full RIB bound, s (300; quick 30)")
+    ap.add_argument("--routes", type=int, help="override every scenario's route count")
     ap.add_argument("--idle-scrapes", type=int, help="idle scrapes per scale (10; quick 3)")
     args = ap.parse_args(argv)
     q = args.quick
     names = (args.scenarios or ",".join(SCENARIOS)).split(",")
     scenarios = [QUICK] if q and not args.scenarios else [SCENARIOS[s] for s in names]
+    if args.routes:
+        scenarios = [attrs.evolve(s, routes=args.routes) for s in scenarios]
     impls = (args.impls or ("ours" if q else "ours,frr")).split(",")
     args.duration = args.duration if args.duration is not None else (30.0 if q else 300.0)
     args.feed = args.feed if args.feed is not None else (10_000 if q else 500_000)
