@@ -50,6 +50,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
     "footprint": ("bench.footprint", "footprint", "4. Idle footprint"),
     "bfd_scale": ("bench.bfd_scale", "bfd-scale", "5. BFD scale"),
     "start_reload": ("bench.start_reload", "start-reload", "6. Start and reload"),
+    "scale_product": (
+        "bench.scale_product",
+        "scale-product",
+        "7. The product at scale: never a false failover",
+    ),
 }
 DOC = REPO / "docs" / "performance.md"
 
