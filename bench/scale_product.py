@@ -750,7 +750,8 @@ def report(data: dict[str, Any]) -> str:
         "ORIGIN attributes. Scenarios and speakers run one after the other, each in a "
         "fresh lab.",
         "",
-        "Counts are *cold start / window* (cold start = T0 to full RIB). Node = the DUT's "
+        "Counts are *cold start / window* (cold start = T0 to full RIB, or to the start "
+        "timeout when it is never reached). Node = the DUT's "
         "own counter (ours /metrics, FRR `show bfd peers counters`); router = rtr1 bfdd's "
         "counter; wire = transitions out of Up in the capture on rtr1/to-spk (node's "
         "packets / router's packets). Targets: 0 everywhere.",
