@@ -3,7 +3,7 @@
 Conventions every ``bench.<name>`` module follows (``python -m bench`` relies on them):
 
 * ``python -m bench.<name> [--quick]`` runs it alone; ``--quick`` is a smoke run of
-  a few trials (the whole quick suite stays under 3 minutes);
+  a few trials (the whole quick suite stays under 4 minutes);
 * results go to ``bench/results/<date>-<name>[-quick].json`` (raw samples and the
   environment) and ``.md`` (the report section; ``docs/performance.md`` embeds it);
 * figures are p50 / p99 / max over many trials (nearest-rank percentiles);

@@ -8,6 +8,7 @@ when asked, a 1 s connect retry so a restart is not measured as backoff.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import attrs
@@ -27,6 +28,8 @@ class Peer:
     peer_address: str
     source_address: str
     interface: str
+    peer_asn: int = ROUTER_AS
+    bfd: bool = True  # use the BFD profile (when speaker_toml has one)
 
     @classmethod
     def between(cls, speaker: Host, router: Host) -> Peer:
@@ -49,8 +52,10 @@ def speaker_toml(
     hold_time: int | None = None,
     pool: str = "198.19.0.0/24",
     services: Sequence[tuple[str, str]] = (("web", "198.19.0.10"),),
+    advertise_to: Sequence[str] = (),
 ) -> str:
-    """Our speaker's config: ``services`` (name, address) from ``pool`` to every peer."""
+    """Our speaker's config: ``services`` (name, address) from ``pool`` to every peer
+    (or to the peers named in ``advertise_to``)."""
     out = [
         f'[speaker]\nrouter_id = "{router_id}"\nmy_asn = {SPEAKER_AS}\nhold_down = "1s"\n'
         f'state_file = "{state_file}"\n'
@@ -63,16 +68,17 @@ def speaker_toml(
     for p in peers:
         lines = [
             f'[[peers]]\nname = "{p.name}"\npeer_address = "{p.peer_address}"',
-            f'peer_asn = {ROUTER_AS}\nsource_address = "{p.source_address}"',
+            f'peer_asn = {p.peer_asn}\nsource_address = "{p.source_address}"',
             f'interface = "{p.interface}"\nconnect_time = "1s"',
         ]
-        if bfd_ms is not None:
+        if bfd_ms is not None and p.bfd:
             lines.append('bfd_profile = "bench"')
         if hold_time is not None:
             lines.append(f'hold_time = "{hold_time}s"')
         out.append("\n".join(lines) + "\n")
     out.append(f'[[pools]]\nname = "vips"\naddresses = ["{pool}"]\n')
-    out.append('[[advertisements]]\nname = "to-routers"\n')
+    only = f"peers = {json.dumps(list(advertise_to))}\n" if advertise_to else ""
+    out.append(f'[[advertisements]]\nname = "to-routers"\n{only}')
     out += [f'[[services]]\nname = "{name}"\naddress = "{addr}"\n' for name, addr in services]
     return "\n".join(out)
 
