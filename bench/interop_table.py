@@ -89,7 +89,7 @@ def render(data: Mapping[str, Any]) -> str:
     p50 = recovery_p50(cells)
     passed = sum(1 for c in cells.values() if c.get("status") == "pass")
     envs = [c["environment"] for c in cells.values() if c.get("environment")]
-    soaks = sorted({c.get("soak_s") for c in cells.values() if c.get("soak_s") is not None})
+    soaks = sorted({float(c["soak_s"]) for c in cells.values() if c.get("soak_s") is not None})
     lines += [
         "",
         f"{passed} of {len(cells)} cells pass. Recovery p50 over the cells (one that never "
