@@ -27,8 +27,8 @@ from lab import Lab, faults
 from lab.exabgp import exabgp_path
 from lab.matrix import CELLS, Cell, Ends, Router, speaker_toml, start_router
 from lab.ours import OurSpeaker
-from lab.proc import LabError
-from speaker.control import request
+from lab.proc import LabError, ProcessDied
+from speaker.control import ControlError, request
 from tests.conftest import IN_CI
 
 pytestmark = pytest.mark.lab
@@ -86,7 +86,7 @@ class Ours:
         self.speaker.proc.check_alive("speaker")
         try:
             return request(self.socket, command, timeout=5.0)
-        except OSError as exc:
+        except (OSError, ControlError) as exc:
             raise LabError(f"control socket: {exc}") from exc
 
     def bgp(self) -> dict[str, Any]:
@@ -104,13 +104,16 @@ class Ours:
 
 def poll(probe: Callable[[], bool], timeout: float) -> tuple[float | None, float]:
     """Call ``probe`` back to back until it is true: (monotonic time at the end of the
-    call that saw it, or None at the timeout; duration of the last call)."""
+    call that saw it, or None at the timeout; duration of the last call). A LabError
+    (a daemon busy or restarting) counts as false; a dead speaker ends the cell."""
     deadline = time.monotonic() + timeout
     took = 0.0
     while True:
         start = time.monotonic()
         try:
             hit = probe()
+        except ProcessDied:
+            raise
         except LabError:
             hit = False
         end = time.monotonic()
