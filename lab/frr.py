@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -188,6 +189,11 @@ class FRR:
             )
         return cp.stdout
 
+    def vty(self, daemon: str) -> Vty:
+        """A connection to ``daemon``'s vty socket: ~0.3 ms a command instead of vtysh's
+        ~30 ms (process start), for polling a RIB while timing a failover."""
+        return Vty(self.dir / f"{daemon}.vty")
+
     def vtysh_json(self, daemon: str, command: str) -> Any:
         out = self.vtysh(daemon, command)
         return json.loads(out) if out.strip() else None
@@ -238,3 +244,40 @@ class FRR:
             timeout=timeout,
             what=f"FRR {self.host.name}: BGP {peer} {state}",
         )
+
+
+class Vty:
+    """One FRR daemon's vty socket, spoken to as vtysh does: a command and a NUL out;
+    the output back, ended by three NULs and a status byte (0: success)."""
+
+    def __init__(self, path: os.PathLike[str] | str, timeout: float = 5.0) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(os.fspath(path))
+        except OSError as exc:
+            self.sock.close()
+            raise LabError(f"vty {path}: {exc}") from exc
+
+    def command(self, command: str) -> str:
+        try:
+            self.sock.sendall(command.encode() + b"\0")
+            buf = b""
+            while len(buf) < 4 or buf[-4:-1] != b"\0\0\0":
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise LabError(f"vty closed during {command!r}")
+                buf += chunk
+        except OSError as exc:
+            raise LabError(f"vty {command!r}: {exc}") from exc
+        out = buf[:-4].decode(errors="replace")
+        if buf[-1] != 0:
+            raise LabError(f"vty {command!r}: status {buf[-1]}: {out}")
+        return out
+
+    def json(self, command: str) -> Any:
+        out = self.command(command)
+        return json.loads(out) if out.strip() else None
+
+    def close(self) -> None:
+        self.sock.close()
