@@ -14,8 +14,8 @@ when asked to (a full table is 500k+ prefixes).
 from __future__ import annotations
 
 import itertools
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping
 
 import attrs
 
@@ -36,10 +36,6 @@ from protocols.bgp import (
 from speaker.bgp.config import DEFAULT_ATTRIBUTES, Family, RouteAttributes, family_of
 
 __all__ = ["AdjRibIn", "AdjRibOut", "OutBatch", "ReceivedRoute", "path_attributes"]
-
-
-def _sort_key(prefix: Prefix) -> tuple[int, int, int]:
-    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
 def path_attributes(
@@ -84,51 +80,93 @@ class OutBatch:
         return len(self.withdraw) + sum(len(v) for v in self.announce.values())
 
 
+class _Scan:
+    """Prefixes still to compare: a live iterator over a mapping nobody changes any more
+    (a replaced desired table, a retired overlay), so it never needs a copy."""
+
+    __slots__ = ("forget", "keys", "left")
+
+    def __init__(self, keys: Mapping[Prefix, object], forget: Family | None = None) -> None:
+        self.keys: Iterator[Prefix] = iter(keys)
+        self.left = len(keys)
+        #: ROUTE-REFRESH: forget that this family was sent, so it goes out again.
+        self.forget = forget
+
+
 class AdjRibOut:
     """Desired routes vs. routes the peer holds from us, and the changes in between.
 
-    ``replace``/``announce``/``withdraw`` may be called at any time; before the
-    session is up they only record the desired set.
+    ``replace``/``update``/``announce``/``withdraw`` may be called at any time; before
+    the session is up they only record the desired set.
+
+    Nothing here costs time proportional to the table in one call (the loop budget,
+    docs/architecture.md): the desired set is the mapping last given to
+    :meth:`replace` (taken over, never copied: the caller must not change it
+    afterwards) plus an overlay of the changes since; a full dump or a diff is a
+    *scan*, an iterator over a mapping that no longer changes, which :meth:`take`
+    advances by at most ``limit`` prefixes per call. Single changes wait in a
+    deduplicated FIFO queue. Invariant: every prefix whose desired state differs from
+    ``advertised`` is in the queue or ahead in a scan.
     """
 
     def __init__(self, routes: Mapping[Prefix, RouteAttributes] | None = None) -> None:
-        self.desired: dict[Prefix, RouteAttributes] = dict(routes or {})
+        self._base: Mapping[Prefix, RouteAttributes] = {} if routes is None else routes
+        self._overlay: dict[Prefix, RouteAttributes | None] = {}
+        self._count = len(self._base)
+        self.desired: Mapping[Prefix, RouteAttributes] = _Desired(self)
         self.advertised: dict[Prefix, RouteAttributes] = {}
-        self._dirty: dict[Prefix, None] = {}
+        self._queue: deque[Prefix] = deque()
+        self._queued: set[Prefix] = set()
+        self._scans: deque[_Scan] = deque()
         self._up = False
         self._families: frozenset[Family] = frozenset()
         self._eor_pending: list[Family] = []
+        #: Prefixes of a family the session cannot carry, counted each time one is
+        #: found changed (not sent).
         self.unsendable: Counter[Family] = Counter()
+
+    # ---- the desired set ------------------------------------------------------------
+
+    def want(self, prefix: Prefix) -> RouteAttributes | None:
+        """The desired attributes of ``prefix``, None when it is not to be announced."""
+        if prefix in self._overlay:
+            return self._overlay[prefix]
+        return self._base.get(prefix)
 
     # ---- owner side ---------------------------------------------------------------
 
-    def replace(self, routes: Mapping[Prefix, RouteAttributes]) -> int:
-        """Make ``routes`` the desired set; returns how many prefixes changed."""
-        old, self.desired = self.desired, dict(routes)
+    def replace(self, routes: Mapping[Prefix, RouteAttributes]) -> None:
+        """Make ``routes`` the desired set (taken over: do not change it afterwards).
+        The difference is found by :meth:`take`, a slice at a time."""
+        old_base, old_overlay = self._base, self._overlay
+        self._base, self._overlay, self._count = routes, {}, len(routes)
         if not self._up:
-            return len(set(old.items()) ^ set(self.desired.items()))
-        changed = 0
-        for prefix in itertools.chain(self.desired, (p for p in old if p not in self.desired)):
-            if self.desired.get(prefix) != old.get(prefix):
-                changed += 1
-                self._mark(prefix)
-        return changed
+            return
+        # What may differ now: the new routes, and whatever the peer may hold from
+        # the old set (its base and overlay). Older scans and the queue stay: they
+        # cover what the peer may hold from still older sets.
+        for keys in (routes, old_base, old_overlay):
+            if keys:
+                self._scans.append(_Scan(keys))
+
+    def update(self, changes: Mapping[Prefix, RouteAttributes | None]) -> None:
+        """Apply ``changes`` (None withdraws); costs ``len(changes)``."""
+        for prefix, attributes in changes.items():
+            self._set(prefix, attributes)
 
     def announce(self, prefix: Prefix, attributes: RouteAttributes = DEFAULT_ATTRIBUTES) -> None:
-        self.desired[prefix] = attributes
-        if self._up:
-            self._mark(prefix)
+        self._set(prefix, attributes)
 
     def withdraw(self, prefix: Prefix) -> None:
-        self.desired.pop(prefix, None)
-        if self._up:
-            self._mark(prefix)
+        self._set(prefix, None)
 
-    def _mark(self, prefix: Prefix) -> None:
-        if self.desired.get(prefix) != self.advertised.get(prefix):
-            self._dirty[prefix] = None
-        else:
-            self._dirty.pop(prefix, None)
+    def _set(self, prefix: Prefix, attributes: RouteAttributes | None) -> None:
+        before = self.want(prefix)
+        self._overlay[prefix] = attributes
+        self._count += (attributes is not None) - (before is not None)
+        if self._up and prefix not in self._queued:
+            self._queued.add(prefix)
+            self._queue.append(prefix)
 
     # ---- session side -------------------------------------------------------------
 
@@ -139,60 +177,125 @@ class AdjRibOut:
         then End-of-RIB for ``end_of_rib`` (default: ``families``)."""
         self._up = True
         self._families = frozenset(families)
-        self.advertised.clear()
-        self._dirty = dict.fromkeys(sorted(self.desired, key=_sort_key))
+        self.advertised = {}
+        self._queue.clear()
+        self._queued.clear()
+        self._scans.clear()
+        # The overlay may change while the dump runs: its prefixes go through the queue.
+        if self._base:
+            self._scans.append(_Scan(self._base))
+        for prefix in self._overlay:  # only the changes since the last replace()
+            self._queued.add(prefix)
+            self._queue.append(prefix)
         self._eor_pending = sorted(self._families if end_of_rib is None else set(end_of_rib))
 
     def resend(self, family: Family) -> None:
         """ROUTE-REFRESH (RFC 2918): announce everything of ``family`` again."""
         if not self._up:
             return
-        for prefix in [p for p in self.advertised if family_of(p) == family]:
-            del self.advertised[prefix]
-            self._dirty[prefix] = None
+        self._scans.append(_Scan(self._base, forget=family))
+        if self._overlay:
+            # The overlay keeps changing: the refresh covers the prefixes it holds now.
+            self._scans.append(_Scan(dict.fromkeys(self._overlay), forget=family))
 
     def session_down(self) -> None:
         self._up = False
-        self.advertised.clear()
-        self._dirty.clear()
+        self.advertised = {}
+        self._queue.clear()
+        self._queued.clear()
+        self._scans.clear()
         self._eor_pending = []
 
     @property
     def pending(self) -> int:
-        """Prefixes whose state on the peer differs from the desired one."""
-        return len(self._dirty)
+        """Prefixes still to compare with what the peer holds (an upper bound of what
+        is left to send)."""
+        return len(self._queue) + sum(s.left for s in self._scans)
 
     @property
     def synchronised(self) -> bool:
-        return self._up and not self._dirty and not self._eor_pending
+        return self._up and not self._queue and not self._scans and not self._eor_pending
 
     def take(self, limit: int) -> OutBatch:
-        """Up to ``limit`` changed prefixes, assumed sent from now on. Prefixes of a
-        family the session did not negotiate are dropped (counted in ``unsendable``)."""
+        """Compare up to ``limit`` prefixes with what the peer holds; the changed ones,
+        assumed sent from now on. Prefixes of a family the session did not negotiate
+        are dropped (counted in ``unsendable``)."""
         withdraw: list[Prefix] = []
         announce: dict[RouteAttributes, list[Prefix]] = {}
-        chosen = list(itertools.islice(self._dirty, limit))
-        for prefix in chosen:
-            del self._dirty[prefix]
-            family = family_of(prefix)
-            if family not in self._families:
-                self.unsendable[family] += 1
-                continue
-            attrs_ = self.desired.get(prefix)
-            if attrs_ is None:
-                if self.advertised.pop(prefix, None) is not None:
-                    withdraw.append(prefix)
-            else:
-                self.advertised[prefix] = attrs_
-                announce.setdefault(attrs_, []).append(prefix)
+        budget = limit
+        queue = self._queue
+        while budget > 0 and queue:
+            prefix = queue.popleft()
+            self._queued.discard(prefix)
+            budget -= 1
+            self._compare(prefix, None, withdraw, announce)
+        while budget > 0 and self._scans:
+            scan = self._scans[0]
+            for prefix in itertools.islice(scan.keys, budget):
+                budget -= 1
+                scan.left -= 1
+                self._compare(prefix, scan.forget, withdraw, announce)
+            if budget > 0 or scan.left <= 0:
+                self._scans.popleft()
         return OutBatch(withdraw=withdraw, announce=announce)
+
+    def _compare(
+        self,
+        prefix: Prefix,
+        forget: Family | None,
+        withdraw: list[Prefix],
+        announce: dict[RouteAttributes, list[Prefix]],
+    ) -> None:
+        want = self.want(prefix)
+        family = family_of(prefix)
+        if forget == family and want is not None:
+            self.advertised.pop(prefix, None)
+        have = self.advertised.get(prefix)
+        if want is have or want == have:
+            return
+        if family not in self._families:
+            self.unsendable[family] += 1
+            return
+        if want is None:
+            del self.advertised[prefix]
+            withdraw.append(prefix)
+        else:
+            self.advertised[prefix] = want
+            announce.setdefault(want, []).append(prefix)
 
     def take_end_of_rib(self) -> list[Family]:
         """Families whose End-of-RIB is due (after the initial dump), once each."""
-        if self._dirty or not self._eor_pending:
+        if self._queue or self._scans or not self._eor_pending:
             return []
         due, self._eor_pending = self._eor_pending, []
         return due
+
+
+class _Desired(Mapping[Prefix, RouteAttributes]):
+    """The desired routes of an :class:`AdjRibOut` as a read-only mapping (its length
+    is kept up to date; iterating it walks the table, for ``show`` and tests)."""
+
+    def __init__(self, rib: AdjRibOut) -> None:
+        self._rib = rib
+
+    def __getitem__(self, prefix: Prefix) -> RouteAttributes:
+        attributes = self._rib.want(prefix)
+        if attributes is None:
+            raise KeyError(prefix)
+        return attributes
+
+    def __len__(self) -> int:
+        return self._rib._count
+
+    def __iter__(self) -> Iterator[Prefix]:
+        rib = self._rib
+        overlay = rib._overlay
+        for prefix in rib._base:
+            if prefix not in overlay:
+                yield prefix
+        for prefix, attributes in overlay.items():
+            if attributes is not None:
+                yield prefix
 
 
 @attrs.frozen(kw_only=True)
@@ -204,18 +307,21 @@ class ReceivedRoute:
 
 
 class AdjRibIn:
-    """Per-family counters of what the peer sent; routes only with ``keep=True``."""
+    """Per-family counters of what the peer sent; routes only with ``keep=True``
+    (then ``held`` counts them per family as they come and go: no walk per query)."""
 
     def __init__(self, *, keep: bool = False) -> None:
         self.keep = keep
         self.routes: dict[Prefix, ReceivedRoute] = {}
+        self.held: Counter[Family] = Counter()
         self.announced: Counter[Family] = Counter()
         self.withdrawn: Counter[Family] = Counter()
         self.treated_as_withdraw = 0
         self.end_of_rib: set[Family] = set()
 
     def clear(self) -> None:
-        self.routes.clear()
+        self.routes = {}
+        self.held = Counter()
         self.end_of_rib.clear()
 
     def apply(self, event: UpdateReceived) -> None:
@@ -228,8 +334,10 @@ class AdjRibIn:
             self.announced[family_of(prefix)] += 1
         if not self.keep:
             return
+        routes, held = self.routes, self.held
         for prefix in withdrawn:
-            self.routes.pop(prefix, None)
+            if routes.pop(prefix, None) is not None:
+                held[family_of(prefix)] -= 1
         if not announced:
             return
         update = event.update
@@ -239,12 +347,11 @@ class AdjRibIn:
         reach, nh4 = update.mp_reach, update.get(NextHop)
         v4 = ReceivedRoute(attributes=attributes, next_hop=str(nh4.address) if nh4 else None)
         mp = ReceivedRoute(attributes=attributes, next_hop=str(reach.next_hop) if reach else None)
-        for prefix in update.nlri:
-            self.routes[prefix] = v4
-        if reach is not None:
-            for prefix in reach.nlri:
-                self.routes[prefix] = mp
+        for prefixes, route in ((update.nlri, v4), (reach.nlri if reach else (), mp)):
+            for prefix in prefixes:
+                if prefix not in routes:
+                    held[family_of(prefix)] += 1
+                routes[prefix] = route
 
     def counts(self) -> dict[Family, int]:
-        fams: Counter[Family] = Counter(family_of(p) for p in self.routes)
-        return dict(fams)
+        return {family: n for family, n in self.held.items() if n > 0}

@@ -77,18 +77,20 @@ def test_adj_rib_out_full_dump_then_only_differences() -> None:
     changed[ip_network("198.19.0.3/32")] = b
     del changed[ip_network("198.19.0.4/32")]
     changed[ip_network("2001:2:ff::1/128")] = a
-    assert rib.replace(changed) == 3
+    rib.replace(changed)
     batch = rib.take(1000)
     assert batch.withdraw == [ip_network("198.19.0.4/32")]
     assert batch.announce == {
         b: [ip_network("198.19.0.3/32")],
         a: [ip_network("2001:2:ff::1/128")],
     }
-    assert rib.replace(changed) == 0 and rib.pending == 0
+    rib.replace(dict(changed))
+    assert rib.pending > 0  # compared a slice at a time, in take()
+    assert rib.take(1000).size == 0 and rib.pending == 0
     # Added then removed before being sent: nothing at all goes out.
     rib.announce(ip_network("198.19.0.200/32"))
     rib.withdraw(ip_network("198.19.0.200/32"))
-    assert rib.pending == 0
+    assert rib.take(1000).size == 0 and rib.pending == 0
     rib.session_down()
     assert rib.advertised == {} and rib.pending == 0
 
