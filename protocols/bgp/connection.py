@@ -397,7 +397,9 @@ class Connection:
             if eor is not None and not msg.notes:
                 self._events.append(EndOfRib(afi=eor[0], safi=eor[1]))
             else:
-                self._events.append(UpdateReceived(update=msg.update, notes=msg.notes))
+                self._events.append(
+                    UpdateReceived(update=msg.update, notes=msg.notes, suppressed=msg.suppressed)
+                )
         elif isinstance(msg, RouteRefreshMessage):
             self._on_route_refresh(msg)
 

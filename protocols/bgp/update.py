@@ -48,6 +48,7 @@ from .header import encode_message
 from .nlri import Prefix, decode_ipv4_prefixes, encode_prefixes
 
 _A = TypeVar("_A")
+_MP_TYPES = (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI)
 
 
 class ErrorAction(enum.IntEnum):
@@ -87,6 +88,42 @@ class Rfc7606Note:
     subcode: int
     reason: str
     data: bytes = b""
+
+
+#: Notes kept per UPDATE; the rest are only counted (:attr:`DecodedUpdate.suppressed`), so
+#: an UPDATE of 4,096 octets holding 1,353 duplicate attributes costs 16 notes, not 1,353.
+MAX_NOTES = 16
+
+
+class _Notes:
+    """The notes of one UPDATE being decoded: the first :data:`MAX_NOTES`, then counts."""
+
+    __slots__ = ("kept", "suppressed", "types")
+
+    def __init__(self) -> None:
+        self.kept: list[Rfc7606Note] = []
+        self.suppressed: dict[ErrorAction, int] = {}
+        self.types: set[int | None] = set()  # of every note, kept or not
+
+    @property
+    def full(self) -> bool:
+        return len(self.kept) >= MAX_NOTES
+
+    def add(self, note: Rfc7606Note) -> None:
+        self.types.add(note.attr_type)
+        if len(self.kept) < MAX_NOTES:
+            self.kept.append(note)
+        else:
+            self.count(note.action)
+
+    def count(self, action: ErrorAction) -> None:
+        """A note not worth building (past the cap): only its action is counted."""
+        self.suppressed[action] = self.suppressed.get(action, 0) + 1
+
+    def dropped_types(self) -> set[int | None]:
+        """Attribute types a note was made for (repeats past the cap: their type was
+        seen, so it is present anyway)."""
+        return self.types
 
 
 def _attr_sort_key(attr: PathAttribute) -> tuple[int, int]:
@@ -169,11 +206,23 @@ class DecodedUpdate:
 
     update: UpdateMessage
     notes: tuple[Rfc7606Note, ...] = ()
+    #: Notes past :data:`MAX_NOTES`, counted by action (they were applied all the same).
+    suppressed: tuple[tuple[ErrorAction, int], ...] = ()
 
     @property
     def treat_as_withdraw(self) -> bool:
         """True when every announced prefix must be handled as withdrawn (RFC 7606 §2)."""
-        return any(n.action == ErrorAction.TREAT_AS_WITHDRAW for n in self.notes)
+        return any(n.action == ErrorAction.TREAT_AS_WITHDRAW for n in self.notes) or any(
+            action == ErrorAction.TREAT_AS_WITHDRAW for action, _ in self.suppressed
+        )
+
+    @property
+    def note_counts(self) -> dict[ErrorAction, int]:
+        """Every RFC 7606 action applied to this UPDATE, kept notes and suppressed ones."""
+        out = dict(self.suppressed)
+        for note in self.notes:
+            out[note.action] = out.get(note.action, 0) + 1
+        return out
 
     @property
     def announced(self) -> tuple[Prefix, ...]:
@@ -262,14 +311,14 @@ def decode_update(body: bytes, ctx: CodecContext) -> DecodedUpdate:
         nlri=nlri,
     )
     _check_mandatory(update, notes)
-    return DecodedUpdate(update=update, notes=tuple(notes))
+    return DecodedUpdate(
+        update=update, notes=tuple(notes.kept), suppressed=tuple(notes.suppressed.items())
+    )
 
 
-def _decode_attributes(
-    data: bytes, ctx: CodecContext
-) -> tuple[list[PathAttribute], list[Rfc7606Note]]:
+def _decode_attributes(data: bytes, ctx: CodecContext) -> tuple[list[PathAttribute], _Notes]:
     attributes: list[PathAttribute] = []
-    notes: list[Rfc7606Note] = []
+    notes = _Notes()
     seen: set[int] = set()
     pos = 0
     while pos < len(data):
@@ -278,7 +327,7 @@ def _decode_attributes(
         hdr = 4 if flags & AttrFlag.EXTENDED_LENGTH else 3
         if pos + hdr > len(data):
             # RFC 7606 §4: too few octets left for an attribute header.
-            notes.append(
+            notes.add(
                 Rfc7606Note(
                     action=ErrorAction.TREAT_AS_WITHDRAW,
                     attr_type=None,
@@ -303,7 +352,7 @@ def _decode_attributes(
                     data=data[start:],
                     reason="MP attribute overruns the attribute list",
                 )
-            notes.append(
+            notes.add(
                 Rfc7606Note(
                     action=ErrorAction.TREAT_AS_WITHDRAW,
                     attr_type=type_code,
@@ -313,6 +362,12 @@ def _decode_attributes(
                 )
             )
             break
+        if type_code in seen and type_code not in _MP_TYPES and notes.full:
+            # RFC 7606 §3 g: a repeat is discarded; past the cap only counted, without
+            # copying it (a hostile UPDATE is mostly repeats).
+            pos += length
+            notes.count(ErrorAction.ATTRIBUTE_DISCARD)
+            continue
         value = data[pos : pos + length]
         raw = data[start : pos + length]
         pos += length
@@ -330,17 +385,17 @@ def _decode_one(
     raw: bytes,
     ctx: CodecContext,
     seen: set[int],
-    notes: list[Rfc7606Note],
+    notes: _Notes,
 ) -> PathAttribute | None:
     if type_code in seen:
-        if type_code in (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI):
+        if type_code in _MP_TYPES:
             raise RemoteProtocolError(
                 NotifCode.UPDATE_MESSAGE_ERROR,
                 UpdateSubcode.MALFORMED_ATTRIBUTE_LIST,
                 reason="MP_REACH_NLRI/MP_UNREACH_NLRI repeated",
             )
         # RFC 7606 §3 g: keep the first occurrence only.
-        notes.append(
+        notes.add(
             Rfc7606Note(
                 action=ErrorAction.ATTRIBUTE_DISCARD,
                 attr_type=type_code,
@@ -380,7 +435,7 @@ def _decode_one(
             raise RemoteProtocolError(
                 NotifCode.UPDATE_MESSAGE_ERROR, exc.subcode, data=raw, reason=exc.reason
             ) from None
-        notes.append(
+        notes.add(
             Rfc7606Note(
                 action=action, attr_type=type_code, subcode=exc.subcode, reason=exc.reason, data=raw
             )
@@ -388,8 +443,8 @@ def _decode_one(
         return None
 
 
-def _discard(notes: list[Rfc7606Note], attr_type: int, reason: str) -> None:
-    notes.append(
+def _discard(notes: _Notes, attr_type: int, reason: str) -> None:
+    notes.add(
         Rfc7606Note(
             action=ErrorAction.ATTRIBUTE_DISCARD,
             attr_type=attr_type,
@@ -400,7 +455,7 @@ def _discard(notes: list[Rfc7606Note], attr_type: int, reason: str) -> None:
 
 
 def _reconcile_as4(
-    attributes: list[PathAttribute], ctx: CodecContext, notes: list[Rfc7606Note]
+    attributes: list[PathAttribute], ctx: CodecContext, notes: _Notes
 ) -> list[PathAttribute]:
     """RFC 6793 §4.2.3: merge AS4_PATH / AS4_AGGREGATOR received from a 2-octet speaker."""
     as4_path = next((a for a in attributes if isinstance(a, As4Path)), None)
@@ -467,18 +522,18 @@ def _merge_paths(
     return tuple(out + rest)
 
 
-def _check_mandatory(update: UpdateMessage, notes: list[Rfc7606Note]) -> None:
+def _check_mandatory(update: UpdateMessage, notes: _Notes) -> None:
     """RFC 7606 §3 d: missing well-known mandatory attributes -> treat-as-withdraw."""
     if not update.announced:
         return
     present = {a.TYPE for a in update.attributes}
-    dropped = {n.attr_type for n in notes}
+    dropped = notes.dropped_types()
     required = [AttrType.ORIGIN, AttrType.AS_PATH]
     if update.nlri:
         required.append(AttrType.NEXT_HOP)
     for attr_type in required:
         if attr_type not in present and attr_type not in dropped:
-            notes.append(
+            notes.add(
                 Rfc7606Note(
                     action=ErrorAction.TREAT_AS_WITHDRAW,
                     attr_type=attr_type,
@@ -492,7 +547,7 @@ def _check_mandatory(update: UpdateMessage, notes: list[Rfc7606Note]) -> None:
         addr = next_hop.address
         if addr.is_unspecified or addr.is_multicast or addr == addr.__class__("255.255.255.255"):
             # RFC 7606 §7.3: semantically invalid NEXT_HOP -> ignore the routes.
-            notes.append(
+            notes.add(
                 Rfc7606Note(
                     action=ErrorAction.TREAT_AS_WITHDRAW,
                     attr_type=AttrType.NEXT_HOP,

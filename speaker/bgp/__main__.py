@@ -185,8 +185,8 @@ async def run(args: argparse.Namespace) -> int:
                     except (ValueError, OSError) as exc:
                         emit({"event": "routes-error", "error": str(exc)})
                         continue
-                    changed = session.set_routes(new)
-                    emit({"event": "routes", "routes": len(new), "changed": changed})
+                    session.set_routes(new)
+                    emit({"event": "routes", "routes": len(new)})
                 else:
                     session.cancel(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, SHUTDOWN_MESSAGE)
                     await session.wait_stopped()

