@@ -1,0 +1,140 @@
+"""The loop budget of the BGP route path: no task step of a BgpSession near the BFD
+detection time, whatever the table size or the peer sends (docs/architecture.md,
+Latency budget). Steps are measured by a Trio Instrument in thread CPU time; the
+bound is generous (5x the 2 ms budget) so that it fails only on real regressions."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import struct
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trio
+import trio.testing
+
+from protocols.bgp import State
+from protocols.bgp.update import MAX_NOTES
+from speaker.bgp import BgpSession
+from speaker.bgp.session import NOTE_LOG_INTERVAL
+from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+
+BOUND = 0.010
+
+
+class LongestStep(trio.abc.Instrument):
+    """The longest step of any task whose name contains ``marker``, in CPU time of
+    the thread (the machine is shared: wall time would count other processes)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+        self.longest = 0.0
+        self.where = ""
+        self._started: dict[trio.lowlevel.Task, float] = {}
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._started[task] = time.thread_time()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.thread_time() - self._started.pop(task, time.thread_time())
+        if self.marker in task.name and took > self.longest:
+            self.longest, self.where = took, task.name
+
+
+
+@pytest.fixture
+async def steps() -> AsyncIterator[LongestStep]:
+    instrument = LongestStep("BgpSession")
+    trio.lowlevel.add_instrument(instrument)
+    yield instrument
+    trio.lowlevel.remove_instrument(instrument)
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Without automatic garbage collection, so a step measures the code and not a
+    collection walking the test peer's copies of 65,536 routes, which may start in any
+    task (the process-wide GC policy is not this module's: docs/architecture.md)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def test_65536_routes_come_up_in_short_steps(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, steps: LongestStep
+) -> None:
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    routes = host_routes(65_536)
+    shifted = dict(list(host_routes(70_000).items())[4_464:])
+    with no_gc():
+        session = BgpSession(our_config(port), routes=routes)
+        await nursery.start(session.run)
+        await session.wait_synchronised()
+        await wait_for(lambda: len(peer.announced()) == 65_536)
+        assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+        # A replacement of the table (4,464 out, 4,464 new) is diffed in short steps.
+        session.set_routes(shifted)
+        await session.wait_synchronised()
+        await wait_for(lambda: len(peer.announced()) == 65_536)
+        assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+
+
+def hostile_update() -> bytes:
+    """4,096 octets: ORIGIN, AS_PATH, NEXT_HOP, one /32, and 1,353 repeats of a
+    zero-length ORIGIN (RFC 7606 §3 g: each repeat is discarded)."""
+    good = b"\x40\x01\x01\x00" + b"\x40\x02\x00" + b"\x40\x03\x04\xc6\x12\x00\x01"
+    nlri = b"\x20\xc6\x12\x01\x01"
+    repeats = (4096 - 19 - 4 - len(good) - len(nlri)) // 3
+    attributes = good + b"\x40\x01\x00" * repeats
+    body = b"\x00\x00" + struct.pack("!H", len(attributes)) + attributes + nlri
+    return b"\xff" * 16 + struct.pack("!HB", 19 + len(body), 2) + body
+
+
+async def test_hostile_updates_cost_short_steps_and_few_log_lines(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    steps: LongestStep,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port), routes=host_routes(10))
+    await nursery.start(session.run)
+    await session.wait_synchronised()
+    message = hostile_update()
+    assert len(message) <= 4096
+    repeats = (len(message) - 19 - 4 - 14 - 5) // 3
+    caplog.set_level(logging.WARNING, "speaker.bgp")
+    rounds = 3
+    for _ in range(rounds):
+        for _ in range(4):
+            peer.send(message * 16)  # 64 KiB each
+        await wait_for(lambda: session.updates_in % 64 == 0 and session.updates_in > 0)
+        await trio.sleep(NOTE_LOG_INTERVAL / 2)
+    await wait_for(lambda: session.updates_in == rounds * 64)
+    assert session.state is State.ESTABLISHED
+    assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+    lines = [r for r in caplog.records if "RFC 7606" in r.getMessage()]
+    # The first at once, then one summary per NOTE_LOG_INTERVAL at most.
+    assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]
+    stats = session.statistics()
+    assert stats.rfc7606_notes == {"attribute-discard": rounds * 64 * repeats}
+    assert stats.treated_as_withdraw == 0
+
+
+def test_notes_are_capped_per_update() -> None:
+    from protocols.bgp.context import CodecContext
+    from protocols.bgp.update import ErrorAction, decode_update
+
+    decoded = decode_update(hostile_update()[19:], CodecContext(asn4=True))
+    repeats = (4096 - 19 - 4 - 14 - 5) // 3
+    assert len(decoded.notes) == MAX_NOTES
+    assert decoded.note_counts == {ErrorAction.ATTRIBUTE_DISCARD: repeats}
+    assert not decoded.treat_as_withdraw and len(decoded.update.nlri) == 1
