@@ -14,21 +14,26 @@ it.  Prefixes are deduplicated; when two advertisements give the same prefix, th
 communities are merged (validation has already rejected conflicting local_pref).
 ``local_pref`` is only set for iBGP peers (RFC 4271 §5.1.5), as MetalLB does.
 
-No I/O and no clock: the runtime calls :func:`routes_for_peer` again whenever health
-or the configuration changes and diffs the result against what it has sent.
+No I/O and no clock. :func:`routes_for_peer` computes the routes of one peer from
+scratch (the reference); :class:`RouteTable` holds them for every peer and keeps
+them up to date by difference, so a health change costs the routes of that service
+and not the table (docs/architecture.md, Latency budget).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Collection, Iterator, Mapping
+import itertools
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Generic, TypeVar
 
 import attrs
 
 from protocols.bgp import LargeCommunity
-from speaker.config.model import Advertisement, Config, IPAddress, IPNetwork, Pool
+from speaker.config.model import Advertisement, Config, IPAddress, IPNetwork, Peer, Pool
+from speaker.slices import Steps
 
-__all__ = ["RouteAttributes", "Routes", "announced_prefixes", "routes_for_peer"]
+__all__ = ["RouteAttributes", "RouteTable", "Routes", "announced_prefixes", "routes_for_peer"]
 
 
 @attrs.frozen(kw_only=True)
@@ -145,3 +150,195 @@ def routes_for_peer(
                 known = routes.get(prefix)
                 routes[prefix] = attributes if known is None else known.merge(attributes)
     return {prefix: routes[prefix] for prefix in sorted(routes, key=_sort_key)}
+
+
+# ---- the same, kept up to date ------------------------------------------------------------
+
+_A = TypeVar("_A")
+
+#: Units of work (one service route, one announce_all prefix) between two yields of
+#: :meth:`RouteTable.build` (about 2 µs each: well inside a 0.5 ms slice).
+SLICE = 128
+
+
+class _PeerTable(Generic[_A]):
+    """One peer's routes: ``base`` as built (never changed after: sessions take it
+    over), ``overlay`` the changes since (None: withdrawn), and per prefix the
+    advertisements that announce it now (announce_all ones in ``static``)."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.name = peer.name
+        self.internal = peer.internal
+        self.base: dict[IPNetwork, _A] = {}
+        self.overlay: dict[IPNetwork, _A | None] = {}
+        self.static: dict[IPNetwork, tuple[int, ...]] = {}
+        #: prefix -> advertisement index -> announced services giving it
+        self.sources: dict[IPNetwork, dict[int, int]] = {}
+
+    def get(self, prefix: IPNetwork) -> _A | None:
+        if prefix in self.overlay:
+            return self.overlay[prefix]
+        return self.base.get(prefix)
+
+    def advertisements(self, prefix: IPNetwork) -> tuple[int, ...]:
+        """The indices of the advertisements announcing ``prefix`` now, in file order."""
+        static = self.static.get(prefix, ())
+        counts = self.sources.get(prefix)
+        if not counts:
+            return static
+        return tuple(sorted(set(static).union(i for i, n in counts.items() if n > 0)))
+
+
+class RouteTable(Generic[_A]):
+    """:func:`routes_for_peer` for every peer of this node, kept up to date by
+    difference: a change of which services are announced costs the routes of the
+    services that changed, not the table.
+
+    Built once per config with :meth:`build` (a generator of slices, see
+    :mod:`speaker.slices`); ``convert`` turns merged attributes into what the
+    sessions take (called once per distinct attribute set and peer kind).
+    """
+
+    def __init__(self, config: Config, convert: Callable[[RouteAttributes], _A]) -> None:
+        self.config = config
+        self._convert = convert
+        self._peers: dict[str, _PeerTable[_A]] = {}
+        #: service -> (peer, advertisement index, prefix) it gives while announced
+        self._contributions: dict[str, list[tuple[_PeerTable[_A], int, IPNetwork]]] = {}
+        self._unchecked = frozenset(s.name for s in config.services if s.health is None)
+        self._announced: frozenset[str] = frozenset()
+        self._merged: dict[tuple[bool, tuple[int, ...]], _A] = {}
+
+    @classmethod
+    def build(
+        cls,
+        config: Config,
+        addresses: Mapping[str, IPAddress],
+        convert: Callable[[RouteAttributes], _A],
+        *,
+        healthy: Collection[str] = frozenset(),
+        withdrawn: Collection[str] = frozenset(),
+    ) -> Steps[RouteTable[_A]]:
+        """The table for ``config`` with the services ``healthy``/``withdrawn`` give
+        (as :func:`routes_for_peer`) announced, in slices."""
+        table = cls(config, convert)
+        announced = table._effective(healthy, withdrawn)
+        table._announced = announced
+        work = 0
+        prefixes: dict[tuple[IPAddress, int], IPNetwork] = {}
+        for peer in config.local_peers:
+            pt = table._peers[peer.name] = _PeerTable[_A](peer)
+            for index, ad in enumerate(config.advertisements):
+                if not ad.selects_peer(peer.name):
+                    continue
+                pools = config.pools if not ad.pools else [config.pool(n) for n in ad.pools]
+                for pool in pools:
+                    if pool.announce_all:
+                        for prefix in _all_prefixes(pool, ad):
+                            pt.static[prefix] = pt.static.get(prefix, ()) + (index,)
+                            work += 1
+                            if work % SLICE == 0:
+                                yield
+                        continue
+                    for service in config.services_in(pool.name):
+                        address = service.address or addresses.get(service.name)
+                        if address is None or address not in pool:
+                            continue
+                        length = ad.length_for(address.version)
+                        net = prefixes.get((address, length))
+                        if net is None:
+                            net = prefixes[(address, length)] = _prefix(address, length)
+                        table._contributions.setdefault(service.name, []).append(
+                            (pt, index, net)
+                        )
+                        if service.name in announced:
+                            counts = pt.sources.setdefault(net, {})
+                            counts[index] = counts.get(index, 0) + 1
+                        work += 1
+                        if work % SLICE == 0:
+                            yield
+            # In the order found (pools ascending, services in file order): a sort of
+            # the whole table would be one long step.
+            for prefix in itertools.chain(
+                pt.static, (p for p in pt.sources if p not in pt.static)
+            ):
+                ads = pt.advertisements(prefix)
+                if ads:
+                    pt.base[prefix] = table._attributes(pt, ads)
+                work += 1
+                if work % SLICE == 0:
+                    yield
+        return table
+
+    # ---- queries ------------------------------------------------------------------
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        return tuple(self._peers)
+
+    def layers(self, peer: str) -> tuple[Mapping[IPNetwork, _A], dict[IPNetwork, _A | None]]:
+        """``peer``'s routes as (base, a copy of the changes since): the base never
+        changes, so a session may hold it; the copy costs the changes only.
+
+        Raises:
+            KeyError: no such peer on this node.
+        """
+        pt = self._peers[peer]
+        return pt.base, dict(pt.overlay)
+
+    def routes(self, peer: str) -> dict[IPNetwork, _A]:
+        """``peer``'s routes now, as one mapping (walks the table: for tests, ``show``)."""
+        pt = self._peers[peer]
+        out = {p: a for p, a in pt.base.items() if p not in pt.overlay}
+        out.update((p, a) for p, a in pt.overlay.items() if a is not None)
+        return out
+
+    # ---- changes ------------------------------------------------------------------
+
+    def set_announced(
+        self, healthy: Collection[str], withdrawn: Collection[str] = frozenset()
+    ) -> dict[str, dict[IPNetwork, _A | None]]:
+        """Announce what ``healthy``/``withdrawn`` give now; returns per peer the
+        changed prefixes (None: withdraw). Costs the routes of the services whose
+        state changed."""
+        announced = self._effective(healthy, withdrawn)
+        added, removed = announced - self._announced, self._announced - announced
+        self._announced = announced
+        touched: dict[_PeerTable[_A], dict[IPNetwork, None]] = {}
+        for services, step in ((removed, -1), (added, 1)):
+            for service in services:
+                for pt, index, prefix in self._contributions.get(service, ()):
+                    counts = pt.sources.setdefault(prefix, {})
+                    counts[index] = counts.get(index, 0) + step
+                    touched.setdefault(pt, {})[prefix] = None
+        out: dict[str, dict[IPNetwork, _A | None]] = {}
+        for pt, prefixes in touched.items():
+            changes: dict[IPNetwork, _A | None] = {}
+            for prefix in prefixes:
+                ads = pt.advertisements(prefix)
+                new = self._attributes(pt, ads) if ads else None
+                if new == pt.get(prefix):
+                    continue
+                changes[prefix] = new
+                if new == pt.base.get(prefix):
+                    pt.overlay.pop(prefix, None)
+                else:
+                    pt.overlay[prefix] = new
+            if changes:
+                out[pt.name] = changes
+        return out
+
+    def _effective(self, healthy: Collection[str], withdrawn: Collection[str]) -> frozenset[str]:
+        return (self._unchecked | frozenset(healthy)) - frozenset(withdrawn)
+
+    def _attributes(self, pt: _PeerTable[_A], ads: tuple[int, ...]) -> _A:
+        key = (pt.internal, ads)
+        converted = self._merged.get(key)
+        if converted is None:
+            merged: RouteAttributes | None = None
+            for index in ads:
+                one = _attributes(self.config.advertisements[index], pt.internal)
+                merged = one if merged is None else merged.merge(one)
+            assert merged is not None
+            converted = self._merged[key] = self._convert(merged)
+        return converted

@@ -31,13 +31,15 @@ from collections.abc import Mapping
 import attrs
 import trio
 
+from protocols.bgp import Prefix
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
+from speaker.bgp.config import RouteAttributes
 from speaker.config import Config
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
 from speaker.peer import PeerPlan, PeerRunner, Routes
-from speaker.plan import Derived
+from speaker.plan import Derived, RouteFunction
 from speaker.reload import Prepared, ReloadRefused, collections_deferred, prepare
 
 __all__ = ["GIL_SWITCH_INTERVAL", "SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
@@ -128,6 +130,9 @@ class Speaker:
         self.reloads = 0
         #: Rejected reloads (invalid file); ``reloads`` counts the applied ones.
         self.reload_failures = 0
+        #: The route table whose routes every running session holds (then only
+        #: changes are pushed).
+        self._routes_pushed: RouteFunction | None = None
         self._health_scopes: dict[str, tuple[HealthSpec, trio.CancelScope]] = {}
         self._health_send: trio.MemorySendChannel[HealthChanged] | None = None
         self._nursery: trio.Nursery | None = None
@@ -150,8 +155,17 @@ class Speaker:
         return frozenset((self.healthy | forced) - withdrawn)
 
     def routes_for(self, peer: str) -> Routes:
+        """``peer``'s routes now, for a new BGP session to take over (costs the
+        changes since the route table was built, not the table)."""
+        routes = self.derived.routes
+        if routes is not self._routes_pushed:
+            self._sync_routes()  # a new table: no session holds its routes yet
+        return routes.snapshot(peer)
+
+    def _sync_routes(self) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+        """Bring the route table to the announced services; the routes that changed."""
         withdrawn = frozenset(s for s, mode in self.overrides.items() if mode == "withdraw")
-        return self.derived.routes(peer, self.announced_services(), withdrawn)
+        return self.derived.routes.set_announced(self.announced_services(), withdrawn)
 
     def set_override(self, service: str, mode: str | None) -> None:
         """``mode`` "announce", "withdraw" or None (back to health); persisted first.
@@ -248,8 +262,18 @@ class Speaker:
                 self._push_routes()
 
     def _push_routes(self) -> None:
-        for runner in self.peers.values():
-            runner.push_routes()
+        """Hand every session what changed: the changed prefixes only, or (the first
+        time after a new route table, e.g. a reload) the new table, which each session
+        compares with what it sent a slice at a time."""
+        changes = self._sync_routes()
+        if self.derived.routes is not self._routes_pushed:
+            self._routes_pushed = self.derived.routes
+            for runner in self.peers.values():
+                runner.push_routes()
+            return
+        for name, runner in self.peers.items():
+            if name in changes:
+                runner.push_routes(changes[name])
 
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED

@@ -223,11 +223,16 @@ class PeerRunner:
 
     # ---- commands from the app -----------------------------------------------------
 
-    def push_routes(self) -> None:
-        """The desired routes changed: hand them to a running BGP session (its
-        Adj-RIB-Out sends only the difference)."""
-        if self.bgp is not None:
+    def push_routes(self, changes: Mapping[Prefix, RouteAttributes | None] | None = None) -> None:
+        """The desired routes changed: hand ``changes`` (None withdraws a prefix) to a
+        running BGP session, or without ``changes`` the whole new routes (its
+        Adj-RIB-Out compares them with what it sent, a slice at a time)."""
+        if self.bgp is None:
+            return
+        if changes is None:
             self.bgp.set_routes(self.routes(self.name))
+        else:
+            self.bgp.update_routes(changes)
 
     def update(self, plan: PeerPlan, *, hold_down: float) -> None:
         """A reload changed nothing that needs a restart: new BFD timers go to the live

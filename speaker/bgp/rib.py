@@ -35,7 +35,14 @@ from protocols.bgp import (
 )
 from speaker.bgp.config import DEFAULT_ATTRIBUTES, Family, RouteAttributes, family_of
 
-__all__ = ["AdjRibIn", "AdjRibOut", "OutBatch", "ReceivedRoute", "path_attributes"]
+__all__ = [
+    "AdjRibIn",
+    "AdjRibOut",
+    "LayeredRoutes",
+    "OutBatch",
+    "ReceivedRoute",
+    "path_attributes",
+]
 
 
 def path_attributes(
@@ -80,6 +87,47 @@ class OutBatch:
         return len(self.withdraw) + sum(len(v) for v in self.announce.values())
 
 
+class LayeredRoutes(Mapping[Prefix, RouteAttributes]):
+    """Routes as a table that never changes (``base``) plus the changes made since
+    (``changes``, None = withdrawn): how an owner that keeps its routes up to date
+    hands them to a session without copying the table. :class:`AdjRibOut` takes
+    both over as they are; the owner must change neither afterwards."""
+
+    def __init__(
+        self,
+        base: Mapping[Prefix, RouteAttributes],
+        changes: dict[Prefix, RouteAttributes | None] | None = None,
+    ) -> None:
+        self.base = base
+        self.changes: dict[Prefix, RouteAttributes | None] = {} if changes is None else changes
+        self._count = len(base) + sum(
+            (a is not None) - (p in base) for p, a in self.changes.items()
+        )
+
+    def get_attributes(self, prefix: Prefix) -> RouteAttributes | None:
+        if prefix in self.changes:
+            return self.changes[prefix]
+        return self.base.get(prefix)
+
+    def __getitem__(self, prefix: Prefix) -> RouteAttributes:
+        attributes = self.get_attributes(prefix)
+        if attributes is None:
+            raise KeyError(prefix)
+        return attributes
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Prefix]:
+        changes = self.changes
+        for prefix in self.base:
+            if prefix not in changes:
+                yield prefix
+        for prefix, attributes in changes.items():
+            if attributes is not None:
+                yield prefix
+
+
 class _Scan:
     """Prefixes still to compare: a live iterator over a mapping nobody changes any more
     (a replaced desired table, a retired overlay), so it never needs a copy."""
@@ -110,9 +158,10 @@ class AdjRibOut:
     """
 
     def __init__(self, routes: Mapping[Prefix, RouteAttributes] | None = None) -> None:
-        self._base: Mapping[Prefix, RouteAttributes] = {} if routes is None else routes
+        self._base: Mapping[Prefix, RouteAttributes] = {}
         self._overlay: dict[Prefix, RouteAttributes | None] = {}
-        self._count = len(self._base)
+        self._count = 0
+        self._adopt({} if routes is None else routes)
         self.desired: Mapping[Prefix, RouteAttributes] = _Desired(self)
         self.advertised: dict[Prefix, RouteAttributes] = {}
         self._queue: deque[Prefix] = deque()
@@ -139,15 +188,28 @@ class AdjRibOut:
         """Make ``routes`` the desired set (taken over: do not change it afterwards).
         The difference is found by :meth:`take`, a slice at a time."""
         old_base, old_overlay = self._base, self._overlay
-        self._base, self._overlay, self._count = routes, {}, len(routes)
+        self._adopt(routes)
         if not self._up:
             return
         # What may differ now: the new routes, and whatever the peer may hold from
         # the old set (its base and overlay). Older scans and the queue stay: they
         # cover what the peer may hold from still older sets.
-        for keys in (routes, old_base, old_overlay):
+        for keys in (self._base, old_base, old_overlay):
             if keys:
                 self._scans.append(_Scan(keys))
+        self._enqueue(self._overlay)  # it changes from now on: no scan over it
+
+    def _adopt(self, routes: Mapping[Prefix, RouteAttributes]) -> None:
+        if isinstance(routes, LayeredRoutes):
+            self._base, self._overlay, self._count = routes.base, routes.changes, len(routes)
+        else:
+            self._base, self._overlay, self._count = routes, {}, len(routes)
+
+    def _enqueue(self, prefixes: Iterable[Prefix]) -> None:
+        for prefix in prefixes:
+            if prefix not in self._queued:
+                self._queued.add(prefix)
+                self._queue.append(prefix)
 
     def update(self, changes: Mapping[Prefix, RouteAttributes | None]) -> None:
         """Apply ``changes`` (None withdraws); costs ``len(changes)``."""
@@ -184,9 +246,7 @@ class AdjRibOut:
         # The overlay may change while the dump runs: its prefixes go through the queue.
         if self._base:
             self._scans.append(_Scan(self._base))
-        for prefix in self._overlay:  # only the changes since the last replace()
-            self._queued.add(prefix)
-            self._queue.append(prefix)
+        self._enqueue(self._overlay)  # only the changes since the last replace()
         self._eor_pending = sorted(self._families if end_of_rib is None else set(end_of_rib))
 
     def resend(self, family: Family) -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from protocols.bgp import IPV4_UNICAST, IPV6_UNICAST, Prefix
 from speaker.bgp.config import RouteAttributes, family_of
-from speaker.bgp.rib import AdjRibOut
+from speaker.bgp.rib import AdjRibOut, LayeredRoutes
 
 PREFIXES: list[Prefix] = [ip_network(f"198.18.0.{i}/32") for i in range(8)] + [
     ip_network(f"2001:2::{i}/128") for i in range(4)
@@ -25,6 +25,7 @@ families = st.sets(st.sampled_from([IPV4_UNICAST, IPV6_UNICAST]), min_size=1)
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("replace"), routes),
+        st.tuples(st.just("layered"), st.tuples(routes, changes)),
         st.tuples(st.just("update"), changes),
         st.tuples(st.just("take"), st.integers(1, 5)),
         st.tuples(st.just("resend"), st.sampled_from([IPV4_UNICAST, IPV6_UNICAST])),
@@ -62,6 +63,12 @@ def test_sliced_takes_reach_exactly_the_desired_state(
             assert isinstance(arg, dict)
             model = dict(arg)
             rib.replace(arg)
+        elif op == "layered":
+            assert isinstance(arg, tuple)
+            base, layer = arg
+            model = {**base, **layer}
+            model = {p: a for p, a in model.items() if a is not None}
+            rib.replace(LayeredRoutes(base, dict(layer)))
         elif op == "update":
             assert isinstance(arg, dict)
             rib.update(arg)

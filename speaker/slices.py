@@ -1,0 +1,49 @@
+"""Long work cut into slices, so the Trio loop keeps its budget (docs/architecture.md).
+
+A pure function that may take long is written as a generator of :data:`Steps`: it
+yields (nothing) between two slices of bounded work and returns its result. The
+runtime drives it with :func:`run_in_slices`, which checkpoints whenever a slice
+ran for ``budget`` seconds, so other tasks (BFD) run in between; code outside the
+loop (``check``, tests, startup before ``trio.run``) takes the result at once with
+:func:`run_at_once`. The pure code stays free of clocks and of Trio.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import TypeVar
+
+import trio
+
+__all__ = ["STEP_BUDGET", "Steps", "run_at_once", "run_in_slices"]
+
+_T = TypeVar("_T")
+
+#: Work between two yields of a generator is kept far below this; the driver
+#: checkpoints once this much has run since the last checkpoint.
+STEP_BUDGET = 0.0005
+
+Steps = Generator[None, None, _T]
+
+
+def run_at_once(steps: Steps[_T]) -> _T:
+    """Run ``steps`` to the end without yielding to anybody."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+async def run_in_slices(steps: Steps[_T], budget: float = STEP_BUDGET) -> _T:
+    """Run ``steps`` to the end, with a Trio checkpoint each ``budget`` seconds."""
+    started = time.perf_counter()
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        if time.perf_counter() - started >= budget:
+            await trio.lowlevel.checkpoint()
+            started = time.perf_counter()

@@ -1,0 +1,76 @@
+"""RouteTable: routes_for_peer kept up to date by difference, and built in slices."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speaker.announce import RouteAttributes, RouteTable, routes_for_peer
+from speaker.config import loads_config
+from speaker.slices import run_at_once
+from tests.speaker.test_announce import CONFIG, _many
+
+SERVICES = ["www", "api", "static", "v6", "assigned"]
+ASSIGNED = {"assigned": ipaddress.ip_address("203.0.113.9")}
+CONFIG_ = loads_config(CONFIG)
+subsets = st.frozensets(st.sampled_from(SERVICES))
+
+
+def same(x: RouteAttributes) -> RouteAttributes:
+    return x
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=st.tuples(subsets, subsets), later=st.lists(st.tuples(subsets, subsets), max_size=8))
+def test_table_follows_routes_for_peer(
+    first: tuple[frozenset[str], frozenset[str]],
+    later: list[tuple[frozenset[str], frozenset[str]]],
+) -> None:
+    healthy, withdrawn = first
+    table = run_at_once(
+        RouteTable.build(CONFIG_, ASSIGNED, same, healthy=healthy, withdrawn=withdrawn)
+    )
+    held = {p: table.routes(p) for p in table.peers}
+    for peer in table.peers:
+        assert held[peer] == routes_for_peer(CONFIG_, peer, healthy, ASSIGNED, withdrawn)
+    for healthy, withdrawn in later:
+        changes = table.set_announced(healthy, withdrawn)
+        for peer in table.peers:
+            # Applying the returned changes to what the peer held gives the new routes.
+            for prefix, attributes in changes.get(peer, {}).items():
+                assert held[peer].get(prefix) != attributes
+                if attributes is None:
+                    del held[peer][prefix]
+                else:
+                    held[peer][prefix] = attributes
+            expected = routes_for_peer(CONFIG_, peer, healthy, ASSIGNED, withdrawn)
+            assert held[peer] == expected == table.routes(peer)
+            base, overlay = table.layers(peer)
+            assert {**base, **overlay} == {**expected, **dict.fromkeys(overlay.keys() - expected)}
+
+
+def test_one_health_change_costs_its_routes_only() -> None:
+    config = loads_config(_many(5000))
+    healthy = frozenset(f"s{i}" for i in range(0, 5000, 2))
+    table = run_at_once(RouteTable.build(config, {}, same, healthy=healthy))
+    assert len(table.routes("p")) == 2500 + 20
+    changes = table.set_announced(healthy | {"s1"})
+    assert list(changes) == ["p"] and len(changes["p"]) == 1  # its /32; its /24 is up already
+    changes = table.set_announced(healthy)
+    assert list(changes["p"].values()) == [None]
+
+
+def test_build_yields_in_small_slices() -> None:
+    config = loads_config(_many(5000))
+    steps = RouteTable.build(config, {}, same, healthy={f"s{i}" for i in range(5000)})
+    slices = 0
+    try:
+        while True:
+            next(steps)
+            slices += 1
+    except StopIteration as done:
+        table = done.value
+    assert len(table.routes("p")) == 5000 + 20
+    assert slices >= 2 * 5000 // 128  # contributions (two advertisements) then the base
