@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from typing import Generic, TypeVar
 
 import attrs
@@ -74,7 +75,12 @@ def _attributes(ad: Advertisement, internal: bool) -> RouteAttributes:
 
 
 def _prefix(address: IPAddress, length: int) -> IPNetwork:
-    return ipaddress.ip_network((address, length), strict=False)
+    # From the integer: ip_network((address, length), strict=False) goes through text.
+    if address.version == 4:
+        shift = 32 - length
+        return ipaddress.IPv4Network((int(address) >> shift << shift, length))
+    shift = 128 - length
+    return ipaddress.IPv6Network((int(address) >> shift << shift, length))
 
 
 def _all_prefixes(pool: Pool, ad: Advertisement) -> Iterator[IPNetwork]:
@@ -205,7 +211,7 @@ class RouteTable(Generic[_A]):
         self._peers: dict[str, _PeerTable[_A]] = {}
         #: service -> (peer, advertisement index, prefix) it gives while announced
         self._contributions: dict[str, list[tuple[_PeerTable[_A], int, IPNetwork]]] = {}
-        self._unchecked = frozenset(s.name for s in config.services if s.health is None)
+        self._unchecked: frozenset[str] = frozenset()  # services without a health check
         self._announced: frozenset[str] = frozenset()
         self._merged: dict[tuple[bool, tuple[int, ...]], _A] = {}
 
@@ -222,8 +228,23 @@ class RouteTable(Generic[_A]):
         """The table for ``config`` with the services ``healthy``/``withdrawn`` give
         (as :func:`routes_for_peer`) announced, in slices."""
         table = cls(config, convert)
-        announced = table._effective(healthy, withdrawn)
-        table._announced = announced
+        # The sets a step at a time (set algebra on 65,536 names is a long step).
+        healthy = healthy if isinstance(healthy, AbstractSet) else frozenset(healthy)
+        withdrawn = withdrawn if isinstance(withdrawn, AbstractSet) else frozenset(withdrawn)
+        unchecked: set[str] = set()
+        announced: set[str] = set()
+        for n, service in enumerate(config.services, 1):
+            name = service.name
+            if service.health is None:
+                unchecked.add(name)
+            if name not in withdrawn and (service.health is None or name in healthy):
+                announced.add(name)
+            if n % (4 * SLICE) == 0:
+                yield
+        table._unchecked = frozenset(unchecked)
+        yield
+        table._announced = frozenset(announced)
+        yield
         work = 0
         prefixes: dict[tuple[IPAddress, int], IPNetwork] = {}
         for peer in config.local_peers:
@@ -235,7 +256,7 @@ class RouteTable(Generic[_A]):
                 for pool in pools:
                     if pool.announce_all:
                         for prefix in _all_prefixes(pool, ad):
-                            pt.static[prefix] = pt.static.get(prefix, ()) + (index,)
+                            pt.static[prefix] = (*pt.static.get(prefix, ()), index)
                             work += 1
                             if work % SLICE == 0:
                                 yield
@@ -248,9 +269,7 @@ class RouteTable(Generic[_A]):
                         net = prefixes.get((address, length))
                         if net is None:
                             net = prefixes[(address, length)] = _prefix(address, length)
-                        table._contributions.setdefault(service.name, []).append(
-                            (pt, index, net)
-                        )
+                        table._contributions.setdefault(service.name, []).append((pt, index, net))
                         if service.name in announced:
                             counts = pt.sources.setdefault(net, {})
                             counts[index] = counts.get(index, 0) + 1
@@ -259,9 +278,7 @@ class RouteTable(Generic[_A]):
                             yield
             # In the order found (pools ascending, services in file order): a sort of
             # the whole table would be one long step.
-            for prefix in itertools.chain(
-                pt.static, (p for p in pt.sources if p not in pt.static)
-            ):
+            for prefix in itertools.chain(pt.static, (p for p in pt.sources if p not in pt.static)):
                 ads = pt.advertisements(prefix)
                 if ads:
                     pt.base[prefix] = table._attributes(pt, ads)
@@ -304,8 +321,12 @@ class RouteTable(Generic[_A]):
         announced = self._effective(healthy, withdrawn)
         added, removed = announced - self._announced, self._announced - announced
         self._announced = announced
+        return self._apply((removed, -1), (added, 1))
+
+    def _apply(self, *moves: tuple[Collection[str], int]) -> dict[str, dict[IPNetwork, _A | None]]:
+        """Count each service of ``moves`` in (+1) or out (-1); the changed routes."""
         touched: dict[_PeerTable[_A], dict[IPNetwork, None]] = {}
-        for services, step in ((removed, -1), (added, 1)):
+        for services, step in moves:
             for service in services:
                 for pt, index, prefix in self._contributions.get(service, ()):
                     counts = pt.sources.setdefault(prefix, {})
@@ -327,6 +348,17 @@ class RouteTable(Generic[_A]):
             if changes:
                 out[pt.name] = changes
         return out
+
+    def set_service(self, service: str, announced: bool) -> dict[str, dict[IPNetwork, _A | None]]:
+        """Announce ``service`` or not (its health or override changed): as
+        :meth:`set_announced`, without the cost of comparing the sets of services."""
+        if (service in self._announced) == announced:
+            return {}
+        if announced:
+            self._announced = self._announced | {service}
+        else:
+            self._announced = self._announced - {service}
+        return self._apply(((service,), 1 if announced else -1))
 
     def _effective(self, healthy: Collection[str], withdrawn: Collection[str]) -> frozenset[str]:
         return (self._unchecked | frozenset(healthy)) - frozenset(withdrawn)

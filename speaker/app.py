@@ -186,7 +186,7 @@ class Speaker:
         self.overrides = overrides
         log.info("service %s: override %s", service, mode or "cleared",
                  extra=fields(service=service, override=mode))  # fmt: skip
-        self._push_routes()
+        self._push_routes(service)
 
     # ---- running -----------------------------------------------------------------------
 
@@ -259,15 +259,22 @@ class Speaker:
                          "healthy" if change.healthy else "unhealthy", len(self.peers),
                          extra=fields(service=change.service, healthy=change.healthy,
                                       detail=change.detail))  # fmt: skip
-                self._push_routes()
+                self._push_routes(change.service)
 
-    def _push_routes(self) -> None:
-        """Hand every session what changed: the changed prefixes only, or (the first
-        time after a new route table, e.g. a reload) the new table, which each session
-        compares with what it sent a slice at a time."""
-        changes = self._sync_routes()
-        if self.derived.routes is not self._routes_pushed:
-            self._routes_pushed = self.derived.routes
+    def _push_routes(self, service: str | None = None) -> None:
+        """Hand every session what changed: the changed prefixes only (``service``:
+        only that one changed, which costs its routes only), or (the first time after
+        a new route table, e.g. a reload) the new table, which each session compares
+        with what it sent a slice at a time."""
+        routes = self.derived.routes
+        if service is not None and routes is self._routes_pushed:
+            mode = self.overrides.get(service)
+            announced = mode != "withdraw" and (mode == "announce" or service in self.healthy)
+            changes = routes.set_service(service, announced)
+        else:
+            changes = self._sync_routes()
+        if routes is not self._routes_pushed:
+            self._routes_pushed = routes
             for runner in self.peers.values():
                 runner.push_routes()
             return

@@ -140,6 +140,12 @@ class RouteFunction:
         per peer the prefixes that changed (None: withdraw)."""
         return self.table.set_announced(healthy, withdrawn)
 
+    def set_service(
+        self, service: str, announced: bool
+    ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+        """One service announced or not now: costs that service's routes."""
+        return self.table.set_service(service, announced)
+
 
 def _convert(wanted: WantedAttributes) -> RouteAttributes:
     return RouteAttributes(

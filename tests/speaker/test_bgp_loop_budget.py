@@ -44,7 +44,6 @@ class LongestStep(trio.abc.Instrument):
             self.longest, self.where = took, task.name
 
 
-
 @pytest.fixture
 async def steps() -> AsyncIterator[LongestStep]:
     instrument = LongestStep("BgpSession")

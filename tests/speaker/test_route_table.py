@@ -74,3 +74,24 @@ def test_build_yields_in_small_slices() -> None:
         table = done.value
     assert len(table.routes("p")) == 5000 + 20
     assert slices >= 2 * 5000 // 128  # contributions (two advertisements) then the base
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(SERVICES), st.booleans()), max_size=12))
+def test_single_service_changes_follow_routes_for_peer(moves: list[tuple[str, bool]]) -> None:
+    table = run_at_once(RouteTable.build(CONFIG_, ASSIGNED, same))
+    announced = {s for s in SERVICES if CONFIG_.service(s).health is None}
+    held = {p: table.routes(p) for p in table.peers}
+    for service, on in moves:
+        changes = table.set_service(service, on)
+        announced = announced | {service} if on else announced - {service}
+        for peer in table.peers:
+            for prefix, attributes in changes.get(peer, {}).items():
+                if attributes is None:
+                    del held[peer][prefix]
+                else:
+                    held[peer][prefix] = attributes
+            expected = routes_for_peer(
+                CONFIG_, peer, announced, ASSIGNED, withdrawn=set(SERVICES) - announced
+            )
+            assert held[peer] == expected == table.routes(peer)
