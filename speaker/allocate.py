@@ -10,6 +10,9 @@ lowest free addresses, to the remaining services in file order.
 The core (:func:`allocate`) is pure; :func:`read_state` and :func:`write_state` are
 the thin file layer (JSON, written atomically: temporary file, fsync, ``os.replace``,
 fsync of the directory), and :func:`assign_addresses` glues them for the runtime.
+Each also exists as ``*_steps``, a generator of slices (:mod:`speaker.slices`) so a
+reload with 10,000+ services keeps the loop's budget: the allocation and the file's
+text a slice at a time, the file written and fsync'ed in a worker thread.
 """
 
 from __future__ import annotations
@@ -24,18 +27,23 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from speaker.config.model import Config, IPAddress, Pool, Service
+from speaker.slices import Steps, run_at_once
 
 __all__ = [
     "STATE_VERSION",
     "AllocationError",
     "StateFileError",
     "allocate",
+    "allocate_steps",
     "assign_addresses",
+    "assign_addresses_steps",
     "read_state",
     "write_state",
 ]
 
 STATE_VERSION = 1
+#: Services (or state file entries) handled between two yields (a few µs each).
+SLICE = 256
 
 
 class AllocationError(Exception):
@@ -60,12 +68,30 @@ def allocate(
     Raises:
         AllocationError: a pool is unknown, not ``auto_assign``, or full.
     """
+    return run_at_once(allocate_steps(pools, services, previous))
+
+
+def allocate_steps(
+    pools: Iterable[Pool],
+    services: Iterable[Service],
+    previous: Mapping[str, IPAddress],
+) -> Steps[dict[str, IPAddress]]:
+    """:func:`allocate` in slices of :data:`SLICE` services."""
     by_name = {pool.name: pool for pool in pools}
-    todo = [s for s in services if s.address is None and s.pool is not None]
-    used: set[IPAddress] = {s.address for s in services if s.address is not None}
+    todo: list[Service] = []
+    used: set[IPAddress] = set()
+    for n, service in enumerate(services, 1):
+        if service.address is not None:
+            used.add(service.address)
+        elif service.pool is not None:
+            todo.append(service)
+        if n % SLICE == 0:
+            yield None
     result: dict[str, IPAddress] = {}
     pending: list[tuple[Service, Pool]] = []
-    for service in todo:
+    for n, service in enumerate(todo, 1):
+        if n % SLICE == 0:
+            yield None
         assert service.pool is not None
         pool = by_name.get(service.pool)
         if pool is None:
@@ -83,7 +109,9 @@ def allocate(
     # One ascending cursor per pool: everything behind it is taken, so its next free
     # address is the lowest free one.
     cursors: dict[str, Iterator[IPAddress]] = {}
-    for service, pool in pending:
+    for n, (service, pool) in enumerate(pending, 1):
+        if n % SLICE == 0:
+            yield None
         cursor = cursors.setdefault(pool.name, pool.iter_addresses())
         for address in cursor:
             if address not in used:
@@ -94,7 +122,12 @@ def allocate(
             raise AllocationError(
                 f'service "{service.name}": pool "{pool.name}" has no free address left'
             )
-    return {s.name: result[s.name] for s in todo}
+    out: dict[str, IPAddress] = {}
+    for n, service in enumerate(todo, 1):
+        out[service.name] = result[service.name]
+        if n % SLICE == 0:
+            yield None
+    return out
 
 
 # ---- the state file -----------------------------------------------------------------------
@@ -121,6 +154,12 @@ def read_state(path: Path) -> dict[str, IPAddress]:
         StateFileError: the file is not JSON, or not our format.
         OSError: the file exists but cannot be read.
     """
+    return run_at_once(read_state_steps(path))
+
+
+def read_state_steps(path: Path) -> Steps[dict[str, IPAddress]]:
+    """:func:`read_state` with the addresses parsed in slices (the file is read and
+    its JSON decoded in one step: C code, about 1.5 ms for 10,000 entries)."""
     data = _load(path)
     if data is None:
         return {}
@@ -129,10 +168,12 @@ def read_state(path: Path) -> dict[str, IPAddress]:
     if data.get("version") != STATE_VERSION:
         raise StateFileError(f"{path}: version {data.get('version')!r}, expected {STATE_VERSION}")
     out: dict[str, IPAddress] = {}
-    for name, text_address in data["addresses"].items():
+    for n, (name, text_address) in enumerate(data["addresses"].items(), 1):
         if isinstance(text_address, str):
             with contextlib.suppress(ValueError):
                 out[str(name)] = ipaddress.ip_address(text_address)
+        if n % SLICE == 0:
+            yield None
     return out
 
 
@@ -169,17 +210,41 @@ def write_state(
 ) -> None:
     """Replace the state file atomically: a reader (or a crash) sees the old file or
     the new one, never a mix. ``overrides`` None keeps the file's current ones."""
-    if overrides is None:
-        overrides = read_overrides(path)
-    text = json.dumps(
-        {
-            "version": STATE_VERSION,
-            "addresses": {k: str(v) for k, v in addresses.items()},
-            "overrides": dict(overrides),
-        },
-        indent=2,
-        sort_keys=True,
-    )
+    run_at_once(write_state_steps(path, addresses, overrides))
+
+
+def write_state_steps(
+    path: Path, addresses: Mapping[str, IPAddress], overrides: Mapping[str, str] | None = None
+) -> Steps[None]:
+    """:func:`write_state`: the text in slices, then the write as one blocking call.
+    With ``overrides`` None, the file's overrides are read and kept inside that call,
+    under the state file lock (the caller of explicit ``overrides`` holds it)."""
+    # The layout json.dumps(indent=2) gives, addresses in allocation order, built a
+    # slice at a time (one dumps of 10,000 entries is a 4 ms step).
+    lines: list[str] = []
+    for n, (name, address) in enumerate(addresses.items(), 1):
+        lines.append(f"    {json.dumps(name)}: {json.dumps(str(address))}")
+        if n % SLICE == 0:
+            yield None
+    table = "{\n" + ",\n".join(lines) + "\n  }" if lines else "{}"
+
+    def text(overrides: Mapping[str, str]) -> str:
+        rest = json.dumps(dict(overrides), indent=2, sort_keys=True).replace("\n", "\n  ")
+        return (
+            f'{{\n  "addresses": {table},\n  "overrides": {rest},\n  "version": {STATE_VERSION}\n}}'
+        )
+
+    def write() -> None:
+        if overrides is not None:
+            _write_atomically(path, text(overrides))
+            return
+        with _STATE_LOCK:
+            _write_atomically(path, text(read_overrides(path)))
+
+    yield write
+
+
+def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -208,10 +273,16 @@ def assign_addresses(config: Config, state_file: Path | None = None) -> dict[str
         StateFileError, OSError: see :func:`read_state` and :func:`write_state`.
         AllocationError: see :func:`allocate`.
     """
+    return run_at_once(assign_addresses_steps(config, state_file))
+
+
+def assign_addresses_steps(
+    config: Config, state_file: Path | None = None
+) -> Steps[dict[str, IPAddress]]:
+    """:func:`assign_addresses` in slices (for :func:`speaker.slices.run_in_slices`)."""
     path = state_file or config.speaker.state_file
-    previous = read_state(path)
-    addresses = allocate(config.pools, config.services, previous)
+    previous = yield from read_state_steps(path)
+    addresses = yield from allocate_steps(config.pools, config.services, previous)
     if addresses != previous:
-        with _STATE_LOCK:
-            write_state(path, addresses)  # keeps the file's overrides
+        yield from write_state_steps(path, addresses)  # keeps the file's overrides
     return addresses

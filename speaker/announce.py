@@ -240,11 +240,11 @@ class RouteTable(Generic[_A]):
             if name not in withdrawn and (service.health is None or name in healthy):
                 announced.add(name)
             if n % (4 * SLICE) == 0:
-                yield
+                yield None
         table._unchecked = frozenset(unchecked)
-        yield
+        yield None
         table._announced = frozenset(announced)
-        yield
+        yield None
         work = 0
         prefixes: dict[tuple[IPAddress, int], IPNetwork] = {}
         for peer in config.local_peers:
@@ -259,7 +259,7 @@ class RouteTable(Generic[_A]):
                             pt.static[prefix] = (*pt.static.get(prefix, ()), index)
                             work += 1
                             if work % SLICE == 0:
-                                yield
+                                yield None
                         continue
                     for service in config.services_in(pool.name):
                         address = service.address or addresses.get(service.name)
@@ -275,7 +275,7 @@ class RouteTable(Generic[_A]):
                             counts[index] = counts.get(index, 0) + 1
                         work += 1
                         if work % SLICE == 0:
-                            yield
+                            yield None
             # In the order found (pools ascending, services in file order): a sort of
             # the whole table would be one long step.
             for prefix in itertools.chain(pt.static, (p for p in pt.sources if p not in pt.static)):
@@ -284,7 +284,7 @@ class RouteTable(Generic[_A]):
                     pt.base[prefix] = table._attributes(pt, ads)
                 work += 1
                 if work % SLICE == 0:
-                    yield
+                    yield None
         return table
 
     # ---- queries ------------------------------------------------------------------

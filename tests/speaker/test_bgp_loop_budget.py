@@ -11,6 +11,7 @@ import logging
 import struct
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 import trio
@@ -20,6 +21,8 @@ from protocols.bgp import State
 from protocols.bgp.update import MAX_NOTES
 from speaker.bgp import BgpSession
 from speaker.bgp.session import NOTE_LOG_INTERVAL
+from speaker.config import loads_config
+from speaker.plan import Derived, derive_in_slices
 from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
 
 BOUND = 0.010
@@ -137,3 +140,42 @@ def test_notes_are_capped_per_update() -> None:
     assert len(decoded.notes) == MAX_NOTES
     assert decoded.note_counts == {ErrorAction.ATTRIBUTE_DISCARD: repeats}
     assert not decoded.treat_as_withdraw and len(decoded.update.nlri) == 1
+
+
+async def test_derive_of_10000_services_in_short_steps(tmp_path: Path) -> None:
+    """Allocation, state file and route table of a reload, on the loop (a health check
+    each, half of them healthy, two advertisements)."""
+    services = "".join(
+        f'[[services]]\nname = "svc-{i}"\npool = "big"\n'
+        f'health = {{ tcp = "127.0.0.1:{1 + i % 60000}" }}\n'
+        for i in range(10_000)
+    )
+    config = loads_config(
+        f'[speaker]\nmy_asn = 64513\nnode_name = "n"\nstate_file = "{tmp_path}/state.json"\n'
+        '[[peers]]\nname = "p"\npeer_address = "198.18.0.2"\npeer_asn = 64512\n'
+        'source_address = "198.18.0.1"\n'
+        '[[pools]]\nname = "big"\naddresses = ["198.19.0.0/16"]\n'
+        '[[advertisements]]\nname = "hosts"\n'
+        '[[advertisements]]\nname = "agg"\naggregation_length = 24\ncommunities = ["1:1"]\n'
+        + services
+    )
+    healthy = frozenset(f"svc-{i}" for i in range(0, 10_000, 2))
+    results: list[Derived] = []
+
+    async def derive() -> None:
+        results.append(await derive_in_slices(config, healthy=healthy))
+
+    instrument = LongestStep("slices-under-test")
+    for _ in range(2):  # the first writes the state file, the second reads it back
+        with no_gc():
+            trio.lowlevel.add_instrument(instrument)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(derive, name="slices-under-test")
+            finally:
+                trio.lowlevel.remove_instrument(instrument)
+    first, second = results
+    assert len(first.addresses) == 10_000 and second.addresses == first.addresses
+    routes = second.routes.snapshot("p")
+    assert len(routes) == 5_000 + 40  # host routes and the /24s holding them
+    assert instrument.longest < BOUND, f"{instrument.longest * 1000:.1f} ms"
