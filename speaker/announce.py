@@ -212,7 +212,7 @@ class RouteTable(Generic[_A]):
         #: service -> (peer, advertisement index, prefix) it gives while announced
         self._contributions: dict[str, list[tuple[_PeerTable[_A], int, IPNetwork]]] = {}
         self._unchecked: frozenset[str] = frozenset()  # services without a health check
-        self._announced: frozenset[str] = frozenset()
+        self._announced: set[str] = set()  # changed in place: a copy costs every service
         self._merged: dict[tuple[bool, tuple[int, ...]], _A] = {}
 
     @classmethod
@@ -242,8 +242,7 @@ class RouteTable(Generic[_A]):
             if n % (4 * SLICE) == 0:
                 yield None
         table._unchecked = frozenset(unchecked)
-        yield None
-        table._announced = frozenset(announced)
+        table._announced = announced
         yield None
         work = 0
         prefixes: dict[tuple[IPAddress, int], IPNetwork] = {}
@@ -318,7 +317,7 @@ class RouteTable(Generic[_A]):
         """Announce what ``healthy``/``withdrawn`` give now; returns per peer the
         changed prefixes (None: withdraw). Costs the routes of the services whose
         state changed."""
-        announced = self._effective(healthy, withdrawn)
+        announced = set(self._effective(healthy, withdrawn))
         added, removed = announced - self._announced, self._announced - announced
         self._announced = announced
         return self._apply((removed, -1), (added, 1))
@@ -355,9 +354,9 @@ class RouteTable(Generic[_A]):
         if (service in self._announced) == announced:
             return {}
         if announced:
-            self._announced = self._announced | {service}
+            self._announced.add(service)
         else:
-            self._announced = self._announced - {service}
+            self._announced.discard(service)
         return self._apply(((service,), 1 if announced else -1))
 
     def _effective(self, healthy: Collection[str], withdrawn: Collection[str]) -> frozenset[str]:
