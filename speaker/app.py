@@ -164,8 +164,10 @@ class Speaker:
 
     def _sync_routes(self) -> dict[str, dict[Prefix, RouteAttributes | None]]:
         """Bring the route table to the announced services; the routes that changed."""
-        withdrawn = frozenset(s for s, mode in self.overrides.items() if mode == "withdraw")
-        return self.derived.routes.set_announced(self.announced_services(), withdrawn)
+        return self.derived.routes.set_announced(self.announced_services(), self._withdrawn())
+
+    def _withdrawn(self) -> frozenset[str]:
+        return frozenset(s for s, mode in self.overrides.items() if mode == "withdraw")
 
     def set_override(self, service: str, mode: str | None) -> None:
         """``mode`` "announce", "withdraw" or None (back to health); persisted first.
@@ -356,7 +358,12 @@ class Speaker:
             with collections_deferred():
                 prepared: Prepared = await trio.to_thread.run_sync(
                     functools.partial(
-                        prepare, self.config_path, self.config, allow_empty=allow_empty
+                        prepare,
+                        self.config_path,
+                        self.config,
+                        allow_empty=allow_empty,
+                        healthy=self.announced_services(),
+                        withdrawn=self._withdrawn(),
                     ),
                     abandon_on_cancel=True,  # a shutdown does not wait for it
                 )

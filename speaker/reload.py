@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 import attrs
 
@@ -73,10 +73,19 @@ def emptied(running: Config, new: Config) -> list[str]:
 ALLOW_EMPTY_HINT = "apply it anyway with `speaker reload --allow-empty`"
 
 
-def prepare(path: str | os.PathLike[str], running: Config, *, allow_empty: bool) -> Prepared:
+def prepare(
+    path: str | os.PathLike[str],
+    running: Config,
+    *,
+    allow_empty: bool,
+    healthy: Collection[str] = frozenset(),
+    withdrawn: Collection[str] = frozenset(),
+) -> Prepared:
     """Load ``path``, refuse an emptied file (unless ``allow_empty``), derive it.
 
     Runs in a worker thread: touches nothing of the running speaker but ``running``.
+    ``healthy``/``withdrawn`` (frozen copies of the speaker's) are what the new route
+    table starts from, so the sessions then get only what differs.
     The empty-file rule comes before :func:`derive`, which would otherwise already
     have dropped every address assignment from the state file.
 
@@ -93,7 +102,7 @@ def prepare(path: str | os.PathLike[str], running: Config, *, allow_empty: bool)
     warnings = [str(issue) for issue in config.warnings]
     warnings += [str(issue) for issue in host_issues(config, strict=False).warnings]
     try:
-        derived = derive(config)
+        derived = derive(config, healthy=healthy, withdrawn=withdrawn)
     except Exception as exc:  # allocation or state file problems, an unreachable peer
         raise ReloadRefused([str(exc)]) from None
     return Prepared(derived=derived, warnings=tuple(warnings))
