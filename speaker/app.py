@@ -131,8 +131,11 @@ class Speaker:
         #: Rejected reloads (invalid file); ``reloads`` counts the applied ones.
         self.reload_failures = 0
         #: The route table whose routes every running session holds (then only
-        #: changes are pushed).
+        #: changes are pushed). No session runs yet: every one will take its routes
+        #: from this table, brought to the announced services now.
         self._routes_pushed: RouteFunction | None = None
+        self._sync_routes()
+        self._routes_pushed = derived.routes
         self._health_scopes: dict[str, tuple[HealthSpec, trio.CancelScope]] = {}
         self._health_send: trio.MemorySendChannel[HealthChanged] | None = None
         self._nursery: trio.Nursery | None = None
