@@ -178,21 +178,33 @@ class _PeerTable(Generic[_A]):
         self.base: dict[IPNetwork, _A] = {}
         self.overlay: dict[IPNetwork, _A | None] = {}
         self.static: dict[IPNetwork, tuple[int, ...]] = {}
-        #: prefix -> advertisement index -> announced services giving it
-        self.sources: dict[IPNetwork, dict[int, int]] = {}
+        #: advertisement index -> prefix -> announced services giving it (one table
+        #: per advertisement, not one per prefix: a 65,536-route table stays small)
+        self.sources: dict[int, dict[IPNetwork, int]] = {}
 
     def get(self, prefix: IPNetwork) -> _A | None:
         if prefix in self.overlay:
             return self.overlay[prefix]
         return self.base.get(prefix)
 
+    def count(self, index: int, prefix: IPNetwork, step: int) -> None:
+        """One announced service more (``step`` 1) or less (-1) gives ``prefix``."""
+        counts = self.sources.get(index)
+        if counts is None:
+            counts = self.sources[index] = {}
+        n = counts.get(prefix, 0) + step
+        if n > 0:
+            counts[prefix] = n
+        else:
+            counts.pop(prefix, None)
+
     def advertisements(self, prefix: IPNetwork) -> tuple[int, ...]:
         """The indices of the advertisements announcing ``prefix`` now, in file order."""
         static = self.static.get(prefix, ())
-        counts = self.sources.get(prefix)
-        if not counts:
+        found = [i for i, counts in self.sources.items() if prefix in counts]
+        if not found:
             return static
-        return tuple(sorted(set(static).union(i for i, n in counts.items() if n > 0)))
+        return tuple(sorted({*static, *found}))
 
 
 class RouteTable(Generic[_A]):
@@ -245,7 +257,7 @@ class RouteTable(Generic[_A]):
         table._announced = announced
         yield None
         work = 0
-        prefixes: dict[tuple[IPAddress, int], IPNetwork] = {}
+        prefixes: dict[int, dict[IPAddress, IPNetwork]] = {}  # by length, shared by peers
         for peer in config.local_peers:
             pt = table._peers[peer.name] = _PeerTable[_A](peer)
             for index, ad in enumerate(config.advertisements):
@@ -265,19 +277,21 @@ class RouteTable(Generic[_A]):
                         if address is None or address not in pool:
                             continue
                         length = ad.length_for(address.version)
-                        net = prefixes.get((address, length))
+                        known = prefixes.setdefault(length, {})
+                        net = known.get(address)
                         if net is None:
-                            net = prefixes[(address, length)] = _prefix(address, length)
+                            net = known[address] = _prefix(address, length)
                         table._contributions.setdefault(service.name, []).append((pt, index, net))
                         if service.name in announced:
-                            counts = pt.sources.setdefault(net, {})
-                            counts[index] = counts.get(index, 0) + 1
+                            pt.count(index, net, 1)
                         work += 1
                         if work % SLICE == 0:
                             yield None
             # In the order found (pools ascending, services in file order): a sort of
             # the whole table would be one long step.
-            for prefix in itertools.chain(pt.static, (p for p in pt.sources if p not in pt.static)):
+            for prefix in itertools.chain(pt.static, *pt.sources.values()):
+                if prefix in pt.base:
+                    continue  # given by another advertisement too
                 ads = pt.advertisements(prefix)
                 if ads:
                     pt.base[prefix] = table._attributes(pt, ads)
@@ -328,8 +342,7 @@ class RouteTable(Generic[_A]):
         for services, step in moves:
             for service in services:
                 for pt, index, prefix in self._contributions.get(service, ()):
-                    counts = pt.sources.setdefault(prefix, {})
-                    counts[index] = counts.get(index, 0) + step
+                    pt.count(index, prefix, step)
                     touched.setdefault(pt, {})[prefix] = None
         out: dict[str, dict[IPNetwork, _A | None]] = {}
         for pt, prefixes in touched.items():
