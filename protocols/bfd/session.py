@@ -24,7 +24,12 @@ Transmission decisions (§6.8.7):
   ourselves, so our side stays asynchronous and keeps detecting by timer);
 * an extra packet as soon as its contents would differ from the last one sent (state,
   diag, discriminators, intervals, Detect Mult), which also restarts the periodic
-  timer, and a packet with F set in reply to every accepted P, outside the schedule.
+  timer, but at most one such packet per 75 % of the transmit interval: a change
+  within that time waits, coalesced with later ones, for the end of it or the next
+  periodic packet. Changes the peer's packets cause can therefore never be answered
+  faster than the negotiated rate (two systems answering every change at once keep
+  each other flapping at wire speed). Exempt: a packet with F set in reply to every
+  accepted P, and the packet of a local command (admin, profile, path signal).
 
 Timer changes (§6.8.3) always run as a Poll Sequence: P rides on the packets sent
 while it is outstanding; a new change waits for the Final and then starts the next
@@ -39,6 +44,7 @@ only protect an Up session) and starts one for the slow-start values.
 from __future__ import annotations
 
 import collections
+import math
 
 from . import fsm
 from .auth import sequence_in_window, sign, verify
@@ -53,6 +59,7 @@ from .poll import IntervalNegotiation
 from .timers import (
     Rng,
     detection_time_us,
+    jitter_bounds,
     jittered_interval_us,
     transmit_interval_us,
     us_to_s,
@@ -118,6 +125,8 @@ class Session:
         self._last_tx_at: float | None = None
         self._scheduled_interval_us = 0
         self._last_sent: _ContentKey | None = None
+        # Until when a changed packet may not go out of schedule (§6.8.7 spacing).
+        self._change_hold_until = -math.inf
 
         # Echo function.
         self._echo_secret = rng.getrandbits(128).to_bytes(16, "big")
@@ -358,13 +367,13 @@ class Session:
         self._local_diag = diag
         if self._state is not State.ADMIN_DOWN:
             self._change_state(State.ADMIN_DOWN, diag, "administratively disabled", now)
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     def admin_up(self, now: float) -> None:
         """§6.8.16: leave AdminDown for Down (no-op in any other state)."""
         if self._state is State.ADMIN_DOWN:
             self._change_state(State.DOWN, None, "administratively enabled", now)
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     def declare_down(self, now: float, diag: Diag) -> None:
         """Local signal that the path failed, e.g. Forwarding Plane Reset (§6.8.15) or
@@ -372,7 +381,7 @@ class Session:
         self._local_diag = diag
         if self._state in (State.INIT, State.UP):
             self._change_state(State.DOWN, diag, f"local signal: {diag.name}", now)
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     def set_profile(self, config: SessionConfig, now: float) -> None:
         """Apply new parameters without resetting the session (§6.8.3 Poll Sequence).
@@ -387,7 +396,7 @@ class Session:
         if old.multihop != config.multihop:
             raise ValueError("multihop cannot change on a live session")
         self._config = config
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     # ------------------------------------------------------------------ reception
 
@@ -546,12 +555,15 @@ class Session:
     def _timers_key(self) -> tuple[int, int | None, int | None]:
         return (self.tx_interval_us, self.detection_time_us, self.echo_tx_interval_us)
 
-    def _refresh(self, now: float, *, periodic_due: bool = False) -> None:
-        """Bring parameters, timers and the outbox in line with the current state."""
+    def _refresh(self, now: float, *, periodic_due: bool = False, local: bool = False) -> None:
+        """Bring parameters, timers and the outbox in line with the current state.
+
+        ``local``: the change comes from a local command (admin, profile, path signal),
+        whose packet goes out at once; see :meth:`_transmit` for everything else."""
         self._update_parameters()
         self._update_echo(now)
         self._update_detection()
-        self._transmit(now, periodic_due)
+        self._transmit(now, periodic_due=periodic_due, local=local)
         key = self._timers_key()
         if key != self._timers_seen:
             self._timers_seen = key
@@ -577,7 +589,18 @@ class Session:
             self._config.detect_mult,
         )
 
-    def _transmit(self, now: float, periodic_due: bool) -> None:
+    def _transmit(self, now: float, *, periodic_due: bool, local: bool) -> None:
+        """Queue what §6.8.7 allows now and set the next transmission time.
+
+        Out of schedule go: a Final for every accepted Poll (the RFC exempts it from
+        every limit), a local command's packet, and at most one packet with changed
+        contents per spacing interval (:meth:`_spacing_s`). A change that arrives
+        within that interval waits, coalesced with any later one, for the earlier of
+        the next periodic packet and the end of the interval. Without the limit, two
+        systems that each answer every state change at once keep each other flapping
+        as fast as the link carries packets once stale or duplicated packets are in
+        flight (seen with FRR: ~2,700 Up/Down cycles a second, for minutes).
+        """
         if self._config.passive and self._remote_discr == 0:
             # §6.8.7: a Passive system stays silent until it knows the peer.
             self._final_due = False
@@ -588,16 +611,24 @@ class Session:
         )
         periodic_ok = self._remote_min_rx_us != 0 and (not remote_demand or self._timers.polling)
         changed = self._content_key() != self._last_sent
+        sent = False
         if self._final_due:
             self._final_due = False
             self._send(now, final=True)
-        elif changed or (periodic_due and periodic_ok):
+            sent = changed  # the Final carried the change: the periodic timer restarts
+        elif (periodic_due and periodic_ok) or (
+            changed and (local or now >= self._change_hold_until)
+        ):
+            opening = self._last_sent is None
             self._send(now, final=False)
-        if not periodic_ok:
+            if changed and not opening:
+                self._change_hold_until = now + self._spacing_s()
+            sent = True
+        if sent or periodic_due or (periodic_ok and self._next_tx_at is None):
             self._next_tx_at = None
-        elif changed or periodic_due or self._next_tx_at is None:
-            self._schedule_next(now)
-        else:
+            if periodic_ok:
+                self._schedule_next(now)
+        elif periodic_ok and self._next_tx_at is not None:
             interval = self.tx_interval_us
             if interval < self._scheduled_interval_us and self._last_tx_at is not None:
                 # §6.8.3: a lower interval is honoured at once, counting from the
@@ -607,6 +638,20 @@ class Session:
                 )
                 self._next_tx_at = min(self._next_tx_at, max(sooner, now))
                 self._scheduled_interval_us = interval
+        elif not periodic_ok:
+            self._next_tx_at = None
+        if self._content_key() != self._last_sent:
+            # A change held back by the spacing: out once the interval is over (or
+            # with the periodic packet, if that comes first).
+            due = max(self._change_hold_until, now)
+            self._next_tx_at = due if self._next_tx_at is None else min(self._next_tx_at, due)
+
+    def _spacing_s(self) -> float:
+        """Minimum time between two out-of-schedule packets with changed contents:
+        the shortest jittered transmit interval (75 % of it, §6.8.7), so they never
+        come faster than periodic packets may."""
+        low, _high = jitter_bounds(self._config.detect_mult)
+        return us_to_s(low * self.tx_interval_us)
 
     def _schedule_next(self, now: float) -> None:
         interval = self.tx_interval_us

@@ -127,6 +127,11 @@ def test_three_way_handshake() -> None:
     assert (init.state, init.your_discriminator) == (State.INIT, PEER)
     assert feed(s, peer(State.UP), 0.2) is None
     assert s.state is State.UP
+    # A second change within 75 % of the (slow-start) interval waits (§6.8.7).
+    assert sent(s) == []
+    timer = s.get_timer()
+    assert timer is not None and timer <= 0.1 + 0.75 + 1e-9
+    s.handle_timer(timer)
     [up] = sent(s)
     # Up: leave slow start through a Poll Sequence.
     assert up.poll and up.desired_min_tx_us == 50_000
@@ -281,6 +286,67 @@ def test_no_periodic_when_remote_rx_zero() -> None:
     detection = s.get_timer()
     # Only the detection deadline remains.
     assert detection == pytest.approx(0.02 + 3 * 0.05)
+
+
+def run_timers(s: Session, until: float) -> list[tuple[float, ControlPacket]]:
+    """Run every timer due up to ``until``; the packets sent, with their times."""
+    out = []
+    while (timer := s.get_timer()) is not None and timer <= until:
+        s.handle_timer(timer)
+        out += [(timer, p) for p in sent(s)]
+    return out
+
+
+def test_changes_driven_by_the_peer_are_spaced() -> None:
+    """§6.8.7: however fast the peer's packets flip our state (here Up/Down every
+    millisecond, as stale or duplicated packets can), packets stay spaced by the
+    transmit interval (50 ms while Up, 1 s while not): one periodic plus at most one
+    out of schedule per 75 % of it, carrying the latest state. Answering each change
+    at once is how two systems keep each other flapping at wire speed."""
+    s = up_session()
+    packets: list[tuple[float, ControlPacket]] = []
+    for i in range(1000):
+        now = 0.1 + i * 0.001
+        packets += run_timers(s, now)
+        feed(s, peer(State.DOWN if i % 2 == 0 else State.INIT), now)
+        packets += [(now, p) for p in sent(s)]
+    assert len(events(s)) == 1000  # every packet did change the state
+    times = [t for t, p in packets if not p.final and t >= 0.1]
+    assert len(times) <= 2 * 1.0 / 0.0375
+    for a, _, b in zip(times, times[1:], times[2:], strict=False):
+        assert b - a >= 0.75 * 0.05 - 1e-9
+
+
+def test_a_held_change_goes_out_when_the_spacing_ends() -> None:
+    """Without periodic packets (the peer's Required Min RX is 0), a change held back
+    by the spacing still goes out, at the end of the spacing interval."""
+    s = up_session(required_min_rx_us=0)
+    assert feed(s, peer(State.DOWN, required_min_rx_us=0), 0.1) is None
+    [down] = sent(s)
+    assert down.state is State.DOWN
+    for i in range(7):  # Init at 0.2; the peer keeps talking so detection waits
+        assert feed(s, peer(State.DOWN, required_min_rx_us=0), 0.2 + i * 0.1) is None
+        assert sent(s) == []
+    assert s.state is State.INIT
+    assert s.get_timer() == pytest.approx(0.1 + 0.75)
+    s.handle_timer(0.85)
+    [init] = sent(s)
+    assert init.state is State.INIT
+    assert s.get_timer() == pytest.approx(0.8 + 3 * 0.05)  # detection only again
+
+
+def test_finals_and_local_commands_are_not_spaced() -> None:
+    s = up_session()
+    for i in range(20):  # §6.8.7: a Final for every Poll, "without respect to ...
+        assert feed(s, peer(State.UP, poll=True), 0.1 + i * 0.001) is None
+        [final] = sent(s)  # ... any other transmission limitations"
+        assert final.final
+    assert feed(s, peer(State.DOWN), 0.2) is None
+    [down] = sent(s)
+    assert down.state is State.DOWN
+    s.admin_down(0.201)  # an operator's command is not a ping-pong: at once
+    [admin] = sent(s)
+    assert admin.state is State.ADMIN_DOWN
 
 
 def test_remote_demand_stops_periodic_but_polls_answered() -> None:
