@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import random
 import socket
 import struct
@@ -24,7 +25,14 @@ import trio
 
 from protocols.bfd import CONTROL_PORT, MULTIHOP_CONTROL_PORT
 
-__all__ = ["Datagram", "IPAddress", "open_receiver", "open_sender", "receive"]
+__all__ = [
+    "Datagram",
+    "IPAddress",
+    "InterfaceIndex",
+    "open_receiver",
+    "open_sender",
+    "receive",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -50,6 +58,38 @@ class Datagram:
     destination: IPAddress | None
     ttl: int | None
     ifindex: int | None
+
+
+class InterfaceIndex:
+    """Tells whether a datagram's arrival ifindex is that of a named interface.
+
+    Single-hop BFD is about one link (RFC 5881 §3): a packet from the right source
+    address arriving on another interface is not from the neighbour (with rp_filter
+    off, any host on any link of ours can send it). The index is read once and read
+    again on a mismatch, at most every ``recheck`` seconds (an interface deleted and
+    created again gets a new index; a flood of packets from elsewhere costs no
+    system call per packet).
+    """
+
+    def __init__(self, name: str, *, recheck: float = 1.0) -> None:
+        self.name = name
+        self.recheck = recheck
+        self.index: int | None = None
+        self._checked_at = -math.inf
+
+    def matches(self, ifindex: int | None, now: float) -> bool:
+        if ifindex is None:
+            return False  # no IP_PKTINFO: cannot tell, so not ours
+        if ifindex == self.index:
+            return True
+        if now - self._checked_at < self.recheck:
+            return False
+        self._checked_at = now
+        try:
+            self.index = socket.if_nametoindex(self.name)
+        except OSError:
+            self.index = None  # gone for now; a later check finds it again
+        return ifindex == self.index
 
 
 def control_port(multihop: bool) -> int:

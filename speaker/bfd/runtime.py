@@ -151,6 +151,10 @@ class BfdSession:
         self._tasks: trio.Nursery | None = None
         self._echo_link: EchoLink | None = None
         self._echo_starting = False
+        # Single-hop: the link the session is about (deliver drops other arrivals).
+        self._arrival = (
+            net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
+        )
 
     # ---- queries --------------------------------------------------------------------
 
@@ -443,6 +447,9 @@ class BfdSession:
         minimum = self.profile.minimum_ttl if self.key.multihop else 255
         if datagram.ttl is not None and datagram.ttl < minimum:
             self.runtime_discards["ttl-below-minimum"] += 1
+            return
+        if self._arrival is not None and not self._arrival.matches(datagram.ifindex, now):
+            self.runtime_discards["wrong-interface"] += 1
             return
         if datagram.source != self.key.peer:
             self.runtime_discards["source-mismatch"] += 1

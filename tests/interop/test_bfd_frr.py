@@ -302,3 +302,38 @@ for i in range(2000):
     assert stats["state"] == "UP" and len(ours.states()) == n_before
     assert sum(stats["discards"].values()) >= 500, stats["discards"]
     assert frr.bfd_peer(s_addr)["status"] == "up"
+
+
+def test_spoofed_packet_from_another_link_is_dropped(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """RFC 5881 §3, issue 12 item 6: rtr2, on spk's other link, sends Down packets
+    with rtr1's source address, TTL 255 and the session's discriminators (rp_filter
+    is off in the lab, so spk's kernel delivers them). The arrival interface is not
+    the session's: counted as wrong-interface, and the session stays Up."""
+    lab_require("frr")
+    rtr, spk, other = lab["rtr1"], lab["spk"], lab["rtr2"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=50, rx=50)
+    ours = OurBfd(spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=50, rx=50).start()
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    stats = ours.stats()
+    n_before = len(ours.states())
+    other.run("ip", "addr", "add", f"{r_addr}/32", "dev", "lo")
+    other.run("ip", "route", "add", f"{s_addr}/32", "via", str(spk.addr4("rtr2")))
+    script = f"""
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+s.bind(("{r_addr}", 49999))
+down = struct.pack("!BBBBIIIII", 0x20, 1 << 6, 3, 24, {stats["remote_discriminator"]},
+                   {stats["local_discriminator"]}, 50000, 50000, 0)
+for _ in range(5):
+    s.sendto(down, ("{s_addr}", 3784))
+    time.sleep(0.01)
+"""
+    other.run("python3", "-c", script, timeout=10)
+    time.sleep(0.5)
+    stats = ours.stats()
+    assert stats["state"] == "UP" and len(ours.states()) == n_before, ours.states()[n_before:]
+    assert stats["discards"].get("wrong-interface", 0) == 5, stats["discards"]
+    assert frr.bfd_peer(s_addr)["status"] == "up"
