@@ -32,7 +32,6 @@ IPv4 only; IPv6 echo is out of scope (and the session configuration forbids it).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import itertools
 import random
@@ -44,6 +43,23 @@ from types import TracebackType
 from typing import NamedTuple
 
 import trio
+
+from speaker.bfd.bpf import (
+    ACCEPT_ALL,
+    JEQ_K,
+    JSET_K,
+    LD_B_ABS,
+    LD_H_ABS,
+    LD_H_IND,
+    LD_W_ABS,
+    LDX_B_MSH,
+    RET_K,
+    SKF_AD_OFF,
+    SKF_AD_PKTTYPE,
+    BpfInsn,
+    stmt,
+)
+from speaker.bfd.bpf import attach_filter as _attach_filter
 
 __all__ = [
     "ECHO_PORT",
@@ -69,16 +85,11 @@ ATF_COM = 0x02  # /proc/net/arp flag: the entry holds a resolved hardware addres
 # Linux socket options Python's socket module does not export.
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20
-SO_ATTACH_FILTER = 26
 SO_BINDTODEVICE = 25
 
 # sll_pkttype values (linux/if_packet.h).
 PACKET_HOST = 0
 PACKET_OUTGOING = 4
-
-# Classic BPF ancillary load offsets (linux/filter.h).
-SKF_AD_OFF = -0x1000
-SKF_AD_PKTTYPE = 4
 
 # RFC 5881 §4 asks control packets for a source port in 49152..65535; echoes use the
 # same range so middleboxes treat them alike.
@@ -113,15 +124,6 @@ class EchoFrame(NamedTuple):
     udp_sport: int
     udp_dport: int
     payload: bytes
-
-
-class BpfInsn(NamedTuple):
-    """One classic BPF instruction (``struct sock_filter``)."""
-
-    code: int
-    jt: int
-    jf: int
-    k: int
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,21 +232,6 @@ def parse_frame(frame: bytes) -> EchoFrame | None:
 # BPF
 
 
-def _stmt(code: int, k: int) -> BpfInsn:
-    return BpfInsn(code, 0, 0, k & 0xFFFFFFFF)
-
-
-# Opcodes used below (linux/bpf_common.h combinations).
-_LD_W_ABS = 0x20
-_LD_H_ABS = 0x28
-_LD_B_ABS = 0x30
-_LD_H_IND = 0x48
-_LDX_B_MSH = 0xB1
-_JEQ_K = 0x15
-_JSET_K = 0x45
-_RET_K = 0x06
-
-
 def echo_filter(
     ip_src: IPv4Address, ip_dst: IPv4Address, udp_sport: int | None = None
 ) -> list[BpfInsn]:
@@ -262,39 +249,30 @@ def echo_filter(
     fail_jumps: list[int] = []  # indexes of jumps whose failing branch is "drop"
 
     def expect(code: int, offset: int, value: int) -> None:
-        program.append(_stmt(code, offset))
+        program.append(stmt(code, offset))
         fail_jumps.append(len(program))
-        program.append(BpfInsn(_JEQ_K, 0, 0, value))  # jf patched to "drop" below
+        program.append(BpfInsn(JEQ_K, 0, 0, value))  # jf patched to "drop" below
 
-    expect(_LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE, PACKET_HOST)
-    expect(_LD_H_ABS, 12, ETH_P_IP)
-    expect(_LD_B_ABS, _ETH_LEN + 9, _IPPROTO_UDP)
-    program.append(_stmt(_LD_H_ABS, _ETH_LEN + 6))
+    expect(LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE, PACKET_HOST)
+    expect(LD_H_ABS, 12, ETH_P_IP)
+    expect(LD_B_ABS, _ETH_LEN + 9, _IPPROTO_UDP)
+    program.append(stmt(LD_H_ABS, _ETH_LEN + 6))
     fragment_jump = len(program)
-    program.append(BpfInsn(_JSET_K, 0, 0, _IP_FRAGMENT_BITS))  # any bit set: drop (jt)
-    expect(_LD_W_ABS, _ETH_LEN + 12, int(ip_src))
-    expect(_LD_W_ABS, _ETH_LEN + 16, int(ip_dst))
+    program.append(BpfInsn(JSET_K, 0, 0, _IP_FRAGMENT_BITS))  # any bit set: drop (jt)
+    expect(LD_W_ABS, _ETH_LEN + 12, int(ip_src))
+    expect(LD_W_ABS, _ETH_LEN + 16, int(ip_dst))
     # X = 4 * (IHL nibble); the UDP header then starts at 14 + X.
-    program.append(_stmt(_LDX_B_MSH, _ETH_LEN))
-    expect(_LD_H_IND, _ETH_LEN + 2, ECHO_PORT)
+    program.append(stmt(LDX_B_MSH, _ETH_LEN))
+    expect(LD_H_IND, _ETH_LEN + 2, ECHO_PORT)
     if udp_sport is not None:
-        expect(_LD_H_IND, _ETH_LEN, udp_sport)
+        expect(LD_H_IND, _ETH_LEN, udp_sport)
     drop = len(program) + 1  # after the "accept" return
     for i in fail_jumps:
         program[i] = program[i]._replace(jf=drop - i - 1)
     program[fragment_jump] = program[fragment_jump]._replace(jt=drop - fragment_jump - 1)
-    program.append(_stmt(_RET_K, 0x40000))  # keep the whole frame
-    program.append(_stmt(_RET_K, 0))
+    program.append(stmt(RET_K, ACCEPT_ALL))  # keep the whole frame
+    program.append(stmt(RET_K, 0))
     return program
-
-
-def _attach_filter(sock: socket.socket, program: list[BpfInsn]) -> None:
-    raw = b"".join(struct.pack("=HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }, native
-    # alignment; the kernel copies the program, so buf only has to outlive this call.
-    fprog = struct.pack("@HP", len(program), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 # ---------------------------------------------------------------------------------------

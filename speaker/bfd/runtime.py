@@ -543,12 +543,35 @@ class BfdEndpoint:
         self._by_addresses.pop((session.key.peer, session.key.local, session.key.multihop), None)
 
     async def _receive_loop(self, sock: trio.socket.SocketType, multihop: bool) -> None:
+        """Receive and dispatch; keep the socket's buffer sized for its sessions.
+
+        Single-hop: TTL / hop limit 255 is enforced by a filter in the kernel (see
+        :mod:`speaker.bfd.net`), so a flood from afar never reaches the buffer; what
+        the kernel dropped is counted as ``kernel-dropped``."""
+        version = 4 if sock.family == socket.AF_INET else 6
+        if not multihop:
+            try:
+                net.attach_gtsm_filter(sock)
+            except OSError as exc:  # deliver() still checks each packet's TTL
+                log.warning("bfd: no kernel TTL filter on the IPv%d socket: %s", version, exc)
+        sized_for, drops_seen = -1, 0
         while True:
+            if len(self.sessions) != sized_for:
+                sized_for = len(self.sessions)
+                intervals = [
+                    s.profile.receive_interval
+                    for s in self.sessions.values()
+                    if s.key.multihop == multihop and s.key.peer.version == version
+                ]
+                net.set_receive_buffer(sock, net.receive_buffer_bytes(intervals))
             try:
                 datagram = await net.receive(sock)
             except OSError as exc:  # e.g. ICMP errors queued on the socket
                 self.discards[f"receive-error-{exc.errno}"] += 1
                 continue
+            if datagram.kernel_drops is not None and datagram.kernel_drops != drops_seen:
+                self.discards["kernel-dropped"] += (datagram.kernel_drops - drops_seen) & 0xFFFFFFFF
+                drops_seen = datagram.kernel_drops
             self.dispatch(datagram, multihop, trio.current_time())
 
     def dispatch(self, datagram: net.Datagram, multihop: bool, now: float) -> None:

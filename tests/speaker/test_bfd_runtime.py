@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from protocols.bfd import ControlPacket, Diag, State
-from speaker.bfd.net import Datagram, InterfaceIndex
+from speaker.bfd.net import Datagram
 from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 
@@ -181,16 +181,3 @@ async def test_single_hop_packet_from_another_interface_is_dropped(autojump_cloc
     # The same packet on the session's own link is the peer's and is obeyed.
     ep_a.dispatch(attrs.evolve(other, ifindex=lo), False, trio.current_time())
     assert sa.state is State.DOWN
-
-
-def test_interface_index_rechecks_at_most_every_second() -> None:
-    lo = socket.if_nametoindex("lo")
-    arrival = InterfaceIndex("lo")
-    assert arrival.matches(lo, 0.0)
-    assert not arrival.matches(None, 0.0)
-    missing = InterfaceIndex("no-such-if0")
-    assert not missing.matches(lo, 0.0) and missing.index is None
-    # Renamed into existence: found again, but only once the recheck interval passed.
-    missing.name = "lo"
-    assert not missing.matches(lo, 0.5)
-    assert missing.matches(lo, 1.0)

@@ -21,13 +21,11 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from speaker.bfd.bpf import SKF_AD_OFF, SKF_AD_PKTTYPE, BpfInsn
 from speaker.bfd.echo_link import (
     ECHO_PORT,
     PACKET_HOST,
     PACKET_OUTGOING,
-    SKF_AD_OFF,
-    SKF_AD_PKTTYPE,
-    BpfInsn,
     EchoLink,
     EchoLinkError,
     build_frame,
