@@ -65,7 +65,22 @@ from .timers import (
     us_to_s,
 )
 
-__all__ = ["Session", "SessionCounters"]
+__all__ = [
+    "ECHO_HOLDOFF_INITIAL_S",
+    "ECHO_HOLDOFF_MAX_S",
+    "ECHO_STABLE_S",
+    "Session",
+    "SessionCounters",
+]
+
+#: After an echo failure the Echo function stays off this long, doubling with each
+#: failure up to the maximum; it goes back to the initial hold-off once echo has run
+#: for ECHO_STABLE_S with echoes coming back. Without it a session whose echo path is
+#: broken (a peer that does not forward) goes Up on control, starts echo, fails, and
+#: does so several times a second for ever.
+ECHO_HOLDOFF_INITIAL_S = 1.0
+ECHO_HOLDOFF_MAX_S = 60.0
+ECHO_STABLE_S = 10.0
 
 # Content of a Control packet other than P and F: a change triggers an immediate send.
 _ContentKey = tuple[State, int, int, int, int, int, int]
@@ -137,6 +152,11 @@ class Session:
         self._echo_detect_at: float | None = None
         self._echo_next_at: float | None = None
         self._echo_rtt: float | None = None
+        self._echo_returned = 0  # echoes back since the Echo function (re)started
+        # Hold-off after an echo failure (see _echo_failed): no echo before this time.
+        self._echo_held_until: float | None = None
+        self._echo_holdoff_s = ECHO_HOLDOFF_INITIAL_S
+        self._echo_failures = 0
 
         self._outbox: list[bytes] = []
         self._echo_outbox: list[bytes] = []
@@ -219,6 +239,16 @@ class Session:
         return max(self._config.echo_interval_us, self._remote_min_echo_rx_us)
 
     @property
+    def echo_held_until(self) -> float | None:
+        """While the Echo function is held off after a failure: until when."""
+        return self._echo_held_until
+
+    @property
+    def echo_failures(self) -> int:
+        """Echo failures so far (each one starts a hold-off; see ECHO_HOLDOFF_*)."""
+        return self._echo_failures
+
+    @property
     def echo_rtt(self) -> float | None:
         """Round trip of the last valid returned echo, in seconds."""
         return self._echo_rtt
@@ -256,7 +286,13 @@ class Session:
         """Next absolute time (seconds) at which :meth:`handle_timer` must be called."""
         deadlines = [
             t
-            for t in (self._next_tx_at, self._detect_at, self._echo_next_at, self._echo_detect_at)
+            for t in (
+                self._next_tx_at,
+                self._detect_at,
+                self._echo_next_at,
+                self._echo_detect_at,
+                self._echo_held_until,
+            )
             if t is not None
         ]
         return min(deadlines) if deadlines else None
@@ -345,8 +381,11 @@ class Session:
         ):
             return self._discard(DiscardReason.ECHO_STALE)
         self._echo_rx += 1
+        self._echo_returned += 1
         self._echo_rtt = us_to_s(age_us)
         self._echo_last_ok_at = now
+        if now - us_to_s(self._echo_started_us) >= ECHO_STABLE_S:
+            self._echo_holdoff_s = ECHO_HOLDOFF_INITIAL_S
         self._refresh(now)
         return None
 
@@ -355,7 +394,9 @@ class Session:
         if self._detect_at is not None and now >= self._detect_at:
             self._detection_expired(now)
         if self._echo_detect_at is not None and now >= self._echo_detect_at:
-            self._apply(fsm.Input.ECHO_FAILURE, now)
+            self._echo_failed(now)
+        if self._echo_held_until is not None and now >= self._echo_held_until:
+            self._echo_held_until = None
         self._update_echo(now)  # a failure above stops the echo before it is sent
         if self._echo_next_at is not None and now >= self._echo_next_at:
             self._send_echo(now)
@@ -507,12 +548,28 @@ class Session:
             and not cfg.multihop
             and self._state is State.UP
             and self._remote_min_echo_rx_us > 0
+            and self._echo_held_until is None
         )
+
+    def _echo_failed(self, now: float) -> None:
+        """DetectMult echo intervals without a returned echo (§6.8.5).
+
+        If echoes came back since the Echo function started, the path failed: Down
+        with diag 2. If none ever did, the echo path never worked (the peer does not
+        loop echoes, whatever it advertises): that is no forwarding failure, so the
+        session stays on control packets. Either way echo is held off, for longer
+        after each failure, so a broken echo path cannot make the session flap."""
+        self._echo_failures += 1
+        if self._echo_returned:
+            self._apply(fsm.Input.ECHO_FAILURE, now)
+        self._echo_held_until = now + self._echo_holdoff_s
+        self._echo_holdoff_s = min(2 * self._echo_holdoff_s, ECHO_HOLDOFF_MAX_S)
 
     def _update_echo(self, now: float) -> None:
         wanted = self._echo_wanted()
         if wanted and not self._echo_active:
             self._echo_active = True
+            self._echo_returned = 0
             self._echo_started_us = _to_us(now)
             self._echo_last_ok_at = now
             self._echo_next_at = now

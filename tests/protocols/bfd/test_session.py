@@ -9,6 +9,8 @@ import attrs
 import pytest
 
 from protocols.bfd import (
+    ECHO_HOLDOFF_INITIAL_S,
+    ECHO_STABLE_S,
     SLOW_INTERVAL_US,
     AuthConfig,
     AuthType,
@@ -560,20 +562,82 @@ def test_echo_off_restores_control_rx() -> None:
     assert s.detection_time_us == 3 * SLOW_INTERVAL_US
 
 
+def drive_echo(s: Session, until: float, *, returned: bool) -> float:
+    """Run ``s`` until ``until`` or it leaves Up, the peer's control packets flowing
+    (every 20 ms at least, echo RX 20 ms, answering Polls) and our echoes coming back
+    at once when ``returned``."""
+    now = 0.0
+    while s.state is State.UP and now < until:
+        now = min(s.get_timer() or until, until, now + 0.02)
+        s.handle_timer(now)
+        final = any(p.poll for p in sent(s))
+        for echo in s.echo_datagrams_to_send():
+            if returned:
+                assert s.receive_echo(echo, now) is None
+        if s.state is State.UP:
+            feed(s, peer(State.UP, required_min_echo_rx_us=20_000, final=final), now)
+    return now
+
+
 def test_echo_failure_goes_down_with_diag_2() -> None:
     s = up_session(ECHO, required_min_echo_rx_us=20_000)
-    now = 0.01  # echo started when the session went Up
-    while s.state is State.UP and now < 1.0:
-        now = s.get_timer() or 1.0
-        s.handle_timer(now)
-        s.echo_datagrams_to_send()  # lost
-        if s.state is State.UP:  # control packets keep flowing
-            feed(s, peer(State.UP, required_min_echo_rx_us=20_000), now)
+    drive_echo(s, 0.5, returned=True)
+    assert s.state is State.UP and s.counters.echo_rx > 10
+    now = drive_echo(s, 1.0, returned=False)  # the echo path breaks at 0.5
     assert s.state is State.DOWN
     assert s.local_diag is Diag.ECHO_FUNCTION_FAILED
-    assert now == pytest.approx(0.01 + 3 * 0.02)
+    assert 0.5 + 2 * 0.02 <= now <= 0.5 + 3 * 0.02 + 1e-9
     assert not s.echo_active
     assert s.echo_datagrams_to_send() == []
+    assert s.echo_failures == 1
+    assert s.echo_held_until == pytest.approx(now + ECHO_HOLDOFF_INITIAL_S)
+
+
+def test_echo_is_held_off_after_a_failure_and_longer_each_time() -> None:
+    """After an echo failure the session comes back Up on control packets, and echo
+    stays off for the hold-off (1 s, then 2 s, 4 s...): not the ~7 flaps a second
+    of restarting echo on every Up into a path that drops it."""
+    s = up_session(ECHO, required_min_echo_rx_us=20_000)
+    drive_echo(s, 0.5, returned=True)
+    failed_at = drive_echo(s, 1.0, returned=False)
+    assert s.state is State.DOWN
+    assert feed(s, peer(State.INIT, required_min_echo_rx_us=20_000), failed_at + 0.01) is None
+    assert s.state is State.UP
+    assert not s.echo_active  # held off: no echo on this Up
+    drive_echo(s, failed_at + 0.9, returned=False)
+    assert s.state is State.UP and not s.echo_active
+    assert s.required_min_rx_us == 50_000  # control does the detecting meanwhile
+    # The hold-off ends: echo starts again; it works once, then fails again.
+    drive_echo(s, failed_at + 1.2, returned=True)
+    assert s.echo_active
+    second = drive_echo(s, failed_at + 2.0, returned=False)
+    assert s.state is State.DOWN and s.echo_failures == 2
+    assert s.echo_held_until == pytest.approx(second + 2 * ECHO_HOLDOFF_INITIAL_S)
+
+
+def test_echo_that_never_came_back_is_no_path_failure() -> None:
+    """A peer that advertises echo RX but does not loop echoes (a node that does not
+    forward): the Echo function stops with a growing hold-off; the session stays Up
+    on control packets."""
+    s = up_session(ECHO, required_min_echo_rx_us=20_000)
+    now = drive_echo(s, 30.0, returned=False)
+    assert now == 30.0 and s.state is State.UP
+    assert s.counters.down_transitions == 0
+    # Failures after 0.07 s, then at ~1, ~3, ~7, ~15 s of echo hold-offs (1, 2, 4, 8,
+    # 16 s): five tries in 30 s instead of hundreds.
+    assert s.echo_failures == 5
+    assert s.counters.echo_tx <= 5 * 4  # DetectMult intervals each, and the first
+
+
+def test_echo_hold_off_resets_after_echo_ran_stable() -> None:
+    s = up_session(ECHO, required_min_echo_rx_us=20_000)
+    drive_echo(s, 0.5, returned=True)
+    t = drive_echo(s, 1.0, returned=False)
+    feed(s, peer(State.INIT, required_min_echo_rx_us=20_000), t + 0.01)
+    drive_echo(s, t + 1.1 + ECHO_STABLE_S + 0.1, returned=True)  # 10 s of good echo
+    t = drive_echo(s, t + 20.0, returned=False)
+    assert s.echo_failures == 2
+    assert s.echo_held_until == pytest.approx(t + ECHO_HOLDOFF_INITIAL_S)
 
 
 def test_echo_not_sent_without_peer_echo_rx() -> None:
