@@ -157,6 +157,7 @@ class Session:
         self._echo_held_until: float | None = None
         self._echo_holdoff_s = ECHO_HOLDOFF_INITIAL_S
         self._echo_failures = 0
+        self._echo_loop_ok = True  # see set_echo_loop
 
         self._outbox: list[bytes] = []
         self._echo_outbox: list[bytes] = []
@@ -237,6 +238,12 @@ class Session:
         if not self._echo_active:
             return None
         return max(self._config.echo_interval_us, self._remote_min_echo_rx_us)
+
+    @property
+    def advertised_echo_rx_us(self) -> int:
+        """The Required Min Echo RX Interval we advertise: the profile's, or 0 while
+        the runtime cannot loop the peer's echoes (:meth:`set_echo_loop`)."""
+        return self._config.advertised_echo_rx_us if self._echo_loop_ok else 0
 
     @property
     def echo_held_until(self) -> float | None:
@@ -422,6 +429,13 @@ class Session:
         self._local_diag = diag
         if self._state in (State.INIT, State.UP):
             self._change_state(State.DOWN, diag, f"local signal: {diag.name}", now)
+        self._refresh(now, local=True)
+
+    def set_echo_loop(self, able: bool, now: float) -> None:
+        """Whether the peer's echoes get looped back to it (our forwarding plane, or
+        the runtime's reflector). A nonzero Required Min Echo RX Interval promises
+        that (§6.4, §6.8.9); while ``able`` is false we advertise 0 instead."""
+        self._echo_loop_ok = able
         self._refresh(now, local=True)
 
     def set_profile(self, config: SessionConfig, now: float) -> None:
@@ -642,7 +656,7 @@ class Session:
             self._remote_discr,
             self._timers.advertised_tx_us,
             self._timers.advertised_rx_us,
-            self._config.advertised_echo_rx_us,
+            self.advertised_echo_rx_us,
             self._config.detect_mult,
         )
 
@@ -731,7 +745,7 @@ class Session:
             your_discriminator=self._remote_discr,
             desired_min_tx_us=self._timers.advertised_tx_us,
             required_min_rx_us=self._timers.advertised_rx_us,
-            required_min_echo_rx_us=self._config.advertised_echo_rx_us,
+            required_min_echo_rx_us=self.advertised_echo_rx_us,
         )
         auth = self._config.auth
         if auth is not None:

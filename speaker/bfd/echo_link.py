@@ -67,10 +67,14 @@ __all__ = [
     "EchoFrame",
     "EchoLink",
     "EchoLinkError",
+    "EchoReflector",
     "build_frame",
     "echo_filter",
     "internet_checksum",
+    "kernel_forwards",
+    "open_packet_socket",
     "parse_frame",
+    "reflected",
     "resolve_mac",
     "wait_peer_mac",
 ]
@@ -275,6 +279,40 @@ def echo_filter(
     return program
 
 
+def open_packet_socket(ifname: str, program: list[BpfInsn]) -> tuple[socket.socket, bytes]:
+    """A non-blocking ``AF_PACKET`` socket on ``ifname`` (IPv4 frames) carrying
+    ``program``; returns it and the interface's MAC address."""
+    # Protocol 0 receives nothing until bind(): attaching the filter first means no
+    # unfiltered frame can be queued in between (the socket(..., htons(ETH_P_IP))
+    # form would start capturing every IPv4 frame on every interface at once).
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as exc:
+        raise EchoLinkError(f"cannot open a packet socket (need CAP_NET_RAW): {exc}") from exc
+    try:
+        _attach_filter(sock, program)
+        # Bound to ETH_P_IP the kernel already skips transmitted frames (it copies
+        # those to ETH_P_ALL taps only) and the filter's pkttype test would drop
+        # them; this option states the intent and stays right if the binding ever
+        # changes. ENOPROTOOPT before Linux 4.20 is fine for the same reasons.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        sock.bind((ifname, ETH_P_IP))
+        # The bound device's own address: right even when /sys belongs to another
+        # network namespace than the one this process uses.
+        _name, _proto, _pkttype, hatype, mac = sock.getsockname()
+        if hatype != ARPHRD_ETHER or len(mac) != 6:
+            raise EchoLinkError(f"{ifname} is not an Ethernet interface")
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise EchoLinkError(f"cannot set up echo socket on {ifname}: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock, bytes(mac)
+
+
 # ---------------------------------------------------------------------------------------
 # Neighbour resolution
 
@@ -457,35 +495,9 @@ class EchoLink:
         self._next_refresh = trio.current_time() + self.mac_refresh_interval
 
     def _open_packet_socket(self, sport: int) -> socket.socket:
-        # Protocol 0 receives nothing until bind(): attaching the filter first means no
-        # unfiltered frame can be queued in between (the socket(..., htons(ETH_P_IP))
-        # form would start capturing every IPv4 frame on every interface at once).
-        try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        except OSError as exc:
-            raise EchoLinkError(f"cannot open a packet socket (need CAP_NET_RAW): {exc}") from exc
-        try:
-            _attach_filter(sock, echo_filter(self.source_ip, self.local_ip, sport))
-            # Bound to ETH_P_IP the kernel already skips transmitted frames (it copies
-            # those to ETH_P_ALL taps only) and the filter's pkttype test would drop
-            # them; this option states the intent and stays right if the binding ever
-            # changes. ENOPROTOOPT before Linux 4.20 is fine for the same reasons.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            sock.bind((self.ifname, ETH_P_IP))
-            # The bound device's own address: right even when /sys belongs to another
-            # network namespace than the one this process uses.
-            _name, _proto, _pkttype, hatype, mac = sock.getsockname()
-            if hatype != ARPHRD_ETHER or len(mac) != 6:
-                raise EchoLinkError(f"{self.ifname} is not an Ethernet interface")
-            self.local_mac = bytes(mac)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            raise EchoLinkError(f"cannot set up echo socket on {self.ifname}: {exc}") from exc
-        except BaseException:
-            sock.close()
-            raise
+        sock, self.local_mac = open_packet_socket(
+            self.ifname, echo_filter(self.source_ip, self.local_ip, sport)
+        )
         return sock
 
     def close(self) -> None:
@@ -584,3 +596,139 @@ class EchoLink:
     async def receive(self) -> bytes:
         """The payload of the next echo of ours that came back; skips anything else."""
         return (await self.receive_frame()).payload
+
+
+# ---------------------------------------------------------------------------------------
+# Looping the peer's echoes
+
+
+def reflected(frame: bytes, local_mac: bytes) -> bytes | None:
+    """The frame a router's forwarding plane sends back for a peer's echo, or None.
+
+    The peer addresses its echo to itself (IP source and destination its own
+    address, our MAC as Ethernet destination) and expects it back as a router would
+    return it: to the sender's MAC from ours, TTL one lower (FRR checks for 254), the
+    rest unchanged. None for anything that is not a valid IPv4/UDP echo frame, or
+    whose TTL would expire.
+    """
+    parsed = parse_frame(frame)
+    if parsed is None or parsed.ttl <= 1:
+        return None
+    ihl = (frame[_ETH_LEN] & 0x0F) * 4
+    header = bytearray(frame[_ETH_LEN : _ETH_LEN + ihl])
+    header[8] -= 1
+    header[10:12] = b"\x00\x00"
+    header[10:12] = struct.pack("!H", internet_checksum(bytes(header)))
+    return frame[6:12] + local_mac + frame[12:_ETH_LEN] + bytes(header) + frame[_ETH_LEN + ihl :]
+
+
+def kernel_forwards(ifname: str, *, root: str = "/proc/sys/net/ipv4/conf") -> bool:
+    """Whether the kernel forwards IPv4 arriving on ``ifname`` (it then loops the
+    peer's echoes itself, unless a firewall drops forwarded packets)."""
+    try:
+        with open(f"{root}/{ifname}/forwarding", encoding="ascii") as flag:
+            return flag.read().strip() == "1"
+    except OSError:
+        return False
+
+
+class EchoReflector:
+    """Loops a peer's Echo packets back to it, for a node that does not forward.
+
+    A peer running the Echo function sends echoes addressed to itself through our
+    MAC and expects our forwarding plane to return them (RFC 5880 §6.4); a host with
+    ``net.ipv4.ip_forward=0`` drops them, breaking the promise a nonzero Required Min
+    Echo RX Interval makes. This does the forwarding plane's part for that one kind
+    of packet: a packet socket whose filter passes only UDP to port 3785 with IP
+    source and destination the peer's address, each frame sent back as
+    :func:`reflected` makes it. While the kernel forwards (checked at most every
+    ``recheck`` seconds) frames are left to it, so the peer never gets two copies.
+
+    ``rate`` (frames a second) with a burst of ``burst`` bounds what a peer can make
+    us send: an echo flood costs its sender, not the node.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        peer_ip: IPv4Address | str,
+        *,
+        rate: float,
+        burst: int = 8,
+        recheck: float = 1.0,
+    ) -> None:
+        self.ifname = ifname
+        self.peer_ip = IPv4Address(peer_ip)
+        self.rate = rate
+        self.burst = burst
+        self.recheck = recheck
+        self.local_mac = b""
+        self.reflected = 0
+        self.rate_limited = 0
+        self.left_to_kernel = 0
+        self._sock: trio.socket.SocketType | None = None
+        self._raw: socket.socket | None = None
+        self._tokens = float(burst)
+        self._refilled_at = 0.0
+        self._forwarding = False
+        self._checked_at = -1e18
+
+    def open(self) -> None:
+        raw, self.local_mac = open_packet_socket(
+            self.ifname, echo_filter(self.peer_ip, self.peer_ip)
+        )
+        self._raw = raw
+        self._sock = trio.socket.from_stdlib_socket(raw)
+        self._refilled_at = trio.current_time()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._raw = None
+
+    def _admit(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _kernel_forwards(self, now: float) -> bool:
+        if now - self._checked_at >= self.recheck:
+            self._checked_at = now
+            self._forwarding = kernel_forwards(self.ifname)
+        return self._forwarding
+
+    async def run(self) -> None:
+        """Reflect until cancelled; raises :class:`EchoLinkError` if the socket fails."""
+        sock, raw = self._sock, self._raw
+        if sock is None or raw is None:
+            raise EchoLinkError(f"echo reflector on {self.ifname} is not open")
+        while True:
+            try:
+                frame, address = await sock.recvfrom(_RECV_SIZE)
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:
+                    continue
+                raise EchoLinkError(f"echo receive on {self.ifname} failed: {exc}") from exc
+            if address[2] != PACKET_HOST:
+                continue
+            now = trio.current_time()
+            if self._kernel_forwards(now):
+                self.left_to_kernel += 1
+                continue
+            reply = reflected(frame, self.local_mac)
+            if reply is None:
+                continue
+            if not self._admit(now):
+                self.rate_limited += 1
+                continue
+            try:
+                raw.send(reply)  # a 60-byte frame, direct: no scheduler pass
+            except BlockingIOError:
+                self.rate_limited += 1
+                continue
+            except OSError as exc:
+                raise EchoLinkError(f"echo send on {self.ifname} failed: {exc}") from exc
+            self.reflected += 1

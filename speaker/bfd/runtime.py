@@ -43,7 +43,7 @@ from protocols.bfd import (
     TimersChanged,
 )
 from speaker.bfd import net
-from speaker.bfd.echo_link import EchoLink, EchoLinkError
+from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel_forwards
 from speaker.bfd.profile import BfdProfile
 from speaker.broadcast import Broadcast
 from speaker.log import fields
@@ -155,6 +155,7 @@ class BfdSession:
         self._arrival = (
             net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
         )
+        self._reflector_started = False  # see _run_reflector
 
     # ---- queries --------------------------------------------------------------------
 
@@ -180,7 +181,7 @@ class BfdSession:
             detect_mult=core.config.detect_mult,
             desired_min_tx_us=core.desired_min_tx_us,
             required_min_rx_us=core.required_min_rx_us,
-            echo_rx_us=core.config.advertised_echo_rx_us,
+            echo_rx_us=core.advertised_echo_rx_us,
             tx_interval_us=core.tx_interval_us,
             detection_time_us=core.detection_time_us,
             echo_tx_interval_us=core.echo_tx_interval_us,
@@ -394,6 +395,39 @@ class BfdSession:
             self.core.receive_echo(payload, trio.current_time())
             self._input_done()
 
+    async def _run_reflector(self) -> None:
+        """Keep the promise our nonzero Required Min Echo RX makes: loop the peer's
+        echoes back to it (a node with ip_forward=0 would drop them). If that cannot
+        be done and the kernel does not forward, advertise 0 instead."""
+        key = self.key
+        interface = key.interface
+        if interface is None or not isinstance(key.peer, ipaddress.IPv4Address):
+            self._no_echo_loop("echo looping needs a single-hop IPv4 session with an interface")
+            return
+        # The peer may send one echo per our echo_interval; twice that, for jitter.
+        reflector = EchoReflector(interface, key.peer, rate=2000 / self.profile.echo_interval)
+        try:
+            reflector.open()
+        except EchoLinkError as exc:
+            self._no_echo_loop(str(exc))
+            return
+        log.info("bfd %s: looping the peer's echoes on %s", self.key, interface)
+        try:
+            await reflector.run()
+        except EchoLinkError as exc:
+            self._no_echo_loop(str(exc))
+        finally:
+            reflector.close()
+
+    def _no_echo_loop(self, why: str) -> None:
+        if self.key.interface is not None and kernel_forwards(self.key.interface):
+            return  # the kernel loops the peer's echoes
+        log.warning("bfd %s: cannot loop the peer's echoes (%s): advertising no echo",
+                    self.key, why)  # fmt: skip
+        self.runtime_discards["echo-loop-unavailable"] += 1
+        self.core.set_echo_loop(False, trio.current_time())
+        self.kick()
+
     def _drain_events(self) -> None:
         while (event := self.core.next_event()) is not None:
             if isinstance(event, StateChanged):
@@ -456,6 +490,9 @@ class BfdSession:
             return
         if self.core.receive_decoded(packet, now) is None:
             self._last_remote = packet
+            if self.profile.echo_mode and not self._reflector_started and self._tasks:
+                self._reflector_started = True
+                self._tasks.start_soon(self._run_reflector)
         self._input_done()
 
 

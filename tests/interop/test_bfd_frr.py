@@ -398,3 +398,31 @@ for _ in range(5):
     assert stats["state"] == "UP" and len(ours.states()) == n_before, ours.states()[n_before:]
     assert stats["discards"].get("wrong-interface", 0) == 5, stats["discards"]
     assert frr.bfd_peer(s_addr)["status"] == "up"
+
+
+def test_frr_echo_mode_with_a_node_that_does_not_forward(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 3: FRR with echo-mode sends echoes addressed to itself through
+    spk's MAC and expects spk's forwarding plane to return them; spk has
+    ip_forward=0. We advertise a nonzero Required Min Echo RX, so we loop them back
+    ourselves (before: 307 Up / 306 Down in 7.5 s). 7.5 s without a flap at either
+    end, with FRR's echoes coming back and ours going through rtr1."""
+    lab_require("frr")
+    rtr, spk = lab["rtr1"], lab["spk"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    spk.sysctl("net.ipv4.ip_forward", "0")
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100, echo=50)
+    ours = OurBfd(
+        spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=100, rx=100, echo=True,
+        echo_interval=50,
+    ).start()  # fmt: skip
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    time.sleep(7.5)
+    assert [s["new"] for s in ours.states()] == ["UP"], ours.states()
+    stats = ours.stats()
+    assert stats["state"] == "UP" and stats["echo_rx_us"] == 50_000
+    assert stats["echo_rx"] >= 50  # our own echoes, through rtr1's forwarding plane
+    [counters] = [c for c in frr.bfd_counters() if c["peer"] == s_addr]
+    assert counters["session-down"] == 0, counters
+    assert counters["echo-packet-input"] >= 100, counters  # FRR's, looped by us
+    assert frr.bfd_peer(s_addr)["status"] == "up"

@@ -666,3 +666,14 @@ def test_echo_discards() -> None:
 def test_echo_rejected_for_multihop() -> None:
     with pytest.raises(ValueError):
         SessionConfig(echo_mode=True, multihop=True)
+
+
+def test_no_echo_promise_while_echoes_cannot_be_looped() -> None:
+    s = up_session(ECHO)
+    assert s.advertised_echo_rx_us == 20_000
+    s.set_echo_loop(False, 0.1)
+    [packet] = sent(s)  # a local command: at once
+    assert packet.required_min_echo_rx_us == 0
+    s.set_echo_loop(True, 0.2)
+    [packet] = sent(s)
+    assert packet.required_min_echo_rx_us == 20_000
