@@ -140,8 +140,10 @@ class Session:
         self._last_tx_at: float | None = None
         self._scheduled_interval_us = 0
         self._last_sent: _ContentKey | None = None
-        # Until when a changed packet may not go out of schedule (§6.8.7 spacing).
-        self._change_hold_until = -math.inf
+        # When the last packet with changed contents went out, and the spacing in
+        # force then (§6.8.7; see _change_due).
+        self._change_sent_at = -math.inf
+        self._change_spacing_s = 0.0
 
         # Echo function.
         self._echo_secret = rng.getrandbits(128).to_bytes(16, "big")
@@ -687,13 +689,11 @@ class Session:
             self._final_due = False
             self._send(now, final=True)
             sent = changed  # the Final carried the change: the periodic timer restarts
-        elif (periodic_due and periodic_ok) or (
-            changed and (local or now >= self._change_hold_until)
-        ):
+        elif (periodic_due and periodic_ok) or (changed and (local or now >= self._change_due())):
             opening = self._last_sent is None
             self._send(now, final=False)
             if changed and not opening:
-                self._change_hold_until = now + self._spacing_s()
+                self._change_sent_at, self._change_spacing_s = now, self._spacing_s()
             sent = True
         if sent or periodic_due or (periodic_ok and self._next_tx_at is None):
             self._next_tx_at = None
@@ -714,13 +714,20 @@ class Session:
         if self._content_key() != self._last_sent:
             # A change held back by the spacing: out once the interval is over (or
             # with the periodic packet, if that comes first).
-            due = max(self._change_hold_until, now)
+            due = max(self._change_due(), now)
             self._next_tx_at = due if self._next_tx_at is None else min(self._next_tx_at, due)
 
+    def _change_due(self) -> float:
+        """When the next packet with changed contents may go out of schedule: one
+        spacing after the last, by the shorter of the intervals in force then and
+        now (leaving Up switches to the 1 s slow-start interval at once, and the
+        Down must not wait for it; reaching Up shortens it)."""
+        return self._change_sent_at + min(self._change_spacing_s, self._spacing_s())
+
     def _spacing_s(self) -> float:
-        """Minimum time between two out-of-schedule packets with changed contents:
-        the shortest jittered transmit interval (75 % of it, §6.8.7), so they never
-        come faster than periodic packets may."""
+        """Minimum time between two packets with changed contents: the shortest
+        jittered transmit interval in force (75 % of it, §6.8.7), so they never come
+        faster than periodic packets may."""
         low, _high = jitter_bounds(self._config.detect_mult)
         return us_to_s(low * self.tx_interval_us)
 
