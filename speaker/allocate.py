@@ -19,6 +19,7 @@ import ipaddress
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -137,6 +138,12 @@ def read_state(path: Path) -> dict[str, IPAddress]:
 
 OVERRIDE_MODES = ("announce", "withdraw")
 
+#: Held around each read-modify-write of a state file: a reload writes the addresses
+#: from a worker thread (keeping the file's overrides) while ``speaker withdraw`` may
+#: write the overrides from the loop (keeping the file's addresses); without it one
+#: could write back what it read before the other's write, losing that write.
+_STATE_LOCK = threading.Lock()
+
 
 def read_overrides(path: Path) -> dict[str, str]:
     """Operator overrides (service -> "announce" | "withdraw") from the state file.
@@ -153,7 +160,8 @@ def read_overrides(path: Path) -> dict[str, str]:
 
 def write_overrides(path: Path, overrides: Mapping[str, str]) -> None:
     """Replace the overrides in the state file (atomically, addresses kept)."""
-    write_state(path, read_state(path), overrides)
+    with _STATE_LOCK:
+        write_state(path, read_state(path), overrides)
 
 
 def write_state(
@@ -204,5 +212,6 @@ def assign_addresses(config: Config, state_file: Path | None = None) -> dict[str
     previous = read_state(path)
     addresses = allocate(config.pools, config.services, previous)
     if addresses != previous:
-        write_state(path, addresses)
+        with _STATE_LOCK:
+            write_state(path, addresses)  # keeps the file's overrides
     return addresses

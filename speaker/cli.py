@@ -3,7 +3,10 @@
 ``speaker check -c FILE`` loads and validates a configuration: errors go to stderr,
 one per line as ``FILE: path: message``, and the exit status is 2; a valid file
 prints its warnings (``warning: FILE: path: message``) and a one-line summary, and
-exits 0.
+exits 0. It then asks this host what the peers need (speaker/hostcheck.py): a
+missing ``interface`` is an error, a peer without a route or a ``source_address``
+the host does not have a warning; ``--host-checks warn`` makes them all warnings,
+``off`` skips them (checking a file on another machine).
 
 ``speaker run -c FILE`` validates the same way (refusing to start on an invalid
 file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0).
@@ -22,6 +25,7 @@ from speaker.config import ConfigError, ConfigIssue, load_config
 
 if TYPE_CHECKING:
     from speaker.app import Speaker
+    from speaker.looplag import LoopMonitor
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -40,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load and validate a configuration file; exit 0 if valid, 2 if not.",
     )
     check.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
+    check.add_argument(
+        "--host-checks",
+        choices=HOST_CHECKS,
+        default="on",
+        help="ask this host about the peers' interfaces, routes and source addresses:"
+        " on (a missing interface is an error; the default), warn (all warnings), off"
+        " (the file is checked on another machine)",
+    )
     run = commands.add_parser(
         "run",
         help="run the speaker",
@@ -107,19 +119,24 @@ def _line(file: str, issue: ConfigIssue) -> str:
     return f"{file}: {issue}"
 
 
-def check(file: str) -> int:
+HOST_CHECKS = ("on", "warn", "off")
+
+
+def check(file: str, host_checks: str = "on") -> int:
     """``speaker check``: returns the exit status."""
     try:
         config = load_config(file)
     except ConfigError as exc:
-        for issue in exc.errors:
-            print(_line(file, issue), file=sys.stderr)
-        for issue in exc.warnings:
-            print("warning: " + _line(file, issue), file=sys.stderr)
-        count = len(exc.errors)
-        print(f"{file}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
-        return EXIT_CONFIG
-    for issue in config.warnings:
+        return _invalid(file, exc.errors, exc.warnings)
+    warnings = list(config.warnings)
+    if host_checks != "off":
+        from speaker.hostcheck import host_issues
+
+        found = host_issues(config, strict=host_checks == "on")
+        if found.errors:
+            return _invalid(file, list(found.errors), warnings + list(found.warnings))
+        warnings += found.warnings
+    for issue in warnings:
         print("warning: " + _line(file, issue), file=sys.stderr)
 
     def n(count: int, what: str) -> str:
@@ -130,6 +147,16 @@ def check(file: str) -> int:
         f" {n(len(config.services), 'service')}"
     )
     return EXIT_OK
+
+
+def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> int:
+    for issue in errors:
+        print(_line(file, issue), file=sys.stderr)
+    for issue in warnings:
+        print("warning: " + _line(file, issue), file=sys.stderr)
+    count = len(errors)
+    print(f"{file}: {count} error{'s' if count != 1 else ''}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> int:
@@ -149,6 +176,11 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
         print(f"{file}: invalid configuration, not starting", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(log_format, log_level)
+    # Once, for the process: a reload's worker thread gives the GIL back to the loop
+    # within this interval (see speaker.app.GIL_SWITCH_INTERVAL).
+    from speaker.app import GIL_SWITCH_INTERVAL
+
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     log = logging.getLogger("speaker")
     for issue in config.warnings:
         log.warning("config: %s", issue)
@@ -159,7 +191,10 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
         return EXIT_CONFIG
 
     async def main_task() -> None:
-        await _serve(speaker)
+        from speaker.looplag import LoopMonitor
+
+        with LoopMonitor().installed() as monitor:  # the loop's lag: status, metrics, log
+            await _serve(speaker, monitor)
 
     try:
         trio.run(main_task)
@@ -180,9 +215,11 @@ class _StartupError(Exception):
     """The control socket or the metrics port could not be opened."""
 
 
-async def _serve(speaker: Speaker) -> None:
+async def _serve(speaker: Speaker, monitor: LoopMonitor | None = None) -> None:
     """The speaker plus its control socket, metrics endpoint and systemd notifications;
     both sockets are bound before the speaker starts (so READY=1 means all is up)."""
+    import functools
+
     import trio
 
     from speaker.config.model import DEFAULT_CONTROL_SOCKET, DEFAULT_METRICS_ADDRESS
@@ -203,6 +240,8 @@ async def _serve(speaker: Speaker) -> None:
 
     failure: list[str] = []
     async with trio.open_nursery() as nursery:
+        if monitor is not None:
+            nursery.start_soon(monitor.run)
 
         async def start(what: str, value: object, default: object, *args: Any) -> bool:
             try:
@@ -214,7 +253,9 @@ async def _serve(speaker: Speaker) -> None:
                     return False
             return True
 
-        control = ControlServer(speaker, config.control.socket, config.control.mode_bits)
+        control = ControlServer(
+            speaker, config.control.socket, config.control.mode_bits, monitor=monitor
+        )
         started = await start(
             "control socket", config.control.socket, DEFAULT_CONTROL_SOCKET, control.serve
         )
@@ -222,7 +263,7 @@ async def _serve(speaker: Speaker) -> None:
             host, port = config.metrics.host_port
             started = await start(
                 "metrics address", config.metrics.address, DEFAULT_METRICS_ADDRESS,
-                serve_metrics, speaker, host, port,
+                functools.partial(serve_metrics, monitor=monitor), speaker, host, port,
             )  # fmt: skip
         if started:
             nursery.start_soon(_run_speaker, speaker, nursery)
@@ -295,6 +336,8 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
                     help="what is announced to each peer, and why (not)")  # fmt: skip
     what.add_parser("config", parents=[common, as_json],
                     help="the effective configuration, secrets redacted")  # fmt: skip
+    what.add_parser("status", parents=[common, as_json],
+                    help="version, reloads, and the event loop's worst recent stall")  # fmt: skip
 
     clear = commands.add_parser("clear", help="zero counters shown by the show commands")
     clear_bfd = clear.add_subparsers(dest="clear_what", metavar="bfd", required=True).add_parser(
@@ -308,10 +351,16 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
     counters.add_argument("counters", choices=["counters"])
     counters.add_argument("--peer", metavar="NAME", help="only this peer (name or address)")
 
-    commands.add_parser(
+    reload = commands.add_parser(
         "reload",
         parents=[common],
         help="re-read the configuration file (as SIGHUP); exit 2 if rejected",
+    )
+    reload.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="apply a file without peers (or without the pools or services the running"
+        " one has), which withdraws everything; refused without this flag",
     )
     for name, text in (
         ("announce", "announce SERVICE whatever its health (until clear-override)"),
@@ -362,10 +411,12 @@ def operate(args: argparse.Namespace) -> int:
         path = _socket_path(args)
         command = args.command
         if command == "reload":
-            result = request(path, "reload")
+            result = request(path, "reload", allow_empty=args.allow_empty)
             print(result["summary"])
             for error in result["errors"]:
                 print(f"error: {error}", file=sys.stderr)
+            for warning in result.get("warnings", ()):
+                print(f"warning: {warning}", file=sys.stderr)
             return EXIT_OK if result["applied"] else EXIT_CONFIG
         if command == "clear":
             result = request(path, "clear bfd peers counters", name=args.peer)
@@ -394,6 +445,9 @@ def operate(args: argparse.Namespace) -> int:
         elif args.what == "routes":
             data = request(path, "show routes")
             text = show.format_routes(data)
+        elif args.what == "status":
+            data = request(path, "status")
+            text = show.format_status(data)
         else:
             data = request(path, "show config")
             text = show.format_config(data)
@@ -414,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "check":
-        return check(args.config)
+        return check(args.config, args.host_checks)
     if args.command == "run":
         return run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":

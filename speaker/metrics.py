@@ -1,8 +1,12 @@
 """Prometheus metrics: ``http://[metrics] address/metrics`` (127.0.0.1:7472).
 
-A custom collector builds every metric family from the speaker's state at scrape
-time; the tiny HTTP/1.0 server runs in the speaker's Trio loop and calls
-``generate_latest`` there, so no thread ever reads the state concurrently.
+:class:`SpeakerCollector` builds every metric family from the speaker's state at
+scrape time, in the speaker's Trio loop (no thread ever reads the state), and in
+slices: it yields to the loop between peers, between services and while rendering
+the text, so a scrape at 1,000 peers or 65,536 routes never holds the loop for more
+than :data:`speaker.looplag.SLICE`. Nothing in a scrape walks the routes: prefix
+counts are the sizes of each session's Adj-RIB-Out, and whether a service is
+announced is a lookup of its own prefixes in them.
 
 MetalLB's series keep MetalLB's exact exposed names (label ``peer`` = the peer's
 address, as FRR-K8s uses), so its dashboards and alerts work unchanged. MetalLB's FRR
@@ -14,14 +18,15 @@ names exact (PromQL's ``rate()`` works on them the same). See ``docs/metrics.md`
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import logging
-import math
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -32,10 +37,13 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from protocols.bfd import State as BfdState
+from protocols.bgp import Prefix
 from protocols.bgp import State as BgpState
 from speaker.app import Speaker
-from speaker.control import explain_routes
+from speaker.control import bfd_status
+from speaker.looplag import Histogram, LoopMonitor, Slicer
 from speaker.peer import PeerRunner
+from speaker.plan import Derived
 
 __all__ = [
     "CONTENT_TYPE",
@@ -43,7 +51,7 @@ __all__ = [
     "METALLB_NAMES",
     "REANNOUNCE_BUCKETS",
     "SpeakerCollector",
-    "make_registry",
+    "respond",
     "serve_metrics",
 ]
 
@@ -120,39 +128,46 @@ METALLB_NAMES = (
 )
 
 
-class _Histogram:
-    """Cumulative bucket counts for one label set (kept by the collector, so the
-    histogram stays monotonic when a reload replaces a peer's runner)."""
+class _Families(Collector):
+    """What ``generate_latest`` renders: families already built."""
 
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self.families = list(families)
 
-    def observe(self, value: float) -> None:
-        if math.isnan(value):
-            return
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-        else:
-            self.counts[-1] += 1
-        self.sum += value
-
-    def buckets(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
-            running += count
-            out.append(("+Inf" if bound == math.inf else repr(bound), float(running)))
-        return out
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
-class SpeakerCollector(Collector):
-    """Builds every family from ``speaker`` at each ``collect()``."""
+#: Samples rendered per step (about 5 us each).
+_RENDER_SAMPLES = 128
 
-    def __init__(self, speaker: Speaker) -> None:
+
+async def exposition(families: Iterable[Metric], slicer: Slicer | None = None) -> list[bytes]:
+    """The text format of ``families`` in pieces (to send one by one: joining 3 MB at
+    1,000 peers is itself a 2 ms step), rendered by ``generate_latest`` a slice of
+    samples at a time (a continuation slice without its HELP and TYPE lines)."""
+    slicer = slicer or Slicer()
+    out: list[bytes] = []
+    for family in families:
+        samples = family.samples
+        for start in range(0, max(len(samples), 1), _RENDER_SAMPLES):
+            part = copy.copy(family)
+            part.samples = samples[start : start + _RENDER_SAMPLES]
+            text = generate_latest(_Families([part]))
+            out.append(text if start == 0 else text.split(b"\n", 2)[2])
+            await slicer.tick()
+    return out
+
+
+class SpeakerCollector:
+    """Builds every family from ``speaker`` at each :meth:`scrape`; ``monitor`` (the
+    process's loop monitor) adds the ``speaker_event_loop_*`` families."""
+
+    def __init__(self, speaker: Speaker, monitor: LoopMonitor | None = None) -> None:
         self.speaker = speaker
+        self.monitor = monitor
+        #: Per config: each service's (advertisement index, prefix) pairs.
+        self._prefixes: tuple[Derived, dict[str, list[tuple[int, Prefix]]]] | None = None
         #: Runners seen at the last scrape (kept alive so that what a runner records
         #: between the last scrape and its removal by a reload is still folded in).
         self._live: list[PeerRunner] = []
@@ -160,39 +175,55 @@ class SpeakerCollector(Collector):
         self._folded: weakref.WeakKeyDictionary[PeerRunner, tuple[int, int]] = (
             weakref.WeakKeyDictionary()
         )
-        self._detection: dict[str, _Histogram] = {}
-        self._reannounce: dict[str, _Histogram] = {}
+        self._detection: dict[str, Histogram] = {}
+        self._reannounce: dict[str, Histogram] = {}
 
-    def describe(self) -> Iterable[Metric]:
-        return []  # no describe-time collect: state is read only at scrape time
+    async def scrape(self) -> bytes:
+        """The exposition text, in one piece (tests; the server sends the pieces)."""
+        return b"".join(await self.scrape_pieces())
+
+    async def scrape_pieces(self) -> list[bytes]:
+        """The exposition text in pieces, built and rendered in slices."""
+        slicer = Slicer()
+        families = await self.families(slicer)
+        text = await exposition(families, slicer)
+        for family in families:  # 1,000 peers: ~50,000 samples to free, not in one step
+            await slicer.release(family.samples)
+        return text
+
+    async def families(self, slicer: Slicer | None = None) -> list[Metric]:
+        slicer = slicer or Slicer()
+        await self._fold(slicer)
+        runners = list(self.speaker.peers.values())
+        return [
+            *await self._bgp(runners, slicer),
+            *await self._bfd(runners, slicer),
+            *await self._histograms(slicer),
+            *self._config(),
+            *await self._services(slicer),
+            *self._loop(),
+        ]
 
     # -- histograms fed from every runner, including ones a reload replaced --------------
 
-    def _fold(self) -> None:
+    async def _fold(self, slicer: Slicer) -> None:
         current = list(self.speaker.peers.values())
         for runner in {id(r): r for r in [*self._live, *current]}.values():
+            await slicer.tick()
             label = str(runner.plan.bgp.peer_address)
             failovers, reannounces = self._folded.get(runner, (0, 0))
-            detection = self._detection.setdefault(label, _Histogram(DETECTION_BUCKETS))
-            for record in runner.failovers[failovers:]:
+            detection = self._detection.setdefault(label, Histogram(DETECTION_BUCKETS))
+            for record in runner.failovers.since(failovers):
                 end = record.notification_at or record.closed_at
                 if end is not None:
                     detection.observe(end - record.detected_at)
-            reannounce = self._reannounce.setdefault(label, _Histogram(REANNOUNCE_BUCKETS))
-            for delay in runner.reannounce_delays[reannounces:]:
+            reannounce = self._reannounce.setdefault(label, Histogram(REANNOUNCE_BUCKETS))
+            for delay in runner.reannounce_delays.since(reannounces):
                 reannounce.observe(delay)
-            self._folded[runner] = (len(runner.failovers), len(runner.reannounce_delays))
+            self._folded[runner] = (runner.failovers.total, runner.reannounce_delays.total)
         self._live = current
 
-    def collect(self) -> Iterator[Metric]:
-        self._fold()
-        yield from self._bgp()
-        yield from self._bfd()
-        yield from self._histograms()
-        yield from self._config()
-        yield from self._services()
-
-    def _bgp(self) -> Iterator[Metric]:
+    async def _bgp(self, runners: list[PeerRunner], slicer: Slicer) -> list[Metric]:
         peer = ["peer"]
         up = GaugeMetricFamily(
             "metallb_bgp_session_up", "BGP session state (1 is up, 0 is down)", labels=peer
@@ -218,7 +249,8 @@ class SpeakerCollector(Collector):
         restarts = CounterMetricFamily(
             "speaker_peer_restarts", "Peers restarted after an unexpected error", labels=peer
         )
-        for runner in self.speaker.peers.values():
+        for runner in runners:
+            await slicer.tick()
             label = [str(runner.plan.bgp.peer_address)]
             totals = runner.totals()
             bgp = runner.bgp
@@ -235,16 +267,10 @@ class SpeakerCollector(Collector):
             )
             flaps.add_metric(label, float(totals.get("flaps", 0)))
             restarts.add_metric(label, float(runner.crashes))
-        yield up
-        yield updates
-        yield prefixes
-        yield from (family for family, _ in untyped)
-        yield sent
-        yield received
-        yield flaps
-        yield restarts
+        return [up, updates, prefixes, *(family for family, _ in untyped), sent, received,
+                flaps, restarts]  # fmt: skip
 
-    def _bfd(self) -> Iterator[Metric]:
+    async def _bfd(self, runners: list[PeerRunner], slicer: Slicer) -> list[Metric]:
         peer = ["peer"]
         up = GaugeMetricFamily(
             "metallb_bfd_session_up", "BFD session state (1 is up, 0 is down)", labels=peer
@@ -269,9 +295,10 @@ class SpeakerCollector(Collector):
             "BFD packets dropped by the session, by reason",
             labels=["peer", "reason"],
         )
-        for runner in self.speaker.peers.values():
-            if runner.plan.bfd_key is None or runner.plan.bfd_profile is None:
+        for runner in runners:
+            if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
                 continue
+            await slicer.tick()
             label = [str(runner.plan.bgp.peer_address)]
             bfd = runner.bfd
             up.add_metric(label, 1.0 if bfd is not None and bfd.state is BfdState.UP else 0.0)
@@ -294,16 +321,11 @@ class SpeakerCollector(Collector):
         if endpoint is not None:
             for reason, count in sorted(endpoint.discards.items()):
                 unmatched.add_metric([reason], float(count))
-        yield up
-        yield from (family for family, _ in untyped)
-        yield changes
-        yield sent
-        yield received
-        yield flaps
-        yield rejected
-        yield unmatched
+        return [up, *(family for family, _ in untyped), changes, sent, received, flaps,
+                rejected, unmatched]  # fmt: skip
 
-    def _histograms(self) -> Iterator[Metric]:
+    async def _histograms(self, slicer: Slicer) -> list[Metric]:
+        out: list[Metric] = []
         for name, doc, table in (
             (
                 "speaker_bfd_detection_to_teardown_seconds",
@@ -319,11 +341,14 @@ class SpeakerCollector(Collector):
         ):
             family = HistogramMetricFamily(name, doc, labels=["peer"])
             for label, histogram in sorted(table.items()):
+                await slicer.tick()
                 family.add_metric([label], histogram.buckets(), histogram.sum)
-            yield family
+            out.append(family)
+        return out
 
-    def _config(self) -> Iterator[Metric]:
+    def _config(self) -> list[Metric]:
         speaker = self.speaker
+        out: list[Metric] = []
         for name, doc, value in (
             (
                 "speaker_config_loaded",
@@ -346,7 +371,7 @@ class SpeakerCollector(Collector):
                 speaker.config_stale,
             ),
         ):
-            yield GaugeMetricFamily(name, doc, value=1.0 if value else 0.0)
+            out.append(GaugeMetricFamily(name, doc, value=1.0 if value else 0.0))
         reloads = CounterMetricFamily(
             "speaker_config_reloads",
             "Configuration reloads (SIGHUP or speaker reload), by result",
@@ -354,9 +379,9 @@ class SpeakerCollector(Collector):
         )
         reloads.add_metric(["applied"], float(speaker.reloads))
         reloads.add_metric(["rejected"], float(speaker.reload_failures))
-        yield reloads
+        return [*out, reloads]
 
-    def _services(self) -> Iterator[Metric]:
+    async def _services(self, slicer: Slicer) -> list[Metric]:
         speaker = self.speaker
         healthy = GaugeMetricFamily(
             "speaker_service_healthy",
@@ -368,22 +393,84 @@ class SpeakerCollector(Collector):
             "1 when the service's address is announced to at least one established peer",
             labels=["service"],
         )
-        reasons: dict[str, bool] = {s: False for s in speaker.derived.services}
-        for row in explain_routes(speaker):
-            for entry in row["services"]:
-                if entry["reason"] == "announced":
-                    reasons[entry["service"]] = True
+        announced_services = await self._announced(slicer)
         for service in speaker.derived.services:
+            await slicer.tick()
             healthy.add_metric([service], 1.0 if service in speaker.healthy else 0.0)
-            announced.add_metric([service], 1.0 if reasons.get(service) else 0.0)
-        yield healthy
-        yield announced
+            announced.add_metric([service], 1.0 if service in announced_services else 0.0)
+        return [healthy, announced]
 
+    async def _service_prefixes(self, slicer: Slicer) -> dict[str, list[tuple[int, Prefix]]]:
+        """Per service: the prefix each advertisement of its pool announces it as
+        (computed once per configuration)."""
+        derived = self.speaker.derived
+        if self._prefixes is not None and self._prefixes[0] is derived:
+            return self._prefixes[1]
+        config, out = derived.config, {}
+        for service in config.services:
+            await slicer.tick()
+            address = service.address or derived.addresses.get(service.name)
+            if address is None or service.pool is None:
+                continue
+            out[service.name] = [
+                (i, ipaddress.ip_network((address, ad.length_for(address.version)), strict=False))
+                for i, ad in enumerate(config.advertisements)
+                if ad.selects_pool(service.pool)
+            ]
+        self._prefixes = (derived, out)
+        return out
 
-def make_registry(speaker: Speaker) -> CollectorRegistry:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(SpeakerCollector(speaker))
-    return registry
+    async def _announced(self, slicer: Slicer) -> set[str]:
+        """Services whose prefix an established peer (BFD up, if it has BFD) holds from
+        us: a few dict lookups per service and peer, whatever the number of routes."""
+        prefixes = await self._service_prefixes(slicer)
+        advertisements = self.speaker.config.advertisements
+        sessions = []
+        for runner in list(self.speaker.peers.values()):
+            await slicer.tick()
+            bgp = runner.bgp
+            if bgp is None or bgp.state is not BgpState.ESTABLISHED:
+                continue
+            if bfd_status(runner) not in (None, "up"):
+                continue
+            ads = frozenset(
+                i for i, ad in enumerate(advertisements) if ad.selects_peer(runner.name)
+            )
+            sessions.append((ads, bgp.rib_out.desired, bgp.rib_out.advertised))
+        out = set()
+        for service, pairs in prefixes.items():
+            await slicer.tick()
+            if any(
+                i in ads and prefix in desired and prefix in advertised
+                for ads, desired, advertised in sessions
+                for i, prefix in pairs
+            ):
+                out.add(service)
+        return out
+
+    def _loop(self) -> list[Metric]:
+        monitor = self.monitor
+        if monitor is None:
+            return []
+        lag = HistogramMetricFamily(
+            "speaker_event_loop_lag_seconds",
+            "How late a periodic sleep in the speaker's event loop woke (BFD packets are"
+            " delayed as much)",
+        )
+        lag.add_metric([], monitor.lag.buckets(), monitor.lag.sum)
+        longest = monitor.longest_step()
+        step = GaugeMetricFamily(
+            "speaker_event_loop_longest_step_seconds",
+            f"Longest uninterrupted task step of the event loop in the last"
+            f" {monitor.steps.window:g} s",
+            value=0.0 if longest is None else longest.seconds,
+        )
+        slow = CounterMetricFamily(
+            "speaker_event_loop_slow_steps",
+            f"Task steps longer than {monitor.warn_step * 1000:g} ms",
+            value=float(monitor.slow_steps),
+        )
+        return [lag, step, slow]
 
 
 # ---- HTTP/1.0 --------------------------------------------------------------------------------
@@ -392,16 +479,22 @@ _MAX_HEADER = 16 * 1024
 _READ_TIMEOUT = 5.0
 
 
-def _response(status: str, body: bytes, content_type: str, *, head: bool = False) -> bytes:
+def _response(
+    status: str, body: bytes | list[bytes], content_type: str, *, head: bool = False
+) -> list[bytes]:
+    pieces = [body] if isinstance(body, bytes) else body
     header = (
         f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        f"Content-Length: {sum(len(p) for p in pieces)}\r\nConnection: close\r\n\r\n"
     )
-    return header.encode("ascii") + (b"" if head else body)
+    return [header.encode("ascii"), *([] if head else pieces)]
 
 
-def render(registry: CollectorRegistry, request_head: bytes, path: str = "/metrics") -> bytes:
-    """The whole HTTP response for one request head (request line + headers)."""
+async def respond(
+    collector: SpeakerCollector, request_head: bytes, path: str = "/metrics"
+) -> list[bytes]:
+    """The whole HTTP response for one request head (request line + headers), in
+    pieces to send one after the other."""
     line = request_head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = line.split()
     if len(parts) < 2:
@@ -410,36 +503,40 @@ def render(registry: CollectorRegistry, request_head: bytes, path: str = "/metri
     if method not in ("GET", "HEAD"):
         return _response("405 Method Not Allowed", b"GET only\n", "text/plain")
     if target == path:
-        return _response("200 OK", generate_latest(registry), CONTENT_TYPE, head=method == "HEAD")
+        pieces = await collector.scrape_pieces()
+        return _response("200 OK", pieces, CONTENT_TYPE, head=method == "HEAD")
     if target == "/":
         body = f'<html><body><a href="{path}">metrics</a></body></html>\n'.encode()
         return _response("200 OK", body, "text/html", head=method == "HEAD")
     return _response("404 Not Found", b"not found\n", "text/plain", head=method == "HEAD")
 
 
-async def _handle(registry: CollectorRegistry, stream: trio.SocketStream) -> None:
-    async with stream:
-        head = bytearray()
-        with trio.move_on_after(_READ_TIMEOUT):
-            while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < _MAX_HEADER:
-                try:
+async def _handle(collector: SpeakerCollector, stream: trio.SocketStream) -> None:
+    # Nothing may escape into the listener's nursery (the process root).
+    trio.lowlevel.current_task().name = "metrics scrape"  # as the loop monitor says
+    try:
+        async with stream:
+            head = bytearray()
+            with trio.move_on_after(_READ_TIMEOUT):
+                while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < _MAX_HEADER:
                     chunk = await stream.receive_some(4096)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    return
-                if not chunk:
-                    break
-                head += chunk
-        if not head:
-            return
-        try:
-            response = render(registry, bytes(head))
-        except Exception:  # a bug must not take the speaker down
-            log.exception("metrics: scrape failed")
-            response = _response("500 Internal Server Error", b"error\n", "text/plain")
-        try:
-            await stream.send_all(response)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+                    if not chunk:
+                        break
+                    head += chunk
+            if not head:
+                return
+            try:
+                response = await respond(collector, bytes(head))
+            except Exception:  # a bug must not take the speaker down
+                log.exception("metrics: scrape failed")
+                response = _response("500 Internal Server Error", b"error\n", "text/plain")
+            with trio.move_on_after(_READ_TIMEOUT):
+                for piece in response:
+                    await stream.send_all(piece)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    except Exception:
+        log.exception("metrics: connection failed")
 
 
 async def serve_metrics(
@@ -447,14 +544,16 @@ async def serve_metrics(
     host: str,
     port: int,
     *,
+    monitor: LoopMonitor | None = None,
     task_status: trio.TaskStatus[list[Any]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``/metrics`` on ``host:port``; ``task_status.started`` gets the
-    listeners (a test binding port 0 reads the port from them)."""
-    registry = make_registry(speaker)
+    listeners (a test binding port 0 reads the port from them). ``monitor`` adds the
+    event loop's lag."""
+    collector = SpeakerCollector(speaker, monitor)
 
     async def handler(stream: trio.SocketStream) -> None:
-        await _handle(registry, stream)
+        await _handle(collector, stream)
 
     # Bound here, before any nursery: a port in use raises a plain OSError.
     listeners = await trio.open_tcp_listeners(port, host=host)

@@ -3,41 +3,114 @@
 Task tree of a peer (inside :meth:`PeerRunner.run`, which never lets a failure
 escape to the other peers)::
 
-    PeerRunner.run            supervisor: logs a crash with the peer's name, backs off
-    └── _attempt              one life of the peer
-        ├── BFD session       (in the shared BfdEndpoint; removed when the peer ends)
-        └── loop:  wait BFD Up and stable for hold_down  (RFC 5882 §3.2)
-                   BGP session inside a cancel scope that BFD cancels *synchronously*
-                   on a path failure -> Cease/BFD Down (RFC 9384), close, loop
+    PeerRunner.run              supervisor: one line or a traceback naming the peer,
+    │                           backoff (reset after a healthy run), start afresh
+    └── _attempt                one life of the peer: resolve, then its own nursery
+        ├── BFD session         BfdEndpoint.run_session: this peer's task (the endpoint
+        │                       only demultiplexes to it); on_change -> _on_bfd_change
+        └── loop:  [bfd_strict or after a BFD teardown: wait BFD Up + hold_down]
+                   BGP session; BFD Up -> Down (path failure) writes the Cease
+                   *synchronously* in the BFD task step, then cancels it (RFC 9384)
 
-A peer without a BFD profile runs its BGP session directly.
+By default BGP starts at once, beside BFD (routers that create their BFD session
+only once BGP's TCP connection exists, such as FRR multihop, need that); BFD guards
+it from the first Up on. After a BFD-caused teardown the next session waits for BFD
+to be Up for ``hold_down`` (RFC 5882 §3.2). ``bfd_strict`` waits before the first
+session too. A peer without a BFD profile runs its BGP session directly.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import attrs
 import trio
 
+from protocols.bfd import Diag as BfdDiag
 from protocols.bfd import State as BfdState
 from protocols.bfd import StateChanged as BfdStateChanged
 from protocols.bgp import CeaseSubcode, Prefix
+from protocols.bgp import State as BgpState
 from speaker.bfd.profile import BfdProfile
-from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
+from speaker.bfd.runtime import BfdEndpoint, BfdSession, IPAddress, SessionKey
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.bgp.session import BgpSession, BgpStatistics
 from speaker.log import fields
+from speaker.netlookup import interface_exists, interface_of, local_address_for
 
-__all__ = ["FailoverRecord", "PeerPlan", "PeerRunner"]
+__all__ = ["BfdTarget", "FailoverRecord", "History", "PeerPlan", "PeerRunner", "PeerSetupError"]
 
 log = logging.getLogger("speaker.peer")
 
 Routes = Mapping[Prefix, RouteAttributes]
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
+#: A peer that ran this long before failing starts its backoff from the first step.
+HEALTHY_AFTER = 60.0
+#: Entries of ``failovers`` / ``reannounce_delays`` kept for ``show`` (metrics fold
+#: every entry as it comes: they count from ``History.total``).
+HISTORY = 64
+#: A router's BFD session reset right after BGP Established (see
+#: :meth:`PeerRunner._is_session_reset`): within this many seconds of Established ...
+RESET_WINDOW = 3.0
+#: ... BGP is kept while BFD comes back Up within this many seconds (else torn down).
+RESET_RECOVERY = 3.0
+
+T = TypeVar("T")
+
+
+class History(deque[T]):
+    """The last ``maxlen`` entries, and ``total``: how many were ever appended."""
+
+    def __init__(self, maxlen: int = HISTORY) -> None:
+        super().__init__(maxlen=maxlen)
+        self.total = 0
+
+    def append(self, item: T) -> None:
+        super().append(item)
+        self.total += 1
+
+    def since(self, total: int) -> list[T]:
+        """The entries appended after ``total`` had been reached (those still held)."""
+        new = min(self.total - total, len(self))
+        return list(self)[len(self) - new :] if new > 0 else []
+
+
+class PeerSetupError(Exception):
+    """What this peer needs from the host is missing (no route, no interface, a
+    socket refused): logged as one line naming the peer, retried with backoff."""
+
+
+@attrs.frozen(kw_only=True)
+class BfdTarget:
+    """A peer's BFD session as configured; :meth:`resolve` asks the kernel for the rest
+    when the peer starts (``source`` and ``interface`` may be left to the routes)."""
+
+    peer: IPAddress
+    source: IPAddress | None = None
+    interface: str | None = None
+    multihop: bool = False
+
+    def resolve(self) -> SessionKey:
+        """Raises:
+        PeerSetupError: no route to the peer, or the interface does not exist."""
+        local = self.source
+        if local is None:
+            try:
+                local = local_address_for(self.peer)
+            except OSError as exc:
+                raise PeerSetupError(
+                    f"no local address towards {self.peer} for BFD ({exc.strerror or exc});"
+                    " set source_address or add a route"
+                ) from None
+        interface = None
+        if not self.multihop:
+            interface = self.interface or interface_of(local)
+            if interface is not None and not interface_exists(interface):
+                raise PeerSetupError(f"interface {interface!r} does not exist")
+        return SessionKey(peer=self.peer, local=local, multihop=self.multihop, interface=interface)
 
 
 @attrs.frozen(kw_only=True)
@@ -46,8 +119,10 @@ class PeerPlan:
 
     name: str
     bgp: BgpPeerConfig
-    bfd_key: SessionKey | None = None
+    bfd_target: BfdTarget | None = None
     bfd_profile: BfdProfile | None = None
+    #: Wait for BFD Up (+ hold-down) before the first BGP session too.
+    bfd_strict: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +141,36 @@ class FailoverRecord:
         return None if end is None else (end - self.detected_at) * 1000
 
 
+class _Guard:
+    """The BGP session BFD guards now, and the failure that tore it down if any."""
+
+    def __init__(self, bgp: BgpSession, nursery: trio.Nursery) -> None:
+        self.bgp = bgp
+        self.nursery = nursery
+        self.failure: BfdStateChanged | None = None
+        self.was_established = False
+        #: A router's BFD reset was tolerated once already (only the first counts).
+        self.reset_seen = False
+
+    def tear_down(self, failure: BfdStateChanged) -> None:
+        """The fast path: the Cease goes on the wire first (synchronously, in the
+        caller's task step), then the BGP session is cancelled."""
+        if self.failure is not None:
+            return
+        self.failure = failure
+        self.was_established = self.bgp.state is BgpState.ESTABLISHED
+        self.bgp.cease_now(CeaseSubcode.BFD_DOWN)
+        self.bgp.cancel(CeaseSubcode.BFD_DOWN)
+
+
+def _connect_now(bgp: BgpSession) -> None:
+    """Try to connect at once, backoff reset (``BgpSession.connect_now``, helper H5's
+    API; absent before that branch is merged)."""
+    connect_now: Callable[[], object] | None = getattr(bgp, "connect_now", None)
+    if connect_now is not None:
+        connect_now()
+
+
 class PeerRunner:
     def __init__(
         self,
@@ -81,10 +186,10 @@ class PeerRunner:
         self.hold_down = hold_down
         self.bfd: BfdSession | None = None
         self.bgp: BgpSession | None = None
-        self.failovers: list[FailoverRecord] = []
+        self.failovers: History[FailoverRecord] = History()
         #: Seconds from a BFD teardown to the routes being announced again (the new
         #: session Established and its initial routes + End-of-RIB sent).
-        self.reannounce_delays: list[float] = []
+        self.reannounce_delays: History[float] = History()
         #: Message counters of this peer's finished BGP sessions, so totals stay
         #: monotonic across reconnects: keys "in:<type>", "out:<type>", "updates_in",
         #: "updates_out", "prefixes_announced", "prefixes_withdrawn", "flaps".
@@ -99,9 +204,18 @@ class PeerRunner:
         #: shows its last errors while no session runs).
         self.last_session: BgpStatistics | None = None
         self.sessions = 0
+        #: Restarts after an unexpected error (a bug), over the runner's life.
         self.crashes = 0
+        #: Starts that failed for want of something on the host (route, interface...).
+        self.setup_failures = 0
+        #: Why the peer last failed to start or crashed.
+        self.last_error: str | None = None
+        #: BFD resets by the router right after Established that kept BGP up.
+        self.session_resets_kept = 0
         self.scope = trio.CancelScope()
         self._stopping = False
+        self._backoff_step = 0
+        self._guard: _Guard | None = None
 
     @property
     def name(self) -> str:
@@ -117,7 +231,8 @@ class PeerRunner:
 
     def update(self, plan: PeerPlan, *, hold_down: float) -> None:
         """A reload changed nothing that needs a restart: new BFD timers go to the live
-        session as a Poll sequence; other BGP settings apply to the next session."""
+        session as a Poll sequence; other settings (``bfd_strict`` too) apply to the
+        next session."""
         old, self.plan, self.hold_down = self.plan, plan, hold_down
         if (
             self.bfd is not None
@@ -140,8 +255,8 @@ class PeerRunner:
                 else:
                     bgp.cancel(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message)
                 nursery.start_soon(bgp.wait_stopped)
-            if self.bfd is not None and self.endpoint is not None:
-                nursery.start_soon(self.endpoint.remove_session, self.bfd)
+            if self.bfd is not None:
+                nursery.start_soon(self.bfd.stop)
         self.scope.cancel()
 
     # ---- the task --------------------------------------------------------------------
@@ -149,34 +264,71 @@ class PeerRunner:
     async def run(self) -> None:
         with self.scope:
             while not self._stopping:
+                started = trio.current_time()
+                failure: Exception | None = None
                 try:
                     await self._attempt()
-                except Exception:
-                    # A bug or an unexpected error in this peer: log it with the peer's
-                    # name, start the peer afresh after a backoff; nobody else notices.
-                    self.crashes += 1
-                    delay = RESTART_BACKOFF[min(self.crashes, len(RESTART_BACKOFF)) - 1]
-                    log.exception("peer %s crashed; restarting in %.0f s", self.name, delay,
-                                  extra=fields(peer=self.name, restarts=self.crashes))  # fmt: skip
-                    await trio.sleep(delay)
+                except Exception as exc:
+                    failure = exc
+                if trio.current_time() - started >= HEALTHY_AFTER:
+                    self._backoff_step = 0  # it ran healthy: a new problem, not the old one
+                if failure is not None:
+                    # Whatever it was, it was this peer's: it starts afresh after a
+                    # backoff and nobody else notices.
+                    await self._back_off(failure)
+
+    async def _back_off(self, failure: Exception) -> None:
+        cause, trace = _describe(failure)
+        self._backoff_step += 1
+        if trace:
+            self.crashes += 1
+        else:
+            self.setup_failures += 1
+        self.last_error = cause
+        delay = RESTART_BACKOFF[min(self._backoff_step, len(RESTART_BACKOFF)) - 1]
+        extra = fields(peer=self.name, restarts=self.crashes + self.setup_failures, error=cause)
+        if trace:
+            log.error("peer %s crashed; restarting in %.0f s", self.name, delay, extra=extra,
+                      exc_info=failure)  # fmt: skip
+        else:
+            log.error("peer %s: cannot start: %s; retrying in %.0f s", self.name, cause, delay,
+                      extra=extra)  # fmt: skip
+        await trio.sleep(delay)
 
     async def _attempt(self) -> None:
         plan = self.plan
-        if plan.bfd_key is None or plan.bfd_profile is None or self.endpoint is None:
-            await self._run_bgp(None)
+        if plan.bfd_target is None or plan.bfd_profile is None or self.endpoint is None:
+            await self._run_bgp(connect_now=False)
             return
-        self.bfd = await self.endpoint.add_session(plan.bfd_key, plan.bfd_profile)
-        try:
-            while True:
-                await self._wait_bfd_stable(self.bfd)
-                await self._run_bgp(self.bfd)
-        finally:
-            if self.bfd is not None and not self._stopping:
-                with trio.CancelScope(shield=True):
-                    await self.endpoint.remove_session(self.bfd)
-            if self.bfd is not None:
-                self.bfd_retired.update(_bfd_counters(self.bfd))
-            self.bfd = None
+        key = plan.bfd_target.resolve()
+        async with trio.open_nursery() as nursery:
+            # The session runs in this nursery: an exception in it ends this peer's
+            # attempt (and PeerRunner.run restarts it), never the endpoint or others.
+            bfd: BfdSession = await nursery.start(
+                _run_bfd, self.endpoint, key, plan.bfd_profile, self._on_bfd_change
+            )
+            self.bfd = bfd
+            try:
+                await self._guarded_bgp(bfd)
+            finally:
+                if not self._stopping:
+                    with trio.CancelScope(shield=True):
+                        await bfd.stop()
+                self.bfd_retired.update(_bfd_counters(bfd))
+                self.bfd = None
+                nursery.cancel_scope.cancel()
+
+    async def _guarded_bgp(self, bfd: BfdSession) -> None:
+        wait = self.plan.bfd_strict
+        while True:
+            if wait:
+                await self._wait_bfd_stable(bfd)
+            # Returns only after a BFD-caused teardown; the next session waits for BFD
+            # to be stable (RFC 5882 §3.2), then connects at once.
+            await self._run_bgp(connect_now=wait)
+            if self._stopping:
+                return
+            wait = True
 
     async def _wait_bfd_stable(self, bfd: BfdSession) -> None:
         """Until BFD has been Up for ``hold_down`` without a break (a flapping link must
@@ -189,6 +341,59 @@ class PeerRunner:
                 return
             log.info("peer %s: BFD left Up during the %.1f s hold-down", self.name,
                      self.hold_down, extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+
+    # ---- the coupling: called synchronously in the BFD session's task ---------------------
+
+    def _on_bfd_change(self, change: BfdStateChanged) -> None:
+        guard = self._guard
+        if guard is None:
+            return
+        if change.path_failure:
+            if self._is_session_reset(guard, change):
+                guard.reset_seen = True
+                after = change.at - (guard.bgp.established_at or change.at)
+                guard.nursery.start_soon(self._await_bfd_return, guard, change, after)
+            else:
+                guard.tear_down(change)
+        elif change.new is BfdState.UP and guard.bgp.state is not BgpState.ESTABLISHED:
+            _connect_now(guard.bgp)  # the path works now: do not wait out a backoff
+
+    def _is_session_reset(self, guard: _Guard, change: BfdStateChanged) -> bool:
+        """A router that re-creates its BFD session right after BGP Established (FRR
+        with ``neighbor X bfd`` replaces its session with local 0.0.0.0 by one with its
+        real address): the deleted session's last packet says Down with diag 3
+        (Neighbor Signaled Session Down), which it cannot mean, as we never signalled
+        Down; the path delivered that very packet. Only in the first RESET_WINDOW
+        seconds of the session; a detection-time or echo expiry at either end (diag
+        1, 2), or any Down later, tears down at once."""
+        bfd, established = self.bfd, guard.bgp.established_at
+        return (
+            bfd is not None
+            and not guard.reset_seen
+            and change.diag is BfdDiag.NEIGHBOR_SIGNALED_SESSION_DOWN
+            and bfd.core.remote_diag == BfdDiag.NEIGHBOR_SIGNALED_SESSION_DOWN
+            and established is not None
+            and change.at - established <= RESET_WINDOW
+        )
+
+    async def _await_bfd_return(
+        self, guard: _Guard, change: BfdStateChanged, after_established: float
+    ) -> None:
+        bfd = self.bfd
+        assert bfd is not None
+        log.info("peer %s: BFD reset by the router %.1f ms after BGP Established (diag %s);"
+                 " keeping BGP while BFD comes back (%.0f s at most)", self.name,
+                 after_established * 1000, change.diag.name, RESET_RECOVERY,
+                 extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+        with trio.move_on_after(RESET_RECOVERY):
+            await bfd.wait_state(BfdState.UP)
+            self.session_resets_kept += 1
+            log.info("peer %s: BFD Up again after the router's reset; BGP kept", self.name,
+                     extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+            return
+        guard.tear_down(change)
+
+    # ---- counters ----------------------------------------------------------------------
 
     def bfd_totals(self) -> Counter[str]:
         """BFD counters over every BFD session of this peer so far: keys "control_rx",
@@ -222,77 +427,97 @@ class PeerRunner:
             out.update(_session_counters(self.bgp.statistics()))
         return out
 
-    async def _run_session(self, bgp: BgpSession) -> None:
-        """Run ``bgp``; after a failover, note when its routes are out again."""
-        last = self.failovers[-1] if self.failovers else None
-        async with trio.open_nursery() as nursery:
-            if last is not None and len(self.reannounce_delays) < len(self.failovers):
-                since = last.closed_at or last.detected_at
-                nursery.start_soon(self._note_reannounce, bgp, since)
-            await bgp.run()
-            nursery.cancel_scope.cancel()
+    # ---- one BGP session -------------------------------------------------------------
 
     async def _note_reannounce(self, bgp: BgpSession, since: float) -> None:
         await bgp.wait_synchronised()
         self.reannounce_delays.append(trio.current_time() - since)
 
-    async def _run_bgp(self, bfd: BfdSession | None) -> None:
+    async def _run_bgp(self, *, connect_now: bool) -> None:
+        """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
         bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name))
         self.bgp = bgp
         self.sessions += 1
-        down: list[BfdStateChanged] = []
-        scope = trio.CancelScope()
+        last = self.failovers[-1] if self.failovers else None
+        guard: _Guard | None = None
         try:
-            if bfd is None:
-                await self._run_session(bgp)
-                return
-            with bfd.subscribe() as changes:
-                fast = _Teardown(bgp, scope)
-                with scope, bgp.cease_on_cancel(scope, CeaseSubcode.BFD_DOWN), \
-                        bfd.cancel_on_failure(fast):  # fmt: skip
-                    await self._run_session(bgp)
-                # The change that cancelled the scope is waiting in the channel.
-                while True:
-                    try:
-                        change = changes.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    if change.path_failure:
-                        down.append(change)
+            async with trio.open_nursery() as nursery:
+                guard = _Guard(bgp, nursery)
+                if self.bfd is not None:
+                    self._guard = guard
+                await nursery.start(bgp.run)
+                if connect_now:
+                    _connect_now(bgp)
+                if last is not None and self.reannounce_delays.total < self.failovers.total:
+                    since = last.closed_at or last.detected_at
+                    nursery.start_soon(self._note_reannounce, bgp, since)
+                await bgp.wait_stopped()
+                nursery.cancel_scope.cancel()
         finally:
+            self._guard = None
             self.bgp = None
-            last = bgp.statistics()
-            self.retired.update(_session_counters(last))
-            self.last_session = last
-        if scope.cancelled_caught:
-            failure = down[0] if down else None
-            record = FailoverRecord(
-                detected_at=failure.at if failure else bgp.cancelled_at or math.nan,
-                cancelled_at=bgp.cancelled_at,
-                notification_at=bgp.notification_written_at,
-                closed_at=bgp.closed_at,
-                diag=failure.diag.name if failure else "unknown",
-            )
-            self.failovers.append(record)
-            teardown = record.teardown_ms
-            log.warning(
-                "peer %s: BFD down (%s) -> BGP torn down, NOTIFICATION %s ms after detection",
-                self.name, record.diag, "?" if teardown is None else f"{teardown:.2f}",
-                extra=fields(peer=self.name, protocol="bgp", old="Established", new="Idle",
-                             error="cease/bfd-down", teardown_ms=teardown),
-            )  # fmt: skip
+            stats = bgp.statistics()
+            self.retired.update(_session_counters(stats))
+            self.last_session = stats
+        if guard is not None and guard.failure is not None:
+            self._record_teardown(bgp, guard.failure, established=guard.was_established)
+
+    def _record_teardown(
+        self, bgp: BgpSession, failure: BfdStateChanged, *, established: bool
+    ) -> None:
+        if not established:
+            log.info("peer %s: BFD down (%s) before BGP was Established; BGP restarts once BFD"
+                     " is stable", self.name, failure.diag.name,
+                     extra=fields(peer=self.name, protocol="bgp"))  # fmt: skip
+            return
+        record = FailoverRecord(
+            detected_at=failure.at,
+            cancelled_at=bgp.cancelled_at,
+            notification_at=bgp.notification_written_at,
+            closed_at=bgp.closed_at,
+            diag=failure.diag.name,
+        )
+        self.failovers.append(record)
+        teardown = record.teardown_ms
+        log.warning(
+            "peer %s: BFD down (%s) -> BGP torn down, NOTIFICATION %s ms after detection",
+            self.name, record.diag, "?" if teardown is None else f"{teardown:.2f}",
+            extra=fields(peer=self.name, protocol="bgp", old="Established", new="Idle",
+                         error="cease/bfd-down", teardown_ms=teardown),
+        )  # fmt: skip
 
 
-class _Teardown:
-    """What BFD cancels on a path failure: the Cease goes on the wire first, in the
-    same task step as the detection, then the BGP session's scope is cancelled."""
+async def _run_bfd(
+    endpoint: BfdEndpoint,
+    key: SessionKey,
+    profile: BfdProfile,
+    on_change: Callable[[BfdStateChanged], None],
+    *,
+    task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await endpoint.run_session(key, profile, on_change=on_change, task_status=task_status)
+    except OSError as exc:  # before started: its send socket (no device, no address)
+        raise PeerSetupError(f"BFD session {key}: {exc.strerror or exc}") from None
 
-    def __init__(self, bgp: BgpSession, scope: trio.CancelScope) -> None:
-        self.bgp, self.scope = bgp, scope
 
-    def cancel(self) -> None:
-        self.bgp.cease_now(CeaseSubcode.BFD_DOWN)
-        self.scope.cancel()
+def _describe(exc: BaseException) -> tuple[str, bool]:
+    """The cause of a peer's failure in one line, and whether it deserves a traceback
+    (a bug does; a missing route, interface or refused socket does not)."""
+    leaves: list[BaseException] = []
+    pending = [exc]
+    while pending:  # the exceptions a nursery grouped
+        item = pending.pop()
+        if isinstance(item, BaseExceptionGroup):
+            pending.extend(item.exceptions)
+        else:
+            leaves.append(item)
+    bugs = [e for e in leaves if not isinstance(e, PeerSetupError | OSError)]
+    if bugs:
+        return "; ".join(f"{type(e).__name__}: {e}" for e in bugs), True
+    return "; ".join(
+        str(e) if isinstance(e, PeerSetupError) else (str(e) or type(e).__name__) for e in leaves
+    ), False
 
 
 def _session_counters(stats: BgpStatistics) -> Counter[str]:

@@ -8,11 +8,8 @@ health), and the health checks.
 
 from __future__ import annotations
 
-import fcntl
 import ipaddress
 import logging
-import socket
-import struct
 import zlib
 from collections.abc import Mapping
 
@@ -23,16 +20,18 @@ from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.allocate import assign_addresses
 from speaker.announce import RouteAttributes as WantedAttributes
 from speaker.announce import routes_for_peer
-from speaker.bfd.runtime import SessionKey
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.config import Config, IPAddress, Peer
 from speaker.health import HealthSpec
-from speaker.peer import PeerPlan, Routes
+from speaker.netlookup import interface_of, local_address_for
+from speaker.peer import BfdTarget, PeerPlan, Routes
 
-__all__ = ["Derived", "RouteFunction", "derive", "derive_router_id", "health_specs", "plans_for"]
+__all__ = [
+    "Derived", "RouteFunction", "derive", "derive_router_id", "health_specs",
+    "interface_of", "local_address_for", "plans_for",
+]  # fmt: skip
 
 log = logging.getLogger("speaker")
-SIOCGIFADDR = 0x8915
 
 
 def derive_router_id(config: Config) -> ipaddress.IPv4Address:
@@ -44,29 +43,6 @@ def derive_router_id(config: Config) -> ipaddress.IPv4Address:
         if isinstance(peer.source_address, ipaddress.IPv4Address):
             return peer.source_address
     return ipaddress.IPv4Address(zlib.crc32(config.speaker.node_name.encode()) or 1)
-
-
-def local_address_for(peer: IPAddress) -> IPAddress:
-    """The address the kernel would send from towards ``peer`` (no packet is sent)."""
-    family = socket.AF_INET if peer.version == 4 else socket.AF_INET6
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
-        sock.connect((str(peer), 9))
-        return ipaddress.ip_address(sock.getsockname()[0].split("%")[0])
-
-
-def interface_of(address: IPAddress) -> str | None:
-    """The interface holding an IPv4 address (for single-hop BFD and echo)."""
-    if address.version != 4:
-        return None
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for _, name in socket.if_nameindex():
-            try:
-                raw = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()))
-            except OSError:
-                continue
-            if ipaddress.IPv4Address(raw[20:24]) == address:
-                return name
-    return None
 
 
 def _families(config: Config, peer: Peer, addresses: Mapping[str, IPAddress]) -> tuple[int, ...]:
@@ -107,15 +83,22 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
             passive=peer.passive,
             families=families,
             hostname=config.speaker.node_name,
+            bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
         )
-        key = None
+        # Our BFD address and interface are looked up when the peer starts (in its own
+        # task: a peer with no route yet must not stop the others).
+        target = None
         if peer.bfd_profile is not None:
-            local = peer.source_address or local_address_for(peer.peer_address)
-            interface = None if peer.multihop else (peer.interface or interface_of(local))
-            key = SessionKey(
-                peer=peer.peer_address, local=local, multihop=peer.multihop, interface=interface
+            target = BfdTarget(
+                peer=peer.peer_address, source=peer.source_address,
+                interface=peer.interface, multihop=peer.multihop,
+            )  # fmt: skip
+        plans.append(
+            PeerPlan(
+                name=peer.name, bgp=bgp, bfd_target=target, bfd_profile=peer.bfd_profile,
+                bfd_strict=peer.bfd_strict,
             )
-        plans.append(PeerPlan(name=peer.name, bgp=bgp, bfd_key=key, bfd_profile=peer.bfd_profile))
+        )  # fmt: skip
     return plans
 
 

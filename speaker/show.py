@@ -19,7 +19,7 @@ import contextlib
 import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,9 @@ __all__ = [
     "format_bgp_summary",
     "format_config",
     "format_routes",
+    "format_status",
     "redact",
+    "redact_fields",
     "route_record",
 ]
 
@@ -596,6 +598,8 @@ def format_routes(data: Mapping[str, Any]) -> str:
                     attrs_.append(f"med {r['med']}")
                 sent = "yes" if r["advertised"] else "no"
                 lines.append(f"  {r['prefix']:<44} {sent:<5} {', '.join(attrs_)}")
+        elif peer.get("routesListed") is False:
+            lines.append("  routes not listed: no BGP session (they are sent when it starts)")
         else:
             lines.append("  no routes to announce")
         entries = peer.get("services", []) + peer.get("pools", [])
@@ -624,6 +628,43 @@ def format_routes(data: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ---- status ------------------------------------------------------------------------------
+
+
+def _stall(what: str, stall: Mapping[str, Any] | None, since: str) -> str:
+    if stall is None:
+        return f"  {what} {since}: none over 0.5 ms"
+    where = f" in {stall['task']}" if stall.get("task") else ""
+    return f"  {what} {since}: {stall['ms']:.1f} ms{where}, {stall['secondsAgo']:.0f} s ago"
+
+
+def format_status(data: Mapping[str, Any]) -> str:
+    """``speaker show status``: the process, its config, and the event loop's stalls
+    (``eventLoop`` from :meth:`speaker.looplag.LoopMonitor.status`)."""
+    last = data.get("lastReload")
+    lines = [
+        f"speaker {data['version']}, pid {data['pid']}, {data['peers']} peers"
+        + (" (stopping)" if data.get("stopping") else ""),
+        f"Config {data.get('config') or '-'}" + (" (stale: the last reload was rejected)"
+                                                 if data.get("configStale") else ""),
+        f"Reloads {data.get('reloads', 0)} applied, {data.get('reloadFailures', 0)} rejected"
+        + (f"; last: {last['summary']}" if last else ""),
+    ]  # fmt: skip
+    loop = data.get("eventLoop")
+    if loop is None:
+        lines.append("Event loop: not monitored")
+    else:
+        recent = f"last {loop['windowSeconds']:g} s"
+        lines.append("Event loop (budget 2 ms per step; BFD waits as long as a stall):")
+        lines.append(_stall("longest step", loop.get("longestStep"), recent))
+        lines.append(_stall("longest step", loop.get("longestStepEver"), "since start"))
+        lines.append(_stall("late wake", loop.get("maxLag"), recent))
+        lines.append(_stall("late wake", loop.get("maxLagEver"), "since start"))
+        lines.append(_stall("longest garbage collection", loop.get("longestGc"), recent))
+        lines.append(f"  steps over {loop['slowStepMs']:g} ms since start: {loop['slowSteps']}")
+    return "\n".join(lines) + "\n"
+
+
 # ---- config ------------------------------------------------------------------------------
 
 _SECRET_NAMES = frozenset({"password", "keys", "secret", "secrets"})
@@ -642,6 +683,24 @@ def _redact_url(text: str) -> str:
     return text
 
 
+def redact_fields(value: Any) -> Iterator[tuple[str, Any, bool]]:
+    """The fields of an attrs config object as ``(name, item, done)``: ``done`` when
+    ``item`` is final (a secret replaced, a BFD profile shown by name), else ``item``
+    still goes through :func:`redact` (the control server redacts a big config's
+    lists an element at a time)."""
+    for field in attrs.fields(type(value)):
+        if not field.init:
+            continue
+        name = field.alias or field.name.lstrip("_")
+        item = getattr(value, field.name)
+        if item is not None and (field.repr is False or name in _SECRET_NAMES):
+            yield name, REDACTED, True
+        elif isinstance(value, Peer) and isinstance(item, BfdProfile):
+            yield name, item.name, True  # the profile is shown in [[bfd_profiles]]
+        else:
+            yield name, item, False
+
+
 def redact(value: Any) -> Any:
     """A JSON-ready copy of ``value`` (a config object) with secrets replaced.
 
@@ -653,19 +712,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, AddressRange | Community):
         return str(value)  # as written in the file
     if attrs.has(type(value)):
-        out: dict[str, Any] = {}
-        for field in attrs.fields(type(value)):
-            if not field.init:
-                continue
-            name = field.alias or field.name.lstrip("_")
-            item = getattr(value, field.name)
-            if item is not None and (field.repr is False or name in _SECRET_NAMES):
-                out[name] = REDACTED
-            elif isinstance(value, Peer) and isinstance(item, BfdProfile):
-                out[name] = item.name  # the profile is shown in [[bfd_profiles]]
-            else:
-                out[name] = redact(item)
-        return out
+        return {name: item if done else redact(item) for name, item, done in redact_fields(value)}
     if isinstance(value, Mapping):
         return {str(k): redact(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

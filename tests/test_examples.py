@@ -1,4 +1,4 @@
-"""Every example in conf/ passes ``speaker check``."""
+"""Every example in conf/ passes ``speaker check`` (the file; its hosts are elsewhere)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_examples_exist() -> None:
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_example_passes_check(example: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    status = main(["check", "-c", str(example)])
+    status = main(["check", "--host-checks", "off", "-c", str(example)])  # for other hosts
     out, err = capsys.readouterr()
     assert status == 0, err
     assert out.startswith("ok: ")

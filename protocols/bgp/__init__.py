@@ -31,6 +31,7 @@ from .backoff import Damper, Rng, backoff_delay
 from .capabilities import (
     AddPathCapability,
     AddPathEntry,
+    BfdStrictModeCapability,
     Capability,
     EnhancedRouteRefreshCapability,
     ExtendedMessageCapability,
@@ -146,6 +147,7 @@ __all__ = [
     "AtomicAggregate",
     "AttrFlag",
     "AttrType",
+    "BfdStrictModeCapability",
     "BgpError",
     "Capability",
     "CapabilityCode",

@@ -323,6 +323,21 @@ class SoftwareVersionCapability:
 
 
 @attrs.frozen(kw_only=True)
+class BfdStrictModeCapability:
+    """draft-ietf-idr-bgp-bfd-strict-mode: empty value. The sender holds the session
+    until BFD is Up; when both sides advertise it, both do."""
+
+    CODE: ClassVar[int] = CapabilityCode.BFD_STRICT_MODE
+
+    def encode_value(self) -> bytes:
+        return b""
+
+    @classmethod
+    def decode_value(cls, data: bytes) -> BfdStrictModeCapability:
+        return cls()
+
+
+@attrs.frozen(kw_only=True)
 class UnknownCapability:
     """A capability this implementation does not interpret, kept verbatim."""
 
@@ -349,6 +364,7 @@ Capability = (
     | LongLivedGracefulRestartCapability
     | FqdnCapability
     | SoftwareVersionCapability
+    | BfdStrictModeCapability
     | UnknownCapability
 )
 
@@ -366,6 +382,7 @@ CAPABILITY_DECODERS: dict[int, Callable[[bytes], Capability]] = {
     CapabilityCode.LONG_LIVED_GRACEFUL_RESTART: LongLivedGracefulRestartCapability.decode_value,
     CapabilityCode.FQDN: FqdnCapability.decode_value,
     CapabilityCode.SOFTWARE_VERSION: SoftwareVersionCapability.decode_value,
+    CapabilityCode.BFD_STRICT_MODE: BfdStrictModeCapability.decode_value,
 }
 
 

@@ -147,6 +147,7 @@ class CapabilityCode(enum.IntEnum):
     ENHANCED_ROUTE_REFRESH = 70  # RFC 7313
     LONG_LIVED_GRACEFUL_RESTART = 71  # RFC 9494
     FQDN = 73  # draft-walton-bgp-hostname-capability
+    BFD_STRICT_MODE = 74  # draft-ietf-idr-bgp-bfd-strict-mode
     SOFTWARE_VERSION = 75  # draft-abraitis-bgp-version-capability
     ROUTE_REFRESH_CISCO = 128  # pre-standard route refresh
 

@@ -111,7 +111,7 @@ class InterfaceIndex:
 
     def matches(self, ifindex: int | None, now: float) -> bool:
         if ifindex is None:
-            return False  # no IP_PKTINFO: cannot tell, so not ours
+            return True  # no IP_PKTINFO (our sockets always ask for it): cannot tell
         if ifindex == self.index:
             return True
         if now - self._checked_at < self.recheck:

@@ -2,23 +2,29 @@
 
 Task tree::
 
-    BfdEndpoint.run                      (one per process)
-    ├── receive loop per (family, port)  decode, GTSM, demultiplex, hand to session
-    └── BfdSession.run per session       timers, sends, events; echo tasks if enabled
+    BfdEndpoint.run                      (one per process): sockets and demultiplexing
+    └── receive loop per (family, port)  decode, GTSM, demultiplex, hand to session
+
+    BfdEndpoint.run_session              in the nursery of whoever owns the session
+    └── BfdSession.run                   timers, sends, events; echo tasks if enabled
+
+The endpoint owns only the receive sockets and the demultiplexing table: each
+session's task runs where its owner starts it (the speaker: in the peer's nursery,
+so an exception in one session ends that peer only; :meth:`BfdEndpoint.add_session`
+runs it in the endpoint's own nursery, for standalone use and benchmarks).
 
 All sends happen in the session's own task: an input (packet, admin change, profile
 change) only updates the core and "kicks" the task, so a receive loop never waits on
 a send. A received packet kicks it only when the core has something to send or report
 or an earlier deadline (a steady-state packet just pushes detection later): one task
 wake-up per packet. Sends are direct non-blocking ``sendto`` calls (no scheduler pass).
-State changes go out two ways: synchronously to cancel scopes registered with
-:meth:`BfdSession.cancel_on_failure` (the BGP session's scope: no task switch between
-detection and teardown), and through memory channels to any number of subscribers.
+State changes go out two ways: synchronously to the owner's ``on_change`` callback
+(the peer's BGP guard: no task switch between detection and teardown), and through
+memory channels to any number of subscribers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import math
@@ -26,8 +32,7 @@ import random
 import socket
 import sys
 from collections import Counter
-from collections.abc import Iterator
-from typing import Protocol
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -67,8 +72,8 @@ def _virtual_clock() -> bool:
 DETECTION_EARLY_WAKE = 0.0015
 
 
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
+#: Called synchronously, in the session's task, with every state change.
+OnChange = Callable[[StateChanged], None]
 
 
 @attrs.frozen(kw_only=True)
@@ -122,10 +127,16 @@ class BfdStatistics:
 
 
 class BfdSession:
-    """The runtime half of one session; created by :meth:`BfdEndpoint.add_session`."""
+    """The runtime half of one session; run by :meth:`BfdEndpoint.run_session`."""
 
     def __init__(
-        self, endpoint: BfdEndpoint, key: SessionKey, profile: BfdProfile, discriminator: int
+        self,
+        endpoint: BfdEndpoint,
+        key: SessionKey,
+        profile: BfdProfile,
+        discriminator: int,
+        *,
+        on_change: OnChange | None = None,
     ) -> None:
         self.key = key
         self.profile = profile
@@ -141,7 +152,7 @@ class BfdSession:
         self._precise = True
         self._sender: socket.socket | None = None
         self._changes: Broadcast[StateChanged] = Broadcast(_SUBSCRIBER_BUFFER, f"bfd {key}", log)
-        self._failure_scopes: list[Cancellable] = []
+        self._on_change = on_change
         self._changed = trio.Event()
         self._up_since: float | None = None
         self._last_change: float | None = None
@@ -208,19 +219,6 @@ class BfdSession:
         """
         return self._changes.subscribe()
 
-    @contextlib.contextmanager
-    def cancel_on_failure(self, scope: Cancellable) -> Iterator[None]:
-        """Cancel ``scope`` the moment this session goes from Up to Down because of a
-        path failure (not the peer's AdminDown, RFC 5882 §3.2), while inside the block.
-
-        ``scope`` is a :class:`trio.CancelScope` or anything with a synchronous
-        ``cancel()`` (the speaker's teardown writes the Cease before cancelling)."""
-        self._failure_scopes.append(scope)
-        try:
-            yield
-        finally:
-            self._failure_scopes.remove(scope)
-
     async def wait_state(self, *states: State) -> State:
         while self.core.state not in states:
             await self._changed.wait()
@@ -253,7 +251,12 @@ class BfdSession:
 
     # ---- the task --------------------------------------------------------------------
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The session's task (started by :meth:`BfdEndpoint.run_session`). Raises
+        OSError before ``started`` if the send socket cannot be opened (no such
+        interface, address not on this host)."""
         self._sender, port = net.open_sender(
             self.key.local,
             interface=None if self.key.multihop else self.key.interface,
@@ -266,7 +269,7 @@ class BfdSession:
             with self._scope:
                 async with trio.open_nursery() as tasks:
                     self._tasks = tasks
-                    task_status.started()
+                    task_status.started(self)
                     await self._timer_loop()
         finally:
             if self._echo_link is not None:
@@ -461,9 +464,10 @@ class BfdSession:
             self._up_since = event.at
         elif event.old is State.UP:
             self._up_since = None
-        if event.path_failure:
-            for scope in list(self._failure_scopes):
-                scope.cancel()
+        if self._on_change is not None:
+            # First, before logging: a path failure's teardown (the Cease on the BGP
+            # socket) happens in this task step.
+            self._on_change(event)
         level = logging.WARNING if event.path_failure else logging.INFO
         log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.key, event.old.name,
                 event.new.name, event.diag.name, event.reason,
@@ -539,7 +543,30 @@ class BfdEndpoint:
             self._receivers.clear()
 
     async def add_session(self, key: SessionKey, profile: BfdProfile) -> BfdSession:
-        """Create and start a session (its receive socket too, if not open yet)."""
+        """Create a session and run it in the endpoint's own nursery (standalone use,
+        benchmarks); end it with :meth:`remove_session`."""
+        if self._nursery is None:
+            raise RuntimeError("BfdEndpoint.run() is not running")
+        session: BfdSession = await self._nursery.start(self.run_session, key, profile)
+        return session
+
+    async def run_session(
+        self,
+        key: SessionKey,
+        profile: BfdProfile,
+        *,
+        on_change: OnChange | None = None,
+        task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run one session in the caller's nursery: ``session = await
+        nursery.start(endpoint.run_session, key, profile)``. It receives packets while
+        this runs; :meth:`BfdSession.stop` (AdminDown) or a cancellation ends it, and an
+        exception in its task propagates to the caller's nursery, not to the endpoint.
+
+        Raises:
+            RuntimeError: the endpoint is not running.  ValueError: a session with this
+            key exists.  OSError: a socket could not be opened (before ``started``).
+        """
         if self._nursery is None:
             raise RuntimeError("BfdEndpoint.run() is not running")
         if key in self.sessions:
@@ -553,16 +580,14 @@ class BfdEndpoint:
         discriminator = 0
         while discriminator == 0 or discriminator in self._by_discriminator:
             discriminator = self.rng.getrandbits(32)
-        session = BfdSession(self, key, profile, discriminator)
+        session = BfdSession(self, key, profile, discriminator, on_change=on_change)
         self.sessions[key] = session
         self._by_discriminator[discriminator] = session
         self._by_addresses[(key.peer, key.local, key.multihop)] = session
         try:
-            await self._nursery.start(session.run)
-        except BaseException:
+            await session.run(task_status=task_status)
+        finally:
             self._forget(session)
-            raise
-        return session
 
     async def remove_session(self, session: BfdSession) -> None:
         await session.stop()
@@ -575,9 +600,15 @@ class BfdEndpoint:
                 nursery.start_soon(self.remove_session, session)
 
     def _forget(self, session: BfdSession) -> None:
-        self.sessions.pop(session.key, None)
-        self._by_discriminator.pop(session.core.local_discriminator, None)
-        self._by_addresses.pop((session.key.peer, session.key.local, session.key.multihop), None)
+        # Only if it is still this session's entry (a successor may hold the key).
+        key = session.key
+        if self.sessions.get(key) is session:
+            del self.sessions[key]
+        if self._by_discriminator.get(session.core.local_discriminator) is session:
+            del self._by_discriminator[session.core.local_discriminator]
+        addresses = (key.peer, key.local, key.multihop)
+        if self._by_addresses.get(addresses) is session:
+            del self._by_addresses[addresses]
 
     async def _receive_loop(self, sock: trio.socket.SocketType, multihop: bool) -> None:
         """Receive and dispatch; keep the socket's buffer sized for its sessions.

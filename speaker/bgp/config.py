@@ -17,6 +17,7 @@ import attrs
 from protocols.bgp import (
     IPV4_UNICAST,
     IPV6_UNICAST,
+    BfdStrictModeCapability,
     LargeCommunity,
     Origin,
     Prefix,
@@ -135,6 +136,8 @@ class BgpPeerConfig:
       those of ``initial_families`` (see :meth:`with_families_for`).
     - ``next_hop4`` / ``next_hop6``: override the next hop derived from the session's
       local address.
+    - ``bfd_strict``: advertise BGP BFD strict mode (capability 74; the peer runner
+      holds the session until BFD is Up).
     """
 
     name: str
@@ -162,6 +165,7 @@ class BgpPeerConfig:
     next_hop4: ipaddress.IPv4Address | None = attrs.field(default=None, converter=_opt_v4)
     next_hop6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_opt_v6)
     cease_timeout: float = 1.0
+    bfd_strict: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.peer_asn <= 0xFFFFFFFF or not 0 < self.local_asn <= 0xFFFFFFFF:
@@ -232,6 +236,7 @@ class BgpPeerConfig:
             extended_message=self.extended_message,
             hostname=self.hostname,
             software_version="speaker",
+            extra_capabilities=(BfdStrictModeCapability(),) if self.bfd_strict else (),
         )
 
 

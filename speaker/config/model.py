@@ -307,6 +307,7 @@ class PeerSpec:
     source_address: IPAddress | None = None
     interface: str | None = None
     bfd_profile: str | None = None
+    bfd_strict: bool = False
     hold_time: timedelta | None = attrs.field(default=None, validator=_hold_time)
     keepalive_time: timedelta | None = None
     connect_time: timedelta = attrs.field(
@@ -466,6 +467,8 @@ class Peer:
     source_address: IPAddress | None = None
     interface: str | None = None
     bfd_profile: BfdProfile | None = None
+    #: BGP waits for BFD Up (and the hold-down) before every session, the first too.
+    bfd_strict: bool = False
     hold_time: timedelta = timedelta(seconds=90)
     keepalive_time: timedelta = timedelta(seconds=30)
     connect_time: timedelta = timedelta(seconds=10)

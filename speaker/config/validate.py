@@ -156,6 +156,8 @@ class _Checker:
 
         if profile is not None:
             self.bfd_for_peer(path, spec, profile, hold)
+        elif spec.bfd_strict and spec.bfd_profile is None:
+            self.error(f"{path}.bfd_strict", "needs a bfd_profile (BGP would wait for BFD)")
 
         if (
             spec.source_address is not None
@@ -179,6 +181,7 @@ class _Checker:
                 source_address=spec.source_address,
                 interface=spec.interface,
                 bfd_profile=profile,
+                bfd_strict=spec.bfd_strict,
                 hold_time=hold,
                 keepalive_time=keepalive,
                 connect_time=spec.connect_time,

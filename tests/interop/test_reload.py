@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from lab import Lab, wait_until
 from lab.gobgp import path_attrs
 from lab.ours import OurSpeaker
+from speaker.control import request
 from tests.interop.test_speaker import SERVICES, router, speaker_config
 
 pytestmark = pytest.mark.lab
@@ -63,3 +66,49 @@ address = "198.19.0.12"
     )
     time.sleep(1.0)
     assert gobgp.resets(spk_addr) == resets
+
+
+def test_empty_reload_is_refused_and_concurrent_reloads_restart_a_peer_once(
+    lab: Lab, lab_require
+) -> None:  # type: ignore[no-untyped-def]
+    """An empty file (SIGHUP) is refused: routes and sessions stay. Then SIGHUP and two
+    ``speaker reload`` at the same moment, with a new router ID (a restart): the peer
+    restarts once and one session runs (on main, several runners fought for it)."""
+    lab_require("frr", "gobgp")
+    gobgp, _bfd = router(lab, "rtr1", ms=50)
+    spk_addr = str(lab["spk"].addr4("rtr1"))
+    sock = lab.dir / "speaker.sock"
+    config = speaker_config(lab, ["rtr1"], extra=SERVICES + f'\n[control]\nsocket = "{sock}"\n')
+    speaker = OurSpeaker(lab["spk"], config).start()
+    gobgp.wait_rib(lambda r: VIP in r and VIP2 in r, timeout=20, what="initial routes")
+    time.sleep(1.0)
+    resets = gobgp.resets(spk_addr)
+
+    assert speaker.proc is not None
+    seen = len(speaker.find("reload rejected"))
+    speaker.config_path.write_text("")
+    speaker.proc.send_signal(signal.SIGHUP)
+    speaker.wait_log("reload rejected", after=seen)
+    assert speaker.find("the file has no [[peers]]")
+    time.sleep(1.0)
+    assert gobgp.resets(spk_addr) == resets
+    assert VIP in gobgp.rib() and gobgp.session_state(spk_addr) == "established"
+
+    new = config.replace(f'router_id = "{spk_addr}"', 'router_id = "198.18.255.1"')
+    assert new != config
+    speaker.config_path.write_text(new)
+    replies: list[dict[str, object]] = []
+    controls = [
+        threading.Thread(target=lambda: replies.append(request(sock, "reload"))) for _ in range(2)
+    ]
+    for control in controls:
+        control.start()
+    speaker.proc.send_signal(signal.SIGHUP)
+    for control in controls:
+        control.join(30)
+    assert len(replies) == 2 and all(r["applied"] for r in replies), replies
+    gobgp.wait_rib(lambda r: VIP in r and VIP2 in r, timeout=20, what="routes after restart")
+    time.sleep(3.0)  # two runners would keep resetting each other's session by now
+    flops, opens = gobgp.resets(spk_addr)
+    assert opens == resets[1] + 1, (resets, (flops, opens))
+    assert gobgp.session_state(spk_addr) == "established"

@@ -136,6 +136,9 @@ def test_ecmp_failing_one_router_leaves_the_other_untouched(lab: Lab, lab_requir
     established_and_announced(g1, VIP, VIP2)
     established_and_announced(g2, VIP, VIP2)
     spk2 = str(lab["spk"].addr4("rtr2"))
+    # BGP starts at once; BFD guards it from its first Up on.
+    b1.wait_bfd_status(str(lab["spk"].addr4("rtr1")), "up")
+    b2.wait_bfd_status(spk2, "up")
     before = g2.resets(spk2)
     r1 = str(lab["rtr1"].addr4("spk"))
     faults.drop(lab["spk"], f"ip saddr {r1} udp dport 3784", direction="in")
@@ -145,7 +148,6 @@ def test_ecmp_failing_one_router_leaves_the_other_untouched(lab: Lab, lab_requir
     assert g2.resets(spk2) == before
     assert g2.session_state(spk2) == "established"
     assert b2.bfd_peer(spk2)["status"] == "up"
-    del b1
 
 
 def test_failing_health_check_withdraws_exactly_that_service(

@@ -14,7 +14,7 @@ import attrs
 import pytest
 import trio
 
-from protocols.bfd import ControlPacket, Diag, State
+from protocols.bfd import ControlPacket, Diag, State, StateChanged
 from speaker.bfd.net import Datagram
 from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
@@ -61,13 +61,16 @@ async def test_silence_is_detected_at_exactly_the_detection_time(autojump_clock,
     await trio.sleep(2)
     changes = sa.subscribe()
     failed = trio.CancelScope()
+    seen: list[StateChanged] = []
+    sa._on_change = lambda change: (seen.append(change), failed.cancel())
     # B goes silent without AdminDown: its task ends, nothing more is sent.
     sb._scope.cancel()
     silent_since = trio.current_time()
     last_rx = silent_since  # upper bound; the last packet left at most one interval before
-    with sa.cancel_on_failure(failed), failed:
+    with failed:
         await trio.sleep(10)
-    assert failed.cancelled_caught, "the failure scope was not cancelled"
+    assert failed.cancelled_caught, "on_change was not called"
+    assert seen and seen[0].path_failure
     detected = trio.current_time()
     change = changes.receive_nowait()
     assert change.new is State.DOWN and change.diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
@@ -81,11 +84,11 @@ async def test_admin_down_is_not_a_failure(autojump_clock, nursery) -> None:  # 
     _, sa, ep_b, sb = await pair(nursery, FAST, FAST)
     await sa.wait_state(State.UP)
     changes = sa.subscribe()
-    failed = trio.CancelScope()
-    with sa.cancel_on_failure(failed):
-        await ep_b.remove_session(sb)
-        await sa.wait_state(State.DOWN)
-    assert not failed.cancel_called
+    seen: list[StateChanged] = []
+    sa._on_change = seen.append
+    await ep_b.remove_session(sb)
+    await sa.wait_state(State.DOWN)
+    assert [c.path_failure for c in seen] == [False]
     change = changes.receive_nowait()
     assert change.remote_admin_down and not change.path_failure
     assert change.diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN

@@ -184,6 +184,8 @@ async def test_show_commands_answer_from_the_running_speaker(tmp_path: Path) -> 
             await spk.ask("show bgp neighbor", name="zz")
 
         await wait_for(functools.partial(is_healthy, spk, "web"))
+        # Routes are listed once the BGP session exists (after BFD's hold-down).
+        await wait_for(functools.partial(has_session, spk, "r1"))
         routes = await spk.ask("show routes")
         peers_ = {p["name"]: p for p in routes["peers"]}
         r1 = {s["service"]: s for s in peers_["r1"]["services"]}
@@ -269,6 +271,10 @@ async def test_overrides_and_reload_through_the_socket(
 
 async def is_healthy(spk: Running, service: str) -> bool:
     return service in spk.speaker.healthy
+
+
+async def has_session(spk: Running, peer: str) -> bool:
+    return spk.speaker.peers[peer].bgp is not None
 
 
 async def test_show_config_redacts_every_secret_and_logs_never_hold_one(

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import trio
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from speaker.metrics import METALLB_NAMES, SpeakerCollector, make_registry, serve_metrics
+from speaker.metrics import METALLB_NAMES, SpeakerCollector, serve_metrics
 from speaker.peer import FailoverRecord
 from tests.speaker.test_control import is_healthy, running_speaker, wait_for
 
@@ -56,14 +55,8 @@ def value(text: str, name: str, **labels: str) -> float:
     raise KeyError((name, labels))
 
 
-def scrape(speaker: Any, collector: SpeakerCollector | None = None) -> str:
-    if collector is None:
-        return generate_latest(make_registry(speaker)).decode()
-    from prometheus_client import CollectorRegistry
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(collector)
-    return generate_latest(registry).decode()
+async def scrape(speaker: Any, collector: SpeakerCollector | None = None) -> str:
+    return (await (collector or SpeakerCollector(speaker)).scrape()).decode()
 
 
 async def test_every_listed_name_is_exposed_exactly_with_the_peer_label(tmp_path: Path) -> None:
@@ -71,10 +64,10 @@ async def test_every_listed_name_is_exposed_exactly_with_the_peer_label(tmp_path
         await wait_for(functools.partial(is_healthy, spk, "web"))
 
         async def bfd_up() -> bool:
-            return value(scrape(spk.speaker), "metallb_bfd_session_up", peer="127.0.0.1") == 1
+            return value(await scrape(spk.speaker), "metallb_bfd_session_up", peer="127.0.0.1") == 1
 
         await wait_for(bfd_up)
-        text = scrape(spk.speaker)
+        text = await scrape(spk.speaker)
     found = samples(text)
     for name in LISTED:
         assert name in found, name
@@ -122,7 +115,7 @@ async def test_counters_stay_monotonic_across_sessions_and_runner_replacement(
                                                notification_at=1.0004, closed_at=1.0006,
                                                diag="CONTROL_DETECTION_TIME_EXPIRED"))  # fmt: skip
         runner.reannounce_delays.append(4.2)
-        text = scrape(speaker, collector)
+        text = await scrape(speaker, collector)
         peer = {"peer": "127.0.0.1"}
         assert value(text, "metallb_bgp_opens_sent", **peer) == 3
         assert value(text, "metallb_bgp_updates_total", **peer) == 5
@@ -143,12 +136,12 @@ async def test_counters_stay_monotonic_across_sessions_and_runner_replacement(
                                                notification_at=None, closed_at=2.003,
                                                diag="CONTROL_DETECTION_TIME_EXPIRED"))  # fmt: skip
         del speaker.peers["r1"]
-        text = scrape(speaker, collector)
+        text = await scrape(speaker, collector)
         assert value(text, name + "_count", **peer) == 2
         assert value(text, name + "_bucket", le="0.005", **peer) == 2
         assert not [s for s in samples(text)["metallb_bgp_session_up"] if s.labels == peer]
         speaker.peers["r1"] = runner  # for the orderly shutdown
-        text = scrape(speaker, collector)
+        text = await scrape(speaker, collector)
         assert value(text, name + "_count", **peer) == 2  # folded once only
 
 
@@ -157,13 +150,13 @@ async def test_reload_results_and_stale_config_are_counted(tmp_path: Path) -> No
         good = spk.config.read_text()
         spk.config.write_text(good + "\n[[nonsense]]\n")
         await spk.ask("reload")
-        text = scrape(spk.speaker)
+        text = await scrape(spk.speaker)
         assert value(text, "speaker_config_stale") == 1
         assert value(text, "metallb_k8s_client_config_stale_bool") == 1
         assert value(text, "speaker_config_reloads_total", result="rejected") == 1
         spk.config.write_text(good)
         await spk.ask("reload")
-        text = scrape(spk.speaker)
+        text = await scrape(spk.speaker)
         assert value(text, "speaker_config_stale") == 0
         assert value(text, "speaker_config_reloads_total", result="applied") == 1
         assert value(text, "metallb_k8s_client_config_loaded_bool") == 1

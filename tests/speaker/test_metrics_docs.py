@@ -17,7 +17,9 @@ NAME = re.compile(r"\b((?:metallb|speaker)_[a-z0-9_]+)")
 EXPOSED = set(LISTED) | {
     "speaker_bfd_rejected_packets_total", "speaker_bfd_unmatched_packets_total",
     "speaker_bgp_session_flaps_total", "speaker_peer_restarts_total",
-} | {h + s for h in HISTOGRAMS for s in ("_bucket", "_sum", "_count")}  # fmt: skip
+    "speaker_event_loop_longest_step_seconds", "speaker_event_loop_slow_steps_total",
+} | {h + s for h in (*HISTOGRAMS, "speaker_event_loop_lag_seconds")
+     for s in ("_bucket", "_sum", "_count")}  # fmt: skip
 
 
 def exprs(node: Any) -> list[str]:

@@ -314,3 +314,24 @@ def test_redact_hides_every_secret_and_keeps_the_rest(tmp_path: Path) -> None:
         '[speaker]\nmy_asn = 1\n[[peers]]\nname = "x"\npeer_address = "192.0.2.1"\npeer_asn = 2\n'
     )
     assert show.redact(no_secret)["peers"][0]["password"] is None
+
+
+def test_status_text_says_where_the_loop_stalled() -> None:
+    stall = {"ms": 41.25, "task": "peer rtr1", "secondsAgo": 12.0}
+    data: dict[str, Any] = {
+        "version": "0.1.0", "pid": 42, "peers": 2, "stopping": False,
+        "config": "/etc/speaker/speaker.toml", "configStale": True, "reloads": 1,
+        "reloadFailures": 1, "lastReload": {"summary": "reload rejected: 1 errors"},
+        "eventLoop": {"windowSeconds": 60.0, "longestStep": stall, "longestStepEver": stall,
+                      "slowSteps": 3, "slowStepMs": 5.0, "maxLag": None,
+                      "maxLagEver": {"ms": 43.0, "task": None, "secondsAgo": 3600.0},
+                      "longestGc": None, "longestGcEver": None, "lagSamples": 10},
+    }  # fmt: skip
+    lines = show.format_status(data).splitlines()
+    assert "(stale: the last reload was rejected)" in lines[1]
+    assert "  longest step last 60 s: 41.2 ms in peer rtr1, 12 s ago" in lines
+    assert "  late wake last 60 s: none over 0.5 ms" in lines
+    assert "  late wake since start: 43.0 ms, 3600 s ago" in lines
+    assert "  steps over 5 ms since start: 3" in lines
+    data["eventLoop"] = None
+    assert "Event loop: not monitored" in show.format_status(data)

@@ -49,7 +49,7 @@ from protocols.bgp import (
     UnknownCapability,
     UpdateMessage,
 )
-from protocols.bgp.capabilities import CAPABILITY_DECODERS
+from protocols.bgp.capabilities import CAPABILITY_DECODERS, BfdStrictModeCapability
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -100,6 +100,7 @@ capabilities = st.one_of(
         ).map(tuple),
     ),
     st.builds(EnhancedRouteRefreshCapability),
+    st.builds(BfdStrictModeCapability),
     st.builds(
         LongLivedGracefulRestartCapability,
         families=st.lists(

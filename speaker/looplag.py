@@ -1,0 +1,336 @@
+"""How late the Trio loop runs, so an operator sees a stall before BFD does.
+
+BFD runs as Trio tasks in this process: a task step that holds the loop for 150 ms
+delays every BFD packet by up to 150 ms, and at 50 ms x 3 that is a false Down. Two
+probes measure it, both cheap enough to stay on in production:
+
+- :class:`LoopMonitor` is a Trio :class:`~trio.abc.Instrument`. After each task
+  step it reads a clock (one hook and one ``perf_counter`` call per step); a step
+  of at least :data:`RECORD_FLOOR` is remembered with its task's name (the worst of
+  the last :data:`WINDOW` seconds and since start), one over :data:`WARN_STEP` is
+  counted, and logged as a warning at most once per :data:`WARN_EVERY` seconds.
+- :meth:`LoopMonitor.run` is a sentinel task: it sleeps :data:`INTERVAL` over and
+  over and observes how late it wakes in a histogram (exported as
+  ``speaker_event_loop_lag_seconds``). It sees what the instrument cannot (the
+  loop's own work between steps, a step of an instrument-less run) but not who.
+
+- A ``gc.callbacks`` hook times the cyclic garbage collector, which runs inside
+  whatever step allocated last: at 65,536 routes a full collection takes 100+ ms, and
+  without it the stall would be blamed on an innocent task.
+
+Install at the process root: ``with monitor.installed():`` (instrument and GC hook)
+around a nursery that runs ``monitor.run``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import attrs
+import trio
+
+from speaker.log import fields
+
+__all__ = [
+    "INTERVAL",
+    "LAG_BUCKETS",
+    "RECORD_FLOOR",
+    "SLICE",
+    "WARN_STEP",
+    "WINDOW",
+    "Histogram",
+    "LoopMonitor",
+    "Slicer",
+    "Stall",
+    "WorstWindow",
+]
+
+log = logging.getLogger("speaker.loop")
+K = TypeVar("K")
+
+#: Seconds between two wakes of the sentinel.
+INTERVAL = 0.02
+#: "Recent" in ``show status`` and in the longest-step gauge.
+WINDOW = 60.0
+#: Steps shorter than this are not even looked at (the common case costs one compare).
+RECORD_FLOOR = 0.0005
+#: A step this long is a stall worth a warning: the loop's budget is 2 ms per step.
+WARN_STEP = 0.005
+#: At most one stall warning per this many seconds (the others are counted in it).
+WARN_EVERY = 10.0
+#: Buckets of ``speaker_event_loop_lag_seconds``: 0.5 ms to 500 ms.
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5)
+
+
+class Histogram:
+    """Cumulative bucket counts of one series (Prometheus ``le`` semantics)."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        if math.isnan(value):
+            return
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+        else:
+            self.counts[-1] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def buckets(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip((*self.bounds, math.inf), self.counts, strict=True):
+            running += count
+            out.append(("+Inf" if bound == math.inf else repr(bound), float(running)))
+        return out
+
+
+@attrs.frozen
+class Stall:
+    """One long step (or late wake): how long, in which task (None: unknown), when
+    (on the clock of whoever recorded it)."""
+
+    seconds: float
+    task: str | None
+    at: float
+
+    def record(self, now: float) -> dict[str, Any]:
+        return {"ms": round(self.seconds * 1000, 3), "task": self.task,
+                "secondsAgo": round(max(0.0, now - self.at), 1)}  # fmt: skip
+
+
+class WorstWindow:
+    """The worst value of the last ``window`` seconds and of all time, kept as the
+    worst of each ``window / slots`` slice (constant memory, O(1) per record)."""
+
+    def __init__(self, window: float = WINDOW, slots: int = 6) -> None:
+        self.window = window
+        self.slot = window / slots
+        self._slots: deque[tuple[int, Stall]] = deque(maxlen=slots + 1)
+        self.ever: Stall | None = None
+
+    def record(self, seconds: float, task: str | None, now: float) -> None:
+        stall = Stall(seconds, task, now)
+        index = int(now // self.slot)
+        if self._slots and self._slots[-1][0] == index:
+            if seconds > self._slots[-1][1].seconds:
+                self._slots[-1] = (index, stall)
+        else:
+            self._slots.append((index, stall))
+        if self.ever is None or seconds > self.ever.seconds:
+            self.ever = stall
+
+    def worst(self, now: float) -> Stall | None:
+        """The worst of the slices that end less than ``window`` seconds ago."""
+        first = int(now // self.slot) - round(self.window / self.slot) + 1
+        recent = [stall for index, stall in self._slots if index >= first]
+        return max(recent, key=lambda s: s.seconds, default=None)
+
+
+class LoopMonitor(trio.abc.Instrument):
+    """Longest task steps (instrument) and lateness of a periodic sleep (:meth:`run`).
+
+    ``clock`` times the steps (wall time: a step does not advance a MockClock); the
+    sentinel uses Trio's clock, so a test drives it with ``MockClock``.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = INTERVAL,
+        window: float = WINDOW,
+        warn_step: float = WARN_STEP,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.interval = interval
+        self.warn_step = warn_step
+        self.clock = clock
+        self.lag = Histogram(LAG_BUCKETS)
+        #: Late wakes of the sentinel, on Trio's clock.
+        self.lags = WorstWindow(window)
+        #: Long task steps, on ``clock``.
+        self.steps = WorstWindow(window)
+        #: Garbage collections, on ``clock`` (task: "gc generation N").
+        self.collections = WorstWindow(window)
+        #: Steps longer than ``warn_step`` since start.
+        self.slow_steps = 0
+        self._step_started = 0.0
+        self._gc_started = 0.0
+        self._warned_at = -math.inf
+        self._unwarned = 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[LoopMonitor]:
+        """The instrument and the GC hook, for the duration of the block (in trio.run)."""
+        self._step_started = self.clock()  # the step that installs it is under way
+        trio.lowlevel.add_instrument(self)
+        gc.callbacks.append(self._gc)
+        try:
+            yield self
+        finally:
+            gc.callbacks.remove(self._gc)
+            with contextlib.suppress(KeyError):  # trio drops an instrument that raised
+                trio.lowlevel.remove_instrument(self)
+
+    def _gc(self, phase: str, info: Mapping[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = self.clock()
+            return
+        took = self.clock() - self._gc_started
+        if took >= RECORD_FLOOR:
+            name = f"gc generation {info.get('generation')}"
+            self.collections.record(took, name, self.clock())
+            self._warn(took, f"the garbage collector ({name})", name)
+
+    # ---- the instrument (runs after every task step: keep it to a clock read) -------
+
+    # One hook per step rather than two (before/after_task_step): a step is timed from
+    # the end of the previous one, or from the end of the loop's wait for I/O when it
+    # is the first of a batch. The few microseconds of Trio's own scheduling between
+    # two steps count with the step; the wait for I/O (idle time) never does.
+
+    def after_io_wait(self, timeout: float) -> None:
+        self._step_started = self.clock()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        now = self.clock()
+        took = now - self._step_started
+        if took >= RECORD_FLOOR:
+            self._long_step(took, task.name)
+            now = self.clock()  # recording it (perhaps a log line) is not the next step
+        self._step_started = now
+
+    def _long_step(self, took: float, task: str) -> None:
+        now = self.clock()
+        self.steps.record(took, task, now)
+        if took > self.warn_step:
+            self.slow_steps += 1
+            self._warn(took, f"task {task}", task)
+
+    def _warn(self, took: float, where: str, task: str) -> None:
+        if took <= self.warn_step:
+            return
+        now = self.clock()
+        if now - self._warned_at < WARN_EVERY:
+            self._unwarned += 1
+            return
+        log.warning(
+            "event loop stalled %.1f ms in %s (BFD packets wait that long; %d more"
+            " stalls over %.0f ms since the last warning)",
+            took * 1000, where, self._unwarned, self.warn_step * 1000,
+            extra=fields(task=task, stall_ms=round(took * 1000, 3), unwarned=self._unwarned),
+        )  # fmt: skip
+        self._warned_at, self._unwarned = now, 0
+
+    # ---- the sentinel -----------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Sleep ``interval`` for ever; each wake observes how late it came."""
+        task_status.started()
+        while True:
+            due = trio.current_time() + self.interval
+            await trio.sleep_until(due)
+            now = trio.current_time()
+            late = max(0.0, now - due)
+            self.lag.observe(late)
+            if late >= RECORD_FLOOR:
+                self.lags.record(late, None, now)
+
+    # ---- what show status and the metrics read --------------------------------------
+
+    def longest_step(self) -> Stall | None:
+        """The longest step of the last window (None: none over the floor)."""
+        return self.steps.worst(self.clock())
+
+    def status(self) -> dict[str, Any]:
+        """``status`` -> ``eventLoop``: worst recent and all-time stall, with its task."""
+        step_now, loop_now = self.clock(), trio.current_time()
+
+        def shown(stall: Stall | None, now: float) -> dict[str, Any] | None:
+            return None if stall is None else stall.record(now)
+
+        return {
+            "windowSeconds": self.steps.window,
+            "longestStep": shown(self.steps.worst(step_now), step_now),
+            "longestStepEver": shown(self.steps.ever, step_now),
+            "slowSteps": self.slow_steps,
+            "slowStepMs": self.warn_step * 1000,
+            "longestGc": shown(self.collections.worst(step_now), step_now),
+            "longestGcEver": shown(self.collections.ever, step_now),
+            "maxLag": shown(self.lags.worst(loop_now), loop_now),
+            "maxLagEver": shown(self.lags.ever, loop_now),
+            "lagSamples": self.lag.count,
+        }
+
+
+#: Work in one step before a sliced builder hands the loop back (a quarter of the
+#: 2 ms budget, so the step that ends a slice stays well inside it).
+SLICE = 0.0005
+
+
+class Slicer:
+    """``await slicer.tick()`` in a loop over something proportional to routes, peers
+    or services: a checkpoint once the current step has run for ``budget`` seconds,
+    so the loop never waits longer than that for the rest (BFD first)."""
+
+    def __init__(self, budget: float = SLICE) -> None:
+        self.budget = budget
+        self._since = time.perf_counter()
+
+    async def tick(self) -> None:
+        if time.perf_counter() - self._since >= self.budget:
+            await trio.lowlevel.checkpoint()
+            self._since = time.perf_counter()
+
+    async def release(self, value: object) -> None:
+        """Free a big tree of lists and dicts a slice at a time: dropping the last
+        reference to a 65,536-route reply frees every object in it in one step
+        (tens of milliseconds). Lists and dicts in it are emptied."""
+        stack = [value]
+        while stack:
+            await self.tick()
+            item = stack.pop()
+            if isinstance(item, dict):
+                stack.extend(v for v in item.values() if isinstance(v, list | dict))
+                item.clear()
+            elif isinstance(item, list):
+                while item:
+                    tail = item[-256:]
+                    del item[-256:]
+                    stack.extend(v for v in tail if isinstance(v, list | dict))
+                    del tail
+                    await self.tick()
+
+    async def keys(self, table: Mapping[K, object]) -> list[K]:
+        """The keys of ``table``, copied in slices (a 65,536-route dict takes about a
+        millisecond to copy at once). Should the dict change size between two slices,
+        the rest is copied in one go (a rare, bounded cost)."""
+        keys: list[K] = []
+        live = iter(table)
+        while True:
+            try:
+                chunk = list(itertools.islice(live, 2048))
+            except RuntimeError:  # changed size during iteration
+                seen = set(keys)
+                keys += [k for k in list(table) if k not in seen]
+                return keys
+            if not chunk:
+                return keys
+            keys += chunk
+            await self.tick()

@@ -1,0 +1,214 @@
+"""The loop monitor: the sentinel's lateness (MockClock), the worst-of-a-window
+bookkeeping, the step instrument with its rate-limited warning, and what ``status``,
+``speaker show status`` and /metrics show of it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from speaker import show
+from speaker.control import ControlServer, request
+from speaker.looplag import LAG_BUCKETS, WARN_EVERY, LoopMonitor, Slicer, WorstWindow
+from speaker.metrics import SpeakerCollector
+from tests.speaker.test_control import running_speaker
+from tests.speaker.test_metrics import samples, value
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def task(name: str) -> Any:
+    return SimpleNamespace(name=name)
+
+
+def test_worst_window_keeps_the_worst_of_the_last_window_and_of_all_time() -> None:
+    window = WorstWindow(60.0, slots=6)
+    assert window.worst(0.0) is None and window.ever is None
+    window.record(0.003, "a", 5.0)
+    window.record(0.009, "b", 7.0)
+    window.record(0.004, "c", 30.0)
+    worst = window.worst(30.0)
+    assert worst is not None and (worst.task, worst.seconds) == ("b", 0.009)
+    # 60 s later b's slice [0, 10) is out of the window; c's [30, 40) still in.
+    worst = window.worst(75.0)
+    assert worst is not None and worst.task == "c"
+    assert window.worst(100.0) is None
+    assert window.ever is not None and window.ever.task == "b"
+    # Memory stays bounded however many slices pass.
+    for t in range(1000):
+        window.record(0.001, "x", float(t * 10))
+    assert len(window._slots) <= 7
+
+
+def test_the_sentinel_measures_how_late_the_loop_wakes() -> None:
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def main() -> LoopMonitor:
+        monitor = LoopMonitor(interval=0.02)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(monitor.run)
+            await trio.sleep(0.2)  # on time: every wake exactly when due
+            assert monitor.lag.count == 10 and monitor.lag.sum == 0.0
+            assert monitor.status()["maxLag"] is None
+            await trio.sleep(0.005)
+            clock.jump(0.035)  # this task "runs" 35 ms: the sentinel was due in 15
+            await trio.sleep(0.1)
+            lag = monitor.status()["maxLag"]
+            assert lag == {"ms": 20.0, "task": None, "secondsAgo": pytest.approx(0.1, abs=0.03)}
+            assert monitor.lag.counts[LAG_BUCKETS.index(0.05)] == 1  # 20 ms <= 50 ms
+            await trio.sleep(61.0)  # out of the window, but not of "since start"
+            status = monitor.status()
+            assert status["maxLag"] is None and status["maxLagEver"]["ms"] == 20.0
+            nursery.cancel_scope.cancel()
+        return monitor
+
+    monitor = trio.run(main, clock=clock)
+    assert monitor.lag.count > 3000
+
+
+def test_the_instrument_records_long_steps_and_warns_once_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    monitor = LoopMonitor(clock=clock)
+
+    def step(name: str, seconds: float) -> None:
+        monitor.after_io_wait(0.0)  # the loop woke; the step follows at once
+        clock.now += seconds
+        monitor.after_task_step(task(name))
+
+    with caplog.at_level(logging.WARNING, logger="speaker.loop"):
+        step("quick", 0.0001)
+        assert monitor.steps.ever is None  # under the floor: not even recorded
+        step("peer r1", 0.003)
+        assert monitor.slow_steps == 0 and not caplog.records
+        step("show routes", 0.012)
+        step("scrape", 0.008)
+        step("scrape", 0.020)
+    longest = monitor.longest_step()
+    assert longest is not None and longest.task == "scrape"
+    assert longest.seconds == pytest.approx(0.020)
+    assert monitor.slow_steps == 3
+    # One warning (the first), naming the task; the next ones wait WARN_EVERY.
+    assert [r.getMessage() for r in caplog.records] == [
+        "event loop stalled 12.0 ms in task show routes (BFD packets wait that long; 0 more"
+        " stalls over 5 ms since the last warning)"
+    ]
+    caplog.clear()
+    clock.now += WARN_EVERY
+    with caplog.at_level(logging.WARNING, logger="speaker.loop"):
+        step("reload", 0.006)
+    assert "in task reload" in caplog.records[0].getMessage()
+    assert "2 more stalls" in caplog.records[0].getMessage()
+
+
+def test_a_long_garbage_collection_is_named_as_such() -> None:
+    clock = FakeClock()
+    monitor = LoopMonitor(clock=clock)
+    monitor._gc("start", {"generation": 2})
+    clock.now += 0.150
+    monitor._gc("stop", {"generation": 2})
+    assert monitor.collections.ever is not None
+    assert monitor.collections.ever.task == "gc generation 2"
+
+
+async def test_a_real_stall_is_seen_with_its_task_name() -> None:
+    monitor = LoopMonitor()
+    with monitor.installed():
+
+        async def hog() -> None:
+            time.sleep(0.060)  # holds the loop, as a slow builder would (longer than noise)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(monitor.run)
+            await trio.sleep(0.05)
+            nursery.start_soon(hog, name="hog")
+            await trio.sleep(0.1)
+            nursery.cancel_scope.cancel()
+    longest = monitor.longest_step()
+    assert longest is not None and longest.task == "hog" and longest.seconds >= 0.060
+    lag = monitor.lags.ever
+    assert lag is not None and lag.seconds >= 0.002  # the sentinel woke late too
+
+
+async def test_the_slicer_checkpoints_only_when_a_slice_is_spent() -> None:
+    steps: list[float] = []
+
+    class Count(trio.abc.Instrument):
+        def after_task_step(self, task: trio.lowlevel.Task) -> None:
+            steps.append(time.perf_counter())
+
+    table = {i: None for i in range(100_000)}
+    slicer = Slicer(budget=0.0005)
+    trio.lowlevel.add_instrument(Count())
+    keys = await slicer.keys(table)
+    assert keys == list(table)
+    big = {"rows": [{"a": [1, 2], "b": {"c": list(range(100))}} for _ in range(20_000)]}
+    await slicer.release(big)
+    assert big == {}
+    assert len(steps) > 5  # it yielded, more than once
+
+
+async def test_status_and_show_status_and_metrics_carry_the_loop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monitor = LoopMonitor()
+    async with running_speaker(tmp_path) as spk:
+        path = tmp_path / "monitored.sock"
+        with monitor.installed():
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(monitor.run)
+                await nursery.start(ControlServer(spk.speaker, path, monitor=monitor).serve)
+
+                async def hog() -> None:
+                    time.sleep(0.060)
+
+                nursery.start_soon(hog, name="hog")
+                await trio.sleep(0.1)
+                status = await trio.to_thread.run_sync(request, path, "status")
+                loop = status["eventLoop"]
+                assert loop["longestStep"]["task"] == "hog" and loop["longestStep"]["ms"] >= 60
+                assert loop["slowSteps"] >= 1 and loop["lagSamples"] > 0
+                text = show.format_status(status)
+                assert "longest step last 60 s: " in text and " in hog, " in text
+                assert await spk.cli("show", "status", "-s", str(path)) == 0
+                assert "Event loop (budget 2 ms per step" in capsys.readouterr().out
+                # The default socket's server has no monitor: said so, not an error.
+                assert (await spk.ask("status"))["eventLoop"] is None
+                text = (await SpeakerCollector(spk.speaker, monitor).scrape()).decode()
+                nursery.cancel_scope.cancel()
+    found = samples(text)
+    assert value(text, "speaker_event_loop_longest_step_seconds") >= 0.060
+    assert value(text, "speaker_event_loop_slow_steps_total") >= 1
+    assert value(text, "speaker_event_loop_lag_seconds_count") > 0
+    buckets = {s.labels["le"] for s in found["speaker_event_loop_lag_seconds_bucket"]}
+    assert buckets == {repr(b) for b in LAG_BUCKETS} | {"+Inf"}
+
+
+async def test_slicer_keys_survive_a_table_changing_between_slices() -> None:
+    table = dict.fromkeys(range(200_000))
+    original = set(table)
+
+    async def churn() -> None:
+        for i in range(50):
+            table[-1 - i] = None  # a session changing its routes meanwhile
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(churn)
+        keys = await Slicer(budget=0.0).keys(table)
+    assert len(keys) == len(set(keys))  # each key once
+    assert original <= set(keys)
