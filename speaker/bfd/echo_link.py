@@ -37,6 +37,7 @@ import itertools
 import random
 import socket
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from types import TracebackType
@@ -645,7 +646,8 @@ class EchoReflector:
     ``recheck`` seconds) frames are left to it, so the peer never gets two copies.
 
     ``rate`` (frames a second) with a burst of ``burst`` bounds what a peer can make
-    us send: an echo flood costs its sender, not the node.
+    us send: an echo flood costs its sender, not the node; what it costs is counted
+    in ``counters`` as ``echo-loop-rate-limited``.
     """
 
     def __init__(
@@ -656,16 +658,16 @@ class EchoReflector:
         rate: float,
         burst: int = 8,
         recheck: float = 1.0,
+        counters: Counter[str] | None = None,
     ) -> None:
+        self.counters: Counter[str] = Counter() if counters is None else counters
+        self.looped = self.left_to_kernel = 0
         self.ifname = ifname
         self.peer_ip = IPv4Address(peer_ip)
         self.rate = rate
         self.burst = burst
         self.recheck = recheck
         self.local_mac = b""
-        self.reflected = 0
-        self.rate_limited = 0
-        self.left_to_kernel = 0
         self._sock: trio.socket.SocketType | None = None
         self._raw: socket.socket | None = None
         self._tokens = float(burst)
@@ -722,13 +724,13 @@ class EchoReflector:
             if reply is None:
                 continue
             if not self._admit(now):
-                self.rate_limited += 1
+                self.counters["echo-loop-rate-limited"] += 1
                 continue
             try:
                 raw.send(reply)  # a 60-byte frame, direct: no scheduler pass
             except BlockingIOError:
-                self.rate_limited += 1
+                self.counters["echo-loop-rate-limited"] += 1
                 continue
             except OSError as exc:
                 raise EchoLinkError(f"echo send on {self.ifname} failed: {exc}") from exc
-            self.reflected += 1
+            self.looped += 1

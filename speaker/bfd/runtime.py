@@ -408,7 +408,8 @@ class BfdSession:
             self._no_echo_loop("echo looping needs a single-hop IPv4 session with an interface")
             return
         # The peer may send one echo per our echo_interval; twice that, for jitter.
-        reflector = EchoReflector(interface, key.peer, rate=2000 / self.profile.echo_interval)
+        reflector = EchoReflector(interface, key.peer, rate=2000 / self.profile.echo_interval,
+                                  counters=self.runtime_discards)  # fmt: skip
         try:
             reflector.open()
         except EchoLinkError as exc:

@@ -184,3 +184,26 @@ async def test_single_hop_packet_from_another_interface_is_dropped(autojump_cloc
     # The same packet on the session's own link is the peer's and is obeyed.
     ep_a.dispatch(attrs.evolve(other, ifindex=lo), False, trio.current_time())
     assert sa.state is State.DOWN
+
+
+async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    """lo is no Ethernet link: the peer's echoes cannot be looped there (and lo does
+    not forward), so after the first packet from the peer we advertise a Required
+    Min Echo RX of 0 rather than promise what we cannot keep."""
+    echo = BfdProfile(name="echo", transmit_interval=50, receive_interval=50,
+                      echo_mode=True, echo_interval=50)  # fmt: skip
+    ep_a = BfdEndpoint(rng=random.Random(7), ports=(PORT_A, PORT_A + 1000),
+                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(8), ports=(PORT_B, PORT_B + 1000),
+                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), echo)
+    sb = await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
+    assert sa.core.advertised_echo_rx_us == 50_000
+    with trio.fail_after(3):
+        await sa.wait_state(State.UP)
+    await trio.sleep(1)
+    assert sa.statistics().echo_rx_us == 0
+    assert sa.statistics().discards["echo-loop-unavailable"] == 1
+    assert sb.statistics().remote_echo_rx_us == 0  # what the peer now hears
