@@ -31,12 +31,21 @@ from .echo import EchoPacket
 from .errors import BfdDecodeError, DiscardReason
 from .events import Event, StateChanged, TimersChanged
 from .packet import AuthSection, ControlPacket, DigestAuth, SimplePasswordAuth
-from .session import Session, SessionCounters
+from .session import (
+    ECHO_HOLDOFF_INITIAL_S,
+    ECHO_HOLDOFF_MAX_S,
+    ECHO_STABLE_S,
+    Session,
+    SessionCounters,
+)
 from .timers import Rng
 
 __all__ = [
     "CONTROL_PORT",
+    "ECHO_HOLDOFF_INITIAL_S",
+    "ECHO_HOLDOFF_MAX_S",
     "ECHO_PORT",
+    "ECHO_STABLE_S",
     "MULTIHOP_CONTROL_PORT",
     "SLOW_INTERVAL_US",
     "VERSION",

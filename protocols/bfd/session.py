@@ -24,7 +24,12 @@ Transmission decisions (§6.8.7):
   ourselves, so our side stays asynchronous and keeps detecting by timer);
 * an extra packet as soon as its contents would differ from the last one sent (state,
   diag, discriminators, intervals, Detect Mult), which also restarts the periodic
-  timer, and a packet with F set in reply to every accepted P, outside the schedule.
+  timer, but at most one such packet per 75 % of the transmit interval: a change
+  within that time waits, coalesced with later ones, for the end of it or the next
+  periodic packet. Changes the peer's packets cause can therefore never be answered
+  faster than the negotiated rate (two systems answering every change at once keep
+  each other flapping at wire speed). Exempt: a packet with F set in reply to every
+  accepted P, and the packet of a local command (admin, profile, path signal).
 
 Timer changes (§6.8.3) always run as a Poll Sequence: P rides on the packets sent
 while it is outstanding; a new change waits for the Final and then starts the next
@@ -39,6 +44,7 @@ only protect an Up session) and starts one for the slow-start values.
 from __future__ import annotations
 
 import collections
+import math
 
 from . import fsm
 from .auth import sequence_in_window, sign, verify
@@ -53,12 +59,28 @@ from .poll import IntervalNegotiation
 from .timers import (
     Rng,
     detection_time_us,
+    jitter_bounds,
     jittered_interval_us,
     transmit_interval_us,
     us_to_s,
 )
 
-__all__ = ["Session", "SessionCounters"]
+__all__ = [
+    "ECHO_HOLDOFF_INITIAL_S",
+    "ECHO_HOLDOFF_MAX_S",
+    "ECHO_STABLE_S",
+    "Session",
+    "SessionCounters",
+]
+
+#: After an echo failure the Echo function stays off this long, doubling with each
+#: failure up to the maximum; it goes back to the initial hold-off once echo has run
+#: for ECHO_STABLE_S with echoes coming back. Without it a session whose echo path is
+#: broken (a peer that does not forward) goes Up on control, starts echo, fails, and
+#: does so several times a second for ever.
+ECHO_HOLDOFF_INITIAL_S = 1.0
+ECHO_HOLDOFF_MAX_S = 60.0
+ECHO_STABLE_S = 10.0
 
 # Content of a Control packet other than P and F: a change triggers an immediate send.
 _ContentKey = tuple[State, int, int, int, int, int, int]
@@ -118,6 +140,10 @@ class Session:
         self._last_tx_at: float | None = None
         self._scheduled_interval_us = 0
         self._last_sent: _ContentKey | None = None
+        # When the last packet with changed contents went out, and the spacing in
+        # force then (§6.8.7; see _change_due).
+        self._change_sent_at = -math.inf
+        self._change_spacing_s = 0.0
 
         # Echo function.
         self._echo_secret = rng.getrandbits(128).to_bytes(16, "big")
@@ -128,6 +154,12 @@ class Session:
         self._echo_detect_at: float | None = None
         self._echo_next_at: float | None = None
         self._echo_rtt: float | None = None
+        self._echo_returned = 0  # echoes back since the Echo function (re)started
+        # Hold-off after an echo failure (see _echo_failed): no echo before this time.
+        self._echo_held_until: float | None = None
+        self._echo_holdoff_s = ECHO_HOLDOFF_INITIAL_S
+        self._echo_failures = 0
+        self._echo_loop_ok = True  # see set_echo_loop
 
         self._outbox: list[bytes] = []
         self._echo_outbox: list[bytes] = []
@@ -210,6 +242,22 @@ class Session:
         return max(self._config.echo_interval_us, self._remote_min_echo_rx_us)
 
     @property
+    def advertised_echo_rx_us(self) -> int:
+        """The Required Min Echo RX Interval we advertise: the profile's, or 0 while
+        the runtime cannot loop the peer's echoes (:meth:`set_echo_loop`)."""
+        return self._config.advertised_echo_rx_us if self._echo_loop_ok else 0
+
+    @property
+    def echo_held_until(self) -> float | None:
+        """While the Echo function is held off after a failure: until when."""
+        return self._echo_held_until
+
+    @property
+    def echo_failures(self) -> int:
+        """Echo failures so far (each one starts a hold-off; see ECHO_HOLDOFF_*)."""
+        return self._echo_failures
+
+    @property
     def echo_rtt(self) -> float | None:
         """Round trip of the last valid returned echo, in seconds."""
         return self._echo_rtt
@@ -247,7 +295,13 @@ class Session:
         """Next absolute time (seconds) at which :meth:`handle_timer` must be called."""
         deadlines = [
             t
-            for t in (self._next_tx_at, self._detect_at, self._echo_next_at, self._echo_detect_at)
+            for t in (
+                self._next_tx_at,
+                self._detect_at,
+                self._echo_next_at,
+                self._echo_detect_at,
+                self._echo_held_until,
+            )
             if t is not None
         ]
         return min(deadlines) if deadlines else None
@@ -336,8 +390,11 @@ class Session:
         ):
             return self._discard(DiscardReason.ECHO_STALE)
         self._echo_rx += 1
+        self._echo_returned += 1
         self._echo_rtt = us_to_s(age_us)
         self._echo_last_ok_at = now
+        if now - us_to_s(self._echo_started_us) >= ECHO_STABLE_S:
+            self._echo_holdoff_s = ECHO_HOLDOFF_INITIAL_S
         self._refresh(now)
         return None
 
@@ -346,7 +403,9 @@ class Session:
         if self._detect_at is not None and now >= self._detect_at:
             self._detection_expired(now)
         if self._echo_detect_at is not None and now >= self._echo_detect_at:
-            self._apply(fsm.Input.ECHO_FAILURE, now)
+            self._echo_failed(now)
+        if self._echo_held_until is not None and now >= self._echo_held_until:
+            self._echo_held_until = None
         self._update_echo(now)  # a failure above stops the echo before it is sent
         if self._echo_next_at is not None and now >= self._echo_next_at:
             self._send_echo(now)
@@ -358,13 +417,13 @@ class Session:
         self._local_diag = diag
         if self._state is not State.ADMIN_DOWN:
             self._change_state(State.ADMIN_DOWN, diag, "administratively disabled", now)
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     def admin_up(self, now: float) -> None:
         """§6.8.16: leave AdminDown for Down (no-op in any other state)."""
         if self._state is State.ADMIN_DOWN:
             self._change_state(State.DOWN, None, "administratively enabled", now)
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     def declare_down(self, now: float, diag: Diag) -> None:
         """Local signal that the path failed, e.g. Forwarding Plane Reset (§6.8.15) or
@@ -372,7 +431,14 @@ class Session:
         self._local_diag = diag
         if self._state in (State.INIT, State.UP):
             self._change_state(State.DOWN, diag, f"local signal: {diag.name}", now)
-        self._refresh(now)
+        self._refresh(now, local=True)
+
+    def set_echo_loop(self, able: bool, now: float) -> None:
+        """Whether the peer's echoes get looped back to it (our forwarding plane, or
+        the runtime's reflector). A nonzero Required Min Echo RX Interval promises
+        that (§6.4, §6.8.9); while ``able`` is false we advertise 0 instead."""
+        self._echo_loop_ok = able
+        self._refresh(now, local=True)
 
     def set_profile(self, config: SessionConfig, now: float) -> None:
         """Apply new parameters without resetting the session (§6.8.3 Poll Sequence).
@@ -387,7 +453,7 @@ class Session:
         if old.multihop != config.multihop:
             raise ValueError("multihop cannot change on a live session")
         self._config = config
-        self._refresh(now)
+        self._refresh(now, local=True)
 
     # ------------------------------------------------------------------ reception
 
@@ -498,12 +564,28 @@ class Session:
             and not cfg.multihop
             and self._state is State.UP
             and self._remote_min_echo_rx_us > 0
+            and self._echo_held_until is None
         )
+
+    def _echo_failed(self, now: float) -> None:
+        """DetectMult echo intervals without a returned echo (§6.8.5).
+
+        If echoes came back since the Echo function started, the path failed: Down
+        with diag 2. If none ever did, the echo path never worked (the peer does not
+        loop echoes, whatever it advertises): that is no forwarding failure, so the
+        session stays on control packets. Either way echo is held off, for longer
+        after each failure, so a broken echo path cannot make the session flap."""
+        self._echo_failures += 1
+        if self._echo_returned:
+            self._apply(fsm.Input.ECHO_FAILURE, now)
+        self._echo_held_until = now + self._echo_holdoff_s
+        self._echo_holdoff_s = min(2 * self._echo_holdoff_s, ECHO_HOLDOFF_MAX_S)
 
     def _update_echo(self, now: float) -> None:
         wanted = self._echo_wanted()
         if wanted and not self._echo_active:
             self._echo_active = True
+            self._echo_returned = 0
             self._echo_started_us = _to_us(now)
             self._echo_last_ok_at = now
             self._echo_next_at = now
@@ -546,12 +628,15 @@ class Session:
     def _timers_key(self) -> tuple[int, int | None, int | None]:
         return (self.tx_interval_us, self.detection_time_us, self.echo_tx_interval_us)
 
-    def _refresh(self, now: float, *, periodic_due: bool = False) -> None:
-        """Bring parameters, timers and the outbox in line with the current state."""
+    def _refresh(self, now: float, *, periodic_due: bool = False, local: bool = False) -> None:
+        """Bring parameters, timers and the outbox in line with the current state.
+
+        ``local``: the change comes from a local command (admin, profile, path signal),
+        whose packet goes out at once; see :meth:`_transmit` for everything else."""
         self._update_parameters()
         self._update_echo(now)
         self._update_detection()
-        self._transmit(now, periodic_due)
+        self._transmit(now, periodic_due=periodic_due, local=local)
         key = self._timers_key()
         if key != self._timers_seen:
             self._timers_seen = key
@@ -573,11 +658,22 @@ class Session:
             self._remote_discr,
             self._timers.advertised_tx_us,
             self._timers.advertised_rx_us,
-            self._config.advertised_echo_rx_us,
+            self.advertised_echo_rx_us,
             self._config.detect_mult,
         )
 
-    def _transmit(self, now: float, periodic_due: bool) -> None:
+    def _transmit(self, now: float, *, periodic_due: bool, local: bool) -> None:
+        """Queue what §6.8.7 allows now and set the next transmission time.
+
+        Out of schedule go: a Final for every accepted Poll (the RFC exempts it from
+        every limit), a local command's packet, and at most one packet with changed
+        contents per spacing interval (:meth:`_spacing_s`). A change that arrives
+        within that interval waits, coalesced with any later one, for the earlier of
+        the next periodic packet and the end of the interval. Without the limit, two
+        systems that each answer every state change at once keep each other flapping
+        as fast as the link carries packets once stale or duplicated packets are in
+        flight (seen with FRR: ~2,700 Up/Down cycles a second, for minutes).
+        """
         if self._config.passive and self._remote_discr == 0:
             # §6.8.7: a Passive system stays silent until it knows the peer.
             self._final_due = False
@@ -588,16 +684,22 @@ class Session:
         )
         periodic_ok = self._remote_min_rx_us != 0 and (not remote_demand or self._timers.polling)
         changed = self._content_key() != self._last_sent
+        sent = False
         if self._final_due:
             self._final_due = False
             self._send(now, final=True)
-        elif changed or (periodic_due and periodic_ok):
+            sent = changed  # the Final carried the change: the periodic timer restarts
+        elif (periodic_due and periodic_ok) or (changed and (local or now >= self._change_due())):
+            opening = self._last_sent is None
             self._send(now, final=False)
-        if not periodic_ok:
+            if changed and not opening:
+                self._change_sent_at, self._change_spacing_s = now, self._spacing_s()
+            sent = True
+        if sent or periodic_due or (periodic_ok and self._next_tx_at is None):
             self._next_tx_at = None
-        elif changed or periodic_due or self._next_tx_at is None:
-            self._schedule_next(now)
-        else:
+            if periodic_ok:
+                self._schedule_next(now)
+        elif periodic_ok and self._next_tx_at is not None:
             interval = self.tx_interval_us
             if interval < self._scheduled_interval_us and self._last_tx_at is not None:
                 # §6.8.3: a lower interval is honoured at once, counting from the
@@ -607,6 +709,27 @@ class Session:
                 )
                 self._next_tx_at = min(self._next_tx_at, max(sooner, now))
                 self._scheduled_interval_us = interval
+        elif not periodic_ok:
+            self._next_tx_at = None
+        if self._content_key() != self._last_sent:
+            # A change held back by the spacing: out once the interval is over (or
+            # with the periodic packet, if that comes first).
+            due = max(self._change_due(), now)
+            self._next_tx_at = due if self._next_tx_at is None else min(self._next_tx_at, due)
+
+    def _change_due(self) -> float:
+        """When the next packet with changed contents may go out of schedule: one
+        spacing after the last, by the shorter of the intervals in force then and
+        now (leaving Up switches to the 1 s slow-start interval at once, and the
+        Down must not wait for it; reaching Up shortens it)."""
+        return self._change_sent_at + min(self._change_spacing_s, self._spacing_s())
+
+    def _spacing_s(self) -> float:
+        """Minimum time between two packets with changed contents: the shortest
+        jittered transmit interval in force (75 % of it, §6.8.7), so they never come
+        faster than periodic packets may."""
+        low, _high = jitter_bounds(self._config.detect_mult)
+        return us_to_s(low * self.tx_interval_us)
 
     def _schedule_next(self, now: float) -> None:
         interval = self.tx_interval_us
@@ -629,7 +752,7 @@ class Session:
             your_discriminator=self._remote_discr,
             desired_min_tx_us=self._timers.advertised_tx_us,
             required_min_rx_us=self._timers.advertised_rx_us,
-            required_min_echo_rx_us=self._config.advertised_echo_rx_us,
+            required_min_echo_rx_us=self.advertised_echo_rx_us,
         )
         auth = self._config.auth
         if auth is not None:

@@ -32,12 +32,12 @@ IPv4 only; IPv6 echo is out of scope (and the session configuration forbids it).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import itertools
 import random
 import socket
 import struct
+from collections import Counter
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 from types import TracebackType
@@ -45,16 +45,37 @@ from typing import NamedTuple
 
 import trio
 
+from speaker.bfd.bpf import (
+    ACCEPT_ALL,
+    JEQ_K,
+    JSET_K,
+    LD_B_ABS,
+    LD_H_ABS,
+    LD_H_IND,
+    LD_W_ABS,
+    LDX_B_MSH,
+    RET_K,
+    SKF_AD_OFF,
+    SKF_AD_PKTTYPE,
+    BpfInsn,
+    stmt,
+)
+from speaker.bfd.bpf import attach_filter as _attach_filter
+
 __all__ = [
     "ECHO_PORT",
     "BpfInsn",
     "EchoFrame",
     "EchoLink",
     "EchoLinkError",
+    "EchoReflector",
     "build_frame",
     "echo_filter",
     "internet_checksum",
+    "kernel_forwards",
+    "open_packet_socket",
     "parse_frame",
+    "reflected",
     "resolve_mac",
     "wait_peer_mac",
 ]
@@ -69,16 +90,11 @@ ATF_COM = 0x02  # /proc/net/arp flag: the entry holds a resolved hardware addres
 # Linux socket options Python's socket module does not export.
 SOL_PACKET = 263
 PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20
-SO_ATTACH_FILTER = 26
 SO_BINDTODEVICE = 25
 
 # sll_pkttype values (linux/if_packet.h).
 PACKET_HOST = 0
 PACKET_OUTGOING = 4
-
-# Classic BPF ancillary load offsets (linux/filter.h).
-SKF_AD_OFF = -0x1000
-SKF_AD_PKTTYPE = 4
 
 # RFC 5881 §4 asks control packets for a source port in 49152..65535; echoes use the
 # same range so middleboxes treat them alike.
@@ -113,15 +129,6 @@ class EchoFrame(NamedTuple):
     udp_sport: int
     udp_dport: int
     payload: bytes
-
-
-class BpfInsn(NamedTuple):
-    """One classic BPF instruction (``struct sock_filter``)."""
-
-    code: int
-    jt: int
-    jf: int
-    k: int
 
 
 # ---------------------------------------------------------------------------------------
@@ -230,21 +237,6 @@ def parse_frame(frame: bytes) -> EchoFrame | None:
 # BPF
 
 
-def _stmt(code: int, k: int) -> BpfInsn:
-    return BpfInsn(code, 0, 0, k & 0xFFFFFFFF)
-
-
-# Opcodes used below (linux/bpf_common.h combinations).
-_LD_W_ABS = 0x20
-_LD_H_ABS = 0x28
-_LD_B_ABS = 0x30
-_LD_H_IND = 0x48
-_LDX_B_MSH = 0xB1
-_JEQ_K = 0x15
-_JSET_K = 0x45
-_RET_K = 0x06
-
-
 def echo_filter(
     ip_src: IPv4Address, ip_dst: IPv4Address, udp_sport: int | None = None
 ) -> list[BpfInsn]:
@@ -262,39 +254,64 @@ def echo_filter(
     fail_jumps: list[int] = []  # indexes of jumps whose failing branch is "drop"
 
     def expect(code: int, offset: int, value: int) -> None:
-        program.append(_stmt(code, offset))
+        program.append(stmt(code, offset))
         fail_jumps.append(len(program))
-        program.append(BpfInsn(_JEQ_K, 0, 0, value))  # jf patched to "drop" below
+        program.append(BpfInsn(JEQ_K, 0, 0, value))  # jf patched to "drop" below
 
-    expect(_LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE, PACKET_HOST)
-    expect(_LD_H_ABS, 12, ETH_P_IP)
-    expect(_LD_B_ABS, _ETH_LEN + 9, _IPPROTO_UDP)
-    program.append(_stmt(_LD_H_ABS, _ETH_LEN + 6))
+    expect(LD_W_ABS, SKF_AD_OFF + SKF_AD_PKTTYPE, PACKET_HOST)
+    expect(LD_H_ABS, 12, ETH_P_IP)
+    expect(LD_B_ABS, _ETH_LEN + 9, _IPPROTO_UDP)
+    program.append(stmt(LD_H_ABS, _ETH_LEN + 6))
     fragment_jump = len(program)
-    program.append(BpfInsn(_JSET_K, 0, 0, _IP_FRAGMENT_BITS))  # any bit set: drop (jt)
-    expect(_LD_W_ABS, _ETH_LEN + 12, int(ip_src))
-    expect(_LD_W_ABS, _ETH_LEN + 16, int(ip_dst))
+    program.append(BpfInsn(JSET_K, 0, 0, _IP_FRAGMENT_BITS))  # any bit set: drop (jt)
+    expect(LD_W_ABS, _ETH_LEN + 12, int(ip_src))
+    expect(LD_W_ABS, _ETH_LEN + 16, int(ip_dst))
     # X = 4 * (IHL nibble); the UDP header then starts at 14 + X.
-    program.append(_stmt(_LDX_B_MSH, _ETH_LEN))
-    expect(_LD_H_IND, _ETH_LEN + 2, ECHO_PORT)
+    program.append(stmt(LDX_B_MSH, _ETH_LEN))
+    expect(LD_H_IND, _ETH_LEN + 2, ECHO_PORT)
     if udp_sport is not None:
-        expect(_LD_H_IND, _ETH_LEN, udp_sport)
+        expect(LD_H_IND, _ETH_LEN, udp_sport)
     drop = len(program) + 1  # after the "accept" return
     for i in fail_jumps:
         program[i] = program[i]._replace(jf=drop - i - 1)
     program[fragment_jump] = program[fragment_jump]._replace(jt=drop - fragment_jump - 1)
-    program.append(_stmt(_RET_K, 0x40000))  # keep the whole frame
-    program.append(_stmt(_RET_K, 0))
+    program.append(stmt(RET_K, ACCEPT_ALL))  # keep the whole frame
+    program.append(stmt(RET_K, 0))
     return program
 
 
-def _attach_filter(sock: socket.socket, program: list[BpfInsn]) -> None:
-    raw = b"".join(struct.pack("=HBBI", *insn) for insn in program)
-    buf = ctypes.create_string_buffer(raw, len(raw))
-    # struct sock_fprog { unsigned short len; struct sock_filter *filter; }, native
-    # alignment; the kernel copies the program, so buf only has to outlive this call.
-    fprog = struct.pack("@HP", len(program), ctypes.addressof(buf))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+def open_packet_socket(ifname: str, program: list[BpfInsn]) -> tuple[socket.socket, bytes]:
+    """A non-blocking ``AF_PACKET`` socket on ``ifname`` (IPv4 frames) carrying
+    ``program``; returns it and the interface's MAC address."""
+    # Protocol 0 receives nothing until bind(): attaching the filter first means no
+    # unfiltered frame can be queued in between (the socket(..., htons(ETH_P_IP))
+    # form would start capturing every IPv4 frame on every interface at once).
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as exc:
+        raise EchoLinkError(f"cannot open a packet socket (need CAP_NET_RAW): {exc}") from exc
+    try:
+        _attach_filter(sock, program)
+        # Bound to ETH_P_IP the kernel already skips transmitted frames (it copies
+        # those to ETH_P_ALL taps only) and the filter's pkttype test would drop
+        # them; this option states the intent and stays right if the binding ever
+        # changes. ENOPROTOOPT before Linux 4.20 is fine for the same reasons.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        sock.bind((ifname, ETH_P_IP))
+        # The bound device's own address: right even when /sys belongs to another
+        # network namespace than the one this process uses.
+        _name, _proto, _pkttype, hatype, mac = sock.getsockname()
+        if hatype != ARPHRD_ETHER or len(mac) != 6:
+            raise EchoLinkError(f"{ifname} is not an Ethernet interface")
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise EchoLinkError(f"cannot set up echo socket on {ifname}: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock, bytes(mac)
 
 
 # ---------------------------------------------------------------------------------------
@@ -479,35 +496,9 @@ class EchoLink:
         self._next_refresh = trio.current_time() + self.mac_refresh_interval
 
     def _open_packet_socket(self, sport: int) -> socket.socket:
-        # Protocol 0 receives nothing until bind(): attaching the filter first means no
-        # unfiltered frame can be queued in between (the socket(..., htons(ETH_P_IP))
-        # form would start capturing every IPv4 frame on every interface at once).
-        try:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        except OSError as exc:
-            raise EchoLinkError(f"cannot open a packet socket (need CAP_NET_RAW): {exc}") from exc
-        try:
-            _attach_filter(sock, echo_filter(self.source_ip, self.local_ip, sport))
-            # Bound to ETH_P_IP the kernel already skips transmitted frames (it copies
-            # those to ETH_P_ALL taps only) and the filter's pkttype test would drop
-            # them; this option states the intent and stays right if the binding ever
-            # changes. ENOPROTOOPT before Linux 4.20 is fine for the same reasons.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            sock.bind((self.ifname, ETH_P_IP))
-            # The bound device's own address: right even when /sys belongs to another
-            # network namespace than the one this process uses.
-            _name, _proto, _pkttype, hatype, mac = sock.getsockname()
-            if hatype != ARPHRD_ETHER or len(mac) != 6:
-                raise EchoLinkError(f"{self.ifname} is not an Ethernet interface")
-            self.local_mac = bytes(mac)
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            raise EchoLinkError(f"cannot set up echo socket on {self.ifname}: {exc}") from exc
-        except BaseException:
-            sock.close()
-            raise
+        sock, self.local_mac = open_packet_socket(
+            self.ifname, echo_filter(self.source_ip, self.local_ip, sport)
+        )
         return sock
 
     def close(self) -> None:
@@ -606,3 +597,140 @@ class EchoLink:
     async def receive(self) -> bytes:
         """The payload of the next echo of ours that came back; skips anything else."""
         return (await self.receive_frame()).payload
+
+
+# ---------------------------------------------------------------------------------------
+# Looping the peer's echoes
+
+
+def reflected(frame: bytes, local_mac: bytes) -> bytes | None:
+    """The frame a router's forwarding plane sends back for a peer's echo, or None.
+
+    The peer addresses its echo to itself (IP source and destination its own
+    address, our MAC as Ethernet destination) and expects it back as a router would
+    return it: to the sender's MAC from ours, TTL one lower (FRR checks for 254), the
+    rest unchanged. None for anything that is not a valid IPv4/UDP echo frame, or
+    whose TTL would expire.
+    """
+    parsed = parse_frame(frame)
+    if parsed is None or parsed.ttl <= 1:
+        return None
+    ihl = (frame[_ETH_LEN] & 0x0F) * 4
+    header = bytearray(frame[_ETH_LEN : _ETH_LEN + ihl])
+    header[8] -= 1
+    header[10:12] = b"\x00\x00"
+    header[10:12] = struct.pack("!H", internet_checksum(bytes(header)))
+    return frame[6:12] + local_mac + frame[12:_ETH_LEN] + bytes(header) + frame[_ETH_LEN + ihl :]
+
+
+def kernel_forwards(ifname: str, *, root: str = "/proc/sys/net/ipv4/conf") -> bool:
+    """Whether the kernel forwards IPv4 arriving on ``ifname`` (it then loops the
+    peer's echoes itself, unless a firewall drops forwarded packets)."""
+    try:
+        with open(f"{root}/{ifname}/forwarding", encoding="ascii") as flag:
+            return flag.read().strip() == "1"
+    except OSError:
+        return False
+
+
+class EchoReflector:
+    """Loops a peer's Echo packets back to it, for a node that does not forward.
+
+    A peer running the Echo function sends echoes addressed to itself through our
+    MAC and expects our forwarding plane to return them (RFC 5880 §6.4); a host with
+    ``net.ipv4.ip_forward=0`` drops them, breaking the promise a nonzero Required Min
+    Echo RX Interval makes. This does the forwarding plane's part for that one kind
+    of packet: a packet socket whose filter passes only UDP to port 3785 with IP
+    source and destination the peer's address, each frame sent back as
+    :func:`reflected` makes it. While the kernel forwards (checked at most every
+    ``recheck`` seconds) frames are left to it, so the peer never gets two copies.
+
+    ``rate`` (frames a second) with a burst of ``burst`` bounds what a peer can make
+    us send: an echo flood costs its sender, not the node; what it costs is counted
+    in ``counters`` as ``echo-loop-rate-limited``.
+    """
+
+    def __init__(
+        self,
+        ifname: str,
+        peer_ip: IPv4Address | str,
+        *,
+        rate: float,
+        burst: int = 8,
+        recheck: float = 1.0,
+        counters: Counter[str] | None = None,
+    ) -> None:
+        self.counters: Counter[str] = Counter() if counters is None else counters
+        self.looped = self.left_to_kernel = 0
+        self.ifname = ifname
+        self.peer_ip = IPv4Address(peer_ip)
+        self.rate = rate
+        self.burst = burst
+        self.recheck = recheck
+        self.local_mac = b""
+        self._sock: trio.socket.SocketType | None = None
+        self._raw: socket.socket | None = None
+        self._tokens = float(burst)
+        self._refilled_at = 0.0
+        self._forwarding = False
+        self._checked_at = -1e18
+
+    def open(self) -> None:
+        raw, self.local_mac = open_packet_socket(
+            self.ifname, echo_filter(self.peer_ip, self.peer_ip)
+        )
+        self._raw = raw
+        self._sock = trio.socket.from_stdlib_socket(raw)
+        self._refilled_at = trio.current_time()
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = self._raw = None
+
+    def _admit(self, now: float) -> bool:
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def _kernel_forwards(self, now: float) -> bool:
+        if now - self._checked_at >= self.recheck:
+            self._checked_at = now
+            self._forwarding = kernel_forwards(self.ifname)
+        return self._forwarding
+
+    async def run(self) -> None:
+        """Reflect until cancelled; raises :class:`EchoLinkError` if the socket fails."""
+        sock, raw = self._sock, self._raw
+        if sock is None or raw is None:
+            raise EchoLinkError(f"echo reflector on {self.ifname} is not open")
+        while True:
+            try:
+                frame, address = await sock.recvfrom(_RECV_SIZE)
+            except OSError as exc:
+                if exc.errno == errno.ENETDOWN:
+                    continue
+                raise EchoLinkError(f"echo receive on {self.ifname} failed: {exc}") from exc
+            if address[2] != PACKET_HOST:
+                continue
+            now = trio.current_time()
+            if self._kernel_forwards(now):
+                self.left_to_kernel += 1
+                continue
+            reply = reflected(frame, self.local_mac)
+            if reply is None:
+                continue
+            if not self._admit(now):
+                self.counters["echo-loop-rate-limited"] += 1
+                continue
+            try:
+                raw.send(reply)  # a 60-byte frame, direct: no scheduler pass
+            except BlockingIOError:
+                self.counters["echo-loop-rate-limited"] += 1
+                continue
+            except OSError as exc:
+                raise EchoLinkError(f"echo send on {self.ifname} failed: {exc}") from exc
+            self.looped += 1

@@ -8,23 +8,48 @@ demultiplex by (peer, local address).
 
 Sending: one socket per session, bound to the session's local address and a source
 port of its own in 49152-65535 (RFC 5881 §4), with TTL / hop limit 255.
+
+GTSM in the kernel: the single-hop socket carries a classic BPF filter
+(:func:`gtsm_filter`) that drops any packet whose TTL / hop limit is not 255 before
+it is queued, so a flood of such packets (anyone more than one hop away can send
+them) costs neither buffer space nor wake-ups and cannot crowd out the peers'
+packets. ``IP_MINTTL`` / ``IPV6_MINHOPCOUNT`` would be simpler, but Linux applies
+them to TCP only (measured on 6.18: set on a UDP socket, TTL-1 datagrams still
+arrive). The receive buffer is sized for the sessions on the socket
+(:func:`receive_buffer_bytes`), and the kernel's count of datagrams it dropped on
+the socket (filter or full buffer) rides on each datagram (``SO_RXQ_OVFL``).
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import math
 import random
 import socket
 import struct
+from collections.abc import Iterable
 from typing import cast
 
 import attrs
 import trio
 
 from protocols.bfd import CONTROL_PORT, MULTIHOP_CONTROL_PORT
+from speaker.bfd.bpf import ACCEPT_ALL, JEQ_K, LD_B_ABS, RET_K, SKF_NET_OFF, BpfInsn, stmt
+from speaker.bfd.bpf import attach_filter as _attach_filter
 
-__all__ = ["Datagram", "IPAddress", "open_receiver", "open_sender", "receive"]
+__all__ = [
+    "Datagram",
+    "IPAddress",
+    "InterfaceIndex",
+    "attach_gtsm_filter",
+    "gtsm_filter",
+    "open_receiver",
+    "open_sender",
+    "receive",
+    "receive_buffer_bytes",
+    "set_receive_buffer",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -37,6 +62,18 @@ IPV6_PKTINFO = 50
 IPV6_RECVHOPLIMIT = 51
 IPV6_HOPLIMIT = 52
 IPV6_UNICAST_HOPS = 16
+SO_RCVBUFFORCE = 33
+SO_RXQ_OVFL = 40
+
+# Where the TTL / hop limit sits in the IPv4 / IPv6 header.
+_TTL_OFFSET = {socket.AF_INET: 8, socket.AF_INET6: 7}
+
+#: Receive buffer: room for this long of every session's packets at their fastest
+#: rate, each costing this much buffer (truesize: 832 bytes for a BFD packet on veth,
+#: about 2 KiB on NIC drivers that receive into 2 KiB buffers), within these bounds.
+RECEIVE_BUFFER_SECONDS = 0.5
+PACKET_TRUESIZE = 2048
+MAX_RECEIVE_BUFFER = 64 << 20
 
 SOURCE_PORTS = range(49152, 65536)
 _ANCILLARY_SPACE = 256
@@ -50,6 +87,41 @@ class Datagram:
     destination: IPAddress | None
     ttl: int | None
     ifindex: int | None
+    #: Datagrams the kernel had dropped on this socket so far (GTSM filter, full
+    #: buffer) when it queued this one; None before the first drop.
+    kernel_drops: int | None = None
+
+
+class InterfaceIndex:
+    """Tells whether a datagram's arrival ifindex is that of a named interface.
+
+    Single-hop BFD is about one link (RFC 5881 §3): a packet from the right source
+    address arriving on another interface is not from the neighbour (with rp_filter
+    off, any host on any link of ours can send it). The index is read once and read
+    again on a mismatch, at most every ``recheck`` seconds (an interface deleted and
+    created again gets a new index; a flood of packets from elsewhere costs no
+    system call per packet).
+    """
+
+    def __init__(self, name: str, *, recheck: float = 1.0) -> None:
+        self.name = name
+        self.recheck = recheck
+        self.index: int | None = None
+        self._checked_at = -math.inf
+
+    def matches(self, ifindex: int | None, now: float) -> bool:
+        if ifindex is None:
+            return True  # no IP_PKTINFO (our sockets always ask for it): cannot tell
+        if ifindex == self.index:
+            return True
+        if now - self._checked_at < self.recheck:
+            return False
+        self._checked_at = now
+        try:
+            self.index = socket.if_nametoindex(self.name)
+        except OSError:
+            self.index = None  # gone for now; a later check finds it again
+        return ifindex == self.index
 
 
 def control_port(multihop: bool) -> int:
@@ -61,6 +133,7 @@ async def open_receiver(family: socket.AddressFamily, port: int) -> trio.socket.
     sock = trio.socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         if family == socket.AF_INET:
             sock.setsockopt(socket.IPPROTO_IP, IP_RECVTTL, 1)
             sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
@@ -130,8 +203,11 @@ async def receive(sock: trio.socket.SocketType) -> Datagram:
     ttl: int | None = None
     destination: IPAddress | None = None
     ifindex: int | None = None
+    drops: int | None = None
     for level, kind, value in ancdata:
-        if level == socket.IPPROTO_IP and kind == IP_TTL and len(value) >= 4:
+        if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+            drops = struct.unpack("=I", value[:4])[0]
+        elif level == socket.IPPROTO_IP and kind == IP_TTL and len(value) >= 4:
             ttl = struct.unpack("=i", value[:4])[0]
         elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
             ifindex = struct.unpack("=i", value[:4])[0]
@@ -143,4 +219,48 @@ async def receive(sock: trio.socket.SocketType) -> Datagram:
             ifindex = struct.unpack("=I", value[16:20])[0]
     host, port = cast("tuple[str, int]", addr)[:2]
     source = ipaddress.ip_address(host.split("%", 1)[0])
-    return Datagram(data, source, port, destination, ttl, ifindex)
+    return Datagram(data, source, port, destination, ttl, ifindex, drops)
+
+
+def gtsm_filter(family: socket.AddressFamily) -> list[BpfInsn]:
+    """Classic BPF for a UDP socket of ``family``: TTL / hop limit 255 or drop.
+
+    On a UDP socket the filter sees the datagram from its UDP header on; the IP
+    header is reached through SKF_NET_OFF (the IPv6 fixed header even when extension
+    headers follow).
+    """
+    return [
+        stmt(LD_B_ABS, SKF_NET_OFF + _TTL_OFFSET[family]),
+        BpfInsn(JEQ_K, 0, 1, 255),
+        stmt(RET_K, ACCEPT_ALL),
+        stmt(RET_K, 0),
+    ]
+
+
+def attach_gtsm_filter(sock: trio.socket.SocketType) -> None:
+    """Attach :func:`gtsm_filter` to a single-hop receive socket."""
+    _attach_filter(sock, gtsm_filter(socket.AddressFamily(sock.family)))
+
+
+def receive_buffer_bytes(receive_intervals_ms: Iterable[int]) -> int:
+    """Buffer space for the sessions on one socket, given the receive interval each
+    asks its peer for: a peer sends at most once per 75 % of it (§6.8.7 jitter), and
+    the buffer holds :data:`RECEIVE_BUFFER_SECONDS` of that for all of them."""
+    rate = sum(1000 / (0.75 * interval) for interval in receive_intervals_ms)
+    return min(MAX_RECEIVE_BUFFER, round(rate * RECEIVE_BUFFER_SECONDS * PACKET_TRUESIZE))
+
+
+def set_receive_buffer(sock: trio.socket.SocketType, nbytes: int) -> int:
+    """Make the socket's receive buffer at least ``nbytes`` (never smaller than it
+    is); returns the size in effect. Beyond net.core.rmem_max this needs
+    CAP_NET_ADMIN (SO_RCVBUFFORCE); without it the kernel caps the request."""
+    current = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    if nbytes > current:
+        # The kernel doubles what it is given (its bookkeeping overhead) and counts
+        # packets' truesize against the doubled value.
+        half = (nbytes + 1) // 2
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, half)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, half)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))

@@ -48,7 +48,7 @@ from protocols.bfd import (
     TimersChanged,
 )
 from speaker.bfd import net
-from speaker.bfd.echo_link import EchoLink, EchoLinkError
+from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel_forwards
 from speaker.bfd.profile import BfdProfile
 from speaker.broadcast import Broadcast
 from speaker.log import fields
@@ -162,6 +162,11 @@ class BfdSession:
         self._tasks: trio.Nursery | None = None
         self._echo_link: EchoLink | None = None
         self._echo_starting = False
+        # Single-hop: the link the session is about (deliver drops other arrivals).
+        self._arrival = (
+            net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
+        )
+        self._reflector_started = False  # see _run_reflector
 
     # ---- queries --------------------------------------------------------------------
 
@@ -187,7 +192,7 @@ class BfdSession:
             detect_mult=core.config.detect_mult,
             desired_min_tx_us=core.desired_min_tx_us,
             required_min_rx_us=core.required_min_rx_us,
-            echo_rx_us=core.config.advertised_echo_rx_us,
+            echo_rx_us=core.advertised_echo_rx_us,
             tx_interval_us=core.tx_interval_us,
             detection_time_us=core.detection_time_us,
             echo_tx_interval_us=core.echo_tx_interval_us,
@@ -393,6 +398,40 @@ class BfdSession:
             self.core.receive_echo(payload, trio.current_time())
             self._input_done()
 
+    async def _run_reflector(self) -> None:
+        """Keep the promise our nonzero Required Min Echo RX makes: loop the peer's
+        echoes back to it (a node with ip_forward=0 would drop them). If that cannot
+        be done and the kernel does not forward, advertise 0 instead."""
+        key = self.key
+        interface = key.interface
+        if interface is None or not isinstance(key.peer, ipaddress.IPv4Address):
+            self._no_echo_loop("echo looping needs a single-hop IPv4 session with an interface")
+            return
+        # The peer may send one echo per our echo_interval; twice that, for jitter.
+        reflector = EchoReflector(interface, key.peer, rate=2000 / self.profile.echo_interval,
+                                  counters=self.runtime_discards)  # fmt: skip
+        try:
+            reflector.open()
+        except EchoLinkError as exc:
+            self._no_echo_loop(str(exc))
+            return
+        log.info("bfd %s: looping the peer's echoes on %s", self.key, interface)
+        try:
+            await reflector.run()
+        except EchoLinkError as exc:
+            self._no_echo_loop(str(exc))
+        finally:
+            reflector.close()
+
+    def _no_echo_loop(self, why: str) -> None:
+        if self.key.interface is not None and kernel_forwards(self.key.interface):
+            return  # the kernel loops the peer's echoes
+        log.warning("bfd %s: cannot loop the peer's echoes (%s): advertising no echo",
+                    self.key, why)  # fmt: skip
+        self.runtime_discards["echo-loop-unavailable"] += 1
+        self.core.set_echo_loop(False, trio.current_time())
+        self.kick()
+
     def _drain_events(self) -> None:
         while (event := self.core.next_event()) is not None:
             if isinstance(event, StateChanged):
@@ -448,11 +487,17 @@ class BfdSession:
         if datagram.ttl is not None and datagram.ttl < minimum:
             self.runtime_discards["ttl-below-minimum"] += 1
             return
+        if self._arrival is not None and not self._arrival.matches(datagram.ifindex, now):
+            self.runtime_discards["wrong-interface"] += 1
+            return
         if datagram.source != self.key.peer:
             self.runtime_discards["source-mismatch"] += 1
             return
         if self.core.receive_decoded(packet, now) is None:
             self._last_remote = packet
+            if self.profile.echo_mode and not self._reflector_started and self._tasks:
+                self._reflector_started = True
+                self._tasks.start_soon(self._run_reflector)
         self._input_done()
 
 
@@ -567,12 +612,35 @@ class BfdEndpoint:
             del self._by_addresses[addresses]
 
     async def _receive_loop(self, sock: trio.socket.SocketType, multihop: bool) -> None:
+        """Receive and dispatch; keep the socket's buffer sized for its sessions.
+
+        Single-hop: TTL / hop limit 255 is enforced by a filter in the kernel (see
+        :mod:`speaker.bfd.net`), so a flood from afar never reaches the buffer; what
+        the kernel dropped is counted as ``kernel-dropped``."""
+        version = 4 if sock.family == socket.AF_INET else 6
+        if not multihop:
+            try:
+                net.attach_gtsm_filter(sock)
+            except OSError as exc:  # deliver() still checks each packet's TTL
+                log.warning("bfd: no kernel TTL filter on the IPv%d socket: %s", version, exc)
+        sized_for, drops_seen = -1, 0
         while True:
+            if len(self.sessions) != sized_for:
+                sized_for = len(self.sessions)
+                intervals = [
+                    s.profile.receive_interval
+                    for s in self.sessions.values()
+                    if s.key.multihop == multihop and s.key.peer.version == version
+                ]
+                net.set_receive_buffer(sock, net.receive_buffer_bytes(intervals))
             try:
                 datagram = await net.receive(sock)
             except OSError as exc:  # e.g. ICMP errors queued on the socket
                 self.discards[f"receive-error-{exc.errno}"] += 1
                 continue
+            if datagram.kernel_drops is not None and datagram.kernel_drops != drops_seen:
+                self.discards["kernel-dropped"] += (datagram.kernel_drops - drops_seen) & 0xFFFFFFFF
+                drops_seen = datagram.kernel_drops
             self.dispatch(datagram, multihop, trio.current_time())
 
     def dispatch(self, datagram: net.Datagram, multihop: bool, now: float) -> None:

@@ -11,6 +11,7 @@ import pytest
 from lab import Lab, faults
 from lab.capture import BFD_FIELDS, Capture
 from lab.frr import FRR, bfd_peer_block, bfdd_config
+from lab.netns import Host
 from lab.ours import OurBfd
 
 pytestmark = pytest.mark.lab
@@ -267,7 +268,67 @@ def test_single_hop_drops_packets_with_ttl_below_255(lab: Lab, lab_require) -> N
     time.sleep(2.5)
     stats = ours.stats()
     assert stats["state"] != "UP" and stats["control_rx"] == 0
-    assert stats["discards"].get("ttl-below-minimum", 0) >= 2, stats["discards"]
+    # Dropped by the kernel's filter: they never reach the session, the socket's
+    # drop count has them.
+    assert udp_drops(spk, 3784) >= 2
+
+
+def udp_drops(host: Host, port: int) -> int:
+    """The kernel's drop count of the UDP socket bound to ``port`` in ``host``
+    (datagrams a socket filter refused or a full buffer lost)."""
+    lines = host.run("cat", "/proc/net/udp").stdout.splitlines()[1:]
+    for line in lines:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port:
+            return int(fields[-1])
+    raise AssertionError(f"no UDP socket on port {port} in {host.name}")
+
+
+FLOOD = """
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 1)
+s.connect((sys.argv[1], 3784))
+s.setblocking(False)
+# A well-formed Down packet without Your Discriminator: the costliest to look up.
+pkt = struct.pack("!BBBBIIIII", 0x20, 1 << 6, 3, 24, 1234, 0, 50000, 50000, 0)
+sent, end = 0, time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    for _ in range(1000):
+        try:
+            s.send(pkt)
+        except (BlockingIOError, ConnectionRefusedError):
+            continue
+        sent += 1
+print(sent)
+"""
+
+
+def test_ttl1_flood_does_not_cost_the_good_session(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 6: 530 kpps of TTL-1 packets for 10 s overflowed the shared
+    single-hop socket and cost the good session 4 Downs. rtr2 (spk's other link)
+    floods spk's single-hop port with TTL-1 BFD packets for 4 s as fast as one
+    process can (several hundred kpps here) while the session with rtr1 runs at
+    50/50/3: the kernel drops the flood, the session stays Up at both ends."""
+    lab_require("frr")
+    rtr, spk, other = lab["rtr1"], lab["spk"], lab["rtr2"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=50, rx=50)
+    ours = OurBfd(spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=50, rx=50).start()
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    time.sleep(1.0)  # past slow start: 50 ms both ways
+    n_before = len(ours.states())
+    drops_before = udp_drops(spk, 3784)
+    out = other.run("python3", "-c", FLOOD, str(spk.addr4("rtr2")), "4", timeout=30)
+    sent = int(out.stdout.split()[-1])
+    time.sleep(0.5)
+    stats = ours.stats()
+    assert ours.states()[n_before:] == [], f"flood of {sent} packets: {ours.states()[n_before:]}"
+    assert stats["state"] == "UP" and stats["down_events"] == 0
+    assert frr.bfd_peer(s_addr)["status"] == "up"
+    assert sent >= 200_000, f"only {sent} packets sent: the flood did not happen"
+    assert udp_drops(spk, 3784) - drops_before >= sent * 0.9
 
 
 def test_garbage_from_the_peer_is_counted_and_disturbs_nothing(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
@@ -301,4 +362,67 @@ for i in range(2000):
     stats = ours.stats()
     assert stats["state"] == "UP" and len(ours.states()) == n_before
     assert sum(stats["discards"].values()) >= 500, stats["discards"]
+    assert frr.bfd_peer(s_addr)["status"] == "up"
+
+
+def test_spoofed_packet_from_another_link_is_dropped(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """RFC 5881 §3, issue 12 item 6: rtr2, on spk's other link, sends Down packets
+    with rtr1's source address, TTL 255 and the session's discriminators (rp_filter
+    is off in the lab, so spk's kernel delivers them). The arrival interface is not
+    the session's: counted as wrong-interface, and the session stays Up."""
+    lab_require("frr")
+    rtr, spk, other = lab["rtr1"], lab["spk"], lab["rtr2"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=50, rx=50)
+    ours = OurBfd(spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=50, rx=50).start()
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    stats = ours.stats()
+    n_before = len(ours.states())
+    other.run("ip", "addr", "add", f"{r_addr}/32", "dev", "lo")
+    other.run("ip", "route", "add", f"{s_addr}/32", "via", str(spk.addr4("rtr2")))
+    script = f"""
+import socket, struct, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)
+s.bind(("{r_addr}", 49999))
+down = struct.pack("!BBBBIIIII", 0x20, 1 << 6, 3, 24, {stats["remote_discriminator"]},
+                   {stats["local_discriminator"]}, 50000, 50000, 0)
+for _ in range(5):
+    s.sendto(down, ("{s_addr}", 3784))
+    time.sleep(0.01)
+"""
+    other.run("python3", "-c", script, timeout=10)
+    time.sleep(0.5)
+    stats = ours.stats()
+    assert stats["state"] == "UP" and len(ours.states()) == n_before, ours.states()[n_before:]
+    assert stats["discards"].get("wrong-interface", 0) == 5, stats["discards"]
+    assert frr.bfd_peer(s_addr)["status"] == "up"
+
+
+def test_frr_echo_mode_with_a_node_that_does_not_forward(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 3: FRR with echo-mode sends echoes addressed to itself through
+    spk's MAC and expects spk's forwarding plane to return them; spk has
+    ip_forward=0. We advertise a nonzero Required Min Echo RX, so we loop them back
+    ourselves (before: 307 Up / 306 Down in 7.5 s). 7.5 s without a flap at either
+    end, with FRR's echoes coming back and ours going through rtr1."""
+    lab_require("frr")
+    rtr, spk = lab["rtr1"], lab["spk"]
+    r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
+    spk.sysctl("net.ipv4.ip_forward", "0")
+    frr = frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100, echo=50)
+    ours = OurBfd(
+        spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=100, rx=100, echo=True,
+        echo_interval=50,
+    ).start()  # fmt: skip
+    ours.wait_state("UP", timeout=3)
+    frr.wait_bfd_status(s_addr, "up", timeout=3)
+    time.sleep(7.5)
+    assert [s["new"] for s in ours.states()] == ["UP"], ours.states()
+    stats = ours.stats()
+    assert stats["state"] == "UP" and stats["echo_rx_us"] == 50_000
+    assert stats["echo_rx"] >= 50  # our own echoes, through rtr1's forwarding plane
+    [counters] = [c for c in frr.bfd_counters() if c["peer"] == s_addr]
+    assert counters["session-down"] == 0, counters
+    assert counters["echo-packet-input"] >= 100, counters  # FRR's, looped by us
     assert frr.bfd_peer(s_addr)["status"] == "up"

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 
+import attrs
 import pytest
 import trio
 
-from protocols.bfd import Diag, State, StateChanged
+from protocols.bfd import ControlPacket, Diag, State, StateChanged
+from speaker.bfd.net import Datagram
 from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 
@@ -151,3 +154,56 @@ async def test_steady_state_packets_do_not_wake_the_session_task(autojump_clock,
     assert sa.core.counters.control_rx - received >= 5 / 0.050 * 0.9  # packets did arrive
     assert kicks == 0
     assert sa.state is State.UP and sb.state is State.UP
+
+
+async def test_single_hop_packet_from_another_interface_is_dropped(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    """RFC 5881 §3: a single-hop session is about one link. A packet with the peer's
+    source address that arrived on another interface (rp_filter off: any host on
+    any link can send one) is counted and dropped, not allowed to down the session."""
+    ep_a = BfdEndpoint(rng=random.Random(5), ports=(PORT_A, PORT_A + 1000),
+                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(6), ports=(PORT_B, PORT_B + 1000),
+                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), FAST)
+    await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
+    with trio.fail_after(3):
+        await sa.wait_state(State.UP)  # real arrivals on lo match its index
+    spoofed = ControlPacket(
+        state=State.DOWN, detect_mult=3, my_discriminator=sa.core.remote_discriminator,
+        your_discriminator=sa.core.local_discriminator, desired_min_tx_us=50_000,
+        required_min_rx_us=50_000,
+    )  # fmt: skip
+    lo = socket.if_nametoindex("lo")
+    other = Datagram(spoofed.encode(), B, 49152, A, 255, lo + 1000)
+    ep_a.dispatch(other, False, trio.current_time())
+    await trio.sleep(1)
+    assert sa.state is State.UP
+    assert sa.statistics().discards["wrong-interface"] == 1
+    # The same packet on the session's own link is the peer's and is obeyed.
+    ep_a.dispatch(attrs.evolve(other, ifindex=lo), False, trio.current_time())
+    assert sa.state is State.DOWN
+
+
+async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    """lo is no Ethernet link: the peer's echoes cannot be looped there (and lo does
+    not forward), so after the first packet from the peer we advertise a Required
+    Min Echo RX of 0 rather than promise what we cannot keep."""
+    echo = BfdProfile(name="echo", transmit_interval=50, receive_interval=50,
+                      echo_mode=True, echo_interval=50)  # fmt: skip
+    ep_a = BfdEndpoint(rng=random.Random(7), ports=(PORT_A, PORT_A + 1000),
+                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(8), ports=(PORT_B, PORT_B + 1000),
+                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), echo)
+    sb = await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
+    assert sa.core.advertised_echo_rx_us == 50_000
+    with trio.fail_after(3):
+        await sa.wait_state(State.UP)
+    await trio.sleep(1)
+    assert sa.statistics().echo_rx_us == 0
+    assert sa.statistics().discards["echo-loop-unavailable"] == 1
+    assert sb.statistics().remote_echo_rx_us == 0  # what the peer now hears

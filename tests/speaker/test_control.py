@@ -155,7 +155,9 @@ async def test_show_commands_answer_from_the_running_speaker(tmp_path: Path) -> 
 
         async def bfd_up() -> Any:
             peers = await spk.ask("show bfd peers")
-            return peers if peers and peers[0]["status"] == "up" else None
+            # Up, and past slow start (our Poll goes out one spacing after the Init).
+            fast = peers and peers[0].get("remote-transmit-interval") == 50
+            return peers if fast and peers[0]["status"] == "up" else None
 
         peers = await wait_for(bfd_up)
         assert len(peers) == 1  # r2 has no BFD, elsewhere is not for this node

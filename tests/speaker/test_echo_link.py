@@ -21,18 +21,18 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from speaker.bfd.bpf import SKF_AD_OFF, SKF_AD_PKTTYPE, BpfInsn
 from speaker.bfd.echo_link import (
     ECHO_PORT,
     PACKET_HOST,
     PACKET_OUTGOING,
-    SKF_AD_OFF,
-    SKF_AD_PKTTYPE,
-    BpfInsn,
     EchoLink,
     EchoLinkError,
     build_frame,
     echo_filter,
+    kernel_forwards,
     parse_frame,
+    reflected,
     resolve_mac,
     wait_peer_mac,
 )
@@ -501,3 +501,32 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def test_reflected_is_what_a_router_sends_back() -> None:
+    """A peer's echo (addressed to itself, to our MAC) goes back to the sender's MAC
+    from ours with TTL one lower, as a forwarding plane returns it (FRR wants 254)."""
+    theirs = build_frame(MAC_B, MAC_A, PEER, PEER, 3785, b"frr-echo" * 3)
+    back = reflected(theirs, MAC_A)
+    assert back is not None
+    assert back[:6] == MAC_B and back[6:12] == MAC_A
+    parsed = parse_frame(back)  # checksums still valid
+    assert parsed is not None and parsed.ttl == 254
+    assert (parsed.ip_src, parsed.ip_dst, parsed.payload) == (PEER, PEER, b"frr-echo" * 3)
+
+    def unchanged(frame: bytes) -> bytes:  # all but the MACs, TTL and IP checksum
+        return frame[12:22] + frame[23:24] + frame[26:]
+
+    assert unchanged(back) == unchanged(theirs)
+    assert reflected(build_frame(MAC_B, MAC_A, PEER, PEER, 3785, b"x", ttl=1), MAC_A) is None
+    assert reflected(theirs[:30], MAC_A) is None
+
+
+def test_kernel_forwards_reads_the_interface_flag(tmp_path: Path) -> None:
+    (tmp_path / "eth0").mkdir()
+    (tmp_path / "eth0" / "forwarding").write_text("1\n")
+    (tmp_path / "eth1").mkdir()
+    (tmp_path / "eth1" / "forwarding").write_text("0\n")
+    assert kernel_forwards("eth0", root=str(tmp_path))
+    assert not kernel_forwards("eth1", root=str(tmp_path))
+    assert not kernel_forwards("missing", root=str(tmp_path))

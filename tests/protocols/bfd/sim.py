@@ -41,6 +41,10 @@ class Endpoint:
     events: list[Event] = attrs.Factory(list)
     sent: list[tuple[float, ControlPacket]] = attrs.Factory(list)
     sent_raw: list[bytes] = attrs.Factory(list)
+    # For each packet of ``sent``: the smallest transmit interval (us) the session
+    # had between its previous packet and this one (what the spacing may rely on).
+    sent_interval_us: list[int] = attrs.Factory(list)
+    interval_floor_us: int | None = None
     last_valid_rx: float | None = None
     received_valid: int = 0
     # Detection Time just before the last handle_timer call, for the diag-1 check.
@@ -66,9 +70,20 @@ class Link:
         latency_jitter: float = 0.0,
         jitter_until: float = float("inf"),
         drop: DropRule = no_drop,
+        duplicate: float = 0.0,
+        duplicate_delay: float = 0.0,
+        duplicate_until: float = float("inf"),
         b_starts_at: float = 0.0,
     ) -> None:
+        """``duplicate``: chance that a Control packet is delivered once more (again
+        and again: 0.5 means one extra copy on average), each copy up to
+        ``duplicate_delay`` seconds later than the original, until ``duplicate_until``.
+        """
         self.now = 0.0
+        self.duplicate = duplicate
+        self.duplicate_delay = duplicate_delay
+        self.duplicate_until = duplicate_until
+        self._duplicate_rng = random.Random(seed + 3)
         self.latency = latency
         self.latency_jitter = latency_jitter
         self.jitter_until = jitter_until
@@ -109,14 +124,24 @@ class Link:
 
     def _collect(self, ep: Endpoint) -> None:
         other = "b" if ep.name == "a" else "a"
+        interval = ep.session.tx_interval_us
+        floor = interval if ep.interval_floor_us is None else min(ep.interval_floor_us, interval)
+        ep.interval_floor_us = floor
         for data in ep.session.datagrams_to_send():
             ep.sent.append((self.now, ControlPacket.decode(data)))
             ep.sent_raw.append(data)
+            ep.sent_interval_us.append(floor)
+            ep.interval_floor_us = interval
             if not self.drop(ep.name, "control", self.now):
                 delay = self.latency
                 if self.now < self.jitter_until:  # variable delay: reordering
                     delay += self.latency_jitter * self._delay_rng.random()
                 self._push(self.now + delay, other, "control", data)
+                while self.now < self.duplicate_until and (
+                    self._duplicate_rng.random() < self.duplicate
+                ):
+                    extra = self.duplicate_delay * self._duplicate_rng.random()
+                    self._push(self.now + delay + extra, other, "control", data)
         for data in ep.session.echo_datagrams_to_send():
             # An echo crosses the link, is looped back by the peer, and comes home.
             if not self.drop(ep.name, "echo", self.now):

@@ -159,6 +159,89 @@ def test_lossy_link_never_breaks_invariants(
         assert not ep.session.poll_active
 
 
+def assert_spaced(ep: Endpoint) -> None:
+    """§6.8.7: apart from Finals, no three packets in a row within 75 % of the
+    transmit interval (a periodic one plus at most one out of schedule)."""
+    sends = [
+        (t, interval)
+        for (t, p), interval in zip(ep.sent, ep.sent_interval_us, strict=True)
+        if not p.final
+    ]
+    for (t0, i0), (_t1, i1), (t2, i2) in zip(sends, sends[1:], sends[2:], strict=False):
+        bound = 0.75 * min(i0, i1, i2) / 1e6
+        assert t2 - t0 >= bound - 1e-9, f"{ep.name}: 3 packets in {t2 - t0:.6f}s at {t0}"
+
+
+@SIM_SMALL
+@given(
+    a=configs(),
+    b=configs(),
+    seed=SEEDS,
+    loss=st.floats(0, 0.3),
+    duplicate=st.floats(0, 0.6),
+    duplicate_delay=st.sampled_from([0.0, 0.002, 0.05, 0.3]),
+    reorder=st.sampled_from([0, 0.005, 0.05]),
+    bad_for=st.floats(0.5, 4.0),
+)
+def test_duplicating_reordering_link_cannot_make_a_storm(
+    *,
+    a: SessionConfig,
+    b: SessionConfig,
+    seed: int,
+    loss: float,
+    duplicate: float,
+    duplicate_delay: float,
+    reorder: float,
+    bad_for: float,
+) -> None:
+    """Stale and duplicated packets in flight: a session that answered every state
+    change at once would answer each of them, the peer likewise, and the two would
+    flap as fast as the link carries packets (the FRR storm of issue 11). Sends stay
+    spaced whatever arrives, and the pair settles Up once the link is clean."""
+    chance = random.Random(seed)
+
+    def drop(sender: str, kind: str, now: float) -> bool:
+        return now < bad_for and chance.random() < loss
+
+    link = Link(
+        a,
+        b,
+        seed=seed,
+        drop=drop,
+        latency_jitter=reorder,
+        jitter_until=bad_for,
+        duplicate=duplicate,
+        duplicate_delay=duplicate_delay,
+        duplicate_until=bad_for,
+    )
+    link.run_until(bad_for + 8.0, max_steps=200_000)
+    x, y = both(link)
+    assert not link.violations
+    for ep in (x, y):
+        assert_spaced(ep)
+        assert ep.session.state is State.UP
+        assert not ep.session.poll_active
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_delayed_duplicates_do_not_feed_a_flap_storm(seed: int) -> None:
+    """The storm itself, at 50 ms: every packet has a 50 % chance of one more copy
+    up to 200 ms late. Answering each state change at once, the two sessions flapped
+    some 30,000 times a second; spaced, there are at most 2 packets per 37.5 ms
+    and the state settles."""
+    cfg = SessionConfig(desired_min_tx_us=50_000, required_min_rx_us=50_000, detect_mult=3)
+    link = Link(
+        cfg, cfg, seed=seed, latency=0.0002, duplicate=0.5, duplicate_delay=0.2,
+        duplicate_until=10.0,
+    )  # fmt: skip
+    link.run_until(15.0, max_steps=100_000)
+    for ep in both(link):
+        assert_spaced(ep)
+        assert len([p for _, p in ep.sent if not p.final]) <= 2 * 15.0 / 0.0375
+        assert len(ep.state_changes()) <= 100
+        assert ep.session.state is State.UP
+
+
 # ---------------------------------------------------------------- failure detection
 
 

@@ -9,6 +9,8 @@ import attrs
 import pytest
 
 from protocols.bfd import (
+    ECHO_HOLDOFF_INITIAL_S,
+    ECHO_STABLE_S,
     SLOW_INTERVAL_US,
     AuthConfig,
     AuthType,
@@ -127,7 +129,7 @@ def test_three_way_handshake() -> None:
     assert (init.state, init.your_discriminator) == (State.INIT, PEER)
     assert feed(s, peer(State.UP), 0.2) is None
     assert s.state is State.UP
-    [up] = sent(s)
+    [up] = sent(s)  # 75 % of the 50 ms interval in force once Up has passed
     # Up: leave slow start through a Poll Sequence.
     assert up.poll and up.desired_min_tx_us == 50_000
     changes = events(s)
@@ -281,6 +283,67 @@ def test_no_periodic_when_remote_rx_zero() -> None:
     detection = s.get_timer()
     # Only the detection deadline remains.
     assert detection == pytest.approx(0.02 + 3 * 0.05)
+
+
+def run_timers(s: Session, until: float) -> list[tuple[float, ControlPacket]]:
+    """Run every timer due up to ``until``; the packets sent, with their times."""
+    out = []
+    while (timer := s.get_timer()) is not None and timer <= until:
+        s.handle_timer(timer)
+        out += [(timer, p) for p in sent(s)]
+    return out
+
+
+def test_changes_driven_by_the_peer_are_spaced() -> None:
+    """§6.8.7: however fast the peer's packets flip our state (here Up/Down every
+    millisecond, as stale or duplicated packets can), packets stay spaced by the
+    transmit interval (50 ms while Up, 1 s while not): one periodic plus at most one
+    out of schedule per 75 % of it, carrying the latest state. Answering each change
+    at once is how two systems keep each other flapping at wire speed."""
+    s = up_session()
+    packets: list[tuple[float, ControlPacket]] = []
+    for i in range(1000):
+        now = 0.1 + i * 0.001
+        packets += run_timers(s, now)
+        feed(s, peer(State.DOWN if i % 2 == 0 else State.INIT), now)
+        packets += [(now, p) for p in sent(s)]
+    assert len(events(s)) == 1000  # every packet did change the state
+    times = [t for t, p in packets if not p.final and t >= 0.1]
+    assert len(times) <= 2 * 1.0 / 0.0375
+    for a, _, b in zip(times, times[1:], times[2:], strict=False):
+        assert b - a >= 0.75 * 0.05 - 1e-9
+
+
+def test_a_held_change_goes_out_when_the_spacing_ends() -> None:
+    """Without periodic packets (the peer's Required Min RX is 0), a change held back
+    by the spacing still goes out, at the end of the spacing interval."""
+    s = up_session(required_min_rx_us=0)
+    assert feed(s, peer(State.DOWN, required_min_rx_us=0), 0.1) is None
+    [down] = sent(s)
+    assert down.state is State.DOWN
+    for i in range(7):  # Init at 0.2; the peer keeps talking so detection waits
+        assert feed(s, peer(State.DOWN, required_min_rx_us=0), 0.2 + i * 0.1) is None
+        assert sent(s) == []
+    assert s.state is State.INIT
+    assert s.get_timer() == pytest.approx(0.1 + 0.75)
+    s.handle_timer(0.85)
+    [init] = sent(s)
+    assert init.state is State.INIT
+    assert s.get_timer() == pytest.approx(0.8 + 3 * 0.05)  # detection only again
+
+
+def test_finals_and_local_commands_are_not_spaced() -> None:
+    s = up_session()
+    for i in range(20):  # §6.8.7: a Final for every Poll, "without respect to ...
+        assert feed(s, peer(State.UP, poll=True), 0.1 + i * 0.001) is None
+        [final] = sent(s)  # ... any other transmission limitations"
+        assert final.final
+    assert feed(s, peer(State.DOWN), 0.2) is None
+    [down] = sent(s)
+    assert down.state is State.DOWN
+    s.admin_down(0.201)  # an operator's command is not a ping-pong: at once
+    [admin] = sent(s)
+    assert admin.state is State.ADMIN_DOWN
 
 
 def test_remote_demand_stops_periodic_but_polls_answered() -> None:
@@ -494,20 +557,82 @@ def test_echo_off_restores_control_rx() -> None:
     assert s.detection_time_us == 3 * SLOW_INTERVAL_US
 
 
+def drive_echo(s: Session, until: float, *, returned: bool) -> float:
+    """Run ``s`` until ``until`` or it leaves Up, the peer's control packets flowing
+    (every 20 ms at least, echo RX 20 ms, answering Polls) and our echoes coming back
+    at once when ``returned``."""
+    now = 0.0
+    while s.state is State.UP and now < until:
+        now = min(s.get_timer() or until, until, now + 0.02)
+        s.handle_timer(now)
+        final = any(p.poll for p in sent(s))
+        for echo in s.echo_datagrams_to_send():
+            if returned:
+                assert s.receive_echo(echo, now) is None
+        if s.state is State.UP:
+            feed(s, peer(State.UP, required_min_echo_rx_us=20_000, final=final), now)
+    return now
+
+
 def test_echo_failure_goes_down_with_diag_2() -> None:
     s = up_session(ECHO, required_min_echo_rx_us=20_000)
-    now = 0.01  # echo started when the session went Up
-    while s.state is State.UP and now < 1.0:
-        now = s.get_timer() or 1.0
-        s.handle_timer(now)
-        s.echo_datagrams_to_send()  # lost
-        if s.state is State.UP:  # control packets keep flowing
-            feed(s, peer(State.UP, required_min_echo_rx_us=20_000), now)
+    drive_echo(s, 0.5, returned=True)
+    assert s.state is State.UP and s.counters.echo_rx > 10
+    now = drive_echo(s, 1.0, returned=False)  # the echo path breaks at 0.5
     assert s.state is State.DOWN
     assert s.local_diag is Diag.ECHO_FUNCTION_FAILED
-    assert now == pytest.approx(0.01 + 3 * 0.02)
+    assert 0.5 + 2 * 0.02 <= now <= 0.5 + 3 * 0.02 + 1e-9
     assert not s.echo_active
     assert s.echo_datagrams_to_send() == []
+    assert s.echo_failures == 1
+    assert s.echo_held_until == pytest.approx(now + ECHO_HOLDOFF_INITIAL_S)
+
+
+def test_echo_is_held_off_after_a_failure_and_longer_each_time() -> None:
+    """After an echo failure the session comes back Up on control packets, and echo
+    stays off for the hold-off (1 s, then 2 s, 4 s...): not the ~7 flaps a second
+    of restarting echo on every Up into a path that drops it."""
+    s = up_session(ECHO, required_min_echo_rx_us=20_000)
+    drive_echo(s, 0.5, returned=True)
+    failed_at = drive_echo(s, 1.0, returned=False)
+    assert s.state is State.DOWN
+    assert feed(s, peer(State.INIT, required_min_echo_rx_us=20_000), failed_at + 0.01) is None
+    assert s.state is State.UP
+    assert not s.echo_active  # held off: no echo on this Up
+    drive_echo(s, failed_at + 0.9, returned=False)
+    assert s.state is State.UP and not s.echo_active
+    assert s.required_min_rx_us == 50_000  # control does the detecting meanwhile
+    # The hold-off ends: echo starts again; it works once, then fails again.
+    drive_echo(s, failed_at + 1.2, returned=True)
+    assert s.echo_active
+    second = drive_echo(s, failed_at + 2.0, returned=False)
+    assert s.state is State.DOWN and s.echo_failures == 2
+    assert s.echo_held_until == pytest.approx(second + 2 * ECHO_HOLDOFF_INITIAL_S)
+
+
+def test_echo_that_never_came_back_is_no_path_failure() -> None:
+    """A peer that advertises echo RX but does not loop echoes (a node that does not
+    forward): the Echo function stops with a growing hold-off; the session stays Up
+    on control packets."""
+    s = up_session(ECHO, required_min_echo_rx_us=20_000)
+    now = drive_echo(s, 30.0, returned=False)
+    assert now == 30.0 and s.state is State.UP
+    assert s.counters.down_transitions == 0
+    # Failures after 0.07 s, then at ~1, ~3, ~7, ~15 s of echo hold-offs (1, 2, 4, 8,
+    # 16 s): five tries in 30 s instead of hundreds.
+    assert s.echo_failures == 5
+    assert s.counters.echo_tx <= 5 * 4  # DetectMult intervals each, and the first
+
+
+def test_echo_hold_off_resets_after_echo_ran_stable() -> None:
+    s = up_session(ECHO, required_min_echo_rx_us=20_000)
+    drive_echo(s, 0.5, returned=True)
+    t = drive_echo(s, 1.0, returned=False)
+    feed(s, peer(State.INIT, required_min_echo_rx_us=20_000), t + 0.01)
+    drive_echo(s, t + 1.1 + ECHO_STABLE_S + 0.1, returned=True)  # 10 s of good echo
+    t = drive_echo(s, t + 20.0, returned=False)
+    assert s.echo_failures == 2
+    assert s.echo_held_until == pytest.approx(t + ECHO_HOLDOFF_INITIAL_S)
 
 
 def test_echo_not_sent_without_peer_echo_rx() -> None:
@@ -536,3 +661,14 @@ def test_echo_discards() -> None:
 def test_echo_rejected_for_multihop() -> None:
     with pytest.raises(ValueError):
         SessionConfig(echo_mode=True, multihop=True)
+
+
+def test_no_echo_promise_while_echoes_cannot_be_looped() -> None:
+    s = up_session(ECHO)
+    assert s.advertised_echo_rx_us == 20_000
+    s.set_echo_loop(False, 0.1)
+    [packet] = sent(s)  # a local command: at once
+    assert packet.required_min_echo_rx_us == 0
+    s.set_echo_loop(True, 0.2)
+    [packet] = sent(s)
+    assert packet.required_min_echo_rx_us == 20_000
