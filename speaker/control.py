@@ -46,7 +46,7 @@ from typing import Any
 import trio
 
 from protocols.bgp import State as BgpState
-from speaker import __version__, show
+from speaker import __version__, gcpause, show
 from speaker.app import Speaker
 from speaker.config.model import DEFAULT_CONTROL_SOCKET
 from speaker.log import fields
@@ -747,9 +747,11 @@ class ControlServer:
             log.warning("control: %s", request)
             return [_encode({"ok": False, "error": request})]
         try:
-            reply = await handle(self.speaker, request, monitor=self.monitor)
-            encoded = await encode_reply(reply)
-            await Slicer().release(reply)
+            # A big reply lives over many loop steps: no full collection scanning it.
+            with gcpause.paused():
+                reply = await handle(self.speaker, request, monitor=self.monitor)
+                encoded = await encode_reply(reply)
+                await Slicer().release(reply)
             return encoded
         except Exception as exc:  # a bug must not take the speaker down
             log.exception("control: %s failed", request.get("command"))

@@ -39,6 +39,7 @@ from prometheus_client.registry import Collector
 from protocols.bfd import State as BfdState
 from protocols.bgp import Prefix
 from protocols.bgp import State as BgpState
+from speaker import gcpause
 from speaker.app import Speaker
 from speaker.control import bfd_status
 from speaker.looplag import Histogram, LoopMonitor, Slicer
@@ -168,6 +169,8 @@ class SpeakerCollector:
         self.monitor = monitor
         #: Per config: each service's (advertisement index, prefix) pairs.
         self._prefixes: tuple[Derived, dict[str, list[tuple[int, Prefix]]]] | None = None
+        #: The config whose service count was logged as over the series limit.
+        self._over_limit: Derived | None = None
         #: Runners seen at the last scrape (kept alive so that what a runner records
         #: between the last scrape and its removal by a reload is still folded in).
         self._live: list[PeerRunner] = []
@@ -383,6 +386,25 @@ class SpeakerCollector:
 
     async def _services(self, slicer: Slicer) -> list[Metric]:
         speaker = self.speaker
+        services = speaker.derived.services
+        announced_services = await self._announced(slicer)
+        counts = GaugeMetricFamily(
+            "speaker_services",
+            "Services in the configuration, healthy, and announced to an established peer",
+            labels=["state"],
+        )
+        healthy_count = sum(1 for service in services if service in speaker.healthy)
+        counts.add_metric(["configured"], float(len(services)))
+        counts.add_metric(["healthy"], float(healthy_count))
+        counts.add_metric(["announced"], float(len(announced_services)))
+        limit = speaker.config.metrics.service_series_limit
+        if len(services) > limit:
+            if self._over_limit is not speaker.derived:
+                self._over_limit = speaker.derived
+                log.info("metrics: %d services is over metrics.service_series_limit (%d):"
+                         " speaker_service_* series are left out; speaker_services counts"
+                         " them", len(services), limit)  # fmt: skip
+            return [counts]
         healthy = GaugeMetricFamily(
             "speaker_service_healthy",
             "1 when the service's health check passes (or it has none)",
@@ -393,12 +415,11 @@ class SpeakerCollector:
             "1 when the service's address is announced to at least one established peer",
             labels=["service"],
         )
-        announced_services = await self._announced(slicer)
-        for service in speaker.derived.services:
+        for service in services:
             await slicer.tick()
             healthy.add_metric([service], 1.0 if service in speaker.healthy else 0.0)
             announced.add_metric([service], 1.0 if service in announced_services else 0.0)
-        return [healthy, announced]
+        return [counts, healthy, announced]
 
     async def _service_prefixes(self, slicer: Slicer) -> dict[str, list[tuple[int, Prefix]]]:
         """Per service: the prefix each advertisement of its pool announces it as
@@ -526,7 +547,10 @@ async def _handle(collector: SpeakerCollector, stream: trio.SocketStream) -> Non
             if not head:
                 return
             try:
-                response = await respond(collector, bytes(head))
+                # The scrape's samples live over many loop steps: no full collection
+                # scanning them (speaker.gcpause).
+                with gcpause.paused():
+                    response = await respond(collector, bytes(head))
             except Exception:  # a bug must not take the speaker down
                 log.exception("metrics: scrape failed")
                 response = _response("500 Internal Server Error", b"error\n", "text/plain")

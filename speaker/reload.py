@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterator
 import attrs
 
 from speaker.config import Config, ConfigError, load_config
+from speaker.gcpause import paused
 from speaker.hostcheck import host_issues
 from speaker.plan import Derived, derive
 
@@ -110,26 +111,21 @@ def prepare(
 
 @contextlib.contextmanager
 def collections_deferred() -> Iterator[None]:
-    """No garbage collection while the body runs; then what it allocated joins the
-    oldest generation without being scanned.
+    """No garbage collection while the body runs (:func:`speaker.gcpause.paused`);
+    then what it allocated joins the oldest generation without being scanned.
 
-    A collection holds the GIL from start to end, from whichever thread triggers it,
-    and a full one scans the whole heap: the worker thread's allocations (hundreds of
-    thousands of objects at 10,000 services) would trigger them, tens of ms each, in
-    which the loop cannot run. ``gc.freeze()`` + ``gc.unfreeze()`` are two list
-    splices (O(1)) that move every tracked object to the oldest generation, so the
-    next young collection on the loop does not scan the new config either; acyclic
-    garbage is freed by reference counting meanwhile, as always. If something keeps a
-    frozen heap (``gc.freeze()`` at start), the new objects join it instead.
+    The worker thread's allocations (hundreds of thousands of objects at 10,000
+    services) would otherwise trigger collections, tens of ms each, in which the loop
+    cannot run. ``gc.freeze()`` + ``gc.unfreeze()`` are two list splices (O(1)) that
+    move every tracked object to the oldest generation, so the next young collection
+    on the loop does not scan the new config either. With a frozen heap (``gc.freeze()``
+    at start, as ``speaker run`` does), the new objects join it instead.
     """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        frozen = gc.get_freeze_count() > 0
-        gc.freeze()
-        if not frozen:
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
+    with paused():
+        try:
+            yield
+        finally:
+            frozen = gc.get_freeze_count() > 0
+            gc.freeze()
+            if not frozen:
+                gc.unfreeze()

@@ -289,6 +289,10 @@ class MetricsSettings:
 
     enabled: bool = True
     address: str = attrs.field(default=DEFAULT_METRICS_ADDRESS, validator=_listen_address)
+    #: Per-service series (``speaker_service_*{service}``) while the config has at
+    #: most this many services; above it only the ``speaker_services`` counts (a
+    #: scrape of 65,536 services would be 6 MB every time).
+    service_series_limit: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
 
     @property
     def host_port(self) -> tuple[str, int]:

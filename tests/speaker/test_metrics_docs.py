@@ -18,6 +18,7 @@ EXPOSED = set(LISTED) | {
     "speaker_bfd_rejected_packets_total", "speaker_bfd_unmatched_packets_total",
     "speaker_bgp_session_flaps_total", "speaker_peer_restarts_total",
     "speaker_event_loop_longest_step_seconds", "speaker_event_loop_slow_steps_total",
+    "speaker_services",
 } | {h + s for h in (*HISTOGRAMS, "speaker_event_loop_lag_seconds")
      for s in ("_bucket", "_sum", "_count")}  # fmt: skip
 

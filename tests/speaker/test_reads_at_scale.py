@@ -184,3 +184,16 @@ async def test_show_routes_of_a_peer_waiting_for_bfd_computes_no_routes(tmp_path
     assert row["services"] == [{"service": "web", "address": "198.18.0.0", "pool": "all",
                                 "prefix": "198.18.0.0/32", "detail": "announce_all pool",
                                 "reason": "bfd-down"}]  # fmt: skip
+
+
+@pytest.mark.parametrize("services", [3, 1001])
+async def test_per_service_series_only_up_to_the_limit(tmp_path: Path, services: int) -> None:
+    """``metrics.service_series_limit`` (1000): above it a scrape carries the counts
+    only, not two series per service."""
+    async with speaker_at(tmp_path, peers=1, pool="198.18.0.0/20", services=services) as speaker:
+        text = (await SpeakerCollector(speaker).scrape()).decode()
+    assert f'speaker_services{{state="configured"}} {float(services)}' in text
+    assert f'speaker_services{{state="healthy"}} {float(services)}' in text
+    assert 'speaker_services{state="announced"} 0.0' in text  # nothing is established
+    per_service = text.count("speaker_service_healthy{")
+    assert per_service == (services if services <= 1000 else 0)
