@@ -156,8 +156,8 @@ class BgpStatistics:
     last_error_received: ErrorRecord | None
     connect_attempts: int
     connect_failures: int
-    last_connect_error: str | None
-    collisions: int
+    last_connect_error: str | None = None
+    collisions: int = 0
     cancelled_at: float | None
     notification_written_at: float | None
     closed_at: float | None
