@@ -88,6 +88,8 @@ BATCH_PREFIXES = 256
 #: RFC 7606 notes of one peer: the first is logged at once, then one summary line
 #: per this many seconds at most (counts per action are in the statistics).
 NOTE_LOG_INTERVAL = 10.0
+NEXT_HOP_RECHECK = 1.0  # s, while a negotiated family has no next hop
+NEXT_HOP_REFRESH = 10.0  # s, otherwise (an address may change under the session)
 _SUBSCRIBER_BUFFER = 256
 
 _TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
@@ -644,6 +646,55 @@ class BgpSession:
                  ",".join(family_name(f) for f in sorted(neg.families)),
                  len(self.rib_out.desired))  # fmt: skip
         self._publish(now, event)
+        if link is not None and self._nursery is not None and not self._fixed_next_hops():
+            self._nursery.start_soon(self._follow_next_hops, link)
+
+    # ---- next hops that follow the interface's addresses --------------------------------
+
+    def _fixed_next_hops(self) -> bool:
+        """Whether configuration sets every next hop (nothing to follow)."""
+        return self.config.next_hop4 is not None and self.config.next_hop6 is not None
+
+    async def _follow_next_hops(self, link: _Link) -> None:
+        """While ``link`` is the Established connection, re-derive its next hops (every
+        second while a negotiated family has none, else every 10 s): an IPv6 address
+        removed by a link flap (``keep_addr_on_down=0``) and learnt again brings its
+        family's routes out; a changed address sends them again with the new one."""
+        while True:
+            missing = self._missing_families()
+            await trio.sleep(NEXT_HOP_RECHECK if missing else NEXT_HOP_REFRESH)
+            if self._link is not link or self.core.state is not State.ESTABLISHED:
+                return
+            hops = net.next_hops(link.local, self.config)
+            old = self.next_hops
+            if hops == old:
+                continue
+            self.next_hops = hops
+            self._attr_cache.clear()
+            for family, before, after in (
+                (IPV4_UNICAST, old.ipv4 if old else None, hops.ipv4),
+                (IPV6_UNICAST, old.ipv6 if old else None, hops.ipv6),
+            ):
+                if before == after or after is None:
+                    continue  # unchanged, or gone: keep what the peer has
+                log.info("bgp %s: next hop for %s is now %s: sending its routes", self.name,
+                         family_name(family), after)  # fmt: skip
+                if family in missing:
+                    self.rib_out.add_family(family)  # scanned a batch per driver step
+                else:
+                    self.rib_out.resend(family)
+            self._kick()
+
+    def _missing_families(self) -> set[tuple[int, int]]:
+        neg, hops = self.negotiated, self.next_hops
+        if neg is None:
+            return set()
+        missing: set[tuple[int, int]] = set()
+        if IPV4_UNICAST in neg.families and (hops is None or hops.ipv4 is None):
+            missing.add(IPV4_UNICAST)
+        if IPV6_UNICAST in neg.families and (hops is None or hops.ipv6 is None):
+            missing.add(IPV6_UNICAST)
+        return missing
 
     def _publish(
         self,

@@ -21,7 +21,7 @@ from protocols.bgp import (
     NotificationReceived,
     State,
 )
-from speaker.bgp import BgpSession
+from speaker.bgp import BgpSession, RouteAttributes, net
 from speaker.bgp.listener import BgpListener
 from speaker.bgp.net import TCP_MD5SIG, md5sig
 from tests.speaker.test_bgp_session import Peer, _send, host_routes, our_config, peer_core
@@ -255,3 +255,35 @@ async def test_silent_peer_is_reported_at_connect_time(
     assert line.startswith("bgp t: connect to 127.0.0.1 port")
     session.cancel()
     peer.closed.set()
+
+
+async def test_ipv6_routes_go_out_when_the_interface_gets_its_address_back(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An IPv4 session established while the interface had no global IPv6 address
+    (a link flap with keep_addr_on_down=0 removed it): once the address is back, the
+    IPv6 routes go out with it as next hop, without a new session."""
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    routes = {
+        ipaddress.ip_network("198.19.0.1/32"): RouteAttributes(),
+        ipaddress.ip_network("2001:2:ff::1/128"): RouteAttributes(),
+    }
+    session = BgpSession(our_config(port), routes=routes)
+    await nursery.start(session.run)
+    await session.wait_established()
+    await trio.sleep(2)
+    assert set(peer.announced()) == {ipaddress.ip_network("198.19.0.1/32")}  # lo: no v6
+    back = net.NextHops(
+        ipv4=IPv4Address(LOOPBACK), ipv6=ipaddress.IPv6Address("2001:2::5"), ipv6_link_local=None
+    )
+    monkeypatch.setattr(net, "next_hops", lambda local, config: back)
+    await trio.sleep(1.5)
+    assert set(peer.announced()) == set(routes)
+    v6 = peer.announced()[ipaddress.ip_network("2001:2:ff::1/128")]
+    assert v6.mp_reach is not None and v6.mp_reach.next_hop == back.ipv6
+    assert session.statistics().next_hops["ipv6"] == "2001:2::5"
+    assert session.statistics().flaps == 0
+    session.cancel()
