@@ -370,8 +370,10 @@ class Connection:
         notification: NotificationMessage | None,
         *,
         count: bool = True,
+        damp: bool = True,
     ) -> None:
-        """Leave the session: optional NOTIFICATION, close, go Idle, arm the restart."""
+        """Leave the session: optional NOTIFICATION, close, go Idle, arm the restart
+        (``damp``: an Established session's reset counts as an oscillation)."""
         if notification is not None:
             self._out += notification.encode()
             self._events.append(
@@ -393,7 +395,7 @@ class Connection:
         self._transition(event, reason)
         if not count:
             return
-        if was_established:
+        if was_established and damp:
             up_for = now - (self._established_at if self._established_at is not None else now)
             delay = self._damper.on_reset(up_for, self._rng)
         else:
@@ -469,7 +471,14 @@ class Connection:
             and msg.subcode == OpenSubcode.UNSUPPORTED_VERSION_NUMBER
         )
         event = FsmEvent.NOTIF_MSG_VER_ERR if version_error else FsmEvent.NOTIF_MSG
-        self._down(now, event, f"NOTIFICATION {msg.code}/{msg.subcode} received", None)
+        # The router's operator shut or reset the session: no oscillation to damp
+        # (the router connects again at once, e.g. FRR's "no neighbor shutdown").
+        administrative = msg.code == NotifCode.CEASE and msg.subcode in (
+            CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+            CeaseSubcode.ADMINISTRATIVE_RESET,
+        )
+        reason = f"NOTIFICATION {msg.code}/{msg.subcode} received"
+        self._down(now, event, reason, None, damp=not administrative)
 
     def _on_route_refresh(self, msg: RouteRefreshMessage) -> None:
         neg = self.negotiated

@@ -7,9 +7,11 @@ import random
 import pytest
 
 from protocols.bgp import (
+    CeaseSubcode,
     Connection,
     KeepaliveMessage,
     LocalProtocolError,
+    NotificationMessage,
     ShouldClose,
     ShouldConnect,
     State,
@@ -112,3 +114,27 @@ def test_incoming_connection_ends_the_restart_wait_but_not_damping() -> None:
     assert conn.state is State.IDLE and not conn.accepts_incoming
     with pytest.raises(LocalProtocolError):
         conn.connection_made(now)
+
+
+def test_an_administrative_cease_from_the_peer_is_not_damped() -> None:
+    """The router's operator resets the session again and again (FRR `neighbor X
+    shutdown` / `no neighbor shutdown`): each restart waits only connect_retry, and
+    the router's next connection is accepted in the meantime."""
+    conn = Connection(config(connect_retry_time=1.0, damp_base=2.0), rng=random.Random(4))
+    now = 0.0
+    conn.start(now)
+    conn.connection_made(now)
+    for _ in range(4):
+        conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+        assert conn.state is State.ESTABLISHED
+        now += 1.0
+        cease = NotificationMessage.cease(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, "maintenance")
+        conn.receive_data(cease.encode(), now)
+        wait = conn.get_timer()
+        assert wait is not None and wait - now <= 1.0
+        assert conn.accepts_incoming
+        conn.connection_made(now)
+    # A hold timer expiry, by contrast, is an oscillation: damped from the second on.
+    conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+    conn.receive_data(b"", now + 1)
+    assert conn.accepts_incoming  # the first reset is isolated
