@@ -579,7 +579,7 @@ class BgpSession:
                     self._attempt.cancel()
                     self._attempt = None
                     if self.core.state is State.CONNECT:  # the attempt's time ran out
-                        self._connect_failed(event.reason)
+                        self._connect_failed(event.reason, silent=True)
                 if self._link is not None:
                     self._close_link(self._link, event.reason)
             case OpenReceived():
@@ -800,7 +800,13 @@ class BgpSession:
         elif cfg.source_address is not None and local != cfg.source_address:
             why = f"it came to {local}, not to source_address {cfg.source_address}"
         elif self._link is not None:
-            if self._candidate is not None or self.core.state not in _OPENING:
+            # A collision needs our own connection opening; a second one of theirs
+            # (or one while Established, RFC 4271 §6.8) is refused.
+            if (
+                self._candidate is not None
+                or not self._link.outgoing
+                or self.core.state not in _OPENING
+            ):
                 why = f"a connection exists in state {self.core.state.value}"
         elif not self.core.accepts_incoming:
             why = f"state {self.core.state.value}"
@@ -847,16 +853,16 @@ class BgpSession:
             return
         self._attempt = None
         if sock is None:
-            self._connect_failed(reason)
+            self._connect_failed(reason, silent=False)
             self._after(self.core.connection_failed(trio.current_time()))
             return
         self._adopt(sock, outgoing=True)
 
-    def _connect_failed(self, reason: str) -> None:
-        """Count and report a failed attempt (refused, unreachable, or no answer)."""
+    def _connect_failed(self, reason: str, *, silent: bool) -> None:
+        """Count and report a failed attempt: refused or unreachable, or ``silent``
+        (no answer within connect_time)."""
         cfg = self.config
-        if self.core.state is State.CONNECT and cfg.password is not None:
-            # Still Connect: the attempt timed out without an answer.
+        if silent and cfg.password is not None:
             reason += (
                 " (TCP MD5 password set: a wrong or missing password on either side makes"
                 " the peer drop our SYNs silently)"
@@ -1004,6 +1010,9 @@ class BgpSession:
                  _peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
         if link is not None:
             self._after(self.core.collision_dump(now))
+        if self._attempt is not None:  # ours failed meanwhile and the core retried
+            self._attempt.cancel()
+            self._attempt = None
         old_state = self.core.state
         self.core = cand.core
         self._candidate = None
@@ -1027,6 +1036,7 @@ class BgpSession:
         )
         if self._link is link:
             self._link = None
+            self._resolve_collision()  # a candidate waiting for the peer takes over
         log.debug("bgp %s: closing the connection: %s", self.name, reason)
 
     def _link_failed(self, link: _Link, reason: str) -> None:

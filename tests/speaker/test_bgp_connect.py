@@ -18,6 +18,7 @@ from protocols.bgp import (
     Connection,
     Established,
     Event,
+    NotificationMessage,
     NotificationReceived,
     State,
 )
@@ -287,3 +288,31 @@ async def test_ipv6_routes_go_out_when_the_interface_gets_its_address_back(
     assert session.statistics().next_hops["ipv6"] == "2001:2::5"
     assert session.statistics().flaps == 0
     session.cancel()
+
+
+async def test_the_peer_closing_ours_first_hands_the_session_to_its_connection(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """The router resolved the collision before us: Cease 6/7 on our connection while
+    its own, already accepted, has not brought its OPEN yet. That one takes over."""
+    listener = await started_listener(nursery)
+    theirs_listening = trio.socket.socket()
+    await theirs_listening.bind((LOOPBACK, 0))
+    theirs_listening.listen(1)
+    session = BgpSession(our_config(theirs_listening.getsockname()[1], listener=listener))
+    await nursery.start(session.run)
+    ours_sock, _ = await theirs_listening.accept()
+    await session.wait_state(State.OPEN_SENT)
+    theirs = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
+    await trio.sleep(0.1)  # accepted: the candidate sent our OPEN on it
+    assert session.statistics().collisions == 1
+    cease = NotificationMessage.cease(CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+    await _send(ours_sock, cease.encode())
+    ours_sock.close()
+    await session.wait_state(State.IDLE, State.ACTIVE, State.CONNECT)
+    await theirs.open()
+    await theirs.run_until(lambda: bool(theirs.got(Established)))
+    await session.wait_established()
+    assert session.statistics().remote_address == LOOPBACK
+    session.cancel()
+    theirs_listening.close()
