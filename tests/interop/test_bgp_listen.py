@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from lab import Lab, wait_until
+from lab import Lab, faults, wait_until
 from lab.frr import FRR, bgpd_config
 from lab.ours import OurSpeaker
 
@@ -26,13 +26,15 @@ VIP4 = "198.19.0.10/32"
 VIP6 = "2001:2:ff::10/128"
 
 
-def speaker_toml(lab: Lab, peer: str, *, extra_peer: str = "", v6: bool = False) -> str:
+def speaker_toml(
+    lab: Lab, peer: str, *, extra_peer: str = "", v6: bool = False, router_id: str | None = None
+) -> str:
     spk, rtr = lab["spk"], lab["rtr1"]
     pools = '["198.19.0.0/24", "2001:2:ff::/120"]' if v6 else '["198.19.0.0/24"]'
     services = '\n[[services]]\nname = "web6"\naddress = "2001:2:ff::10"\n' if v6 else ""
     return f"""
 [speaker]
-router_id = "{spk.addr4("rtr1")}"
+router_id = "{router_id or spk.addr4("rtr1")}"
 my_asn = 64513
 state_file = "{lab.dir / "speaker-state.json"}"
 
@@ -88,19 +90,30 @@ def test_frr_active_reaches_established_through_our_listener(
     assert speaker.terminate() == 0
 
 
-def test_both_active_one_session_no_flap(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
-    """FRR and we both connect (FRR every second): whichever connection wins, one
-    session comes up and stays up."""
+@pytest.mark.parametrize(("our_id", "kept"), [("198.18.1.2", "we"), ("198.18.0.1", "the peer")])
+def test_both_active_one_session_no_flap(lab: Lab, lab_require, our_id: str, kept: str) -> None:  # type: ignore[no-untyped-def]
+    """FRR (id 198.18.0.2, connecting every second) and we both connect, our packets
+    held 700 ms so that both connections are often up before either OPEN exchange
+    ends (RFC 4271 §6.8). One session comes up and stays up, FRR counts one, and a
+    collision, when there was one, kept the connection of the higher identifier."""
     lab_require("frr")
     rtr, spk = lab["rtr1"], lab["spk"]
     frr = frr_active(lab)
-    speaker = OurSpeaker(spk, speaker_toml(lab, str(rtr.addr4("spk")))).start()
-    frr.wait_bgp_state(str(spk.addr4("rtr1")), timeout=15)
-    wait_until(lambda: VIP4 in frr.bgp_routes("ipv4"), timeout=10, what="FRR: our route")
-    time.sleep(5)
+    held = faults.delay(spk, "meta l4proto tcp", direction="out", delay_ms=700)
+    try:
+        toml = speaker_toml(lab, str(rtr.addr4("spk")), router_id=our_id)
+        speaker = OurSpeaker(spk, toml).start()
+        frr.wait_bgp_state(str(spk.addr4("rtr1")), timeout=15)
+        wait_until(lambda: VIP4 in frr.bgp_routes("ipv4"), timeout=10, what="FRR: our route")
+        time.sleep(3)
+    finally:
+        held.undo()
     assert len(speaker.find("established with")) == 1, speaker.find("established with")
     neighbor = frr.bgp_neighbor(str(spk.addr4("rtr1")))
     assert neighbor.get("connectionsEstablished") == 1, neighbor
+    for record in speaker.find("connection collision: keeping"):
+        assert f"keeping the connection {kept} opened" in record["msg"], record
+    print("collisions:", len(speaker.find("connection collision: keeping")))
     assert speaker.terminate() == 0
 
 
