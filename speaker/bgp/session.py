@@ -797,16 +797,14 @@ class BgpSession:
         why = None
         if self._nursery is None:
             why = "the session is stopping"
+        elif self._candidate is not None:
+            why = "a collision is being resolved"
         elif cfg.source_address is not None and local != cfg.source_address:
             why = f"it came to {local}, not to source_address {cfg.source_address}"
         elif self._link is not None:
             # A collision needs our own connection opening; a second one of theirs
             # (or one while Established, RFC 4271 §6.8) is refused.
-            if (
-                self._candidate is not None
-                or not self._link.outgoing
-                or self.core.state not in _OPENING
-            ):
+            if not self._link.outgoing or self.core.state not in _OPENING:
                 why = f"a connection exists in state {self.core.state.value}"
         elif not self.core.accepts_incoming:
             why = f"state {self.core.state.value}"
