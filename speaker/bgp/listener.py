@@ -221,4 +221,4 @@ class BgpListener:
             self._refused_logged.clear()
         self._refused_logged[peer] = now
         log.warning("bgp: refused a connection from %s: not a configured peer (or its session "
-                    "is not running)", peer)  # fmt: skip
+                    "is not running, or has listen = false)", peer)  # fmt: skip

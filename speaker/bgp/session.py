@@ -675,8 +675,9 @@ class BgpSession:
                 (IPV4_UNICAST, old.ipv4 if old else None, hops.ipv4),
                 (IPV6_UNICAST, old.ipv6 if old else None, hops.ipv6),
             ):
-                if before == after or after is None:
-                    continue  # unchanged, or gone: keep what the peer has
+                negotiated = self.negotiated is not None and family in self.negotiated.families
+                if before == after or after is None or not negotiated:
+                    continue  # unchanged, gone (keep what the peer has), or not ours
                 log.info("bgp %s: next hop for %s is now %s: sending its routes", self.name,
                          family_name(family), after)  # fmt: skip
                 if family in missing:
