@@ -344,7 +344,7 @@ class Connection:
         self._events.append(ShouldConnect())
 
     def _retry_delay(self) -> float:
-        attempt = max(self._failures - 1, 0)
+        attempt = max(self._failures - 1 - self.config.connect_retry_steady, 0)
         cfg = self.config
         return backoff_delay(attempt, cfg.connect_retry_time, cfg.connect_retry_max, self._rng)
 

@@ -44,7 +44,9 @@ class SessionConfig:
     ``connect_retry_max``, jittered 0.75-1.0); ``damp_*`` drive peer-oscillation
     damping (see :class:`~protocols.bgp.backoff.Damper`).  ``connect_time``: how long
     one TCP connection attempt may last in Connect (the ConnectRetryTimer while
-    connecting; None: the backoff delay, RFC 4271's single timer).
+    connecting; None: the backoff delay, RFC 4271's single timer).  After the first
+    failure, ``connect_retry_steady`` more consecutive failures also wait
+    ``connect_retry_time``; the doubling starts after them.
     """
 
     local_asn: int
@@ -55,6 +57,7 @@ class SessionConfig:
     connect_retry_time: float = 5.0
     connect_retry_max: float = 120.0
     connect_time: float | None = None
+    connect_retry_steady: int = 0
     open_hold_time: float = OPEN_SENT_HOLD_TIME
     passive: bool = False
     families: tuple[tuple[int, int], ...] = (IPV4_UNICAST,)

@@ -120,6 +120,11 @@ class RouteAttributes:
 
 DEFAULT_ATTRIBUTES = RouteAttributes()
 
+#: Failed attempts retried ``connect_retry`` apart before the backoff doubles: a
+#: router that refuses us for a few seconds after a reset (gobgpd: about 5 s after our
+#: Cease) is retried every second, not after 2, 4, 8 s; five SYNs cost it nothing.
+CONNECT_RETRY_STEADY = 5
+
 
 @attrs.frozen(kw_only=True)
 class BgpPeerConfig:
@@ -248,6 +253,7 @@ class BgpPeerConfig:
             connect_retry_time=self.connect_retry,
             connect_retry_max=self.connect_retry_max,
             connect_time=self.connect_time,
+            connect_retry_steady=CONNECT_RETRY_STEADY,
             passive=self.passive,
             families=families,
             extended_message=self.extended_message,

@@ -138,3 +138,20 @@ def test_an_administrative_cease_from_the_peer_is_not_damped() -> None:
     conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
     conn.receive_data(b"", now + 1)
     assert conn.accepts_incoming  # the first reset is isolated
+
+
+def test_steady_retries_come_before_the_doubling() -> None:
+    conn = Connection(
+        config(connect_retry_time=1.0, connect_retry_max=60.0, connect_retry_steady=3)
+    )
+    now = 0.0
+    conn.start(now)
+    delays = []
+    for _ in range(6):
+        conn.connection_failed(now)
+        deadline = conn.get_timer()
+        assert deadline is not None
+        delays.append(deadline - now)
+        now = deadline
+        conn.handle_timer(now)
+    assert delays == [1.0, 1.0, 1.0, 1.0, 2.0, 4.0]  # no rng: no jitter
