@@ -45,6 +45,12 @@ log = logging.getLogger("speaker.bgp")
 BACKLOG = 64
 #: A refused (unknown) source address is logged at most once per this many seconds.
 REFUSED_LOG_INTERVAL = 60.0
+#: How long a connection from a known peer whose session is not running (between two
+#: sessions, e.g. waiting for BFD to be stable) is held for the next session. Closing
+#: it at once would show the router an established connection that ends at once: BIRD
+#: takes that for a protocol error and waits its error wait time (60 s) before it
+#: accepts us again, where a kernel refusal (no listener) let it retry in a second.
+HOLD_FOR = 10.0
 _REFUSED_MEMORY = 1024
 
 
@@ -76,6 +82,9 @@ class BgpListener:
         self.accepted = 0
         self.refused = 0
         self._opening: set[int] = set()
+        #: Addresses that had a session: their connections are held while none runs.
+        self._known: set[IPAddress] = set()
+        self._held: dict[IPAddress, trio.socket.SocketType] = {}
         self._refused_logged: dict[IPAddress, float] = {}
         self._nursery: trio.Nursery | None = None
 
@@ -91,9 +100,10 @@ class BgpListener:
                 await trio.sleep_forever()
         finally:
             self._nursery = None
-            for sock in self.sockets.values():
+            for sock in [*self.sockets.values(), *self._held.values()]:
                 sock.close()
             self.sockets.clear()
+            self._held.clear()
 
     # ---- sessions -------------------------------------------------------------------
 
@@ -104,11 +114,17 @@ class BgpListener:
         or, when ``required``, if the socket cannot be bound."""
         cfg = session.config
         self.sessions[cfg.peer_address] = session
+        self._known.add(cfg.peer_address)
         sock = self.sockets.get(cfg.peer_address.version)
         if sock is not None:
             net.set_md5(sock, cfg)
         else:
             self._ensure(cfg.peer_address.version)
+        held = self._held.pop(cfg.peer_address, None)
+        if held is not None:
+            log.info("bgp: handing the held connection from %s to its session",
+                     cfg.peer_address)  # fmt: skip
+            session.take_connection(held)
 
     def unregister(self, session: BgpSession) -> None:
         cfg = session.config
@@ -205,11 +221,32 @@ class BgpListener:
                 conn.close()
                 continue
             session = self.sessions.get(peer)
+            if session is None and peer in self._known and self._nursery is not None:
+                self._hold(conn, peer)
+                continue
             if session is None:
                 self._refuse(conn, peer)
                 continue
             self.accepted += 1
             session.take_connection(conn)
+
+    def _hold(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+        """Keep ``conn`` for the peer's next session, at most :data:`HOLD_FOR`."""
+        assert self._nursery is not None
+        older = self._held.pop(peer, None)
+        if older is not None:
+            older.close()
+        self._held[peer] = conn
+        log.info("bgp: holding a connection from %s for its next session (at most %g s)",
+                 peer, HOLD_FOR)  # fmt: skip
+        self._nursery.start_soon(self._expire, conn, peer)
+
+    async def _expire(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+        await trio.sleep(HOLD_FOR)
+        if self._held.get(peer) is conn:
+            del self._held[peer]
+            conn.close()
+            log.info("bgp: closed the connection held for %s: no session came", peer)
 
     def _refuse(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
         conn.close()

@@ -495,8 +495,8 @@ class BgpSession:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    await self._listen(nursery)
                     self._after(self.core.start(trio.current_time()))
+                    await self._listen(nursery)  # started: a held connection is taken
                     task_status.started()
                     await self._driver()
         finally:

@@ -23,7 +23,7 @@ from protocols.bgp import (
     State,
 )
 from speaker.bgp import BgpSession, RouteAttributes, net
-from speaker.bgp.listener import BgpListener
+from speaker.bgp.listener import HOLD_FOR, BgpListener
 from speaker.bgp.net import TCP_MD5SIG, md5sig
 from tests.speaker.test_bgp_session import Peer, _send, host_routes, our_config, peer_core
 
@@ -318,3 +318,36 @@ async def test_the_peer_closing_ours_first_hands_the_session_to_its_connection(
     assert session.statistics().remote_address == LOOPBACK
     session.cancel()
     theirs_listening.close()
+
+
+async def test_a_connection_between_two_sessions_is_held_for_the_next(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """The router connects while its peer has no session (between two, e.g. waiting
+    for BFD): the connection is kept for the next session rather than closed at once
+    (BIRD takes an accepted-then-closed connection for an error and waits 60 s)."""
+    listener = await started_listener(nursery)
+    first = BgpSession(our_config(free_port(), listener=listener))
+    await nursery.start(first.run)
+    first.cancel()
+    await first.wait_stopped()
+    router = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
+    await router.open()
+    await trio.sleep(3)
+    assert listener.refused == 0
+    second = BgpSession(our_config(free_port(), listener=listener))
+    await nursery.start(second.run)
+    await router.run_until(lambda: bool(router.got(Established)))
+    await second.wait_established()
+    second.cancel()
+    await second.wait_stopped()
+    # Nobody comes for the next one: closed after HOLD_FOR.
+    late = await connect_to(listening_port(listener))
+    await trio.sleep(HOLD_FOR - 0.5)
+    with trio.move_on_after(0.1):
+        await late.recv(1)
+        pytest.fail("closed too early")
+    with trio.fail_after(1):
+        assert await late.recv(1) == b""
+    late.close()
+    router.sock.close()
