@@ -35,6 +35,7 @@ from protocols.bgp import Prefix
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.bgp.config import RouteAttributes
+from speaker.bgp.listener import BgpListener
 from speaker.config import Config
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
@@ -91,8 +92,8 @@ def identity(plan: PeerPlan) -> tuple[object, ...]:
     bgp = plan.bgp
     return (
         bgp.peer_address, bgp.peer_asn, bgp.local_asn, bgp.peer_port, bgp.password,
-        bgp.source_address, bgp.ebgp_multihop, bgp.passive, bgp.families, bgp.router_id,
-        plan.bfd_target, plan.bfd_profile is None,
+        bgp.source_address, bgp.ebgp_multihop, bgp.passive, bgp.listen, bgp.families,
+        bgp.router_id, plan.bfd_target, plan.bfd_profile is None,
     )  # fmt: skip
 
 
@@ -117,6 +118,8 @@ class Speaker:
         self.derived = derived
         self.config_path = config_path
         self.endpoint = bfd_endpoint
+        #: Port 179 for every peer (sessions register themselves while they run).
+        self.bgp_listener = BgpListener()
         self.healthy: set[str] = {s for s in derived.services if s not in derived.health}
         #: Operator overrides (``speaker announce|withdraw SERVICE``), kept in the state
         #: file across restarts: "announce" ignores health, "withdraw" never announces.
@@ -206,6 +209,7 @@ class Speaker:
             if handle_signals:
                 await nursery.start(self._signals)
             await self._ensure_endpoint(self.derived)
+            await nursery.start(self.bgp_listener.run)
             for plan in self.derived.plans:
                 self._start_peer(plan)
             send, receive = trio.open_memory_channel[HealthChanged](100)
@@ -227,12 +231,17 @@ class Speaker:
 
     def _start_peer(self, plan: PeerPlan) -> PeerRunner:
         assert self._nursery is not None
+        plan = self._wired(plan)
         runner = PeerRunner(
             plan, endpoint=self.endpoint, routes=self.routes_for, hold_down=self.derived.hold_down
         )
         self.peers[plan.name] = runner
         self._nursery.start_soon(runner.run, name=f"peer {plan.name}")
         return runner
+
+    def _wired(self, plan: PeerPlan) -> PeerPlan:
+        """``plan`` whose BGP sessions hand their incoming connections to our listener."""
+        return attrs.evolve(plan, bgp=attrs.evolve(plan.bgp, listener=self.bgp_listener))
 
     def _start_health(self, service: str, spec: HealthSpec) -> None:
         assert self._nursery is not None and self._health_send is not None
@@ -422,7 +431,7 @@ class Speaker:
             else:
                 if current.plan.bfd_profile != plan.bfd_profile:
                     retimed.append(name)
-                current.update(plan, hold_down=new.hold_down)
+                current.update(self._wired(plan), hold_down=new.hold_down)
         await self._reload_health(old.health, new.health, new.services)
         self._push_routes()
         self.config_stale = False

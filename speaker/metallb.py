@@ -824,7 +824,9 @@ class Converter:
         if keepalive is not None:
             table.set("keepalive_time", keepalive[0])
         if connect is not None:
-            table.set("connect_time", connect[0])
+            # MetalLB's connectTime is FRR's "timers connect": the wait between attempts.
+            table.set("connect_retry_max", connect[0],
+                      "connectTime: retries start after 1s and double up to this")  # fmt: skip
         if password:
             table.set("password", password)
             table.note("password: consider password_file, so the key is not in this file")

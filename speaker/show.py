@@ -467,6 +467,7 @@ def bgp_neighbor_record(
         "lastErrorReceived": error_record(last.last_error_received if last else None, now=now),
         "connectAttempts": stats.connect_attempts if stats else 0,
         "connectFailures": stats.connect_failures if stats else 0,
+        "lastConnectError": stats.last_connect_error if stats else None,
         "crashes": crashes,
         "bfd": dict(bfd) if bfd is not None else None,
         "failovers": timeline,
@@ -526,6 +527,8 @@ def format_bgp_neighbor(r: Mapping[str, Any]) -> str:
         f" {r['connectionsDropped']}; connect attempts {r['connectAttempts']}, failures"
         f" {r['connectFailures']}"
     )
+    if r.get("lastConnectError"):
+        lines.append(f"  Last connect error: {r['lastConnectError']}")
     lines.append(_error_line("sent", r["lastErrorSent"]))
     lines.append(_error_line("received", r["lastErrorReceived"]))
     bfd = r.get("bfd")

@@ -119,8 +119,20 @@ class Connection:
 
     @property
     def accepts_incoming(self) -> bool:
-        """Whether an incoming TCP connection may be handed to :meth:`connection_made`."""
-        return self.state in (State.CONNECT, State.ACTIVE)
+        """Whether an incoming TCP connection may be handed to :meth:`connection_made`.
+
+        In Connect and Active; and in Idle while an automatic restart is pending after
+        failed attempts or an isolated reset (RFC 4271 goes to Active there, listening,
+        where this FSM waits in Idle), but not while a flapping peer is damped.
+        """
+        if self.state in (State.CONNECT, State.ACTIVE):
+            return True
+        return (
+            self.state is State.IDLE
+            and self._admin_up
+            and self._timers.idle_hold is not None
+            and self._damper.flaps <= 1
+        )
 
     @property
     def consecutive_failures(self) -> int:
@@ -177,6 +189,9 @@ class Connection:
         """TCP is up (event 16 for our connect, 17 for an accepted one): send OPEN."""
         if not self.accepts_incoming:
             raise LocalProtocolError(f"connection_made in state {self.state.value}")
+        if self.state is State.IDLE:  # the peer connected during our restart wait
+            self._timers.idle_hold = None
+            self._transition(FsmEvent.AUTOMATIC_START_PASSIVE, "incoming connection")
         event = (
             FsmEvent.TCP_CR_ACKED
             if self.state is State.CONNECT
@@ -195,6 +210,23 @@ class Connection:
         """TCP connect failed or the connection was lost (event 18)."""
         if self.state is State.CONNECT or self._tcp_up:
             self._down(now, FsmEvent.TCP_CONNECTION_FAILS, "TCP connection failed", None)
+        return self._flush()
+
+    def connect_now(self, now: float) -> list[Event]:
+        """Reset the backoff and try at once: from the Idle wait of an automatic
+        restart, or by abandoning the attempt in progress for a fresh one (the owner
+        knows the path is back, e.g. BFD Up). Nothing happens when passive, stopped
+        or already connected."""
+        if not self._admin_up or self.config.passive:
+            return []
+        self._failures = 0
+        if self.state is State.IDLE:
+            self._timers.idle_hold = None
+            self._begin(now, manual=False)
+        elif self.state is State.CONNECT:
+            self._events.append(ShouldClose(reason="connecting again at once"))
+            self._arm_connect_retry(now)
+            self._events.append(ShouldConnect())
         return self._flush()
 
     def collision_dump(self, now: float) -> list[Event]:
@@ -248,7 +280,10 @@ class Connection:
         if t.connect_retry is not None and t.connect_retry <= now:
             # Event 9 in Connect: abandon the attempt, back off, try again.
             self._failures += 1
-            self._events.append(ShouldClose(reason="connect retry timer expired"))
+            reason = "connect retry timer expired"
+            if self.config.connect_time is not None:
+                reason = f"connect attempt timed out after {self.config.connect_time:g} s"
+            self._events.append(ShouldClose(reason=reason))
             self._transition(FsmEvent.CONNECT_RETRY_TIMER_EXPIRES, "connect retry timer expired")
             self._arm_connect_retry(now)
             self._events.append(ShouldConnect())
@@ -309,13 +344,16 @@ class Connection:
         self._events.append(ShouldConnect())
 
     def _retry_delay(self) -> float:
-        attempt = max(self._failures - 1, 0)
+        attempt = max(self._failures - 1 - self.config.connect_retry_steady, 0)
         cfg = self.config
         return backoff_delay(attempt, cfg.connect_retry_time, cfg.connect_retry_max, self._rng)
 
     def _arm_connect_retry(self, now: float) -> None:
-        # The time allowed for one TCP connection attempt: the backoff delay.
-        self._timers.connect_retry = now + self._retry_delay()
+        # The time allowed for one TCP connection attempt: connect_time, else the
+        # backoff delay. A silent peer (SYNs dropped, e.g. a TCP MD5 mismatch) is thus
+        # given all of connect_time; the kernel retransmits the SYN meanwhile.
+        timeout = self.config.connect_time
+        self._timers.connect_retry = now + (self._retry_delay() if timeout is None else timeout)
 
     def _send_keepalive(self, now: float) -> None:
         self._out += KeepaliveMessage().encode()
@@ -332,8 +370,10 @@ class Connection:
         notification: NotificationMessage | None,
         *,
         count: bool = True,
+        damp: bool = True,
     ) -> None:
-        """Leave the session: optional NOTIFICATION, close, go Idle, arm the restart."""
+        """Leave the session: optional NOTIFICATION, close, go Idle, arm the restart
+        (``damp``: an Established session's reset counts as an oscillation)."""
         if notification is not None:
             self._out += notification.encode()
             self._events.append(
@@ -355,7 +395,7 @@ class Connection:
         self._transition(event, reason)
         if not count:
             return
-        if was_established:
+        if was_established and damp:
             up_for = now - (self._established_at if self._established_at is not None else now)
             delay = self._damper.on_reset(up_for, self._rng)
         else:
@@ -431,7 +471,14 @@ class Connection:
             and msg.subcode == OpenSubcode.UNSUPPORTED_VERSION_NUMBER
         )
         event = FsmEvent.NOTIF_MSG_VER_ERR if version_error else FsmEvent.NOTIF_MSG
-        self._down(now, event, f"NOTIFICATION {msg.code}/{msg.subcode} received", None)
+        # The router's operator shut or reset the session: no oscillation to damp
+        # (the router connects again at once, e.g. FRR's "no neighbor shutdown").
+        administrative = msg.code == NotifCode.CEASE and msg.subcode in (
+            CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
+            CeaseSubcode.ADMINISTRATIVE_RESET,
+        )
+        reason = f"NOTIFICATION {msg.code}/{msg.subcode} received"
+        self._down(now, event, reason, None, damp=not administrative)
 
     def _on_route_refresh(self, msg: RouteRefreshMessage) -> None:
         neg = self.negotiated

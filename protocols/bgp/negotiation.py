@@ -42,7 +42,11 @@ class SessionConfig:
     Times are seconds.  ``peer_asn`` None accepts any peer AS.  ``connect_retry_time``
     is the base of the exponential backoff (doubling per consecutive failure up to
     ``connect_retry_max``, jittered 0.75-1.0); ``damp_*`` drive peer-oscillation
-    damping (see :class:`~protocols.bgp.backoff.Damper`).
+    damping (see :class:`~protocols.bgp.backoff.Damper`).  ``connect_time``: how long
+    one TCP connection attempt may last in Connect (the ConnectRetryTimer while
+    connecting; None: the backoff delay, RFC 4271's single timer).  After the first
+    failure, ``connect_retry_steady`` more consecutive failures also wait
+    ``connect_retry_time``; the doubling starts after them.
     """
 
     local_asn: int
@@ -52,6 +56,8 @@ class SessionConfig:
     keepalive_time: float | None = None
     connect_retry_time: float = 5.0
     connect_retry_max: float = 120.0
+    connect_time: float | None = None
+    connect_retry_steady: int = 0
     open_hold_time: float = OPEN_SENT_HOLD_TIME
     passive: bool = False
     families: tuple[tuple[int, int], ...] = (IPV4_UNICAST,)
@@ -77,6 +83,8 @@ class SessionConfig:
             raise LocalProtocolError("local_asn out of range")
         if self.connect_retry_time <= 0:
             raise LocalProtocolError("connect_retry_time must be positive")
+        if self.connect_time is not None and self.connect_time <= 0:
+            raise LocalProtocolError("connect_time must be positive")
 
     def capabilities(self) -> tuple[Capability, ...]:
         """The capabilities advertised in our OPEN."""

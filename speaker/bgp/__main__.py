@@ -40,6 +40,7 @@ from speaker.bgp.config import (
     parse_route_entry,
     prefix_range,
 )
+from speaker.bgp.listener import BgpListener
 from speaker.bgp.session import BgpSession, BgpStatistics, SessionReport, family_name
 
 SHUTDOWN_MESSAGE = "speaker shutting down"
@@ -155,7 +156,7 @@ def config_from_args(
         ebgp_multihop=args.multihop,
         gtsm=args.gtsm,
         passive=args.passive,
-        listen=args.listen,
+        listen=args.listen or args.passive,
         hostname=args.hostname,
         extended_message=not args.no_extended_message,
         keep_adj_rib_in=args.keep_adj_rib_in,
@@ -171,6 +172,11 @@ async def run(args: argparse.Namespace) -> int:
         signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP
     ) as signals:
         async with trio.open_nursery() as nursery:
+            if args.listen and not args.passive:
+                source = (config.source_address,) if config.source_address else ()
+                listener = BgpListener(port=args.listen_port, addresses=source, required=True)
+                await nursery.start(listener.run)
+                config = attrs.evolve(config, listener=listener)
             session = BgpSession(config, routes=routes)
             nursery.start_soon(watch, session)
             await nursery.start(session.run)
@@ -212,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     add("--hold", type=int, default=90, help="hold time, s")
     add("--keepalive", type=float, help="keepalive interval, s (default hold/3)")
     add("--connect-time", type=float, default=10.0, help="TCP connect timeout, s")
-    add("--connect-retry", type=float, default=5.0, help="backoff base, s")
-    add("--connect-retry-max", type=float, default=120.0)
+    add("--connect-retry", type=float, default=1.0, help="backoff base, s")
+    add("--connect-retry-max", type=float, default=60.0)
     add("--multihop", type=int, help="TTL (eBGP multihop)")
     add("--gtsm", action="store_true", help="RFC 5082: send TTL 255, require 255-hops+1")
     add("--passive", action="store_true", help="only accept the peer's connection")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -25,6 +25,9 @@ from protocols.bgp import (
     parse_community,
     parse_large_community,
 )
+
+if TYPE_CHECKING:
+    from speaker.bgp.listener import BgpListener
 
 __all__ = [
     "BgpConfigError",
@@ -117,21 +120,30 @@ class RouteAttributes:
 
 DEFAULT_ATTRIBUTES = RouteAttributes()
 
+#: Failed attempts retried ``connect_retry`` apart before the backoff doubles: a
+#: router that refuses us for a few seconds after a reset (gobgpd: about 5 s after our
+#: Cease) is retried every second, not after 2, 4, 8 s; five SYNs cost it nothing.
+CONNECT_RETRY_STEADY = 5
+
 
 @attrs.frozen(kw_only=True)
 class BgpPeerConfig:
     """One BGP neighbour (times in seconds).
 
-    - ``source_address``: bind the active connection (and the listener) to it.
-    - ``connect_time``: how long one TCP connect may take; ``connect_retry``: the
-      base of the core's exponential backoff between attempts (up to
+    - ``source_address``: bind the active connection to it (and accept the peer's
+      connections only on that address).
+    - ``connect_time``: how long one TCP connect may take (the kernel retransmits the
+      SYN meanwhile); ``connect_retry``: the base of the core's exponential backoff
+      between attempts after a failure (doubling, jittered 0.75-1, up to
       ``connect_retry_max``).
     - ``password``: TCP MD5 signature (RFC 2385) key; never shown in repr or logs.
     - ``ebgp_multihop``: TTL to send with (default 1 for eBGP, 64 for iBGP); with
       ``gtsm`` (RFC 5082) we send TTL 255 and require at least 255 - hops + 1 with
       hops = ``ebgp_multihop`` or 1.
     - ``passive``: never connect, only accept from ``peer_address``; ``listen``:
-      connect and accept as well.
+      accept the peer's connections too (through ``listener``, the speaker's shared
+      :class:`~speaker.bgp.listener.BgpListener`; a session without one listens on its
+      own only when ``passive``).
     - ``families``: advertised AFI/SAFIs; empty = the peer address's family plus
       those of ``initial_families`` (see :meth:`with_families_for`).
     - ``next_hop4`` / ``next_hop6``: override the next hop derived from the session's
@@ -151,13 +163,13 @@ class BgpPeerConfig:
     hold_time: int = 90
     keepalive_time: float | None = None
     connect_time: float = 10.0
-    connect_retry: float = 5.0
-    connect_retry_max: float = 120.0
+    connect_retry: float = 1.0
+    connect_retry_max: float = 60.0
     password: str | None = attrs.field(default=None, repr=False)
     ebgp_multihop: int | None = None
     gtsm: bool = False
     passive: bool = False
-    listen: bool = False
+    listen: bool = True
     families: tuple[Family, ...] = ()
     hostname: str | None = None
     #: RFC 8654, off unless asked for: a peer's 65,535-octet UPDATE (FRR sends its full
@@ -170,6 +182,9 @@ class BgpPeerConfig:
     next_hop6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_opt_v6)
     cease_timeout: float = 1.0
     bfd_strict: bool = False
+    #: The shared listener handing this peer's incoming connections over (runtime
+    #: wiring, not configuration: ignored by equality).
+    listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.peer_asn <= 0xFFFFFFFF or not 0 < self.local_asn <= 0xFFFFFFFF:
@@ -187,6 +202,8 @@ class BgpPeerConfig:
             raise BgpConfigError(f"{self.name}: source and peer address families differ")
         if self.connect_time <= 0 or self.connect_retry <= 0:
             raise BgpConfigError(f"{self.name}: connect times must be positive")
+        if self.connect_retry_max < self.connect_retry:
+            raise BgpConfigError(f"{self.name}: connect_retry_max is below connect_retry")
         if self.cease_timeout <= 0:
             raise BgpConfigError(f"{self.name}: cease_timeout must be positive")
 
@@ -235,6 +252,8 @@ class BgpPeerConfig:
             keepalive_time=self.keepalive_time,
             connect_retry_time=self.connect_retry,
             connect_retry_max=self.connect_retry_max,
+            connect_time=self.connect_time,
+            connect_retry_steady=CONNECT_RETRY_STEADY,
             passive=self.passive,
             families=families,
             extended_message=self.extended_message,

@@ -1,8 +1,9 @@
 """TCP sockets for BGP: MD5 signatures, TTL / GTSM, connect and listen, next hops.
 
 - TCP MD5 (RFC 2385): ``setsockopt(IPPROTO_TCP, TCP_MD5SIG, struct tcp_md5sig)`` for
-  the peer's address, on the active socket before ``connect`` and on the listening
-  socket before ``listen``. A kernel without it answers ENOPROTOOPT (or ENOENT):
+  the peer's address, on the active socket before ``connect`` and on the shared
+  listening socket (:mod:`speaker.bgp.listener`) while the peer's session runs. A
+  kernel without it answers ENOPROTOOPT (or ENOENT):
   :class:`BgpSocketError` names the peer.
 - TTL: ``IP_TTL`` / ``IPV6_UNICAST_HOPS`` from :attr:`BgpPeerConfig.send_ttl`; GTSM
   (RFC 5082) adds ``IP_MINTTL`` / ``IPV6_MINHOPCOUNT``.
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import ipaddress
@@ -28,10 +30,10 @@ __all__ = [
     "BgpSocketError",
     "NextHops",
     "apply_ttl",
+    "clear_md5",
     "md5sig",
     "next_hops",
     "open_connection",
-    "open_listener",
 ]
 
 # Linux values the socket module may not export.
@@ -129,25 +131,6 @@ async def open_connection(config: BgpPeerConfig) -> trio.socket.SocketType:
     return sock
 
 
-async def open_listener(config: BgpPeerConfig) -> trio.socket.SocketType:
-    """A listening socket on ``listen_port`` (source address or wildcard), with MD5 for
-    the peer set before ``listen`` and GTSM minimum TTL inherited by accepted sockets."""
-    sock = trio.socket.socket(_family(config), socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if config.peer_address.version == 6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        set_md5(sock, config)
-        apply_ttl(sock, config)
-        host = str(config.source_address) if config.source_address else ""
-        await sock.bind((host, config.listen_port))
-        sock.listen(8)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 @attrs.frozen(kw_only=True)
 class NextHops:
     """What we put in NEXT_HOP / MP_REACH_NLRI on this session (None: cannot send)."""
@@ -230,3 +213,9 @@ def local_address(sock: trio.socket.SocketType) -> IPAddress:
 
 def remote_address(sock: trio.socket.SocketType) -> IPAddress:
     return ipaddress.ip_address(sock.getpeername()[0])
+
+
+def clear_md5(sock: trio.socket.SocketType, address: IPAddress) -> None:
+    """Delete the TCP MD5 key of ``address`` (a zero-length key) from ``sock``."""
+    with contextlib.suppress(OSError):  # no key there (ENOENT) or no MD5 at all
+        sock.setsockopt(socket.IPPROTO_TCP, TCP_MD5SIG, md5sig(address, b""))

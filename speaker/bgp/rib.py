@@ -258,6 +258,14 @@ class AdjRibOut:
             # The overlay keeps changing: the refresh covers the prefixes it holds now.
             self._scans.append(_Scan(dict.fromkeys(self._overlay), forget=family))
 
+    def add_family(self, family: Family) -> None:
+        """The live session can carry ``family`` from now on (its next hop appeared):
+        its desired prefixes go out, found by scans as for :meth:`resend`."""
+        if not self._up or family in self._families:
+            return
+        self._families = self._families | {family}
+        self.resend(family)
+
     def session_down(self) -> None:
         self._up = False
         self.advertised = {}

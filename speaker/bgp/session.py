@@ -25,7 +25,6 @@ reconnects); a socket option that cannot be set (MD5 on a kernel without it) end
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import math
 import os
@@ -44,6 +43,8 @@ from protocols.bgp import (
     ErrorAction,
     Established,
     Event,
+    Initiator,
+    LocalProtocolError,
     MessageType,
     NegotiatedSession,
     NextHop,
@@ -61,10 +62,12 @@ from protocols.bgp import (
     UpdateReceived,
     pack_announcements,
     pack_withdrawals,
+    resolve_collision,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.bgp import net
 from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
+from speaker.bgp.listener import BgpListener
 from speaker.bgp.rib import AdjRibIn, AdjRibOut, OutBatch, path_attributes
 from speaker.broadcast import Broadcast
 from speaker.log import fields
@@ -85,6 +88,8 @@ BATCH_PREFIXES = 256
 #: RFC 7606 notes of one peer: the first is logged at once, then one summary line
 #: per this many seconds at most (counts per action are in the statistics).
 NOTE_LOG_INTERVAL = 10.0
+NEXT_HOP_RECHECK = 1.0  # s, while a negotiated family has no next hop
+NEXT_HOP_REFRESH = 10.0  # s, otherwise (an address may change under the session)
 _SUBSCRIBER_BUFFER = 256
 
 _TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
@@ -153,6 +158,8 @@ class BgpStatistics:
     last_error_received: ErrorRecord | None
     connect_attempts: int
     connect_failures: int
+    last_connect_error: str | None = None
+    collisions: int = 0
     cancelled_at: float | None
     notification_written_at: float | None
     closed_at: float | None
@@ -237,11 +244,48 @@ class _Link:
         self.scope = trio.CancelScope()
         self.closing = False
         self.has_data = trio.Event()
+        self.outgoing = True  # we opened it (False: accepted from the peer)
 
     def push(self, data: bytes) -> None:
         self.queue.append(data)
         self.queued += len(data)
         self.has_data.set()
+
+
+_OPENING = (State.OPEN_SENT, State.OPEN_CONFIRM)
+
+
+class _Candidate:
+    """The peer's connection while ours is opening (a collision): its own core."""
+
+    def __init__(self, link: _Link, rng: random.Random, config: BgpPeerConfig) -> None:
+        self.link = link
+        self.link.outgoing = False
+        self.core = Connection(config.session_config(), rng=rng)
+        self.buffer = bytearray()
+        self.wake: trio.CancelScope | None = None
+
+    def next_message(self) -> bytes | None:
+        """One whole message from what was received (a bad length goes whole to the
+        core, which rejects it)."""
+        buf = self.buffer
+        if len(buf) < 19:
+            return None
+        length = int.from_bytes(buf[16:18], "big")
+        if length < 19:
+            length = len(buf)
+        if len(buf) < length:
+            return None
+        message = bytes(buf[:length])
+        del buf[:length]
+        return message
+
+
+def _peer_id(*cores: Connection) -> str:
+    for core in cores:
+        if core.state in (State.OPEN_CONFIRM, State.ESTABLISHED) and core.peer_open:
+            return str(core.peer_open.bgp_identifier)
+    return "?"
 
 
 class BgpSession:
@@ -262,13 +306,16 @@ class BgpSession:
         routes = {} if routes is None else routes
         # families set (the speaker always sets them): no walk over the routes.
         self.config = config if config.families else config.with_families_for(routes)
-        self.core = Connection(self.config.session_config(), rng=rng or random.SystemRandom())
+        self._rng: random.Random = rng or random.SystemRandom()
+        self.core = Connection(self.config.session_config(), rng=self._rng)
         self.rib_out = AdjRibOut(routes)  # taken over, not copied
         self.rib_in = AdjRibIn(keep=self.config.keep_adj_rib_in)
         self.negotiated: NegotiatedSession | None = None
         self.next_hops: net.NextHops | None = None
         self._link: _Link | None = None
         self._attempt: trio.CancelScope | None = None
+        self._listener: BgpListener | None = None
+        self._candidate: _Candidate | None = None
         self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
         self._wake: trio.CancelScope | None = None
@@ -297,6 +344,8 @@ class BgpSession:
         self.prefixes_withdrawn = 0
         self.connect_attempts = 0
         self.connect_failures = 0
+        self.last_connect_error: str | None = None
+        self.collisions = 0
         self.end_of_rib_sent: list[tuple[int, int]] = []
         self.last_error_sent: ErrorRecord | None = None
         self.last_error_received: ErrorRecord | None = None
@@ -352,6 +401,8 @@ class BgpSession:
             last_error_received=self.last_error_received,
             connect_attempts=self.connect_attempts,
             connect_failures=self.connect_failures,
+            last_connect_error=self.last_connect_error,
+            collisions=self.collisions,
             cancelled_at=self.cancelled_at,
             notification_written_at=self.notification_written_at,
             closed_at=self.closed_at,
@@ -444,13 +495,14 @@ class BgpSession:
             with self._scope:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    if self.config.passive or self.config.listen:
-                        await nursery.start(self._listener)
                     self._after(self.core.start(trio.current_time()))
+                    await self._listen(nursery)  # started: a held connection is taken
                     task_status.started()
                     await self._driver()
         finally:
             self._nursery = None
+            if self._listener is not None:
+                self._listener.unregister(self)
             with trio.move_on_after(self.config.cease_timeout, shield=True):
                 await self._goodbye()
             self._reports.close()
@@ -526,12 +578,15 @@ class BgpSession:
                 if self._attempt is not None:
                     self._attempt.cancel()
                     self._attempt = None
+                    if self.core.state is State.CONNECT:  # the attempt's time ran out
+                        self._connect_failed(event.reason, silent=True)
                 if self._link is not None:
                     self._close_link(self._link, event.reason)
             case OpenReceived():
                 peer_open = event.open
                 log.debug("bgp %s: OPEN from %s AS %d hold %d", self.name,
                           peer_open.bgp_identifier, peer_open.asn, peer_open.hold_time)  # fmt: skip
+                self._resolve_collision()
             case Established():
                 self._on_established(now, event)
             case UpdateReceived():
@@ -591,6 +646,56 @@ class BgpSession:
                  ",".join(family_name(f) for f in sorted(neg.families)),
                  len(self.rib_out.desired))  # fmt: skip
         self._publish(now, event)
+        if link is not None and self._nursery is not None and not self._fixed_next_hops():
+            self._nursery.start_soon(self._follow_next_hops, link)
+
+    # ---- next hops that follow the interface's addresses --------------------------------
+
+    def _fixed_next_hops(self) -> bool:
+        """Whether configuration sets every next hop (nothing to follow)."""
+        return self.config.next_hop4 is not None and self.config.next_hop6 is not None
+
+    async def _follow_next_hops(self, link: _Link) -> None:
+        """While ``link`` is the Established connection, re-derive its next hops (every
+        second while a negotiated family has none, else every 10 s): an IPv6 address
+        removed by a link flap (``keep_addr_on_down=0``) and learnt again brings its
+        family's routes out; a changed address sends them again with the new one."""
+        while True:
+            missing = self._missing_families()
+            await trio.sleep(NEXT_HOP_RECHECK if missing else NEXT_HOP_REFRESH)
+            if self._link is not link or self.core.state is not State.ESTABLISHED:
+                return
+            hops = net.next_hops(link.local, self.config)
+            old = self.next_hops
+            if hops == old:
+                continue
+            self.next_hops = hops
+            self._attr_cache.clear()
+            for family, before, after in (
+                (IPV4_UNICAST, old.ipv4 if old else None, hops.ipv4),
+                (IPV6_UNICAST, old.ipv6 if old else None, hops.ipv6),
+            ):
+                negotiated = self.negotiated is not None and family in self.negotiated.families
+                if before == after or after is None or not negotiated:
+                    continue  # unchanged, gone (keep what the peer has), or not ours
+                log.info("bgp %s: next hop for %s is now %s: sending its routes", self.name,
+                         family_name(family), after)  # fmt: skip
+                if family in missing:
+                    self.rib_out.add_family(family)  # scanned a batch per driver step
+                else:
+                    self.rib_out.resend(family)
+            self._kick()
+
+    def _missing_families(self) -> set[tuple[int, int]]:
+        neg, hops = self.negotiated, self.next_hops
+        if neg is None:
+            return set()
+        missing: set[tuple[int, int]] = set()
+        if IPV4_UNICAST in neg.families and (hops is None or hops.ipv4 is None):
+            missing.add(IPV4_UNICAST)
+        if IPV6_UNICAST in neg.families and (hops is None or hops.ipv6 is None):
+            missing.add(IPV6_UNICAST)
+        return missing
 
     def _publish(
         self,
@@ -651,6 +756,73 @@ class BgpSession:
 
     # ---- connections ------------------------------------------------------------------
 
+    def connect_now(self) -> bool:
+        """Reset the connect backoff and start a connection attempt at once (abandoning
+        one in progress, which is not counted as a failure): for the owner that knows
+        the path is back, e.g. BFD Up and stable after a BFD-caused teardown. Returns
+        whether an attempt started (not when passive, not running, or connected)."""
+        if self._nursery is None:
+            return False
+        if self._attempt is not None:
+            self._attempt.cancel()
+            self._attempt = None
+        events = self.core.connect_now(trio.current_time())
+        self._after(events)
+        return any(isinstance(e, ShouldConnect) for e in events)
+
+    async def _listen(self, nursery: trio.Nursery) -> None:
+        """Register with the shared listener; a passive session without one listens on
+        its own port (a bind failure is then fatal: nothing else would connect)."""
+        cfg = self.config
+        listener = cfg.listener
+        if listener is None and cfg.passive:
+            source = (cfg.source_address,) if cfg.source_address else ()
+            listener = BgpListener(port=cfg.listen_port, addresses=source, required=True)
+            await nursery.start(listener.run)
+        if listener is None or not (cfg.listen or cfg.passive):
+            return
+        listener.register(self)
+        self._listener = listener
+
+    def take_connection(self, sock: trio.socket.SocketType) -> None:
+        """An incoming connection from our peer's address (the listener checked it):
+        adopt it, run it beside ours as a collision (RFC 4271 §6.8), or refuse it."""
+        cfg = self.config
+        try:
+            local = net.local_address(sock)
+            net.apply_ttl(sock, cfg)
+        except OSError as exc:  # gone already, or a socket option failed
+            sock.close()
+            log.info("bgp %s: incoming connection lost at once: %s", self.name, exc)
+            return
+        why = None
+        if self._nursery is None:
+            why = "the session is stopping"
+        elif self._candidate is not None:
+            why = "a collision is being resolved"
+        elif cfg.source_address is not None and local != cfg.source_address:
+            why = f"it came to {local}, not to source_address {cfg.source_address}"
+        elif self._link is not None:
+            # A collision needs our own connection opening; a second one of theirs
+            # (or one while Established, RFC 4271 §6.8) is refused.
+            if not self._link.outgoing or self.core.state not in _OPENING:
+                why = f"a connection exists in state {self.core.state.value}"
+        elif not self.core.accepts_incoming:
+            why = f"state {self.core.state.value}"
+        if why is not None:
+            log.info("bgp %s: refused a connection from %s: %s", self.name,
+                     cfg.peer_address, why)  # fmt: skip
+            sock.close()
+            return
+        assert self._nursery is not None
+        if self._link is not None:
+            self._nursery.start_soon(self._run_candidate, _Candidate(_Link(sock), self._rng, cfg))
+            return
+        if self._attempt is not None:  # theirs made it first: ours is not needed
+            self._attempt.cancel()
+            self._attempt = None
+        self._adopt(sock, outgoing=False)
+
     def _start_connect(self) -> None:
         if self.config.passive or self._nursery is None:
             return
@@ -662,78 +834,46 @@ class BgpSession:
         self._nursery.start_soon(self._connect, scope)
 
     async def _connect(self, scope: trio.CancelScope) -> None:
+        """One attempt; the core's connect retry timer (connect_time) bounds it."""
         cfg = self.config
         sock: trio.socket.SocketType | None = None
         reason = ""
         with scope:
             try:
-                with trio.fail_after(cfg.connect_time):
-                    sock = await net.open_connection(cfg)
-            except trio.TooSlowError:
-                reason = f"timed out after {cfg.connect_time:g} s"
-                if cfg.password is not None:
-                    reason += (
-                        " (TCP MD5 password set: a wrong or missing password on either side "
-                        "makes the peer drop our SYNs silently)"
-                    )
+                sock = await net.open_connection(cfg)
             except net.BgpSocketError as exc:
                 self._fail(exc)
                 return
             except OSError as exc:
                 reason = exc.strerror or str(exc)
-        if self._attempt is not scope:  # abandoned (connect retry timer, incoming, stop)
+        if self._attempt is not scope:  # abandoned (timed out, incoming, stop)
             if sock is not None:
                 sock.close()
             return
         self._attempt = None
         if sock is None:
-            self.connect_failures += 1
-            log.warning("bgp %s: connect to %s port %d failed: %s", self.name,
-                        cfg.peer_address, cfg.peer_port, reason)  # fmt: skip
+            self._connect_failed(reason, silent=False)
             self._after(self.core.connection_failed(trio.current_time()))
             return
-        self._adopt(sock)
+        self._adopt(sock, outgoing=True)
 
-    async def _listener(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    def _connect_failed(self, reason: str, *, silent: bool) -> None:
+        """Count and report a failed attempt: refused or unreachable, or ``silent``
+        (no answer within connect_time)."""
         cfg = self.config
-        try:
-            sock = await net.open_listener(cfg)
-        except net.BgpSocketError:
-            raise
-        except OSError as exc:
-            raise net.BgpSocketError(
-                exc.errno,
-                f"peer {cfg.name}: cannot listen on port {cfg.listen_port}: {exc.strerror}",
-            ) from None
-        with sock:
-            task_status.started()
-            while True:
-                conn, address = await sock.accept()
-                peer = ipaddress.ip_address(address[0].split("%")[0])
-                if peer != cfg.peer_address:
-                    log.warning("bgp %s: refused a connection from %s (not our peer)",
-                                self.name, peer)  # fmt: skip
-                    conn.close()
-                    continue
-                if self._link is not None or not self.core.accepts_incoming:
-                    log.info("bgp %s: refused a second connection from %s in state %s",
-                             self.name, peer, self.core.state.value)  # fmt: skip
-                    conn.close()
-                    continue
-                try:
-                    net.apply_ttl(conn, cfg)
-                except net.BgpSocketError as exc:
-                    conn.close()
-                    self._fail(exc)
-                    return
-                if self._attempt is not None:
-                    self._attempt.cancel()
-                    self._attempt = None
-                self._adopt(conn)
+        if silent and cfg.password is not None:
+            reason += (
+                " (TCP MD5 password set: a wrong or missing password on either side makes"
+                " the peer drop our SYNs silently)"
+            )
+        self.connect_failures += 1
+        self.last_connect_error = reason
+        log.warning("bgp %s: connect to %s port %d failed: %s", self.name,
+                    cfg.peer_address, cfg.peer_port, reason,
+                    extra=fields(peer=self.name, protocol="bgp",
+                                 error="connect failed"))  # fmt: skip
 
-    def _adopt(self, sock: trio.socket.SocketType) -> None:
+    def _adopt(self, sock: trio.socket.SocketType, *, outgoing: bool) -> None:
         assert self._nursery is not None
         try:
             link = _Link(sock)
@@ -742,11 +882,149 @@ class BgpSession:
             log.warning("bgp %s: connection lost at once: %s", self.name, exc)
             self._after(self.core.connection_failed(trio.current_time()))
             return
+        link.outgoing = outgoing
         self._link = link
         self.next_hops = None
-        log.info("bgp %s: TCP connected %s -> %s", self.name, link.local, link.remote)
+        log.info("bgp %s: TCP connected %s -> %s (%s)", self.name, link.local, link.remote,
+                 "ours" if outgoing else "theirs")  # fmt: skip
         self._nursery.start_soon(self._run_link, link)
         self._after(self.core.connection_made(trio.current_time()))
+
+    # ---- connection collisions (RFC 4271 §6.8) ------------------------------------------
+
+    async def _run_candidate(self, cand: _Candidate) -> None:
+        """The peer's connection while ours is opening: a second core sends our OPEN on
+        it and reads theirs; once a BGP Identifier is known the loser gets Cease/7. If
+        theirs wins it becomes the session's connection and the usual reader takes over."""
+        link = cand.link
+        self._candidate = cand
+        self.collisions += 1
+        log.info("bgp %s: connection collision: the peer connected while ours is %s",
+                 self.name, self.core.state.value)  # fmt: skip
+        won = False
+        try:
+            with link.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, link)
+                    now = trio.current_time()
+                    cand.core.start(now)
+                    self._cand_after(cand, cand.core.connection_made(now))
+                    won = await self._candidate_reader(cand)
+                    if won:
+                        await self._reader(link)
+                    else:
+                        self._close_link(link, "connection collision lost")
+        finally:
+            if self._candidate is cand:
+                self._candidate = None
+            if not won or self._link is not link:
+                link.sock.close()
+
+    async def _candidate_reader(self, cand: _Candidate) -> bool:
+        """Feed the candidate core one message at a time (so it stops at OpenConfirm)
+        until the collision is decided; True if the peer's connection won."""
+        link, core = cand.link, cand.core
+        while True:
+            outcome = self._collision_outcome(cand)
+            if outcome is not None:
+                return self._settle(cand, outcome)
+            if core.state is State.IDLE or self._candidate is not cand:
+                return False  # it failed on its own (error, EOF) or ours went away
+            message = cand.next_message()
+            if message is not None:
+                self._in.feed(message)
+                self._cand_after(cand, core.receive_data(message, trio.current_time()))
+                continue
+            deadline = core.get_timer()
+            cand.wake = trio.CancelScope(deadline=math.inf if deadline is None else deadline)
+            with cand.wake:
+                try:
+                    data = await link.sock.recv(READ_CHUNK)
+                except OSError:
+                    data = b""
+                if not data:
+                    self._cand_after(cand, core.receive_data(b"", trio.current_time()))
+                    return False
+                cand.buffer += data
+            now = trio.current_time()
+            if deadline is not None and now >= deadline:
+                self._cand_after(cand, core.handle_timer(now))
+
+    def _cand_after(self, cand: _Candidate, events: list[Event]) -> None:
+        data = cand.core.data_to_send()
+        if data:
+            cand.link.push(data)
+        for event in events:
+            if isinstance(event, StateChanged):
+                log.debug("bgp %s: peer's connection %s -> %s (%s)", self.name,
+                          event.old.value, event.new.value, event.reason)  # fmt: skip
+            elif isinstance(event, NotificationSent | NotificationReceived):
+                log.info("bgp %s: peer's connection: NOTIFICATION %s %d/%d", self.name,
+                         "sent" if isinstance(event, NotificationSent) else "received",
+                         event.code, event.subcode)  # fmt: skip
+
+    def _resolve_collision(self) -> None:
+        """Our connection got the peer's OPEN: let the candidate decide (in its task)."""
+        cand = self._candidate
+        if cand is not None and cand.wake is not None:
+            cand.wake.cancel()
+
+    def _collision_outcome(self, cand: _Candidate) -> Initiator | None:
+        """Which connection to close, once a BGP Identifier is known (None: not yet)."""
+        ours, theirs = self.core, cand.core
+        link = self._link
+        if link is None:  # ours failed meanwhile: theirs simply takes over
+            return Initiator.LOCAL if theirs.state in _OPENING else None
+        opened = [c for c in (theirs, ours) if c.state in (State.OPEN_CONFIRM, State.ESTABLISHED)]
+        if not opened or opened[0].peer_open is None:
+            return None
+        peer_id = opened[0].peer_open.bgp_identifier
+        incoming, outgoing = (ours, theirs) if not link.outgoing else (theirs, ours)
+        try:
+            closed = resolve_collision(
+                local_id=self.config.router_id,
+                peer_id=peer_id,
+                outgoing_state=outgoing.state,
+                incoming_state=incoming.state,
+            )
+        except LocalProtocolError:  # equal identifiers: keep the one we have
+            return Initiator.REMOTE if link.outgoing else Initiator.LOCAL
+        return closed
+
+    def _settle(self, cand: _Candidate, closed: Initiator) -> bool:
+        """Close the losing connection with Cease/7; True if the candidate won."""
+        link = self._link
+        ours_closed = link is not None and (closed is Initiator.LOCAL) == link.outgoing
+        now = trio.current_time()
+        if not ours_closed and link is not None:
+            log.info("bgp %s: connection collision: keeping the connection %s opened "
+                     "(BGP Identifier %s vs ours %s)", self.name,
+                     "we" if link.outgoing else "the peer",
+                     _peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
+            self._cand_after(cand, cand.core.collision_dump(now))
+            return False
+        log.info("bgp %s: connection collision: keeping the connection %s opened "
+                 "(BGP Identifier %s vs ours %s)", self.name,
+                 "the peer" if link is None or link.outgoing else "we",
+                 _peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
+        if link is not None:
+            self._after(self.core.collision_dump(now))
+        if self._attempt is not None:  # ours failed meanwhile and the core retried
+            self._attempt.cancel()
+            self._attempt = None
+        old_state = self.core.state
+        self.core = cand.core
+        self._candidate = None
+        self._link = cand.link
+        self.next_hops = None
+        reason = "connection collision: the peer's connection"
+        self._on_event(StateChanged(old=old_state, new=self.core.state, reason=reason))
+        rest = bytes(cand.buffer)
+        cand.buffer.clear()
+        if rest:
+            self._in.feed(rest)
+        self._after(self.core.receive_data(rest, now) if rest else [])
+        return True
 
     def _close_link(self, link: _Link, reason: str) -> None:
         """Flush what is queued (NOTIFICATION included) within cease_timeout, then close."""
@@ -757,6 +1035,7 @@ class BgpSession:
         )
         if self._link is link:
             self._link = None
+            self._resolve_collision()  # a candidate waiting for the peer takes over
         log.debug("bgp %s: closing the connection: %s", self.name, reason)
 
     def _link_failed(self, link: _Link, reason: str) -> None:

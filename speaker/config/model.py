@@ -322,6 +322,15 @@ class PeerSpec:
     password_file: Path | None = None
     ebgp_multihop: bool | int = attrs.field(default=False, validator=_multihop)
     passive: bool = False
+    listen: bool = True
+    connect_retry: timedelta = attrs.field(
+        default=timedelta(seconds=1),
+        validator=duration_range(timedelta(milliseconds=10), timedelta(seconds=65535)),
+    )
+    connect_retry_max: timedelta = attrs.field(
+        default=timedelta(seconds=60),
+        validator=duration_range(timedelta(milliseconds=10), timedelta(seconds=65535)),
+    )
     node_selectors: tuple[LabelSelector, ...] = ()
 
 
@@ -480,6 +489,9 @@ class Peer:
     password_file: Path | None = None
     ebgp_multihop: bool | int = False
     passive: bool = False
+    listen: bool = True
+    connect_retry: timedelta = timedelta(seconds=1)
+    connect_retry_max: timedelta = timedelta(seconds=60)
     node_selectors: tuple[LabelSelector, ...] = ()
 
     @property

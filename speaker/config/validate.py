@@ -171,6 +171,15 @@ class _Checker:
 
         password = self.password(path, spec)
 
+        if spec.passive and not spec.listen:
+            self.error(f"{path}.listen", "false with passive = true: nothing would connect")
+        if spec.connect_retry_max < spec.connect_retry:
+            self.error(
+                f"{path}.connect_retry_max",
+                f"{format_duration(spec.connect_retry_max)} is below connect_retry"
+                f" ({format_duration(spec.connect_retry)})",
+            )
+
         if len(self.errors) == errors_before and my_asn is not None:
             self.peers[spec.name] = Peer(
                 name=spec.name,
@@ -189,6 +198,9 @@ class _Checker:
                 password_file=self._path(spec.password_file) if spec.password_file else None,
                 ebgp_multihop=spec.ebgp_multihop,
                 passive=spec.passive,
+                listen=spec.listen,
+                connect_retry=spec.connect_retry,
+                connect_retry_max=spec.connect_retry_max,
                 node_selectors=spec.node_selectors,
             )
 

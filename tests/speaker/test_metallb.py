@@ -88,7 +88,8 @@ def test_documented_examples_convert_to_a_valid_configuration(tmp_path: Path) ->
     assert str(tor_a.source_address) == "198.18.1.2"
     assert tor_b.hold_time == timedelta(seconds=9)
     assert tor_b.keepalive_time == timedelta(seconds=3)
-    assert tor_b.connect_time == timedelta(seconds=5)
+    assert tor_b.connect_retry_max == timedelta(seconds=5)  # FRR's "timers connect"
+    assert tor_b.connect_time == timedelta(seconds=10)
     assert tor_b.password == "from-the-secret"
     assert core.multihop and core.bfd_profile == profiles["multihop"]
     assert core.hold_time == timedelta(seconds=90)

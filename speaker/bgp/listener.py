@@ -1,0 +1,261 @@
+"""Port 179 for every configured peer: routers may connect to us as we connect to them.
+
+One :class:`BgpListener` serves all sessions of the speaker: one listening socket
+per address family (on the wildcard address, or on the addresses given), opened when
+the first session of that family registers. An accepted connection is handed to the
+session registered for its source address (:meth:`BgpSession.take_connection
+<speaker.bgp.session.BgpSession.take_connection>` decides: adopt it, resolve a
+collision, or refuse it); a connection from any other address is closed and logged.
+
+TCP MD5 (RFC 2385): each registered peer with a password gets its key on the
+listening socket of its family (``TCP_MD5SIG`` per peer address; the kernel then
+drops that peer's SYNs without a valid signature, and accepts other peers' unsigned
+ones). The key is deleted when the session unregisters.
+
+A socket that cannot be bound (port 179 taken, e.g. by another BGP daemon on the
+node) does not stop the speaker: one ERROR line, the sessions keep connecting out,
+and the bind is retried every ``retry`` seconds (INFO line when it succeeds). Only
+a session's private listener (a passive session run without a shared one) is
+``required``: there the bind error ends the session with
+:class:`~speaker.bgp.net.BgpSocketError`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import math
+import socket
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import trio
+
+from speaker.bgp import net
+from speaker.bgp.config import IPAddress
+
+if TYPE_CHECKING:
+    from speaker.bgp.session import BgpSession
+
+__all__ = ["BgpListener"]
+
+log = logging.getLogger("speaker.bgp")
+
+BACKLOG = 64
+#: A refused (unknown) source address is logged at most once per this many seconds.
+REFUSED_LOG_INTERVAL = 60.0
+#: How long a connection from a known peer whose session is not running (between two
+#: sessions, e.g. waiting for BFD to be stable) is held for the next session. Closing
+#: it at once would show the router an established connection that ends at once: BIRD
+#: takes that for a protocol error and waits its error wait time (60 s) before it
+#: accepts us again, where a kernel refusal (no listener) let it retry in a second.
+HOLD_FOR = 10.0
+_REFUSED_MEMORY = 1024
+
+
+class BgpListener:
+    """The shared listening sockets and the sessions they hand connections to.
+
+    Run :meth:`run` in a nursery (``await nursery.start(listener.run)``) before
+    sessions :meth:`register`; a :class:`~speaker.bgp.session.BgpSession` whose
+    config carries the listener registers itself while it runs.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 179,
+        addresses: Sequence[IPAddress] = (),
+        retry: float = 30.0,
+        required: bool = False,
+    ) -> None:
+        self.port = port
+        #: Bind addresses per IP version; a version without one binds the wildcard.
+        self.addresses: dict[int, IPAddress] = {a.version: a for a in addresses}
+        self.retry = retry
+        self.required = required
+        self.sessions: dict[IPAddress, BgpSession] = {}
+        self.sockets: dict[int, trio.socket.SocketType] = {}
+        #: The last bind error per IP version, while that socket is not open.
+        self.errors: dict[int, str] = {}
+        self.accepted = 0
+        self.refused = 0
+        self._opening: set[int] = set()
+        #: Addresses that had a session: their connections are held while none runs.
+        self._known: set[IPAddress] = set()
+        self._held: dict[IPAddress, trio.socket.SocketType] = {}
+        self._refused_logged: dict[IPAddress, float] = {}
+        self._nursery: trio.Nursery | None = None
+
+    # ---- the task -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for version in sorted({s.config.peer_address.version for s in self._live()}):
+                    self._ensure(version)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for sock in [*self.sockets.values(), *self._held.values()]:
+                sock.close()
+            self.sockets.clear()
+            self._held.clear()
+
+    # ---- sessions -------------------------------------------------------------------
+
+    def register(self, session: BgpSession) -> None:
+        """Hand ``session`` its peer's incoming connections from now on (the last
+        registration for an address wins). Raises
+        :class:`~speaker.bgp.net.BgpSocketError` if the peer's MD5 key cannot be set,
+        or, when ``required``, if the socket cannot be bound."""
+        cfg = session.config
+        self.sessions[cfg.peer_address] = session
+        self._known.add(cfg.peer_address)
+        sock = self.sockets.get(cfg.peer_address.version)
+        if sock is not None:
+            net.set_md5(sock, cfg)
+        else:
+            self._ensure(cfg.peer_address.version)
+        held = self._held.pop(cfg.peer_address, None)
+        if held is not None:
+            log.info("bgp: handing the held connection from %s to its session",
+                     cfg.peer_address)  # fmt: skip
+            session.take_connection(held)
+
+    def unregister(self, session: BgpSession) -> None:
+        cfg = session.config
+        if self.sessions.get(cfg.peer_address) is not session:
+            return
+        del self.sessions[cfg.peer_address]
+        sock = self.sockets.get(cfg.peer_address.version)
+        if sock is not None and cfg.password is not None:
+            net.clear_md5(sock, cfg.peer_address)
+
+    def _live(self) -> list[BgpSession]:
+        return list(self.sessions.values())
+
+    # ---- sockets --------------------------------------------------------------------
+
+    def _ensure(self, version: int) -> None:
+        """Open the socket of ``version`` now, or keep retrying in the background."""
+        if version in self.sockets or version in self._opening or self._nursery is None:
+            return
+        try:
+            sock = self._open(version)
+        except OSError as exc:
+            where = self._where(version)
+            message = f"cannot listen on {where}: {exc.strerror or exc}"
+            if exc.errno == errno.EADDRINUSE:
+                message += " (another BGP daemon on this node?)"
+            if self.required:
+                raise net.BgpSocketError(exc.errno, message) from None
+            self.errors[version] = message
+            log.error("bgp: %s; connecting out only, retrying every %g s", message, self.retry)
+            self._opening.add(version)
+            self._nursery.start_soon(self._retry, version)
+            return
+        self._serve_socket(version, sock)
+
+    def _serve_socket(self, version: int, sock: trio.socket.SocketType) -> None:
+        assert self._nursery is not None
+        self.sockets[version] = sock
+        self.errors.pop(version, None)
+        for session in self._live():
+            if session.config.peer_address.version == version:
+                net.set_md5(sock, session.config)
+        self._nursery.start_soon(self._accept, sock)
+
+    async def _retry(self, version: int) -> None:
+        while True:
+            await trio.sleep(self.retry)
+            try:
+                sock = self._open(version)
+            except OSError as exc:
+                self.errors[version] = f"cannot listen on {self._where(version)}: {exc.strerror}"
+                continue
+            self._opening.discard(version)
+            log.info("bgp: listening on %s", self._where(version))
+            try:
+                self._serve_socket(version, sock)
+            except net.BgpSocketError as exc:
+                log.error("bgp: %s", exc.strerror)
+            return
+
+    def _where(self, version: int) -> str:
+        address = self.addresses.get(version)
+        host = str(address) if address else ("0.0.0.0" if version == 4 else "::")
+        return f"[{host}]:{self.port}" if version == 6 else f"{host}:{self.port}"
+
+    def _open(self, version: int) -> trio.socket.SocketType:
+        family = socket.AF_INET if version == 4 else socket.AF_INET6
+        address = self.addresses.get(version)
+        host = str(address) if address else ("0.0.0.0" if version == 4 else "::")
+        # A stdlib socket: binding a numeric address never blocks, so this stays sync.
+        raw = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if version == 6:
+                raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            raw.bind((host, self.port))
+            raw.listen(BACKLOG)
+        except BaseException:
+            raw.close()
+            raise
+        return trio.socket.from_stdlib_socket(raw)
+
+    async def _accept(self, sock: trio.socket.SocketType) -> None:
+        while True:
+            try:
+                conn, address = await sock.accept()
+            except OSError as exc:  # ECONNABORTED, EMFILE...: keep serving
+                log.warning("bgp: accept on %s failed: %s", sock.getsockname(), exc)
+                await trio.sleep(0.1)
+                continue
+            try:
+                peer = ipaddress.ip_address(address[0].split("%")[0])
+            except ValueError:
+                conn.close()
+                continue
+            session = self.sessions.get(peer)
+            if session is None and peer in self._known and self._nursery is not None:
+                self._hold(conn, peer)
+                continue
+            if session is None:
+                self._refuse(conn, peer)
+                continue
+            self.accepted += 1
+            session.take_connection(conn)
+
+    def _hold(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+        """Keep ``conn`` for the peer's next session, at most :data:`HOLD_FOR`."""
+        assert self._nursery is not None
+        older = self._held.pop(peer, None)
+        if older is not None:
+            older.close()
+        self._held[peer] = conn
+        log.info("bgp: holding a connection from %s for its next session (at most %g s)",
+                 peer, HOLD_FOR)  # fmt: skip
+        self._nursery.start_soon(self._expire, conn, peer)
+
+    async def _expire(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+        await trio.sleep(HOLD_FOR)
+        if self._held.get(peer) is conn:
+            del self._held[peer]
+            conn.close()
+            log.info("bgp: closed the connection held for %s: no session came", peer)
+
+    def _refuse(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+        conn.close()
+        self.refused += 1
+        now = trio.current_time()
+        if now - self._refused_logged.get(peer, -math.inf) < REFUSED_LOG_INTERVAL:
+            return
+        if len(self._refused_logged) >= _REFUSED_MEMORY:
+            self._refused_logged.clear()
+        self._refused_logged[peer] = now
+        log.warning("bgp: refused a connection from %s: not a configured peer (or its session "
+                    "is not running, or has listen = false)", peer)  # fmt: skip
