@@ -163,14 +163,6 @@ class _Guard:
         self.bgp.cancel(CeaseSubcode.BFD_DOWN)
 
 
-def _connect_now(bgp: BgpSession) -> None:
-    """Try to connect at once, backoff reset (``BgpSession.connect_now``, helper H5's
-    API; absent before that branch is merged)."""
-    connect_now: Callable[[], object] | None = getattr(bgp, "connect_now", None)
-    if connect_now is not None:
-        connect_now()
-
-
 class PeerRunner:
     def __init__(
         self,
@@ -303,7 +295,7 @@ class PeerRunner:
     async def _attempt(self) -> None:
         plan = self.plan
         if plan.bfd_target is None or plan.bfd_profile is None or self.endpoint is None:
-            await self._run_bgp(connect_now=False)
+            await self._run_bgp()
             return
         key = plan.bfd_target.resolve()
         async with trio.open_nursery() as nursery:
@@ -329,8 +321,9 @@ class PeerRunner:
             if wait:
                 await self._wait_bfd_stable(bfd)
             # Returns only after a BFD-caused teardown; the next session waits for BFD
-            # to be stable (RFC 5882 §3.2), then connects at once.
-            await self._run_bgp(connect_now=wait)
+            # to be stable (RFC 5882 §3.2), then connects at once (a new session's first
+            # attempt starts with its run).
+            await self._run_bgp()
             if self._stopping:
                 return
             wait = True
@@ -361,7 +354,7 @@ class PeerRunner:
             else:
                 guard.tear_down(change)
         elif change.new is BfdState.UP and guard.bgp.state is not BgpState.ESTABLISHED:
-            _connect_now(guard.bgp)  # the path works now: do not wait out a backoff
+            guard.bgp.connect_now()  # the path works now: do not wait out a backoff
 
     def _is_session_reset(self, guard: _Guard, change: BfdStateChanged) -> bool:
         """A router that re-creates its BFD session right after BGP Established (FRR
@@ -438,7 +431,7 @@ class PeerRunner:
         await bgp.wait_synchronised()
         self.reannounce_delays.append(trio.current_time() - since)
 
-    async def _run_bgp(self, *, connect_now: bool) -> None:
+    async def _run_bgp(self) -> None:
         """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
         bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name))
         self.bgp = bgp
@@ -451,8 +444,6 @@ class PeerRunner:
                 if self.bfd is not None:
                     self._guard = guard
                 await nursery.start(bgp.run)
-                if connect_now:
-                    _connect_now(bgp)
                 if last is not None and self.reannounce_delays.total < self.failovers.total:
                     since = last.closed_at or last.detected_at
                     nursery.start_soon(self._note_reannounce, bgp, since)
