@@ -167,6 +167,9 @@ class Router:
     """What the matrix asks of a router (each subclass answers from its daemon)."""
 
     label = "router"
+    #: Seconds the router itself refuses a new session after one went down, whatever
+    #: the speaker does (the cell's recovery budget is at least this + 1 s).
+    idle_hold_s = 0.0
 
     def __init__(self, cell: Cell, ends: Ends) -> None:
         self.cell = cell
@@ -356,6 +359,9 @@ class GobgpRouter(Router):
     """gobgpd, passive towards us, with FRR bfdd beside it."""
 
     label = "gobgpd + FRR bfdd"
+    # GoBGP's FSM keeps a peer whose session went down Idle for HOLDTIME_IDLE = 5 s
+    # (pkg/server/fsm.go), refusing its connections meanwhile; not configurable in 3.10.
+    idle_hold_s = 5.0
 
     def __init__(self, cell: Cell, ends: Ends, host: Host, *, bfd_ms: int) -> None:
         super().__init__(cell, ends)

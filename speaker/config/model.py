@@ -246,8 +246,11 @@ class SpeakerSettings:
     my_asn: int | None = attrs.field(default=None, validator=optional_in_range(1, MAX_ASN))
     node_name: str = attrs.field(factory=socket.gethostname, validator=not_empty)
     labels: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
+    #: RFC 5882 §3.2 dampening after a BFD failure. 0.5 s: a path that came back is
+    #: re-used in about a second (BFD back at the slow rate, then this), while a link
+    #: flapping faster than twice a second never carries routes.
     hold_down: timedelta = attrs.field(
-        default=timedelta(seconds=1),
+        default=timedelta(milliseconds=500),
         validator=duration_range(timedelta(0), timedelta(minutes=10)),
     )
     state_file: Path = DEFAULT_STATE_FILE

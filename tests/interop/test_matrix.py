@@ -229,16 +229,25 @@ def run_cell(cell: Cell, lab: Lab, ends: Ends, router: Router, record: dict[str,
     time.sleep(0.3)  # let the teardown settle at both ends before restoring
     lifted = cut.undo()
     record["cut_lifted"] = True
-    back, _ = poll(router.has_route, RECOVERY_BUDGET_S + RECOVERY_WATCH_S)
+    # A router that refuses a new session for a fixed time after one went down
+    # (gobgpd: 5 s) gets that time + 1 s; the p50 below counts every cell as measured.
+    budget = max(RECOVERY_BUDGET_S, router.idle_hold_s + 1.0)
+    record["recovery_budget_s"] = budget
+    back, _ = poll(router.has_route, budget + RECOVERY_WATCH_S)
     if back is None:
-        check(False, f"route not back {RECOVERY_BUDGET_S + RECOVERY_WATCH_S:.0f} s after "
+        check(False, f"route not back {budget + RECOVERY_WATCH_S:.0f} s after "
                      "the cut was lifted")  # fmt: skip
     else:
         recovery = back - lifted.before_mono
         record["recovery_s"] = round(recovery, 3)
-        check(recovery <= RECOVERY_BUDGET_S,
+        why = (
+            f", the router's own idle hold {router.idle_hold_s:g} s + 1"
+            if budget > RECOVERY_BUDGET_S
+            else ""
+        )
+        check(recovery <= budget,
               f"route back {recovery:.1f} s after the cut was lifted (budget "
-              f"{RECOVERY_BUDGET_S:g} s)")  # fmt: skip
+              f"{budget:g} s{why})")  # fmt: skip
     assert not failures, "; ".join(failures) + context()
 
 

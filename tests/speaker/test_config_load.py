@@ -239,7 +239,7 @@ def test_defaults() -> None:
     assert peer.password is None
     assert peer.multihop_ttl is None and not peer.multihop
     assert not peer.internal
-    assert config.speaker.hold_down == timedelta(seconds=1)
+    assert config.speaker.hold_down == timedelta(milliseconds=500)
     assert config.speaker.state_file == Path("/var/lib/speaker/state.json")
     pool = config.pool("web")
     assert pool.auto_assign and not pool.announce_all
