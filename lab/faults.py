@@ -117,6 +117,31 @@ def drop_bfd(host: Host, *, direction: str) -> Fault:
     return drop(host, f"udp dport {BFD_PORTS}", direction=direction)
 
 
+def drop_bfd_towards(host: Host, address: str) -> Fault:
+    """On a router: drop every BFD packet it sends or forwards to ``address`` (its own
+    control and echo packets, and the other end's echoes it loops back), atomically.
+
+    Unlike a drop at the receiving host's input, this also silences what packet
+    sockets there would see (an echo link or echo reflector reads frames before
+    netfilter runs)."""
+    _ensure_table(host)
+    comment = f"lab-{time.monotonic_ns()}"
+    family = "ip6" if ":" in address else "ip"
+    rule = f'{family} daddr {address} udp dport {BFD_PORTS} counter drop comment "{comment}"'
+    script = "".join(f"add rule {_TABLE} {chain} {rule}\n" for chain in ("output", "forward"))
+
+    def remove() -> None:
+        for chain in ("output", "forward"):
+            out = host.run("nft", "-a", "list", "chain", *_TABLE.split(), chain).stdout
+            for line in out.splitlines():
+                if comment in line and "# handle" in line:
+                    handle = line.rsplit("# handle", 1)[1].strip()
+                    host.run("nft", "delete", "rule", *_TABLE.split(), chain, "handle", handle)
+
+    at = Moment.of(lambda: host.run("nft", "-f", "-", input=script))
+    return Fault("drop", f"{host.name} out+forward: BFD to {address}", at, remove)
+
+
 def drop_counters(host: Host) -> str:
     """The nft ruleset with packet counters, for a test's failure message."""
     return host.run("nft", "list", "table", *_TABLE.split(), check=False).stdout

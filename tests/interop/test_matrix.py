@@ -213,7 +213,13 @@ def run_cell(cell: Cell, lab: Lab, ends: Ends, router: Router, record: dict[str,
         pytest.fail("; ".join(failures) + context())
 
     # -- one-way BFD cut: the route leaves the router within detection + 100 ms -------
-    cut = faults.drop_bfd(spk, direction="in")
+    if cell.variant == "echo":
+        # Echoes cross our node on packet sockets, which see frames before netfilter:
+        # an input drop at spk would cut control packets only. Cut at the router what
+        # it sends or loops back to us (one-way still: the router hears us).
+        cut = faults.drop_bfd_towards(lab["rtr1"], ends.speaker)
+    else:
+        cut = faults.drop_bfd(spk, direction="in")
     gone, poll_s = poll(lambda: not router.has_route(), 5.0)
     record["poll_ms"] = round(poll_s * 1000, 1)
     if gone is None:
