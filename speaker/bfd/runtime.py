@@ -150,6 +150,9 @@ class BfdSession:
         self._wake: trio.CancelScope | None = None
         self._pending_wake = False
         self._precise = True
+        #: An error in handling one of this session's packets (in the endpoint's
+        #: receive loop): raised in the session's own task, so only its peer restarts.
+        self._failure: BaseException | None = None
         self._sender: socket.socket | None = None
         self._changes: Broadcast[StateChanged] = Broadcast(_SUBSCRIBER_BUFFER, f"bfd {key}", log)
         self._on_change = on_change
@@ -290,9 +293,18 @@ class BfdSession:
         self._drain_events()
         self._scope.cancel()
 
+    def fail(self, exc: BaseException) -> None:
+        """Handling input for this session raised ``exc``: end the session's task with
+        it (its peer restarts), not the endpoint's receive loop (every session)."""
+        if self._failure is None:
+            self._failure = exc
+        self.kick()
+
     async def _timer_loop(self) -> None:
         self._precise = not _virtual_clock()
         while True:
+            if self._failure is not None:
+                raise self._failure
             now = trio.current_time()
             deadline = self.core.get_timer()
             if deadline is not None and now >= deadline:
@@ -641,7 +653,13 @@ class BfdEndpoint:
             if datagram.kernel_drops is not None and datagram.kernel_drops != drops_seen:
                 self.discards["kernel-dropped"] += (datagram.kernel_drops - drops_seen) & 0xFFFFFFFF
                 drops_seen = datagram.kernel_drops
-            self.dispatch(datagram, multihop, trio.current_time())
+            try:
+                self.dispatch(datagram, multihop, trio.current_time())
+            except Exception:  # a bug: lose this packet, never the receive loop
+                self.discards["internal-error"] += 1
+                if self.discards["internal-error"] == 1:
+                    log.exception("bfd: error handling a packet from %s (counted as"
+                                  " internal-error; logged once)", datagram.source)  # fmt: skip
 
     def dispatch(self, datagram: net.Datagram, multihop: bool, now: float) -> None:
         """Find the session a datagram belongs to (RFC 5880 §6.8.6: by Your
@@ -660,7 +678,10 @@ class BfdEndpoint:
         if session is None or session.key.multihop != multihop:
             self.discards[DiscardReason.NO_SESSION.value] += 1
             return
-        session.deliver(packet, datagram, now)
+        try:
+            session.deliver(packet, datagram, now)
+        except Exception as exc:  # a bug: it ends this session's peer, not the loop
+            session.fail(exc)
 
     def _find(self, datagram: net.Datagram, multihop: bool) -> BfdSession | None:
         if datagram.destination is None:

@@ -269,6 +269,35 @@ async def test_an_exception_in_one_bfd_session_restarts_that_peer_only(
     nursery.cancel_scope.cancel()
 
 
+async def test_an_exception_handling_one_sessions_packet_restarts_that_peer_only(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    """The endpoint's receive loop serves every session: an error in one session's
+    deliver() ends that session's task (its peer restarts), not the loop."""
+    ours, routers = await endpoints(nursery)
+    await router(routers, 1)
+    await router(routers, 2)
+    good = PeerRunner(plan("good", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    bad = PeerRunner(plan("bad", 2, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(good.run)
+    nursery.start_soon(bad.run)
+    await wait_for(lambda: all(r.bfd is not None and r.bfd.state is State.UP for r in (good, bad)))
+    good_bfd, bad_bfd = good.bfd, bad.bfd
+    assert good_bfd is not None and bad_bfd is not None
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in handling one session's packet")
+
+    bad_bfd.deliver = broken  # type: ignore[method-assign]
+    await wait_for(lambda: bad.crashes == 1)
+    await wait_for(lambda: bad.bfd is not None and bad.bfd.state is State.UP)
+    received = good_bfd.statistics().control_rx
+    await trio.sleep(2)  # the receive loop still serves the good session
+    assert good.bfd is good_bfd and good_bfd.state is State.UP
+    assert good_bfd.statistics().control_rx > received and good.crashes == 0
+    nursery.cancel_scope.cancel()
+
+
 # ---- BGP at once, BFD guarding it -------------------------------------------------------------
 
 
