@@ -302,7 +302,7 @@ class PeerRunner:
             # The session runs in this nursery: an exception in it ends this peer's
             # attempt (and PeerRunner.run restarts it), never the endpoint or others.
             bfd: BfdSession = await nursery.start(
-                _run_bfd, self.endpoint, key, plan.bfd_profile, self._on_bfd_change
+                _run_bfd, self.endpoint, key, plan.bfd_profile, self._on_bfd_change, self.name
             )
             self.bfd = bfd
             try:
@@ -475,9 +475,13 @@ class PeerRunner:
         )
         self.failovers.append(record)
         teardown = record.teardown_ms
+        written = (
+            "no NOTIFICATION written (the connection was closed or its socket full)"
+            if teardown is None
+            else f"NOTIFICATION written {teardown:.2f} ms after detection"
+        )
         log.warning(
-            "peer %s: BFD down (%s) -> BGP torn down, NOTIFICATION %s ms after detection",
-            self.name, record.diag, "?" if teardown is None else f"{teardown:.2f}",
+            "peer %s: BFD down (%s) -> BGP torn down, %s", self.name, record.diag, written,
             extra=fields(peer=self.name, protocol="bgp", old="Established", new="Idle",
                          error="cease/bfd-down", teardown_ms=teardown),
         )  # fmt: skip
@@ -488,11 +492,14 @@ async def _run_bfd(
     key: SessionKey,
     profile: BfdProfile,
     on_change: Callable[[BfdStateChanged], None],
+    name: str,
     *,
     task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
-        await endpoint.run_session(key, profile, on_change=on_change, task_status=task_status)
+        await endpoint.run_session(
+            key, profile, on_change=on_change, name=name, task_status=task_status
+        )
     except OSError as exc:  # before started: its send socket (no device, no address)
         raise PeerSetupError(f"BFD session {key}: {exc.strerror or exc}") from None
 

@@ -137,8 +137,12 @@ class BfdSession:
         discriminator: int,
         *,
         on_change: OnChange | None = None,
+        name: str | None = None,
     ) -> None:
         self.key = key
+        #: The peer's name, so BFD log lines say ``peer=NAME`` as BGP's do (the key
+        #: for a session without one, e.g. the standalone tool).
+        self.label = name or str(key)
         self.profile = profile
         self._endpoint = endpoint
         self.core = Session(
@@ -266,8 +270,9 @@ class BfdSession:
             taken=self._endpoint.ports_in_use,
             rng=self._endpoint.rng,
         )
-        log.info("bfd %s: session started, discriminator %d, source port %d, profile %s",
-                 self.key, self.core.local_discriminator, port, self.profile.name)  # fmt: skip
+        log.info("bfd %s: session started for %s, discriminator %d, source port %d,"
+                 " profile %s", self.label, self.key, self.core.local_discriminator, port,
+                 self.profile.name, extra=fields(peer=self.label, protocol="bfd"))  # fmt: skip
         try:
             with self._scope:
                 async with trio.open_nursery() as tasks:
@@ -391,19 +396,19 @@ class BfdSession:
             or not isinstance(peer, ipaddress.IPv4Address)
             or self.key.multihop
         ):
-            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.key)
+            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.label)
             self.runtime_discards["echo-unavailable"] += 1
             return
         link = EchoLink(interface, local, peer)
         try:
             await link.open()
         except EchoLinkError as exc:
-            log.error("bfd %s: echo link: %s", self.key, exc)
+            log.error("bfd %s: echo link: %s", self.label, exc)
             self.runtime_discards["echo-unavailable"] += 1
             self._echo_starting = False
             return
         self._echo_link = link
-        log.info("bfd %s: echo link up on %s (peer MAC %s)", self.key, link.ifname,
+        log.info("bfd %s: echo link up on %s (peer MAC %s)", self.label, link.ifname,
                  link.peer_mac.hex(":"))  # fmt: skip
         while True:
             payload = await link.receive()
@@ -427,7 +432,7 @@ class BfdSession:
         except EchoLinkError as exc:
             self._no_echo_loop(str(exc))
             return
-        log.info("bfd %s: looping the peer's echoes on %s", self.key, interface)
+        log.info("bfd %s: looping the peer's echoes on %s", self.label, interface)
         try:
             await reflector.run()
         except EchoLinkError as exc:
@@ -439,7 +444,7 @@ class BfdSession:
         if self.key.interface is not None and kernel_forwards(self.key.interface):
             return  # the kernel loops the peer's echoes
         log.warning("bfd %s: cannot loop the peer's echoes (%s): advertising no echo",
-                    self.key, why)  # fmt: skip
+                    self.label, why)  # fmt: skip
         self.runtime_discards["echo-loop-unavailable"] += 1
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
@@ -449,7 +454,7 @@ class BfdSession:
             if isinstance(event, StateChanged):
                 self._publish(event)
             elif isinstance(event, TimersChanged):
-                log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.key,
+                log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
                           event.echo_tx_interval_us)  # fmt: skip
 
@@ -482,9 +487,9 @@ class BfdSession:
             # socket) happens in this task step.
             self._on_change(event)
         level = logging.WARNING if event.path_failure else logging.INFO
-        log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.key, event.old.name,
+        log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.label, event.old.name,
                 event.new.name, event.diag.name, event.reason,
-                extra=fields(peer=str(self.key.peer), protocol="bfd", old=event.old.name,
+                extra=fields(peer=self.label, protocol="bfd", old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
         self._changes.publish(event)
@@ -569,6 +574,7 @@ class BfdEndpoint:
         profile: BfdProfile,
         *,
         on_change: OnChange | None = None,
+        name: str | None = None,
         task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run one session in the caller's nursery: ``session = await
@@ -593,7 +599,7 @@ class BfdEndpoint:
         discriminator = 0
         while discriminator == 0 or discriminator in self._by_discriminator:
             discriminator = self.rng.getrandbits(32)
-        session = BfdSession(self, key, profile, discriminator, on_change=on_change)
+        session = BfdSession(self, key, profile, discriminator, on_change=on_change, name=name)
         self.sessions[key] = session
         self._by_discriminator[discriminator] = session
         self._by_addresses[(key.peer, key.local, key.multihop)] = session
