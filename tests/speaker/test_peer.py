@@ -84,6 +84,9 @@ class FakeSession:
         while self.state is not BgpState.ESTABLISHED:
             await trio.sleep(0.001)
 
+    async def wait_established(self) -> None:
+        await self.wait_synchronised()
+
     def cease_now(self, subcode: int, message: str | None = None) -> bool:
         self.ceased_at = trio.current_time()
         return True
@@ -280,7 +283,8 @@ async def test_bgp_starts_at_once_and_a_bfd_failure_writes_the_cease_in_the_same
                         hold_down=1.0)  # fmt: skip
     nursery.start_soon(runner.run)
     await wait_for(lambda: runner.bgp is not None)
-    assert runner.bfd is not None and runner.bfd.state is State.DOWN  # BGP did not wait
+    # BGP did not wait; BFD is held AdminDown until it is Established
+    assert runner.bfd is not None and runner.bfd.state is State.ADMIN_DOWN
     rtr = await router(routers, 1)  # the router's BFD only now
     first = runner.bgp
     assert isinstance(first, FakeSession)
@@ -311,9 +315,34 @@ async def test_bgp_starts_at_once_and_a_bfd_failure_writes_the_cease_in_the_same
     nursery.cancel_scope.cancel()
 
 
+async def test_bfd_is_held_admin_down_until_bgp_is_first_established(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    # FRR 8.4 re-creates its `neighbor X bfd` session right after Established; had
+    # its old session been Up, its bgpd would Cease (docs/bfd.md). Held AdminDown,
+    # ours never lets the router's session come Up before BGP is Established.
+    ESTABLISH_AFTER[0] = 2.0  # the router connects late (FRR `timers connect 1`)
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED)
+    bgp = runner.bgp
+    assert isinstance(bgp, FakeSession) and bgp.established_at is not None
+    assert runner.bfd is not None and runner.bfd.state is State.ADMIN_DOWN and runner.bfd_held
+    assert rtr.statistics().up_events == 0 and rtr.core.remote_state is State.ADMIN_DOWN
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    up_since = runner.bfd.statistics().up_since
+    assert up_since is not None
+    assert up_since - bgp.established_at >= peer_module.BFD_RELEASE_DELAY
+    assert not runner.bfd_held and bgp.cancel_subcode is None
+    nursery.cancel_scope.cancel()
+
+
 async def test_bfd_up_makes_a_session_not_yet_established_connect_at_once(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
+    # BFD held AdminDown is enabled BFD_HOLD_MAX after the start at the latest.
     ESTABLISH_AFTER[0] = 3600  # the router refuses us for now
     ours, routers = await endpoints(nursery)
     await router(routers, 1)
