@@ -315,6 +315,31 @@ async def test_bgp_starts_at_once_and_a_bfd_failure_writes_the_cease_in_the_same
     nursery.cancel_scope.cancel()
 
 
+async def test_after_a_bfd_teardown_the_router_gets_the_cease_before_our_down(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    # BIRD 2 arms its 60 s error wait when its BFD reports our Down before its BGP
+    # has read our Cease (docs/bfd.md): our Down waits CEASE_FIRST, and is not lost.
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    await trio.sleep(3)
+    bgp = runner.bgp
+    assert isinstance(bgp, FakeSession)
+    theirs = rtr.subscribe()
+    ours.dispatch = lambda *args: None  # type: ignore[method-assign]  # one-way cut
+    await wait_for(lambda: bgp.ceased_at is not None)
+    with trio.fail_after(1):
+        change = await theirs.receive()
+    assert change.new is State.DOWN and change.diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+    assert bgp.ceased_at is not None
+    waited = change.at - bgp.ceased_at
+    assert peer_module.CEASE_FIRST - 1e-9 <= waited <= peer_module.CEASE_FIRST + 0.002
+    nursery.cancel_scope.cancel()
+
+
 async def test_bfd_is_held_admin_down_until_bgp_is_first_established(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
