@@ -16,10 +16,10 @@ By default BGP starts at once, beside BFD (routers that create their BFD session
 only once BGP's TCP connection exists, such as FRR multihop, need that), with BFD
 held AdminDown until BGP is first Established (``_release_bfd``: routers that
 re-create their BFD session then, such as FRR 8.4); BFD guards it from the first Up
-on. After a BFD teardown our first Down packet waits CEASE_FIRST, so the router
-reads the Cease first (BIRD). After a BFD-caused teardown the next session waits for BFD
-to be Up for ``hold_down`` (RFC 5882 §3.2). ``bfd_strict`` waits before the first
-session too. A peer without a BFD profile runs its BGP session directly.
+on. A BFD teardown holds our first Down packet CEASE_FIRST, so that the router reads
+the Cease first (BIRD), and the next session waits for BFD to be Up for
+``hold_down`` (RFC 5882 §3.2). ``bfd_strict`` waits before the first session too
+(and BFD is not held). A peer without a BFD profile runs its BGP session directly.
 """
 
 from __future__ import annotations
