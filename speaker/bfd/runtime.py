@@ -138,6 +138,7 @@ class BfdSession:
         *,
         on_change: OnChange | None = None,
         name: str | None = None,
+        admin_down: bool = False,
     ) -> None:
         self.key = key
         #: The peer's name, so BFD log lines say ``peer=NAME`` as BGP's do (the key
@@ -145,12 +146,15 @@ class BfdSession:
         self.label = name or str(key)
         self.profile = profile
         self._endpoint = endpoint
+        now = trio.current_time()
         self.core = Session(
             profile.session_config(multihop=key.multihop),
             rng=endpoint.rng,
-            now=trio.current_time(),
+            now=now,
             local_discriminator=discriminator,
         )
+        if admin_down:  # before the first packet: the peer never sees us Down
+            self.core.admin_down(now)
         self._wake: trio.CancelScope | None = None
         self._pending_wake = False
         self._precise = True
@@ -174,6 +178,9 @@ class BfdSession:
             net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
         )
         self._reflector_started = False  # see _run_reflector
+        # hold_control: Control packets the core queued, sent once the hold ends.
+        self._held_until: float | None = None
+        self._held: list[bytes] = []
 
     # ---- queries --------------------------------------------------------------------
 
@@ -249,6 +256,14 @@ class BfdSession:
         )
         self.kick()
 
+    def hold_control(self, seconds: float) -> None:
+        """Send the Control packets queued from now on ``seconds`` later, in order
+        (nothing is dropped; timers and detection run on). Once: the peer's BGP guard
+        calls it right after a BFD teardown wrote the Cease, so that the router reads
+        the Cease before our Down (see docs/bfd.md, "BFD and BGP together")."""
+        self._held_until = trio.current_time() + seconds
+        self.kick()
+
     def kick(self) -> None:
         """Make the session task run now (send what the core queued, re-arm timers)."""
         if self._wake is not None:
@@ -290,6 +305,7 @@ class BfdSession:
         """AdminDown (so the peer does not see a failure), sent ``copies`` times against
         loss, then end the session's task."""
         self.core.admin_down(trio.current_time())
+        self._held_until, self._held = None, []  # the AdminDown supersedes them
         packets = self.core.datagrams_to_send()
         for i in range(copies):
             if i:
@@ -317,6 +333,8 @@ class BfdSession:
             await self._flush()
             deadline = self.core.get_timer()
             wake_at = self._wake_at(deadline)
+            if self._held_until is not None:
+                wake_at = min(wake_at, self._held_until)
             with trio.CancelScope(deadline=wake_at) as wake:
                 if self._pending_wake:
                     self._pending_wake = False
@@ -365,11 +383,21 @@ class BfdSession:
         # Events first: a path failure cancels the BGP session (and writes its Cease)
         # before anything here yields to the scheduler.
         self._drain_events()
-        await self._send_control(self.core.datagrams_to_send())
+        await self._send_control(self._releasable(self.core.datagrams_to_send()))
         echoes = self.core.echo_datagrams_to_send()
         if echoes:
             await self._send_echoes(echoes)
         self._drain_events()
+
+    def _releasable(self, datagrams: list[bytes]) -> list[bytes]:
+        """What may go out now: everything, unless :meth:`hold_control` holds it."""
+        if self._held_until is None:
+            return datagrams
+        if trio.current_time() < self._held_until:
+            self._held.extend(datagrams)
+            return []
+        out, self._held, self._held_until = self._held + datagrams, [], None
+        return out
 
     async def _send_echoes(self, echoes: list[bytes]) -> None:
         link = self._echo_link
@@ -575,11 +603,13 @@ class BfdEndpoint:
         *,
         on_change: OnChange | None = None,
         name: str | None = None,
+        admin_down: bool = False,
         task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run one session in the caller's nursery: ``session = await
         nursery.start(endpoint.run_session, key, profile)``. It receives packets while
-        this runs; :meth:`BfdSession.stop` (AdminDown) or a cancellation ends it, and an
+        this runs; ``admin_down`` starts it AdminDown (:meth:`BfdSession.admin_up` then
+        enables it); :meth:`BfdSession.stop` (AdminDown) or a cancellation ends it, and an
         exception in its task propagates to the caller's nursery, not to the endpoint.
 
         Raises:
@@ -599,7 +629,10 @@ class BfdEndpoint:
         discriminator = 0
         while discriminator == 0 or discriminator in self._by_discriminator:
             discriminator = self.rng.getrandbits(32)
-        session = BfdSession(self, key, profile, discriminator, on_change=on_change, name=name)
+        session = BfdSession(
+            self, key, profile, discriminator, on_change=on_change, name=name,
+            admin_down=admin_down,
+        )  # fmt: skip
         self.sessions[key] = session
         self._by_discriminator[discriminator] = session
         self._by_addresses[(key.peer, key.local, key.multihop)] = session
