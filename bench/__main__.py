@@ -77,14 +77,15 @@ def run_one(module: str, quick: bool, timeout: float) -> dict[str, Any]:
 
 def newest_full(name: str) -> Path | None:
     """The newest full (not quick) Markdown result of a benchmark: ``<date>-<name>.md``
-    or a labelled variant ``<date>-<name>-<label>.md``, by modification time."""
+    or a labelled variant ``<date>-<name>-<label>.md``, by the date in its name, then
+    by modification time (a checkout gives every file the same age)."""
     pattern = re.compile(r"\d{4}-\d\d-\d\d-" + re.escape(name) + r"(-[a-z0-9-]+)?\.md$")
     found = [
         p
         for p in RESULTS.glob(f"*-{name}*.md")
         if pattern.match(p.name) and not p.name.endswith(("-quick.md", ".notes.md"))
     ]
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+    return max(found, key=lambda p: (p.name[:10], p.stat().st_mtime)) if found else None
 
 
 def measured_at(result: Path) -> str:

@@ -39,6 +39,7 @@ from speaker.bgp.listener import BgpListener
 from speaker.config import Config
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
+from speaker.looplag import Slicer
 from speaker.peer import PeerPlan, PeerRunner, Routes
 from speaker.plan import Derived, RouteFunction
 from speaker.reload import Prepared, ReloadRefused, collections_deferred, prepare
@@ -139,6 +140,10 @@ class Speaker:
         self._routes_pushed: RouteFunction | None = None
         self._sync_routes()
         self._routes_pushed = derived.routes
+        #: While a reload runs: the services whose announcement may have changed
+        #: since its new route table was built from ``announced_services()`` (health,
+        #: overrides, the reload's own health rules); the table gets only these.
+        self._route_journal: set[str] | None = None
         self._health_scopes: dict[str, tuple[HealthSpec, trio.CancelScope]] = {}
         self._health_send: trio.MemorySendChannel[HealthChanged] | None = None
         self._nursery: trio.Nursery | None = None
@@ -281,10 +286,12 @@ class Speaker:
         a new route table, e.g. a reload) the new table, which each session compares
         with what it sent a slice at a time."""
         routes = self.derived.routes
+        if service is not None and self._route_journal is not None:
+            self._route_journal.add(service)
+            if routes is not self._routes_pushed:
+                return  # a reload is installing a new table: it applies this change
         if service is not None and routes is self._routes_pushed:
-            mode = self.overrides.get(service)
-            announced = mode != "withdraw" and (mode == "announce" or service in self.healthy)
-            changes = routes.set_service(service, announced)
+            changes = routes.set_service(service, self._is_announced(service))
         else:
             changes = self._sync_routes()
         if routes is not self._routes_pushed:
@@ -295,6 +302,30 @@ class Speaker:
         for name, runner in self.peers.items():
             if name in changes:
                 runner.push_routes(changes[name])
+
+    def _is_announced(self, service: str) -> bool:
+        mode = self.overrides.get(service)
+        return mode != "withdraw" and (mode == "announce" or service in self.healthy)
+
+    async def _install_routes(self) -> None:
+        """A reload's new route table, built in the worker thread from the services
+        announced when the reload began: bring it to what changed since (the
+        journal), then hand it to every session. Costs the changes, not the table
+        (comparing 65,536 services' sets at once is a 17 ms step)."""
+        routes, journal = self.derived.routes, self._route_journal
+        if journal is None:  # reload() called without _reload_once (tests)
+            self._push_routes()
+            return
+        index = 0
+        while journal:
+            service = journal.pop()
+            routes.set_service(service, self._is_announced(service))
+            index += 1
+            await _between_slices(index)
+        self._route_journal = None
+        self._routes_pushed = routes
+        for runner in self.peers.values():
+            runner.push_routes()
 
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -364,6 +395,16 @@ class Speaker:
     async def _reload_once(self, *, allow_empty: bool) -> ReloadResult:
         if self.config_path is None:
             return self._reject(["no config file to reload"])
+        # From the moment the new table's services are read (announced_services()
+        # below), every change is journalled for _install_routes.
+        self._route_journal = set()
+        try:
+            return await self._reload_journalled(allow_empty=allow_empty)
+        finally:
+            self._route_journal = None
+
+    async def _reload_journalled(self, *, allow_empty: bool) -> ReloadResult:
+        assert self.config_path is not None
         try:
             # Load, validate and derive off the loop: tomllib, cattrs, allocation and
             # plans take 0.2-0.5 s at 10,000 services. Only frozen data crosses over.
@@ -433,7 +474,13 @@ class Speaker:
                     retimed.append(name)
                 current.update(self._wired(plan), hold_down=new.hold_down)
         await self._reload_health(old.health, new.health, new.services)
-        self._push_routes()
+        await self._install_routes()
+        # The old config and route table: freed a slice at a time, in the background
+        # (at once, dropping 65,536 services is a 25 ms step).
+        box: list[object] = [old]
+        del old
+        if self._nursery is not None:
+            self._nursery.start_soon(Slicer().free, box, name="free old config")
         self.config_stale = False
         self.reloads += 1
         result = ReloadResult(
@@ -464,18 +511,29 @@ class Speaker:
         wanted = frozenset(services)
         for index, service in enumerate(list(self.healthy)):
             if service not in wanted:
-                self.healthy.discard(service)
+                self._set_healthy(service, False)
             await _between_slices(index)
         for index, service in enumerate(services):
             if service not in new:
-                self.healthy.add(service)
+                self._set_healthy(service, True)
             elif service not in old:
-                self.healthy.discard(service)
+                self._set_healthy(service, False)
             await _between_slices(index)
         for index, (service, spec) in enumerate(new.items()):
             if service not in self._health_scopes:
                 self._start_health(service, spec)
             await _between_slices(index)
+
+    def _set_healthy(self, service: str, healthy: bool) -> None:
+        """A reload's health rule: journalled when it changes what is announced."""
+        if (service in self.healthy) == healthy:
+            return
+        if healthy:
+            self.healthy.add(service)
+        else:
+            self.healthy.discard(service)
+        if self._route_journal is not None:
+            self._route_journal.add(service)
 
 
 async def _between_slices(index: int) -> None:

@@ -161,10 +161,9 @@ def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) 
 
 def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> int:
     """``speaker run``: returns the exit status."""
-    import gc
-
     import trio
 
+    from speaker import gcpause
     from speaker.allocate import AllocationError, StateFileError
     from speaker.app import Speaker
     from speaker.log import setup_logging
@@ -195,7 +194,7 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     # reload replaces it: move it out of the collector's reach, so a full collection,
     # which holds the loop for its whole length, scans only what came after
     # (speaker.reload.collections_deferred does the same for each reload).
-    gc.freeze()
+    gcpause.freeze()
 
     # Imported before the loop starts, not lazily inside a task: importing
     # prometheus-client and the control server is one 20-30 ms step.

@@ -125,7 +125,8 @@ async def bfd_peers(speaker: Speaker) -> list[dict[str, Any]]:
         if (bfd := runner.bfd) is None:
             continue  # its session ended while we were yielding
         out.append(show.bfd_peer_record(
-            bfd.statistics(), now=trio.current_time(), name=runner.name, profile=bfd.profile
+            bfd.statistics(), now=trio.current_time(), name=runner.name, profile=bfd.profile,
+            held=runner.bfd_held,
         ))  # fmt: skip
     return out
 
@@ -215,7 +216,11 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
     bfd = None
     if runner.bfd is not None:
         bfd = show.bfd_peer_record(
-            runner.bfd.statistics(), now=now, name=runner.name, profile=runner.bfd.profile
+            runner.bfd.statistics(),
+            now=now,
+            name=runner.name,
+            profile=runner.bfd.profile,
+            held=runner.bfd_held,
         )
     elif runner.plan.bfd_profile is not None:
         bfd = {"status": "down", "profile": runner.plan.bfd_profile.name,
@@ -243,8 +248,8 @@ def _session_reason(runner: PeerRunner) -> str | None:
     runs beside BFD: Established is what counts)."""
     if runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED:
         return None
-    if bfd_status(runner) not in (None, "up"):
-        return "bfd-down"
+    if bfd_status(runner) not in (None, "up") and not runner.bfd_held:
+        return "bfd-down"  # (held AdminDown, it waits for BGP, not the other way)
     return "session-not-established"
 
 

@@ -17,7 +17,7 @@ import gc
 import threading
 from collections.abc import Iterator
 
-__all__ = ["paused"]
+__all__ = ["freeze", "frozen", "paused"]
 
 
 class _Pauses:
@@ -26,6 +26,7 @@ class _Pauses:
     lock = threading.Lock()
     count = 0
     resume = False
+    frozen = False
 
 
 @contextlib.contextmanager
@@ -44,3 +45,15 @@ def paused() -> Iterator[None]:
             _Pauses.count -= 1
             if _Pauses.count == 0 and _Pauses.resume:
                 gc.enable()
+
+
+def freeze() -> None:
+    """``gc.freeze()``, remembered: :func:`frozen` says so without counting the
+    frozen heap (``gc.get_freeze_count()`` walks it: 21 ms at 65,536 services)."""
+    gc.freeze()
+    _Pauses.frozen = True
+
+
+def frozen() -> bool:
+    """Whether :func:`freeze` ran in this process."""
+    return _Pauses.frozen

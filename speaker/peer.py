@@ -13,14 +13,18 @@ escape to the other peers)::
                    *synchronously* in the BFD task step, then cancels it (RFC 9384)
 
 By default BGP starts at once, beside BFD (routers that create their BFD session
-only once BGP's TCP connection exists, such as FRR multihop, need that); BFD guards
-it from the first Up on. After a BFD-caused teardown the next session waits for BFD
-to be Up for ``hold_down`` (RFC 5882 §3.2). ``bfd_strict`` waits before the first
-session too. A peer without a BFD profile runs its BGP session directly.
+only once BGP's TCP connection exists, such as FRR multihop, need that), with BFD
+held AdminDown until BGP is first Established (``_release_bfd``: routers that
+re-create their BFD session then, such as FRR 8.4); BFD guards it from the first Up
+on. A BFD teardown holds our first Down packet CEASE_FIRST, so that the router reads
+the Cease first (BIRD), and the next session waits for BFD to be Up for
+``hold_down`` (RFC 5882 §3.2). ``bfd_strict`` waits before the first session too
+(and BFD is not held). A peer without a BFD profile runs its BGP session directly.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -57,6 +61,16 @@ HISTORY = 64
 RESET_WINDOW = 3.0
 #: ... BGP is kept while BFD comes back Up within this many seconds (else torn down).
 RESET_RECOVERY = 3.0
+#: Without ``bfd_strict``, BFD is held AdminDown until the peer's first BGP session
+#: is Established, and enabled this long after (the router re-creates its BFD session
+#: then, see :meth:`PeerRunner._release_bfd`) ...
+BFD_RELEASE_DELAY = 0.5
+#: ... or once BGP has not been Established for this long (a router that waits for
+#: BFD Up before it lets BGP reach Established must not wait for ever).
+BFD_HOLD_MAX = 5.0
+#: After a BFD teardown wrote the Cease, our Down packet waits this long, so that a
+#: router whose BFD runs apart from its BGP (BIRD) reads the Cease first.
+CEASE_FIRST = 0.05
 
 T = TypeVar("T")
 
@@ -152,15 +166,17 @@ class _Guard:
         #: A router's BFD reset was tolerated once already (only the first counts).
         self.reset_seen = False
 
-    def tear_down(self, failure: BfdStateChanged) -> None:
+    def tear_down(self, failure: BfdStateChanged) -> bool:
         """The fast path: the Cease goes on the wire first (synchronously, in the
-        caller's task step), then the BGP session is cancelled."""
+        caller's task step), then the BGP session is cancelled. Returns whether the
+        Cease was written now."""
         if self.failure is not None:
-            return
+            return False
         self.failure = failure
         self.was_established = self.bgp.state is BgpState.ESTABLISHED
-        self.bgp.cease_now(CeaseSubcode.BFD_DOWN)
+        written = self.bgp.cease_now(CeaseSubcode.BFD_DOWN)
         self.bgp.cancel(CeaseSubcode.BFD_DOWN)
+        return written
 
 
 class PeerRunner:
@@ -208,6 +224,8 @@ class PeerRunner:
         self._stopping = False
         self._backoff_step = 0
         self._guard: _Guard | None = None
+        #: This BFD session is held AdminDown until BGP is first Established.
+        self.bfd_held = False
 
     @property
     def name(self) -> str:
@@ -298,13 +316,18 @@ class PeerRunner:
             await self._run_bgp()
             return
         key = plan.bfd_target.resolve()
+        # Held AdminDown until BGP is first Established (see _release_bfd); bfd_strict
+        # needs BFD Up first.
+        held = not plan.bfd_strict
         async with trio.open_nursery() as nursery:
             # The session runs in this nursery: an exception in it ends this peer's
             # attempt (and PeerRunner.run restarts it), never the endpoint or others.
-            bfd: BfdSession = await nursery.start(
-                _run_bfd, self.endpoint, key, plan.bfd_profile, self._on_bfd_change
-            )
-            self.bfd = bfd
+            run_bfd = functools.partial(
+                _run_bfd, self.endpoint, key, plan.bfd_profile, self._on_bfd_change,
+                name=self.name, admin_down=held,
+            )  # fmt: skip
+            bfd: BfdSession = await nursery.start(run_bfd)
+            self.bfd, self.bfd_held = bfd, held
             try:
                 await self._guarded_bgp(bfd)
             finally:
@@ -312,7 +335,7 @@ class PeerRunner:
                     with trio.CancelScope(shield=True):
                         await bfd.stop()
                 self.bfd_retired.update(_bfd_counters(bfd))
-                self.bfd = None
+                self.bfd, self.bfd_held = None, False
                 nursery.cancel_scope.cancel()
 
     async def _guarded_bgp(self, bfd: BfdSession) -> None:
@@ -340,6 +363,30 @@ class PeerRunner:
             log.info("peer %s: BFD left Up during the %.1f s hold-down", self.name,
                      self.hold_down, extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
 
+    async def _release_bfd(self, bgp: BgpSession, bfd: BfdSession) -> None:
+        """Enable the BFD session held AdminDown since the peer started, once BGP is
+        Established and BFD_RELEASE_DELAY later.
+
+        A router that ties its BFD session to the BGP neighbour may re-create it right
+        after Established (FRR 8.4 ``neighbor X bfd``: local 0.0.0.0 replaced by its
+        real address); if its old session had been Up, its bgpd sees Up -> Down and
+        sends Cease/BFD Down itself. Held AdminDown, ours never lets it come Up, and
+        AdminDown is no path failure for the router (RFC 5882 §3.2). Only the first
+        session: after a BFD teardown the next one waits for BFD (RFC 5882 §3.2).
+        A router that waits for BFD Up before Established gets it BFD_HOLD_MAX after
+        the peer started."""
+        with trio.move_on_after(BFD_HOLD_MAX) as waited:
+            await bgp.wait_established()
+        if not waited.cancelled_caught:
+            await trio.sleep(BFD_RELEASE_DELAY)
+        if self.bfd is not bfd or not self.bfd_held:
+            return
+        self.bfd_held = False
+        why = "not Established yet" if waited.cancelled_caught else "Established"
+        log.info("peer %s: BGP %s: BFD enabled (held AdminDown until now)", self.name, why,
+                 extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+        bfd.admin_up()
+
     # ---- the coupling: called synchronously in the BFD session's task ---------------------
 
     def _on_bfd_change(self, change: BfdStateChanged) -> None:
@@ -351,8 +398,9 @@ class PeerRunner:
                 guard.reset_seen = True
                 after = change.at - (guard.bgp.established_at or change.at)
                 guard.nursery.start_soon(self._await_bfd_return, guard, change, after)
-            else:
-                guard.tear_down(change)
+            elif guard.tear_down(change) and self.bfd is not None:
+                # Our Down packet is queued in this very step: let the Cease lead.
+                self.bfd.hold_control(CEASE_FIRST)
         elif change.new is BfdState.UP and guard.bgp.state is not BgpState.ESTABLISHED:
             guard.bgp.connect_now()  # the path works now: do not wait out a backoff
 
@@ -444,6 +492,8 @@ class PeerRunner:
                 if self.bfd is not None:
                     self._guard = guard
                 await nursery.start(bgp.run)
+                if self.bfd is not None and self.bfd_held:
+                    nursery.start_soon(self._release_bfd, bgp, self.bfd)
                 if last is not None and self.reannounce_delays.total < self.failovers.total:
                     since = last.closed_at or last.detected_at
                     nursery.start_soon(self._note_reannounce, bgp, since)
@@ -475,9 +525,13 @@ class PeerRunner:
         )
         self.failovers.append(record)
         teardown = record.teardown_ms
+        written = (
+            "no NOTIFICATION written (the connection was closed or its socket full)"
+            if teardown is None
+            else f"NOTIFICATION written {teardown:.2f} ms after detection"
+        )
         log.warning(
-            "peer %s: BFD down (%s) -> BGP torn down, NOTIFICATION %s ms after detection",
-            self.name, record.diag, "?" if teardown is None else f"{teardown:.2f}",
+            "peer %s: BFD down (%s) -> BGP torn down, %s", self.name, record.diag, written,
             extra=fields(peer=self.name, protocol="bgp", old="Established", new="Idle",
                          error="cease/bfd-down", teardown_ms=teardown),
         )  # fmt: skip
@@ -489,10 +543,19 @@ async def _run_bfd(
     profile: BfdProfile,
     on_change: Callable[[BfdStateChanged], None],
     *,
+    name: str,
+    admin_down: bool,
     task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     try:
-        await endpoint.run_session(key, profile, on_change=on_change, task_status=task_status)
+        await endpoint.run_session(
+            key,
+            profile,
+            on_change=on_change,
+            name=name,
+            admin_down=admin_down,
+            task_status=task_status,
+        )
     except OSError as exc:  # before started: its send socket (no device, no address)
         raise PeerSetupError(f"BFD session {key}: {exc.strerror or exc}") from None
 

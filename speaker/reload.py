@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterator
 
 import attrs
 
+from speaker import gcpause
 from speaker.config import Config, ConfigError, load_config
 from speaker.gcpause import paused
 from speaker.hostcheck import host_issues
@@ -125,7 +126,6 @@ def collections_deferred() -> Iterator[None]:
         try:
             yield
         finally:
-            frozen = gc.get_freeze_count() > 0
             gc.freeze()
-            if not frozen:
+            if not gcpause.frozen():
                 gc.unfreeze()

@@ -115,9 +115,12 @@ def bfd_peer_record(
     now: float,
     name: str | None = None,
     profile: BfdProfile | None = None,
+    held: bool = False,
 ) -> dict[str, Any]:
     """One entry of ``show bfd peers json``, as FRR writes it (plus ``name``,
-    ``profile``, ``remote-status``, ``detection-time``).
+    ``profile``, ``remote-status``, ``detection-time``, and
+    ``held-until-bgp-established`` while ``held``: the peer holds the session
+    AdminDown until its BGP session is first Established).
 
     Intervals are milliseconds; the local ones are the configured (profile) values
     as FRR shows them, the remote ones what the peer's last packet carried.
@@ -156,6 +159,8 @@ def bfd_peer_record(
         None if stats.detection_time_us is None else stats.detection_time_us / 1000
     )
     record["operational-transmit-interval"] = stats.tx_interval_us / 1000
+    if held:
+        record["held-until-bgp-established"] = True
     return record
 
 
@@ -223,7 +228,8 @@ def format_bfd_peers(records: Iterable[Mapping[str, Any]]) -> str:
         lines.append(f"\t\tID: {r['id']}")
         lines.append(f"\t\tRemote ID: {r['remote-id']}")
         lines.append("\t\tPassive mode" if r.get("passive-mode") else "\t\tActive mode")
-        lines.append(f"\t\tStatus: {r['status']}")
+        held = " (held until BGP is Established)" if r.get("held-until-bgp-established") else ""
+        lines.append(f"\t\tStatus: {r['status']}{held}")
         if "uptime" in r:
             lines.append(f"\t\tUptime: {_duration(int(r['uptime']))}")
         else:

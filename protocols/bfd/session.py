@@ -692,7 +692,9 @@ class Session:
         elif (periodic_due and periodic_ok) or (changed and (local or now >= self._change_due())):
             opening = self._last_sent is None
             self._send(now, final=False)
-            if changed and not opening:
+            # A local command's packet (admin up: our Down after AdminDown) opens the
+            # exchange like the first packet does: the peer's answer is not held back.
+            if changed and not opening and not local:
                 self._change_sent_at, self._change_spacing_s = now, self._spacing_s()
             sent = True
         if sent or periodic_due or (periodic_ok and self._next_tx_at is None):

@@ -182,7 +182,13 @@ class Connection:
                 CeaseSubcode.ADMINISTRATIVE_RESET,
             )
             notif = NotificationMessage.cease(cease_subcode, message if with_text else None)
-        self._down(now, FsmEvent.MANUAL_STOP, "manual stop", notif, count=False)
+        # The reason names the Cease ("stop: bfd down"), as the log line of the
+        # NOTIFICATION shows it; RFC 4271 calls this event ManualStop whatever the cause.
+        try:
+            cause = CeaseSubcode(cease_subcode).name.lower().replace("_", " ")
+        except ValueError:
+            cause = f"cease subcode {cease_subcode}"
+        self._down(now, FsmEvent.MANUAL_STOP, f"stop: {cause}", notif, count=False)
         return self._flush()
 
     def connection_made(self, now: float) -> list[Event]:

@@ -137,19 +137,30 @@ class BfdSession:
         discriminator: int,
         *,
         on_change: OnChange | None = None,
+        name: str | None = None,
+        admin_down: bool = False,
     ) -> None:
         self.key = key
+        #: The peer's name, so BFD log lines say ``peer=NAME`` as BGP's do (the key
+        #: for a session without one, e.g. the standalone tool).
+        self.label = name or str(key)
         self.profile = profile
         self._endpoint = endpoint
+        now = trio.current_time()
         self.core = Session(
             profile.session_config(multihop=key.multihop),
             rng=endpoint.rng,
-            now=trio.current_time(),
+            now=now,
             local_discriminator=discriminator,
         )
+        if admin_down:  # before the first packet: the peer never sees us Down
+            self.core.admin_down(now)
         self._wake: trio.CancelScope | None = None
         self._pending_wake = False
         self._precise = True
+        #: An error in handling one of this session's packets (in the endpoint's
+        #: receive loop): raised in the session's own task, so only its peer restarts.
+        self._failure: BaseException | None = None
         self._sender: socket.socket | None = None
         self._changes: Broadcast[StateChanged] = Broadcast(_SUBSCRIBER_BUFFER, f"bfd {key}", log)
         self._on_change = on_change
@@ -167,6 +178,9 @@ class BfdSession:
             net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
         )
         self._reflector_started = False  # see _run_reflector
+        # hold_control: Control packets the core queued, sent once the hold ends.
+        self._held_until: float | None = None
+        self._held: list[bytes] = []
 
     # ---- queries --------------------------------------------------------------------
 
@@ -242,6 +256,14 @@ class BfdSession:
         )
         self.kick()
 
+    def hold_control(self, seconds: float) -> None:
+        """Send the Control packets queued from now on ``seconds`` later, in order
+        (nothing is dropped; timers and detection run on). Once: the peer's BGP guard
+        calls it right after a BFD teardown wrote the Cease, so that the router reads
+        the Cease before our Down (see docs/bfd.md, "BFD and BGP together")."""
+        self._held_until = trio.current_time() + seconds
+        self.kick()
+
     def kick(self) -> None:
         """Make the session task run now (send what the core queued, re-arm timers)."""
         if self._wake is not None:
@@ -263,8 +285,9 @@ class BfdSession:
             taken=self._endpoint.ports_in_use,
             rng=self._endpoint.rng,
         )
-        log.info("bfd %s: session started, discriminator %d, source port %d, profile %s",
-                 self.key, self.core.local_discriminator, port, self.profile.name)  # fmt: skip
+        log.info("bfd %s: session started for %s, discriminator %d, source port %d,"
+                 " profile %s", self.label, self.key, self.core.local_discriminator, port,
+                 self.profile.name, extra=fields(peer=self.label, protocol="bfd"))  # fmt: skip
         try:
             with self._scope:
                 async with trio.open_nursery() as tasks:
@@ -282,6 +305,7 @@ class BfdSession:
         """AdminDown (so the peer does not see a failure), sent ``copies`` times against
         loss, then end the session's task."""
         self.core.admin_down(trio.current_time())
+        self._held_until, self._held = None, []  # the AdminDown supersedes them
         packets = self.core.datagrams_to_send()
         for i in range(copies):
             if i:
@@ -290,9 +314,18 @@ class BfdSession:
         self._drain_events()
         self._scope.cancel()
 
+    def fail(self, exc: BaseException) -> None:
+        """Handling input for this session raised ``exc``: end the session's task with
+        it (its peer restarts), not the endpoint's receive loop (every session)."""
+        if self._failure is None:
+            self._failure = exc
+        self.kick()
+
     async def _timer_loop(self) -> None:
         self._precise = not _virtual_clock()
         while True:
+            if self._failure is not None:
+                raise self._failure
             now = trio.current_time()
             deadline = self.core.get_timer()
             if deadline is not None and now >= deadline:
@@ -300,6 +333,8 @@ class BfdSession:
             await self._flush()
             deadline = self.core.get_timer()
             wake_at = self._wake_at(deadline)
+            if self._held_until is not None:
+                wake_at = min(wake_at, self._held_until)
             with trio.CancelScope(deadline=wake_at) as wake:
                 if self._pending_wake:
                     self._pending_wake = False
@@ -348,11 +383,21 @@ class BfdSession:
         # Events first: a path failure cancels the BGP session (and writes its Cease)
         # before anything here yields to the scheduler.
         self._drain_events()
-        await self._send_control(self.core.datagrams_to_send())
+        await self._send_control(self._releasable(self.core.datagrams_to_send()))
         echoes = self.core.echo_datagrams_to_send()
         if echoes:
             await self._send_echoes(echoes)
         self._drain_events()
+
+    def _releasable(self, datagrams: list[bytes]) -> list[bytes]:
+        """What may go out now: everything, unless :meth:`hold_control` holds it."""
+        if self._held_until is None:
+            return datagrams
+        if trio.current_time() < self._held_until:
+            self._held.extend(datagrams)
+            return []
+        out, self._held, self._held_until = self._held + datagrams, [], None
+        return out
 
     async def _send_echoes(self, echoes: list[bytes]) -> None:
         link = self._echo_link
@@ -379,19 +424,19 @@ class BfdSession:
             or not isinstance(peer, ipaddress.IPv4Address)
             or self.key.multihop
         ):
-            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.key)
+            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.label)
             self.runtime_discards["echo-unavailable"] += 1
             return
         link = EchoLink(interface, local, peer)
         try:
             await link.open()
         except EchoLinkError as exc:
-            log.error("bfd %s: echo link: %s", self.key, exc)
+            log.error("bfd %s: echo link: %s", self.label, exc)
             self.runtime_discards["echo-unavailable"] += 1
             self._echo_starting = False
             return
         self._echo_link = link
-        log.info("bfd %s: echo link up on %s (peer MAC %s)", self.key, link.ifname,
+        log.info("bfd %s: echo link up on %s (peer MAC %s)", self.label, link.ifname,
                  link.peer_mac.hex(":"))  # fmt: skip
         while True:
             payload = await link.receive()
@@ -415,7 +460,7 @@ class BfdSession:
         except EchoLinkError as exc:
             self._no_echo_loop(str(exc))
             return
-        log.info("bfd %s: looping the peer's echoes on %s", self.key, interface)
+        log.info("bfd %s: looping the peer's echoes on %s", self.label, interface)
         try:
             await reflector.run()
         except EchoLinkError as exc:
@@ -427,7 +472,7 @@ class BfdSession:
         if self.key.interface is not None and kernel_forwards(self.key.interface):
             return  # the kernel loops the peer's echoes
         log.warning("bfd %s: cannot loop the peer's echoes (%s): advertising no echo",
-                    self.key, why)  # fmt: skip
+                    self.label, why)  # fmt: skip
         self.runtime_discards["echo-loop-unavailable"] += 1
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
@@ -437,7 +482,7 @@ class BfdSession:
             if isinstance(event, StateChanged):
                 self._publish(event)
             elif isinstance(event, TimersChanged):
-                log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.key,
+                log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
                           event.echo_tx_interval_us)  # fmt: skip
 
@@ -470,9 +515,9 @@ class BfdSession:
             # socket) happens in this task step.
             self._on_change(event)
         level = logging.WARNING if event.path_failure else logging.INFO
-        log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.key, event.old.name,
+        log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.label, event.old.name,
                 event.new.name, event.diag.name, event.reason,
-                extra=fields(peer=str(self.key.peer), protocol="bfd", old=event.old.name,
+                extra=fields(peer=self.label, protocol="bfd", old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
         self._changes.publish(event)
@@ -557,11 +602,14 @@ class BfdEndpoint:
         profile: BfdProfile,
         *,
         on_change: OnChange | None = None,
+        name: str | None = None,
+        admin_down: bool = False,
         task_status: trio.TaskStatus[BfdSession] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run one session in the caller's nursery: ``session = await
         nursery.start(endpoint.run_session, key, profile)``. It receives packets while
-        this runs; :meth:`BfdSession.stop` (AdminDown) or a cancellation ends it, and an
+        this runs; ``admin_down`` starts it AdminDown (:meth:`BfdSession.admin_up` then
+        enables it); :meth:`BfdSession.stop` (AdminDown) or a cancellation ends it, and an
         exception in its task propagates to the caller's nursery, not to the endpoint.
 
         Raises:
@@ -581,7 +629,10 @@ class BfdEndpoint:
         discriminator = 0
         while discriminator == 0 or discriminator in self._by_discriminator:
             discriminator = self.rng.getrandbits(32)
-        session = BfdSession(self, key, profile, discriminator, on_change=on_change)
+        session = BfdSession(
+            self, key, profile, discriminator, on_change=on_change, name=name,
+            admin_down=admin_down,
+        )  # fmt: skip
         self.sessions[key] = session
         self._by_discriminator[discriminator] = session
         self._by_addresses[(key.peer, key.local, key.multihop)] = session
@@ -641,7 +692,13 @@ class BfdEndpoint:
             if datagram.kernel_drops is not None and datagram.kernel_drops != drops_seen:
                 self.discards["kernel-dropped"] += (datagram.kernel_drops - drops_seen) & 0xFFFFFFFF
                 drops_seen = datagram.kernel_drops
-            self.dispatch(datagram, multihop, trio.current_time())
+            try:
+                self.dispatch(datagram, multihop, trio.current_time())
+            except Exception:  # a bug: lose this packet, never the receive loop
+                self.discards["internal-error"] += 1
+                if self.discards["internal-error"] == 1:
+                    log.exception("bfd: error handling a packet from %s (counted as"
+                                  " internal-error; logged once)", datagram.source)  # fmt: skip
 
     def dispatch(self, datagram: net.Datagram, multihop: bool, now: float) -> None:
         """Find the session a datagram belongs to (RFC 5880 §6.8.6: by Your
@@ -660,7 +717,10 @@ class BfdEndpoint:
         if session is None or session.key.multihop != multihop:
             self.discards[DiscardReason.NO_SESSION.value] += 1
             return
-        session.deliver(packet, datagram, now)
+        try:
+            session.deliver(packet, datagram, now)
+        except Exception as exc:  # a bug: it ends this session's peer, not the loop
+            session.fail(exc)
 
     def _find(self, datagram: net.Datagram, multihop: bool) -> BfdSession | None:
         if datagram.destination is None:

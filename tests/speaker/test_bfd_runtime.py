@@ -207,3 +207,47 @@ async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(autojump_cloc
     assert sa.statistics().echo_rx_us == 0
     assert sa.statistics().discards["echo-loop-unavailable"] == 1
     assert sb.statistics().remote_echo_rx_us == 0  # what the peer now hears
+
+
+async def test_hold_control_delays_and_drops_nothing(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    # After a BFD teardown the peer's guard holds our Down so the router reads the
+    # Cease first (docs/bfd.md): the Down must still go out, once the hold ends.
+    _, sa, _, sb = await pair(nursery, FAST, FAST)
+    await sa.wait_state(State.UP)
+    await sb.wait_state(State.UP)
+    await trio.sleep(2)
+    changes = sb.subscribe()
+    held_at = trio.current_time()
+    sa.hold_control(0.05)
+    sa.admin_down()  # queued in the core now, sent 50 ms later
+    with trio.fail_after(1):
+        change = await changes.receive()
+    assert change.new is State.DOWN and change.remote_admin_down
+    assert 0.05 - 1e-9 <= change.at - held_at <= 0.051
+    # The hold was once: the next change goes out at once.
+    enabled_at = trio.current_time()
+    sa.admin_up()
+    with trio.fail_after(1):
+        change = await changes.receive()
+    assert change.new is State.INIT and change.at - enabled_at < 0.001
+
+
+async def test_started_admin_down_peer_never_sees_down(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+    ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
+                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
+                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    sb = await ep_b.add_session(SessionKey(peer=A, local=B), FAST)
+    sa: BfdSession = await nursery.start(
+        lambda task_status: ep_a.run_session(
+            SessionKey(peer=B, local=A), FAST, admin_down=True, task_status=task_status
+        )
+    )
+    await trio.sleep(3)
+    assert sa.state is State.ADMIN_DOWN and sb.state is State.DOWN
+    assert sb.core.remote_state is State.ADMIN_DOWN  # the first packet B saw said so
+    sa.admin_up()
+    with trio.fail_after(3):
+        await sa.wait_state(State.UP)

@@ -19,6 +19,7 @@ import pytest
 import trio
 
 from speaker import cli
+from speaker import peer as peer_module
 from speaker.app import Speaker
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.config import load_config
@@ -141,6 +142,13 @@ async def running_speaker(tmp_path: Path, extra: str = "") -> AsyncIterator[Runn
             nursery.cancel_scope.cancel()
 
 
+@pytest.fixture(autouse=True)
+def bfd_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The speaker here hears its own BFD and never gets BGP Established: enable BFD
+    # at once rather than after the hold for BGP (speaker/peer.py BFD_HOLD_MAX).
+    monkeypatch.setattr(peer_module, "BFD_HOLD_MAX", 0.0)
+
+
 async def wait_for(probe: Any, timeout: float = 5.0) -> Any:
     with trio.fail_after(timeout):
         while not (value := await probe()):
@@ -232,6 +240,11 @@ async def test_overrides_and_reload_through_the_socket(
 ) -> None:
     async with running_speaker(tmp_path) as spk:
         await wait_for(functools.partial(is_healthy, spk, "web"))
+
+        async def bfd_up() -> bool:  # else r1's reason below is bfd-down
+            return any(p["status"] == "up" for p in await spk.ask("show bfd peers"))
+
+        await wait_for(bfd_up)
         reply = await spk.ask("withdraw", service="web")
         assert reply == {"service": "web", "override": "withdraw"}
         assert spk.speaker.overrides == {"web": "withdraw"}

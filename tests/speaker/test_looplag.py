@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -212,3 +214,35 @@ async def test_slicer_keys_survive_a_table_changing_between_slices() -> None:
         keys = await Slicer(budget=0.0).keys(table)
     assert len(keys) == len(set(keys))  # each key once
     assert original <= set(keys)
+
+
+async def test_free_releases_everything_without_changing_what_others_hold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slicer.free: every object of the structure is freed, in many short steps, and a
+    container someone else still holds is left as it was."""
+
+    @attrs.frozen
+    class Leaf:
+        name: str
+
+    shared = {"kept": [1, 2, 3]}
+    leaves = [Leaf(f"l{i}") for i in range(20_000)]
+    freed: list[int] = []
+    probes = [weakref.ref(leaves[i], lambda _: freed.append(1)) for i in (0, 9_999, 19_999)]
+    box: list[object] = [{"leaves": leaves, "shared": shared, "nested": (leaves[:100], {1: 2})}]
+    del leaves
+    slicer = Slicer(budget=0.0001)
+    checkpoints = 0
+    real_checkpoint = trio.lowlevel.checkpoint
+
+    async def counting() -> None:
+        nonlocal checkpoints
+        checkpoints += 1
+        await real_checkpoint()
+
+    monkeypatch.setattr(trio.lowlevel, "checkpoint", counting)
+    await slicer.free(box)
+    assert box == [] and len(freed) == 3 and all(p() is None for p in probes)
+    assert shared == {"kept": [1, 2, 3]}
+    assert checkpoints > 10

@@ -84,6 +84,9 @@ class FakeSession:
         while self.state is not BgpState.ESTABLISHED:
             await trio.sleep(0.001)
 
+    async def wait_established(self) -> None:
+        await self.wait_synchronised()
+
     def cease_now(self, subcode: int, message: str | None = None) -> bool:
         self.ceased_at = trio.current_time()
         return True
@@ -269,6 +272,35 @@ async def test_an_exception_in_one_bfd_session_restarts_that_peer_only(
     nursery.cancel_scope.cancel()
 
 
+async def test_an_exception_handling_one_sessions_packet_restarts_that_peer_only(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    """The endpoint's receive loop serves every session: an error in one session's
+    deliver() ends that session's task (its peer restarts), not the loop."""
+    ours, routers = await endpoints(nursery)
+    await router(routers, 1)
+    await router(routers, 2)
+    good = PeerRunner(plan("good", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    bad = PeerRunner(plan("bad", 2, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(good.run)
+    nursery.start_soon(bad.run)
+    await wait_for(lambda: all(r.bfd is not None and r.bfd.state is State.UP for r in (good, bad)))
+    good_bfd, bad_bfd = good.bfd, bad.bfd
+    assert good_bfd is not None and bad_bfd is not None
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug in handling one session's packet")
+
+    bad_bfd.deliver = broken  # type: ignore[method-assign]
+    await wait_for(lambda: bad.crashes == 1)
+    await wait_for(lambda: bad.bfd is not None and bad.bfd.state is State.UP)
+    received = good_bfd.statistics().control_rx
+    await trio.sleep(2)  # the receive loop still serves the good session
+    assert good.bfd is good_bfd and good_bfd.state is State.UP
+    assert good_bfd.statistics().control_rx > received and good.crashes == 0
+    nursery.cancel_scope.cancel()
+
+
 # ---- BGP at once, BFD guarding it -------------------------------------------------------------
 
 
@@ -280,7 +312,8 @@ async def test_bgp_starts_at_once_and_a_bfd_failure_writes_the_cease_in_the_same
                         hold_down=1.0)  # fmt: skip
     nursery.start_soon(runner.run)
     await wait_for(lambda: runner.bgp is not None)
-    assert runner.bfd is not None and runner.bfd.state is State.DOWN  # BGP did not wait
+    # BGP did not wait; BFD is held AdminDown until it is Established
+    assert runner.bfd is not None and runner.bfd.state is State.ADMIN_DOWN
     rtr = await router(routers, 1)  # the router's BFD only now
     first = runner.bgp
     assert isinstance(first, FakeSession)
@@ -311,9 +344,59 @@ async def test_bgp_starts_at_once_and_a_bfd_failure_writes_the_cease_in_the_same
     nursery.cancel_scope.cancel()
 
 
+async def test_after_a_bfd_teardown_the_router_gets_the_cease_before_our_down(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    # BIRD 2 arms its 60 s error wait when its BFD reports our Down before its BGP
+    # has read our Cease (docs/bfd.md): our Down waits CEASE_FIRST, and is not lost.
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    await trio.sleep(3)
+    bgp = runner.bgp
+    assert isinstance(bgp, FakeSession)
+    theirs = rtr.subscribe()
+    ours.dispatch = lambda *args: None  # type: ignore[method-assign]  # one-way cut
+    await wait_for(lambda: bgp.ceased_at is not None)
+    with trio.fail_after(1):
+        change = await theirs.receive()
+    assert change.new is State.DOWN and change.diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+    assert bgp.ceased_at is not None
+    waited = change.at - bgp.ceased_at
+    assert peer_module.CEASE_FIRST - 1e-9 <= waited <= peer_module.CEASE_FIRST + 0.002
+    nursery.cancel_scope.cancel()
+
+
+async def test_bfd_is_held_admin_down_until_bgp_is_first_established(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    # FRR 8.4 re-creates its `neighbor X bfd` session right after Established; had
+    # its old session been Up, its bgpd would Cease (docs/bfd.md). Held AdminDown,
+    # ours never lets the router's session come Up before BGP is Established.
+    ESTABLISH_AFTER[0] = 2.0  # the router connects late (FRR `timers connect 1`)
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED)
+    bgp = runner.bgp
+    assert isinstance(bgp, FakeSession) and bgp.established_at is not None
+    assert runner.bfd is not None and runner.bfd.state is State.ADMIN_DOWN and runner.bfd_held
+    assert rtr.statistics().up_events == 0 and rtr.core.remote_state is State.ADMIN_DOWN
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    up_since = runner.bfd.statistics().up_since
+    assert up_since is not None
+    assert up_since - bgp.established_at >= peer_module.BFD_RELEASE_DELAY
+    assert not runner.bfd_held and bgp.cancel_subcode is None
+    nursery.cancel_scope.cancel()
+
+
 async def test_bfd_up_makes_a_session_not_yet_established_connect_at_once(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
+    # BFD held AdminDown is enabled BFD_HOLD_MAX after the start at the latest.
     ESTABLISH_AFTER[0] = 3600  # the router refuses us for now
     ours, routers = await endpoints(nursery)
     await router(routers, 1)

@@ -15,12 +15,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
 from speaker import allocate, app
+from speaker import reload as reload_module
 from speaker.app import Speaker
 from speaker.config import load_config
 from speaker.control import ControlError
@@ -350,3 +352,30 @@ async def test_reload_keeps_health_state_rules_across_slices(
         assert set(speaker._health_scopes) == {"web", "api"}
         await speaker.shutdown()
         nursery.cancel_scope.cancel()
+
+
+async def test_a_change_during_a_reload_reaches_the_new_route_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The new table is built (in the worker thread) from the services announced when
+    the reload began; what changes meanwhile is journalled and applied to it."""
+    async with running(tmp_path) as speaker:
+        built = threading.Event()
+        real_prepare = reload_module.prepare
+
+        def prepare_then_pause(*args: Any, **kwargs: Any) -> Any:
+            prepared = real_prepare(*args, **kwargs)
+            built.set()
+            time.sleep(0.3)  # the loop's `withdraw` comes now
+            return prepared
+
+        monkeypatch.setattr(app, "prepare", prepare_then_pause)
+        text = toml(tmp_path) + '\n[[services]]\nname = "db"\npool = "vips"\n'
+        (tmp_path / "speaker.toml").write_text(text)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(speaker.reload_file)
+            await trio.to_thread.run_sync(built.wait, 5)
+            speaker.set_override("web", "withdraw")
+        routes = speaker.derived.routes.snapshot("r1")
+        announced = {speaker.derived.addresses[s] for s in ("api", "db")}
+        assert {p.network_address for p in routes} == announced  # web: withdrawn

@@ -86,7 +86,10 @@ def test_bfd_peer_record_down_uses_downtime_and_frr_diagnostic_words() -> None:
     assert record["diagnostic"] == "control detection time expired"
     assert record["remote-diagnostic"] == "administratively down"
     admin = show.bfd_peer_record(bfd_stats(state=BfdState.ADMIN_DOWN), now=100.0)
-    assert admin["status"] == "shutdown"
+    assert admin["status"] == "shutdown" and "held-until-bgp-established" not in admin
+    held = show.bfd_peer_record(bfd_stats(state=BfdState.ADMIN_DOWN), now=100.0, held=True)
+    assert held["held-until-bgp-established"] is True
+    assert "Status: shutdown (held until BGP is Established)" in show.format_bfd_peers([held])
     assert show.diag_text(29) == "unknown diagnostic (29)"
 
 
