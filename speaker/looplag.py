@@ -32,7 +32,7 @@ import math
 import time
 import types
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -373,8 +373,8 @@ class Slicer:
             kept[index] = None
             await self.tick()
 
-    async def keys(self, table: Mapping[K, object]) -> list[K]:
-        """The keys of ``table``, copied in slices (a 65,536-route dict takes about a
+    async def keys(self, table: Iterable[K]) -> list[K]:
+        """The keys (items) of ``table``, copied in slices (a 65,536-route dict takes about a
         millisecond to copy at once). Should the dict change size between two slices,
         the rest is copied in one go (a rare, bounded cost)."""
         keys: list[K] = []
