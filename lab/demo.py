@@ -139,6 +139,9 @@ def run(rounds: int, interval_ms: int, frr: bool = False) -> int:
             cap = Capture(rtr, "to-spk", "udp port 3784 or tcp port 179", name=f"demo{n}").start()
             fault = faults.drop_bfd(spk, direction="in")
             gone = watch_rib_until_gone(router, VIP, time.monotonic() + 10)
+            # Our BFD Down follows the Cease by 50 ms (speaker.peer.CEASE_FIRST): it
+            # may come after the route is gone, so the capture runs on a little.
+            time.sleep(0.3)
             cap.stop()
             pkts = cap.packets(BFD_FIELDS + BGP_FIELDS)
             t0 = fault.t_wall
