@@ -173,6 +173,9 @@ class AdjRibOut:
         #: Prefixes of a family the session cannot carry, counted each time one is
         #: found changed (not sent).
         self.unsendable: Counter[Family] = Counter()
+        #: Grows whenever ``desired`` or ``advertised`` may have changed: a reader that
+        #: derives something from both (the metrics) keeps its answer while it stays.
+        self.version = 0
 
     # ---- the desired set ------------------------------------------------------------
 
@@ -189,6 +192,7 @@ class AdjRibOut:
         The difference is found by :meth:`take`, a slice at a time."""
         old_base, old_overlay = self._base, self._overlay
         self._adopt(routes)
+        self.version += 1
         if not self._up:
             return
         # What may differ now: the new routes, and whatever the peer may hold from
@@ -225,6 +229,7 @@ class AdjRibOut:
     def _set(self, prefix: Prefix, attributes: RouteAttributes | None) -> None:
         before = self.want(prefix)
         self._overlay[prefix] = attributes
+        self.version += 1
         self._count += (attributes is not None) - (before is not None)
         if self._up and prefix not in self._queued:
             self._queued.add(prefix)
@@ -240,6 +245,7 @@ class AdjRibOut:
         self._up = True
         self._families = frozenset(families)
         self.advertised = {}
+        self.version += 1
         self._queue.clear()
         self._queued.clear()
         self._scans.clear()
@@ -269,6 +275,7 @@ class AdjRibOut:
     def session_down(self) -> None:
         self._up = False
         self.advertised = {}
+        self.version += 1
         self._queue.clear()
         self._queued.clear()
         self._scans.clear()
@@ -292,6 +299,8 @@ class AdjRibOut:
         announce: dict[RouteAttributes, list[Prefix]] = {}
         budget = limit
         queue = self._queue
+        if queue or self._scans:  # what is compared may change ``advertised``
+            self.version += 1
         while budget > 0 and queue:
             prefix = queue.popleft()
             self._queued.discard(prefix)
