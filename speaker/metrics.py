@@ -52,6 +52,8 @@ __all__ = [
     "VRF",
     "Family",
     "SpeakerCollector",
+    "bfd_label",
+    "bgp_label",
     "respond",
     "serve_metrics",
 ]

@@ -4,7 +4,9 @@ histograms, and the tiny HTTP server."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
+import types
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -14,7 +16,14 @@ from typing import Any, NamedTuple
 import pytest
 import trio
 
-from speaker.metrics import METALLB_NAMES, SpeakerCollector, serve_metrics
+from speaker.metrics import (
+    METALLB_NAMES,
+    Family,
+    SpeakerCollector,
+    bfd_label,
+    bgp_label,
+    serve_metrics,
+)
 from speaker.peer import FailoverRecord
 from tests.speaker.test_control import is_healthy, running_speaker, wait_for
 
@@ -288,3 +297,51 @@ async def test_http_endpoint_serves_metrics_and_nothing_else(tmp_path: Path) -> 
                 scrapes.start_soon(one)
         assert results == Counter({200: 4})
         nursery.cancel_scope.cancel()
+
+
+async def test_metallb_frr_mode_families_have_metallb_names_types_help_and_labels(
+    tmp_path: Path,
+) -> None:
+    """Every family of MetalLB's FRR mode (METALLB_FRR_MODE, from its source), with
+    its type, help text and label set; BGP ``peer`` = ``ip:port``, BFD ``peer`` = the
+    address, ``vrf`` = ``default``; and the allocator's gauges with label ``pool``."""
+    async with running_speaker(tmp_path) as spk:
+        text = await scrape(spk.speaker)
+        port = spk.speaker.peers["r1"].plan.bgp.peer_port
+    found, declared = samples(text), headers(text)
+    for name, kind, doc in METALLB_FRR_MODE:
+        assert declared.get(name) == (kind, doc), name
+        assert found[name], name
+        for sample in found[name]:
+            assert set(sample.labels) == {"peer", "vrf"}, name
+            assert sample.labels["vrf"] == "default"
+            if name.startswith("metallb_bgp_"):
+                assert sample.labels["peer"] in {f"127.0.0.1:{port}", f"127.0.0.3:{port}"}
+            else:
+                assert sample.labels["peer"] == "127.0.0.1"
+    for name, kind, doc in METALLB_ALLOCATOR:
+        assert declared.get(name) == (kind, doc), name
+        assert {tuple(s.labels) for s in found[name]} == {("pool",)}
+        assert {s.labels["pool"] for s in found[name]} == {"vips", "all"}
+    # Nothing untyped, and no other family claims a MetalLB FRR-mode name.
+    assert all(kind != "untyped" for kind, _ in declared.values())
+    assert {n for n, _, _ in METALLB_FRR_MODE} <= set(METALLB_NAMES)
+
+
+def test_an_ipv6_bgp_peer_label_is_go_s_ip_colon_port() -> None:
+    """fmt.Sprintf("%s:%d", ip, port) in MetalLB's bgp.go: no brackets."""
+    plan = types.SimpleNamespace(
+        bgp=types.SimpleNamespace(peer_address=ipaddress.ip_address("2001:2::1"), peer_port=179),
+        bfd_target=None,
+    )
+    runner = types.SimpleNamespace(plan=plan)
+    assert bgp_label(runner) == "2001:2::1:179"  # type: ignore[arg-type]
+    assert bfd_label(runner) == "2001:2::1"  # type: ignore[arg-type]
+
+
+def test_label_values_and_help_are_escaped() -> None:
+    family = Family("x", "a \\ b\nc", "gauge", ["service"])
+    family.add(['we"b\\\n'], 1.0)
+    assert family.header() == "# HELP x a \\\\ b\\nc\n# TYPE x gauge\n"
+    assert family.lines == ['x{service="we\\"b\\\\\\n"} 1.0\n']
+    assert samples("".join(family.lines))["x"][0].labels == {"service": 'we"b\\\n'}
