@@ -227,6 +227,33 @@ def bfd_label(runner: PeerRunner) -> str:
     return str(target.peer if target is not None else runner.plan.bgp.peer_address)
 
 
+class _Prefixes:
+    """One configuration's services as announced: per service its (advertisement
+    index, prefix) pairs, per prefix the services it is the prefix of."""
+
+    def __init__(self, derived: Derived) -> None:
+        self.derived = derived
+        self.pairs: dict[str, list[tuple[int, Prefix]]] = {}
+        self.services: dict[Prefix, list[str]] = {}
+
+
+class _Announced:
+    """The announced services and what they were derived from: the prefix tables,
+    the peers' sessions (see ``_sessions``), the counted ones with their
+    advertisements, and per counted session the Adj-RIB-Out version looked at."""
+
+    def __init__(
+        self,
+        prefixes: _Prefixes,
+        sessions: tuple[tuple[PeerRunner, Any, bool], ...],
+        counted: list[tuple[frozenset[int], PeerRunner, Any]],
+        versions: list[list[int]],
+        announced: set[str],
+    ) -> None:
+        self.prefixes, self.sessions, self.counted = prefixes, sessions, counted
+        self.versions, self.announced = versions, announced
+
+
 class SpeakerCollector:
     """Builds every family from ``speaker`` at each :meth:`scrape`; ``monitor`` (the
     process's loop monitor) adds the ``speaker_event_loop_*`` families."""
@@ -234,14 +261,17 @@ class SpeakerCollector:
     def __init__(self, speaker: Speaker, monitor: LoopMonitor | None = None) -> None:
         self.speaker = speaker
         self.monitor = monitor
-        #: Per config: each service's (advertisement index, prefix) pairs.
-        self._prefixes: tuple[Derived, dict[str, list[tuple[int, Prefix]]]] | None = None
+        #: Per config: each service's (advertisement index, prefix) pairs and back.
+        self._prefixes: _Prefixes | None = None
         #: Per config: each pool's (addresses in use, addresses).
         self._pools: tuple[Derived, list[tuple[str, int, int]]] | None = None
         #: The announced services and what they were derived from (see _announced).
-        self._announced_cache: tuple[tuple[object, ...], frozenset[str]] | None = None
-        #: How many times the announced services were derived (tests, benchmarks).
+        self._announced_state: _Announced | None = None
+        self._announced_lock = trio.Lock()
+        #: Times the announced services were derived from scratch, and services
+        #: looked at again since (tests, benchmarks).
         self.announced_computed = 0
+        self.announced_updated = 0
         #: The config whose service count was logged as over the series limit.
         self._over_limit: Derived | None = None
         #: Runners seen at the last scrape (kept alive so that what a runner records
@@ -466,8 +496,8 @@ class SpeakerCollector:
         )
         total = Family("metallb_allocator_addresses_total",
                        "Number of usable IP addresses, per pool", "gauge", ["pool"])  # fmt: skip
-        for name, used, size in self._pools[1]:
-            in_use.add([name], float(used))
+        for name, held, size in self._pools[1]:
+            in_use.add([name], float(held))
             total.add([name], float(size))
         return [in_use, total]
 
@@ -503,82 +533,130 @@ class SpeakerCollector:
             announced.add([service], 1.0 if service in announced_services else 0.0)
         return [counts, healthy, announced]
 
-    async def _service_prefixes(self, slicer: Slicer) -> dict[str, list[tuple[int, Prefix]]]:
-        """Per service: the prefix each advertisement of its pool announces it as
-        (computed once per configuration)."""
+    async def _service_prefixes(self, slicer: Slicer) -> _Prefixes:
+        """Per service: the prefix each advertisement of its pool announces it as;
+        per prefix: the services it is the prefix of (computed once per
+        configuration)."""
         derived = self.speaker.derived
-        if self._prefixes is not None and self._prefixes[0] is derived:
-            return self._prefixes[1]
-        config, out = derived.config, {}
+        if self._prefixes is not None and self._prefixes.derived is derived:
+            return self._prefixes
+        config = derived.config
+        table = _Prefixes(derived)
         for service in config.services:
             await slicer.tick()
             address = service.address or derived.addresses.get(service.name)
             if address is None or service.pool is None:
                 continue
-            out[service.name] = [
+            pairs = [
                 (i, ipaddress.ip_network((address, ad.length_for(address.version)), strict=False))
                 for i, ad in enumerate(config.advertisements)
                 if ad.selects_pool(service.pool)
             ]
-        # The previous configuration's table (65,536 prefixes): freed in slices, not
-        # at once in whichever step drops it.
+            table.pairs[service.name] = pairs
+            for _, prefix in pairs:
+                table.services.setdefault(prefix, []).append(service.name)
+        # The previous configuration's tables (65,536 prefixes): freed in slices, not
+        # at once in whichever step drops them.
         box: list[object] = [self._prefixes]
-        self._prefixes = (derived, out)
+        self._prefixes = table
         await slicer.free(box)
-        return out
+        return table
 
-    def _announced_key(self) -> tuple[object, ...]:
-        """What the announced services are derived from, without walking them: the
-        configuration, and per peer its runner, BGP session, state, BFD status and
-        the version of its Adj-RIB-Out (which grows with every change of the desired
-        or the advertised routes). Objects, not ids: the key holds them."""
-        key: list[object] = [self.speaker.derived]
+    def _sessions(self) -> tuple[tuple[PeerRunner, Any, bool], ...]:
+        """Per peer: its runner, BGP session and whether that session counts
+        (Established, and BFD up if the peer has BFD)."""
+        out = []
         for runner in self.speaker.peers.values():
             bgp = runner.bgp
-            if bgp is None:
-                key.append((runner, None))
-            else:
-                key.append((runner, bgp, bgp.state, bfd_status(runner), bgp.rib_out.version))
-        return tuple(key)
+            counts = (
+                bgp is not None
+                and bgp.state is BgpState.ESTABLISHED
+                and bfd_status(runner) in (None, "up")
+            )
+            out.append((runner, bgp, counts))
+        return tuple(out)
 
-    async def _announced(self, slicer: Slicer) -> frozenset[str]:
+    async def _announced(self, slicer: Slicer) -> set[str]:
         """Services whose prefix an established peer (BFD up, if it has BFD) holds from
-        us. Derived from the sessions' Adj-RIB-Outs (a few dict lookups per service
-        and peer, in slices) only when what it depends on changed since the last
-        scrape (:meth:`_announced_key`, read before: a change while this runs makes
-        the next scrape derive it again); otherwise the last answer."""
-        key = self._announced_key()
-        cached = self._announced_cache
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        prefixes = await self._service_prefixes(slicer)
+        us (desired and advertised in its Adj-RIB-Out), kept up to date by
+        difference: the services of the prefixes each counted session's Adj-RIB-Out
+        logged as changed since the last scrape (``AdjRibOut.changes``) are looked at
+        again, a few dict lookups each. Everything is derived again (in slices) only
+        when the configuration, the peers or which sessions count changed, or an
+        Adj-RIB-Out changed everything (new table, session up or down) or more than
+        its log holds."""
+        async with self._announced_lock:
+            prefixes = await self._service_prefixes(slicer)
+            sessions = self._sessions()
+            state = self._announced_state
+            if state is None or state.prefixes is not prefixes or state.sessions != sessions:
+                return await self._derive_announced(prefixes, sessions, slicer)
+            touched: set[str] = set()
+            for counted, versions in zip(state.counted, state.versions, strict=True):
+                rib = counted[2].rib_out
+                seen, now = versions[0], rib.version
+                if now == seen:
+                    continue
+                if rib.reset_at > seen or now - seen > len(rib.changes):
+                    return await self._derive_announced(prefixes, sessions, slicer)
+                versions[0] = now
+                for prefix in list(rib.changes)[len(rib.changes) - (now - seen) :]:
+                    touched.update(prefixes.services.get(prefix, ()))
+                await slicer.tick()
+            announced = state.announced
+            for service in touched:
+                await slicer.tick()
+                if self._is_announced(service, prefixes, state.counted):
+                    announced.add(service)
+                else:
+                    announced.discard(service)
+            self.announced_updated += len(touched)
+            return announced
+
+    async def _derive_announced(
+        self,
+        prefixes: _Prefixes,
+        sessions: tuple[tuple[PeerRunner, Any, bool], ...],
+        slicer: Slicer,
+    ) -> set[str]:
         advertisements = self.speaker.config.advertisements
-        sessions = []
-        for runner in list(self.speaker.peers.values()):
-            await slicer.tick()
-            bgp = runner.bgp
-            if bgp is None or bgp.state is not BgpState.ESTABLISHED:
-                continue
-            if bfd_status(runner) not in (None, "up"):
+        counted = []
+        versions = []
+        for runner, bgp, counts in sessions:
+            if not counts:
                 continue
             ads = frozenset(
                 i for i, ad in enumerate(advertisements) if ad.selects_peer(runner.name)
             )
-            sessions.append((ads, bgp.rib_out.desired, bgp.rib_out.advertised))
-        out = set()
-        if sessions:
-            for service, pairs in prefixes.items():
+            counted.append((ads, runner, bgp))
+            # Read before deriving: what changes meanwhile is looked at again next time.
+            versions.append([bgp.rib_out.version])
+        announced: set[str] = set()
+        if counted:
+            for service in prefixes.pairs:
                 await slicer.tick()
-                if any(
-                    i in ads and prefix in desired and prefix in advertised
-                    for ads, desired, advertised in sessions
-                    for i, prefix in pairs
-                ):
-                    out.add(service)
+                if self._is_announced(service, prefixes, counted):
+                    announced.add(service)
+        old = self._announced_state
+        self._announced_state = _Announced(prefixes, sessions, counted, versions, announced)
         self.announced_computed += 1
-        result = frozenset(out)
-        self._announced_cache = (key, result)
-        return result
+        if old is not None:  # 65,536 names at once is a millisecond step
+            while old.announced:
+                for _ in range(min(len(old.announced), 2048)):
+                    old.announced.pop()
+                await slicer.tick()
+        return announced
+
+    @staticmethod
+    def _is_announced(
+        service: str, prefixes: _Prefixes, counted: Sequence[tuple[frozenset[int], Any, Any]]
+    ) -> bool:
+        return any(
+            i in ads and prefix in rib.desired and prefix in rib.advertised
+            for ads, _, bgp in counted
+            for rib in (bgp.rib_out,)
+            for i, prefix in prefixes.pairs.get(service, ())
+        )
 
     def _loop(self) -> list[Family]:
         monitor = self.monitor
