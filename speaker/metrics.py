@@ -562,11 +562,12 @@ class SpeakerCollector:
         await slicer.free(box)
         return table
 
-    def _sessions(self) -> tuple[tuple[PeerRunner, Any, bool], ...]:
+    async def _sessions(self, slicer: Slicer) -> tuple[tuple[PeerRunner, Any, bool], ...]:
         """Per peer: its runner, BGP session and whether that session counts
         (Established, and BFD up if the peer has BFD)."""
         out = []
-        for runner in self.speaker.peers.values():
+        for runner in list(self.speaker.peers.values()):
+            await slicer.tick()
             bgp = runner.bgp
             counts = (
                 bgp is not None
@@ -587,7 +588,7 @@ class SpeakerCollector:
         its log holds."""
         async with self._announced_lock:
             prefixes = await self._service_prefixes(slicer)
-            sessions = self._sessions()
+            sessions = await self._sessions(slicer)
             state = self._announced_state
             if state is None or state.prefixes is not prefixes or state.sessions != sessions:
                 return await self._derive_announced(prefixes, sessions, slicer)
@@ -623,6 +624,7 @@ class SpeakerCollector:
         counted = []
         versions = []
         for runner, bgp, counts in sessions:
+            await slicer.tick()
             if not counts:
                 continue
             ads = frozenset(
