@@ -160,7 +160,8 @@ async def test_reads_never_hold_the_loop(
         for name, work in reads.items():
             elapsed, longest, task = await measured(work)
             print(f"{peers} peers, {routes} routes, {services} services: {name}"
-                  f" {elapsed * 1000:.1f} ms, longest step {longest * 1000:.2f} ms ({task})")  # fmt: skip
+                  f" {elapsed * 1000:.1f} ms, longest step {longest * 1000:.2f} ms"
+                  f" ({task})")  # fmt: skip
             assert longest < BOUND, (name, longest, task)
         text = (await collector.scrape()).decode()
         port = speaker.peers["p0"].plan.bgp.peer_port
