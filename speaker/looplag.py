@@ -67,8 +67,9 @@ RECORD_FLOOR = 0.0005
 WARN_STEP = 0.005
 #: At most one stall warning per this many seconds (the others are counted in it).
 WARN_EVERY = 10.0
-#: Buckets of ``speaker_event_loop_lag_seconds``: 0.5 ms to 500 ms.
-LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.05, 0.1, 0.5)
+#: Buckets of ``speaker_event_loop_lag_seconds``: 0.5 ms to 1 s, fine around the
+#: 2 ms step budget and the 5 ms lag target, then 1-2-5 per decade.
+LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 class Histogram:
