@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", default="4096,65536")
     ap.add_argument("--scrapes", type=int, default=20)
     args = ap.parse_args(argv)
-    print("| services | first scrape wall ms | idle scrape wall p50 / max ms | idle CPU p50 ms"
-          " | idle longest step ms | after one change: wall / CPU / longest step ms |")
+    print(
+        "| services | first scrape wall ms | idle scrape wall p50 / max ms | idle CPU p50 ms"
+        " | idle longest step ms | after one change: wall / CPU / longest step ms |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for size in (int(s) for s in args.sizes.split(",")):
         r = trio.run(measure, size, args.scrapes)

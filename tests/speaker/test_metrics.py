@@ -326,6 +326,10 @@ async def test_metallb_frr_mode_families_have_metallb_names_types_help_and_label
     # Nothing untyped, and no other family claims a MetalLB FRR-mode name.
     assert all(kind != "untyped" for kind, _ in declared.values())
     assert {n for n, _, _ in METALLB_FRR_MODE} <= set(METALLB_NAMES)
+    # Every family exposed is documented, with its type.
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    for name, (kind, _) in declared.items():
+        assert re.search(rf"^\| `{name}` \| {kind} \|", docs, re.M), name
 
 
 def test_an_ipv6_bgp_peer_label_is_go_s_ip_colon_port() -> None:
