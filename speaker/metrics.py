@@ -28,7 +28,7 @@ import ipaddress
 import logging
 import math
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -38,6 +38,7 @@ from protocols.bgp import Prefix
 from protocols.bgp import State as BgpState
 from speaker import gcpause
 from speaker.app import Speaker
+from speaker.bgp import BgpSession
 from speaker.control import bfd_status
 from speaker.looplag import Histogram, LoopMonitor, Slicer
 from speaker.peer import PeerRunner
@@ -227,28 +228,76 @@ def bfd_label(runner: PeerRunner) -> str:
     return str(target.peer if target is not None else runner.plan.bgp.peer_address)
 
 
+#: Tables of one entry per service are kept as this many small ones: one dict of
+#: 65,536 entries grows in a step of 1-2 ms (a set: about 1 ms), small ones in
+#: microseconds.
+_SHARDS = 64
+
+
 class _Prefixes:
     """One configuration's services as announced: per service its (advertisement
-    index, prefix) pairs, per prefix the services it is the prefix of."""
+    index, prefix) pairs, per prefix the services it is the prefix of (sharded)."""
 
     def __init__(self, derived: Derived) -> None:
         self.derived = derived
-        self.pairs: dict[str, list[tuple[int, Prefix]]] = {}
-        self.services: dict[Prefix, list[str]] = {}
+        self._pairs: list[dict[str, list[tuple[int, Prefix]]]] = [{} for _ in range(_SHARDS)]
+        self._services: list[dict[Prefix, list[str]]] = [{} for _ in range(_SHARDS)]
+
+    def add(self, service: str, pairs: list[tuple[int, Prefix]]) -> None:
+        self._pairs[hash(service) % _SHARDS][service] = pairs
+        for _, prefix in pairs:
+            self._services[hash(prefix) % _SHARDS].setdefault(prefix, []).append(service)
+
+    def pairs(self, service: str) -> list[tuple[int, Prefix]]:
+        return self._pairs[hash(service) % _SHARDS].get(service, [])
+
+    def services(self, prefix: Prefix) -> list[str]:
+        return self._services[hash(prefix) % _SHARDS].get(prefix, [])
+
+    def names(self) -> Iterator[str]:
+        """Every service with prefixes."""
+        for shard in self._pairs:
+            yield from shard
+
+
+class _Names:
+    """A set of names kept as :data:`_SHARDS` small sets."""
+
+    def __init__(self) -> None:
+        self._shards: list[set[str]] = [set() for _ in range(_SHARDS)]
+        self._count = 0
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._shards[hash(name) % _SHARDS]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, name: str) -> None:
+        shard = self._shards[hash(name) % _SHARDS]
+        if name not in shard:
+            shard.add(name)
+            self._count += 1
+
+    def discard(self, name: str) -> None:
+        shard = self._shards[hash(name) % _SHARDS]
+        if name in shard:
+            shard.remove(name)
+            self._count -= 1
 
 
 class _Announced:
     """The announced services and what they were derived from: the prefix tables,
-    the peers' sessions (see ``_sessions``), the counted ones with their
-    advertisements, and per counted session the Adj-RIB-Out version looked at."""
+    the sessions that count (see ``_sessions``), each with the indexes of the
+    advertisements that select its peer and the Adj-RIB-Out version looked at."""
 
     def __init__(
         self,
         prefixes: _Prefixes,
-        sessions: tuple[tuple[PeerRunner, Any, bool], ...],
-        counted: list[tuple[frozenset[int], PeerRunner, Any]],
+        sessions: tuple[tuple[PeerRunner, BgpSession], ...],
+        counted: list[tuple[frozenset[int], BgpSession]],
         versions: list[list[int]],
-        announced: set[str],
+        announced: _Names,
     ) -> None:
         self.prefixes, self.sessions, self.counted = prefixes, sessions, counted
         self.versions, self.announced = versions, announced
@@ -477,7 +526,8 @@ class SpeakerCollector:
         derived = self.speaker.derived
         if self._pools is None or self._pools[0] is not derived:
             config = derived.config
-            used: dict[str, set[object]] = {pool.name: set() for pool in config.pools}
+            # Addresses are unique among services (validation, allocation): a count.
+            used = dict.fromkeys((pool.name for pool in config.pools), 0)
             for service in config.services:
                 await slicer.tick()
                 address = service.address or derived.addresses.get(service.name)
@@ -485,8 +535,8 @@ class SpeakerCollector:
                     continue
                 pool = config.pool(service.pool) if service.pool else config.pool_of(address)
                 if pool is not None and address in pool:
-                    used[pool.name].add(address)
-            rows = [(pool.name, len(used[pool.name]), pool.size) for pool in config.pools]
+                    used[pool.name] += 1
+            rows = [(pool.name, used[pool.name], pool.size) for pool in config.pools]
             self._pools = (derived, rows)
         in_use = Family(
             "metallb_allocator_addresses_in_use_total",
@@ -552,38 +602,41 @@ class SpeakerCollector:
                 for i, ad in enumerate(config.advertisements)
                 if ad.selects_pool(service.pool)
             ]
-            table.pairs[service.name] = pairs
-            for _, prefix in pairs:
-                table.services.setdefault(prefix, []).append(service.name)
-        # The previous configuration's tables (65,536 prefixes): freed in slices, not
-        # at once in whichever step drops them.
-        box: list[object] = [self._prefixes]
-        self._prefixes = table
-        await slicer.free(box)
+            table.add(service.name, pairs)
+        # The previous configuration's tables (65,536 prefixes) and the announced
+        # services derived from them: freed in slices, not at once in whichever step
+        # drops them.
+        box: list[object] = []
+        if self._prefixes is not None:
+            box += [self._prefixes._pairs, self._prefixes._services]
+        if self._announced_state is not None:
+            box.append(self._announced_state.announced._shards)
+        self._prefixes, self._announced_state = table, None
+        if box:  # (Slicer.free needs something to free)
+            await slicer.free(box)
         return table
 
-    async def _sessions(self, slicer: Slicer) -> tuple[tuple[PeerRunner, Any, bool], ...]:
-        """Per peer: its runner, BGP session and whether that session counts
-        (Established, and BFD up if the peer has BFD)."""
+    async def _sessions(self, slicer: Slicer) -> tuple[tuple[PeerRunner, BgpSession], ...]:
+        """The sessions that count: Established, and BFD up if the peer has BFD."""
         out = []
         for runner in list(self.speaker.peers.values()):
             await slicer.tick()
             bgp = runner.bgp
-            counts = (
+            if (
                 bgp is not None
                 and bgp.state is BgpState.ESTABLISHED
                 and bfd_status(runner) in (None, "up")
-            )
-            out.append((runner, bgp, counts))
+            ):
+                out.append((runner, bgp))
         return tuple(out)
 
-    async def _announced(self, slicer: Slicer) -> set[str]:
+    async def _announced(self, slicer: Slicer) -> _Names:
         """Services whose prefix an established peer (BFD up, if it has BFD) holds from
         us (desired and advertised in its Adj-RIB-Out), kept up to date by
-        difference: the services of the prefixes each counted session's Adj-RIB-Out
+        difference: the services of the prefixes each such session's Adj-RIB-Out
         logged as changed since the last scrape (``AdjRibOut.changes``) are looked at
         again, a few dict lookups each. Everything is derived again (in slices) only
-        when the configuration, the peers or which sessions count changed, or an
+        when the configuration or the set of such sessions changed, or an
         Adj-RIB-Out changed everything (new table, session up or down) or more than
         its log holds."""
         async with self._announced_lock:
@@ -593,8 +646,8 @@ class SpeakerCollector:
             if state is None or state.prefixes is not prefixes or state.sessions != sessions:
                 return await self._derive_announced(prefixes, sessions, slicer)
             touched: set[str] = set()
-            for counted, versions in zip(state.counted, state.versions, strict=True):
-                rib = counted[2].rib_out
+            for (_, bgp), versions in zip(sessions, state.versions, strict=True):
+                rib = bgp.rib_out
                 seen, now = versions[0], rib.version
                 if now == seen:
                     continue
@@ -602,7 +655,7 @@ class SpeakerCollector:
                     return await self._derive_announced(prefixes, sessions, slicer)
                 versions[0] = now
                 for prefix in list(rib.changes)[len(rib.changes) - (now - seen) :]:
-                    touched.update(prefixes.services.get(prefix, ()))
+                    touched.update(prefixes.services(prefix))
                 await slicer.tick()
             announced = state.announced
             for service in touched:
@@ -617,47 +670,45 @@ class SpeakerCollector:
     async def _derive_announced(
         self,
         prefixes: _Prefixes,
-        sessions: tuple[tuple[PeerRunner, Any, bool], ...],
+        sessions: tuple[tuple[PeerRunner, BgpSession], ...],
         slicer: Slicer,
-    ) -> set[str]:
+    ) -> _Names:
         advertisements = self.speaker.config.advertisements
         counted = []
         versions = []
-        for runner, bgp, counts in sessions:
+        for runner, bgp in sessions:
             await slicer.tick()
-            if not counts:
-                continue
             ads = frozenset(
                 i for i, ad in enumerate(advertisements) if ad.selects_peer(runner.name)
             )
-            counted.append((ads, runner, bgp))
+            counted.append((ads, bgp))
             # Read before deriving: what changes meanwhile is looked at again next time.
             versions.append([bgp.rib_out.version])
-        announced: set[str] = set()
+        announced = _Names()
         if counted:
-            for service in prefixes.pairs:
+            for service in prefixes.names():
                 await slicer.tick()
                 if self._is_announced(service, prefixes, counted):
                     announced.add(service)
         old = self._announced_state
         self._announced_state = _Announced(prefixes, sessions, counted, versions, announced)
         self.announced_computed += 1
-        if old is not None:  # 65,536 names at once is a millisecond step
-            while old.announced:
-                for _ in range(min(len(old.announced), 2048)):
-                    old.announced.pop()
+        if old is not None:  # 65,536 names at once is a millisecond step: a shard a time
+            shards = old.announced._shards
+            while shards:
+                shards.pop()
                 await slicer.tick()
         return announced
 
     @staticmethod
     def _is_announced(
-        service: str, prefixes: _Prefixes, counted: Sequence[tuple[frozenset[int], Any, Any]]
+        service: str, prefixes: _Prefixes, counted: Sequence[tuple[frozenset[int], BgpSession]]
     ) -> bool:
         return any(
             i in ads and prefix in rib.desired and prefix in rib.advertised
-            for ads, _, bgp in counted
+            for ads, bgp in counted
             for rib in (bgp.rib_out,)
-            for i, prefix in prefixes.pairs.get(service, ())
+            for i, prefix in prefixes.pairs(service)
         )
 
     def _loop(self) -> list[Family]:

@@ -181,8 +181,8 @@ async def test_every_listed_name_is_exposed_exactly_with_the_peer_label(tmp_path
         assert labels == expected, name
     for name in OUR_PEER_SERIES:
         peers = {s.labels["peer"] for s in found[name]}
-        expected = {"127.0.0.1"} if "bfd" in name else {"127.0.0.1", "127.0.0.3"}
-        assert peers == expected, name
+        addresses = {"127.0.0.1"} if "bfd" in name else {"127.0.0.1", "127.0.0.3"}
+        assert peers == addresses, name
     bgp, bfd = {"peer": f"127.0.0.1:{port}", "vrf": "default"}, {"peer": "127.0.0.1"}
     assert value(text, "metallb_bfd_session_up", **bfd) == 1
     assert value(text, "metallb_bfd_session_up_events", **bfd) == 1
