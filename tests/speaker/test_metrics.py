@@ -25,7 +25,9 @@ from speaker.metrics import (
     serve_metrics,
 )
 from speaker.peer import FailoverRecord
-from tests.speaker.test_control import is_healthy, running_speaker, wait_for
+from tests.speaker.test_control import bfd_not_held, is_healthy, running_speaker, wait_for
+
+__all__ = ["bfd_not_held"]  # the autouse fixture: BFD starts at once, not after 5 s
 
 #: The names the issue lists, exactly as they must appear in the exposition.
 LISTED = (
