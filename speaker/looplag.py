@@ -310,7 +310,10 @@ _WALKED_TYPES: dict[type, bool] = {}
 def _walked(kind: type) -> bool:
     walked = _WALKED_TYPES.get(kind)
     if walked is None:
-        walked = kind in _WALKED or attrs.has(kind) or kind.__module__ in _DATA_MODULES
+        # attrs classes of ours only: trio's are attrs too, and a live task reached
+        # from the data would lead the walk through the whole run's object graph.
+        ours = kind.__module__.partition(".")[0] in ("speaker", "protocols")
+        walked = kind in _WALKED or (ours and attrs.has(kind)) or kind.__module__ in _DATA_MODULES
         walked = walked and not issubclass(kind, _NOT_DATA)
         _WALKED_TYPES[kind] = walked
     return walked
