@@ -146,6 +146,9 @@ def check(file: str, host_checks: str = "on") -> int:
         f"ok: {n(len(config.peers), 'peer')}, {n(len(config.pools), 'pool')},"
         f" {n(len(config.services), 'service')}"
     )
+    from speaker.routerid import choose_router_id
+
+    print(f"router ID: {choose_router_id(config)}")
     return EXIT_OK
 
 

@@ -248,3 +248,29 @@ async def test_free_releases_everything_without_changing_what_others_hold(
     assert box == [] and len(freed) == 3 and all(p() is None for p in probes)
     assert shared == {"kept": [1, 2, 3]}
     assert checkpoints > 10
+
+
+async def test_free_empties_big_containers_it_alone_holds_and_leaves_shared_ones() -> None:
+    """Slicer.free: a big dict or list the structure alone holds is emptied a slice at a
+    time (no single release of 65,536 entries); one that someone else also holds (a
+    BGP session still scanning an old route table) is left whole, never mutated."""
+    shared_dict = {i: str(i) for i in range(5_000)}
+    shared_list = list(range(5_000))
+    own = {i: [i] for i in range(5_000)}
+    emptied: list[int] = []
+    real_empty = Slicer._empty
+
+    async def spy(self: Slicer, item: object) -> None:
+        emptied.append(len(item))  # type: ignore[arg-type]
+        await real_empty(self, item)
+
+    box: list[object] = [{"own": own, "shared": (shared_dict, shared_list)}]
+    del own
+    slicer = Slicer(budget=0.0001)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Slicer, "_empty", spy)
+        await slicer.free(box)
+    assert box == []
+    assert 5_000 in emptied  # the dict only the structure held
+    assert shared_dict == {i: str(i) for i in range(5_000)}
+    assert shared_list == list(range(5_000))
