@@ -427,8 +427,10 @@ class Slicer:
         held = _Held(box[:])
         box.clear()
         seen = [set[int]() for _ in range(FREE_SHARDS)]
-        for item in held.chunks[0]:
-            seen[id(item) % FREE_SHARDS].add(id(item))
+        for root in held.chunks[0]:
+            seen[id(root) % FREE_SHARDS].add(id(root))
+        root = None  # no reference left here when the roots are let go
+        item: Any = None
         for item in held:
             await self.tick()  # leaves too: half a million of them are seconds
             if not _walked(type(item)):

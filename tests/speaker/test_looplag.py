@@ -274,3 +274,9 @@ async def test_free_empties_big_containers_it_alone_holds_and_leaves_shared_ones
     assert 5_000 in emptied  # the dict only the structure held
     assert shared_dict == {i: str(i) for i in range(5_000)}
     assert shared_list == list(range(5_000))
+
+
+async def test_free_of_nothing() -> None:
+    box: list[object] = []
+    await Slicer().free(box)
+    assert box == []
