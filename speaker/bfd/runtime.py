@@ -47,6 +47,7 @@ from protocols.bfd import (
     StateChanged,
     TimersChanged,
 )
+from speaker.alarm import Alarm
 from speaker.bfd import net
 from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel_forwards
 from speaker.bfd.profile import BfdProfile
@@ -155,8 +156,7 @@ class BfdSession:
         )
         if admin_down:  # before the first packet: the peer never sees us Down
             self.core.admin_down(now)
-        self._wake: trio.CancelScope | None = None
-        self._pending_wake = False
+        self._alarm = Alarm()
         self._precise = True
         #: An error in handling one of this session's packets (in the endpoint's
         #: receive loop): raised in the session's own task, so only its peer restarts.
@@ -266,10 +266,7 @@ class BfdSession:
 
     def kick(self) -> None:
         """Make the session task run now (send what the core queued, re-arm timers)."""
-        if self._wake is not None:
-            self._wake.deadline = -math.inf
-        else:
-            self._pending_wake = True
+        self._alarm.kick()
 
     # ---- the task --------------------------------------------------------------------
 
@@ -335,13 +332,7 @@ class BfdSession:
             wake_at = self._wake_at(deadline)
             if self._held_until is not None:
                 wake_at = min(wake_at, self._held_until)
-            with trio.CancelScope(deadline=wake_at) as wake:
-                if self._pending_wake:
-                    self._pending_wake = False
-                    wake.deadline = -math.inf
-                self._wake = wake
-                await trio.sleep_forever()
-            self._wake = None
+            await self._alarm.sleep_until(wake_at)
             if wake_at != deadline and deadline is not None:
                 await self._spin_until(deadline)
 
@@ -359,12 +350,8 @@ class BfdSession:
         has something to send or report, or its next timer moved before the armed
         wake. A steady-state packet only pushes detection later, so the task sleeps
         on to its next transmission: one wake-up per packet, not two."""
-        wake = self._wake
-        if (
-            wake is None
-            or self.core.has_pending
-            or self._wake_at(self.core.get_timer()) < wake.deadline
-        ):
+        armed = self._alarm.deadline
+        if armed is None or self.core.has_pending or self._wake_at(self.core.get_timer()) < armed:
             self.kick()
 
     async def _spin_until(self, deadline: float) -> None:

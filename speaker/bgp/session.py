@@ -65,6 +65,7 @@ from protocols.bgp import (
     resolve_collision,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from speaker.alarm import Alarm
 from speaker.bgp import net
 from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
 from speaker.bgp.listener import BgpListener
@@ -318,8 +319,7 @@ class BgpSession:
         self._candidate: _Candidate | None = None
         self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
-        self._wake: trio.CancelScope | None = None
-        self._pending_wake = False
+        self._alarm = Alarm()
         self._in_driver = False
         self._changed = trio.Event()
         self._stopped = trio.Event()
@@ -525,26 +525,15 @@ class BgpSession:
             more = self._pump(now)
             self._in_driver = False
             if more:
-                self._pending_wake = True  # more to send: come back after a checkpoint
-            deadline = self.core.get_timer()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wake:
-                if self._pending_wake:
-                    self._pending_wake = False
-                    wake.deadline = -math.inf
-                self._wake = wake
-                await trio.sleep_forever()
-            self._wake = None
+                self._alarm.kick()  # more to send: come back after a checkpoint
+            await self._alarm.sleep_until(self.core.get_timer())
 
     def _kick(self) -> None:
         """Wake the driver (from any other task) and whoever waits for a change."""
         self._changed.set()
         self._changed = trio.Event()
-        if self._in_driver:
-            return
-        if self._wake is not None:
-            self._wake.deadline = -math.inf
-        else:
-            self._pending_wake = True
+        if not self._in_driver:
+            self._alarm.kick()
 
     # ---- core output and events -------------------------------------------------------
 
