@@ -16,7 +16,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from speaker.metrics import METALLB_NAMES, SpeakerCollector, serve_metrics
 from speaker.peer import FailoverRecord
-from tests.speaker.test_control import is_healthy, running_speaker, wait_for
+from tests.speaker.test_control import (  # bfd_not_held: autouse, as there
+    bfd_not_held,  # noqa: F401
+    is_healthy,
+    running_speaker,
+    wait_for,
+)
 
 #: The names the issue lists, exactly as they must appear in the exposition.
 LISTED = (
