@@ -33,6 +33,7 @@ import socket
 import sys
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import trio
@@ -184,6 +185,11 @@ class BfdSession:
 
     # ---- queries --------------------------------------------------------------------
 
+    def _fields(self, **more: object) -> dict[str, Any]:
+        """A log line's structured fields: ``peer=NAME``, as every BFD, BGP and peer
+        line has it (the message starts ``bfd NAME:``)."""
+        return fields(peer=self.label, protocol="bfd", **more)
+
     @property
     def state(self) -> State:
         return self.core.state
@@ -284,7 +290,7 @@ class BfdSession:
         )
         log.info("bfd %s: session started for %s, discriminator %d, source port %d,"
                  " profile %s", self.label, self.key, self.core.local_discriminator, port,
-                 self.profile.name, extra=fields(peer=self.label, protocol="bfd"))  # fmt: skip
+                 self.profile.name, extra=self._fields())  # fmt: skip
         try:
             with self._scope:
                 async with trio.open_nursery() as tasks:
@@ -411,20 +417,24 @@ class BfdSession:
             or not isinstance(peer, ipaddress.IPv4Address)
             or self.key.multihop
         ):
-            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.label)
+            log.error(
+                "bfd %s: echo needs a single-hop IPv4 session with an interface",
+                self.label,
+                extra=self._fields(),
+            )
             self.runtime_discards["echo-unavailable"] += 1
             return
         link = EchoLink(interface, local, peer)
         try:
             await link.open()
         except EchoLinkError as exc:
-            log.error("bfd %s: echo link: %s", self.label, exc)
+            log.error("bfd %s: echo link: %s", self.label, exc, extra=self._fields())
             self.runtime_discards["echo-unavailable"] += 1
             self._echo_starting = False
             return
         self._echo_link = link
         log.info("bfd %s: echo link up on %s (peer MAC %s)", self.label, link.ifname,
-                 link.peer_mac.hex(":"))  # fmt: skip
+                 link.peer_mac.hex(":"), extra=self._fields())  # fmt: skip
         while True:
             payload = await link.receive()
             self.core.receive_echo(payload, trio.current_time())
@@ -447,7 +457,9 @@ class BfdSession:
         except EchoLinkError as exc:
             self._no_echo_loop(str(exc))
             return
-        log.info("bfd %s: looping the peer's echoes on %s", self.label, interface)
+        log.info(
+            "bfd %s: looping the peer's echoes on %s", self.label, interface, extra=self._fields()
+        )
         try:
             await reflector.run()
         except EchoLinkError as exc:
@@ -459,7 +471,7 @@ class BfdSession:
         if self.key.interface is not None and kernel_forwards(self.key.interface):
             return  # the kernel loops the peer's echoes
         log.warning("bfd %s: cannot loop the peer's echoes (%s): advertising no echo",
-                    self.label, why)  # fmt: skip
+                    self.label, why, extra=self._fields())  # fmt: skip
         self.runtime_discards["echo-loop-unavailable"] += 1
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
@@ -471,7 +483,7 @@ class BfdSession:
             elif isinstance(event, TimersChanged):
                 log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
-                          event.echo_tx_interval_us)  # fmt: skip
+                          event.echo_tx_interval_us, extra=self._fields())  # fmt: skip
 
     async def _send_control(self, datagrams: list[bytes]) -> None:
         sender = self._sender
@@ -504,7 +516,7 @@ class BfdSession:
         level = logging.WARNING if event.path_failure else logging.INFO
         log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.label, event.old.name,
                 event.new.name, event.diag.name, event.reason,
-                extra=fields(peer=self.label, protocol="bfd", old=event.old.name,
+                extra=self._fields(old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
         self._changes.publish(event)

@@ -36,11 +36,12 @@ decision) are the modules named above.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
 from collections.abc import Iterator, Mapping
-from typing import assert_never
+from typing import Any, assert_never
 
 import attrs
 import trio
@@ -54,6 +55,7 @@ from protocols.bgp import (
     Initiator,
     NegotiatedSession,
     NextHop,
+    NotifCode,
     NotificationReceived,
     NotificationSent,
     OpenReceived,
@@ -83,6 +85,7 @@ from speaker.bgp.stats import (
     ErrorRecord,
     NoteLog,
     family_name,
+    notification_name,
     snapshot,
 )
 from speaker.broadcast import Broadcast
@@ -191,6 +194,11 @@ class BgpSession:
     def state(self) -> State:
         return self.core.state
 
+    def _fields(self, **more: object) -> dict[str, Any]:
+        """A log line's structured fields: ``peer=NAME``, as every BFD, BGP and peer
+        line has it (the message starts ``bgp NAME:``)."""
+        return fields(peer=self.name, protocol="bgp", **more)
+
     @property
     def link(self) -> Link | None:
         """The session's TCP connection, if it has one."""
@@ -281,7 +289,7 @@ class BgpSession:
         log.info("bgp %s: starting, peer %s AS %d, local AS %d, %s%s", self.name,
                  self.config.peer_address, self.config.peer_asn, self.config.local_asn,
                  "iBGP" if self.config.internal else "eBGP",
-                 ", passive" if self.config.passive else "")  # fmt: skip
+                 ", passive" if self.config.passive else "", extra=self._fields())  # fmt: skip
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -342,9 +350,9 @@ class BgpSession:
         match event:
             case StateChanged():
                 log.info("bgp %s: %s -> %s (%s)", self.name, event.old.value, event.new.value,
-                         event.reason, extra=fields(peer=self.name, protocol="bgp",
-                         address=str(self.config.peer_address), old=event.old.value,
-                         new=event.new.value, reason=event.reason))  # fmt: skip
+                         event.reason, extra=self._fields(address=str(self.config.peer_address),
+                         old=event.old.value, new=event.new.value,
+                         reason=event.reason))  # fmt: skip
                 if event.old is State.ESTABLISHED:
                     self.flaps += 1
                     self.established_at = None
@@ -365,7 +373,8 @@ class BgpSession:
             case OpenReceived():
                 peer_open = event.open
                 log.debug("bgp %s: OPEN from %s AS %d hold %d", self.name,
-                          peer_open.bgp_identifier, peer_open.asn, peer_open.hold_time)  # fmt: skip
+                          peer_open.bgp_identifier, peer_open.asn, peer_open.hold_time,
+                          extra=self._fields())  # fmt: skip
                 self._resolve_collision()
             case Established():
                 self._on_established(now, event)
@@ -377,7 +386,7 @@ class BgpSession:
             case EndOfRib():
                 self.rib_in.end_of_rib.add((event.afi, event.safi))
                 log.info("bgp %s: End-of-RIB received for %s", self.name,
-                         family_name((event.afi, event.safi)))  # fmt: skip
+                         family_name((event.afi, event.safi)), extra=self._fields())  # fmt: skip
                 self._publish(now, event)
             case RouteRefreshReceived():
                 self.rib_out.resend((event.afi, event.safi))
@@ -387,17 +396,16 @@ class BgpSession:
                     code=event.code, subcode=event.subcode, text=text, at=now
                 )
                 log.warning("bgp %s: NOTIFICATION received %d/%d %s", self.name, event.code,
-                            event.subcode, text, extra=fields(peer=self.name, protocol="bgp",
-                            error=f"received {event.code}/{event.subcode}"))  # fmt: skip
+                            event.subcode, text, extra=self._fields(
+                            error=notification_name(event.code, event.subcode),
+                            notification=f"received {event.code}/{event.subcode}"))  # fmt: skip
                 self._publish(now, event)
             case NotificationSent():
                 self.last_error_sent = ErrorRecord(
                     code=event.code, subcode=event.subcode, text=event.reason, at=now
                 )
-                error = f"sent {event.code}/{event.subcode}"
-                log.warning("bgp %s: NOTIFICATION sent %d/%d (%s)", self.name, event.code,
-                            event.subcode, event.reason,
-                            extra=fields(peer=self.name, protocol="bgp", error=error))  # fmt: skip
+                if not self._ceased:  # a stop's Cease: one line once written, below
+                    self._log_notification(logging.WARNING, event.code, event.subcode)
                 self._publish(now, event)
             case _:
                 assert_never(event)
@@ -417,14 +425,14 @@ class BgpSession:
             families.discard(IPV6_UNICAST)
         for missing in set(neg.families) - families:
             log.warning("bgp %s: no next hop for %s on this session: not announcing it",
-                        self.name, family_name(missing))  # fmt: skip
+                        self.name, family_name(missing), extra=self._fields())  # fmt: skip
         # End-of-RIB goes out for every negotiated family, even one we cannot send.
         self.rib_out.session_up(families, end_of_rib=neg.families)
         log.info("bgp %s: established with %s (AS %d, id %s), hold %d s, families %s, "
                  "%d routes to send", self.name, link.remote if link else "?", neg.peer_asn,
                  neg.peer_router_id, neg.hold_time,
                  ",".join(family_name(f) for f in sorted(neg.families)),
-                 len(self.rib_out.desired))  # fmt: skip
+                 len(self.rib_out.desired), extra=self._fields())  # fmt: skip
         self._publish(now, event)
         if link is not None and self._nursery is not None and not self._fixed_next_hops():
             self._nursery.start_soon(self._follow_next_hops, link)
@@ -459,7 +467,7 @@ class BgpSession:
                 if before == after or after is None or not negotiated:
                     continue  # unchanged, gone (keep what the peer has), or not ours
                 log.info("bgp %s: next hop for %s is now %s: sending its routes", self.name,
-                         family_name(family), after)  # fmt: skip
+                         family_name(family), after, extra=self._fields())  # fmt: skip
                 if family in missing:
                     self.rib_out.add_family(family)  # scanned a batch per driver step
                 else:
@@ -504,7 +512,8 @@ class BgpSession:
             self.core.send_end_of_rib(family[0], family[1], now)
             self.end_of_rib_sent.append(family)
             log.info("bgp %s: End-of-RIB sent for %s (%d prefixes advertised)", self.name,
-                     family_name(family), len(self.rib_out.advertised))  # fmt: skip
+                     family_name(family), len(self.rib_out.advertised),
+                     extra=self._fields())  # fmt: skip
         self._after([])
         return self.rib_out.pending > 0 and link.queued < HIGH_WATER
 
@@ -573,7 +582,8 @@ class BgpSession:
             net.apply_ttl(sock, cfg)
         except OSError as exc:  # gone already, or a socket option failed
             sock.close()
-            log.info("bgp %s: incoming connection lost at once: %s", self.name, exc)
+            log.info("bgp %s: incoming connection lost at once: %s", self.name, exc,
+                     extra=self._fields())  # fmt: skip
             return
         why = None
         if self._nursery is None:
@@ -591,7 +601,7 @@ class BgpSession:
             why = f"state {self.core.state.value}"
         if why is not None:
             log.info("bgp %s: refused a connection from %s: %s", self.name,
-                     cfg.peer_address, why)  # fmt: skip
+                     cfg.peer_address, why, extra=self._fields())  # fmt: skip
             sock.close()
             return
         assert self._nursery is not None
@@ -651,8 +661,7 @@ class BgpSession:
         self.last_connect_error = reason
         log.warning("bgp %s: connect to %s port %d failed: %s", self.name,
                     cfg.peer_address, cfg.peer_port, reason,
-                    extra=fields(peer=self.name, protocol="bgp",
-                                 error="connect failed"))  # fmt: skip
+                    extra=self._fields(error="connect failed"))  # fmt: skip
 
     def _adopt(self, sock: trio.socket.SocketType, *, outgoing: bool) -> None:
         assert self._nursery is not None
@@ -660,14 +669,15 @@ class BgpSession:
             link = self._new_link(sock)
         except OSError as exc:  # the connection died already (getpeername)
             sock.close()
-            log.warning("bgp %s: connection lost at once: %s", self.name, exc)
+            log.warning("bgp %s: connection lost at once: %s", self.name, exc,
+                        extra=self._fields())  # fmt: skip
             self._after(self.core.connection_failed(trio.current_time()))
             return
         link.outgoing = outgoing
         self._link = link
         self.next_hops = None
         log.info("bgp %s: TCP connected %s -> %s (%s)", self.name, link.local, link.remote,
-                 "ours" if outgoing else "theirs")  # fmt: skip
+                 "ours" if outgoing else "theirs", extra=self._fields())  # fmt: skip
         self._nursery.start_soon(self._run_link, link)
         self._after(self.core.connection_made(trio.current_time()))
 
@@ -681,7 +691,7 @@ class BgpSession:
         self._candidate = cand
         self.collisions += 1
         log.info("bgp %s: connection collision: the peer connected while ours is %s",
-                 self.name, self.core.state.value)  # fmt: skip
+                 self.name, self.core.state.value, extra=self._fields())  # fmt: skip
         won = False
         try:
             with link.scope:
@@ -738,11 +748,12 @@ class BgpSession:
         for event in events:
             if isinstance(event, StateChanged):
                 log.debug("bgp %s: peer's connection %s -> %s (%s)", self.name,
-                          event.old.value, event.new.value, event.reason)  # fmt: skip
+                          event.old.value, event.new.value, event.reason,
+                          extra=self._fields())  # fmt: skip
             elif isinstance(event, NotificationSent | NotificationReceived):
                 log.info("bgp %s: peer's connection: NOTIFICATION %s %d/%d", self.name,
                          "sent" if isinstance(event, NotificationSent) else "received",
-                         event.code, event.subcode)  # fmt: skip
+                         event.code, event.subcode, extra=self._fields())  # fmt: skip
 
     def _resolve_collision(self) -> None:
         """Our connection got the peer's OPEN: let the candidate decide (in its task)."""
@@ -765,13 +776,15 @@ class BgpSession:
             log.info("bgp %s: connection collision: keeping the connection %s opened "
                      "(BGP Identifier %s vs ours %s)", self.name,
                      "we" if link.outgoing else "the peer",
-                     peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
+                     peer_id(self.core, cand.core), self.config.router_id,
+                     extra=self._fields())  # fmt: skip
             self._cand_after(cand, cand.core.collision_dump(now))
             return False
         log.info("bgp %s: connection collision: keeping the connection %s opened "
                  "(BGP Identifier %s vs ours %s)", self.name,
                  "the peer" if link is None or link.outgoing else "we",
-                 peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
+                 peer_id(self.core, cand.core), self.config.router_id,
+                 extra=self._fields())  # fmt: skip
         if link is not None:
             self._after(self.core.collision_dump(now))
         if self._attempt is not None:  # ours failed meanwhile and the core retried
@@ -801,11 +814,11 @@ class BgpSession:
         if self._link is link:
             self._link = None
             self._resolve_collision()  # a candidate waiting for the peer takes over
-        log.debug("bgp %s: closing the connection: %s", self.name, reason)
+        log.debug("bgp %s: closing the connection: %s", self.name, reason, extra=self._fields())
 
     def _link_failed(self, link: Link, reason: str) -> None:
         if self._link is link:
-            log.warning("bgp %s: connection failed: %s", self.name, reason)
+            log.warning("bgp %s: connection failed: %s", self.name, reason, extra=self._fields())
             self._after(self.core.connection_failed(trio.current_time()))
         link.scope.cancel()
 
@@ -871,8 +884,22 @@ class BgpSession:
         self._notified = True
         if self.notification_written_at is None:
             self.notification_written_at = trio.current_time()
-        log.info("bgp %s: Cease %d sent%s", self.name, subcode,
-                 f" ({message})" if message else "")  # fmt: skip
+        # The one line of a stop's Cease, once it is on the wire: a BFD teardown's is
+        # a warning (the failover line follows), a planned stop's is not.
+        level = logging.WARNING if subcode == CeaseSubcode.BFD_DOWN else logging.INFO
+        self._log_notification(level, NotifCode.CEASE, subcode, message)
+
+    def _log_notification(
+        self, level: int, code: int, subcode: int, message: str | None = None
+    ) -> None:
+        """``NOTIFICATION sent C/S (reason)``: the reason the core gave it (it is the
+        last one sent), and a Cease's RFC 9003 message."""
+        sent = self.last_error_sent
+        reason = sent.text if sent is not None else "?"
+        text = f", message {json.dumps(message)}" if message else ""
+        log.log(level, "bgp %s: NOTIFICATION sent %d/%d (%s)%s", self.name, code, subcode,
+                reason, text, extra=self._fields(error=notification_name(code, subcode),
+                notification=f"sent {code}/{subcode}"))  # fmt: skip
 
     async def _goodbye(self) -> None:
         """Cease to the peer (after the message in flight), close. Runs shielded."""
@@ -896,7 +923,9 @@ class BgpSession:
             if await link.send_rest(data) and not self._notified:
                 self._notification_done(subcode, message)
         except OSError as exc:
-            log.info("bgp %s: could not send Cease: %s", self.name, exc)
+            log.info("bgp %s: NOTIFICATION %d/%d not sent: %s", self.name, NotifCode.CEASE,
+                     subcode, exc, extra=self._fields(error=notification_name(NotifCode.CEASE,
+                     subcode)))  # fmt: skip
         finally:
             link.sock.close()
             self.closed_at = trio.current_time()

@@ -8,6 +8,7 @@ Counters and timestamps live on the session (speaker/bgp/session.py) and its lin
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 from collections import Counter
@@ -16,7 +17,16 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from protocols.bgp import ErrorAction, UpdateReceived
+from protocols.bgp import (
+    CeaseSubcode,
+    ErrorAction,
+    FsmSubcode,
+    HeaderSubcode,
+    NotifCode,
+    OpenSubcode,
+    UpdateReceived,
+    UpdateSubcode,
+)
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.bgp import net
 from speaker.log import fields
@@ -30,6 +40,7 @@ __all__ = [
     "ErrorRecord",
     "NoteLog",
     "family_name",
+    "notification_name",
     "snapshot",
 ]
 
@@ -47,6 +58,35 @@ _FAMILY_NAMES: dict[tuple[int, int], str] = {
 
 def family_name(family: tuple[int, int]) -> str:
     return _FAMILY_NAMES.get(family, f"{family[0]}/{family[1]}")
+
+
+_SUBCODES: dict[int, type[enum.IntEnum]] = {
+    NotifCode.MESSAGE_HEADER_ERROR: HeaderSubcode,
+    NotifCode.OPEN_MESSAGE_ERROR: OpenSubcode,
+    NotifCode.UPDATE_MESSAGE_ERROR: UpdateSubcode,
+    NotifCode.FSM_ERROR: FsmSubcode,
+    NotifCode.CEASE: CeaseSubcode,
+}
+
+
+def _kebab(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+def notification_name(code: int, subcode: int) -> str:
+    """A NOTIFICATION's code and subcode by name, as log lines carry it in their
+    ``error`` field: ``cease/bfd-down``, ``hold-timer-expired``, ``6/99`` if unknown."""
+    try:
+        what = _kebab(NotifCode(code).name)
+    except ValueError:
+        return f"{code}/{subcode}"
+    names = _SUBCODES.get(code)
+    if names is None:
+        return what if subcode == 0 else f"{what}/{subcode}"
+    try:
+        return f"{what}/{_kebab(names(subcode).name)}"
+    except ValueError:
+        return f"{what}/{subcode}"
 
 
 @attrs.frozen(kw_only=True)
