@@ -69,17 +69,14 @@ class Link:
     """One TCP connection: its socket, the writer's queue of whole messages.
 
     ``sent`` counts what reaches the kernel (the session's counter, shared by all its
-    links); ``received`` is the session's counter for what it reads (it counts only
-    what the core takes)."""
+    links); what is read is counted by the session, which alone knows whether the core
+    took it (the link may no longer be the session's)."""
 
-    def __init__(
-        self, sock: trio.socket.SocketType, *, sent: MessageCounter, received: MessageCounter
-    ) -> None:
+    def __init__(self, sock: trio.socket.SocketType, *, sent: MessageCounter) -> None:
         self.sock = sock
         self.local: IPAddress = net.local_address(sock)
         self.remote: IPAddress = net.remote_address(sock)
         self.sent = sent
-        self.received = received
         self.queue: deque[bytes] = deque()
         self.queued = 0
         self.partial: memoryview | None = None  # the rest of the chunk being sent

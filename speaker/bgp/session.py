@@ -835,7 +835,7 @@ class BgpSession:
 
     def _new_link(self, sock: trio.socket.SocketType) -> Link:
         """Raises OSError if the connection died already (getpeername)."""
-        return Link(sock, sent=self.sent, received=self.received)
+        return Link(sock, sent=self.sent)
 
     async def _reader(self, link: Link) -> None:
         await link.read_loop(self._link_received, self._link_failed)
