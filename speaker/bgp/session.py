@@ -23,7 +23,7 @@ Error handling: socket errors are TCP failures for the core (it backs off and
 reconnects); a socket option that cannot be set (MD5 on a kernel without it) ends
 :meth:`BgpSession.run` with :class:`~speaker.bgp.net.BgpSocketError`.
 
-Why this module is long (about 900 lines): what is left here is one state, the core
+Why this module is long (about 950 lines): what is left here is one state, the core
 and the connection it is on (the current link, the connect attempt, a collision's
 candidate, the Cease owed), and every method reads or changes it in the same task
 step as the core call it follows. Splitting the FSM events, connections and
