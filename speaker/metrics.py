@@ -724,13 +724,20 @@ class SpeakerCollector:
                       f"Longest uninterrupted task step of the event loop in the last"
                       f" {monitor.steps.window:g} s", "gauge")  # fmt: skip
         step.add([], 0.0 if longest is None else longest.seconds)
+        cpu = monitor.longest_cpu_step()
+        cpu_step = Family("speaker_event_loop_longest_step_cpu_seconds",
+                          f"CPU time of the task step that used the most in the last"
+                          f" {monitor.steps.window:g} s (our own code's part of a stall;"
+                          f" the rest of a longer step is the host not running us)",
+                          "gauge")  # fmt: skip
+        cpu_step.add([], 0.0 if cpu is None else cpu.seconds)
         slow = Family(
             "speaker_event_loop_slow_steps_total",
             f"Task steps longer than {monitor.warn_step * 1000:g} ms",
             "counter",
         )
         slow.add([], float(monitor.slow_steps))
-        return [lag, step, slow]
+        return [lag, step, cpu_step, slow]
 
 
 # ---- HTTP/1.0 --------------------------------------------------------------------------------

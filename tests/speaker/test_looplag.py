@@ -86,12 +86,13 @@ def test_the_sentinel_measures_how_late_the_loop_wakes() -> None:
 def test_the_instrument_records_long_steps_and_warns_once_per_interval(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    clock = FakeClock()
-    monitor = LoopMonitor(clock=clock)
+    clock, cpu = FakeClock(), FakeClock()
+    monitor = LoopMonitor(clock=clock, cpu_clock=cpu)
 
-    def step(name: str, seconds: float) -> None:
+    def step(name: str, seconds: float, on_cpu: float | None = None) -> None:
         monitor.after_io_wait(0.0)  # the loop woke; the step follows at once
         clock.now += seconds
+        cpu.now += seconds if on_cpu is None else on_cpu
         monitor.after_task_step(task(name))
 
     with caplog.at_level(logging.WARNING, logger="speaker.loop"):
@@ -99,17 +100,20 @@ def test_the_instrument_records_long_steps_and_warns_once_per_interval(
         assert monitor.steps.ever is None  # under the floor: not even recorded
         step("peer r1", 0.003)
         assert monitor.slow_steps == 0 and not caplog.records
-        step("show routes", 0.012)
+        step("show routes", 0.012, on_cpu=0.0005)  # the host did not run us
         step("scrape", 0.008)
-        step("scrape", 0.020)
+        step("scrape", 0.020, on_cpu=0.003)
     longest = monitor.longest_step()
     assert longest is not None and longest.task == "scrape"
-    assert longest.seconds == pytest.approx(0.020)
+    assert longest.seconds == pytest.approx(0.020) and longest.cpu == pytest.approx(0.003)
+    # By CPU time, the longest is the 8 ms scrape that ran all along.
+    most_cpu = monitor.longest_cpu_step()
+    assert most_cpu is not None and most_cpu.seconds == pytest.approx(0.008)
     assert monitor.slow_steps == 3
     # One warning (the first), naming the task; the next ones wait WARN_EVERY.
     assert [r.getMessage() for r in caplog.records] == [
-        "event loop stalled 12.0 ms in task show routes (BFD packets wait that long; 0 more"
-        " stalls over 5 ms since the last warning)"
+        "event loop stalled 12.0 ms in task show routes, 0.5 ms of it on the CPU (BFD"
+        " packets wait that long; 0 more stalls over 5 ms since the last warning)"
     ]
     caplog.clear()
     clock.now += WARN_EVERY
