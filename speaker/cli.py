@@ -21,7 +21,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from speaker import __version__
-from speaker.config import ConfigError, ConfigIssue, load_config
+from speaker.config import Config, ConfigError, ConfigIssue, load_config
 
 if TYPE_CHECKING:
     from speaker.app import Speaker
@@ -41,9 +41,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="validate a configuration file and exit",
-        description="Load and validate a configuration file; exit 0 if valid, 2 if not.",
+        description="Load and validate a configuration file; exit 0 if valid, 2 if not"
+        " (a file without peers is not, unless --allow-empty).",
     )
     check.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
+    check.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a file without peers (or none for this node), which would run idle;"
+        " refused without this flag, as by reload",
+    )
     check.add_argument(
         "--host-checks",
         choices=HOST_CHECKS,
@@ -73,10 +80,18 @@ def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "import-metallb",
         help="convert MetalLB manifests (YAML) to a speaker configuration",
         description="Convert MetalLB BFDProfile, BGPPeer, IPAddressPool, BGPAdvertisement and"
-        " Community manifests to a speaker TOML configuration on stdout; errors go to stderr"
-        " (exit 2). See docs/migration-from-metallb.md.",
+        " Community manifests to a speaker TOML configuration on stdout (or -o FILE); errors"
+        " go to stderr (exit 2), and then nothing is written. See"
+        " docs/migration-from-metallb.md.",
     )
     imp.add_argument("files", nargs="+", metavar="FILE.yaml", help="MetalLB manifests")
+    imp.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the TOML to FILE instead of stdout: only on success, and atomically"
+        " (a new file is mode 0600, an existing one keeps its mode)",
+    )
     imp.add_argument(
         "--announce-all",
         action="store_true",
@@ -101,15 +116,62 @@ def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _import_metallb(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+
     from speaker import metallb
 
-    return metallb.main(
-        args.files,
-        announce_all=args.announce_all,
-        namespace=args.namespace,
-        secrets_dir=args.secrets_dir,
-        interfaces=args.interface,
-    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out) if args.output else contextlib.nullcontext():
+        status = metallb.main(
+            args.files,
+            announce_all=args.announce_all,
+            namespace=args.namespace,
+            secrets_dir=args.secrets_dir,
+            interfaces=args.interface,
+        )
+    if not args.output or status != EXIT_OK:
+        return status  # on failure nothing was written: not to stdout, not to -o FILE
+    try:
+        write_atomically(args.output, out.getvalue())
+    except OSError as exc:
+        print(f"import-metallb: cannot write {args.output}: {exc.strerror or exc}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def write_atomically(path: str, text: str) -> None:
+    """``text`` to ``path`` via a temporary file in its directory, renamed over it: a
+    reader sees the old file or the whole new one. A new file is mode 0600 (it may hold
+    a password); an existing one keeps its mode.
+
+    Raises:
+        OSError: the directory is not writable, the disk is full...
+    """
+    import contextlib
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    try:
+        mode: int | None = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        if mode is not None:
+            os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 # ---- end of import-metallb ------------------------------------------------------------------
@@ -122,20 +184,22 @@ def _line(file: str, issue: ConfigIssue) -> str:
 HOST_CHECKS = ("on", "warn", "off")
 
 
-def check(file: str, host_checks: str = "on") -> int:
+def check(file: str, host_checks: str = "on", *, allow_empty: bool = False) -> int:
     """``speaker check``: returns the exit status."""
     try:
         config = load_config(file)
     except ConfigError as exc:
         return _invalid(file, exc.errors, exc.warnings)
+    errors = [] if allow_empty else idle_issues(config)
     warnings = list(config.warnings)
     if host_checks != "off":
         from speaker.hostcheck import host_issues
 
         found = host_issues(config, strict=host_checks == "on")
-        if found.errors:
-            return _invalid(file, list(found.errors), warnings + list(found.warnings))
+        errors += found.errors
         warnings += found.warnings
+    if errors:
+        return _invalid(file, errors, warnings)
     for issue in warnings:
         print("warning: " + _line(file, issue), file=sys.stderr)
 
@@ -147,6 +211,33 @@ def check(file: str, host_checks: str = "on") -> int:
         f" {n(len(config.services), 'service')}"
     )
     return EXIT_OK
+
+
+def idle_issues(config: Config) -> list[ConfigIssue]:
+    """Why a valid file would run idle: no peers, or none for this node. ``check``
+    refuses it unless ``--allow-empty`` (as ``reload``): an empty or truncated file,
+    such as ``speaker import-metallb in.yaml > FILE`` leaves when the import fails, is
+    valid TOML."""
+    hint = "accept it with --allow-empty"
+    if not config.peers:
+        return [
+            ConfigIssue(
+                "peers",
+                f"the file has no [[peers]]: the speaker would open no BGP session and"
+                f" announce nothing ({hint})",
+            )
+        ]
+    if not config.local_peers:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(config.speaker.labels.items()))
+        return [
+            ConfigIssue(
+                "peers",
+                f"no peer applies to this node (node_selectors select none of the"
+                f" {len(config.peers)} peers for [speaker] labels {{{labels}}}): the speaker"
+                f" would open no BGP session ({hint})",
+            )
+        ]
+    return []
 
 
 def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> int:
@@ -477,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "check":
-        return check(args.config, args.host_checks)
+        return check(args.config, args.host_checks, allow_empty=args.allow_empty)
     if args.command == "run":
         return run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":
