@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     _add_import_metallb(commands)
+    from speaker import install
+
+    install.add_parser(commands)
     _add_operation_parsers(commands)
     return parser
 
@@ -573,6 +576,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":
         return _import_metallb(args)
+    if args.command == "install-systemd":
+        from speaker import install
+
+        return install.main(args)
     if args.command in OPERATION_COMMANDS:
         return operate(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
