@@ -240,13 +240,17 @@ class Venv:
 
 
 @pytest.fixture(scope="module")
-def venv(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Venv:
-    tmp = tmp_path_factory.mktemp("venv")
-    wheelhouse = tmp / "wheelhouse"
-    wheelhouse.mkdir()
+def wheelhouse(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel's dependencies, as wheels, from this environment."""
+    out = tmp_path_factory.mktemp("wheelhouse")
     for dist in requirements_closure(built.sdist_wheel):
-        repack(dist, wheelhouse)
-    return Venv(tmp / "fresh", built.sdist_wheel, wheelhouse)
+        repack(dist, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def venv(built: Built, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Venv:
+    return Venv(tmp_path_factory.mktemp("venv") / "fresh", built.sdist_wheel, wheelhouse)
 
 
 def test_the_installed_speaker_runs_from_its_own_environment(venv: Venv) -> None:
@@ -258,6 +262,25 @@ def test_the_installed_speaker_runs_from_its_own_environment(venv: Venv) -> None
     assert Path(prefix) == venv.path and Path(module).is_relative_to(venv.path), where.stdout
     done = sh(venv.python, "-m", "pip", "--version")
     assert done.returncode != 0  # no pip there: only the wheel and its dependencies
+
+
+def test_pipx_installs_the_wheel(built: Built, wheelhouse: Path, tmp_path: Path) -> None:
+    """docs/install.md's command, with the index replaced by the wheelhouse."""
+    pipx = shutil.which("pipx")
+    if pipx is None:
+        unavailable("pipx is not installed (apt-get install pipx)")
+    home, bin_dir = tmp_path / "pipx", tmp_path / "bin"
+    # PIP_NO_INDEX: pipx also upgrades its shared pip; offline, that fails at once.
+    env = clean_env(PIPX_HOME=str(home), PIPX_BIN_DIR=str(bin_dir), USE_EMOJI="0", PIP_NO_INDEX="1")
+    done = sh(pipx, "install", "--pip-args", f"--no-index --find-links {wheelhouse}",
+              built.wheel, env=env)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    script = bin_dir / "speaker"
+    assert script.is_symlink() and script.resolve() == (home / "venvs/speaker/bin/speaker")
+    done = sh(script, "--version")
+    assert done.stdout == f"speaker {speaker.__version__}\n", done.stderr
+    done = sh(script, "check", "--host-checks", "off", "-c", CONF / "speaker.toml")
+    assert done.returncode == 0 and done.stdout.startswith("ok: 2 peers"), done.stderr
 
 
 def examples() -> Iterator[Path]:
