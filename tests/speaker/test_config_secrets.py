@@ -202,3 +202,23 @@ async def test_no_secret_value_from_a_refused_reload_or_its_log(
                 assert secret not in caplog.text
                 assert all(secret not in error for error in result.errors)
         assert "md5-SECRET-1" not in caplog.text and "bfd-SECRET-4" not in caplog.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="speaker/metallb.py (Fields._typed) still shows the value of spec.password;"
+    " being reworked by another branch: drop this mark once it names only the type",
+)
+def test_no_secret_value_from_import_metallb(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    manifest = tmp_path / "peer.yaml"
+    manifest.write_text(
+        "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\n"
+        "metadata: {name: a, namespace: metallb-system}\n"
+        "spec: {myASN: 64500, peerASN: 64501, peerAddress: 198.18.1.1, password: 31337424242}\n"
+    )
+    assert cli.main(["import-metallb", str(manifest)]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "spec.password: expected a string" in err
+    assert "31337424242" not in err
