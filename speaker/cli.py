@@ -8,6 +8,9 @@ missing ``interface`` is an error, a peer without a route or a ``source_address`
 the host does not have a warning; ``--host-checks warn`` makes them all warnings,
 ``off`` skips them (checking a file on another machine).
 
+A file without peers (or none for this node) is an error unless ``--allow-empty``
+(as for ``speaker reload``): an empty file is valid TOML.
+
 ``speaker run -c FILE`` validates the same way (refusing to start on an invalid
 file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0).
 """
@@ -121,8 +124,10 @@ def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentPa
 def _import_metallb(args: argparse.Namespace) -> int:
     import contextlib
     import io
+    from pathlib import Path
 
     from speaker import metallb
+    from speaker.install import write_atomically
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out) if args.output else contextlib.nullcontext():
@@ -136,45 +141,12 @@ def _import_metallb(args: argparse.Namespace) -> int:
     if not args.output or status != EXIT_OK:
         return status  # on failure nothing was written: not to stdout, not to -o FILE
     try:
-        write_atomically(args.output, out.getvalue())
+        write_atomically(Path(args.output), out.getvalue())  # new: 0600 (may hold a password)
     except OSError as exc:
         print(f"import-metallb: cannot write {args.output}: {exc.strerror or exc}",
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
     return EXIT_OK
-
-
-def write_atomically(path: str, text: str) -> None:
-    """``text`` to ``path`` via a temporary file in its directory, renamed over it: a
-    reader sees the old file or the whole new one. A new file is mode 0600 (it may hold
-    a password); an existing one keeps its mode.
-
-    Raises:
-        OSError: the directory is not writable, the disk is full...
-    """
-    import contextlib
-    import os
-    import tempfile
-    from pathlib import Path
-
-    target = Path(path)
-    try:
-        mode: int | None = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        if mode is not None:
-            os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 # ---- end of import-metallb ------------------------------------------------------------------

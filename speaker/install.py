@@ -25,7 +25,15 @@ from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["UNIT_NAME", "InstallError", "add_parser", "hidden_paths", "main", "unit_text"]
+__all__ = [
+    "UNIT_NAME",
+    "InstallError",
+    "add_parser",
+    "hidden_paths",
+    "main",
+    "unit_text",
+    "write_atomically",
+]
 
 UNIT_NAME = "speaker.service"
 UNIT_DIR = Path("etc/systemd/system")
@@ -159,20 +167,26 @@ def _others_can_reach(path: Path) -> bool:
         return False
 
 
-def write_unit(target: Path, text: str) -> None:
-    """``text`` to ``target``, mode 0644, via a temporary file renamed over it.
+def write_atomically(target: Path, text: str, *, mode: int | None = None) -> None:
+    """``text`` to ``target`` via a temporary file in its directory, renamed over it: a
+    reader sees the old file or the whole new one, never a part. ``mode``: the file's
+    mode; None: an existing file's own, else 0600.
 
     Raises:
-        OSError: the directory cannot be made or written.
+        OSError: the directory is missing or not writable, the disk is full...
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(target.stat().st_mode)
+        except FileNotFoundError:
+            mode = 0o600
     fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -216,7 +230,8 @@ def install(
             " the file"
         )
     try:
-        write_unit(target, text)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(target, text, mode=0o644)
     except OSError as exc:
         raise InstallError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target, "replaced" if old is not None else "installed", warnings
