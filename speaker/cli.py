@@ -8,6 +8,9 @@ missing ``interface`` is an error, a peer without a route or a ``source_address`
 the host does not have a warning; ``--host-checks warn`` makes them all warnings,
 ``off`` skips them (checking a file on another machine).
 
+A file without peers (or none for this node) is an error unless ``--allow-empty``
+(as for ``speaker reload``): an empty file is valid TOML.
+
 ``speaker run -c FILE`` validates the same way (refusing to start on an invalid
 file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0): the process root
 is speaker/daemon.py; this module only parses the arguments.
@@ -20,7 +23,7 @@ import sys
 from typing import Any
 
 from speaker import __version__
-from speaker.config import ConfigError, ConfigIssue, load_config
+from speaker.config import Config, ConfigError, ConfigIssue, load_config
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -36,9 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="validate a configuration file and exit",
-        description="Load and validate a configuration file; exit 0 if valid, 2 if not.",
+        description="Load and validate a configuration file; exit 0 if valid, 2 if not"
+        " (a file without peers is not, unless --allow-empty).",
     )
     check.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
+    check.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="accept a file without peers (or none for this node), which would run idle;"
+        " refused without this flag, as by reload",
+    )
     check.add_argument(
         "--host-checks",
         choices=HOST_CHECKS,
@@ -56,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     _add_import_metallb(commands)
+    from speaker import install
+
+    install.add_parser(commands)
     _add_operation_parsers(commands)
     return parser
 
@@ -68,10 +81,18 @@ def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "import-metallb",
         help="convert MetalLB manifests (YAML) to a speaker configuration",
         description="Convert MetalLB BFDProfile, BGPPeer, IPAddressPool, BGPAdvertisement and"
-        " Community manifests to a speaker TOML configuration on stdout; errors go to stderr"
-        " (exit 2). See docs/migration-from-metallb.md.",
+        " Community manifests to a speaker TOML configuration on stdout (or -o FILE); errors"
+        " go to stderr (exit 2), and then nothing is written. See"
+        " docs/migration-from-metallb.md.",
     )
     imp.add_argument("files", nargs="+", metavar="FILE.yaml", help="MetalLB manifests")
+    imp.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the TOML to FILE instead of stdout: only on success, and atomically"
+        " (a new file is mode 0600, an existing one keeps its mode)",
+    )
     imp.add_argument(
         "--announce-all",
         action="store_true",
@@ -96,15 +117,31 @@ def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _import_metallb(args: argparse.Namespace) -> int:
-    from speaker import metallb
+    import contextlib
+    import io
+    from pathlib import Path
 
-    return metallb.main(
-        args.files,
-        announce_all=args.announce_all,
-        namespace=args.namespace,
-        secrets_dir=args.secrets_dir,
-        interfaces=args.interface,
-    )
+    from speaker import metallb
+    from speaker.install import write_atomically
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out) if args.output else contextlib.nullcontext():
+        status = metallb.main(
+            args.files,
+            announce_all=args.announce_all,
+            namespace=args.namespace,
+            secrets_dir=args.secrets_dir,
+            interfaces=args.interface,
+        )
+    if not args.output or status != EXIT_OK:
+        return status  # on failure nothing was written: not to stdout, not to -o FILE
+    try:
+        write_atomically(Path(args.output), out.getvalue())  # new: 0600 (may hold a password)
+    except OSError as exc:
+        print(f"import-metallb: cannot write {args.output}: {exc.strerror or exc}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 # ---- end of import-metallb ------------------------------------------------------------------
@@ -117,20 +154,22 @@ def _line(file: str, issue: ConfigIssue) -> str:
 HOST_CHECKS = ("on", "warn", "off")
 
 
-def check(file: str, host_checks: str = "on") -> int:
+def check(file: str, host_checks: str = "on", *, allow_empty: bool = False) -> int:
     """``speaker check``: returns the exit status."""
     try:
         config = load_config(file)
     except ConfigError as exc:
         return _invalid(file, exc.errors, exc.warnings)
+    errors = [] if allow_empty else idle_issues(config)
     warnings = list(config.warnings)
     if host_checks != "off":
         from speaker.hostcheck import host_issues
 
         found = host_issues(config, strict=host_checks == "on")
-        if found.errors:
-            return _invalid(file, list(found.errors), warnings + list(found.warnings))
+        errors += found.errors
         warnings += found.warnings
+    if errors:
+        return _invalid(file, errors, warnings)
     for issue in warnings:
         print("warning: " + _line(file, issue), file=sys.stderr)
 
@@ -145,6 +184,33 @@ def check(file: str, host_checks: str = "on") -> int:
 
     print(f"router ID: {choose_router_id(config)}")
     return EXIT_OK
+
+
+def idle_issues(config: Config) -> list[ConfigIssue]:
+    """Why a valid file would run idle: no peers, or none for this node. ``check``
+    refuses it unless ``--allow-empty`` (as ``reload``): an empty or truncated file,
+    such as ``speaker import-metallb in.yaml > FILE`` leaves when the import fails, is
+    valid TOML."""
+    hint = "accept it with --allow-empty"
+    if not config.peers:
+        return [
+            ConfigIssue(
+                "peers",
+                f"the file has no [[peers]]: the speaker would open no BGP session and"
+                f" announce nothing ({hint})",
+            )
+        ]
+    if not config.local_peers:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(config.speaker.labels.items()))
+        return [
+            ConfigIssue(
+                "peers",
+                f"no peer applies to this node (node_selectors select none of the"
+                f" {len(config.peers)} peers for [speaker] labels {{{labels}}}): the speaker"
+                f" would open no BGP session ({hint})",
+            )
+        ]
+    return []
 
 
 def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) -> int:
@@ -330,13 +396,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "check":
-        return check(args.config, args.host_checks)
+        return check(args.config, args.host_checks, allow_empty=args.allow_empty)
     if args.command == "run":
         from speaker import daemon  # the process root: imports all of the runtime
 
         return daemon.run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":
         return _import_metallb(args)
+    if args.command == "install-systemd":
+        from speaker import install
+
+        return install.main(args)
     if args.command in OPERATION_COMMANDS:
         return operate(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
