@@ -64,7 +64,8 @@ def test_check_refuses_a_file_without_peers(
         f"{file}: 1 error",
     ]
     status, out, err = check(capsys, file, "--allow-empty")
-    assert (status, out, err) == (EXIT_OK, "ok: 0 peers, 0 pools, 0 services\n", "")
+    # (the next line says which router ID the host gives)
+    assert (status, out.splitlines()[0], err) == (EXIT_OK, "ok: 0 peers, 0 pools, 0 services", "")
 
 
 def test_check_refuses_a_file_with_no_peer_for_this_node(
@@ -82,7 +83,8 @@ def test_check_refuses_a_file_with_no_peer_for_this_node(
     ) in err.splitlines()
     assert check(capsys, file, "--allow-empty")[0] == EXIT_OK
     file.write_text('[speaker]\nlabels = { rack = "r9" }\n' + elsewhere)
-    assert check(capsys, file)[:2] == (EXIT_OK, "ok: 1 peer, 0 pools, 0 services\n")
+    status, out, _ = check(capsys, file)
+    assert (status, out.splitlines()[0]) == (EXIT_OK, "ok: 1 peer, 0 pools, 0 services")
 
 
 def test_the_idle_error_comes_with_the_other_errors(
