@@ -57,7 +57,7 @@ RELOAD_QUEUE = 16
 #: Services handled per loop step when a reload walks all of them.
 RELOAD_SLICE = 128
 #: Services read per loop step when a reload takes a snapshot of their names.
-SNAPSHOT_SLICE = 2048
+SNAPSHOT_SLICE = 512
 #: ``sys.setswitchinterval`` for the process (``speaker run`` sets it once at start):
 #: how long a worker thread (the reload's load and derive) may hold the GIL while the
 #: Trio thread waits for it. Python's default of 5 ms alone would exceed the loop's
