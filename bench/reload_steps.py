@@ -1,0 +1,229 @@
+"""The product's longest loop steps at scale, in-process, with what each one was doing.
+
+    python -m bench.reload_steps [--services 65536] [--churn 10000] [--rounds 4]
+
+A :class:`speaker.app.Speaker` with one ``[[services]]`` entry per /32 (one pool, one
+advertisement, one health check that flaps) sends its table to a passive BGP peer
+on loopback (an in-process :class:`protocols.bgp.Connection`; its own steps are not
+counted), then reloads ``--rounds`` times, removing and adding back ``--churn``
+services, with the health check flapping between reloads. Every task step is timed
+in thread CPU time (the host's scheduling does not count), and a sampling thread
+records the main thread's stack every 0.2 ms, so each step over 2 ms is printed with
+where it ran and any garbage collection inside it. This is how the reload's long
+steps of issue 11 were found (docs/architecture.md, "Latency budget"). No lab, no
+root; prints, writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import gc
+import ipaddress
+import os
+import random
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from protocols.bgp import IPV4_UNICAST, Connection, SessionConfig
+from speaker import gcpause
+from speaker.app import GIL_SWITCH_INTERVAL, Speaker
+from speaker.config import loads_config
+from speaker.plan import derive
+
+SLOW = 0.002
+_MAIN = threading.main_thread().ident
+_SKIP = ("_run.py", "_traps.py", "_ki.py", "_instrumentation.py", "reload_steps.py")
+
+
+def config_text(directory: Path, port: int, services: int, removed: range) -> str:
+    parts = [
+        f'[speaker]\nmy_asn = 64513\nrouter_id = "198.18.0.1"\nnode_name = "n1"\n'
+        f'state_file = "{directory / "state.json"}"\n'
+        '[[pools]]\nname = "vips"\naddresses = ["198.19.0.0/16"]\n'
+        '[[advertisements]]\nname = "a"\n'
+        f'[[peers]]\nname = "p0"\npeer_address = "127.0.0.1"\npeer_port = {port}\n'
+        "peer_asn = 64512\n"
+    ]
+    for i in range(services - 1):
+        if i not in removed:
+            parts.append(f'[[services]]\nname = "s{i}"\naddress = "198.19.{i // 256}.{i % 256}"\n')
+    i = services - 1
+    parts.append(
+        f'[[services]]\nname = "flap"\naddress = "198.19.{i // 256}.{i % 256}"\n'
+        f'health = {{ exec = ["test", "-e", "{directory / "flag"}"], interval = "1s", '
+        'timeout = "1s", rise = 1, fall = 1 }\n'
+    )
+    return "".join(parts)
+
+
+class Sampler(threading.Thread):
+    """The main thread's stack every 0.2 ms, counted per task step."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.step = 0
+        self.samples: dict[int, collections.Counter[str]] = collections.defaultdict(
+            collections.Counter
+        )
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            time.sleep(0.0002)
+            frame = sys._current_frames().get(_MAIN or 0)
+            where: list[str] = []
+            while frame is not None and len(where) < 6:
+                name = os.path.basename(frame.f_code.co_filename)
+                if not name.startswith(_SKIP):
+                    where.append(f"{name}:{frame.f_lineno}({frame.f_code.co_name})")
+                frame = frame.f_back
+            self.samples[self.step][" < ".join(where)] += 1
+
+
+class Steps(trio.abc.Instrument):
+    """Each task step's thread CPU time; the slow ones with their phase and task."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.phase = "start"
+        self.longest: dict[str, tuple[float, str]] = {}
+        self.slow: list[tuple[float, str, str, int]] = []
+        self._started: dict[trio.lowlevel.Task, float] = {}
+        self.collections: dict[int, tuple[float, int]] = {}
+        self._gc_started = 0.0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.sampler.step += 1
+        self._started[task] = time.thread_time()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.thread_time() - self._started.pop(task, time.thread_time())
+        if task.name.startswith("__main__") or "passive_peer" in task.name:
+            return  # the benchmark's own tasks
+        if took > self.longest.get(self.phase, (0.0, ""))[0]:
+            self.longest[self.phase] = (took, task.name)
+        if took > SLOW:
+            self.slow.append((took, self.phase, task.name, self.sampler.step))
+
+    def gc_callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.thread_time()
+            return
+        took = time.thread_time() - self._gc_started
+        if took > 0.001:
+            self.collections[self.sampler.step] = (took, info["generation"])
+
+
+async def passive_peer(listener: trio.socket.SocketType, held: list[int]) -> None:
+    """A router that takes everything (``held[0]``: prefixes it holds)."""
+    core = Connection(
+        SessionConfig(local_asn=64512, peer_asn=None,
+                      router_id=ipaddress.IPv4Address("198.18.0.2"), passive=True,
+                      extended_message=False, families=(IPV4_UNICAST,), hold_time=90),
+        rng=random.Random(1),
+    )  # fmt: skip
+    sock, _ = await listener.accept()
+    now = trio.current_time()
+    core.start(now)
+    core.connection_made(now)
+    with sock:
+        while True:
+            out = core.data_to_send()
+            while out:
+                out = out[await sock.send(out) :]
+            data = await sock.recv(65536)
+            if not data:
+                return
+            for event in core.receive_data(data, trio.current_time()):
+                held[0] += len(getattr(event, "announced", ()))
+                held[0] -= len(getattr(event, "withdrawn", ()))
+
+
+async def main(args: argparse.Namespace, steps: Steps) -> None:
+    directory = Path(tempfile.mkdtemp(prefix="reload-steps-"))
+    (directory / "flag").touch()
+    listener = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    path = directory / "speaker.toml"
+    churn = range(args.services - 1 - args.churn, args.services - 1)
+    texts = [config_text(directory, port, args.services, r) for r in (range(0), churn)]
+    path.write_text(texts[0])
+    speaker = Speaker(derive(loads_config(texts[0])), config_path=str(path))
+    gc.collect()
+    gcpause.freeze()  # as `speaker run` does
+    trio.lowlevel.add_instrument(steps)
+    held = [0]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(passive_peer, listener, held, name="passive_peer")
+        await nursery.start(functools.partial(speaker.run, handle_signals=False))
+        started = time.monotonic()
+        with trio.fail_after(120):
+            while held[0] < args.services:
+                await trio.sleep(0.05)
+        print(f"full table: {held[0]:,} prefixes in {time.monotonic() - started:.2f} s")
+        for round_ in range(args.rounds):
+            removing = round_ % 2 == 0
+            steps.phase = "reload -churn" if removing else "reload +churn"
+            await trio.to_thread.run_sync(path.write_text, texts[1 if removing else 0])
+            started = time.monotonic()
+            result = await speaker.reload_file()
+            print(f"{steps.phase}: {result.summary()} in {time.monotonic() - started:.2f} s")
+            steps.phase = "after the reload"
+            await trio.sleep(1.5)
+            steps.phase = "health flap"
+            flag = directory / "flag"
+            if flag.exists():
+                flag.unlink()
+            else:
+                flag.touch()
+            await trio.sleep(1.5)
+        trio.lowlevel.remove_instrument(steps)
+        await speaker.shutdown()
+        nursery.cancel_scope.cancel()
+
+
+def run(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--services", type=int, default=65_536)
+    ap.add_argument("--churn", type=int, default=10_000)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--show", type=int, default=12, help="slow steps to print")
+    args = ap.parse_args(argv)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)  # as `speaker run` does
+    sampler = Sampler()
+    steps = Steps(sampler)
+    gc.callbacks.append(steps.gc_callback)
+    sampler.start()
+    try:
+        trio.run(main, args, steps)
+    finally:
+        sampler.stop.set()
+        gc.callbacks.remove(steps.gc_callback)
+    print(f"\nlongest task step by phase (thread CPU time), {args.services:,} services:")
+    for phase, (took, task) in steps.longest.items():
+        print(f"  {phase:18} {took * 1000:6.2f} ms  in {task}")
+    print(f"\nsteps over {SLOW * 1000:g} ms: {len(steps.slow)}; the longest, with where they ran:")
+    for took, phase, task, step in sorted(steps.slow, reverse=True)[: args.show]:
+        print(f"  {took * 1000:6.2f} ms  {phase}, {task}")
+        if step in steps.collections:
+            gc_took, generation = steps.collections[step]
+            print(f"           of which a generation-{generation} collection: "
+                  f"{gc_took * 1000:.2f} ms")  # fmt: skip
+        for where, count in steps.sampler.samples[step].most_common(2):
+            print(f"           {count} x {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())
