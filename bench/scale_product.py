@@ -899,7 +899,7 @@ def report(data: dict[str, Any]) -> str:
                 f"; longest step {r['longest_step_ms']:.1f} ms → "
                 f"{'met' if r['longest_step_ms'] <= 5 else 'MISSED'}"
                 + (
-                    f" (its CPU time at most {r['longest_step_cpu_ms']:.1f} ms)"
+                    f" (the most CPU time one step used: {r['longest_step_cpu_ms']:.1f} ms)"
                     if r.get("longest_step_cpu_ms") is not None
                     else ""
                 )
