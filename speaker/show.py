@@ -11,6 +11,14 @@ Everything here is pure: the control server (:mod:`speaker.control`) builds the
 records inside the speaker, and the client renders them as text (or prints the JSON).
 Secrets never reach a record: :func:`redact` replaces every attrs field declared
 ``repr=False`` (passwords, BFD keys) and URL credentials by ``"<redacted>"``.
+
+Text a peer sends (FQDN hostname and software version capabilities, an RFC 9003
+shutdown message, NOTIFICATION data) is a record's value like any other: JSON
+output carries it exactly (``json.dumps`` escapes control characters), and every
+text layout goes through :func:`printable` first, so a control character, an
+escape sequence or a line break is shown escaped (``\x1b``, ``\n``, as Python's
+``repr``) and a string longer than :data:`MAX_SHOWN` characters is cut: a peer
+cannot forge a line, move the cursor or flood the terminal.
 """
 
 from __future__ import annotations
@@ -52,12 +60,48 @@ __all__ = [
     "format_config",
     "format_routes",
     "format_status",
+    "printable",
     "redact",
     "redact_fields",
     "route_record",
 ]
 
 REDACTED = "<redacted>"
+
+#: Longest string a text layout shows (escaped characters count as written); the
+#: rest is replaced by ``...(N more characters)``. FRR's hostname and shutdown
+#: message are at most 255 octets; NOTIFICATION data, shown as hex, can be 8 KB.
+MAX_SHOWN = 256
+
+
+def printable(text: str, limit: int = MAX_SHOWN) -> str:
+    """``text`` safe to print on a terminal: every character ``str.isprintable``
+    refuses (C0/C1 controls, DEL, line and paragraph separators, bidi overrides) is
+    written as Python's ``repr`` writes it (``\x1b``, ``\n``, ``\u202e``), and at
+    most ``limit`` characters are shown."""
+    if len(text) <= limit and text.isprintable():
+        return text
+    out: list[str] = []
+    size = 0
+    for i, ch in enumerate(text):
+        shown = ch if ch.isprintable() else repr(ch)[1:-1]
+        if size + len(shown) > limit:
+            return "".join(out) + f"...({len(text) - i} more characters)"
+        out.append(shown)
+        size += len(shown)
+    return "".join(out)
+
+
+def _safe(value: Any) -> Any:
+    """A copy of a record with every string (keys too) through :func:`printable`."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, Mapping):
+        return {_safe(k) if isinstance(k, str) else k: _safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe(v) for v in value]
+    return value
+
 
 #: FRR's words for the diagnostic codes (``show bfd peers``).
 DIAG_TEXT = {
@@ -223,7 +267,7 @@ def _peer_line(record: Mapping[str, Any]) -> str:
 def format_bfd_peers(records: Iterable[Mapping[str, Any]]) -> str:
     """FRR's ``show bfd peers`` layout."""
     lines = ["BFD Peers:"]
-    for r in records:
+    for r in _safe(list(records)):
         lines.append(_peer_line(r))
         lines.append(f"\t\tID: {r['id']}")
         lines.append(f"\t\tRemote ID: {r['remote-id']}")
@@ -264,7 +308,8 @@ def format_bfd_counters(
     """FRR's ``show bfd peers counters`` layout, plus rejected packets by reason and
     the packets that matched no session at all."""
     lines = ["BFD Peers:"]
-    for r in records:
+    unmatched = _safe(unmatched)
+    for r in _safe(list(records)):
         lines.append(_peer_line(r))
         lines.append(f"\t\tControl packet input: {r['control-packet-input']} packets")
         lines.append(f"\t\tControl packet output: {r['control-packet-output']} packets")
@@ -354,6 +399,7 @@ def bgp_summary_row(
 
 
 def format_bgp_summary(data: Mapping[str, Any]) -> str:
+    data = _safe(data)
     lines = [
         f"BGP router identifier {data.get('routerId')}, local AS number {data.get('as')}",
         "",
@@ -493,6 +539,7 @@ def _error_line(what: str, error: Mapping[str, Any] | None) -> str:
 
 
 def format_bgp_neighbor(r: Mapping[str, Any]) -> str:
+    r = _safe(r)
     caps = r["capabilities"]
     lines = [
         f"BGP neighbor is {r['neighbor']} ({r['name']}), remote AS {r['remoteAs']},"
@@ -586,6 +633,7 @@ def _large(c: LargeCommunity) -> str:
 
 
 def format_routes(data: Mapping[str, Any]) -> str:
+    data = _safe(data)
     lines: list[str] = []
     for peer in data.get("peers", []):
         lines.append(
@@ -650,6 +698,7 @@ def _stall(what: str, stall: Mapping[str, Any] | None, since: str) -> str:
 def format_status(data: Mapping[str, Any]) -> str:
     """``speaker show status``: the process, its config, and the event loop's stalls
     (``eventLoop`` from :meth:`speaker.looplag.LoopMonitor.status`)."""
+    data = _safe(data)
     last = data.get("lastReload")
     lines = [
         f"speaker {data['version']}, pid {data['pid']}, {data['peers']} peers"
@@ -739,6 +788,25 @@ def redact(value: Any) -> Any:
     return _redact_url(str(value))
 
 
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and non-printables escaped."""
+    out = []
+    for ch in text:
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            escape = f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(ch, escape))
+    return '"' + "".join(out) + '"'
+
+
+def _key(key: object) -> str:
+    return printable(str(key), limit=1 << 30)
+
+
 def format_config(data: Mapping[str, Any]) -> str:
     """The effective config as TOML-like text (already redacted)."""
     lines: list[str] = []
@@ -753,16 +821,16 @@ def format_config(data: Mapping[str, Any]) -> str:
         if isinstance(v, list):
             return "[" + ", ".join(scalar(x) for x in v) + "]"
         if isinstance(v, dict):
-            items = [f"{k} = {scalar(x)}" for k, x in v.items() if x is not None]
+            items = [f"{_key(k)} = {scalar(x)}" for k, x in v.items() if x is not None]
             return "{ " + ", ".join(items) + " }" if items else "{}"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return _toml_string(str(v))
 
     def table(header: str, body: Mapping[str, Any]) -> None:
         lines.append(header)
         for k, v in body.items():
             if v is None:
                 continue
-            lines.append(f"{k} = {scalar(v)}")
+            lines.append(f"{_key(k)} = {scalar(v)}")
         lines.append("")
 
     skip = {"warnings", "source", "router_id"}
@@ -770,10 +838,10 @@ def format_config(data: Mapping[str, Any]) -> str:
         if section in skip:
             continue
         if isinstance(value, dict):
-            table(f"[{section}]", value)
+            table(f"[{_key(section)}]", value)
         elif isinstance(value, list):
             for item in value:
-                table(f"[[{section}]]", item if isinstance(item, dict) else {"value": item})
+                table(f"[[{_key(section)}]]", item if isinstance(item, dict) else {"value": item})
     if data.get("router_id"):
-        lines.insert(0, f"# effective router_id: {data['router_id']}")
+        lines.insert(0, f"# effective router_id: {printable(str(data['router_id']))}")
     return "\n".join(lines)
