@@ -10,7 +10,7 @@ from typing import Any
 
 from protocols.bgp import NegotiatedSession
 from protocols.bgp.capabilities import FqdnCapability, SoftwareVersionCapability
-from speaker import show
+from speaker import show, view
 from speaker.bgp.session import ErrorRecord
 from tests.speaker.test_show import TOTALS, bfd_stats, bgp_stats, summary
 
@@ -34,8 +34,8 @@ def neighbor(text: str, hostname: str = "rtr1", version: str = "FRR 8.4") -> dic
         last_error_received=ErrorRecord(code=6, subcode=2, text=text, at=6.0),
         last_error_sent=ErrorRecord(code=6, subcode=4, text=text, at=5.0),
     )
-    bfd = show.bfd_peer_record(bfd_stats(), now=200.0, name="rtr1")
-    return show.bgp_neighbor_record(
+    bfd = view.bfd_peer_record(bfd_stats(), now=200.0, name="rtr1")
+    return view.bgp_neighbor_record(
         summary(stats), stats=stats, negotiated=negotiated(hostname, version), totals=TOTALS,
         configured_hold_time=9, bfd=bfd, failovers=[], reannounce_delays=[], crashes=0,
         now=200.0,
@@ -94,10 +94,10 @@ def test_json_carries_peer_text_exactly_and_escaped() -> None:
 
 def test_every_text_layout_escapes_its_strings() -> None:
     bad = "x\x1b[2J\ny"
-    bfd = show.bfd_peer_record(bfd_stats(), now=200.0, name=bad, profile=None)
+    bfd = view.bfd_peer_record(bfd_stats(), now=200.0, name=bad, profile=None)
     bfd["interface"] = bad
     assert_clean(show.format_bfd_peers([bfd]))
-    counters = show.bfd_counters_record(bfd_stats(), name=bad)
+    counters = view.bfd_counters_record(bfd_stats(), name=bad)
     assert_clean(show.format_bfd_counters([counters], {bad: 1}))
     row = summary(bgp_stats())
     row["name"] = bad
