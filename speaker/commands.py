@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from speaker import show, view
+from speaker import show, show_frr, view
 from speaker.log import fields
 from speaker.view import RequestError
 
@@ -98,8 +98,9 @@ class Command:
     forms: tuple[Form, ...] = ()
     #: The text layout (the CLI prints it without ``--json``).
     text: Callable[[Any], str] | None = None
-    #: What ``--json`` prints, from the reply's data (default: all of it).
-    shown: Callable[[Any], Any] | None = None
+    #: What ``--json`` prints, from the reply's data and the request's parameters
+    #: (default: all of the data).
+    shown: Callable[[Any, Mapping[str, Any]], Any] | None = None
 
 
 def _check(command: Command, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -194,6 +195,38 @@ def _cleared(data: Any) -> str:
     return f"bfd counters cleared: {', '.join(data['cleared']) or 'no BFD peers'}\n"
 
 
+def _bgp_cleared(data: Any) -> str:
+    if data["cleared"] == "reset":
+        return f"bgp {data['peer']}: session reset\n"
+    return f"bgp {data['peer']}: Adj-RIB-Out sent again ({', '.join(data['families'])})\n"
+
+
+_FAMILY_KEYS = {"ipv4": "ipv4Unicast", "ipv6": "ipv6Unicast"}
+
+
+async def _summary(ctx: Context) -> dict[str, Any]:
+    """Our rows (``routerId``, ``as``, ``peers``: a list by name, with BFD) and FRR's
+    ``ipv4Unicast`` / ``ipv6Unicast`` (only FAMILY's when given)."""
+    family = ctx.opt("family")
+    if family is not None and family not in _FAMILY_KEYS:
+        raise RequestError(f'unknown address family "{family}" (ipv4 or ipv6)')
+    data = await view.bgp_summary(ctx.speaker)
+    families = await view.frr_summary(ctx.speaker)
+    if family is not None:
+        key = _FAMILY_KEYS[family]
+        families = {key: families[key]} if key in families else {}
+    data.update(families)
+    return data
+
+
+def _summary_shown(data: Any, args: Mapping[str, Any]) -> Any:
+    """``show bgp ipv4 unicast summary json`` is the family's object, as FRR's."""
+    family = args.get("family")
+    if family is None:
+        return data
+    return data.get(_FAMILY_KEYS.get(family, ""), {})
+
+
 def _counters_text(data: Any) -> str:
     return show.format_bfd_counters(data["peers"], data["unmatched"])
 
@@ -217,19 +250,57 @@ COMMANDS: tuple[Command, ...] = (
         text=show.format_bfd_peers,
     ),
     Command(
+        "show bfd peer",
+        _sync(lambda c: view.bfd_peer(c.speaker, c.text("name"))),
+        "one BFD session: the peer's name or address",
+        params=(NAME,),
+        forms=(Form("show", ("bfd", "peer", "NAME")),),
+        text=lambda data: show.format_bfd_peers([data], header="BFD Peer:"),
+    ),
+    Command(
+        "show bfd peers brief",
+        lambda c: view.bfd_peers(c.speaker),
+        "one line per BFD session, as FRR's",
+        forms=(Form("show", ("bfd", "peers", "brief")),),
+        text=show_frr.format_bfd_brief,
+    ),
+    Command(
         "show bfd peers counters",
         lambda c: view.bfd_counters(c.speaker),
         "BFD packet counters, as FRR's show bfd peers counters",
         forms=(Form("show", ("bfd", "peers", "counters")),),
         text=_counters_text,
-        shown=lambda data: data["peers"],
+        shown=lambda data, _: data["peers"],
     ),
     Command(
         "show bgp summary",
-        lambda c: view.bgp_summary(c.speaker),
-        "one line per neighbour",
-        forms=(Form("show", ("bgp", "summary")),),
-        text=show.format_bgp_summary,
+        _summary,
+        "FRR's layout: one block per address family (FAMILY: ipv4 or ipv6 only)",
+        params=(Param("family", required=False),),
+        forms=(
+            Form("show", ("bgp", "summary")),
+            Form("show", ("bgp", "FAMILY", "unicast", "summary")),
+        ),
+        text=show_frr.format_bgp_summary,
+        shown=_summary_shown,
+    ),
+    Command(
+        "show bgp neighbors",
+        lambda c: view.bgp_neighbors(c.speaker, c.opt("name")),
+        "FRR's show bgp neighbors: every neighbour, or the one NAME (name or address)",
+        params=(Param("name", required=False),),
+        forms=(Form("show", ("bgp", "neighbors")), Form("show", ("bgp", "neighbors", "NAME"))),
+        text=show_frr.format_bgp_neighbors,
+    ),
+    Command(
+        "show bgp advertised-routes",
+        lambda c: view.advertised_routes(c.speaker, c.text("family"), c.text("name")),
+        "the routes sent to NAME in FAMILY (ipv4 or ipv6), as FRR's",
+        params=(Param("family"), NAME),
+        forms=(
+            Form("show", ("bgp", "FAMILY", "unicast", "neighbors", "NAME", "advertised-routes")),
+        ),
+        text=show_frr.format_advertised_routes,
     ),
     Command(
         "show bgp neighbor",
@@ -261,6 +332,18 @@ COMMANDS: tuple[Command, ...] = (
         params=(Param("name", required=False),),
         forms=(Form("clear", ("bfd", "peers", "counters")),),
         text=_cleared,
+    ),
+    Command(
+        "clear bgp",
+        _sync(lambda c: view.clear_bgp(c.speaker, c.text("name"), soft_out=c.args["soft_out"])),
+        "reset the BGP session to NAME (Cease/Administrative Reset; it reconnects); soft"
+        " out: send the Adj-RIB-Out again, the session stays up",
+        params=(NAME, Param("soft_out", kind=bool)),
+        forms=(
+            Form("clear", ("bgp", "NAME")),
+            Form("clear", ("bgp", "NAME", "soft", "out"), {"soft_out": True}),
+        ),
+        text=_bgp_cleared,
     ),
     Command(
         "reload",
@@ -346,9 +429,13 @@ def operate(args: argparse.Namespace, path: str) -> int:
     name no command)."""
     from speaker.control import request
 
-    found = match(args.command, args.words)
+    words = list(args.words)
+    if len(words) > 1 and words[-1] == "json":  # FRR's way of asking for JSON
+        words.pop()
+        args.json = True
+    found = match(args.command, words)
     if found is None:
-        print(f"speaker {args.command}: no command {' '.join(args.words)!r}\n"
+        print(f"speaker {args.command}: no command {' '.join(words)!r}\n"
               f"{_usage(args.command)}", file=sys.stderr)  # fmt: skip
         return 2
     command, params = found
@@ -356,7 +443,7 @@ def operate(args: argparse.Namespace, path: str) -> int:
         params["name"] = args.peer
     data = request(path, command.name, **params)
     if args.json or command.text is None:
-        shown = command.shown(data) if command.shown is not None else data
+        shown = command.shown(data, params) if command.shown is not None else data
         print(json.dumps(shown, indent=2, default=str))
     else:
         print(command.text(data), end="")

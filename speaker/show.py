@@ -24,7 +24,6 @@ __all__ = [
     "format_bfd_counters",
     "format_bfd_peers",
     "format_bgp_neighbor",
-    "format_bgp_summary",
     "format_config",
     "format_routes",
     "format_status",
@@ -94,9 +93,9 @@ def _peer_line(record: Mapping[str, Any]) -> str:
     return "\t" + " ".join(words)
 
 
-def format_bfd_peers(records: Iterable[Mapping[str, Any]]) -> str:
-    """FRR's ``show bfd peers`` layout."""
-    lines = ["BFD Peers:"]
+def format_bfd_peers(records: Iterable[Mapping[str, Any]], header: str = "BFD Peers:") -> str:
+    """FRR's ``show bfd peers`` layout (``show bfd peer X``: header ``BFD Peer:``)."""
+    lines = [header]
     for r in _safe(list(records)):
         lines.append(_peer_line(r))
         lines.append(f"\t\tID: {r['id']}")
@@ -111,6 +110,8 @@ def format_bfd_peers(records: Iterable[Mapping[str, Any]]) -> str:
         lines.append(f"\t\tDiagnostics: {r['diagnostic']}")
         lines.append(f"\t\tRemote diagnostics: {r['remote-diagnostic']}")
         lines.append(f"\t\tPeer Type: {r.get('peer-type', 'configured')}")
+        if "rtt-min" in r:
+            lines.append(f"\t\tRTT min/avg/max: {r['rtt-min']}/{r['rtt-avg']}/{r['rtt-max']} usec")
         if r.get("name"):
             lines.append(f"\t\tPeer name: {r['name']}")
         if r.get("profile"):
@@ -162,30 +163,6 @@ def format_bfd_counters(
 
 
 # ---- BGP ---------------------------------------------------------------------------------
-
-
-def format_bgp_summary(data: Mapping[str, Any]) -> str:
-    data = _safe(data)
-    lines = [
-        f"BGP router identifier {data.get('routerId')}, local AS number {data.get('as')}",
-        "",
-    ]
-    header = (
-        f"{'Neighbor':<39} {'Name':<16} {'AS':>10} {'MsgRcvd':>8} {'MsgSent':>8}"
-        f" {'Up/Down':>9} {'State/PfxRcd':<14} {'PfxSnt':>6} {'BFD':<8}"
-    )
-    lines.append(header)
-    for p in data.get("peers", []):
-        up = p["peerUptime"] if p["state"] == "Established" else "never"
-        state = str(p["pfxRcd"]) if p["state"] == "Established" else p["state"]
-        lines.append(
-            f"{p['neighbor']:<39} {p['name']:<16} {p['remoteAs']:>10} {p['msgRcvd']:>8}"
-            f" {p['msgSent']:>8} {up:>9} {state:<14} {p['pfxSnt']:>6}"
-            f" {p['bfdStatus'] or '-':<8}"
-        )
-    lines.append("")
-    lines.append(f"Total number of neighbors {len(data.get('peers', []))}")
-    return "\n".join(lines) + "\n"
 
 
 def _error_line(what: str, error: Mapping[str, Any] | None) -> str:

@@ -163,6 +163,8 @@ class BgpStatistics:
     cancelled_at: float | None
     notification_written_at: float | None
     closed_at: float | None
+    #: When the session last left Established (None: it never did).
+    down_at: float | None = None
     #: RFC 7606 actions applied to this peer's UPDATEs, by action name
     #: (``attribute-discard``, ``treat-as-withdraw``), suppressed notes included.
     rfc7606_notes: dict[str, int] = attrs.field(factory=dict)
@@ -337,6 +339,8 @@ class BgpSession:
         self._notes = _NoteLog(self.name)
         # counters and timestamps
         self.established_at: float | None = None
+        #: When the session last left Established (FRR's Up/Down while it is down).
+        self.down_at: float | None = None
         self.flaps = 0
         self.updates_in = 0
         self.updates_out = 0
@@ -406,6 +410,7 @@ class BgpSession:
             cancelled_at=self.cancelled_at,
             notification_written_at=self.notification_written_at,
             closed_at=self.closed_at,
+            down_at=self.down_at,
         )
 
     def subscribe(self) -> trio.MemoryReceiveChannel[SessionReport]:
@@ -452,6 +457,15 @@ class BgpSession:
     def withdraw(self, prefix: Prefix) -> None:
         self.rib_out.withdraw(prefix)
         self._kick()
+
+    def resend_all(self) -> list[str]:
+        """Send the whole Adj-RIB-Out again (``clear bgp X soft out``), as for a
+        ROUTE-REFRESH of every family the session carries; returns those families."""
+        families = sorted(self.negotiated.families) if self.negotiated is not None else []
+        for family in families:
+            self.rib_out.resend(family)
+        self._kick()
+        return [family_name(f) for f in families]
 
     def cancel(
         self, subcode: int = CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, message: str | None = None
@@ -568,6 +582,7 @@ class BgpSession:
                 if event.old is State.ESTABLISHED:
                     self.flaps += 1
                     self.established_at = None
+                    self.down_at = now
                     self.negotiated = None
                     self.rib_out.session_down()
                     self.rib_in.clear()

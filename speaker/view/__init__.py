@@ -6,6 +6,8 @@ socket (:mod:`speaker.control`, :mod:`speaker.commands`), the text layouts
 - :mod:`speaker.view.records`: pure functions from statistics snapshots to JSON-ready
   records (FRR's key names), and :func:`redact`.
 - :mod:`speaker.view.live`: reading the running speaker in its Trio loop, in slices.
+- :mod:`speaker.view.frr`: FRR 8.4's JSON shapes for the BGP commands (pure), and
+  :mod:`speaker.view.frr_live` reading the speaker for them (and ``clear bgp``).
 """
 
 from __future__ import annotations
@@ -16,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 from speaker.view.errors import RequestError
 
 if TYPE_CHECKING:
+    from speaker.view.frr_live import (
+        advertised_routes,
+        bfd_peer,
+        bgp_neighbors,
+        clear_bgp,
+        frr_summary,
+    )
     from speaker.view.live import (
         EncodedArray,
         bfd_counters,
         bfd_peers,
+        bfd_record,
         bfd_runners,
         bfd_status,
         bgp_neighbor,
@@ -48,9 +58,15 @@ if TYPE_CHECKING:
 #: Where each name lives: imported on first use, so that the CLI (which reads the
 #: command table) does not load the runtime to print ``speaker --help``.
 _HOME = {
+    "advertised_routes": "speaker.view.frr_live",
+    "bfd_peer": "speaker.view.frr_live",
+    "bgp_neighbors": "speaker.view.frr_live",
+    "clear_bgp": "speaker.view.frr_live",
+    "frr_summary": "speaker.view.frr_live",
     "EncodedArray": "speaker.view.live",
     "bfd_counters": "speaker.view.live",
     "bfd_peers": "speaker.view.live",
+    "bfd_record": "speaker.view.live",
     "bfd_runners": "speaker.view.live",
     "bfd_status": "speaker.view.live",
     "bgp_neighbor": "speaker.view.live",
@@ -88,21 +104,27 @@ __all__ = [
     "STATUS_TEXT",
     "EncodedArray",
     "RequestError",
+    "advertised_routes",
     "bfd_counters",
     "bfd_counters_record",
+    "bfd_peer",
     "bfd_peer_record",
     "bfd_peers",
+    "bfd_record",
     "bfd_runners",
     "bfd_status",
     "bgp_neighbor",
     "bgp_neighbor_record",
+    "bgp_neighbors",
     "bgp_summary",
     "bgp_summary_row",
+    "clear_bgp",
     "config_view",
     "diag_text",
     "error_record",
     "explain_routes",
     "find_runner",
+    "frr_summary",
     "redact",
     "redact_fields",
     "route_record",

@@ -20,6 +20,7 @@ import trio
 from protocols.bgp import State as BgpState
 from speaker import __version__
 from speaker.app import Speaker
+from speaker.bfd.runtime import BfdSession
 from speaker.looplag import LoopMonitor, Slicer
 from speaker.peer import PeerRunner
 from speaker.view.errors import RequestError
@@ -38,6 +39,7 @@ __all__ = [
     "EncodedArray",
     "bfd_counters",
     "bfd_peers",
+    "bfd_record",
     "bfd_runners",
     "bfd_status",
     "bgp_neighbor",
@@ -86,11 +88,16 @@ async def bfd_peers(speaker: Speaker) -> list[dict[str, Any]]:
         await slicer.tick()
         if (bfd := runner.bfd) is None:
             continue  # its session ended while we were yielding
-        out.append(bfd_peer_record(
-            bfd.statistics(), now=trio.current_time(), name=runner.name, profile=bfd.profile,
-            held=runner.bfd_held,
-        ))  # fmt: skip
+        out.append(bfd_record(runner, bfd))
     return out
+
+
+def bfd_record(runner: PeerRunner, bfd: BfdSession) -> dict[str, Any]:
+    """``runner``'s entry of ``show bfd peers json`` (its running session ``bfd``)."""
+    return bfd_peer_record(
+        bfd.statistics(), now=trio.current_time(), name=runner.name, profile=bfd.profile,
+        held=runner.bfd_held, rtt_us=bfd.core.echo_rtts_us,
+    )  # fmt: skip
 
 
 async def bfd_counters(speaker: Speaker) -> dict[str, Any]:
@@ -163,13 +170,7 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
     bgp = runner.bgp
     bfd = None
     if runner.bfd is not None:
-        bfd = bfd_peer_record(
-            runner.bfd.statistics(),
-            now=now,
-            name=runner.name,
-            profile=runner.bfd.profile,
-            held=runner.bfd_held,
-        )
+        bfd = bfd_record(runner, runner.bfd)
     elif runner.plan.bfd_profile is not None:
         bfd = {"status": "down", "profile": runner.plan.bfd_profile.name,
                "detect-multiplier": runner.plan.bfd_profile.detect_multiplier,

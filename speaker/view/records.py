@@ -20,7 +20,7 @@ import contextlib
 import enum
 import ipaddress
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,7 @@ def bfd_peer_record(
     name: str | None = None,
     profile: BfdProfile | None = None,
     held: bool = False,
+    rtt_us: Sequence[int] = (),
 ) -> dict[str, Any]:
     """One entry of ``show bfd peers json``, as FRR writes it (plus ``name``,
     ``profile``, ``remote-status``, ``detection-time``, and
@@ -122,6 +123,8 @@ def bfd_peer_record(
 
     Intervals are milliseconds; the local ones are the configured (profile) values
     as FRR shows them, the remote ones what the peer's last packet carried.
+    ``rtt-min``/``rtt-avg``/``rtt-max`` are FRR's: microseconds over the last returned
+    echoes (``rtt_us``, the core's ``echo_rtts_us``), 0 without echo, as FRR.
     """
     record = _bfd_header(stats.key, name)
     record["id"] = stats.local_discriminator
@@ -150,6 +153,9 @@ def bfd_peer_record(
     record["remote-transmit-interval"] = _ms(stats.remote_desired_min_tx_us)
     record["remote-echo-receive-interval"] = _ms(stats.remote_echo_rx_us)
     record["remote-detect-multiplier"] = stats.remote_detect_mult or 0
+    record["rtt-min"] = min(rtt_us, default=0)
+    record["rtt-avg"] = sum(rtt_us) // len(rtt_us) if rtt_us else 0
+    record["rtt-max"] = max(rtt_us, default=0)
     record["peer-type"] = "configured"
     record["profile"] = stats.profile
     record["remote-status"] = STATUS_TEXT[stats.remote_state]

@@ -10,7 +10,7 @@ from typing import Any
 
 from protocols.bgp import NegotiatedSession
 from protocols.bgp.capabilities import FqdnCapability, SoftwareVersionCapability
-from speaker import show, view
+from speaker import show, show_frr, view
 from speaker.bgp.session import ErrorRecord
 from tests.speaker.test_show import TOTALS, bfd_stats, bgp_stats, summary
 
@@ -99,9 +99,14 @@ def test_every_text_layout_escapes_its_strings() -> None:
     assert_clean(show.format_bfd_peers([bfd]))
     counters = view.bfd_counters_record(bfd_stats(), name=bad)
     assert_clean(show.format_bfd_counters([counters], {bad: 1}))
-    row = summary(bgp_stats())
-    row["name"] = bad
-    assert_clean(show.format_bgp_summary({"routerId": bad, "as": 1, "peers": [row]}))
+    peer = {"remoteAs": 1, "state": bad, "peerUptime": bad, "desc": bad, "hostname": bad}
+    family = {"routerId": bad, "as": 1, "vrfName": bad, "peers": {bad: peer}}
+    assert_clean(show_frr.format_bgp_summary({"ipv4Unicast": family}))
+    assert_clean(show_frr.format_bgp_neighbors({bad: {"bgpState": bad, "hostname": bad,
+                                                      "lastResetDueTo": bad}}))  # fmt: skip
+    routes = {"advertisedRoutes": {bad: {"nextHop": bad, "path": bad}}}
+    assert_clean(show_frr.format_advertised_routes(routes))
+    assert_clean(show_frr.format_bfd_brief([bfd]))
     routes = {"peers": [{"name": bad, "neighbor": bad, "state": bad, "bfdStatus": bad,
                          "announced": [], "routesListed": True,
                          "services": [{"service": bad, "address": bad, "reason": bad,
