@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -144,8 +145,6 @@ async def dispatch(
 def clear_bfd_counters(speaker: Speaker, name: str | None) -> dict[str, Any]:
     """``clear bfd peers counters`` (every peer, and the unmatched packets) or one
     peer's: what ``show bfd peers counters`` prints starts again from zero."""
-    from collections import Counter
-
     runners = view.bfd_runners(speaker) if name is None else [view.find_runner(speaker, name)]
     for runner in runners:
         runner.clear_bfd_counters()
