@@ -304,7 +304,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "show bgp neighbor",
         _sync(lambda c: view.bgp_neighbor(c.speaker, c.text("name"))),
-        "one neighbour in detail (NAME: its name or address)",
+        "ours: one neighbour in detail, with the failover timeline (NAME: name or address)",
         params=(NAME,),
         forms=(Form("show", ("bgp", "neighbor", "NAME")),),
         text=show.format_bgp_neighbor,

@@ -104,6 +104,71 @@ def _secs(ms: int | None) -> str:
     return "-" if ms is None else f"{ms // 1000}"
 
 
+def _capability_lines(caps: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    if caps:
+        lines.append("  Neighbor capabilities:")
+        for key, label in _CAPS:
+            if key in caps:
+                lines.append(f"    {label}: {_WORDS.get(caps[key], caps[key])}")
+        for family, sides in (caps.get("addPath") or {}).items():
+            words = ", ".join(f"{k[:2].upper()} {k[2:].lower()}" for k in sides)
+            lines.append(f"    AddPath: {_title(family)}: {words}")
+        for family, sides in (caps.get("multiprotocolExtensions") or {}).items():
+            word = next(iter(sides), "")
+            lines.append(f"    Address Family {_title(family)}: {_WORDS.get(word, word)}")
+        host = caps.get("hostName")
+        if host:
+            lines.append(
+                f"    Hostname Capability: advertised (name: {host['advHostName']},domain name:"
+                f" {host['advDomainName']}) received (name: {host['rcvHostName']},domain"
+                f" name: {host['rcvDomainName']})"
+            )
+        version = caps.get("softwareVersion")
+        if version:
+            lines.append(
+                f"    Version Capability: advertised {version['advertisedSoftwareVersion']},"
+                f" received {version['receivedSoftwareVersion']}"
+            )
+        if "gracefulRestartCapability" in caps:
+            word = caps["gracefulRestartCapability"]
+            lines.append(f"    Graceful Restart Capability: {_WORDS.get(word, word)}")
+    return lines
+
+
+def _statistics_lines(r: Mapping[str, Any]) -> list[str]:
+    lines: list[str] = []
+    gr = r.get("gracefulRestartInfo") or {}
+    if gr:
+        lines += [
+            "  Graceful restart information:",
+            f"    Local GR Mode: {gr.get('localGrMode')}",
+            f"    Remote GR Mode: {gr.get('remoteGrMode')}",
+            f"    R bit: {gr.get('rBit')}",
+            f"    N bit: {gr.get('nBit')}",
+            "    Timers:",
+            f"      Configured Restart Time(sec): {gr['timers']['configuredRestartTimer']}",
+            f"      Received Restart Time(sec): {gr['timers']['receivedRestartTimer']}",
+        ]
+    m = r.get("messageStats") or {}
+    lines += [
+        "  Message statistics:",
+        f"    Inq depth is {m.get('depthInq', 0)}",
+        f"    Outq depth is {m.get('depthOutq', 0)}",
+        f"    {'':<14} {'Sent':>10} {'Rcvd':>10}",
+    ]
+    for label, key in (("Opens:", "opens"), ("Notifications:", "notifications"),
+                       ("Updates:", "updates"), ("Keepalives:", "keepalives"),
+                       ("Route Refresh:", "routeRefresh"), ("Capability:", "capability"),
+                       ("Total:", "total")):  # fmt: skip
+        lines.append(f"    {label:<14} {m.get(key + 'Sent', 0):>10} {m.get(key + 'Recv', 0):>10}")
+    lines.append(
+        "  Minimum time between advertisement runs is"
+        f" {(r.get('minBtwnAdvertisementRunsTimerMsecs') or 0) // 1000} seconds"
+    )
+    return lines
+
+
 def _neighbor(address: str, r: Mapping[str, Any]) -> list[str]:
     link = "external" if r.get("nbrExternalLink") else "internal"
     lines = [
@@ -137,62 +202,8 @@ def _neighbor(address: str, r: Mapping[str, Any]) -> list[str]:
         f" seconds, keepalive interval is"
         f" {_secs(r.get('bgpTimerConfiguredKeepAliveIntervalMsecs'))} seconds"
     )
-    caps = r.get("neighborCapabilities")
-    if caps:
-        lines.append("  Neighbor capabilities:")
-        for key, label in _CAPS:
-            if key in caps:
-                lines.append(f"    {label}: {_WORDS.get(caps[key], caps[key])}")
-        for family, sides in (caps.get("addPath") or {}).items():
-            words = ", ".join(f"{k[:2].upper()} {k[2:].lower()}" for k in sides)
-            lines.append(f"    AddPath: {_title(family)}: {words}")
-        for family, sides in (caps.get("multiprotocolExtensions") or {}).items():
-            word = next(iter(sides), "")
-            lines.append(f"    Address Family {_title(family)}: {_WORDS.get(word, word)}")
-        host = caps.get("hostName")
-        if host:
-            lines.append(
-                f"    Hostname Capability: advertised (name: {host['advHostName']},domain name:"
-                f" {host['advDomainName']}) received (name: {host['rcvHostName']},domain"
-                f" name: {host['rcvDomainName']})"
-            )
-        version = caps.get("softwareVersion")
-        if version:
-            lines.append(
-                f"    Version Capability: advertised {version['advertisedSoftwareVersion']},"
-                f" received {version['receivedSoftwareVersion']}"
-            )
-        if "gracefulRestartCapability" in caps:
-            word = caps["gracefulRestartCapability"]
-            lines.append(f"    Graceful Restart Capability: {_WORDS.get(word, word)}")
-    gr = r.get("gracefulRestartInfo") or {}
-    if gr:
-        lines += [
-            "  Graceful restart information:",
-            f"    Local GR Mode: {gr.get('localGrMode')}",
-            f"    Remote GR Mode: {gr.get('remoteGrMode')}",
-            f"    R bit: {gr.get('rBit')}",
-            f"    N bit: {gr.get('nBit')}",
-            "    Timers:",
-            f"      Configured Restart Time(sec): {gr['timers']['configuredRestartTimer']}",
-            f"      Received Restart Time(sec): {gr['timers']['receivedRestartTimer']}",
-        ]
-    m = r.get("messageStats") or {}
-    lines += [
-        "  Message statistics:",
-        f"    Inq depth is {m.get('depthInq', 0)}",
-        f"    Outq depth is {m.get('depthOutq', 0)}",
-        f"    {'':<14} {'Sent':>10} {'Rcvd':>10}",
-    ]
-    for label, key in (("Opens:", "opens"), ("Notifications:", "notifications"),
-                       ("Updates:", "updates"), ("Keepalives:", "keepalives"),
-                       ("Route Refresh:", "routeRefresh"), ("Capability:", "capability"),
-                       ("Total:", "total")):  # fmt: skip
-        lines.append(f"    {label:<14} {m.get(key + 'Sent', 0):>10} {m.get(key + 'Recv', 0):>10}")
-    lines.append(
-        "  Minimum time between advertisement runs is"
-        f" {(r.get('minBtwnAdvertisementRunsTimerMsecs') or 0) // 1000} seconds"
-    )
+    lines += _capability_lines(r.get("neighborCapabilities") or {})
+    lines += _statistics_lines(r)
     for family, info in (r.get("addressFamilyInfo") or {}).items():
         lines += [
             "",

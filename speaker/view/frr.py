@@ -33,6 +33,7 @@ from protocols.bgp.capabilities import (
 )
 from speaker.bgp.config import RouteAttributes
 from speaker.bgp.session import BgpStatistics
+from speaker.view.records import error_record
 
 __all__ = [
     "FAMILIES",
@@ -370,8 +371,6 @@ def _last_reset(view: BgpPeerView, now: float) -> tuple[float | None, str | None
     if not errors:
         return since, None if since is None else "Connection closed"
     at, direction, error = max(errors, key=lambda e: e[0])
-    from speaker.view.records import error_record
-
     named = error_record(error, now=now) or {}
     return (now - at if since is None else since), f"Notification {direction} ({named['name']})"
 
@@ -392,9 +391,32 @@ def _bfd_info(view: BgpPeerView) -> dict[str, Any] | None:
     }
 
 
+def _timers(view: BgpPeerView) -> dict[str, Any]:
+    """FRR's timer keys: configured, negotiated (configured before Established)."""
+    stats = view.stats
+    keepalive = view.configured_keepalive
+    if keepalive is None:
+        keepalive = view.configured_hold_time / 3
+    hold = stats.hold_time if stats is not None and stats.hold_time is not None else None
+    alive = stats.keepalive_time if stats is not None else None
+    return {
+        "bgpTimerLastRead": None,
+        "bgpTimerLastWrite": None,
+        "bgpInUpdateElapsedTimeMsecs": None,
+        "bgpTimerConfiguredHoldTimeMsecs": view.configured_hold_time * 1000,
+        "bgpTimerConfiguredKeepAliveIntervalMsecs": int(keepalive * 1000),
+        "bgpTimerHoldTimeMsecs": (hold if hold is not None else view.configured_hold_time)
+        * 1000,
+        "bgpTimerKeepAliveIntervalMsecs": int((alive if alive is not None else keepalive)
+                                              * 1000),
+        "extendedOptionalParametersLength": False,
+        "bgpTimerConfiguredConditionalAdvertisementsSec": None,
+    }  # fmt: skip
+
+
 def bgp_neighbor(view: BgpPeerView, *, now: float, epoch: float) -> dict[str, Any]:
     """One neighbour of ``show bgp neighbors json`` with FRR 8.4's keys, in its order
-    (plus ``desc``: the peer's name, and ``bfdStatus``)."""
+    (plus ``nbrDesc``: the peer's name, as FRR writes a configured description)."""
     stats, negotiated = view.stats, view.negotiated
     external = view.remote_as != view.local_as
     record: dict[str, Any] = {
@@ -417,24 +439,7 @@ def bgp_neighbor(view: BgpPeerView, *, now: float, epoch: float) -> dict[str, An
         record["bgpTimerUpMsec"] = int(stats.uptime * 1000)
         record["bgpTimerUpString"] = _clock(stats.uptime)
         record["bgpTimerUpEstablishedEpoch"] = int(epoch - stats.uptime)
-    keepalive = view.configured_keepalive
-    if keepalive is None:
-        keepalive = view.configured_hold_time / 3
-    hold = stats.hold_time if stats is not None and stats.hold_time is not None else None
-    alive = stats.keepalive_time if stats is not None else None
-    record.update({
-        "bgpTimerLastRead": None,
-        "bgpTimerLastWrite": None,
-        "bgpInUpdateElapsedTimeMsecs": None,
-        "bgpTimerConfiguredHoldTimeMsecs": view.configured_hold_time * 1000,
-        "bgpTimerConfiguredKeepAliveIntervalMsecs": int(keepalive * 1000),
-        "bgpTimerHoldTimeMsecs": (hold if hold is not None else view.configured_hold_time)
-        * 1000,
-        "bgpTimerKeepAliveIntervalMsecs": int((alive if alive is not None else keepalive)
-                                              * 1000),
-        "extendedOptionalParametersLength": False,
-        "bgpTimerConfiguredConditionalAdvertisementsSec": None,
-    })  # fmt: skip
+    record.update(_timers(view))
     if negotiated is not None:
         record["neighborCapabilities"] = _capabilities(negotiated)
     record["gracefulRestartInfo"] = _gr_info(view)
