@@ -14,6 +14,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ def compare(what: str, theirs: dict[str, Any], ours: dict[str, Any], *, deep: tu
 
 
 def test_show_matches_frr_key_by_key_through_soft_out_failover_and_clear(
-    lab: Lab, lab_require
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("frr")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))

@@ -104,8 +104,8 @@ def test_every_text_layout_escapes_its_strings() -> None:
     assert_clean(show_frr.format_bgp_summary({"ipv4Unicast": family}))
     assert_clean(show_frr.format_bgp_neighbors({bad: {"bgpState": bad, "hostname": bad,
                                                       "lastResetDueTo": bad}}))  # fmt: skip
-    routes = {"advertisedRoutes": {bad: {"nextHop": bad, "path": bad}}}
-    assert_clean(show_frr.format_advertised_routes(routes))
+    advertised = {"advertisedRoutes": {bad: {"nextHop": bad, "path": bad}}}
+    assert_clean(show_frr.format_advertised_routes(advertised))
     assert_clean(show_frr.format_bfd_brief([bfd]))
     routes = {"peers": [{"name": bad, "neighbor": bad, "state": bad, "bfdStatus": bad,
                          "announced": [], "routesListed": True,
