@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from speaker import __version__
 from speaker.config import Config, ConfigError, ConfigIssue, load_config
@@ -241,43 +240,9 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
         metavar="FILE",
         help="read the control socket's path from this configuration file",
     )
-    as_json = argparse.ArgumentParser(add_help=False)
-    as_json.add_argument("--json", action="store_true", help="print JSON")
+    from speaker.commands import add_parsers
 
-    show = commands.add_parser("show", help="show the state of the running speaker")
-    what = show.add_subparsers(dest="what", metavar="WHAT", required=True)
-    bfd = what.add_parser("bfd", help="BFD sessions").add_subparsers(
-        dest="bfd_what", metavar="peers", required=True
-    )
-    peers = bfd.add_parser("peers", parents=[common, as_json],
-                           help="BFD peers, as FRR's show bfd peers")  # fmt: skip
-    peers.add_argument("counters", nargs="?", choices=["counters"],
-                       help="packet counters instead")  # fmt: skip
-    bgp = what.add_parser("bgp", help="BGP sessions").add_subparsers(
-        dest="bgp_what", metavar="summary|neighbor", required=True
-    )
-    bgp.add_parser("summary", parents=[common, as_json], help="one line per neighbour")
-    neighbor = bgp.add_parser("neighbor", parents=[common, as_json],
-                              help="one neighbour in detail")  # fmt: skip
-    neighbor.add_argument("name", metavar="NAME", help="peer name (or its address)")
-    what.add_parser("routes", parents=[common, as_json],
-                    help="what is announced to each peer, and why (not)")  # fmt: skip
-    what.add_parser("config", parents=[common, as_json],
-                    help="the effective configuration, secrets redacted")  # fmt: skip
-    what.add_parser("status", parents=[common, as_json],
-                    help="version, reloads, and the event loop's worst recent stall")  # fmt: skip
-
-    clear = commands.add_parser("clear", help="zero counters shown by the show commands")
-    clear_bfd = clear.add_subparsers(dest="clear_what", metavar="bfd", required=True).add_parser(
-        "bfd", help="BFD"
-    )
-    clear_peers = clear_bfd.add_subparsers(dest="bfd_what", metavar="peers", required=True)
-    counters = clear_peers.add_parser(
-        "peers", parents=[common],
-        help="clear bfd peers counters [--peer NAME]: as FRR's (metrics keep counting)",
-    )  # fmt: skip
-    counters.add_argument("counters", choices=["counters"])
-    counters.add_argument("--peer", metavar="NAME", help="only this peer (name or address)")
+    add_parsers(commands, common)  # show ... / clear ...: from the command table
 
     reload = commands.add_parser(
         "reload",
@@ -324,15 +289,9 @@ def _socket_path(args: argparse.Namespace) -> str:
     return str(DEFAULT_CONTROL_SOCKET)
 
 
-def _print_json(data: Any) -> None:
-    import json
-
-    print(json.dumps(data, indent=2, default=str))
-
-
 def operate(args: argparse.Namespace) -> int:
     """``speaker show|clear|reload|announce|withdraw|clear-override``: the exit status."""
-    from speaker import show
+    from speaker import commands
     from speaker.control import ControlError, request
 
     try:
@@ -346,43 +305,12 @@ def operate(args: argparse.Namespace) -> int:
             for warning in result.get("warnings", ()):
                 print(f"warning: {warning}", file=sys.stderr)
             return EXIT_OK if result["applied"] else EXIT_CONFIG
-        if command == "clear":
-            result = request(path, "clear bfd peers counters", name=args.peer)
-            print(f"bfd counters cleared: {', '.join(result['cleared']) or 'no BFD peers'}")
-            return EXIT_OK
         if command in ("announce", "withdraw", "clear-override"):
             result = request(path, command, service=args.service)
             mode = result["override"] or "cleared (health decides)"
             print(f"service {result['service']}: override {mode}")
             return EXIT_OK
-        text: str | None = None
-        data: Any
-        if args.what == "bfd" and args.counters:
-            counters = request(path, "show bfd peers counters")
-            data = counters["peers"]
-            text = show.format_bfd_counters(counters["peers"], counters["unmatched"])
-        elif args.what == "bfd":
-            data = request(path, "show bfd peers")
-            text = show.format_bfd_peers(data)
-        elif args.what == "bgp" and args.bgp_what == "summary":
-            data = request(path, "show bgp summary")
-            text = show.format_bgp_summary(data)
-        elif args.what == "bgp":
-            data = request(path, "show bgp neighbor", name=args.name)
-            text = show.format_bgp_neighbor(data)
-        elif args.what == "routes":
-            data = request(path, "show routes")
-            text = show.format_routes(data)
-        elif args.what == "status":
-            data = request(path, "status")
-            text = show.format_status(data)
-        else:
-            data = request(path, "show config")
-            text = show.format_config(data)
-        if args.json:
-            _print_json(data)
-        else:
-            print(text, end="")
+        return commands.operate(args, path)  # show ... / clear ...
     except ControlError as exc:
         print(f"speaker: {exc}", file=sys.stderr)
         return EXIT_ERROR

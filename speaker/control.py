@@ -8,14 +8,13 @@ is one JSON object per line each way::
     <- {"ok": true, "data": {...}}
     <- {"ok": false, "error": "no peer named \\"rtr9\\" (peers: rtr1, rtr2)"}
 
-Commands: ``status``, ``show bfd peers``, ``show bfd peers counters``,
-``show bgp summary``, ``show bgp neighbor`` (``name``), ``show routes``,
-``show config``, ``reload``, ``announce`` / ``withdraw`` / ``clear-override``
-(``service``). The server runs in the speaker's Trio loop. Replies whose size grows
-with peers, services or routes are built and encoded in slices (a checkpoint every
-:data:`speaker.looplag.SLICE` of work), so a ``show routes`` at 65,536 routes never
-holds the loop for more than a slice: each peer's row is a consistent snapshot,
-two rows may be a few milliseconds apart.
+The commands and their parameters are the table of :mod:`speaker.commands`
+(``status``, ``show bfd peers``, ``show bgp summary``, ``show bgp neighbor``
+(``name``), ``reload``, ``announce`` (``service``)...); the records they answer with
+are built by :mod:`speaker.view`. The server runs in the speaker's Trio loop.
+Replies whose size grows with peers, services or routes are built (by the views)
+and encoded (here) in slices, a checkpoint every :data:`speaker.looplag.SLICE` of
+work: a ``show routes`` at 65,536 routes never holds the loop for more than a slice.
 
 Bad input costs only its own connection: every request is answered (an error
 naming the problem for a line that is not a JSON object, too long, not UTF-8, nested
@@ -31,33 +30,43 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import ipaddress
 import itertools
 import json
 import logging
 import os
 import socket
 import stat
-from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from protocols.bgp import State as BgpState
-from speaker import __version__, gcpause, show
+from speaker import commands, gcpause
 from speaker.app import Speaker
 from speaker.config.model import DEFAULT_CONTROL_SOCKET
-from speaker.log import fields
 from speaker.looplag import LoopMonitor, Slicer
-from speaker.peer import PeerRunner
+
+# The view modules are imported here, before the loop starts (speaker.view loads them
+# lazily for the CLI's sake): importing them inside a request would be a 5-10 ms step.
+from speaker.view import (  # noqa: F401
+    EncodedArray,
+    RequestError,
+    bfd_status,
+    explain_routes,
+    frr,
+    frr_live,
+    live,
+    records,
+)
 
 __all__ = [
     "DEFAULT_SOCKET",
     "ControlError",
     "ControlServer",
     "EncodedArray",
+    "RequestError",
+    "Slicer",
     "bfd_status",
     "encode_reply",
     "explain_routes",
@@ -81,471 +90,15 @@ class ControlError(Exception):
     """The client could not talk to the speaker (message fit for the operator)."""
 
 
-class RequestError(Exception):
-    """A request the server refuses (unknown command, service, peer...)."""
-
-
-class EncodedArray:
-    """A JSON array whose items are already encoded, in comma-separated runs (the
-    reply encoder writes them as they are). ``show routes`` keeps its 65,536 route
-    records this way: as dicts they would be half a million objects alive at once,
-    enough to trigger full garbage collections of 20-200 ms in the middle of BFD."""
-
-    def __init__(self) -> None:
-        self.runs: list[str] = []
-        self.count = 0
-
-    def extend(self, items: list[Any]) -> None:
-        if items:
-            self.runs.append(json.dumps(items, default=str)[1:-1])
-            self.count += len(items)
-
-
-# ---- views of the running speaker (called in its Trio loop) ------------------------------
-
-
-def bfd_status(runner: PeerRunner) -> str | None:
-    """FRR's word for the peer's BFD state; None when the peer has no BFD."""
-    if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
-        return None
-    if runner.bfd is None:
-        return "down"
-    return show.STATUS_TEXT[runner.bfd.state]
-
-
-def _bfd_runners(speaker: Speaker) -> list[PeerRunner]:
-    return [r for r in speaker.peers.values() if r.bfd is not None]
-
-
-async def bfd_peers(speaker: Speaker) -> list[dict[str, Any]]:
-    slicer = Slicer()
-    out = []
-    for runner in _bfd_runners(speaker):
-        await slicer.tick()
-        if (bfd := runner.bfd) is None:
-            continue  # its session ended while we were yielding
-        out.append(show.bfd_peer_record(
-            bfd.statistics(), now=trio.current_time(), name=runner.name, profile=bfd.profile,
-            held=runner.bfd_held,
-        ))  # fmt: skip
-    return out
-
-
-async def bfd_counters(speaker: Speaker) -> dict[str, Any]:
-    slicer = Slicer()
-    peers = []
-    for runner in _bfd_runners(speaker):
-        await slicer.tick()
-        if (bfd := runner.bfd) is None:
-            continue
-        totals, rejected = runner.shown_bfd_counters()
-        peers.append(show.bfd_counters_record(
-            bfd.statistics(), name=runner.name, totals=totals, rejected=rejected
-        ))  # fmt: skip
-    endpoint = speaker.endpoint
-    unmatched = Counter(endpoint.discards) if endpoint is not None else Counter()
-    unmatched.subtract(speaker.unmatched_cleared)
-    return {"peers": peers, "unmatched": {k: v for k, v in unmatched.items() if v > 0}}
-
-
-def clear_bfd_counters(speaker: Speaker, name: str | None) -> dict[str, Any]:
-    """``clear bfd peers counters`` (every peer, and the unmatched packets) or one
-    peer's: what ``show bfd peers counters`` prints starts again from zero."""
-    runners = _bfd_runners(speaker) if name is None else [_runner(speaker, name)]
-    for runner in runners:
-        runner.clear_bfd_counters()
-    if name is None and speaker.endpoint is not None:
-        speaker.unmatched_cleared = Counter(speaker.endpoint.discards)
-    cleared = [r.name for r in runners]
-    log.info("bfd counters cleared: %s", ", ".join(cleared) or "no BFD peers",
-             extra=fields(peers=cleared))  # fmt: skip
-    return {"cleared": cleared}
-
-
-def _summary_row(runner: PeerRunner) -> dict[str, Any]:
-    bgp = runner.plan.bgp
-    return show.bgp_summary_row(
-        name=runner.name,
-        peer=str(bgp.peer_address),
-        remote_as=bgp.peer_asn,
-        local_as=bgp.local_asn,
-        stats=runner.bgp.statistics() if runner.bgp is not None else None,
-        totals=runner.totals(),
-        bfd_status=bfd_status(runner),
-        sessions=runner.sessions,
-    )
-
-
-def _router_id(speaker: Speaker) -> str | None:
-    for runner in speaker.peers.values():
-        return str(runner.plan.bgp.router_id)
-    rid = speaker.config.router_id
-    return None if rid is None else str(rid)
-
-
-async def bgp_summary(speaker: Speaker) -> dict[str, Any]:
-    runners = list(speaker.peers.values())
-    asns = {r.plan.bgp.local_asn for r in runners}
-    slicer = Slicer()
-    rows = []
-    for runner in runners:
-        await slicer.tick()
-        rows.append(_summary_row(runner))
-    return {
-        "routerId": _router_id(speaker),
-        "as": next(iter(asns)) if len(asns) == 1 else sorted(asns),
-        "peers": rows,
-    }
-
-
-def _runner(speaker: Speaker, name: str) -> PeerRunner:
-    runner = speaker.peers.get(name)
-    if runner is None:
-        for candidate in speaker.peers.values():
-            if str(candidate.plan.bgp.peer_address) == name:
-                return candidate
-        known = ", ".join(speaker.peers) or "none"
-        raise RequestError(f'no peer named "{name}" on this node (peers: {known})')
-    return runner
-
-
-def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
-    runner = _runner(speaker, name)
-    now = trio.current_time()
-    bgp = runner.bgp
-    bfd = None
-    if runner.bfd is not None:
-        bfd = show.bfd_peer_record(
-            runner.bfd.statistics(),
-            now=now,
-            name=runner.name,
-            profile=runner.bfd.profile,
-            held=runner.bfd_held,
-        )
-    elif runner.plan.bfd_profile is not None:
-        bfd = {"status": "down", "profile": runner.plan.bfd_profile.name,
-               "detect-multiplier": runner.plan.bfd_profile.detect_multiplier,
-               "receive-interval": runner.plan.bfd_profile.receive_interval,
-               "transmit-interval": runner.plan.bfd_profile.transmit_interval,
-               "diagnostic": "ok"}  # fmt: skip
-    return show.bgp_neighbor_record(
-        _summary_row(runner),
-        stats=bgp.statistics() if bgp is not None else None,
-        negotiated=bgp.negotiated if bgp is not None else None,
-        totals=runner.totals(),
-        configured_hold_time=runner.plan.bgp.hold_time,
-        bfd=bfd,
-        failovers=runner.failovers,
-        reannounce_delays=runner.reannounce_delays,
-        crashes=runner.crashes,
-        now=now,
-        previous=runner.last_session,
-    )
-
-
-def _session_reason(runner: PeerRunner) -> str | None:
-    """Why nothing reaches this peer right now, or None when its session is up (BGP
-    runs beside BFD: Established is what counts)."""
-    if runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED:
-        return None
-    if bfd_status(runner) not in (None, "up") and not runner.bfd_held:
-        return "bfd-down"  # (held AdminDown, it waits for BGP, not the other way)
-    return "session-not-established"
-
-
-#: Route records encoded per ``json.dumps`` call (about 3 us each).
-_ROUTES_PER_RUN = 128
-
-
-async def _announced_services(speaker: Speaker, slicer: Slicer) -> set[str]:
-    """``Speaker.announced_services()`` in slices (65,536 services: a 5 ms step)."""
-    forced = {s for s, mode in speaker.overrides.items() if mode == "announce"}
-    withdrawn = {s for s, mode in speaker.overrides.items() if mode == "withdraw"}
-    out = set(forced - withdrawn)
-    for service in await slicer.keys(speaker.healthy):
-        if service not in withdrawn:
-            out.add(service)
-        await slicer.tick()
-    return out
-
-
-async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
-    """Per configured peer: what is announced, and for every service (and every
-    ``announce_all`` pool) why it is or is not announced to that peer.
-
-    Reasons: ``announced``, ``pending`` (being sent), ``unhealthy``,
-    ``withdrawn-by-operator``, ``no-advertisement-selects-peer``,
-    ``session-not-established``, ``bfd-down``, ``not-for-this-node``, ``no-address``.
-
-    Built in slices (routes, services and peers each yield to the loop): the routes
-    of a peer with a BGP session are its Adj-RIB-Out's desired set, read in place;
-    ``announced`` is an :class:`EncodedArray` of :func:`show.route_record` records.
-    A peer without a session (waiting for BFD) lists no routes (``routesListed``
-    false): each service's reason is then the session's (``bfd-down``...), or
-    ``unhealthy`` / ``withdrawn-by-operator``.
-    """
-    config = speaker.config
-    addresses = speaker.derived.addresses
-    slicer = Slicer()
-    wanted = await _announced_services(speaker, slicer)
-    out = []
-    for peer in config.peers:
-        await slicer.tick()
-        runner = speaker.peers.get(peer.name)
-        row: dict[str, Any] = {
-            "name": peer.name,
-            "neighbor": str(peer.peer_address),
-            "state": "-",
-            "bfdStatus": None,
-            "announced": [],
-            "services": [],
-            "pools": [],
-        }
-        out.append(row)
-        if runner is None:
-            for service in config.services:
-                await slicer.tick()
-                address = service.address or addresses.get(service.name)
-                row["services"].append({
-                    "service": service.name, "address": str(address) if address else None,
-                    "pool": service.pool, "prefix": None, "reason": "not-for-this-node",
-                    "detail": "the peer's node_selectors do not select this node",
-                })  # fmt: skip
-            for pool in config.pools:
-                if pool.announce_all:
-                    row["pools"].append({"pool": pool.name, "reason": "not-for-this-node"})
-            continue
-        bgp = runner.bgp
-        row["state"] = bgp.state.value if bgp is not None else "Idle"
-        row["bfdStatus"] = bfd_status(runner)
-        down = _session_reason(runner)
-        # Without a session nothing is sent and there is no route list to read:
-        # computing one (Speaker.routes_for) is O(routes) in a single step, the very
-        # stall that would cost the other peers' BFD while this one is down.
-        desired = bgp.rib_out.desired if bgp is not None else None
-        advertised = bgp.rib_out.advertised if bgp is not None else {}
-        announced = row["announced"] = EncodedArray()
-        row["routesListed"] = desired is not None
-        batch: list[dict[str, Any]] = []
-        table = desired or {}
-        for route in await slicer.keys(table):
-            attributes = table.get(route)
-            if attributes is not None:
-                batch.append(show.route_record(route, attributes, advertised=route in advertised))
-            if len(batch) == _ROUTES_PER_RUN:
-                announced.extend(batch)
-                batch = []
-                await slicer.tick()
-        announced.extend(batch)
-        for service in config.services:
-            await slicer.tick()
-            address = service.address or addresses.get(service.name)
-            entry: dict[str, Any] = {
-                "service": service.name,
-                "address": str(address) if address else None,
-                "pool": service.pool,
-                "prefix": None,
-                "detail": None,
-            }
-            row["services"].append(entry)
-            if address is None or service.pool is None:
-                entry["reason"] = "no-address"
-                continue
-            ads = [
-                ad for ad in config.advertisements
-                if ad.selects_peer(peer.name) and ad.selects_pool(service.pool)
-            ]  # fmt: skip
-            prefixes = [
-                ipaddress.ip_network((address, ad.length_for(address.version)), strict=False)
-                for ad in ads
-            ]
-            override = speaker.overrides.get(service.name)
-            if not ads:
-                entry["reason"] = "no-advertisement-selects-peer"
-                continue
-            if desired is not None:
-                prefix = next((p for p in prefixes if p in desired), None)
-            else:  # no session: what would be sent (an aggregate's cover is not known)
-                prefix = prefixes[0] if service.name in wanted else None
-            if prefix is None:
-                if override == "withdraw":
-                    entry["reason"] = "withdrawn-by-operator"
-                elif service.name not in wanted or service.name not in speaker.healthy:
-                    entry["reason"] = "unhealthy"
-                else:
-                    entry["reason"] = "not-announced"
-                continue
-            entry["prefix"] = str(prefix)
-            entry["detail"] = _why_covered(speaker, service.name, service.pool, prefix, address)
-            if down is not None:
-                entry["reason"] = down
-            else:
-                entry["reason"] = "announced" if prefix in advertised else "pending"
-        for pool in config.pools:
-            if not pool.announce_all:
-                continue
-            selected = any(
-                ad.selects_peer(peer.name) and ad.selects_pool(pool.name)
-                for ad in config.advertisements
-            )
-            reason = "no-advertisement-selects-peer" if not selected else down or "announced"
-            row["pools"].append({"pool": pool.name, "reason": reason, "detail": "announce_all"})
-    return out
-
-
-def _why_covered(
-    speaker: Speaker, service: str, pool: str, prefix: Any, address: Any
-) -> str | None:
-    """A note when a service is announced for another reason than its own health."""
-    override = speaker.overrides.get(service)
-    if speaker.config.pool(pool).announce_all:
-        return "announce_all pool" + (" (override withdraw has no effect)" if
-                                      override == "withdraw" else "")  # fmt: skip
-    if override == "withdraw":
-        return f"aggregate {prefix} announced for other services"
-    if override == "announce":
-        return "forced by operator"
-    if service not in speaker.healthy:
-        return f"aggregate {prefix} announced for other services"
-    if prefix.prefixlen != prefix.max_prefixlen:
-        return f"aggregate {prefix}"
-    del address
-    return None
-
-
-async def routes(speaker: Speaker) -> dict[str, Any]:
-    config = speaker.config
-    slicer = Slicer()
-    services = []
-    for service in config.services:
-        await slicer.tick()
-        address = service.address or speaker.derived.addresses.get(service.name)
-        services.append({
-            "service": service.name,
-            "address": str(address) if address else None,
-            "pool": service.pool,
-            "healthy": None if service.health is None else service.name in speaker.healthy,
-            "override": speaker.overrides.get(service.name),
-        })  # fmt: skip
-    return {"peers": await explain_routes(speaker), "services": services}
-
-
-async def config_view(speaker: Speaker) -> dict[str, Any]:
-    """``show redact(config)``, its lists (services, peers...) an element per slice:
-    10,000 services take ~0.5 s to redact."""
-    slicer = Slicer()
-    data: dict[str, Any] = {}
-    for name, item, done in show.redact_fields(speaker.config):
-        if done or not isinstance(item, list | tuple):
-            data[name] = item if done else show.redact(item)
-            await slicer.tick()
-            continue
-        elements = data[name] = []
-        for element in item:
-            await slicer.tick()
-            elements.append(show.redact(element))
-    addresses = data["assigned_addresses"] = {}
-    for service, address in list(speaker.derived.addresses.items()):
-        await slicer.tick()
-        addresses[service] = str(address)
-    data["overrides"] = dict(speaker.overrides)
-    if speaker.derived.router_id is not None:  # the one the sessions use, and why
-        data["router_id"] = str(speaker.derived.router_id.address)
-        data["router_id_reason"] = speaker.derived.router_id.reason
-    return data
-
-
-def status(speaker: Speaker, monitor: LoopMonitor | None = None) -> dict[str, Any]:
-    """``eventLoop`` is the loop monitor's worst recent stall (None without one)."""
-    last = speaker.last_reload
-    return {
-        "version": __version__,
-        "pid": os.getpid(),
-        "config": speaker.config_path,
-        "configStale": speaker.config_stale,
-        "reloads": speaker.reloads,
-        "reloadFailures": speaker.reload_failures,
-        "lastReload": None if last is None else {
-            "ok": last.ok, "summary": last.summary(), "errors": list(last.errors),
-        },
-        "peers": len(speaker.peers),
-        "stopping": speaker.stopping,
-        "eventLoop": None if monitor is None else monitor.status(),
-    }  # fmt: skip
-
-
-# ---- dispatch ------------------------------------------------------------------------------
-
-
-def _service(request: Mapping[str, Any]) -> str:
-    service = request.get("service")
-    if not isinstance(service, str) or not service:
-        raise RequestError('missing "service"')
-    return service
-
-
-def _override(speaker: Speaker, request: Mapping[str, Any], mode: str | None) -> dict[str, Any]:
-    service = _service(request)
-    try:
-        speaker.set_override(service, mode)
-    except KeyError:
-        known = ", ".join(speaker.derived.services) or "none"
-        raise RequestError(f'no service named "{service}" (services: {known})') from None
-    except OSError as exc:
-        raise RequestError(f"cannot write the state file: {exc}") from None
-    return {"service": service, "override": mode}
-
-
-#: Replies that grow with peers, services or routes: built in slices.
-_QUERIES: dict[str, Callable[[Speaker], Awaitable[Any]]] = {
-    "show bfd peers": bfd_peers,
-    "show bfd peers counters": bfd_counters,
-    "show bgp summary": bgp_summary,
-    "show routes": routes,
-    "show config": config_view,
-}
+# ---- dispatch (the table: speaker/commands.py) ----------------------------------------------
 
 
 async def handle(
     speaker: Speaker, request: Mapping[str, Any], *, monitor: LoopMonitor | None = None
 ) -> dict[str, Any]:
-    """One request -> one reply (``{"ok": true, "data": ...}`` or an error)."""
-    command = request.get("command")
-    try:
-        if not isinstance(command, str):
-            raise RequestError('missing "command"')
-        if command in _QUERIES:
-            return {"ok": True, "data": await _QUERIES[command](speaker)}
-        if command == "status":
-            return {"ok": True, "data": status(speaker, monitor)}
-        if command == "show bgp neighbor":
-            name = request.get("name")
-            if not isinstance(name, str):
-                raise RequestError('missing "name"')
-            return {"ok": True, "data": bgp_neighbor(speaker, name)}
-        if command == "clear bfd peers counters":
-            name = request.get("name")
-            if name is not None and not isinstance(name, str):
-                raise RequestError('"name" must be a string')
-            return {"ok": True, "data": clear_bfd_counters(speaker, name)}
-        if command == "reload":
-            allow_empty = request.get("allow_empty", False)
-            if not isinstance(allow_empty, bool):
-                raise RequestError('"allow_empty" must be true or false')
-            log.info("reload requested on the control socket%s",
-                     " (allow_empty)" if allow_empty else "")  # fmt: skip
-            result = await speaker.reload_file(allow_empty=allow_empty)
-            return {"ok": True, "data": {
-                "applied": result.ok, "summary": result.summary(), "errors": list(result.errors),
-                "warnings": list(result.warnings),
-            }}  # fmt: skip
-        if command in ("announce", "withdraw"):
-            return {"ok": True, "data": _override(speaker, request, command)}
-        if command == "clear-override":
-            return {"ok": True, "data": _override(speaker, request, None)}
-        raise RequestError(f'unknown command "{command}"')
-    except RequestError as exc:
-        return {"ok": False, "error": str(exc)}
+    """One request -> one reply (``{"ok": true, "data": ...}`` or an error), by the
+    command table of :mod:`speaker.commands`."""
+    return await commands.dispatch(speaker, request, monitor=monitor)
 
 
 # ---- encoding a reply in slices ---------------------------------------------------------------

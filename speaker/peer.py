@@ -211,6 +211,9 @@ class PeerRunner:
         #: Statistics of this peer's last finished BGP session (``show bgp neighbor``
         #: shows its last errors while no session runs).
         self.last_session: BgpStatistics | None = None
+        #: When this peer's BGP last left Established, over all its sessions (FRR's
+        #: Up/Down while it is down; None: never Established).
+        self.bgp_down_at: float | None = None
         self.sessions = 0
         #: Restarts after an unexpected error (a bug), over the runner's life.
         self.crashes = 0
@@ -505,8 +508,19 @@ class PeerRunner:
             stats = bgp.statistics()
             self.retired.update(_session_counters(stats))
             self.last_session = stats
+            self._note_down(stats)
         if guard is not None and guard.failure is not None:
             self._record_teardown(bgp, guard.failure, established=guard.was_established)
+
+    def _note_down(self, stats: BgpStatistics | None) -> None:
+        """Keep when BGP last left Established (FRR's Up/Down), from a session that
+        just ended (statistics None: a stand-in session of the tests)."""
+        if stats is None:
+            return
+        if stats.established_at is not None:  # it ended while Established
+            self.bgp_down_at = stats.closed_at or trio.current_time()
+        elif stats.down_at is not None:
+            self.bgp_down_at = stats.down_at
 
     def _record_teardown(
         self, bgp: BgpSession, failure: BfdStateChanged, *, established: bool

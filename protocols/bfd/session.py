@@ -81,6 +81,9 @@ __all__ = [
 ECHO_HOLDOFF_INITIAL_S = 1.0
 ECHO_HOLDOFF_MAX_S = 60.0
 ECHO_STABLE_S = 10.0
+#: Returned echoes whose round trips :attr:`Session.echo_rtts_us` keeps (FRR's
+#: ``BFD_RTT_SAMPLE``: its ``rtt-min/avg/max`` are over the last 8).
+ECHO_RTT_SAMPLES = 8
 
 # Content of a Control packet other than P and F: a change triggers an immediate send.
 _ContentKey = tuple[State, int, int, int, int, int, int]
@@ -156,6 +159,7 @@ class Session:
         self._echo_detect_at: float | None = None
         self._echo_next_at: float | None = None
         self._echo_rtt: float | None = None
+        self._echo_rtts: collections.deque[int] = collections.deque(maxlen=ECHO_RTT_SAMPLES)
         self._echo_returned = 0  # echoes back since the Echo function (re)started
         # Hold-off after an echo failure (see _echo_failed): no echo before this time.
         self._echo_held_until: float | None = None
@@ -263,6 +267,12 @@ class Session:
     def echo_rtt(self) -> float | None:
         """Round trip of the last valid returned echo, in seconds."""
         return self._echo_rtt
+
+    @property
+    def echo_rtts_us(self) -> tuple[int, ...]:
+        """Round trips of the last :data:`ECHO_RTT_SAMPLES` valid returned echoes
+        since the echo function last started, in microseconds."""
+        return tuple(self._echo_rtts)
 
     @property
     def poll_active(self) -> bool:
@@ -403,6 +413,7 @@ class Session:
         self._echo_rx += 1
         self._echo_returned += 1
         self._echo_rtt = us_to_s(age_us)
+        self._echo_rtts.append(age_us)
         self._echo_last_ok_at = now
         if now - us_to_s(self._echo_started_us) >= ECHO_STABLE_S:
             self._echo_holdoff_s = ECHO_HOLDOFF_INITIAL_S
@@ -598,6 +609,7 @@ class Session:
         if wanted and not self._echo_active:
             self._echo_active = True
             self._echo_returned = 0
+            self._echo_rtts.clear()
             self._echo_started_us = _to_us(now)
             self._echo_last_ok_at = now
             self._echo_next_at = now

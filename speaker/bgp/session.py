@@ -168,6 +168,8 @@ class BgpSession:
         self.notes = NoteLog(self.name)
         # counters and timestamps
         self.established_at: float | None = None
+        #: When the session last left Established (FRR's Up/Down while it is down).
+        self.down_at: float | None = None
         self.flaps = 0
         self.updates_in = 0
         self.updates_out = 0
@@ -247,6 +249,15 @@ class BgpSession:
     def announce(self, prefix: Prefix, attributes: RouteAttributes | None = None) -> None:
         self.rib_out.announce(prefix, attributes or RouteAttributes())
         self._kick()
+
+    def resend_all(self) -> list[str]:
+        """Send the whole Adj-RIB-Out again (``clear bgp X soft out``), as for a
+        ROUTE-REFRESH of every family the session carries; returns those families."""
+        families = sorted(self.negotiated.families) if self.negotiated is not None else []
+        for family in families:
+            self.rib_out.resend(family)
+        self._kick()
+        return [family_name(f) for f in families]
 
     def withdraw(self, prefix: Prefix) -> None:
         self.rib_out.withdraw(prefix)
@@ -356,6 +367,7 @@ class BgpSession:
                 if event.old is State.ESTABLISHED:
                     self.flaps += 1
                     self.established_at = None
+                    self.down_at = now
                     self.negotiated = None
                     self.rib_out.session_down()
                     self.rib_in.clear()

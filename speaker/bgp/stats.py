@@ -139,6 +139,8 @@ class BgpStatistics:
     cancelled_at: float | None
     notification_written_at: float | None
     closed_at: float | None
+    #: When the session last left Established (None: it never did).
+    down_at: float | None = None
     #: RFC 7606 actions applied to this peer's UPDATEs, by action name
     #: (``attribute-discard``, ``treat-as-withdraw``), suppressed notes included.
     rfc7606_notes: dict[str, int] = attrs.field(factory=dict)
@@ -188,6 +190,7 @@ def snapshot(session: BgpSession) -> BgpStatistics:
         cancelled_at=session.cancelled_at,
         notification_written_at=session.notification_written_at,
         closed_at=session.closed_at,
+        down_at=session.down_at,
     )
 
 

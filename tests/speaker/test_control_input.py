@@ -87,13 +87,16 @@ async def test_a_line_over_the_limit_is_refused_and_its_connection_closed(
 async def test_a_failing_command_is_an_error_reply_not_a_crash(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from speaker import control
+    import attrs
 
-    async def broken(speaker: Any) -> Any:
+    from speaker import commands
+
+    async def broken(context: Any) -> Any:
         raise RuntimeError("boom")
 
     async with running_speaker(tmp_path) as spk:
-        monkeypatch.setitem(control._QUERIES, "show config", broken)
+        command = attrs.evolve(commands.BY_NAME["show config"], run=broken)
+        monkeypatch.setitem(commands.BY_NAME, "show config", command)
         replies, _ = await exchange(spk.path, b'{"command": "show config"}\n')
         assert replies == [{"ok": False, "error": "internal error: RuntimeError('boom')"}]
         await still_running(spk)

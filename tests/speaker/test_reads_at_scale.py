@@ -155,6 +155,8 @@ async def test_reads_never_hold_the_loop(
             "scrape": collector.scrape_pieces,  # as the server sends it
             "show routes": functools.partial(show, speaker, "show routes"),
             "show bgp summary": functools.partial(show, speaker, "show bgp summary"),
+            "show bgp neighbors": functools.partial(show, speaker, "show bgp neighbors"),
+            "show bfd peers": functools.partial(show, speaker, "show bfd peers"),
             "show config": functools.partial(show, speaker, "show config"),
         }
         for name, work in reads.items():

@@ -547,6 +547,18 @@ def test_echo_runs_and_relaxes_control_rx() -> None:
     assert control.required_min_rx_us == SLOW_INTERVAL_US
 
 
+def test_echo_round_trips_keep_the_last_eight_as_frrs_rtt() -> None:
+    s = up_session(ECHO, required_min_echo_rx_us=30_000)
+    assert s.echo_rtts_us == ()
+    now = 0.021
+    for i in range(10):
+        s.handle_timer(now)
+        [echo] = s.echo_datagrams_to_send()
+        assert s.receive_echo(echo, now + (i + 1) / 10_000) is None  # 100, 200... us
+        now += 0.03
+    assert s.echo_rtts_us == tuple(range(300, 1100, 100))  # the last 8 of 10
+
+
 def test_echo_off_restores_control_rx() -> None:
     s = up_session(ECHO, required_min_echo_rx_us=30_000)
     assert feed(s, peer(State.UP), 0.03) is None  # peer stops looping echoes
