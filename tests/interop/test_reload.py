@@ -63,7 +63,8 @@ address = "198.19.0.12"
     # Removing a service withdraws just that route, still without a reset.
     speaker.reload(
         new.replace(
-            'name = "db"\naddress = "198.19.0.12"', 'name = "db"\npool = "vips"\naddress = "198.19.0.13"'
+            'name = "db"\naddress = "198.19.0.12"',
+            'name = "db"\npool = "vips"\naddress = "198.19.0.13"',
         )
     )
     time.sleep(1.0)
