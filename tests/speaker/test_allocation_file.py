@@ -301,6 +301,25 @@ def test_allocate_adopt_state_through_the_cli(
     assert main(["allocate", "--adopt-state", str(tmp_path / "none.json"), "-c", str(file)]) == 2
 
 
+def test_run_and_reload_refuse_a_pool_service_without_an_address(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from speaker.reload import ReloadRefused, prepare
+
+    file = tmp_path / "speaker.toml"
+    good = allocated(HEAD + service("a"), tmp_path)
+    file.write_text(good + service("b"))
+    assert main(["run", "-c", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert f'{file}: services[1].address: missing: service "b" takes its address' in err
+    assert "not starting" in err
+    with pytest.raises(ReloadRefused) as info:
+        prepare(file, loads_config(good, base_dir=tmp_path), allow_empty=False)
+    assert len(info.value.errors) == 1
+    assert info.value.errors[0].startswith('services[1].address: missing: service "b"')
+    assert "speaker allocate" in info.value.errors[0]
+
+
 def test_the_nodes_no_longer_touch_the_state_files_addresses_but_keep_its_overrides(
     tmp_path: Path,
 ) -> None:
