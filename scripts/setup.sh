@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 for pair in gobgpd:gobgpd gobgp:gobgpd /usr/lib/frr/bfdd:frr vtysh:frr bird:bird2 \
             birdc:bird2 tshark:tshark dumpcap:tshark nft:nftables tc:iproute2 ip:iproute2 \
-            stress-ng:stress-ng ps:procps ping:iputils-ping iptables:iptables systemd-analyze:systemd; do
+            stress-ng:stress-ng ps:procps ping:iputils-ping iptables:iptables systemd-analyze:systemd \
+            promtool:prometheus pipx:pipx; do
     cmd=${pair%%:*} pkg=${pair##*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then need_apt+=("$pkg"); fi
 done
@@ -22,6 +23,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need_apt[@]}" | sort -u) >/dev/null
+    # Only promtool is wanted from Debian's prometheus package: on a host running
+    # systemd the package also starts a Prometheus server; stop what we just installed.
+    if printf '%s\n' "${need_apt[@]}" | grep -qx prometheus && [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -644,7 +644,9 @@ def _stall(what: str, stall: Mapping[str, Any] | None, since: str) -> str:
     if stall is None:
         return f"  {what} {since}: none over 0.5 ms"
     where = f" in {stall['task']}" if stall.get("task") else ""
-    return f"  {what} {since}: {stall['ms']:.1f} ms{where}, {stall['secondsAgo']:.0f} s ago"
+    cpu = f" ({stall['cpuMs']:.1f} ms on the CPU)" if stall.get("cpuMs") is not None else ""
+    return (f"  {what} {since}: {stall['ms']:.1f} ms{cpu}{where},"
+            f" {stall['secondsAgo']:.0f} s ago")  # fmt: skip
 
 
 def format_status(data: Mapping[str, Any]) -> str:
@@ -667,6 +669,7 @@ def format_status(data: Mapping[str, Any]) -> str:
         lines.append("Event loop (budget 2 ms per step; BFD waits as long as a stall):")
         lines.append(_stall("longest step", loop.get("longestStep"), recent))
         lines.append(_stall("longest step", loop.get("longestStepEver"), "since start"))
+        lines.append(_stall("most CPU in a step", loop.get("longestStepCpu"), recent))
         lines.append(_stall("late wake", loop.get("maxLag"), recent))
         lines.append(_stall("late wake", loop.get("maxLagEver"), "since start"))
         lines.append(_stall("longest garbage collection", loop.get("longestGc"), recent))
@@ -765,7 +768,7 @@ def format_config(data: Mapping[str, Any]) -> str:
             lines.append(f"{k} = {scalar(v)}")
         lines.append("")
 
-    skip = {"warnings", "source", "router_id"}
+    skip = {"warnings", "source", "router_id", "router_id_reason"}
     for section, value in data.items():
         if section in skip:
             continue
@@ -775,5 +778,6 @@ def format_config(data: Mapping[str, Any]) -> str:
             for item in value:
                 table(f"[[{section}]]", item if isinstance(item, dict) else {"value": item})
     if data.get("router_id"):
-        lines.insert(0, f"# effective router_id: {data['router_id']}")
+        why = f" ({data['router_id_reason']})" if data.get("router_id_reason") else ""
+        lines.insert(0, f"# effective router_id: {data['router_id']}{why}")
     return "\n".join(lines)

@@ -11,6 +11,12 @@ are flattened into :class:`ConfigIssue` records with TOML paths
 Each element of each array of tables is structured on its own, so one broken peer
 does not hide the problems of the others, and the cross-object rules of
 :mod:`speaker.config.validate` still run on everything that did structure.
+
+Secrets: an attrs field declared ``repr=False`` (the project's mark for a secret:
+``password``, a BFD ``auth.keys`` entry) never has its value in a message, whatever
+the file holds there. Its problems are re-worded by :func:`_redact` to name only the
+TOML type (``expected a string, got an integer``), so ``speaker check``, a refused
+reload and the log say where and what kind, never the value.
 """
 
 from __future__ import annotations
@@ -75,27 +81,45 @@ class ConfigError(Exception):
 # ---- type names for messages --------------------------------------------------------------
 
 
-def describe(value: object) -> str:
-    """``"a string ("x")"``, ``"an integer (5)"``: what the file holds, in TOML's words."""
+def describe(value: object, *, secret: bool = False) -> str:
+    """``"a string ("x")"``, ``"an integer (5)"``: what the file holds, in TOML's words;
+    with ``secret``, only the type (``"an integer"``)."""
+
+    def shown(kind: str, text: str) -> str:
+        return kind if secret else f"{kind} ({text})"
+
     if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
+        return shown("a boolean", str(value).lower())
     if isinstance(value, int):
-        return f"an integer ({value})"
+        return shown("an integer", str(value))
     if isinstance(value, float):
-        return f"a float ({value})"
+        return shown("a float", str(value))
     if isinstance(value, str):
-        return f'a string ("{value}")'
+        return shown("a string", f'"{value}"')
     if isinstance(value, list):
         return "an array"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, datetime | date | time):
-        return f"a date/time ({value})"
+        return shown("a date/time", str(value))
     return type(value).__name__
 
 
+class ExpectedTypeError(TypeError):
+    """The file holds the wrong TOML type; keeps ``what`` and ``value`` apart so the
+    message can be re-made without the value (:func:`_redact`)."""
+
+    def __init__(self, what: str, value: object) -> None:
+        super().__init__(f"expected {what}, got {describe(value)}")
+        self.what = what
+        self.value = value
+
+    def redacted(self) -> TypeError:
+        return TypeError(f"expected {self.what}, got {describe(self.value, secret=True)}")
+
+
 def _expect(what: str, value: object) -> TypeError:
-    return TypeError(f"expected {what}, got {describe(value)}")
+    return ExpectedTypeError(what, value)
 
 
 # ---- unknown keys ----------------------------------------------------------------------------
@@ -112,6 +136,55 @@ class UnknownKeyError(ValueError):
 class MissingKeyError(ValueError):
     def __init__(self) -> None:
         super().__init__("required key is missing")
+
+
+class KeyNotNumberError(ValueError):
+    """A table keyed by numbers (BFD ``auth.keys``) has another key; the key is in the
+    path already, and is not the secret."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f'key "{key}" is not a number')
+
+
+# Messages that never hold the value at that key: kept as they are in a secret field.
+_VALUE_FREE = (UnknownKeyError, MissingKeyError, KeyNotNumberError)
+SECRET_HIDDEN = "invalid value (a secret: not shown)"
+
+
+# As speaker.show's redaction: repr=False, or a field named like a secret.
+_SECRET_NAMES = frozenset({"password", "keys", "secret", "secrets"})
+
+
+def is_secret(field: attrs.Attribute[Any]) -> bool:
+    """Whether the field holds a secret: its value is never in a message."""
+    return field.repr is False or field.alias in _SECRET_NAMES
+
+
+_USERINFO = re.compile(r"(?<=//)[^/?#@\s\"]+@")
+
+
+def _scrub(text: str) -> str:
+    """``scheme://user:password@host`` in a message -> ``scheme://<redacted>@host``."""
+    return _USERINFO.sub("<redacted>@", text)
+
+
+def _redact(exc: Exception) -> Exception:
+    """``exc`` (a leaf or cattrs' group, with its notes) re-made so that no message
+    holds a value: a wrong type names the type only; anything else but the value-free
+    messages becomes :data:`SECRET_HIDDEN`."""
+    out: Exception
+    if isinstance(exc, BaseValidationError):
+        out = exc.derive([_redact(sub) for sub in exc.exceptions])
+    elif isinstance(exc, ExpectedTypeError):
+        out = exc.redacted()
+    elif isinstance(exc, _VALUE_FREE):
+        out = exc
+    else:
+        out = ValueError(SECRET_HIDDEN)
+    if out is not exc:
+        for note in getattr(exc, "__notes__", ()):
+            out.add_note(note)
+    return out
 
 
 def suggest(key: str, known: list[str]) -> str | None:
@@ -249,7 +322,7 @@ def make_config_converter() -> TomllibConverter:
             try:
                 if key_type is int:  # TOML keys are strings: { "1" = "secret" }
                     if not key.isdigit():
-                        raise ValueError(f'key "{key}" is not a number')
+                        raise KeyNotNumberError(key)
                     out[int(key)] = conv.structure(item, value_type)
                 else:
                     out[key] = conv.structure(item, value_type)
@@ -296,6 +369,8 @@ def _attrs_hook(conv: TomllibConverter, cls: type) -> Callable[[Any, Any], Any]:
                 if field.validator is not None and field.converter is None:
                     field.validator(None, field, item)
             except Exception as exc:
+                if is_secret(field):  # no value in any message
+                    exc = _redact(exc)
                 errors.append(_note_key(exc, field.alias, field.type))
                 continue
             kwargs[field.alias] = item
@@ -353,7 +428,7 @@ def flatten(exc: BaseException, path: str) -> list[ConfigIssue]:
             step = _step_of(sub)
             out += flatten(sub, path if step is None else _join(path, step))
         return out
-    return [ConfigIssue(path, _message(exc))]
+    return [ConfigIssue(path, _scrub(_message(exc)))]
 
 
 # ---- sections -------------------------------------------------------------------------------
@@ -502,7 +577,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
             [ConfigIssue("", f"cannot read the file: {exc.strerror or exc}")]
         ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue("", f"not UTF-8 text: {exc}")]) from None
+        # Not str(exc): it shows the byte, which may be part of an inline password.
+        raise ConfigError([ConfigIssue("", f"not UTF-8 text (at byte {exc.start})")]) from None
     return loads_config(text, base_dir=file.parent.resolve(), source=file)
 
 

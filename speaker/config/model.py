@@ -548,7 +548,7 @@ class Config:
 
     ``router_id`` is ``[speaker] router_id`` or else the first IPv4 ``source_address``
     among the peers that apply to this node (file order, so stable); ``None`` means the
-    runtime derives it from the local address of the first session.
+    runtime derives it from the host's addresses (:mod:`speaker.routerid`).
     """
 
     speaker: SpeakerSettings = attrs.field(factory=SpeakerSettings)

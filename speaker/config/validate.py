@@ -285,9 +285,11 @@ class _Checker:
             where = f"{path}.password_file"
             try:
                 password = self.read_text(file).rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                self.error(where, f"cannot read {file}: {reason}")
+            except UnicodeDecodeError as exc:  # its str() shows a byte of the secret
+                self.error(where, f"cannot read {file}: not UTF-8 text (at byte {exc.start})")
+                return None
+            except OSError as exc:
+                self.error(where, f"cannot read {file}: {exc.strerror or exc}")
                 return None
         if password is not None:
             if not password:
