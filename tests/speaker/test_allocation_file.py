@@ -33,6 +33,11 @@ my_asn = 64513      # ours
 node_name = "n"
 state_file = "state.json"
 
+[[peers]]
+name = "tor"
+peer_address = "198.18.1.1"
+peer_asn = 64512
+
 [[pools]]
 name = "vips"
 addresses = ["198.18.0.0/29"]   # eight addresses
