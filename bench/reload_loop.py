@@ -63,7 +63,7 @@ def config_text(state_file: Path, services: int) -> str:
     # of the announce_all pool 198.19.0.0/16 (65,536 /32s).
     lines = [
         '[speaker]\nmy_asn = 64513\nrouter_id = "10.0.0.1"\nnode_name = "n1"\n'
-        f'state_file = "{state_file}"\n\n',
+        f'state_file = "{state_file}"\nallocation = "node-local"\n\n',
         peers,
         '[[pools]]\nname = "svc"\naddresses = ["198.18.0.0/17"]\n\n',
         '[[pools]]\nname = "all"\naddresses = ["198.19.0.0/16"]\nannounce_all = true\n\n',

@@ -1,5 +1,11 @@
 """Service addresses taken from pools, stable across restarts.
 
+Two uses. ``speaker allocate`` (:mod:`speaker.allocation_file`) runs :func:`allocate`
+on the configuration file itself, with no state, and writes the addresses into the
+file: every node reading that file agrees. With ``[speaker] allocation =
+"node-local"`` each node runs it alone with its state file, as described below
+(several nodes may then disagree; kept for single-node set-ups and migration).
+
 A service with ``pool`` and no ``address`` gets the lowest free address of its pool
 (the pool must have ``auto_assign``).  Assignments are kept in the state file so
 that a restart, or a new service added to the pool, never moves an existing one:
@@ -267,6 +273,8 @@ def _write_atomically(path: Path, text: str) -> None:
 def assign_addresses(config: Config, state_file: Path | None = None) -> dict[str, IPAddress]:
     """Read the state file, allocate, and write it back if anything changed.
 
+    Only with ``[speaker] allocation = "node-local"``; otherwise every pool service
+    has its address in the file (``speaker allocate``) and this returns ``{}``.
     ``state_file`` defaults to ``[speaker] state_file``.
 
     Raises:
@@ -280,6 +288,16 @@ def assign_addresses_steps(
     config: Config, state_file: Path | None = None
 ) -> Steps[dict[str, IPAddress]]:
     """:func:`assign_addresses` in slices (for :func:`speaker.slices.run_in_slices`)."""
+    if config.speaker.allocation != "node-local":
+        # Addresses come from the file (``speaker allocate``): nodes never allocate,
+        # and the state file's addresses are neither read nor rewritten.
+        missing = [s.name for s in config.services if s.address is None]
+        if missing:
+            raise AllocationError(
+                f'service "{missing[0]}" has no address (run `speaker allocate`, or set'
+                ' [speaker] allocation = "node-local")'
+            )
+        return {}
     path = state_file or config.speaker.state_file
     previous = yield from read_state_steps(path)
     addresses = yield from allocate_steps(config.pools, config.services, previous)

@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     _add_import_metallb(commands)
+    _add_allocate(commands)
     from speaker import install
 
     install.add_parser(commands)
@@ -144,6 +145,39 @@ def _import_metallb(args: argparse.Namespace) -> int:
 
 
 # ---- end of import-metallb ------------------------------------------------------------------
+
+
+# ---- allocate (speaker/allocation_file.py) -------------------------------------------------
+
+
+def _add_allocate(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    alloc = commands.add_parser(
+        "allocate",
+        help="write an address into the file for every pool service that has none",
+        description="Give every [[services]] entry with a pool and no address the lowest free"
+        " address of its pool, written into the file (address = ... after its pool, comments"
+        " and layout kept), so that every node reading the file agrees. Existing addresses"
+        " never move. Exit 0 (written, or nothing to do) or 2. See docs/configuration.md.",
+    )
+    alloc.add_argument("-c", "--config", required=True, metavar="FILE", help="the TOML file")
+    alloc.add_argument(
+        "--dry-run", action="store_true", help="print the change as a diff, write nothing"
+    )
+    alloc.add_argument(
+        "--adopt-state",
+        metavar="STATE",
+        help='first take the addresses of a node\'s state file (allocation = "node-local"),'
+        " refusing any that contradicts the file",
+    )
+
+
+def _allocate(args: argparse.Namespace) -> int:
+    from speaker import allocation_file
+
+    return allocation_file.main(args.config, dry_run=args.dry_run, adopt_state=args.adopt_state)
+
+
+# ---- end of allocate ------------------------------------------------------------------------
 
 
 def _line(file: str, issue: ConfigIssue) -> str:
@@ -331,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
         return daemon.run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":
         return _import_metallb(args)
+    if args.command == "allocate":
+        return _allocate(args)
     if args.command == "install-systemd":
         from speaker import install
 

@@ -28,6 +28,7 @@ from speaker.config.durations import format_duration
 from speaker.config.selectors import LabelSelector, frozen_map, selects
 
 __all__ = [
+    "ALLOCATION_MODES",
     "DEFAULT_STATE_FILE",
     "AddressRange",
     "Advertisement",
@@ -235,6 +236,17 @@ class Community:
         return self.text
 
 
+ALLOCATION_MODES = ("config", "node-local")
+
+
+def _allocation_mode(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
+    if value not in ALLOCATION_MODES:
+        raise ValueError(
+            f'"{value}" is not an allocation mode (use "config": addresses written into this'
+            ' file by speaker allocate, or "node-local")'
+        )
+
+
 # ---- the TOML tables ----------------------------------------------------------------------
 
 
@@ -254,6 +266,10 @@ class SpeakerSettings:
         validator=duration_range(timedelta(0), timedelta(minutes=10)),
     )
     state_file: Path = DEFAULT_STATE_FILE
+    #: Where pool services get their address: ``"config"``, written into the file by
+    #: ``speaker allocate`` (the same on every node), or ``"node-local"``, each node
+    #: alone with its state file (unsafe with more than one node).
+    allocation: str = attrs.field(default="config", validator=_allocation_mode)
 
 
 def _file_mode(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:

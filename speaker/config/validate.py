@@ -486,6 +486,21 @@ class _Checker:
                     f"pool {_q(pool.name)} has auto_assign = false; give the service an address",
                 )
                 continue
+            elif (
+                pool is not None
+                and self.speaker.allocation != "node-local"
+                and "speaker" not in self.draft.broken
+            ):
+                # Each node allocating alone gives one service different addresses on
+                # different nodes (see speaker/allocation_file.py): the file decides.
+                self.error(
+                    f"{path}.address",
+                    f"missing: service {_q(service.name)} takes its address from pool"
+                    f" {_q(pool.name)}, and every node must give it the same one; run"
+                    " `speaker allocate -c FILE` to write it into this file (or set"
+                    ' allocation = "node-local" in [speaker]: each node allocates alone,'
+                    " unsafe with more than one node)",
+                )
             health = service.health
             if health is not None and health.timeout > health.interval:
                 self.warn(

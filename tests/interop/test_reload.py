@@ -62,7 +62,10 @@ address = "198.19.0.12"
 
     # Removing a service withdraws just that route, still without a reset.
     speaker.reload(
-        new.replace('name = "db"\naddress = "198.19.0.12"', 'name = "db"\npool = "vips"')
+        new.replace(
+            'name = "db"\naddress = "198.19.0.12"',
+            'name = "db"\npool = "vips"\naddress = "198.19.0.13"',
+        )
     )
     time.sleep(1.0)
     assert gobgp.resets(spk_addr) == resets

@@ -219,6 +219,7 @@ CONFIG = """
 my_asn = 64512
 node_name = "lb-1"
 state_file = "state.json"
+allocation = "node-local"
 
 [[pools]]
 name = "web"

@@ -28,6 +28,7 @@ CONFIG = """
 [speaker]
 my_asn = 64512
 node_name = "lb-1"
+allocation = "node-local"
 
 [[peers]]
 name = "ibgp"

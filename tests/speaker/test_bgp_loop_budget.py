@@ -152,6 +152,7 @@ async def test_derive_of_10000_services_in_short_steps(tmp_path: Path) -> None:
     )
     config = loads_config(
         f'[speaker]\nmy_asn = 64513\nnode_name = "n"\nstate_file = "{tmp_path}/state.json"\n'
+        'allocation = "node-local"\n'
         '[[peers]]\nname = "p"\npeer_address = "198.18.0.2"\npeer_asn = 64512\n'
         'source_address = "198.18.0.1"\n'
         '[[pools]]\nname = "big"\naddresses = ["198.19.0.0/16"]\n'

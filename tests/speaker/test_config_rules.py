@@ -119,13 +119,15 @@ def test_duplicate_names(section: str) -> None:
         "peers": peer(name="x"),
         "pools": table("pools", name="x", addresses=["198.51.100.0/30"]),
         "advertisements": table("advertisements", name="x"),
-        "services": table("services", name="x", pool="web"),
+        "services": table("services", name="x", pool="web", address="203.0.113.1"),
     }
     second = items[section]
     if section == "peers":
         second = peer(name="x", peer_address="192.0.2.2")
     if section == "pools":
         second = table("pools", name="x", addresses=["198.51.100.4/30"])
+    if section == "services":
+        second = table("services", name="x", pool="web", address="203.0.113.2")
     assert issues(POOL, items[section], second) == [
         f'{section}[1].name: duplicate name "x" (also {section}[0])'
         if section != "pools"
@@ -466,10 +468,39 @@ def test_service_pool_without_auto_assign() -> None:
 def test_pool_too_small_for_its_services() -> None:
     pool = table("pools", name="web", addresses=["203.0.113.0/31"])
     services = "".join(table("services", name=f"s{i}", pool="web") for i in range(3))
-    assert issues(pool, services) == [
+    assert issues(NODE_LOCAL, pool, services) == [
         'services[2].pool: pool "web" is full: its 2 addresses are all taken by the services'
         " before this one"
     ]
+
+
+NODE_LOCAL = 'allocation = "node-local"\n'
+
+
+def test_a_pool_service_needs_an_address_in_the_file() -> None:
+    services = table("services", name="www", pool="web") + table(
+        "services", name="api", pool="web", address="203.0.113.3"
+    )
+    assert issues(POOL, services) == [
+        'services[0].address: missing: service "www" takes its address from pool "web", and'
+        " every node must give it the same one; run `speaker allocate -c FILE` to write it"
+        ' into this file (or set allocation = "node-local" in [speaker]: each node allocates'
+        " alone, unsafe with more than one node)"
+    ]
+    assert loads_config(SPEAKER + NODE_LOCAL + POOL + services).speaker.allocation == "node-local"
+
+
+def test_allocation_mode_is_config_or_node_local() -> None:
+    assert loads_config(SPEAKER).speaker.allocation == "config"
+    assert issues('allocation = "cluster"\n') == [
+        'speaker.allocation: "cluster" is not an allocation mode (use "config": addresses'
+        ' written into this file by speaker allocate, or "node-local")'
+    ]
+
+
+def test_a_broken_speaker_table_does_not_also_blame_the_services() -> None:
+    found = issues('hold_down = "soon"\n', POOL, table("services", name="www", pool="web"))
+    assert len(found) == 1 and found[0].startswith("speaker.hold_down: "), found
 
 
 def test_two_services_one_address() -> None:
@@ -487,7 +518,7 @@ def test_health_check_needs_exactly_one_probe() -> None:
 
 def test_health_check_timeout_above_interval_is_a_warning() -> None:
     text = POOL + (
-        '[[services]]\nname = "www"\npool = "web"\n'
+        '[[services]]\nname = "www"\npool = "web"\naddress = "203.0.113.1"\n'
         'health = { tcp = "127.0.0.1:80", interval = "500ms", timeout = "1s" }\n'
     )
     assert warnings(text) == [

@@ -44,6 +44,7 @@ my_asn = 64513
 router_id = "10.0.0.1"
 node_name = "n1"
 state_file = "state.json"
+allocation = "node-local"
 
 [control]
 socket = "speaker.sock"

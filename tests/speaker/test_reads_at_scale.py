@@ -59,6 +59,7 @@ my_asn = 64513
 router_id = "10.0.0.1"
 node_name = "n1"
 state_file = "{tmp_path / "state.json"}"
+allocation = "node-local"
 [[bfd_profiles]]
 name = "fast"
 transmit_interval = 50

@@ -70,6 +70,7 @@ my_asn = 64513
 router_id = "10.0.0.1"
 node_name = "n1"
 state_file = "{tmp_path / "state.json"}"
+allocation = "node-local"  # these tests reload pool services the node allocates
 
 [control]
 socket = "{tmp_path / "speaker.sock"}"
