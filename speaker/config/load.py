@@ -23,7 +23,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from cattrs.errors import (
 from cattrs.preconf.tomllib import TomllibConverter, make_converter
 
 from speaker.bfd.profile import BfdProfile
+from speaker.config.describe import describe
 from speaker.config.durations import parse_duration
 from speaker.config.model import (
     AddressRange,
@@ -70,28 +71,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(issue) for issue in self.errors)
-
-
-# ---- type names for messages --------------------------------------------------------------
-
-
-def describe(value: object) -> str:
-    """``"a string ("x")"``, ``"an integer (5)"``: what the file holds, in TOML's words."""
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int):
-        return f"an integer ({value})"
-    if isinstance(value, float):
-        return f"a float ({value})"
-    if isinstance(value, str):
-        return f'a string ("{value}")'
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime | date | time):
-        return f"a date/time ({value})"
-    return type(value).__name__
 
 
 def _expect(what: str, value: object) -> TypeError:
