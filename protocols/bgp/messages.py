@@ -147,6 +147,11 @@ class NotificationMessage:
             data = encode_shutdown_message(message)
         return cls(code=NotifCode.CEASE, subcode=subcode, data=data)
 
+    @classmethod
+    def from_error(cls, error: RemoteProtocolError) -> NotificationMessage:
+        """The NOTIFICATION to send to the peer for ``error`` (RFC 4271 §6)."""
+        return cls(code=error.code, subcode=error.subcode, data=error.data)
+
     @property
     def shutdown_message(self) -> str | None:
         """RFC 9003 text carried by a Cease 2/4, or None if absent or malformed."""
