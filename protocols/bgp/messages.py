@@ -260,11 +260,6 @@ def decode_message(data: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Message:
     return msg.update if isinstance(msg, DecodedUpdate) else msg
 
 
-def encode(msg: Message, ctx: CodecContext = DEFAULT_CONTEXT) -> bytes:
-    """Encode any message (header included)."""
-    return msg.encode(ctx)
-
-
 class MessageReader:
     """Accumulates TCP bytes and yields complete messages (RFC 4271 §4.1 framing).
 
@@ -277,10 +272,6 @@ class MessageReader:
 
     def feed(self, data: bytes) -> None:
         self._buf += data
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
 
     def next_raw(self, ctx: CodecContext) -> bytes | None:
         """The next complete raw message, or None if more data is needed."""

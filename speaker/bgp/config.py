@@ -105,18 +105,6 @@ class RouteAttributes:
             if value is not None and not 0 <= value <= 0xFFFFFFFF:
                 raise BgpConfigError(f"{name} out of range: {value}")
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"origin": self.origin.name.lower()}
-        if self.med is not None:
-            out["med"] = self.med
-        if self.local_pref is not None:
-            out["local_pref"] = self.local_pref
-        if self.communities:
-            out["communities"] = [f"{c >> 16}:{c & 0xFFFF}" for c in self.communities]
-        if self.large_communities:
-            out["large_communities"] = [str(c) for c in self.large_communities]
-        return out
-
 
 DEFAULT_ATTRIBUTES = RouteAttributes()
 

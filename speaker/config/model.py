@@ -587,9 +587,6 @@ class Config:
         """The services taking or holding an address in ``pool``, in file order."""
         return self._services_by_pool.get(pool, ())
 
-    def pool_of(self, address: IPAddress) -> Pool | None:
-        return next((p for p in self.pools if address in p), None)
-
     @property
     def node_name(self) -> str:
         return self.speaker.node_name
