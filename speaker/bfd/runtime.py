@@ -46,6 +46,7 @@ from protocols.bfd import (
     StateChanged,
     TimersChanged,
 )
+from speaker.addresses import IPAddress
 from speaker.bfd import net
 from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel_forwards
 from speaker.bfd.profile import BfdProfile
@@ -56,7 +57,6 @@ __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
 
 log = logging.getLogger("speaker.bfd")
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SUBSCRIBER_BUFFER = 64
 
 

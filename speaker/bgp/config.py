@@ -25,6 +25,7 @@ from protocols.bgp import (
     parse_community,
     parse_large_community,
 )
+from speaker.addresses import IPAddress
 
 if TYPE_CHECKING:
     from speaker.bgp.listener import BgpListener
@@ -40,7 +41,6 @@ __all__ = [
     "prefix_range",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Family = tuple[int, int]
 
 

@@ -23,6 +23,7 @@ import attrs
 
 from protocols.bgp import LargeCommunity, parse_community
 from protocols.bgp.errors import LocalProtocolError
+from speaker.addresses import IPAddress, IPNetwork
 from speaker.bfd.profile import BfdProfile
 from speaker.config.durations import format_duration
 from speaker.config.selectors import LabelSelector, frozen_map, selects
@@ -45,9 +46,6 @@ __all__ = [
     "Service",
     "SpeakerSettings",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_STATE_FILE = Path("/var/lib/speaker/state.json")
 DEFAULT_CONTROL_SOCKET = Path("/run/speaker/speaker.sock")

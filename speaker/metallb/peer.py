@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from speaker.addresses import IPAddress
 from speaker.config.describe import YAML, describe, show
 from speaker.config.selectors import LabelSelector
 from speaker.metallb.emit import Table, selector_value
@@ -59,7 +60,7 @@ class Peer:
     manifest: Manifest
     my_asn: int | None
     router_id: str | None
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+    address: IPAddress | None
     bfd_profile: str | None
     multihop: bool
 
@@ -74,7 +75,7 @@ class _Read:
     my_asn: int | None = None
     peer_asn: int | None = None
     dynamic: str | None = None
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    address: IPAddress | None = None
     source: str | None = None
     port: int | None = None
     hold: Duration | None = None
