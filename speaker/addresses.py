@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["IPAddress", "IPNetwork"]
+__all__ = ["IPAddress", "IPNetwork", "network_key"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def network_key(net: IPNetwork) -> tuple[int, int, int]:
+    """The order routes are kept and sent in: IPv4 first, then by address, then
+    shorter prefixes first (ipaddress cannot compare an IPv4 and an IPv6 network)."""
+    return (net.version, int(net.network_address), net.prefixlen)

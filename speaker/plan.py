@@ -18,7 +18,6 @@ import attrs
 from protocols.bgp import Prefix
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.allocate import assign_addresses_steps
-from speaker.announce import RouteAttributes as WantedAttributes
 from speaker.announce import RouteTable
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.bgp.rib import LayeredRoutes
@@ -109,10 +108,9 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
 
 class RouteFunction:
     """The routes of every peer of this node for one config, as the BGP sessions take
-    them, kept up to date by difference (:class:`speaker.announce.RouteTable`; each
-    distinct attribute set converted once)."""
+    them, kept up to date by difference (:class:`speaker.announce.RouteTable`)."""
 
-    def __init__(self, table: RouteTable[RouteAttributes]) -> None:
+    def __init__(self, table: RouteTable) -> None:
         self.table = table
 
     @classmethod
@@ -125,9 +123,7 @@ class RouteFunction:
         withdrawn: Collection[str] = frozenset(),
     ) -> Steps[RouteFunction]:
         """In slices (:mod:`speaker.slices`), with ``healthy``/``withdrawn`` applied."""
-        table = yield from RouteTable.build(
-            config, addresses, _convert, healthy=healthy, withdrawn=withdrawn
-        )
+        table = yield from RouteTable.build(config, addresses, healthy=healthy, withdrawn=withdrawn)
         return cls(table)
 
     def snapshot(self, peer: str) -> LayeredRoutes:
@@ -148,14 +144,6 @@ class RouteFunction:
     ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
         """One service announced or not now: costs that service's routes."""
         return self.table.set_service(service, announced)
-
-
-def _convert(wanted: WantedAttributes) -> RouteAttributes:
-    return RouteAttributes(
-        communities=tuple(wanted.communities),
-        large_communities=tuple(wanted.large_communities),
-        local_pref=wanted.local_pref,
-    )
 
 
 def health_specs(config: Config) -> dict[str, HealthSpec]:

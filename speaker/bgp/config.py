@@ -105,6 +105,19 @@ class RouteAttributes:
             if value is not None and not 0 <= value <= 0xFFFFFFFF:
                 raise BgpConfigError(f"{name} out of range: {value}")
 
+    def merge(self, other: RouteAttributes) -> RouteAttributes:
+        """Two advertisements giving one prefix: the union of their communities, the
+        first ``local_pref`` that is set (validation rejects conflicting ones); origin
+        and MED are this one's."""
+        if other == self:
+            return self
+        return attrs.evolve(
+            self,
+            communities=self.communities + other.communities,
+            large_communities=self.large_communities + other.large_communities,
+            local_pref=self.local_pref if self.local_pref is not None else other.local_pref,
+        )
+
 
 DEFAULT_ATTRIBUTES = RouteAttributes()
 
