@@ -65,6 +65,7 @@ from protocols.bgp import (
     resolve_collision,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from speaker.addresses import network_key
 from speaker.bgp import net
 from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
 from speaker.bgp.listener import BgpListener
@@ -734,7 +735,7 @@ class BgpSession:
         assert hops is not None and self.negotiated is not None
         out: list[UpdateMessage] = []
         if batch.withdraw:
-            out += pack_withdrawals(sorted(batch.withdraw, key=_sort_key), ctx)
+            out += pack_withdrawals(sorted(batch.withdraw, key=network_key), ctx)
         for attributes, prefixes in batch.announce.items():
             path = self._attr_cache.get(attributes)
             if path is None:
@@ -747,7 +748,7 @@ class BgpSession:
                 self._attr_cache[attributes] = path
             out += pack_announcements(
                 path,
-                sorted(prefixes, key=_sort_key),
+                sorted(prefixes, key=network_key),
                 ctx,
                 ipv6_next_hop=hops.ipv6,
                 ipv6_link_local_next_hop=hops.ipv6_link_local,
@@ -1184,10 +1185,6 @@ class BgpSession:
             if scope.cancel_called:
                 return subcode, message
         return CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, None
-
-
-def _sort_key(prefix: Prefix) -> tuple[int, int, int]:
-    return (prefix.version, int(prefix.network_address), prefix.prefixlen)
 
 
 def _next_hops_record(hops: net.NextHops | None) -> dict[str, str | None]:
