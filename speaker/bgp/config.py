@@ -242,6 +242,11 @@ class BgpPeerConfig:
         return attrs.evolve(self, families=ordered)
 
     def session_config(self) -> SessionConfig:
+        """The core's configuration. A copy with renames on purpose: ``protocols/``
+        imports nothing from ``speaker`` (sans-IO, a test checks), so its
+        :class:`~protocols.bgp.SessionConfig` has its own fields and names (RFC 4271's
+        ConnectRetryTime); what only the runtime uses (addresses, sockets, TTLs,
+        passwords) stays here."""
         families = self.families or (
             (IPV4_UNICAST,) if self.peer_address.version == 4 else (IPV6_UNICAST,)
         )

@@ -495,6 +495,32 @@ class Peer:
     connect_retry_max: timedelta = timedelta(seconds=60)
     node_selectors: tuple[LabelSelector, ...] = ()
 
+    @classmethod
+    def resolved(
+        cls,
+        spec: PeerSpec,
+        *,
+        my_asn: int,
+        bfd_profile: BfdProfile | None,
+        hold_time: timedelta,
+        keepalive_time: timedelta,
+        password: str | None,
+        password_file: Path | None,
+    ) -> Peer:
+        """``spec`` with what validation resolved: a Peer has a PeerSpec's fields (a
+        test checks), so the others are taken from it by name."""
+        return cls(
+            **{
+                **attrs.asdict(spec, recurse=False),
+                "my_asn": my_asn,
+                "bfd_profile": bfd_profile,
+                "hold_time": hold_time,
+                "keepalive_time": keepalive_time,
+                "password": password,
+                "password_file": password_file,
+            }
+        )
+
     @property
     def internal(self) -> bool:
         """iBGP: LOCAL_PREF is only sent to these (RFC 4271 §5.1.5)."""
