@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from lab.frr import FRR, bfd_peer_block, bfdd_config
+from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
 from lab.gobgp import GoBGP, neighbor_toml
 from lab.netns import Host
 
@@ -128,3 +128,39 @@ def start_router(
                                tx=bfd_ms, rx=bfd_ms, mult=mult)  # fmt: skip
         bfd = FRR(router, bfdd=bfdd_config([block]), name="rtrbfd").start()
     return gobgp, bfd
+
+
+class FrrRouter:
+    """The router as operators configure FRR: bgpd with ``neighbor S bfd`` (BFD coupled
+    to BGP, bfdd creating the session when bgpd asks), connecting to the speaker as
+    well as accepting it, zebra installing what it learns. Offers what the benchmarks
+    read from :class:`lab.gobgp.GoBGP`: the routes held and the resets seen."""
+
+    def __init__(self, frr: FRR, speaker_address: str) -> None:
+        self.frr = frr
+        self.speaker_address = speaker_address
+
+    def rib_count(self, family: str = "ipv4") -> int:
+        """Prefixes received from the speaker in ``family``."""
+        summary = self.frr.vtysh_json("bgpd", f"show bgp {family} unicast summary json")
+        peer = summary.get("peers", {}).get(self.speaker_address, {})
+        return int(peer.get("pfxRcd", 0))
+
+    def resets(self, address: str) -> tuple[int, int]:
+        """(sessions dropped, OPENs received) for the neighbor, as GoBGP's ``resets``."""
+        n = self.frr.bgp_neighbor(address)
+        opens = n.get("messageStats", {}).get("opensRecv", 0)
+        return int(n.get("connectionsDropped", 0)), int(opens)
+
+
+def start_field_router(
+    router: Host, speaker: Host, *, bfd_ms: int, mult: int = 3
+) -> tuple[FrrRouter, FRR]:
+    """FRR 8.4 on ``router`` as a ToR is configured: ``neighbor S remote-as ...``,
+    ``neighbor S bfd``, ``neighbor S bfd profile bench`` (``bfd_ms``/``mult``)."""
+    r_addr, s_addr = str(router.addr4(speaker.name)), str(speaker.addr4(router.name))
+    bgpd = bgpd_config(
+        ROUTER_AS, r_addr, frr_neighbor_lines(s_addr, bfd=True, remote_as=SPEAKER_AS)
+    )
+    frr = FRR(router, bfdd=frr_bfd_profile(bfd_ms, mult), bgpd=bgpd, name="rtr").start()
+    return FrrRouter(frr, s_addr), frr

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 need_apt=()
 for pair in gobgpd:gobgpd gobgp:gobgpd /usr/lib/frr/bfdd:frr vtysh:frr bird:bird2 \
             birdc:bird2 tshark:tshark dumpcap:tshark nft:nftables tc:iproute2 ip:iproute2 \
-            stress-ng:stress-ng ps:procps ping:iputils-ping iptables:iptables systemd-analyze:systemd; do
+            stress-ng:stress-ng ps:procps ping:iputils-ping iptables:iptables systemd-analyze:systemd \
+            promtool:prometheus; do
     cmd=${pair%%:*} pkg=${pair##*:}
     if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "$cmd" ]; then need_apt+=("$pkg"); fi
 done

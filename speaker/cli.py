@@ -9,23 +9,18 @@ the host does not have a warning; ``--host-checks warn`` makes them all warnings
 ``off`` skips them (checking a file on another machine).
 
 ``speaker run -c FILE`` validates the same way (refusing to start on an invalid
-file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0).
+file, exit 2), then runs the speaker until SIGTERM/SIGINT (exit 0): the process root
+is speaker/daemon.py; this module only parses the arguments.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from speaker import __version__
 from speaker.config import ConfigError, ConfigIssue, load_config
-
-if TYPE_CHECKING:
-    from speaker.app import Speaker
-    from speaker.looplag import LoopMonitor
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -146,6 +141,9 @@ def check(file: str, host_checks: str = "on") -> int:
         f"ok: {n(len(config.peers), 'peer')}, {n(len(config.pools), 'pool')},"
         f" {n(len(config.services), 'service')}"
     )
+    from speaker.routerid import choose_router_id
+
+    print(f"router ID: {choose_router_id(config)}")
     return EXIT_OK
 
 
@@ -159,155 +157,10 @@ def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) 
     return EXIT_CONFIG
 
 
-def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> int:
-    """``speaker run``: returns the exit status."""
-    import trio
-
-    from speaker import gcpause
-    from speaker.allocate import AllocationError, StateFileError
-    from speaker.app import Speaker
-    from speaker.log import setup_logging
-    from speaker.plan import derive
-
-    try:
-        config = load_config(file)
-    except ConfigError as exc:
-        for issue in exc.errors:
-            print(_line(file, issue), file=sys.stderr)
-        print(f"{file}: invalid configuration, not starting", file=sys.stderr)
-        return EXIT_CONFIG
-    setup_logging(log_format, log_level)
-    # Once, for the process: a reload's worker thread gives the GIL back to the loop
-    # within this interval (see speaker.app.GIL_SWITCH_INTERVAL).
-    from speaker.app import GIL_SWITCH_INTERVAL
-
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
-    log = logging.getLogger("speaker")
-    for issue in config.warnings:
-        log.warning("config: %s", issue)
-    try:
-        speaker = Speaker(derive(config), config_path=file)
-    except (AllocationError, StateFileError, OSError) as exc:
-        print(f"{file}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    # What start-up built (config, route table: ~46 MiB at 65,536 routes) lives until a
-    # reload replaces it: move it out of the collector's reach, so a full collection,
-    # which holds the loop for its whole length, scans only what came after
-    # (speaker.reload.collections_deferred does the same for each reload).
-    gcpause.freeze()
-
-    # Imported before the loop starts, not lazily inside a task: importing
-    # prometheus-client and the control server is one 20-30 ms step.
-    from speaker import control, metrics, sdnotify  # noqa: F401
-    from speaker.looplag import LoopMonitor
-
-    async def main_task() -> None:
-        with LoopMonitor().installed() as monitor:  # the loop's lag: status, metrics, log
-            await _serve(speaker, monitor)
-
-    try:
-        trio.run(main_task)
-    except _StartupError as exc:
-        print(f"{file}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    log.info("speaker stopped")
-    return EXIT_OK
-
-
 # ---- operating a running speaker: control socket, metrics, systemd ---------------------
 
 OPERATION_COMMANDS = ("show", "clear", "reload", "announce", "withdraw", "clear-override")
 EXIT_ERROR = 1
-
-
-class _StartupError(Exception):
-    """The control socket or the metrics port could not be opened."""
-
-
-async def _serve(speaker: Speaker, monitor: LoopMonitor | None = None) -> None:
-    """The speaker plus its control socket, metrics endpoint and systemd notifications;
-    both sockets are bound before the speaker starts (so READY=1 means all is up)."""
-    import functools
-
-    import trio
-
-    from speaker.config.model import DEFAULT_CONTROL_SOCKET, DEFAULT_METRICS_ADDRESS
-    from speaker.control import ControlServer
-    from speaker.metrics import serve_metrics
-
-    config = speaker.config
-    log = logging.getLogger("speaker")
-
-    def busy_default(exc: OSError, value: object, default: object) -> bool:
-        """Another speaker holds a *default* socket (e.g. one per network namespace on
-        one host): run without it rather than not at all. A configured one is fatal."""
-        if exc.errno != errno.EADDRINUSE or value != default:
-            return False
-        log.error("%s is in use by another process: running without it (set another in"
-                  " the configuration)", value)  # fmt: skip
-        return True
-
-    failure: list[str] = []
-    async with trio.open_nursery() as nursery:
-        if monitor is not None:
-            nursery.start_soon(monitor.run)
-
-        async def start(what: str, value: object, default: object, *args: Any) -> bool:
-            try:
-                await nursery.start(*args)
-            except OSError as exc:
-                if not busy_default(exc, value, default):
-                    failure.append(f"{what} {value}: {exc}")
-                    nursery.cancel_scope.cancel()
-                    return False
-            return True
-
-        control = ControlServer(
-            speaker, config.control.socket, config.control.mode_bits, monitor=monitor
-        )
-        started = await start(
-            "control socket", config.control.socket, DEFAULT_CONTROL_SOCKET, control.serve
-        )
-        if started and config.metrics.enabled:
-            host, port = config.metrics.host_port
-            started = await start(
-                "metrics address", config.metrics.address, DEFAULT_METRICS_ADDRESS,
-                functools.partial(serve_metrics, monitor=monitor), speaker, host, port,
-            )  # fmt: skip
-        if started:
-            nursery.start_soon(_run_speaker, speaker, nursery)
-    if failure:
-        raise _StartupError(failure[0])
-
-
-async def _run_speaker(speaker: Speaker, nursery: Any) -> None:
-    """The speaker, then systemd's READY=1, STOPPING=1 and watchdog around it; when
-    the speaker stops, everything else stops too."""
-    import trio
-
-    from speaker import sdnotify
-
-    async def stopping() -> None:
-        await speaker.shutting_down.wait()
-        sdnotify.notify("STOPPING=1")
-
-    try:
-        async with trio.open_nursery() as tasks:
-
-            async def run(*, task_status: trio.TaskStatus[Speaker]) -> None:
-                try:
-                    await speaker.run(task_status=task_status)
-                finally:
-                    tasks.cancel_scope.cancel()
-
-            tasks.start_soon(stopping)
-            await tasks.start(run)
-            sdnotify.notify(f"READY=1\nSTATUS=running: {len(speaker.peers)} peers")
-            interval = sdnotify.watchdog_interval()
-            if interval is not None:
-                tasks.start_soon(sdnotify.watchdog, interval)
-    finally:
-        nursery.cancel_scope.cancel()
 
 
 def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -479,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return check(args.config, args.host_checks)
     if args.command == "run":
-        return run(args.config, log_format=args.log_format, log_level=args.log_level)
+        from speaker import daemon  # the process root: imports all of the runtime
+
+        return daemon.run(args.config, log_format=args.log_format, log_level=args.log_level)
     if args.command == "import-metallb":
         return _import_metallb(args)
     if args.command in OPERATION_COMMANDS:

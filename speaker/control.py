@@ -449,6 +449,9 @@ async def config_view(speaker: Speaker) -> dict[str, Any]:
         await slicer.tick()
         addresses[service] = str(address)
     data["overrides"] = dict(speaker.overrides)
+    if speaker.derived.router_id is not None:  # the one the sessions use, and why
+        data["router_id"] = str(speaker.derived.router_id.address)
+        data["router_id_reason"] = speaker.derived.router_id.reason
     return data
 
 

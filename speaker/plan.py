@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import zlib
 from collections.abc import Collection, Mapping
 
 import attrs
@@ -25,6 +24,7 @@ from speaker.config import Config, IPAddress, Peer
 from speaker.health import HealthSpec
 from speaker.netlookup import interface_of, local_address_for
 from speaker.peer import BfdTarget, PeerPlan
+from speaker.routerid import RouterIdChoice, choose_router_id
 from speaker.slices import Steps, run_at_once, run_in_slices
 
 __all__ = [
@@ -36,14 +36,10 @@ log = logging.getLogger("speaker")
 
 
 def derive_router_id(config: Config) -> ipaddress.IPv4Address:
-    """``router_id`` from the config, else the first IPv4 source address (as the
-    config resolved it), else a stable hash of the node name (MetalLB does the same)."""
-    if config.router_id is not None:
-        return config.router_id
-    for peer in config.peers:
-        if isinstance(peer.source_address, ipaddress.IPv4Address):
-            return peer.source_address
-    return ipaddress.IPv4Address(zlib.crc32(config.speaker.node_name.encode()) or 1)
+    """The router ID by :func:`speaker.routerid.choose_router_id`'s rule: ``router_id``,
+    else the first IPv4 source address, else the host's highest (loopback) IPv4 address
+    as FRR picks it, else a CRC-32 of the node name."""
+    return choose_router_id(config).address
 
 
 def _families(config: Config, peer: Peer, addresses: Mapping[str, IPAddress]) -> tuple[int, ...]:
@@ -201,6 +197,8 @@ class Derived:
     health: Mapping[str, HealthSpec]
     services: tuple[str, ...]
     hold_down: float
+    #: The router ID every session uses, and why (``show config``).
+    router_id: RouterIdChoice | None = None
 
 
 def derive(
@@ -250,4 +248,5 @@ def derive_steps(
         health=health,
         services=tuple(s.name for s in config.services),
         hold_down=config.speaker.hold_down.total_seconds(),
+        router_id=choose_router_id(config),
     )

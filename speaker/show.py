@@ -765,7 +765,7 @@ def format_config(data: Mapping[str, Any]) -> str:
             lines.append(f"{k} = {scalar(v)}")
         lines.append("")
 
-    skip = {"warnings", "source", "router_id"}
+    skip = {"warnings", "source", "router_id", "router_id_reason"}
     for section, value in data.items():
         if section in skip:
             continue
@@ -775,5 +775,6 @@ def format_config(data: Mapping[str, Any]) -> str:
             for item in value:
                 table(f"[[{section}]]", item if isinstance(item, dict) else {"value": item})
     if data.get("router_id"):
-        lines.insert(0, f"# effective router_id: {data['router_id']}")
+        why = f" ({data['router_id_reason']})" if data.get("router_id_reason") else ""
+        lines.insert(0, f"# effective router_id: {data['router_id']}{why}")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def test_no_command_is_a_usage_error() -> None:
 def test_the_daemon_does_not_load_test_tooling() -> None:
     """trio.testing imports pytest; the runtime must not pull it (or hypothesis) in."""
     code = (
-        "import sys, speaker.cli, speaker.app, speaker.control, speaker.metrics, speaker.plan;"
+        "import sys, speaker.cli, speaker.daemon, speaker.app, speaker.control, speaker.metrics;"
         "bad = [m for m in ('pytest', 'hypothesis', 'trio.testing') if m in sys.modules];"
         "print(bad); sys.exit(1 if bad else 0)"
     )

@@ -123,6 +123,8 @@ class Session:
         self._remote_detect_mult = 0  # 0 until a packet has been accepted
         self._remote_min_echo_rx_us = 0
         self._remote_demand = False
+        # The C bit of the peer's last accepted packet (RFC 5880 §4.1); ours is always 0.
+        self._remote_cpi = False
         self._xmit_auth_seq = rng.getrandbits(32)
         self._rcv_auth_seq = 0
         self._auth_seq_known = False
@@ -272,6 +274,14 @@ class Session:
         return self._remote_demand
 
     @property
+    def remote_control_plane_independent(self) -> bool:
+        """The C bit of the peer's last accepted packet (RFC 5880 §4.1): True when its
+        BFD does not share fate with its control plane. False before any packet and
+        after a Detection Time without one. We always send C = 0: this implementation
+        runs in the speaker's process and shares its fate."""
+        return self._remote_cpi
+
+    @property
     def counters(self) -> SessionCounters:
         return SessionCounters(
             control_rx=self._control_rx,
@@ -352,6 +362,7 @@ class Session:
         self._remote_discr = packet.my_discriminator
         self._remote_state = packet.state
         self._remote_demand = packet.demand
+        self._remote_cpi = packet.control_plane_independent
         self._remote_min_rx_us = packet.required_min_rx_us
         self._remote_desired_tx_us = packet.desired_min_tx_us
         self._remote_detect_mult = packet.detect_mult
@@ -501,6 +512,7 @@ class Session:
         self._remote_min_rx_us = 1
         self._remote_min_echo_rx_us = 0
         self._remote_demand = False
+        self._remote_cpi = False
         self._apply(fsm.Input.DETECTION_TIMEOUT, now)
 
     # ------------------------------------------------------------------ state changes
@@ -749,6 +761,10 @@ class Session:
             diag=self._local_diag,
             poll=self._timers.polling and not final,
             final=final,
+            # RFC 5880 §4.1: C = 0, our BFD shares fate with the control plane (it
+            # runs in the speaker's process), so a router may keep our routes while
+            # we restart under graceful restart instead of treating it as a failure.
+            control_plane_independent=False,
             detect_mult=self._config.detect_mult,
             my_discriminator=self._local_discr,
             your_discriminator=self._remote_discr,

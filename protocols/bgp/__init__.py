@@ -3,6 +3,7 @@
 Layers, bottom up: :mod:`.constants` (wire numbers), :mod:`.nlri`,
 :mod:`.capabilities`, :mod:`.attributes`, :mod:`.update` (RFC 7606),
 :mod:`.messages` (framing), :mod:`.packing`, :mod:`.fsm`, :mod:`.negotiation`,
+:mod:`.graceful_restart` (RFC 4724, RFC 8538), :mod:`.graceful_shutdown` (RFC 8326),
 :mod:`.connection`.  Nothing here performs I/O or reads a clock.
 """
 
@@ -43,6 +44,7 @@ from .capabilities import (
     GracefulRestartFamily,
     LlgrFamily,
     LongLivedGracefulRestartCapability,
+    MalformedCapability,
     MultiprotocolCapability,
     RouteRefreshCapability,
     SoftwareVersionCapability,
@@ -103,6 +105,22 @@ from .events import (
     UpdateReceived,
 )
 from .fsm import FsmEvent, Initiator, State, resolve_collision
+from .graceful_restart import (
+    HARD_RESET_CEASE_SUBCODES,
+    GracefulRestartNegotiation,
+    graceful_restart_capability,
+    hard_reset,
+    hard_reset_cause,
+    is_hard_reset,
+    needs_hard_reset,
+    outgoing_notification,
+)
+from .graceful_shutdown import (
+    GRACEFUL_SHUTDOWN,
+    has_graceful_shutdown,
+    with_graceful_shutdown,
+    without_graceful_shutdown,
+)
 from .header import decode_header
 from .messages import (
     KeepaliveMessage,
@@ -132,6 +150,8 @@ from .update import (
 __all__ = [
     "AFI",
     "AS_TRANS",
+    "GRACEFUL_SHUTDOWN",
+    "HARD_RESET_CEASE_SUBCODES",
     "IPV4_UNICAST",
     "IPV6_UNICAST",
     "SAFI",
@@ -172,6 +192,7 @@ __all__ = [
     "FsmSubcode",
     "GracefulRestartCapability",
     "GracefulRestartFamily",
+    "GracefulRestartNegotiation",
     "HeaderSubcode",
     "Initiator",
     "KeepaliveMessage",
@@ -182,6 +203,7 @@ __all__ = [
     "LocalProtocolError",
     "LongLivedGracefulRestartCapability",
     "MalformedAttributeError",
+    "MalformedCapability",
     "Message",
     "MessageReader",
     "MessageType",
@@ -239,10 +261,19 @@ __all__ = [
     "end_of_rib",
     "format_community",
     "format_large_community",
+    "graceful_restart_capability",
+    "hard_reset",
+    "hard_reset_cause",
+    "has_graceful_shutdown",
+    "is_hard_reset",
+    "needs_hard_reset",
     "negotiate",
+    "outgoing_notification",
     "pack_announcements",
     "pack_withdrawals",
     "parse_community",
     "parse_large_community",
     "resolve_collision",
+    "with_graceful_shutdown",
+    "without_graceful_shutdown",
 ]

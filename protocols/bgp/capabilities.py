@@ -4,6 +4,10 @@ Each capability is a frozen value object with ``encode_value()`` and a
 ``decode_value(data)`` classmethod; :data:`CAPABILITY_CLASSES` maps capability
 codes to classes.  Codes not in that table decode to :class:`UnknownCapability`
 so they can be logged and ignored (RFC 5492 §3: unknown capabilities are ignored).
+
+A malformed capability value is an OPEN Message Error, except for the codes of
+:data:`IGNORED_WHEN_MALFORMED` (Graceful Restart): those decode to
+:class:`MalformedCapability` and are otherwise ignored, as if not sent.
 """
 
 from __future__ import annotations
@@ -149,7 +153,11 @@ class GracefulRestartFamily:
 class GracefulRestartCapability:
     """RFC 4724 §3: Restart Flags (4 bits) + Restart Time (12 bits, seconds), AFI list.
 
-    ``restart_state`` is the R bit, ``notification`` the N bit of RFC 8538.
+    ``restart_state`` is the R bit, ``notification`` the N bit of RFC 8538. The two
+    reserved flag bits and the 7 reserved bits of each family's flags are sent as 0
+    and ignored on receipt. A value that is not 2 + 4k octets does not decode; in an
+    OPEN it is ignored (:data:`IGNORED_WHEN_MALFORMED`). Helpers and negotiation:
+    :mod:`.graceful_restart`.
     """
 
     CODE: ClassVar[int] = CapabilityCode.GRACEFUL_RESTART
@@ -171,7 +179,7 @@ class GracefulRestartCapability:
     @classmethod
     def decode_value(cls, data: bytes) -> GracefulRestartCapability:
         if len(data) < 2 or (len(data) - 2) % 4:
-            raise _malformed(cls.CODE, "bad length")
+            raise _malformed(cls.CODE, f"length {len(data)} is not 2 + 4k octets")
         (word,) = struct.unpack_from("!H", data)
         flags = word >> 12
         fams = tuple(
@@ -352,6 +360,18 @@ class UnknownCapability:
         return self.value
 
 
+@attrs.frozen(kw_only=True)
+class MalformedCapability(UnknownCapability):
+    """A capability of a known code whose value did not decode, kept verbatim.
+
+    Only codes in :data:`IGNORED_WHEN_MALFORMED` decode to this; negotiation ignores
+    it (it is no instance of the capability's own class), and ``reason`` says what
+    was wrong, for the log.
+    """
+
+    reason: str = ""
+
+
 Capability = (
     MultiprotocolCapability
     | RouteRefreshCapability
@@ -386,6 +406,15 @@ CAPABILITY_DECODERS: dict[int, Callable[[bytes], Capability]] = {
 }
 
 
+#: Codes whose malformed value is ignored instead of resetting the session with an
+#: OPEN Message Error. Graceful Restart: neither RFC 4724 nor RFC 5492 prescribes an
+#: error for a malformed value, and in the spirit of RFC 7606 (an error costs as
+#: little as possible) the peer is treated as not advertising graceful restart, the
+#: conservative reading for both roles: we keep nothing of theirs as stale, and a
+#: stop or restart of ours takes the path of a peer without graceful restart.
+IGNORED_WHEN_MALFORMED: frozenset[int] = frozenset({CapabilityCode.GRACEFUL_RESTART})
+
+
 def encode_capability(cap: Capability) -> bytes:
     """Encode one capability TLV: code (1), length (1), value (RFC 5492 §4)."""
     value = cap.encode_value()
@@ -405,10 +434,21 @@ def decode_capabilities(data: bytes) -> tuple[Capability, ...]:
         value = data[pos + 2 : pos + 2 + length]
         if len(value) != length:
             raise _malformed(code, "capability overruns optional parameter")
-        decoder = CAPABILITY_DECODERS.get(code)
-        caps.append(decoder(value) if decoder else UnknownCapability(code=code, value=value))
+        caps.append(_decode_one(code, value))
         pos += 2 + length
     return tuple(caps)
+
+
+def _decode_one(code: int, value: bytes) -> Capability:
+    decoder = CAPABILITY_DECODERS.get(code)
+    if decoder is None:
+        return UnknownCapability(code=code, value=value)
+    if code not in IGNORED_WHEN_MALFORMED:
+        return decoder(value)
+    try:
+        return decoder(value)
+    except RemoteProtocolError as exc:
+        return MalformedCapability(code=code, value=value, reason=exc.reason)
 
 
 def encode_optional_parameters(caps: Iterable[Capability], *, extended: bool = False) -> bytes:

@@ -11,6 +11,11 @@ time and restarts automatically (after an IdleHoldTimer with backoff/damping)
 until :meth:`Connection.stop`.  For a connection collision (RFC 4271 §6.8) the
 runtime runs a second Connection for the other TCP connection and uses
 :func:`~protocols.bgp.fsm.resolve_collision` + :meth:`Connection.collision_dump`.
+
+Graceful restart (RFC 4724, RFC 8538): when both sides set N, every NOTIFICATION
+that RFC 8538 §5.1 marks "Hard Reset" goes out wrapped in a Hard Reset (Cease 9), so
+the peer drops our routes at once; :meth:`Connection.stop_for_restart` ends the
+session so that the peer keeps them (see :mod:`.graceful_restart`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from .events import (
     UpdateReceived,
 )
 from .fsm import FsmEvent, State, is_fsm_error, next_state
+from .graceful_restart import hard_reset_cause, outgoing_notification
 from .messages import (
     KeepaliveMessage,
     Message,
@@ -189,6 +195,31 @@ class Connection:
         except ValueError:
             cause = f"cease subcode {cease_subcode}"
         self._down(now, FsmEvent.MANUAL_STOP, f"stop: {cause}", notif, count=False)
+        return self._flush()
+
+    def stop_for_restart(self, now: float, message: str | None = None) -> list[Event]:
+        """ManualStop before a restart of ours, ending the session so that the peer
+        keeps our routes when graceful restart was negotiated.
+
+        Both sides set N (RFC 8538 §4): Cease / Administrative Reset (with the RFC 9003
+        ``message``), never wrapped in a Hard Reset. Graceful restart without N (RFC
+        4724 §4): no NOTIFICATION at all, only the TCP close. No graceful restart: the
+        same Cease / Administrative Reset (the peer drops the routes either way).
+        ``negotiated.graceful_restart_negotiation.retained_families`` says, before
+        the call, which families the peer will keep.
+        """
+        neg = self.negotiated
+        gr = neg.graceful_restart_negotiation if neg is not None else None
+        silent = gr is not None and gr.negotiated and not gr.notification
+        self._admin_up = False
+        if self.state is State.IDLE:
+            self._timers.clear()
+            return self._flush()
+        notif = None
+        if self._tcp_up and self.state in _CONNECTED and not silent:
+            notif = NotificationMessage.cease(CeaseSubcode.ADMINISTRATIVE_RESET, message)
+        reason = "stop: restart" + (" (graceful restart, no NOTIFICATION)" if silent else "")
+        self._down(now, FsmEvent.MANUAL_STOP, reason, notif, count=False, wrap=False)
         return self._flush()
 
     def connection_made(self, now: float) -> list[Event]:
@@ -379,10 +410,16 @@ class Connection:
         *,
         count: bool = True,
         damp: bool = True,
+        wrap: bool = True,
     ) -> None:
         """Leave the session: optional NOTIFICATION, close, go Idle, arm the restart
-        (``damp``: an Established session's reset counts as an oscillation)."""
+        (``damp``: an Established session's reset counts as an oscillation; ``wrap``:
+        a Hard Reset when RFC 8538 asks for one)."""
         if notification is not None:
+            if wrap and self.negotiated is not None:
+                notification = outgoing_notification(
+                    notification, self.negotiated.graceful_restart_negotiation
+                )
             self._out += notification.encode()
             self._events.append(
                 NotificationSent(
@@ -466,12 +503,14 @@ class Connection:
         self._events.append(OpenReceived(open=msg))
 
     def _on_notification(self, msg: NotificationMessage, now: float) -> None:
+        # RFC 8538 §3: a Hard Reset stands for the NOTIFICATION in its data.
+        cause = hard_reset_cause(msg) or msg
         self._events.append(
             NotificationReceived(
                 code=msg.code,
                 subcode=msg.subcode,
                 data=msg.data,
-                shutdown_message=msg.shutdown_message,
+                shutdown_message=cause.shutdown_message,
             )
         )
         version_error = (
@@ -481,7 +520,7 @@ class Connection:
         event = FsmEvent.NOTIF_MSG_VER_ERR if version_error else FsmEvent.NOTIF_MSG
         # The router's operator shut or reset the session: no oscillation to damp
         # (the router connects again at once, e.g. FRR's "no neighbor shutdown").
-        administrative = msg.code == NotifCode.CEASE and msg.subcode in (
+        administrative = cause.code == NotifCode.CEASE and cause.subcode in (
             CeaseSubcode.ADMINISTRATIVE_SHUTDOWN,
             CeaseSubcode.ADMINISTRATIVE_RESET,
         )

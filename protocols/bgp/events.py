@@ -13,7 +13,8 @@ from .capabilities import Capability, GracefulRestartCapability
 from .constants import AFI, SAFI
 from .context import CodecContext
 from .fsm import State
-from .messages import OpenMessage
+from .graceful_restart import GracefulRestartNegotiation, hard_reset_cause
+from .messages import NotificationMessage, OpenMessage
 from .update import DecodedUpdate
 
 
@@ -25,6 +26,8 @@ class NegotiatedSession:
     ``keepalive_time`` in seconds (hold_time / 3 unless configured lower).
     ``families`` holds (AFI, SAFI) pairs both sides advertised (IPv4 unicast
     implied for a speaker without MP capabilities, RFC 4760 §8).
+    ``graceful_restart`` is the peer's Graceful Restart capability when we sent one
+    too; :attr:`graceful_restart_negotiation` has the whole picture (RFC 4724, 8538).
     """
 
     local_asn: int
@@ -53,6 +56,14 @@ class NegotiatedSession:
     @property
     def codec_context(self) -> CodecContext:
         return CodecContext(asn4=self.asn4, extended_message=self.extended_message)
+
+    @property
+    def graceful_restart_negotiation(self) -> GracefulRestartNegotiation:
+        """Graceful restart as the OPEN exchange settled it: whether both sides
+        advertised it, the peer's Restart Time and flags, the families concerned."""
+        return GracefulRestartNegotiation.from_capabilities(
+            self.local_capabilities, self.peer_capabilities, self.families
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -111,18 +122,42 @@ class RouteRefreshReceived:
 
 @attrs.frozen(kw_only=True)
 class NotificationReceived:
+    """A NOTIFICATION from the peer, as on the wire. For a Hard Reset (RFC 8538, Cease
+    subcode 9) :attr:`hard_reset_cause` is the NOTIFICATION it stands for, and
+    ``shutdown_message`` is the RFC 9003 text of that inner Cease, if any."""
+
     code: int
     subcode: int
     data: bytes
     shutdown_message: str | None = None
 
+    @property
+    def message(self) -> NotificationMessage:
+        return NotificationMessage(code=self.code, subcode=self.subcode, data=self.data)
+
+    @property
+    def hard_reset_cause(self) -> NotificationMessage | None:
+        """The encapsulated NOTIFICATION of a Hard Reset (RFC 8538 §3), else None."""
+        return hard_reset_cause(self.message)
+
 
 @attrs.frozen(kw_only=True)
 class NotificationSent:
+    """A NOTIFICATION we sent, as on the wire (a Hard Reset when RFC 8538 asked for
+    one: :attr:`hard_reset_cause` is then what it stands for)."""
+
     code: int
     subcode: int
     data: bytes
     reason: str = ""
+
+    @property
+    def message(self) -> NotificationMessage:
+        return NotificationMessage(code=self.code, subcode=self.subcode, data=self.data)
+
+    @property
+    def hard_reset_cause(self) -> NotificationMessage | None:
+        return hard_reset_cause(self.message)
 
 
 Event = (

@@ -32,6 +32,7 @@ import random
 import socket
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import attrs
 import trio
@@ -47,6 +48,7 @@ from protocols.bfd import (
     TimersChanged,
 )
 from speaker.addresses import IPAddress
+from speaker.alarm import Alarm
 from speaker.bfd import net
 from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel_forwards
 from speaker.bfd.profile import BfdProfile
@@ -147,8 +149,7 @@ class BfdSession:
         )
         if admin_down:  # before the first packet: the peer never sees us Down
             self.core.admin_down(now)
-        self._wake: trio.CancelScope | None = None
-        self._pending_wake = False
+        self._alarm = Alarm()
         self._precise = True
         #: An error in handling one of this session's packets (in the endpoint's
         #: receive loop): raised in the session's own task, so only its peer restarts.
@@ -175,6 +176,11 @@ class BfdSession:
         self._held: list[bytes] = []
 
     # ---- queries --------------------------------------------------------------------
+
+    def _fields(self, **more: object) -> dict[str, Any]:
+        """A log line's structured fields: ``peer=NAME``, as every BFD, BGP and peer
+        line has it (the message starts ``bfd NAME:``)."""
+        return fields(peer=self.label, protocol="bfd", **more)
 
     @property
     def state(self) -> State:
@@ -258,10 +264,7 @@ class BfdSession:
 
     def kick(self) -> None:
         """Make the session task run now (send what the core queued, re-arm timers)."""
-        if self._wake is not None:
-            self._wake.deadline = -math.inf
-        else:
-            self._pending_wake = True
+        self._alarm.kick()
 
     # ---- the task --------------------------------------------------------------------
 
@@ -279,7 +282,7 @@ class BfdSession:
         )
         log.info("bfd %s: session started for %s, discriminator %d, source port %d,"
                  " profile %s", self.label, self.key, self.core.local_discriminator, port,
-                 self.profile.name, extra=fields(peer=self.label, protocol="bfd"))  # fmt: skip
+                 self.profile.name, extra=self._fields())  # fmt: skip
         try:
             with self._scope:
                 async with trio.open_nursery() as tasks:
@@ -327,13 +330,7 @@ class BfdSession:
             wake_at = self._wake_at(deadline)
             if self._held_until is not None:
                 wake_at = min(wake_at, self._held_until)
-            with trio.CancelScope(deadline=wake_at) as wake:
-                if self._pending_wake:
-                    self._pending_wake = False
-                    wake.deadline = -math.inf
-                self._wake = wake
-                await trio.sleep_forever()
-            self._wake = None
+            await self._alarm.sleep_until(wake_at)
             if wake_at != deadline and deadline is not None:
                 await self._spin_until(deadline)
 
@@ -351,12 +348,8 @@ class BfdSession:
         has something to send or report, or its next timer moved before the armed
         wake. A steady-state packet only pushes detection later, so the task sleeps
         on to its next transmission: one wake-up per packet, not two."""
-        wake = self._wake
-        if (
-            wake is None
-            or self.core.has_pending
-            or self._wake_at(self.core.get_timer()) < wake.deadline
-        ):
+        armed = self._alarm.deadline
+        if armed is None or self.core.has_pending or self._wake_at(self.core.get_timer()) < armed:
             self.kick()
 
     async def _spin_until(self, deadline: float) -> None:
@@ -416,20 +409,24 @@ class BfdSession:
             or not isinstance(peer, ipaddress.IPv4Address)
             or self.key.multihop
         ):
-            log.error("bfd %s: echo needs a single-hop IPv4 session with an interface", self.label)
+            log.error(
+                "bfd %s: echo needs a single-hop IPv4 session with an interface",
+                self.label,
+                extra=self._fields(),
+            )
             self.runtime_discards["echo-unavailable"] += 1
             return
         link = EchoLink(interface, local, peer)
         try:
             await link.open()
         except EchoLinkError as exc:
-            log.error("bfd %s: echo link: %s", self.label, exc)
+            log.error("bfd %s: echo link: %s", self.label, exc, extra=self._fields())
             self.runtime_discards["echo-unavailable"] += 1
             self._echo_starting = False
             return
         self._echo_link = link
         log.info("bfd %s: echo link up on %s (peer MAC %s)", self.label, link.ifname,
-                 link.peer_mac.hex(":"))  # fmt: skip
+                 link.peer_mac.hex(":"), extra=self._fields())  # fmt: skip
         while True:
             payload = await link.receive()
             self.core.receive_echo(payload, trio.current_time())
@@ -452,7 +449,9 @@ class BfdSession:
         except EchoLinkError as exc:
             self._no_echo_loop(str(exc))
             return
-        log.info("bfd %s: looping the peer's echoes on %s", self.label, interface)
+        log.info(
+            "bfd %s: looping the peer's echoes on %s", self.label, interface, extra=self._fields()
+        )
         try:
             await reflector.run()
         except EchoLinkError as exc:
@@ -464,7 +463,7 @@ class BfdSession:
         if self.key.interface is not None and kernel_forwards(self.key.interface):
             return  # the kernel loops the peer's echoes
         log.warning("bfd %s: cannot loop the peer's echoes (%s): advertising no echo",
-                    self.label, why)  # fmt: skip
+                    self.label, why, extra=self._fields())  # fmt: skip
         self.runtime_discards["echo-loop-unavailable"] += 1
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
@@ -476,7 +475,7 @@ class BfdSession:
             elif isinstance(event, TimersChanged):
                 log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
-                          event.echo_tx_interval_us)  # fmt: skip
+                          event.echo_tx_interval_us, extra=self._fields())  # fmt: skip
 
     async def _send_control(self, datagrams: list[bytes]) -> None:
         sender = self._sender
@@ -509,7 +508,7 @@ class BfdSession:
         level = logging.WARNING if event.path_failure else logging.INFO
         log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.label, event.old.name,
                 event.new.name, event.diag.name, event.reason,
-                extra=fields(peer=self.label, protocol="bfd", old=event.old.name,
+                extra=self._fields(old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
         self._changes.publish(event)

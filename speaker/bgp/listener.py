@@ -34,6 +34,7 @@ import trio
 
 from speaker.bgp import net
 from speaker.bgp.config import IPAddress
+from speaker.log import fields
 
 if TYPE_CHECKING:
     from speaker.bgp.session import BgpSession
@@ -122,8 +123,9 @@ class BgpListener:
             self._ensure(cfg.peer_address.version)
         held = self._held.pop(cfg.peer_address, None)
         if held is not None:
-            log.info("bgp: handing the held connection from %s to its session",
-                     cfg.peer_address)  # fmt: skip
+            log.info("bgp %s: taking the connection from %s the listener held for it",
+                     session.name, cfg.peer_address,
+                     extra=fields(peer=session.name, protocol="bgp"))  # fmt: skip
             session.take_connection(held)
 
     def unregister(self, session: BgpSession) -> None:

@@ -44,6 +44,9 @@ __all__ = [
     "path_attributes",
 ]
 
+#: Single-prefix changes an :class:`AdjRibOut` remembers for its readers.
+CHANGE_LOG = 4096
+
 
 def path_attributes(
     attrs_: RouteAttributes,
@@ -173,6 +176,24 @@ class AdjRibOut:
         #: Prefixes of a family the session cannot carry, counted each time one is
         #: found changed (not sent).
         self.unsendable: Counter[Family] = Counter()
+        #: For a reader that keeps something derived from ``desired`` and
+        #: ``advertised`` up to date (the metrics): ``version`` counts changes, the
+        #: last :data:`CHANGE_LOG` single-prefix ones are in ``changes`` (oldest
+        #: first), and ``reset_at`` is the version of the last change of everything
+        #: (a new desired table, the session up or down). Costs an increment and an
+        #: append per change.
+        self.version = 0
+        self.reset_at = 0
+        self.changes: deque[Prefix] = deque(maxlen=CHANGE_LOG)
+
+    def _changed(self, prefix: Prefix) -> None:
+        self.version += 1
+        self.changes.append(prefix)
+
+    def _reset(self) -> None:
+        self.version += 1
+        self.reset_at = self.version
+        self.changes.clear()
 
     # ---- the desired set ------------------------------------------------------------
 
@@ -189,6 +210,7 @@ class AdjRibOut:
         The difference is found by :meth:`take`, a slice at a time."""
         old_base, old_overlay = self._base, self._overlay
         self._adopt(routes)
+        self._reset()
         if not self._up:
             return
         # What may differ now: the new routes, and whatever the peer may hold from
@@ -225,6 +247,7 @@ class AdjRibOut:
     def _set(self, prefix: Prefix, attributes: RouteAttributes | None) -> None:
         before = self.want(prefix)
         self._overlay[prefix] = attributes
+        self._changed(prefix)
         self._count += (attributes is not None) - (before is not None)
         if self._up and prefix not in self._queued:
             self._queued.add(prefix)
@@ -240,6 +263,7 @@ class AdjRibOut:
         self._up = True
         self._families = frozenset(families)
         self.advertised = {}
+        self._reset()
         self._queue.clear()
         self._queued.clear()
         self._scans.clear()
@@ -269,6 +293,7 @@ class AdjRibOut:
     def session_down(self) -> None:
         self._up = False
         self.advertised = {}
+        self._reset()
         self._queue.clear()
         self._queued.clear()
         self._scans.clear()
@@ -316,14 +341,16 @@ class AdjRibOut:
     ) -> None:
         want = self.want(prefix)
         family = family_of(prefix)
-        if forget == family and want is not None:
-            self.advertised.pop(prefix, None)
+        popped = forget == family and want is not None
+        if popped and self.advertised.pop(prefix, None) is not None:
+            self._changed(prefix)
         have = self.advertised.get(prefix)
         if want is have or want == have:
             return
         if family not in self._families:
             self.unsendable[family] += 1
             return
+        self._changed(prefix)
         if want is None:
             del self.advertised[prefix]
             withdraw.append(prefix)

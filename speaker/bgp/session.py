@@ -6,32 +6,42 @@ Task tree (all inside :meth:`BgpSession.run`'s cancel scope)::
     ├── driver          timers (handle_timer), Adj-RIB-Out batches, End-of-RIB
     ├── listener        passive / listen: accepts only the configured peer
     ├── connect         one per ShouldConnect, bounded by connect_time
-    └── link            one per TCP connection
+    ├── candidate       the peer's connection during a collision (speaker/bgp/collision.py)
+    └── link            one per TCP connection (speaker/bgp/link.py)
         ├── reader      recv 2 KiB -> core.receive_data (one chunk per scheduling turn)
         └── writer      the only task writing to the socket
 
 Every task touches the core only synchronously; whatever the core wants written
-goes into the link's queue (whole messages), and only the writer sends. The
-writer uses ``socket.send`` so it always knows how much of a message is on the
-wire: when the session is cancelled, the message in flight is completed and the
-Cease NOTIFICATION follows it (bounded by ``cease_timeout``, shielded).
+goes into the link's queue (whole messages), and only the writer sends. The writer
+always knows how much of a message is on the wire: when the session is cancelled,
+the message in flight is completed and the Cease NOTIFICATION follows it (bounded by
+``cease_timeout``, shielded); a BFD teardown writes it at once (:meth:`cease_now`).
+Statistics and their records are in speaker/bgp/stats.py.
 
 Resource handling: the sockets are closed when their link (or the session) ends.
 Error handling: socket errors are TCP failures for the core (it backs off and
 reconnects); a socket option that cannot be set (MD5 on a kernel without it) ends
 :meth:`BgpSession.run` with :class:`~speaker.bgp.net.BgpSocketError`.
+
+Why this module is long (about 950 lines): what is left here is one state, the core
+and the connection it is on (the current link, the connect attempt, a collision's
+candidate, the Cease owed), and every method reads or changes it in the same task
+step as the core call it follows. Splitting the FSM events, connections and
+collisions into classes would pass that state between them and spread the one
+invariant (the core's output goes to the link it was produced for) over several
+files; the parts that do not share it (the link's I/O, statistics, the collision
+decision) are the modules named above.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
-import os
 import random
-from collections import Counter, deque
 from collections.abc import Iterator, Mapping
-from typing import assert_never
+from typing import Any, assert_never
 
 import attrs
 import trio
@@ -40,14 +50,12 @@ from protocols.bgp import (
     CeaseSubcode,
     Connection,
     EndOfRib,
-    ErrorAction,
     Established,
     Event,
     Initiator,
-    LocalProtocolError,
-    MessageType,
     NegotiatedSession,
     NextHop,
+    NotifCode,
     NotificationReceived,
     NotificationSent,
     OpenReceived,
@@ -62,58 +70,46 @@ from protocols.bgp import (
     UpdateReceived,
     pack_announcements,
     pack_withdrawals,
-    resolve_collision,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.addresses import network_key
+from speaker.alarm import Alarm
 from speaker.bgp import net
-from speaker.bgp.config import BgpPeerConfig, IPAddress, RouteAttributes
+from speaker.bgp.collision import OPENING, Candidate, collision_outcome, peer_id
+from speaker.bgp.config import BgpPeerConfig, RouteAttributes
+from speaker.bgp.link import HIGH_WATER, READ_CHUNK, Link, MessageCounter
 from speaker.bgp.listener import BgpListener
 from speaker.bgp.rib import AdjRibIn, AdjRibOut, OutBatch, path_attributes
+from speaker.bgp.stats import (
+    NOTE_LOG_INTERVAL,
+    BgpStatistics,
+    ErrorRecord,
+    NoteLog,
+    family_name,
+    notification_name,
+    snapshot,
+)
 from speaker.broadcast import Broadcast
 from speaker.log import fields
 
-__all__ = ["BgpSession", "BgpStatistics", "ErrorRecord", "SessionReport", "family_name"]
+__all__ = [
+    "BATCH_PREFIXES",
+    "NOTE_LOG_INTERVAL",
+    "BgpSession",
+    "BgpStatistics",
+    "ErrorRecord",
+    "SessionReport",
+    "family_name",
+]
 
 log = logging.getLogger("speaker.bgp")
 
-#: Bytes read (and decoded) per task step: decoding costs about 0.5-1 ms per KiB
-#: (prefix objects), so 2 KiB keeps a step near 1 ms (docs/architecture.md, Latency
-#: budget). A message completes in one step at most, whatever its size.
-READ_CHUNK = 2 * 1024
-WRITE_CHUNK = 64 * 1024
-HIGH_WATER = 128 * 1024  # queued bytes above which no more UPDATEs are generated
 #: Prefixes compared, packed and encoded per driver step: about 2 µs each, so a
 #: batch costs about 0.5 ms (bench/route_steps.py measures it).
 BATCH_PREFIXES = 256
-#: RFC 7606 notes of one peer: the first is logged at once, then one summary line
-#: per this many seconds at most (counts per action are in the statistics).
-NOTE_LOG_INTERVAL = 10.0
 NEXT_HOP_RECHECK = 1.0  # s, while a negotiated family has no next hop
 NEXT_HOP_REFRESH = 10.0  # s, otherwise (an address may change under the session)
 _SUBSCRIBER_BUFFER = 256
-
-_TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
-
-
-_FAMILY_NAMES: dict[tuple[int, int], str] = {
-    IPV4_UNICAST: "ipv4-unicast",
-    IPV6_UNICAST: "ipv6-unicast",
-}
-
-
-def family_name(family: tuple[int, int]) -> str:
-    return _FAMILY_NAMES.get(family, f"{family[0]}/{family[1]}")
-
-
-@attrs.frozen(kw_only=True)
-class ErrorRecord:
-    """A NOTIFICATION sent or received: code, subcode, RFC 9003 text or reason."""
-
-    code: int
-    subcode: int
-    text: str
-    at: float
 
 
 @attrs.frozen(kw_only=True)
@@ -122,171 +118,6 @@ class SessionReport:
 
     at: float
     event: StateChanged | Established | NotificationSent | NotificationReceived | EndOfRib
-
-
-@attrs.frozen(kw_only=True)
-class BgpStatistics:
-    """A snapshot of one session (times are ``trio.current_time()`` seconds)."""
-
-    name: str
-    peer: str
-    state: str
-    established_at: float | None
-    uptime: float | None
-    flaps: int
-    local_address: str | None
-    remote_address: str | None
-    next_hops: dict[str, str | None]
-    hold_time: int | None
-    keepalive_time: float | None
-    families: tuple[str, ...]
-    messages_in: dict[str, int]
-    messages_out: dict[str, int]
-    updates_in: int
-    updates_out: int
-    prefixes_announced: int
-    prefixes_withdrawn: int
-    prefixes_received: dict[str, int]
-    prefixes_withdrawn_received: dict[str, int]
-    treated_as_withdraw: int
-    adj_rib_in: dict[str, int]
-    adj_rib_out_desired: int
-    adj_rib_out_advertised: int
-    adj_rib_out_pending: int
-    end_of_rib_sent: tuple[str, ...]
-    end_of_rib_received: tuple[str, ...]
-    last_error_sent: ErrorRecord | None
-    last_error_received: ErrorRecord | None
-    connect_attempts: int
-    connect_failures: int
-    last_connect_error: str | None = None
-    collisions: int = 0
-    cancelled_at: float | None
-    notification_written_at: float | None
-    closed_at: float | None
-    #: RFC 7606 actions applied to this peer's UPDATEs, by action name
-    #: (``attribute-discard``, ``treat-as-withdraw``), suppressed notes included.
-    rfc7606_notes: dict[str, int] = attrs.field(factory=dict)
-
-
-class _MessageCounter:
-    """Counts BGP messages by type in a byte stream, from the 19-octet headers."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._skip = 0
-        self._header = bytearray()
-
-    def feed(self, data: bytes | memoryview) -> None:
-        pos, end = 0, len(data)
-        while pos < end:
-            if self._skip:
-                take = min(self._skip, end - pos)
-                self._skip -= take
-                pos += take
-                continue
-            part = data[pos : pos + 19 - len(self._header)]
-            self._header += part
-            pos += len(part)
-            if len(self._header) == 19:
-                length = int.from_bytes(self._header[16:18], "big")
-                kind = self._header[18]
-                self.counts[_TYPE_NAMES.get(kind, str(kind))] += 1
-                self._skip = max(length - 19, 0)
-                self._header.clear()
-
-
-def _action_name(action: ErrorAction) -> str:
-    return action.name.lower().replace("_", "-")
-
-
-class _NoteLog:
-    """RFC 7606 notes of one peer: counted by action, logged rate-limited (a hostile
-    peer can send thousands a second: one log line each would block the loop)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.counts: Counter[ErrorAction] = Counter()
-        self._unlogged: Counter[ErrorAction] = Counter()
-        self._updates = 0
-        self._next_at = -math.inf
-
-    def totals(self) -> dict[str, int]:
-        return {_action_name(a): n for a, n in sorted(self.counts.items())}
-
-    def add(self, event: UpdateReceived, now: float) -> None:
-        counts = event.note_counts
-        self.counts.update(counts)
-        self._unlogged.update(counts)
-        self._updates += 1
-        if now < self._next_at:
-            return
-        first = event.notes[0] if event.notes else None
-        what = ", ".join(f"{_action_name(a)} {n}" for a, n in sorted(self._unlogged.items()))
-        latest = f"attribute {first.attr_type}: {first.reason}" if first else "suppressed"
-        log.warning("bgp %s: RFC 7606: %s in %d UPDATE(s); latest %s (next summary in %g s "
-                    "at most)", self.name, what, self._updates, latest, NOTE_LOG_INTERVAL,
-                    extra=fields(peer=self.name, protocol="bgp", rfc7606=what))  # fmt: skip
-        self._unlogged.clear()
-        self._updates = 0
-        self._next_at = now + NOTE_LOG_INTERVAL
-
-
-class _Link:
-    """One TCP connection: its socket, the writer's queue of whole messages."""
-
-    def __init__(self, sock: trio.socket.SocketType) -> None:
-        self.sock = sock
-        self.local: IPAddress = net.local_address(sock)
-        self.remote: IPAddress = net.remote_address(sock)
-        self.queue: deque[bytes] = deque()
-        self.queued = 0
-        self.partial: memoryview | None = None  # the rest of the chunk being sent
-        self.scope = trio.CancelScope()
-        self.closing = False
-        self.has_data = trio.Event()
-        self.outgoing = True  # we opened it (False: accepted from the peer)
-
-    def push(self, data: bytes) -> None:
-        self.queue.append(data)
-        self.queued += len(data)
-        self.has_data.set()
-
-
-_OPENING = (State.OPEN_SENT, State.OPEN_CONFIRM)
-
-
-class _Candidate:
-    """The peer's connection while ours is opening (a collision): its own core."""
-
-    def __init__(self, link: _Link, rng: random.Random, config: BgpPeerConfig) -> None:
-        self.link = link
-        self.link.outgoing = False
-        self.core = Connection(config.session_config(), rng=rng)
-        self.buffer = bytearray()
-        self.wake: trio.CancelScope | None = None
-
-    def next_message(self) -> bytes | None:
-        """One whole message from what was received (a bad length goes whole to the
-        core, which rejects it)."""
-        buf = self.buffer
-        if len(buf) < 19:
-            return None
-        length = int.from_bytes(buf[16:18], "big")
-        if length < 19:
-            length = len(buf)
-        if len(buf) < length:
-            return None
-        message = bytes(buf[:length])
-        del buf[:length]
-        return message
-
-
-def _peer_id(*cores: Connection) -> str:
-    for core in cores:
-        if core.state in (State.OPEN_CONFIRM, State.ESTABLISHED) and core.peer_open:
-            return str(core.peer_open.bgp_identifier)
-    return "?"
 
 
 class BgpSession:
@@ -313,14 +144,13 @@ class BgpSession:
         self.rib_in = AdjRibIn(keep=self.config.keep_adj_rib_in)
         self.negotiated: NegotiatedSession | None = None
         self.next_hops: net.NextHops | None = None
-        self._link: _Link | None = None
+        self._link: Link | None = None
         self._attempt: trio.CancelScope | None = None
         self._listener: BgpListener | None = None
-        self._candidate: _Candidate | None = None
+        self._candidate: Candidate | None = None
         self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
-        self._wake: trio.CancelScope | None = None
-        self._pending_wake = False
+        self._alarm = Alarm()
         self._in_driver = False
         self._changed = trio.Event()
         self._stopped = trio.Event()
@@ -333,9 +163,10 @@ class BgpSession:
         self._notified = False
         self._fatal: BaseException | None = None
         self._attr_cache: dict[RouteAttributes, list[PathAttribute]] = {}
-        self._in = _MessageCounter()
-        self._out = _MessageCounter()
-        self._notes = _NoteLog(self.name)
+        #: BGP messages by type, over all of this session's connections
+        self.received = MessageCounter()
+        self.sent = MessageCounter()
+        self.notes = NoteLog(self.name)
         # counters and timestamps
         self.established_at: float | None = None
         self.flaps = 0
@@ -364,50 +195,18 @@ class BgpSession:
     def state(self) -> State:
         return self.core.state
 
+    def _fields(self, **more: object) -> dict[str, Any]:
+        """A log line's structured fields: ``peer=NAME``, as every BFD, BGP and peer
+        line has it (the message starts ``bgp NAME:``)."""
+        return fields(peer=self.name, protocol="bgp", **more)
+
+    @property
+    def link(self) -> Link | None:
+        """The session's TCP connection, if it has one."""
+        return self._link
+
     def statistics(self) -> BgpStatistics:
-        now = trio.current_time()
-        neg, link = self.negotiated, self._link
-        received = {family_name(f): n for f, n in self.rib_in.announced.items()}
-        withdrawn = {family_name(f): n for f, n in self.rib_in.withdrawn.items()}
-        return BgpStatistics(
-            name=self.name,
-            peer=str(self.config.peer_address),
-            state=self.core.state.value,
-            established_at=self.established_at,
-            uptime=None if self.established_at is None else now - self.established_at,
-            flaps=self.flaps,
-            local_address=str(link.local) if link else None,
-            next_hops=_next_hops_record(self.next_hops),
-            remote_address=str(link.remote) if link else None,
-            hold_time=neg.hold_time if neg else None,
-            keepalive_time=neg.keepalive_time if neg else None,
-            families=tuple(family_name(f) for f in sorted(neg.families)) if neg else (),
-            messages_in=dict(self._in.counts),
-            messages_out=dict(self._out.counts),
-            updates_in=self.updates_in,
-            updates_out=self.updates_out,
-            prefixes_announced=self.prefixes_announced,
-            prefixes_withdrawn=self.prefixes_withdrawn,
-            prefixes_received=received,
-            prefixes_withdrawn_received=withdrawn,
-            treated_as_withdraw=self.rib_in.treated_as_withdraw,
-            rfc7606_notes=self._notes.totals(),
-            adj_rib_in={family_name(f): n for f, n in self.rib_in.counts().items()},
-            adj_rib_out_desired=len(self.rib_out.desired),
-            adj_rib_out_advertised=len(self.rib_out.advertised),
-            adj_rib_out_pending=self.rib_out.pending,
-            end_of_rib_sent=tuple(family_name(f) for f in self.end_of_rib_sent),
-            end_of_rib_received=tuple(family_name(f) for f in sorted(self.rib_in.end_of_rib)),
-            last_error_sent=self.last_error_sent,
-            last_error_received=self.last_error_received,
-            connect_attempts=self.connect_attempts,
-            connect_failures=self.connect_failures,
-            last_connect_error=self.last_connect_error,
-            collisions=self.collisions,
-            cancelled_at=self.cancelled_at,
-            notification_written_at=self.notification_written_at,
-            closed_at=self.closed_at,
-        )
+        return snapshot(self)
 
     def subscribe(self) -> trio.MemoryReceiveChannel[SessionReport]:
         """A channel of state changes, Established, NOTIFICATIONs and End-of-RIBs from
@@ -491,7 +290,7 @@ class BgpSession:
         log.info("bgp %s: starting, peer %s AS %d, local AS %d, %s%s", self.name,
                  self.config.peer_address, self.config.peer_asn, self.config.local_asn,
                  "iBGP" if self.config.internal else "eBGP",
-                 ", passive" if self.config.passive else "")  # fmt: skip
+                 ", passive" if self.config.passive else "", extra=self._fields())  # fmt: skip
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -526,26 +325,15 @@ class BgpSession:
             more = self._pump(now)
             self._in_driver = False
             if more:
-                self._pending_wake = True  # more to send: come back after a checkpoint
-            deadline = self.core.get_timer()
-            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as wake:
-                if self._pending_wake:
-                    self._pending_wake = False
-                    wake.deadline = -math.inf
-                self._wake = wake
-                await trio.sleep_forever()
-            self._wake = None
+                self._alarm.kick()  # more to send: come back after a checkpoint
+            await self._alarm.sleep_until(self.core.get_timer())
 
     def _kick(self) -> None:
         """Wake the driver (from any other task) and whoever waits for a change."""
         self._changed.set()
         self._changed = trio.Event()
-        if self._in_driver:
-            return
-        if self._wake is not None:
-            self._wake.deadline = -math.inf
-        else:
-            self._pending_wake = True
+        if not self._in_driver:
+            self._alarm.kick()
 
     # ---- core output and events -------------------------------------------------------
 
@@ -563,9 +351,9 @@ class BgpSession:
         match event:
             case StateChanged():
                 log.info("bgp %s: %s -> %s (%s)", self.name, event.old.value, event.new.value,
-                         event.reason, extra=fields(peer=self.name, protocol="bgp",
-                         address=str(self.config.peer_address), old=event.old.value,
-                         new=event.new.value, reason=event.reason))  # fmt: skip
+                         event.reason, extra=self._fields(address=str(self.config.peer_address),
+                         old=event.old.value, new=event.new.value,
+                         reason=event.reason))  # fmt: skip
                 if event.old is State.ESTABLISHED:
                     self.flaps += 1
                     self.established_at = None
@@ -586,7 +374,8 @@ class BgpSession:
             case OpenReceived():
                 peer_open = event.open
                 log.debug("bgp %s: OPEN from %s AS %d hold %d", self.name,
-                          peer_open.bgp_identifier, peer_open.asn, peer_open.hold_time)  # fmt: skip
+                          peer_open.bgp_identifier, peer_open.asn, peer_open.hold_time,
+                          extra=self._fields())  # fmt: skip
                 self._resolve_collision()
             case Established():
                 self._on_established(now, event)
@@ -594,11 +383,11 @@ class BgpSession:
                 self.updates_in += 1
                 self.rib_in.apply(event)
                 if event.notes or event.suppressed:
-                    self._notes.add(event, now)
+                    self.notes.add(event, now)
             case EndOfRib():
                 self.rib_in.end_of_rib.add((event.afi, event.safi))
                 log.info("bgp %s: End-of-RIB received for %s", self.name,
-                         family_name((event.afi, event.safi)))  # fmt: skip
+                         family_name((event.afi, event.safi)), extra=self._fields())  # fmt: skip
                 self._publish(now, event)
             case RouteRefreshReceived():
                 self.rib_out.resend((event.afi, event.safi))
@@ -608,17 +397,16 @@ class BgpSession:
                     code=event.code, subcode=event.subcode, text=text, at=now
                 )
                 log.warning("bgp %s: NOTIFICATION received %d/%d %s", self.name, event.code,
-                            event.subcode, text, extra=fields(peer=self.name, protocol="bgp",
-                            error=f"received {event.code}/{event.subcode}"))  # fmt: skip
+                            event.subcode, text, extra=self._fields(
+                            error=notification_name(event.code, event.subcode),
+                            notification=f"received {event.code}/{event.subcode}"))  # fmt: skip
                 self._publish(now, event)
             case NotificationSent():
                 self.last_error_sent = ErrorRecord(
                     code=event.code, subcode=event.subcode, text=event.reason, at=now
                 )
-                error = f"sent {event.code}/{event.subcode}"
-                log.warning("bgp %s: NOTIFICATION sent %d/%d (%s)", self.name, event.code,
-                            event.subcode, event.reason,
-                            extra=fields(peer=self.name, protocol="bgp", error=error))  # fmt: skip
+                if not self._ceased:  # a stop's Cease: one line once written, below
+                    self._log_notification(logging.WARNING, event.code, event.subcode)
                 self._publish(now, event)
             case _:
                 assert_never(event)
@@ -638,14 +426,14 @@ class BgpSession:
             families.discard(IPV6_UNICAST)
         for missing in set(neg.families) - families:
             log.warning("bgp %s: no next hop for %s on this session: not announcing it",
-                        self.name, family_name(missing))  # fmt: skip
+                        self.name, family_name(missing), extra=self._fields())  # fmt: skip
         # End-of-RIB goes out for every negotiated family, even one we cannot send.
         self.rib_out.session_up(families, end_of_rib=neg.families)
         log.info("bgp %s: established with %s (AS %d, id %s), hold %d s, families %s, "
                  "%d routes to send", self.name, link.remote if link else "?", neg.peer_asn,
                  neg.peer_router_id, neg.hold_time,
                  ",".join(family_name(f) for f in sorted(neg.families)),
-                 len(self.rib_out.desired))  # fmt: skip
+                 len(self.rib_out.desired), extra=self._fields())  # fmt: skip
         self._publish(now, event)
         if link is not None and self._nursery is not None and not self._fixed_next_hops():
             self._nursery.start_soon(self._follow_next_hops, link)
@@ -656,7 +444,7 @@ class BgpSession:
         """Whether configuration sets every next hop (nothing to follow)."""
         return self.config.next_hop4 is not None and self.config.next_hop6 is not None
 
-    async def _follow_next_hops(self, link: _Link) -> None:
+    async def _follow_next_hops(self, link: Link) -> None:
         """While ``link`` is the Established connection, re-derive its next hops (every
         second while a negotiated family has none, else every 10 s): an IPv6 address
         removed by a link flap (``keep_addr_on_down=0``) and learnt again brings its
@@ -680,7 +468,7 @@ class BgpSession:
                 if before == after or after is None or not negotiated:
                     continue  # unchanged, gone (keep what the peer has), or not ours
                 log.info("bgp %s: next hop for %s is now %s: sending its routes", self.name,
-                         family_name(family), after)  # fmt: skip
+                         family_name(family), after, extra=self._fields())  # fmt: skip
                 if family in missing:
                     self.rib_out.add_family(family)  # scanned a batch per driver step
                 else:
@@ -725,7 +513,8 @@ class BgpSession:
             self.core.send_end_of_rib(family[0], family[1], now)
             self.end_of_rib_sent.append(family)
             log.info("bgp %s: End-of-RIB sent for %s (%d prefixes advertised)", self.name,
-                     family_name(family), len(self.rib_out.advertised))  # fmt: skip
+                     family_name(family), len(self.rib_out.advertised),
+                     extra=self._fields())  # fmt: skip
         self._after([])
         return self.rib_out.pending > 0 and link.queued < HIGH_WATER
 
@@ -794,7 +583,8 @@ class BgpSession:
             net.apply_ttl(sock, cfg)
         except OSError as exc:  # gone already, or a socket option failed
             sock.close()
-            log.info("bgp %s: incoming connection lost at once: %s", self.name, exc)
+            log.info("bgp %s: incoming connection lost at once: %s", self.name, exc,
+                     extra=self._fields())  # fmt: skip
             return
         why = None
         if self._nursery is None:
@@ -806,18 +596,19 @@ class BgpSession:
         elif self._link is not None:
             # A collision needs our own connection opening; a second one of theirs
             # (or one while Established, RFC 4271 §6.8) is refused.
-            if not self._link.outgoing or self.core.state not in _OPENING:
+            if not self._link.outgoing or self.core.state not in OPENING:
                 why = f"a connection exists in state {self.core.state.value}"
         elif not self.core.accepts_incoming:
             why = f"state {self.core.state.value}"
         if why is not None:
             log.info("bgp %s: refused a connection from %s: %s", self.name,
-                     cfg.peer_address, why)  # fmt: skip
+                     cfg.peer_address, why, extra=self._fields())  # fmt: skip
             sock.close()
             return
         assert self._nursery is not None
         if self._link is not None:
-            self._nursery.start_soon(self._run_candidate, _Candidate(_Link(sock), self._rng, cfg))
+            candidate = Candidate(self._new_link(sock), self._rng, cfg)
+            self._nursery.start_soon(self._run_candidate, candidate)
             return
         if self._attempt is not None:  # theirs made it first: ours is not needed
             self._attempt.cancel()
@@ -871,29 +662,29 @@ class BgpSession:
         self.last_connect_error = reason
         log.warning("bgp %s: connect to %s port %d failed: %s", self.name,
                     cfg.peer_address, cfg.peer_port, reason,
-                    extra=fields(peer=self.name, protocol="bgp",
-                                 error="connect failed"))  # fmt: skip
+                    extra=self._fields(error="connect failed"))  # fmt: skip
 
     def _adopt(self, sock: trio.socket.SocketType, *, outgoing: bool) -> None:
         assert self._nursery is not None
         try:
-            link = _Link(sock)
+            link = self._new_link(sock)
         except OSError as exc:  # the connection died already (getpeername)
             sock.close()
-            log.warning("bgp %s: connection lost at once: %s", self.name, exc)
+            log.warning("bgp %s: connection lost at once: %s", self.name, exc,
+                        extra=self._fields())  # fmt: skip
             self._after(self.core.connection_failed(trio.current_time()))
             return
         link.outgoing = outgoing
         self._link = link
         self.next_hops = None
         log.info("bgp %s: TCP connected %s -> %s (%s)", self.name, link.local, link.remote,
-                 "ours" if outgoing else "theirs")  # fmt: skip
+                 "ours" if outgoing else "theirs", extra=self._fields())  # fmt: skip
         self._nursery.start_soon(self._run_link, link)
         self._after(self.core.connection_made(trio.current_time()))
 
     # ---- connection collisions (RFC 4271 §6.8) ------------------------------------------
 
-    async def _run_candidate(self, cand: _Candidate) -> None:
+    async def _run_candidate(self, cand: Candidate) -> None:
         """The peer's connection while ours is opening: a second core sends our OPEN on
         it and reads theirs; once a BGP Identifier is known the loser gets Cease/7. If
         theirs wins it becomes the session's connection and the usual reader takes over."""
@@ -901,7 +692,7 @@ class BgpSession:
         self._candidate = cand
         self.collisions += 1
         log.info("bgp %s: connection collision: the peer connected while ours is %s",
-                 self.name, self.core.state.value)  # fmt: skip
+                 self.name, self.core.state.value, extra=self._fields())  # fmt: skip
         won = False
         try:
             with link.scope:
@@ -921,7 +712,7 @@ class BgpSession:
             if not won or self._link is not link:
                 link.sock.close()
 
-    async def _candidate_reader(self, cand: _Candidate) -> bool:
+    async def _candidate_reader(self, cand: Candidate) -> bool:
         """Feed the candidate core one message at a time (so it stops at OpenConfirm)
         until the collision is decided; True if the peer's connection won."""
         link, core = cand.link, cand.core
@@ -933,7 +724,7 @@ class BgpSession:
                 return False  # it failed on its own (error, EOF) or ours went away
             message = cand.next_message()
             if message is not None:
-                self._in.feed(message)
+                self.received.feed(message)
                 self._cand_after(cand, core.receive_data(message, trio.current_time()))
                 continue
             deadline = core.get_timer()
@@ -951,18 +742,19 @@ class BgpSession:
             if deadline is not None and now >= deadline:
                 self._cand_after(cand, core.handle_timer(now))
 
-    def _cand_after(self, cand: _Candidate, events: list[Event]) -> None:
+    def _cand_after(self, cand: Candidate, events: list[Event]) -> None:
         data = cand.core.data_to_send()
         if data:
             cand.link.push(data)
         for event in events:
             if isinstance(event, StateChanged):
                 log.debug("bgp %s: peer's connection %s -> %s (%s)", self.name,
-                          event.old.value, event.new.value, event.reason)  # fmt: skip
+                          event.old.value, event.new.value, event.reason,
+                          extra=self._fields())  # fmt: skip
             elif isinstance(event, NotificationSent | NotificationReceived):
                 log.info("bgp %s: peer's connection: NOTIFICATION %s %d/%d", self.name,
                          "sent" if isinstance(event, NotificationSent) else "received",
-                         event.code, event.subcode)  # fmt: skip
+                         event.code, event.subcode, extra=self._fields())  # fmt: skip
 
     def _resolve_collision(self) -> None:
         """Our connection got the peer's OPEN: let the candidate decide (in its task)."""
@@ -970,29 +762,13 @@ class BgpSession:
         if cand is not None and cand.wake is not None:
             cand.wake.cancel()
 
-    def _collision_outcome(self, cand: _Candidate) -> Initiator | None:
+    def _collision_outcome(self, cand: Candidate) -> Initiator | None:
         """Which connection to close, once a BGP Identifier is known (None: not yet)."""
-        ours, theirs = self.core, cand.core
         link = self._link
-        if link is None:  # ours failed meanwhile: theirs simply takes over
-            return Initiator.LOCAL if theirs.state in _OPENING else None
-        opened = [c for c in (theirs, ours) if c.state in (State.OPEN_CONFIRM, State.ESTABLISHED)]
-        if not opened or opened[0].peer_open is None:
-            return None
-        peer_id = opened[0].peer_open.bgp_identifier
-        incoming, outgoing = (ours, theirs) if not link.outgoing else (theirs, ours)
-        try:
-            closed = resolve_collision(
-                local_id=self.config.router_id,
-                peer_id=peer_id,
-                outgoing_state=outgoing.state,
-                incoming_state=incoming.state,
-            )
-        except LocalProtocolError:  # equal identifiers: keep the one we have
-            return Initiator.REMOTE if link.outgoing else Initiator.LOCAL
-        return closed
+        ours_outgoing = None if link is None else link.outgoing
+        return collision_outcome(self.core, cand.core, ours_outgoing, self.config.router_id)
 
-    def _settle(self, cand: _Candidate, closed: Initiator) -> bool:
+    def _settle(self, cand: Candidate, closed: Initiator) -> bool:
         """Close the losing connection with Cease/7; True if the candidate won."""
         link = self._link
         ours_closed = link is not None and (closed is Initiator.LOCAL) == link.outgoing
@@ -1001,13 +777,15 @@ class BgpSession:
             log.info("bgp %s: connection collision: keeping the connection %s opened "
                      "(BGP Identifier %s vs ours %s)", self.name,
                      "we" if link.outgoing else "the peer",
-                     _peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
+                     peer_id(self.core, cand.core), self.config.router_id,
+                     extra=self._fields())  # fmt: skip
             self._cand_after(cand, cand.core.collision_dump(now))
             return False
         log.info("bgp %s: connection collision: keeping the connection %s opened "
                  "(BGP Identifier %s vs ours %s)", self.name,
                  "the peer" if link is None or link.outgoing else "we",
-                 _peer_id(self.core, cand.core), self.config.router_id)  # fmt: skip
+                 peer_id(self.core, cand.core), self.config.router_id,
+                 extra=self._fields())  # fmt: skip
         if link is not None:
             self._after(self.core.collision_dump(now))
         if self._attempt is not None:  # ours failed meanwhile and the core retried
@@ -1023,11 +801,11 @@ class BgpSession:
         rest = bytes(cand.buffer)
         cand.buffer.clear()
         if rest:
-            self._in.feed(rest)
+            self.received.feed(rest)
         self._after(self.core.receive_data(rest, now) if rest else [])
         return True
 
-    def _close_link(self, link: _Link, reason: str) -> None:
+    def _close_link(self, link: Link, reason: str) -> None:
         """Flush what is queued (NOTIFICATION included) within cease_timeout, then close."""
         link.closing = True
         link.has_data.set()
@@ -1037,15 +815,15 @@ class BgpSession:
         if self._link is link:
             self._link = None
             self._resolve_collision()  # a candidate waiting for the peer takes over
-        log.debug("bgp %s: closing the connection: %s", self.name, reason)
+        log.debug("bgp %s: closing the connection: %s", self.name, reason, extra=self._fields())
 
-    def _link_failed(self, link: _Link, reason: str) -> None:
+    def _link_failed(self, link: Link, reason: str) -> None:
         if self._link is link:
-            log.warning("bgp %s: connection failed: %s", self.name, reason)
+            log.warning("bgp %s: connection failed: %s", self.name, reason, extra=self._fields())
             self._after(self.core.connection_failed(trio.current_time()))
         link.scope.cancel()
 
-    async def _run_link(self, link: _Link) -> None:
+    async def _run_link(self, link: Link) -> None:
         try:
             with link.scope:
                 async with trio.open_nursery() as nursery:
@@ -1056,54 +834,27 @@ class BgpSession:
                 link.sock.close()
                 self.closed_at = trio.current_time()
 
-    async def _reader(self, link: _Link) -> None:
-        while True:
-            try:
-                data = await link.sock.recv(READ_CHUNK)
-            except OSError as exc:
-                self._link_failed(link, exc.strerror or str(exc))
-                return
-            if self._link is not link:
-                return
-            self._in.feed(data)
-            self._after(self.core.receive_data(data, trio.current_time()))
-            if not data:
-                return
+    def _new_link(self, sock: trio.socket.SocketType) -> Link:
+        """Raises OSError if the connection died already (getpeername)."""
+        return Link(sock, sent=self.sent)
 
-    async def _writer(self, link: _Link) -> None:
-        while True:
-            if link.partial is None:
-                if not link.queue:
-                    if link.closing:
-                        link.scope.cancel()
-                        return
-                    link.has_data = trio.Event()
-                    await link.has_data.wait()
-                    continue
-                chunk: list[bytes] = []
-                size = 0
-                while link.queue and size < WRITE_CHUNK:
-                    item = link.queue.popleft()
-                    chunk.append(item)
-                    size += len(item)
-                link.partial = memoryview(b"".join(chunk))
-            # Sent synchronously (the socket is non-blocking) and accounted for before
-            # the next checkpoint: whenever this task is suspended, link.partial is
-            # exactly what has not reached the kernel, so cease_now() can take over.
-            try:
-                sent = os.write(link.sock.fileno(), link.partial)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(link.sock)
-                continue
-            except OSError as exc:
-                self._link_failed(link, exc.strerror or str(exc))
-                return
-            self._out.feed(link.partial[:sent])
-            link.queued -= sent
-            link.partial = link.partial[sent:] if sent < len(link.partial) else None
-            if link.queued < HIGH_WATER and self._link is link:
-                self._kick()
-            await trio.lowlevel.checkpoint()
+    async def _reader(self, link: Link) -> None:
+        await link.read_loop(self._link_received, self._link_failed)
+
+    def _link_received(self, link: Link, data: bytes) -> bool:
+        """What ``link`` read, to the core; False when it is no longer our link."""
+        if self._link is not link:
+            return False
+        self.received.feed(data)
+        self._after(self.core.receive_data(data, trio.current_time()))
+        return True
+
+    async def _writer(self, link: Link) -> None:
+        await link.write_loop(self._link_drained, self._link_failed)
+
+    def _link_drained(self, link: Link) -> None:
+        if self._link is link:
+            self._kick()  # room for more UPDATEs
 
     def cease_now(self, subcode: int, message: str | None = None) -> bool:
         """Write the Cease NOTIFICATION at once, synchronously, if the socket takes it
@@ -1121,31 +872,35 @@ class BgpSession:
             self.cancelled_at = now
         events = self.core.stop(now, subcode, message)
         self._ceased = True
-        payload = (bytes(link.partial) if link.partial is not None else b"") + (
-            self.core.data_to_send()
-        )
-        link.queue.clear()
-        try:
-            # trio sockets are non-blocking: this never waits.
-            sent = os.write(link.sock.fileno(), payload)
-        except OSError:
-            sent = 0
-        link.partial = memoryview(payload)[sent:] if sent < len(payload) else None
-        if link.partial is None:  # stamp before any logging below
+        written = link.write_now(self.core.data_to_send())
+        if written:  # stamp before any logging below
             self.notification_written_at = trio.current_time()
-        self._out.feed(payload[:sent])
         for event in events:
             self._on_event(event)
-        if link.partial is None:
+        if written:
             self._notification_done(subcode, message)
-        return link.partial is None
+        return written
 
     def _notification_done(self, subcode: int, message: str | None) -> None:
         self._notified = True
         if self.notification_written_at is None:
             self.notification_written_at = trio.current_time()
-        log.info("bgp %s: Cease %d sent%s", self.name, subcode,
-                 f" ({message})" if message else "")  # fmt: skip
+        # The one line of a stop's Cease, once it is on the wire: a BFD teardown's is
+        # a warning (the failover line follows), a planned stop's is not.
+        level = logging.WARNING if subcode == CeaseSubcode.BFD_DOWN else logging.INFO
+        self._log_notification(level, NotifCode.CEASE, subcode, message)
+
+    def _log_notification(
+        self, level: int, code: int, subcode: int, message: str | None = None
+    ) -> None:
+        """``NOTIFICATION sent C/S (reason)``: the reason the core gave it (it is the
+        last one sent), and a Cease's RFC 9003 message."""
+        sent = self.last_error_sent
+        reason = sent.text if sent is not None else "?"
+        text = f", message {json.dumps(message)}" if message else ""
+        log.log(level, "bgp %s: NOTIFICATION sent %d/%d (%s)%s", self.name, code, subcode,
+                reason, text, extra=self._fields(error=notification_name(code, subcode),
+                notification=f"sent {code}/{subcode}"))  # fmt: skip
 
     async def _goodbye(self) -> None:
         """Cease to the peer (after the message in flight), close. Runs shielded."""
@@ -1155,7 +910,6 @@ class BgpSession:
             self.cancelled_at = now
         link = self._link
         self._link = None
-        pending = bytes(link.partial) if link is not None and link.partial is not None else b""
         if self._ceased:  # cease_now() ran: only its unsent rest remains
             data = b""
         else:
@@ -1167,15 +921,12 @@ class BgpSession:
         if link is None:
             return
         try:
-            view = memoryview(pending + data)
-            while view:
-                sent = await link.sock.send(view)
-                self._out.feed(view[:sent])
-                view = view[sent:]
-            if (data or pending) and not self._notified:
+            if await link.send_rest(data) and not self._notified:
                 self._notification_done(subcode, message)
         except OSError as exc:
-            log.info("bgp %s: could not send Cease: %s", self.name, exc)
+            log.info("bgp %s: NOTIFICATION %d/%d not sent: %s", self.name, NotifCode.CEASE,
+                     subcode, exc, extra=self._fields(error=notification_name(NotifCode.CEASE,
+                     subcode)))  # fmt: skip
         finally:
             link.sock.close()
             self.closed_at = trio.current_time()
@@ -1185,13 +936,3 @@ class BgpSession:
             if scope.cancel_called:
                 return subcode, message
         return CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, None
-
-
-def _next_hops_record(hops: net.NextHops | None) -> dict[str, str | None]:
-    if hops is None:
-        return {}
-    return {
-        "ipv4": str(hops.ipv4) if hops.ipv4 else None,
-        "ipv6": str(hops.ipv6) if hops.ipv6 else None,
-        "ipv6_link_local": str(hops.ipv6_link_local) if hops.ipv6_link_local else None,
-    }

@@ -556,7 +556,7 @@ class Config:
 
     ``router_id`` is ``[speaker] router_id`` or else the first IPv4 ``source_address``
     among the peers that apply to this node (file order, so stable); ``None`` means the
-    runtime derives it from the local address of the first session.
+    runtime derives it from the host's addresses (:mod:`speaker.routerid`).
     """
 
     speaker: SpeakerSettings = attrs.field(factory=SpeakerSettings)
@@ -610,6 +610,9 @@ class Config:
     def services_in(self, pool: str) -> tuple[Service, ...]:
         """The services taking or holding an address in ``pool``, in file order."""
         return self._services_by_pool.get(pool, ())
+
+    def pool_of(self, address: IPAddress) -> Pool | None:
+        return next((p for p in self.pools if address in p), None)
 
     @property
     def node_name(self) -> str:

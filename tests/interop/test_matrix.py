@@ -8,8 +8,9 @@ towards us dropped) removes the route at the router within detection time + 100 
 timed from the cut to the router's RIB without it (polled back to back); once the
 cut is lifted the route is back within 3 s. Every check of a cell runs even when an
 earlier one failed (except when there is nothing left to check), so a failing cell
-shows all it gets wrong; the figures of each cell go to
-bench/results/interop-matrix.json (``python -m bench.interop_table`` renders them).
+shows all it gets wrong; with ``MATRIX_RECORD=1`` the figures of each cell go to
+bench/results/interop-matrix.json (``python -m bench.interop_table`` renders them);
+without it a run leaves the tree as it was.
 
 See docs/interop.md.
 """
@@ -47,10 +48,11 @@ RECOVERY_WATCH_S = float(os.environ.get("MATRIX_RECOVERY_WATCH", "12"))
 
 @pytest.fixture(scope="session")
 def matrix_results() -> Iterator[dict[str, dict[str, Any]]]:
-    """Each cell's record, saved to bench/results/interop-matrix.json at session end."""
+    """Each cell's record, saved to bench/results/interop-matrix.json at session end
+    when ``MATRIX_RECORD`` is set (a test run does not change tracked files)."""
     results: dict[str, dict[str, Any]] = {}
     yield results
-    if results:
+    if results and os.environ.get("MATRIX_RECORD"):
         from bench.interop_table import save
 
         save(results)

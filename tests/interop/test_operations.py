@@ -8,12 +8,11 @@ import sys
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
 from tests.interop.test_speaker import SERVICES, router, speaker_config
-from tests.speaker.test_metrics import LISTED
+from tests.speaker.test_metrics import LISTED, samples
 
 pytestmark = pytest.mark.lab
 
@@ -35,11 +34,8 @@ def scrape(lab: Lab) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         " timeout=5).read().decode())"
     )
     text = lab["spk"].run(sys.executable, "-c", code).stdout
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = float(s.value)
-    return out
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for found in samples(text).values() for s in found}  # fmt: skip
 
 
 def metric(values: dict[Any, float], name: str, **labels: str) -> float:
@@ -109,32 +105,34 @@ address = "127.0.0.1:{METRICS_PORT}"
     before = scrape(lab)
     for name in LISTED:
         assert any(key[0] == name for key in before), name
-    peer = {"peer": rtr_addr}
-    assert metric(before, "metallb_bgp_session_up", **peer) == 1
-    assert metric(before, "metallb_bfd_session_up", **peer) == 1
-    assert metric(before, "metallb_bgp_announced_prefixes_total", **peer) == 2
-    assert metric(before, "metallb_bgp_opens_sent", **peer) == 1
+    # MetalLB FRR mode's labels (ip:port on BGP series, vrf); ours: the address.
+    bgp = {"peer": f"{rtr_addr}:179", "vrf": "default"}
+    bfd, ours = {"peer": rtr_addr, "vrf": "default"}, {"peer": rtr_addr}
+    assert metric(before, "metallb_bgp_session_up", **bgp) == 1
+    assert metric(before, "metallb_bfd_session_up", **bfd) == 1
+    assert metric(before, "metallb_bgp_announced_prefixes_total", **bgp) == 2
+    assert metric(before, "metallb_bgp_opens_sent", **bgp) == 1
     assert metric(before, "speaker_service_announced", service="web") == 1
-    downs = metric(before, "metallb_bfd_session_down_events", **peer)
-    detections = metric(before, "speaker_bfd_detection_to_teardown_seconds_count", **peer)
+    downs = metric(before, "metallb_bfd_session_down_events", **bfd)
+    detections = metric(before, "speaker_bfd_detection_to_teardown_seconds_count", **ours)
 
     # -- BFD cut: down --
     fault = faults.drop_bfd(lab["spk"], direction="in")
     gobgp.wait_rib(lambda r: VIP not in r, timeout=5, what="withdrawal")
     speaker.wait_log("BGP torn down")
     down = scrape(lab)
-    assert metric(down, "metallb_bfd_session_up", **peer) == 0
-    assert metric(down, "metallb_bgp_session_up", **peer) == 0
-    assert metric(down, "metallb_bfd_session_down_events", **peer) == downs + 1
-    assert metric(down, "speaker_bfd_flaps_total", **peer) == downs + 1
-    assert metric(down, "speaker_bfd_detection_to_teardown_seconds_count", **peer) == (
+    assert metric(down, "metallb_bfd_session_up", **bfd) == 0
+    assert metric(down, "metallb_bgp_session_up", **bgp) == 0
+    assert metric(down, "metallb_bfd_session_down_events", **bfd) == downs + 1
+    assert metric(down, "speaker_bfd_flaps_total", **ours) == downs + 1
+    assert metric(down, "speaker_bfd_detection_to_teardown_seconds_count", **ours) == (
         detections + 1
     )
-    assert metric(down, "speaker_bfd_detection_to_teardown_seconds_sum", **peer) < 0.005
-    assert metric(down, "metallb_bgp_notifications_sent", **peer) >= 1
+    assert metric(down, "speaker_bfd_detection_to_teardown_seconds_sum", **ours) < 0.005
+    assert metric(down, "metallb_bgp_notifications_sent", **bgp) >= 1
     assert metric(down, "speaker_service_announced", service="web") == 0
-    assert metric(down, "metallb_bfd_control_packet_output", **peer) >= metric(
-        before, "metallb_bfd_control_packet_output", **peer
+    assert metric(down, "metallb_bfd_control_packet_output", **bfd) >= metric(
+        before, "metallb_bfd_control_packet_output", **bfd
     )
     detail = cli(lab, socket, "show", "bgp", "neighbor", "rtr1", "--json")
     assert detail["lastErrorSent"]["name"] == "Cease/Bfd Down"
@@ -148,23 +146,23 @@ address = "127.0.0.1:{METRICS_PORT}"
 
     def recovered() -> dict[Any, float] | None:
         values = scrape(lab)
-        done = metric(values, "speaker_bgp_teardown_to_reannounce_seconds_count", **peer)
-        return values if done >= 1 and metric(values, "metallb_bgp_session_up", **peer) else None
+        done = metric(values, "speaker_bgp_teardown_to_reannounce_seconds_count", **ours)
+        return values if done >= 1 and metric(values, "metallb_bgp_session_up", **bgp) else None
 
     after = wait_until(recovered, timeout=10, what="re-announce recorded")
-    assert metric(after, "metallb_bfd_session_up", **peer) == 1
+    assert metric(after, "metallb_bfd_session_up", **bfd) == 1
     assert (
-        metric(after, "metallb_bfd_session_up_events", **peer)
-        == metric(before, "metallb_bfd_session_up_events", **peer) + 1
+        metric(after, "metallb_bfd_session_up_events", **bfd)
+        == metric(before, "metallb_bfd_session_up_events", **bfd) + 1
     )
-    assert metric(after, "metallb_bgp_opens_sent", **peer) >= 2  # a retry may add one
-    assert metric(after, "metallb_bgp_updates_total", **peer) > metric(
-        before, "metallb_bgp_updates_total", **peer
+    assert metric(after, "metallb_bgp_opens_sent", **bgp) >= 2  # a retry may add one
+    assert metric(after, "metallb_bgp_updates_total", **bgp) > metric(
+        before, "metallb_bgp_updates_total", **bgp
     )
-    assert metric(after, "metallb_bgp_total_sent", **peer) > metric(
-        down, "metallb_bgp_total_sent", **peer
+    assert metric(after, "metallb_bgp_total_sent", **bgp) > metric(
+        down, "metallb_bgp_total_sent", **bgp
     )
-    assert metric(after, "metallb_bgp_announced_prefixes_total", **peer) == 2
+    assert metric(after, "metallb_bgp_announced_prefixes_total", **bgp) == 2
     summary = cli(lab, socket, "show", "bgp", "summary", "--json")
     assert summary["peers"][0]["connectionsDropped"] == 1
 

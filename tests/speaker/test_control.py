@@ -314,6 +314,8 @@ async def test_show_config_redacts_every_secret_and_logs_never_hold_one(
     assert data["bfd_profiles"][0]["auth"]["keys"] == "<redacted>"
     assert data["control"]["socket"] == str(tmp_path / "speaker.sock")
     assert data["assigned_addresses"]["db"] == "198.19.0.0"
+    assert (data["router_id"], data["router_id_reason"]) == ("10.0.0.1", "router_id in [speaker]")
+    assert "# effective router_id: 10.0.0.1 (router_id in [speaker])\n" in printed
 
 
 async def test_socket_is_private_replaces_a_stale_one_and_goes_away(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ is the runner) because a packet socket only sees the interfaces of its own names
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import statistics
@@ -22,17 +23,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from speaker.bfd.bpf import SKF_AD_OFF, SKF_AD_PKTTYPE, BpfInsn
-from speaker.bfd.echo_link import (
+from speaker.bfd.echo_frame import (
     ECHO_PORT,
     PACKET_HOST,
     PACKET_OUTGOING,
-    EchoLink,
-    EchoLinkError,
     build_frame,
     echo_filter,
-    kernel_forwards,
     parse_frame,
     reflected,
+)
+from speaker.bfd.echo_link import (
+    EchoLink,
+    EchoLinkError,
+    kernel_forwards,
     resolve_mac,
     wait_peer_mac,
 )
@@ -318,6 +321,38 @@ async def test_link_errors() -> None:
     link.close()  # idempotent, also when never opened
 
 
+class ScriptedPacketSocket:
+    """recvfrom answers from a script: an OSError to raise or (frame, address)."""
+
+    def __init__(self, *script: OSError | tuple[bytes, tuple[Any, ...]]) -> None:
+        self.script = list(script)
+
+    async def recvfrom(self, size: int) -> tuple[bytes, tuple[Any, ...]]:
+        await trio.lowlevel.checkpoint()
+        item = self.script.pop(0)
+        if isinstance(item, OSError):
+            raise item
+        return item
+
+
+async def test_both_receive_loops_skip_a_link_down_and_frames_not_for_this_host() -> None:
+    """EchoLink.receive_frame and EchoReflector.run read through one helper."""
+    from speaker.bfd.echo_link import _receive_host_frame
+
+    def address(pkttype: int) -> tuple[Any, ...]:
+        return ("to-rtr1", 0x0800, pkttype, 1, MAC_B)
+
+    sock = ScriptedPacketSocket(
+        OSError(errno.ENETDOWN, "Network is down"),
+        (b"outgoing", address(PACKET_OUTGOING)),
+        (b"ours", address(PACKET_HOST)),
+        OSError(errno.EBADF, "Bad file descriptor"),
+    )
+    assert await _receive_host_frame(sock, "to-rtr1") == b"ours"  # type: ignore[arg-type]
+    with pytest.raises(EchoLinkError, match="echo receive on to-rtr1 failed"):
+        await _receive_host_frame(sock, "to-rtr1")  # type: ignore[arg-type]
+
+
 # -- lab ----------------------------------------------------------------------------------
 
 
@@ -452,7 +487,8 @@ async def filter_check() -> dict[str, Any]:
     """Inject frames on lo past a socket carrying echo_filter; report what it let in."""
     import socket
 
-    from speaker.bfd.echo_link import ETH_P_IP, _attach_filter
+    from speaker.bfd.bpf import attach_filter as _attach_filter
+    from speaker.bfd.echo_frame import ETH_P_IP
 
     local = IPv4Address("127.0.0.1")
     listener = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)

@@ -42,6 +42,9 @@ node_selectors = [{{ match_labels = {{ rack = "r9" }} }}]
 """
 
 
+ROUTER_ID = 'router ID: 127.0.0.1 (source_address of peer "far", the first IPv4 one of this node)'
+
+
 def config_text(*, interface: str = "lo", source: str = "127.0.0.1") -> str:
     return FILE.format(interface=interface, source=source)
 
@@ -120,11 +123,11 @@ def test_check_reports_a_missing_interface(
 
     status, out, err = run(capsys, "check", "--host-checks", "warn", "-c", str(file))
     assert status == 0
-    assert out == ["ok: 3 peers, 0 pools, 0 services"]
+    assert out == ["ok: 3 peers, 0 pools, 0 services", ROUTER_ID]
     assert err[0].startswith(f'warning: {file}: peers[0].interface: no interface "nosuch9"')
 
     status, out, err = run(capsys, "check", "--host-checks", "off", "-c", str(file))
-    assert (status, out, err) == (0, ["ok: 3 peers, 0 pools, 0 services"], [])
+    assert (status, out, err) == (0, ["ok: 3 peers, 0 pools, 0 services", ROUTER_ID], [])
 
 
 def test_check_passes_a_file_this_host_can_run(
@@ -132,4 +135,8 @@ def test_check_passes_a_file_this_host_can_run(
 ) -> None:
     file = tmp_path / "speaker.toml"
     file.write_text(config_text().replace("198.18.7.1", "127.0.0.7"))
-    assert run(capsys, "check", "-c", str(file)) == (0, ["ok: 3 peers, 0 pools, 0 services"], [])
+    assert run(capsys, "check", "-c", str(file)) == (
+        0,
+        ["ok: 3 peers, 0 pools, 0 services", ROUTER_ID],
+        [],
+    )

@@ -154,7 +154,9 @@ def test_cli_prints_toml_that_speaker_check_accepts(
     file.write_text(out)
     status, check_out, err = run(capsys, "check", "--host-checks", "off", "-c", str(file))
     assert status == 0, err
-    assert check_out == "ok: 4 peers, 3 pools, 0 services\n"
+    assert check_out == (
+        "ok: 4 peers, 3 pools, 0 services\nrouter ID: 198.18.0.1 (router_id in [speaker])\n"
+    )
 
 
 def test_announce_all(tmp_path: Path) -> None:

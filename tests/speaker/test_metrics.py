@@ -4,19 +4,30 @@ histograms, and the tiny HTTP server."""
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
+import types
 import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import trio
-from prometheus_client.parser import text_string_to_metric_families
 
-from speaker.metrics import METALLB_NAMES, SpeakerCollector, serve_metrics
+from speaker.metrics import (
+    METALLB_NAMES,
+    Family,
+    SpeakerCollector,
+    bfd_label,
+    bgp_label,
+    serve_metrics,
+)
 from speaker.peer import FailoverRecord
-from tests.speaker.test_control import is_healthy, running_speaker, wait_for
+from tests.speaker.test_control import bfd_not_held, is_healthy, running_speaker, wait_for
+
+__all__ = ["bfd_not_held"]  # the autouse fixture: BFD starts at once, not after 5 s
 
 #: The names the issue lists, exactly as they must appear in the exposition.
 LISTED = (
@@ -29,23 +40,98 @@ LISTED = (
     "metallb_bfd_control_packet_input", "metallb_bfd_control_packet_output",
     "metallb_bfd_echo_packet_input", "metallb_bfd_echo_packet_output",
     "metallb_bfd_session_up_events", "metallb_bfd_session_down_events",
+    "metallb_bfd_zebra_notifications",
     "metallb_bfd_session_state_changes_total", "metallb_bfd_control_packets_sent_total",
     "metallb_bfd_control_packets_received_total", "speaker_bfd_flaps_total",
+    "metallb_allocator_addresses_in_use_total", "metallb_allocator_addresses_total",
     "speaker_config_loaded", "speaker_config_stale", "metallb_k8s_client_config_loaded_bool",
     "metallb_k8s_client_config_stale_bool", "speaker_config_reloads_total",
     "speaker_service_healthy", "speaker_service_announced",
 )  # fmt: skip
 HISTOGRAMS = ("speaker_bfd_detection_to_teardown_seconds",
               "speaker_bgp_teardown_to_reannounce_seconds")  # fmt: skip
-PEER_SERIES = [n for n in LISTED if n.startswith("metallb_b")] + ["speaker_bfd_flaps_total"]
+#: Series labelled as MetalLB's FRR mode labels them (peer, vrf).
+METALLB_PEER_SERIES = [n for n in LISTED if (n.startswith("metallb_b") and not n.endswith("_total"))
+                       or n in ("metallb_bgp_updates_total",
+                                "metallb_bgp_announced_prefixes_total")]  # fmt: skip
+#: Ours, labelled peer = the address.
+OUR_PEER_SERIES = ["metallb_bfd_session_state_changes_total",
+                   "metallb_bfd_control_packets_sent_total",
+                   "metallb_bfd_control_packets_received_total", "speaker_bfd_flaps_total",
+                   "speaker_bgp_session_flaps_total", "speaker_peer_restarts_total"]  # fmt: skip
+
+#: Every family MetalLB's FRR mode exposes: (name, type, help), from metallb/metallb
+#: (commit 7938d3f89) frr-tools/metrics/collector/bgp.go and bfd.go, with the names of
+#: internal/bgp/metrics/metrics.go. Every one carries the labels peer and vrf: peer is
+#: "ip:port" on BGP series (fmt.Sprintf("%s:%d", n.IP, n.Port)), FRR's BFD peer
+#: address on BFD series. Go's client exposes a counter under its name as given (no
+#: "_total" appended).
+METALLB_FRR_MODE = (
+    ("metallb_bgp_session_up", "gauge", "BGP session state (1 is up, 0 is down)"),
+    ("metallb_bgp_announced_prefixes_total", "gauge",
+     "Number of prefixes currently being advertised on the BGP session"),
+    ("metallb_bgp_opens_sent", "counter", "Number of BGP open messages sent"),
+    ("metallb_bgp_opens_received", "counter", "Number of BGP open messages received"),
+    ("metallb_bgp_notifications_sent", "counter", "Number of BGP notification messages sent"),
+    ("metallb_bgp_updates_total", "counter", "Number of BGP UPDATE messages sent"),
+    ("metallb_bgp_updates_total_received", "counter", "Number of BGP UPDATE messages received"),
+    ("metallb_bgp_keepalives_sent", "counter", "Number of BGP keepalive messages sent"),
+    ("metallb_bgp_keepalives_received", "counter", "Number of BGP keepalive messages received"),
+    ("metallb_bgp_route_refresh_sent", "counter", "Number of BGP route refresh messages sent"),
+    ("metallb_bgp_total_sent", "counter", "Number of total BGP messages sent"),
+    ("metallb_bgp_total_received", "counter", "Number of total BGP messages received"),
+    ("metallb_bfd_session_up", "gauge", "BFD session state (1 is up, 0 is down)"),
+    ("metallb_bfd_control_packet_input", "counter", "Number of received BFD control packets"),
+    ("metallb_bfd_control_packet_output", "counter", "Number of sent BFD control packets"),
+    ("metallb_bfd_echo_packet_input", "counter", "Number of received BFD echo packets"),
+    ("metallb_bfd_echo_packet_output", "counter", "Number of sent BFD echo packets"),
+    ("metallb_bfd_session_up_events", "counter", "Number of BFD session up events"),
+    ("metallb_bfd_session_down_events", "counter", "Number of BFD session down events"),
+    ("metallb_bfd_zebra_notifications", "counter", "Number of BFD zebra notifications"),
+)  # fmt: skip
+#: MetalLB's allocator gauges (internal/allocator/stats.go), label pool.
+METALLB_ALLOCATOR = (
+    ("metallb_allocator_addresses_in_use_total", "gauge",
+     "Number of IP addresses in use, per pool"),
+    ("metallb_allocator_addresses_total", "gauge", "Number of usable IP addresses, per pool"),
+)  # fmt: skip
 
 
-def samples(text: str) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(sample)
+class Sample(NamedTuple):
+    name: str
+    labels: dict[str, str]
+    value: float
+
+
+_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
+
+
+def samples(text: str) -> dict[str, list[Sample]]:
+    """The samples by name exactly as exposed (prometheus_client's parser would
+    rename a counter's samples to ``..._total``)."""
+    out: dict[str, list[Sample]] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.fullmatch(line)
+        assert match, line
+        name, labels, number = match.groups()
+        pairs = {k: _unescape(v) for k, v in _LABEL.findall(labels or "")}
+        out.setdefault(name, []).append(Sample(name, pairs, float(number)))
     return out
+
+
+def headers(text: str) -> dict[str, tuple[str, str]]:
+    """Per family name: (type, help) from its TYPE and HELP lines."""
+    helps = dict(line[7:].split(" ", 1) for line in text.splitlines() if line.startswith("# HELP "))
+    types = dict(line[7:].split(" ", 1) for line in text.splitlines() if line.startswith("# TYPE "))
+    assert set(helps) == set(types)
+    return {name: (types[name], helps[name]) for name in types}
 
 
 def value(text: str, name: str, **labels: str) -> float:
@@ -83,16 +169,31 @@ async def test_every_listed_name_is_exposed_exactly_with_the_peer_label(tmp_path
     assert "metallb_bgp_opens_sent_total" not in text
     assert "metallb_bgp_announced_prefixes_total_total" not in text
     assert "# TYPE metallb_bgp_updates_total counter" in lines
-    assert "# TYPE metallb_bgp_opens_sent untyped" in lines
-    # Label peer = the peer's address, on every per-peer series; r2 has no BFD.
-    for name in PEER_SERIES:
+    assert "# TYPE metallb_bgp_opens_sent counter" in lines
+    assert "untyped" not in text
+    # MetalLB's peer label: ip:port on BGP series, the address on BFD ones; vrf; ours:
+    # the address. r2 has no BFD.
+    port = spk.speaker.peers["r1"].plan.bgp.peer_port
+    for name in METALLB_PEER_SERIES:
+        labels = {tuple(sorted(s.labels.items())) for s in found[name]}
+        if "bfd" in name:
+            expected = {(("peer", "127.0.0.1"), ("vrf", "default"))}
+        else:
+            expected = {(("peer", f"127.0.0.{i}:{port}"), ("vrf", "default")) for i in (1, 3)}
+        assert labels == expected, name
+    for name in OUR_PEER_SERIES:
         peers = {s.labels["peer"] for s in found[name]}
-        expected = {"127.0.0.1"} if "bfd" in name else {"127.0.0.1", "127.0.0.3"}
-        assert peers == expected, name
-    assert value(text, "metallb_bfd_session_up", peer="127.0.0.1") == 1
-    assert value(text, "metallb_bfd_session_up_events", peer="127.0.0.1") == 1
-    assert value(text, "metallb_bfd_control_packet_input", peer="127.0.0.1") > 0
-    assert value(text, "metallb_bgp_session_up", peer="127.0.0.1") == 0
+        addresses = {"127.0.0.1"} if "bfd" in name else {"127.0.0.1", "127.0.0.3"}
+        assert peers == addresses, name
+    bgp, bfd = {"peer": f"127.0.0.1:{port}", "vrf": "default"}, {"peer": "127.0.0.1"}
+    assert value(text, "metallb_bfd_session_up", **bfd) == 1
+    assert value(text, "metallb_bfd_session_up_events", **bfd) == 1
+    assert value(text, "metallb_bfd_zebra_notifications", **bfd) == 1
+    assert value(text, "metallb_bfd_control_packet_input", **bfd) > 0
+    assert value(text, "metallb_bgp_session_up", **bgp) == 0
+    assert value(text, "metallb_allocator_addresses_total", pool="vips") == 256
+    assert value(text, "metallb_allocator_addresses_total", pool="all") == 4
+    assert value(text, "metallb_allocator_addresses_in_use_total", pool="vips") == 3
     assert value(text, "speaker_config_loaded") == 1 and value(text, "speaker_config_stale") == 0
     assert value(text, "speaker_config_reloads_total", result="applied") == 0
     assert value(text, "speaker_service_healthy", service="web") == 1
@@ -117,9 +218,10 @@ async def test_counters_stay_monotonic_across_sessions_and_runner_replacement(
         runner.reannounce_delays.append(4.2)
         text = await scrape(speaker, collector)
         peer = {"peer": "127.0.0.1"}
-        assert value(text, "metallb_bgp_opens_sent", **peer) == 3
-        assert value(text, "metallb_bgp_updates_total", **peer) == 5
-        assert value(text, "metallb_bgp_total_sent", **peer) == 15
+        bgp = {"peer": f"127.0.0.1:{runner.plan.bgp.peer_port}"}
+        assert value(text, "metallb_bgp_opens_sent", **bgp) == 3
+        assert value(text, "metallb_bgp_updates_total", **bgp) == 5
+        assert value(text, "metallb_bgp_total_sent", **bgp) == 15
         assert value(text, "metallb_bfd_session_down_events", **peer) == 4
         assert value(text, "speaker_bfd_flaps_total", **peer) == 4
         assert value(text, "metallb_bfd_control_packets_sent_total", **peer) >= 100
@@ -139,7 +241,8 @@ async def test_counters_stay_monotonic_across_sessions_and_runner_replacement(
         text = await scrape(speaker, collector)
         assert value(text, name + "_count", **peer) == 2
         assert value(text, name + "_bucket", le="0.005", **peer) == 2
-        assert not [s for s in samples(text)["metallb_bgp_session_up"] if s.labels == peer]
+        assert not [s for s in samples(text)["metallb_bgp_session_up"]
+                    if s.labels["peer"] == bgp["peer"]]  # fmt: skip
         speaker.peers["r1"] = runner  # for the orderly shutdown
         text = await scrape(speaker, collector)
         assert value(text, name + "_count", **peer) == 2  # folded once only
@@ -196,3 +299,55 @@ async def test_http_endpoint_serves_metrics_and_nothing_else(tmp_path: Path) -> 
                 scrapes.start_soon(one)
         assert results == Counter({200: 4})
         nursery.cancel_scope.cancel()
+
+
+async def test_metallb_frr_mode_families_have_metallb_names_types_help_and_labels(
+    tmp_path: Path,
+) -> None:
+    """Every family of MetalLB's FRR mode (METALLB_FRR_MODE, from its source), with
+    its type, help text and label set; BGP ``peer`` = ``ip:port``, BFD ``peer`` = the
+    address, ``vrf`` = ``default``; and the allocator's gauges with label ``pool``."""
+    async with running_speaker(tmp_path) as spk:
+        text = await scrape(spk.speaker)
+        port = spk.speaker.peers["r1"].plan.bgp.peer_port
+    found, declared = samples(text), headers(text)
+    for name, kind, doc in METALLB_FRR_MODE:
+        assert declared.get(name) == (kind, doc), name
+        assert found[name], name
+        for sample in found[name]:
+            assert set(sample.labels) == {"peer", "vrf"}, name
+            assert sample.labels["vrf"] == "default"
+            if name.startswith("metallb_bgp_"):
+                assert sample.labels["peer"] in {f"127.0.0.1:{port}", f"127.0.0.3:{port}"}
+            else:
+                assert sample.labels["peer"] == "127.0.0.1"
+    for name, kind, doc in METALLB_ALLOCATOR:
+        assert declared.get(name) == (kind, doc), name
+        assert {tuple(s.labels) for s in found[name]} == {("pool",)}
+        assert {s.labels["pool"] for s in found[name]} == {"vips", "all"}
+    # Nothing untyped, and no other family claims a MetalLB FRR-mode name.
+    assert all(kind != "untyped" for kind, _ in declared.values())
+    assert {n for n, _, _ in METALLB_FRR_MODE} <= set(METALLB_NAMES)
+    # Every family exposed is documented, with its type.
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    for name, (kind, _) in declared.items():
+        assert re.search(rf"^\| `{name}` \| {kind} \|", docs, re.M), name
+
+
+def test_an_ipv6_bgp_peer_label_is_go_s_ip_colon_port() -> None:
+    """fmt.Sprintf("%s:%d", ip, port) in MetalLB's bgp.go: no brackets."""
+    plan = types.SimpleNamespace(
+        bgp=types.SimpleNamespace(peer_address=ipaddress.ip_address("2001:2::1"), peer_port=179),
+        bfd_target=None,
+    )
+    runner = types.SimpleNamespace(plan=plan)
+    assert bgp_label(runner) == "2001:2::1:179"  # type: ignore[arg-type]
+    assert bfd_label(runner) == "2001:2::1"  # type: ignore[arg-type]
+
+
+def test_label_values_and_help_are_escaped() -> None:
+    family = Family("x", "a \\ b\nc", "gauge", ["service"])
+    family.add(['we"b\\\n'], 1.0)
+    assert family.header() == "# HELP x a \\\\ b\\nc\n# TYPE x gauge\n"
+    assert family.lines == ['x{service="we\\"b\\\\\\n"} 1.0\n']
+    assert samples("".join(family.lines))["x"][0].labels == {"service": 'we"b\\\n'}

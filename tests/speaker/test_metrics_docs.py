@@ -55,7 +55,9 @@ def test_prometheus_alerts_parse_and_cover_the_issue() -> None:
     alerts = {r["alert"]: r for g in rules["groups"] for r in g["rules"]}
     for rule in alerts.values():
         assert set(rule) >= {"alert", "expr", "labels", "annotations"}
-        assert NAME.findall(rule["expr"]) and set(NAME.findall(rule["expr"])) <= EXPOSED
+        # Every rule reads our series, or Prometheus's own "up" of the speaker's job.
+        assert NAME.findall(rule["expr"]) or 'up{job="speaker"}' in rule["expr"]
+        assert set(NAME.findall(rule["expr"])) <= EXPOSED
     assert alerts["SpeakerBGPSessionDown"]["for"] == "30s"
     assert alerts["SpeakerBFDSessionDown"]["for"] == "30s"
     assert "metallb_bgp_session_up == 0" in alerts["SpeakerBGPSessionDown"]["expr"]
@@ -63,3 +65,6 @@ def test_prometheus_alerts_parse_and_cover_the_issue() -> None:
     flapping = alerts["SpeakerBFDFlapping"]["expr"]
     assert "[10m]" in flapping and "> 3" in flapping
     assert "speaker_config_stale" in alerts["SpeakerConfigStale"]["expr"]
+    # A speaker that stopped being scraped, or no speaker scraped at all.
+    assert alerts["SpeakerScrapeFailing"]["expr"] == 'up{job="speaker"} == 0'
+    assert alerts["SpeakerMetricsAbsent"]["expr"] == 'absent(up{job="speaker"})'

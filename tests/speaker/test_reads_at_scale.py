@@ -160,10 +160,13 @@ async def test_reads_never_hold_the_loop(
         for name, work in reads.items():
             elapsed, longest, task = await measured(work)
             print(f"{peers} peers, {routes} routes, {services} services: {name}"
-                  f" {elapsed * 1000:.1f} ms, longest step {longest * 1000:.2f} ms")  # fmt: skip
+                  f" {elapsed * 1000:.1f} ms, longest step {longest * 1000:.2f} ms"
+                  f" ({task})")  # fmt: skip
             assert longest < BOUND, (name, longest, task)
         text = (await collector.scrape()).decode()
-        assert 'metallb_bgp_announced_prefixes_total{peer="127.1.0.1"} 0.0' in text
+        port = speaker.peers["p0"].plan.bgp.peer_port
+        assert (f'metallb_bgp_announced_prefixes_total{{peer="127.1.0.1:{port}",vrf="default"}}'
+                " 0.0") in text  # fmt: skip
         assert text.count("metallb_bgp_session_up{") == peers
 
 

@@ -379,3 +379,35 @@ async def test_a_change_during_a_reload_reaches_the_new_route_table(
         routes = speaker.derived.routes.snapshot("r1")
         announced = {speaker.derived.addresses[s] for s in ("api", "db")}
         assert {p.network_address for p in routes} == announced  # web: withdrawn
+
+
+async def test_a_session_starting_while_a_reload_installs_takes_the_table_the_others_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a reload's new config and its table reaching the sessions
+    (``_install_routes``), a session that starts takes the table every other session
+    holds, instead of bringing the new one up to date at once (a 17 ms step at 65,536
+    services); a peer the old table does not know gets nothing until the new table
+    comes. Outside a reload, the new table is brought up to date as before."""
+    async with running(tmp_path) as speaker:
+        held = dict(speaker.routes_for("r1"))
+        text = toml(tmp_path) + '\n[[services]]\nname = "db"\npool = "vips"\n'
+        (tmp_path / "speaker.toml").write_text(text)
+        new = derive(load_config(tmp_path / "speaker.toml"))
+        synced: list[object] = []
+        real = new.routes.set_announced
+        monkeypatch.setattr(
+            new.routes, "set_announced", lambda *a, **k: synced.append(a) or real(*a, **k)
+        )
+        old_derived = speaker.derived
+        speaker._route_journal = set()
+        speaker.derived = new
+        try:
+            assert dict(speaker.routes_for("r1")) == held and synced == []
+            assert speaker.routes_for("r9") == {}
+            speaker._route_journal = None
+            after = dict(speaker.routes_for("r1"))
+            assert len(synced) == 1 and len(after) == len(held) + 1
+        finally:
+            speaker._route_journal = None
+            speaker.derived = old_derived
