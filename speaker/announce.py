@@ -24,52 +24,25 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from collections.abc import Set as AbstractSet
-from typing import Generic, TypeVar
-
-import attrs
 
 from protocols.bgp import LargeCommunity
+from speaker.addresses import network_key
+from speaker.bgp.config import RouteAttributes
 from speaker.config.model import Advertisement, Config, IPAddress, IPNetwork, Peer, Pool
 from speaker.slices import Steps
 
-__all__ = ["RouteAttributes", "RouteTable", "Routes", "announced_prefixes", "routes_for_peer"]
+__all__ = ["RouteTable", "Routes", "announced_prefixes", "routes_for_peer"]
 
-
-@attrs.frozen(kw_only=True)
-class RouteAttributes:
-    """What the configuration says about one announced prefix.
-
-    The field names match :class:`speaker.bgp.config.RouteAttributes`, which the
-    session layer takes (``RouteAttributes(communities=..., large_communities=...,
-    local_pref=...)`` converts).
-    """
-
-    communities: frozenset[int] = frozenset()
-    large_communities: frozenset[LargeCommunity] = frozenset()
-    local_pref: int | None = None
-
-    def merge(self, other: RouteAttributes) -> RouteAttributes:
-        """Union of communities; the first local_pref that is set."""
-        if other == self:
-            return self
-        return RouteAttributes(
-            communities=self.communities | other.communities,
-            large_communities=self.large_communities | other.large_communities,
-            local_pref=self.local_pref if self.local_pref is not None else other.local_pref,
-        )
-
-
+#: Each prefix with the attributes the BGP sessions send it with.
 Routes = dict[IPNetwork, RouteAttributes]
 
 
 def _attributes(ad: Advertisement, internal: bool) -> RouteAttributes:
     return RouteAttributes(
-        communities=frozenset(c.value for c in ad.communities if isinstance(c.value, int)),
-        large_communities=frozenset(
-            c.value for c in ad.communities if isinstance(c.value, LargeCommunity)
-        ),
+        communities=[c.value for c in ad.communities if isinstance(c.value, int)],
+        large_communities=[c.value for c in ad.communities if isinstance(c.value, LargeCommunity)],
         local_pref=ad.local_pref if internal else None,
     )
 
@@ -118,10 +91,6 @@ def announced_prefixes(
         yield _prefix(address, ad.length_for(address.version))
 
 
-def _sort_key(net: IPNetwork) -> tuple[int, int, int]:
-    return (net.version, int(net.network_address), net.prefixlen)
-
-
 def routes_for_peer(
     config: Config,
     peer_name: str,
@@ -155,19 +124,17 @@ def routes_for_peer(
             ):
                 known = routes.get(prefix)
                 routes[prefix] = attributes if known is None else known.merge(attributes)
-    return {prefix: routes[prefix] for prefix in sorted(routes, key=_sort_key)}
+    return {prefix: routes[prefix] for prefix in sorted(routes, key=network_key)}
 
 
 # ---- the same, kept up to date ------------------------------------------------------------
-
-_A = TypeVar("_A")
 
 #: Units of work (one service route, one announce_all prefix) between two yields of
 #: :meth:`RouteTable.build` (about 2 µs each: well inside a 0.5 ms slice).
 SLICE = 128
 
 
-class _PeerTable(Generic[_A]):
+class _PeerTable:
     """One peer's routes: ``base`` as built (never changed after: sessions take it
     over), ``overlay`` the changes since (None: withdrawn), and per prefix the
     advertisements that announce it now (announce_all ones in ``static``)."""
@@ -175,14 +142,14 @@ class _PeerTable(Generic[_A]):
     def __init__(self, peer: Peer) -> None:
         self.name = peer.name
         self.internal = peer.internal
-        self.base: dict[IPNetwork, _A] = {}
-        self.overlay: dict[IPNetwork, _A | None] = {}
+        self.base: dict[IPNetwork, RouteAttributes] = {}
+        self.overlay: dict[IPNetwork, RouteAttributes | None] = {}
         self.static: dict[IPNetwork, tuple[int, ...]] = {}
         #: advertisement index -> prefix -> announced services giving it (one table
         #: per advertisement, not one per prefix: a 65,536-route table stays small)
         self.sources: dict[int, dict[IPNetwork, int]] = {}
 
-    def get(self, prefix: IPNetwork) -> _A | None:
+    def get(self, prefix: IPNetwork) -> RouteAttributes | None:
         if prefix in self.overlay:
             return self.overlay[prefix]
         return self.base.get(prefix)
@@ -207,39 +174,37 @@ class _PeerTable(Generic[_A]):
         return tuple(sorted({*static, *found}))
 
 
-class RouteTable(Generic[_A]):
+class RouteTable:
     """:func:`routes_for_peer` for every peer of this node, kept up to date by
     difference: a change of which services are announced costs the routes of the
     services that changed, not the table.
 
     Built once per config with :meth:`build` (a generator of slices, see
-    :mod:`speaker.slices`); ``convert`` turns merged attributes into what the
-    sessions take (called once per distinct attribute set and peer kind).
+    :mod:`speaker.slices`); the merged attributes of each set of advertisements and
+    peer kind are made once and shared by every prefix they give.
     """
 
-    def __init__(self, config: Config, convert: Callable[[RouteAttributes], _A]) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._convert = convert
-        self._peers: dict[str, _PeerTable[_A]] = {}
+        self._peers: dict[str, _PeerTable] = {}
         #: service -> (peer, advertisement index, prefix) it gives while announced
-        self._contributions: dict[str, list[tuple[_PeerTable[_A], int, IPNetwork]]] = {}
+        self._contributions: dict[str, list[tuple[_PeerTable, int, IPNetwork]]] = {}
         self._unchecked: frozenset[str] = frozenset()  # services without a health check
         self._announced: set[str] = set()  # changed in place: a copy costs every service
-        self._merged: dict[tuple[bool, tuple[int, ...]], _A] = {}
+        self._merged: dict[tuple[bool, tuple[int, ...]], RouteAttributes] = {}
 
     @classmethod
     def build(
         cls,
         config: Config,
         addresses: Mapping[str, IPAddress],
-        convert: Callable[[RouteAttributes], _A],
         *,
         healthy: Collection[str] = frozenset(),
         withdrawn: Collection[str] = frozenset(),
-    ) -> Steps[RouteTable[_A]]:
+    ) -> Steps[RouteTable]:
         """The table for ``config`` with the services ``healthy``/``withdrawn`` give
         (as :func:`routes_for_peer`) announced, in slices."""
-        table = cls(config, convert)
+        table = cls(config)
         # The sets a step at a time (set algebra on 65,536 names is a long step).
         healthy = healthy if isinstance(healthy, AbstractSet) else frozenset(healthy)
         withdrawn = withdrawn if isinstance(withdrawn, AbstractSet) else frozenset(withdrawn)
@@ -259,7 +224,7 @@ class RouteTable(Generic[_A]):
         work = 0
         prefixes: dict[int, dict[IPAddress, IPNetwork]] = {}  # by length, shared by peers
         for peer in config.local_peers:
-            pt = table._peers[peer.name] = _PeerTable[_A](peer)
+            pt = table._peers[peer.name] = _PeerTable(peer)
             for index, ad in enumerate(config.advertisements):
                 if not ad.selects_peer(peer.name):
                     continue
@@ -306,7 +271,9 @@ class RouteTable(Generic[_A]):
     def peers(self) -> tuple[str, ...]:
         return tuple(self._peers)
 
-    def layers(self, peer: str) -> tuple[Mapping[IPNetwork, _A], dict[IPNetwork, _A | None]]:
+    def layers(
+        self, peer: str
+    ) -> tuple[Mapping[IPNetwork, RouteAttributes], dict[IPNetwork, RouteAttributes | None]]:
         """``peer``'s routes as (base, a copy of the changes since): the base never
         changes, so a session may hold it; the copy costs the changes only.
 
@@ -316,7 +283,7 @@ class RouteTable(Generic[_A]):
         pt = self._peers[peer]
         return pt.base, dict(pt.overlay)
 
-    def routes(self, peer: str) -> dict[IPNetwork, _A]:
+    def routes(self, peer: str) -> dict[IPNetwork, RouteAttributes]:
         """``peer``'s routes now, as one mapping (walks the table: for tests, ``show``)."""
         pt = self._peers[peer]
         out = {p: a for p, a in pt.base.items() if p not in pt.overlay}
@@ -327,7 +294,7 @@ class RouteTable(Generic[_A]):
 
     def set_announced(
         self, healthy: Collection[str], withdrawn: Collection[str] = frozenset()
-    ) -> dict[str, dict[IPNetwork, _A | None]]:
+    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
         """Announce what ``healthy``/``withdrawn`` give now; returns per peer the
         changed prefixes (None: withdraw). Costs the routes of the services whose
         state changed."""
@@ -336,17 +303,19 @@ class RouteTable(Generic[_A]):
         self._announced = announced
         return self._apply((removed, -1), (added, 1))
 
-    def _apply(self, *moves: tuple[Collection[str], int]) -> dict[str, dict[IPNetwork, _A | None]]:
+    def _apply(
+        self, *moves: tuple[Collection[str], int]
+    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
         """Count each service of ``moves`` in (+1) or out (-1); the changed routes."""
-        touched: dict[_PeerTable[_A], dict[IPNetwork, None]] = {}
+        touched: dict[_PeerTable, dict[IPNetwork, None]] = {}
         for services, step in moves:
             for service in services:
                 for pt, index, prefix in self._contributions.get(service, ()):
                     pt.count(index, prefix, step)
                     touched.setdefault(pt, {})[prefix] = None
-        out: dict[str, dict[IPNetwork, _A | None]] = {}
+        out: dict[str, dict[IPNetwork, RouteAttributes | None]] = {}
         for pt, prefixes in touched.items():
-            changes: dict[IPNetwork, _A | None] = {}
+            changes: dict[IPNetwork, RouteAttributes | None] = {}
             for prefix in prefixes:
                 ads = pt.advertisements(prefix)
                 new = self._attributes(pt, ads) if ads else None
@@ -361,7 +330,9 @@ class RouteTable(Generic[_A]):
                 out[pt.name] = changes
         return out
 
-    def set_service(self, service: str, announced: bool) -> dict[str, dict[IPNetwork, _A | None]]:
+    def set_service(
+        self, service: str, announced: bool
+    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
         """Announce ``service`` or not (its health or override changed): as
         :meth:`set_announced`, without the cost of comparing the sets of services."""
         if (service in self._announced) == announced:
@@ -375,14 +346,13 @@ class RouteTable(Generic[_A]):
     def _effective(self, healthy: Collection[str], withdrawn: Collection[str]) -> frozenset[str]:
         return (self._unchecked | frozenset(healthy)) - frozenset(withdrawn)
 
-    def _attributes(self, pt: _PeerTable[_A], ads: tuple[int, ...]) -> _A:
+    def _attributes(self, pt: _PeerTable, ads: tuple[int, ...]) -> RouteAttributes:
         key = (pt.internal, ads)
-        converted = self._merged.get(key)
-        if converted is None:
-            merged: RouteAttributes | None = None
+        merged = self._merged.get(key)
+        if merged is None:
             for index in ads:
                 one = _attributes(self.config.advertisements[index], pt.internal)
                 merged = one if merged is None else merged.merge(one)
             assert merged is not None
-            converted = self._merged[key] = self._convert(merged)
-        return converted
+            self._merged[key] = merged
+        return merged

@@ -152,8 +152,6 @@ class Speaker:
         self._reload_send, self._reload_receive = trio.open_memory_channel[_ReloadRequest](
             RELOAD_QUEUE
         )
-        self.stopping = False
-        self.started = trio.Event()
         #: Set when an orderly shutdown begins (systemd STOPPING=1).
         self.shutting_down = trio.Event()
 
@@ -237,7 +235,6 @@ class Speaker:
             nursery.start_soon(self._serve_reloads, name="reloads")
             log.info("speaker running: %d peers, %d health checks", len(self.peers),
                      len(self.derived.health))  # fmt: skip
-            self.started.set()
             task_status.started(self)
 
     async def _ensure_endpoint(self, derived: Derived) -> None:
@@ -355,7 +352,6 @@ class Speaker:
 
     async def shutdown(self, message: str = "speaker shutting down") -> None:
         """BFD AdminDown and Cease/Administrative Shutdown to every peer, then stop."""
-        self.stopping = True
         self.shutting_down.set()
         with trio.move_on_after(SHUTDOWN_GRACE):
             async with trio.open_nursery() as nursery:

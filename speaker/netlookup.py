@@ -12,9 +12,10 @@ import ipaddress
 import socket
 import struct
 
+from speaker.addresses import IPAddress
+
 __all__ = ["IPAddress", "interface_exists", "interface_of", "local_address_for"]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 SIOCGIFADDR = 0x8915
 
 

@@ -38,8 +38,9 @@ from protocols.bfd import State as BfdState
 from protocols.bfd import StateChanged as BfdStateChanged
 from protocols.bgp import CeaseSubcode, Prefix
 from protocols.bgp import State as BgpState
+from speaker.addresses import IPAddress
 from speaker.bfd.profile import BfdProfile
-from speaker.bfd.runtime import BfdEndpoint, BfdSession, IPAddress, SessionKey
+from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.bgp.session import BgpSession, BgpStatistics
 from speaker.log import fields

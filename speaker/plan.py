@@ -17,7 +17,6 @@ import attrs
 from protocols.bgp import Prefix
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.allocate import assign_addresses_steps
-from speaker.announce import RouteAttributes as WantedAttributes
 from speaker.announce import RouteTable
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.bgp.rib import LayeredRoutes
@@ -29,7 +28,7 @@ from speaker.routerid import RouterIdChoice, choose_router_id
 from speaker.slices import Steps, run_at_once, run_in_slices
 
 __all__ = [
-    "Derived", "RouteFunction", "derive", "derive_in_slices", "derive_router_id",
+    "Derived", "RouteFunction", "bgp_config", "derive", "derive_in_slices", "derive_router_id",
     "health_specs", "interface_of", "local_address_for", "plans_for",
 ]  # fmt: skip
 
@@ -65,27 +64,8 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
         families = tuple(
             IPV4_UNICAST if v == 4 else IPV6_UNICAST for v in _families(config, peer, addresses)
         )
-        bgp = BgpPeerConfig(
-            name=peer.name,
-            peer_address=peer.peer_address,
-            peer_asn=peer.peer_asn,
-            local_asn=peer.my_asn,
-            router_id=router_id,
-            peer_port=peer.peer_port,
-            source_address=peer.source_address,
-            hold_time=int(peer.hold_time.total_seconds()),
-            keepalive_time=peer.keepalive_time.total_seconds(),
-            connect_time=peer.connect_time.total_seconds(),
-            connect_retry=peer.connect_retry.total_seconds(),
-            connect_retry_max=peer.connect_retry_max.total_seconds(),
-            password=peer.password,
-            ebgp_multihop=peer.multihop_ttl,
-            passive=peer.passive,
-            listen=peer.listen,
-            families=families,
-            hostname=config.speaker.node_name,
-            bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
-        )
+        bgp = bgp_config(peer, router_id=router_id, families=families,
+                         hostname=config.speaker.node_name)  # fmt: skip
         # Our BFD address and interface are looked up when the peer starts (in its own
         # task: a peer with no route yet must not stop the others).
         target = None
@@ -103,12 +83,49 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
     return plans
 
 
+def bgp_config(
+    peer: Peer,
+    *,
+    router_id: ipaddress.IPv4Address,
+    families: tuple[tuple[int, int], ...],
+    hostname: str,
+) -> BgpPeerConfig:
+    """The one place a configured peer becomes the BGP session's configuration.
+
+    Not a copy by name, on purpose: :mod:`speaker.bgp` is usable without the
+    configuration (``python -m speaker.bgp``), so it speaks BGP's words, not the file's:
+    ``my_asn`` is the session's ``local_asn``, durations are seconds (the hold time
+    whole ones, RFC 4271 §4.2), ``ebgp_multihop = true`` is TTL 255, and ``bfd_strict``
+    is only advertised with a BFD profile.
+    """
+    return BgpPeerConfig(
+        name=peer.name,
+        peer_address=peer.peer_address,
+        peer_asn=peer.peer_asn,
+        local_asn=peer.my_asn,
+        router_id=router_id,
+        peer_port=peer.peer_port,
+        source_address=peer.source_address,
+        hold_time=int(peer.hold_time.total_seconds()),
+        keepalive_time=peer.keepalive_time.total_seconds(),
+        connect_time=peer.connect_time.total_seconds(),
+        connect_retry=peer.connect_retry.total_seconds(),
+        connect_retry_max=peer.connect_retry_max.total_seconds(),
+        password=peer.password,
+        ebgp_multihop=peer.multihop_ttl,
+        passive=peer.passive,
+        listen=peer.listen,
+        families=families,
+        hostname=hostname,
+        bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
+    )
+
+
 class RouteFunction:
     """The routes of every peer of this node for one config, as the BGP sessions take
-    them, kept up to date by difference (:class:`speaker.announce.RouteTable`; each
-    distinct attribute set converted once)."""
+    them, kept up to date by difference (:class:`speaker.announce.RouteTable`)."""
 
-    def __init__(self, table: RouteTable[RouteAttributes]) -> None:
+    def __init__(self, table: RouteTable) -> None:
         self.table = table
 
     @classmethod
@@ -121,9 +138,7 @@ class RouteFunction:
         withdrawn: Collection[str] = frozenset(),
     ) -> Steps[RouteFunction]:
         """In slices (:mod:`speaker.slices`), with ``healthy``/``withdrawn`` applied."""
-        table = yield from RouteTable.build(
-            config, addresses, _convert, healthy=healthy, withdrawn=withdrawn
-        )
+        table = yield from RouteTable.build(config, addresses, healthy=healthy, withdrawn=withdrawn)
         return cls(table)
 
     def snapshot(self, peer: str) -> LayeredRoutes:
@@ -144,14 +159,6 @@ class RouteFunction:
     ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
         """One service announced or not now: costs that service's routes."""
         return self.table.set_service(service, announced)
-
-
-def _convert(wanted: WantedAttributes) -> RouteAttributes:
-    return RouteAttributes(
-        communities=tuple(wanted.communities),
-        large_communities=tuple(wanted.large_communities),
-        local_pref=wanted.local_pref,
-    )
 
 
 def health_specs(config: Config) -> dict[str, HealthSpec]:

@@ -132,7 +132,6 @@ from .messages import (
     decode_message,
     decode_message_ex,
     decode_shutdown_message,
-    encode,
     encode_shutdown_message,
 )
 from .negotiation import SessionConfig, negotiate
@@ -254,7 +253,6 @@ __all__ = [
     "decode_prefixes",
     "decode_shutdown_message",
     "decode_update",
-    "encode",
     "encode_attribute",
     "encode_capability",
     "encode_path_attributes",

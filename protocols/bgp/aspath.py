@@ -96,15 +96,6 @@ class AsPath:
         """All AS numbers in order."""
         return tuple(a for s in self.segments for a in s.asns)
 
-    def prepend(self, asn: int) -> AsPath:
-        """Return the path with ``asn`` prepended (as sent to an external peer)."""
-        segs = self.segments
-        if segs and segs[0].type == AsPathSegmentType.AS_SEQUENCE and len(segs[0].asns) < 255:
-            first = AsPathSegment(type=segs[0].type, asns=(asn, *segs[0].asns))
-            return AsPath(segments=(first, *segs[1:]))
-        new = AsPathSegment(type=AsPathSegmentType.AS_SEQUENCE, asns=(asn,))
-        return AsPath(segments=(new, *segs))
-
     def encode_value(self, ctx: CodecContext) -> bytes:
         return _encode_segments(self.segments, ctx.asn4, ctx)
 

@@ -67,7 +67,7 @@ _FSM_ERROR_SUBCODES = {
     State.ESTABLISHED: FsmSubcode.UNEXPECTED_MESSAGE_IN_ESTABLISHED,
 }
 
-_ERROR_EVENTS = {
+_ERROR_EVENTS: dict[int, FsmEvent] = {
     NotifCode.MESSAGE_HEADER_ERROR: FsmEvent.BGP_HEADER_ERR,
     NotifCode.OPEN_MESSAGE_ERROR: FsmEvent.BGP_OPEN_MSG_ERR,
 }
@@ -292,7 +292,8 @@ class Connection:
                 msg = self._reader.next_message(self._ctx)
             except RemoteProtocolError as exc:
                 event = _ERROR_EVENTS.get(exc.code, FsmEvent.UPDATE_MSG_ERR)
-                self._down(now, event, f"received malformed message: {exc}", exc.to_notification())
+                notification = NotificationMessage.from_error(exc)
+                self._down(now, event, f"received malformed message: {exc}", notification)
                 break
             if msg is None:
                 break
@@ -300,7 +301,8 @@ class Connection:
                 self._dispatch(msg, now)
             except RemoteProtocolError as exc:
                 event = _ERROR_EVENTS.get(exc.code, FsmEvent.UPDATE_MSG_ERR)
-                self._down(now, event, f"rejected message: {exc}", exc.to_notification())
+                notification = NotificationMessage.from_error(exc)
+                self._down(now, event, f"rejected message: {exc}", notification)
                 break
         return self._flush()
 

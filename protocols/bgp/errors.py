@@ -2,18 +2,14 @@
 
 Modelled on h11: :class:`LocalProtocolError` means the caller misused the API
 (or asked to send something that cannot be encoded); :class:`RemoteProtocolError`
-means the peer sent something invalid and carries the NOTIFICATION (RFC 4271
-§4.5 / §6) that must be sent in response.
+means the peer sent something invalid and carries what the NOTIFICATION (RFC 4271
+§4.5 / §6) sent in response says (``NotificationMessage.from_error`` builds it).
+
+A leaf, as h11's errors are: this module imports nothing from ``protocols.bgp``
+(a test checks), so every codec module can raise these without an import cycle.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
-
-from .constants import NotifCode
-
-if TYPE_CHECKING:
-    from .messages import NotificationMessage
 
 
 class BgpError(Exception):
@@ -25,23 +21,20 @@ class LocalProtocolError(BgpError):
 
 
 class RemoteProtocolError(BgpError):
-    """The peer violated the protocol; ``to_notification()`` is the prescribed response.
+    """The peer violated the protocol; ``NotificationMessage.from_error(exc)`` is the
+    prescribed response.
 
-    ``code``/``subcode``/``data`` follow RFC 4271 §4.5 and §6.
+    ``code``/``subcode``/``data`` follow RFC 4271 §4.5 and §6; ``code`` is a
+    ``NotifCode`` (an ``int``: typed so here, to keep this module a leaf).
     """
 
-    def __init__(self, code: NotifCode, subcode: int, data: bytes = b"", reason: str = "") -> None:
+    def __init__(self, code: int, subcode: int, data: bytes = b"", reason: str = "") -> None:
         self.code = code
         self.subcode = subcode
         self.data = data
         self.reason = reason
-        super().__init__(f"{code.name}/{subcode}: {reason}" if reason else f"{code.name}/{subcode}")
-
-    def to_notification(self) -> NotificationMessage:
-        """The NOTIFICATION message to send to the peer for this error."""
-        from .messages import NotificationMessage
-
-        return NotificationMessage(code=self.code, subcode=self.subcode, data=self.data)
+        name = getattr(code, "name", code)
+        super().__init__(f"{name}/{subcode}: {reason}" if reason else f"{name}/{subcode}")
 
 
 class MalformedAttributeError(BgpError):

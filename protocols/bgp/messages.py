@@ -147,6 +147,11 @@ class NotificationMessage:
             data = encode_shutdown_message(message)
         return cls(code=NotifCode.CEASE, subcode=subcode, data=data)
 
+    @classmethod
+    def from_error(cls, error: RemoteProtocolError) -> NotificationMessage:
+        """The NOTIFICATION to send to the peer for ``error`` (RFC 4271 §6)."""
+        return cls(code=error.code, subcode=error.subcode, data=error.data)
+
     @property
     def shutdown_message(self) -> str | None:
         """RFC 9003 text carried by a Cease 2/4, or None if absent or malformed."""
@@ -255,11 +260,6 @@ def decode_message(data: bytes, ctx: CodecContext = DEFAULT_CONTEXT) -> Message:
     return msg.update if isinstance(msg, DecodedUpdate) else msg
 
 
-def encode(msg: Message, ctx: CodecContext = DEFAULT_CONTEXT) -> bytes:
-    """Encode any message (header included)."""
-    return msg.encode(ctx)
-
-
 class MessageReader:
     """Accumulates TCP bytes and yields complete messages (RFC 4271 §4.1 framing).
 
@@ -272,10 +272,6 @@ class MessageReader:
 
     def feed(self, data: bytes) -> None:
         self._buf += data
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
 
     def next_raw(self, ctx: CodecContext) -> bytes | None:
         """The next complete raw message, or None if more data is needed."""

@@ -35,6 +35,7 @@ import attrs
 import trio
 
 from protocols.bfd import CONTROL_PORT, MULTIHOP_CONTROL_PORT
+from speaker.addresses import IPAddress
 from speaker.bfd.bpf import ACCEPT_ALL, JEQ_K, LD_B_ABS, RET_K, SKF_NET_OFF, BpfInsn, stmt
 from speaker.bfd.bpf import attach_filter as _attach_filter
 
@@ -51,7 +52,6 @@ __all__ = [
     "set_receive_buffer",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Linux values the socket module does not export.
 IP_PKTINFO = 8

@@ -30,7 +30,6 @@ import logging
 import math
 import random
 import socket
-import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +47,7 @@ from protocols.bfd import (
     StateChanged,
     TimersChanged,
 )
+from speaker.addresses import IPAddress
 from speaker.alarm import Alarm
 from speaker.bfd import net
 from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel_forwards
@@ -59,15 +59,7 @@ __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
 
 log = logging.getLogger("speaker.bfd")
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SUBSCRIBER_BUFFER = 64
-
-
-def _virtual_clock() -> bool:
-    """Whether trio runs on a MockClock (tests): no busy waiting there. trio.testing
-    is looked up, not imported: importing it would load pytest into the daemon."""
-    testing = sys.modules.get("trio.testing")
-    return testing is not None and isinstance(trio.lowlevel.current_clock(), testing.MockClock)
 
 
 #: How early to wake for a detection deadline (then spin): a bit over epoll's 1 ms.
@@ -325,7 +317,7 @@ class BfdSession:
         self.kick()
 
     async def _timer_loop(self) -> None:
-        self._precise = not _virtual_clock()
+        self._precise = self._endpoint.precise_timers
         while True:
             if self._failure is not None:
                 raise self._failure
@@ -554,10 +546,15 @@ class BfdEndpoint:
         rng: random.Random | None = None,
         ports: tuple[int, int] | None = None,
         peer_ports: tuple[int, int] | None = None,
+        precise_timers: bool = True,
     ) -> None:
         """``ports`` / ``peer_ports``: (single-hop, multihop) ports to listen on and to
-        send to; the RFC's 3784/4784 unless a test runs two endpoints side by side."""
+        send to; the RFC's 3784/4784 unless a test runs two endpoints side by side.
+        ``precise_timers``: wake early for a detection deadline and spin to it (epoll
+        rounds up to whole ms); False under a virtual clock (``trio.testing.MockClock``),
+        where a spin would never let time advance."""
         self.rng = rng or random.SystemRandom()
+        self.precise_timers = precise_timers
         standard = (net.control_port(False), net.control_port(True))
         self.ports = ports or standard
         self.peer_ports = peer_ports or standard

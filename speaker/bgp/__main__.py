@@ -132,37 +132,22 @@ def default_router_id(peer: str, source: str | None) -> str:
     raise BgpConfigError("cannot derive a router id: give --router-id")
 
 
+#: The options' destinations are BgpPeerConfig's field names, so the options given
+#: are passed on by name; an option not given leaves the field's default.
+CONFIG_FIELDS = frozenset(f.name for f in attrs.fields(BgpPeerConfig))
+
+
 def config_from_args(
     args: argparse.Namespace, routes: dict[Prefix, RouteAttributes]
 ) -> BgpPeerConfig:
-    password = args.password
+    given = {k: v for k, v in vars(args).items() if k in CONFIG_FIELDS and v is not None}
     if args.password_file:
-        password = Path(args.password_file).read_text().strip()
-    return BgpPeerConfig(
-        name=args.name or args.peer,
-        peer_address=args.peer,
-        peer_asn=args.peer_as,
-        local_asn=args.local_as,
-        router_id=args.router_id or default_router_id(args.peer, args.source),
-        peer_port=args.port,
-        listen_port=args.listen_port,
-        source_address=args.source,
-        hold_time=args.hold,
-        keepalive_time=args.keepalive,
-        connect_time=args.connect_time,
-        connect_retry=args.connect_retry,
-        connect_retry_max=args.connect_retry_max,
-        password=password,
-        ebgp_multihop=args.multihop,
-        gtsm=args.gtsm,
-        passive=args.passive,
-        listen=args.listen or args.passive,
-        hostname=args.hostname,
-        extended_message=not args.no_extended_message,
-        keep_adj_rib_in=args.keep_adj_rib_in,
-        next_hop4=args.next_hop4,
-        next_hop6=args.next_hop6,
-    ).with_families_for(routes)
+        given["password"] = Path(args.password_file).read_text().strip()
+    given["name"] = args.name or args.peer_address
+    given["router_id"] = args.router_id or default_router_id(args.peer_address, args.source_address)
+    given["listen"] = args.listen or args.passive  # the tool listens only when asked
+    given["extended_message"] = not args.no_extended_message
+    return BgpPeerConfig(**given).with_families_for(routes)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -174,7 +159,7 @@ async def run(args: argparse.Namespace) -> int:
         async with trio.open_nursery() as nursery:
             if args.listen and not args.passive:
                 source = (config.source_address,) if config.source_address else ()
-                listener = BgpListener(port=args.listen_port, addresses=source, required=True)
+                listener = BgpListener(port=config.listen_port, addresses=source, required=True)
                 await nursery.start(listener.run)
                 config = attrs.evolve(config, listener=listener)
             session = BgpSession(config, routes=routes)
@@ -202,25 +187,34 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m speaker.bgp", description=__doc__)
     add = parser.add_argument
-    add("--peer", required=True, help="peer address")
-    add("--peer-as", type=int, required=True)
-    add("--local-as", type=int, required=True)
+    # dest: the BgpPeerConfig field each option sets; the defaults are its defaults.
+    add("--peer", dest="peer_address", metavar="PEER", required=True, help="peer address")
+    add("--peer-as", dest="peer_asn", metavar="PEER_AS", type=int, required=True)
+    add("--local-as", dest="local_asn", metavar="LOCAL_AS", type=int, required=True)
     add("--router-id", help="BGP identifier (default: derived from the local address)")
     add("--name", help="session name in logs (default: the peer address)")
-    add("--source", help="local address to connect from (and listen on)")
-    add("--port", type=int, default=179, help="peer's TCP port")
-    add("--listen-port", type=int, default=179)
+    add(
+        "--source",
+        dest="source_address",
+        metavar="SOURCE",
+        help="local address to connect from (and listen on)",
+    )
+    add("--port", dest="peer_port", metavar="PORT", type=int, help="peer's TCP port")
+    add("--listen-port", type=int)
     add("--password", help="TCP MD5 (RFC 2385) key")
     add("--password-file")
-    add("--hold", type=int, default=90, help="hold time, s")
-    add("--keepalive", type=float, help="keepalive interval, s (default hold/3)")
-    add("--connect-time", type=float, default=10.0, help="TCP connect timeout, s")
-    add("--connect-retry", type=float, default=1.0, help="backoff base, s")
-    add("--connect-retry-max", type=float, default=60.0)
-    add("--multihop", type=int, help="TTL (eBGP multihop)")
+    add("--hold", dest="hold_time", metavar="HOLD", type=int, help="hold time, s")
+    add("--keepalive", dest="keepalive_time", metavar="KEEPALIVE", type=float,
+        help="keepalive interval, s (default hold/3)")  # fmt: skip
+    add("--connect-time", type=float, help="TCP connect timeout, s")
+    add("--connect-retry", type=float, help="backoff base, s")
+    add("--connect-retry-max", type=float)
+    add(
+        "--multihop", dest="ebgp_multihop", metavar="MULTIHOP", type=int, help="TTL (eBGP multihop)"
+    )
     add("--gtsm", action="store_true", help="RFC 5082: send TTL 255, require 255-hops+1")
     add("--passive", action="store_true", help="only accept the peer's connection")
     add("--listen", action="store_true", help="accept as well as connect")
@@ -235,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         help="NETWORK/LEN:COUNT[,attributes]: COUNT host routes (benchmarks)")  # fmt: skip
     add("--routes-file", help="JSON list of routes, re-read on SIGHUP")
     add("--debug", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO,
         stream=sys.stderr,

@@ -25,6 +25,7 @@ from protocols.bgp import (
     parse_community,
     parse_large_community,
 )
+from speaker.addresses import IPAddress
 
 if TYPE_CHECKING:
     from speaker.bgp.listener import BgpListener
@@ -40,7 +41,6 @@ __all__ = [
     "prefix_range",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Family = tuple[int, int]
 
 
@@ -105,17 +105,18 @@ class RouteAttributes:
             if value is not None and not 0 <= value <= 0xFFFFFFFF:
                 raise BgpConfigError(f"{name} out of range: {value}")
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"origin": self.origin.name.lower()}
-        if self.med is not None:
-            out["med"] = self.med
-        if self.local_pref is not None:
-            out["local_pref"] = self.local_pref
-        if self.communities:
-            out["communities"] = [f"{c >> 16}:{c & 0xFFFF}" for c in self.communities]
-        if self.large_communities:
-            out["large_communities"] = [str(c) for c in self.large_communities]
-        return out
+    def merge(self, other: RouteAttributes) -> RouteAttributes:
+        """Two advertisements giving one prefix: the union of their communities, the
+        first ``local_pref`` that is set (validation rejects conflicting ones); origin
+        and MED are this one's."""
+        if other == self:
+            return self
+        return attrs.evolve(
+            self,
+            communities=self.communities + other.communities,
+            large_communities=self.large_communities + other.large_communities,
+            local_pref=self.local_pref if self.local_pref is not None else other.local_pref,
+        )
 
 
 DEFAULT_ATTRIBUTES = RouteAttributes()
@@ -241,6 +242,11 @@ class BgpPeerConfig:
         return attrs.evolve(self, families=ordered)
 
     def session_config(self) -> SessionConfig:
+        """The core's configuration. A copy with renames on purpose: ``protocols/``
+        imports nothing from ``speaker`` (sans-IO, a test checks), so its
+        :class:`~protocols.bgp.SessionConfig` has its own fields and names (RFC 4271's
+        ConnectRetryTime); what only the runtime uses (addresses, sockets, TTLs,
+        passwords) stays here."""
         families = self.families or (
             (IPV4_UNICAST,) if self.peer_address.version == 4 else (IPV6_UNICAST,)
         )

@@ -72,6 +72,7 @@ from protocols.bgp import (
     pack_withdrawals,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from speaker.addresses import network_key
 from speaker.alarm import Alarm
 from speaker.bgp import net
 from speaker.bgp.collision import OPENING, Candidate, collision_outcome, peer_id
@@ -535,7 +536,7 @@ class BgpSession:
         assert hops is not None and self.negotiated is not None
         out: list[UpdateMessage] = []
         if batch.withdraw:
-            out += pack_withdrawals(sorted(batch.withdraw, key=_sort_key), ctx)
+            out += pack_withdrawals(sorted(batch.withdraw, key=network_key), ctx)
         for attributes, prefixes in batch.announce.items():
             path = self._attr_cache.get(attributes)
             if path is None:
@@ -548,7 +549,7 @@ class BgpSession:
                 self._attr_cache[attributes] = path
             out += pack_announcements(
                 path,
-                sorted(prefixes, key=_sort_key),
+                sorted(prefixes, key=network_key),
                 ctx,
                 ipv6_next_hop=hops.ipv6,
                 ipv6_link_local_next_hop=hops.ipv6_link_local,
@@ -947,7 +948,3 @@ class BgpSession:
             if scope.cancel_called:
                 return subcode, message
         return CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, None
-
-
-def _sort_key(prefix: Prefix) -> tuple[int, int, int]:
-    return (prefix.version, int(prefix.network_address), prefix.prefixlen)

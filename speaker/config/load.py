@@ -29,7 +29,7 @@ import tomllib
 import types
 import typing
 from collections.abc import Callable, Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from cattrs.errors import (
 from cattrs.preconf.tomllib import TomllibConverter, make_converter
 
 from speaker.bfd.profile import BfdProfile
+from speaker.config.describe import describe
 from speaker.config.durations import parse_duration
 from speaker.config.model import (
     AddressRange,
@@ -76,33 +77,6 @@ class ConfigError(Exception):
 
     def __str__(self) -> str:
         return "\n".join(str(issue) for issue in self.errors)
-
-
-# ---- type names for messages --------------------------------------------------------------
-
-
-def describe(value: object, *, secret: bool = False) -> str:
-    """``"a string ("x")"``, ``"an integer (5)"``: what the file holds, in TOML's words;
-    with ``secret``, only the type (``"an integer"``)."""
-
-    def shown(kind: str, text: str) -> str:
-        return kind if secret else f"{kind} ({text})"
-
-    if isinstance(value, bool):
-        return shown("a boolean", str(value).lower())
-    if isinstance(value, int):
-        return shown("an integer", str(value))
-    if isinstance(value, float):
-        return shown("a float", str(value))
-    if isinstance(value, str):
-        return shown("a string", f'"{value}"')
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, datetime | date | time):
-        return shown("a date/time", str(value))
-    return type(value).__name__
 
 
 class ExpectedTypeError(TypeError):

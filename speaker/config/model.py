@@ -23,6 +23,7 @@ import attrs
 
 from protocols.bgp import LargeCommunity, parse_community
 from protocols.bgp.errors import LocalProtocolError
+from speaker.addresses import IPAddress, IPNetwork
 from speaker.bfd.profile import BfdProfile
 from speaker.config.durations import format_duration
 from speaker.config.selectors import LabelSelector, frozen_map, selects
@@ -46,9 +47,6 @@ __all__ = [
     "Service",
     "SpeakerSettings",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_STATE_FILE = Path("/var/lib/speaker/state.json")
 DEFAULT_CONTROL_SOCKET = Path("/run/speaker/speaker.sock")
@@ -512,6 +510,32 @@ class Peer:
     connect_retry: timedelta = timedelta(seconds=1)
     connect_retry_max: timedelta = timedelta(seconds=60)
     node_selectors: tuple[LabelSelector, ...] = ()
+
+    @classmethod
+    def resolved(
+        cls,
+        spec: PeerSpec,
+        *,
+        my_asn: int,
+        bfd_profile: BfdProfile | None,
+        hold_time: timedelta,
+        keepalive_time: timedelta,
+        password: str | None,
+        password_file: Path | None,
+    ) -> Peer:
+        """``spec`` with what validation resolved: a Peer has a PeerSpec's fields (a
+        test checks), so the others are taken from it by name."""
+        return cls(
+            **{
+                **attrs.asdict(spec, recurse=False),
+                "my_asn": my_asn,
+                "bfd_profile": bfd_profile,
+                "hold_time": hold_time,
+                "keepalive_time": keepalive_time,
+                "password": password,
+                "password_file": password_file,
+            }
+        )
 
     @property
     def internal(self) -> bool:

@@ -28,6 +28,10 @@ def frozen_map(value: Mapping[K, V]) -> Mapping[K, V]:
     return MappingProxyType(dict(value))
 
 
+def _labels(value: Mapping[str, str]) -> Mapping[str, str]:
+    return frozen_map(value)  # frozen_map's type variables are too general for mypy's attrs
+
+
 def _operator(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in OPERATORS:
         raise ValueError(f'"{value}" is not an operator (use one of {", ".join(OPERATORS)})')
@@ -63,7 +67,7 @@ class LabelSelectorRequirement:
 class LabelSelector:
     """``match_labels`` AND ``match_expressions``; empty matches everything."""
 
-    match_labels: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
+    match_labels: Mapping[str, str] = attrs.field(factory=dict, converter=_labels)
     match_expressions: tuple[LabelSelectorRequirement, ...] = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:

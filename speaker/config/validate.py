@@ -181,27 +181,14 @@ class _Checker:
             )
 
         if len(self.errors) == errors_before and my_asn is not None:
-            self.peers[spec.name] = Peer(
-                name=spec.name,
-                peer_address=spec.peer_address,
-                peer_asn=spec.peer_asn,
+            self.peers[spec.name] = Peer.resolved(
+                spec,
                 my_asn=my_asn,
-                peer_port=spec.peer_port,
-                source_address=spec.source_address,
-                interface=spec.interface,
                 bfd_profile=profile,
-                bfd_strict=spec.bfd_strict,
                 hold_time=hold,
                 keepalive_time=keepalive,
-                connect_time=spec.connect_time,
                 password=password,
                 password_file=self._path(spec.password_file) if spec.password_file else None,
-                ebgp_multihop=spec.ebgp_multihop,
-                passive=spec.passive,
-                listen=spec.listen,
-                connect_retry=spec.connect_retry,
-                connect_retry_max=spec.connect_retry_max,
-                node_selectors=spec.node_selectors,
             )
 
     def timers(self, path: str, spec: PeerSpec) -> tuple[timedelta, timedelta]:

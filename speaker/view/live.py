@@ -418,6 +418,6 @@ def status(speaker: Speaker, monitor: LoopMonitor | None = None) -> dict[str, An
             "ok": last.ok, "summary": last.summary(), "errors": list(last.errors),
         },
         "peers": len(speaker.peers),
-        "stopping": speaker.stopping,
+        "stopping": speaker.shutting_down.is_set(),
         "eventLoop": None if monitor is None else monitor.status(),
     }  # fmt: skip

@@ -10,7 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols.bgp import LargeCommunity
-from speaker.announce import RouteAttributes, routes_for_peer
+from speaker.addresses import network_key
+from speaker.announce import routes_for_peer
+from speaker.bgp.config import RouteAttributes
 from speaker.config import Config, loads_config
 
 NO_ADVERTISE = 0xFFFFFF02
@@ -186,7 +188,13 @@ def test_sorted_and_deterministic(config: Config) -> None:
     b = routes_for_peer(config, "ibgp", healthy=["www", "api"])
     assert list(a.items()) == list(b.items())
     keys = list(a)
-    assert keys == sorted(keys, key=lambda n: (n.version, int(n.network_address), n.prefixlen))
+    assert keys == sorted(keys, key=network_key)
+
+
+def test_routes_are_ordered_by_family_then_address_then_length() -> None:
+    ordered = ["10.0.0.0/8", "10.0.0.0/24", "10.0.1.0/24", "::/0", "2001:db8::/32"]
+    shuffled = [ordered[i] for i in (4, 2, 1, 3, 0)]
+    assert sorted(map(net, shuffled), key=network_key) == list(map(net, ordered))
 
 
 def test_unknown_peer(config: Config) -> None:

@@ -27,9 +27,9 @@ async def pair(
     nursery: trio.Nursery, profile_a: BfdProfile, profile_b: BfdProfile
 ) -> tuple[BfdEndpoint, BfdSession, BfdEndpoint, BfdSession]:
     ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
     ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A), profile_a)
@@ -111,9 +111,9 @@ async def test_profile_change_renegotiates_without_leaving_up(autojump_clock, nu
 
 async def test_many_sessions_demultiplex_by_discriminator(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
     ep_a = BfdEndpoint(rng=random.Random(3), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
     ep_b = BfdEndpoint(rng=random.Random(4), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
     sessions = []
@@ -161,9 +161,9 @@ async def test_single_hop_packet_from_another_interface_is_dropped(autojump_cloc
     source address that arrived on another interface (rp_filter off: any host on
     any link can send one) is counted and dropped, not allowed to down the session."""
     ep_a = BfdEndpoint(rng=random.Random(5), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
     ep_b = BfdEndpoint(rng=random.Random(6), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), FAST)
@@ -193,9 +193,9 @@ async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(autojump_cloc
     echo = BfdProfile(name="echo", transmit_interval=50, receive_interval=50,
                       echo_mode=True, echo_interval=50)  # fmt: skip
     ep_a = BfdEndpoint(rng=random.Random(7), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
     ep_b = BfdEndpoint(rng=random.Random(8), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), echo)
@@ -234,9 +234,9 @@ async def test_hold_control_delays_and_drops_nothing(autojump_clock, nursery) ->
 
 async def test_started_admin_down_peer_never_sees_down(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
     ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000))  # fmt: skip
+                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
     ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000))  # fmt: skip
+                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B), FAST)

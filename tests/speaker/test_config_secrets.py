@@ -204,11 +204,6 @@ async def test_no_secret_value_from_a_refused_reload_or_its_log(
         assert "md5-SECRET-1" not in caplog.text and "bfd-SECRET-4" not in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="speaker/metallb.py (Fields._typed) still shows the value of spec.password;"
-    " being reworked by another branch: drop this mark once it names only the type",
-)
 def test_no_secret_value_from_import_metallb(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

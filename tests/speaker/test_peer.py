@@ -131,9 +131,9 @@ def plan(name: str, n: int, *, bfd: bool = False, strict: bool = False) -> PeerP
 async def endpoints(nursery: trio.Nursery) -> tuple[BfdEndpoint, BfdEndpoint]:
     """Ours, and the routers' (every router address on one endpoint)."""
     ours = BfdEndpoint(rng=random.Random(1), ports=(PORT_US, PORT_US + 1000),
-                       peer_ports=(PORT_RTR, PORT_RTR + 1000))  # fmt: skip
+                       peer_ports=(PORT_RTR, PORT_RTR + 1000), precise_timers=False)  # fmt: skip
     routers = BfdEndpoint(rng=random.Random(2), ports=(PORT_RTR, PORT_RTR + 1000),
-                          peer_ports=(PORT_US, PORT_US + 1000))  # fmt: skip
+                          peer_ports=(PORT_US, PORT_US + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ours.run)
     await nursery.start(routers.run)
     return ours, routers

@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speaker.announce import RouteAttributes, RouteTable, routes_for_peer
+from speaker.announce import RouteTable, routes_for_peer
 from speaker.config import loads_config
 from speaker.slices import run_at_once
 from tests.speaker.test_announce import CONFIG, _many
@@ -18,10 +18,6 @@ CONFIG_ = loads_config(CONFIG)
 subsets = st.frozensets(st.sampled_from(SERVICES))
 
 
-def same(x: RouteAttributes) -> RouteAttributes:
-    return x
-
-
 @settings(max_examples=200, deadline=None)
 @given(first=st.tuples(subsets, subsets), later=st.lists(st.tuples(subsets, subsets), max_size=8))
 def test_table_follows_routes_for_peer(
@@ -29,9 +25,7 @@ def test_table_follows_routes_for_peer(
     later: list[tuple[frozenset[str], frozenset[str]]],
 ) -> None:
     healthy, withdrawn = first
-    table = run_at_once(
-        RouteTable.build(CONFIG_, ASSIGNED, same, healthy=healthy, withdrawn=withdrawn)
-    )
+    table = run_at_once(RouteTable.build(CONFIG_, ASSIGNED, healthy=healthy, withdrawn=withdrawn))
     held = {p: table.routes(p) for p in table.peers}
     for peer in table.peers:
         assert held[peer] == routes_for_peer(CONFIG_, peer, healthy, ASSIGNED, withdrawn)
@@ -54,7 +48,7 @@ def test_table_follows_routes_for_peer(
 def test_one_health_change_costs_its_routes_only() -> None:
     config = loads_config(_many(5000))
     healthy = frozenset(f"s{i}" for i in range(0, 5000, 2))
-    table = run_at_once(RouteTable.build(config, {}, same, healthy=healthy))
+    table = run_at_once(RouteTable.build(config, {}, healthy=healthy))
     assert len(table.routes("p")) == 2500 + 20
     changes = table.set_announced(healthy | {"s1"})
     assert list(changes) == ["p"] and len(changes["p"]) == 1  # its /32; its /24 is up already
@@ -64,7 +58,7 @@ def test_one_health_change_costs_its_routes_only() -> None:
 
 def test_build_yields_in_small_slices() -> None:
     config = loads_config(_many(5000))
-    steps = RouteTable.build(config, {}, same, healthy={f"s{i}" for i in range(5000)})
+    steps = RouteTable.build(config, {}, healthy={f"s{i}" for i in range(5000)})
     slices = 0
     try:
         while True:
@@ -79,7 +73,7 @@ def test_build_yields_in_small_slices() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(SERVICES), st.booleans()), max_size=12))
 def test_single_service_changes_follow_routes_for_peer(moves: list[tuple[str, bool]]) -> None:
-    table = run_at_once(RouteTable.build(CONFIG_, ASSIGNED, same))
+    table = run_at_once(RouteTable.build(CONFIG_, ASSIGNED))
     announced = {s for s in SERVICES if CONFIG_.service(s).health is None}
     held = {p: table.routes(p) for p in table.peers}
     for service, on in moves:

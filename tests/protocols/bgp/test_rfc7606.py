@@ -11,6 +11,7 @@ from protocols.bgp import (
     AsPathSegment,
     CodecContext,
     ErrorAction,
+    NotificationMessage,
     RemoteProtocolError,
     UnknownAttribute,
     decode_update,
@@ -130,7 +131,7 @@ def test_session_reset(attrs: str, nlri: str, withdrawn: str, subcode: int) -> N
     with pytest.raises(RemoteProtocolError) as info:
         decode_update(body(attrs, nlri, withdrawn), ASN4)
     assert (info.value.code, info.value.subcode) == (3, subcode)
-    notification = info.value.to_notification()
+    notification = NotificationMessage.from_error(info.value)
     assert (notification.code, notification.subcode) == (3, subcode)
 
 
