@@ -37,6 +37,7 @@ from protocols.bgp import IPV4_UNICAST, Connection, SessionConfig
 from speaker import gcpause
 from speaker.app import GIL_SWITCH_INTERVAL, Speaker
 from speaker.config import loads_config
+from speaker.metrics import SpeakerCollector
 from speaker.plan import derive
 
 SLOW = 0.002
@@ -107,7 +108,7 @@ class Steps(trio.abc.Instrument):
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         took = time.thread_time() - self._started.pop(task, time.thread_time())
-        if task.name.startswith("__main__") or "passive_peer" in task.name:
+        if task.name.startswith("__main__.") or "passive_peer" in task.name:
             return  # the benchmark's own tasks
         if took > self.longest.get(self.phase, (0.0, ""))[0]:
             self.longest[self.phase] = (took, task.name)
@@ -148,6 +149,14 @@ async def passive_peer(listener: trio.socket.SocketType, held: list[int]) -> Non
                 held[0] -= len(getattr(event, "withdrawn", ()))
 
 
+async def scrapes(collector: SpeakerCollector) -> None:
+    """A metrics scrape every second, as the HTTP server runs it."""
+    while True:
+        await trio.sleep(1)
+        with gcpause.paused():
+            await collector.scrape_pieces()
+
+
 async def main(args: argparse.Namespace, steps: Steps) -> None:
     directory = Path(tempfile.mkdtemp(prefix="reload-steps-"))
     (directory / "flag").touch()
@@ -167,6 +176,8 @@ async def main(args: argparse.Namespace, steps: Steps) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(passive_peer, listener, held, name="passive_peer")
         await nursery.start(functools.partial(speaker.run, handle_signals=False))
+        if args.scrape:
+            nursery.start_soon(scrapes, SpeakerCollector(speaker), name="metrics scrape")
         started = time.monotonic()
         with trio.fail_after(120):
             while held[0] < args.services:
@@ -198,6 +209,7 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("--services", type=int, default=65_536)
     ap.add_argument("--churn", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--scrape", action="store_true", help="a metrics scrape every second")
     ap.add_argument("--show", type=int, default=12, help="slow steps to print")
     args = ap.parse_args(argv)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)  # as `speaker run` does

@@ -239,7 +239,10 @@ class _Prefixes:
     index, prefix) pairs, per prefix the services it is the prefix of (sharded)."""
 
     def __init__(self, derived: Derived) -> None:
-        self.derived = derived
+        # Weakly: a cache holding the running config would make the one that drops
+        # it (a scrape after a reload) free a whole replaced config in one step
+        # (27 ms at 65,536 services, measured), after the reload's sliced free.
+        self._derived = weakref.ref(derived)
         self._pairs: list[dict[str, list[tuple[int, Prefix]]]] = [{} for _ in range(_SHARDS)]
         self._services: list[dict[Prefix, list[str]]] = [{} for _ in range(_SHARDS)]
 
@@ -247,6 +250,10 @@ class _Prefixes:
         self._pairs[hash(service) % _SHARDS][service] = pairs
         for _, prefix in pairs:
             self._services[hash(prefix) % _SHARDS].setdefault(prefix, []).append(service)
+
+    @property
+    def derived(self) -> Derived | None:
+        return self._derived()
 
     def pairs(self, service: str) -> list[tuple[int, Prefix]]:
         return self._pairs[hash(service) % _SHARDS].get(service, [])
@@ -313,7 +320,8 @@ class SpeakerCollector:
         #: Per config: each service's (advertisement index, prefix) pairs and back.
         self._prefixes: _Prefixes | None = None
         #: Per config: each pool's (addresses in use, addresses).
-        self._pools: tuple[Derived, list[tuple[str, int, int]]] | None = None
+        # (The caches refer to the config they were made for weakly: see _Prefixes.)
+        self._pools: tuple[weakref.ref[Derived], list[tuple[str, int, int]]] | None = None
         #: The announced services and what they were derived from (see _announced).
         self._announced_state: _Announced | None = None
         self._announced_lock = trio.Lock()
@@ -322,7 +330,7 @@ class SpeakerCollector:
         self.announced_computed = 0
         self.announced_updated = 0
         #: The config whose service count was logged as over the series limit.
-        self._over_limit: Derived | None = None
+        self._over_limit: weakref.ref[Derived] | None = None
         #: Runners seen at the last scrape (kept alive so that what a runner records
         #: between the last scrape and its removal by a reload is still folded in).
         self._live: list[PeerRunner] = []
@@ -524,7 +532,7 @@ class SpeakerCollector:
         holds (assigned from the pool or fixed in it), and the pool's size. Computed
         once per configuration (addresses change only with it)."""
         derived = self.speaker.derived
-        if self._pools is None or self._pools[0] is not derived:
+        if self._pools is None or self._pools[0]() is not derived:
             config = derived.config
             # Addresses are unique among services (validation, allocation): a count.
             used = dict.fromkeys((pool.name for pool in config.pools), 0)
@@ -537,7 +545,7 @@ class SpeakerCollector:
                 if pool is not None and address in pool:
                     used[pool.name] += 1
             rows = [(pool.name, used[pool.name], pool.size) for pool in config.pools]
-            self._pools = (derived, rows)
+            self._pools = (weakref.ref(derived), rows)
         in_use = Family(
             "metallb_allocator_addresses_in_use_total",
             "Number of IP addresses in use, per pool",
@@ -565,8 +573,8 @@ class SpeakerCollector:
         counts.add(["announced"], float(len(announced_services)))
         limit = speaker.config.metrics.service_series_limit
         if len(services) > limit:
-            if self._over_limit is not speaker.derived:
-                self._over_limit = speaker.derived
+            if self._over_limit is None or self._over_limit() is not speaker.derived:
+                self._over_limit = weakref.ref(speaker.derived)
                 log.info("metrics: %d services is over metrics.service_series_limit (%d):"
                          " speaker_service_* series are left out; speaker_services counts"
                          " them", len(services), limit)  # fmt: skip

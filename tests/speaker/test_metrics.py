@@ -351,3 +351,26 @@ def test_label_values_and_help_are_escaped() -> None:
     assert family.header() == "# HELP x a \\\\ b\\nc\n# TYPE x gauge\n"
     assert family.lines == ['x{service="we\\"b\\\\\\n"} 1.0\n']
     assert samples("".join(family.lines))["x"][0].labels == {"service": 'we"b\\\n'}
+
+
+async def test_the_collector_does_not_keep_a_replaced_config_alive(tmp_path: Path) -> None:
+    """Its caches refer to the config weakly: holding the old one, the scrape after a
+    reload would free a whole replaced config in one step (27 ms at 65,536 services)
+    after the reload's own sliced free had left it to them."""
+    import gc
+    import weakref
+
+    async with running_speaker(tmp_path) as spk:
+        collector = SpeakerCollector(spk.speaker)
+        await scrape(spk.speaker, collector)  # builds the per-config caches
+        old = weakref.ref(spk.speaker.derived)
+        spk.config.write_text(spk.config.read_text() + "\n# touched\n")
+        await spk.ask("reload")
+        for _ in range(100):  # the speaker frees the old config in the background
+            await trio.sleep(0.05)
+            gc.collect()
+            if old() is None:
+                break
+        # ... with no scrape since: the collector's caches did not hold it.
+        assert old() is None
+        await scrape(spk.speaker, collector)
