@@ -37,6 +37,8 @@ from protocols.bgp import IPV4_UNICAST, Connection, SessionConfig
 from speaker import gcpause
 from speaker.app import GIL_SWITCH_INTERVAL, Speaker
 from speaker.config import loads_config
+from speaker.control import encode_reply, handle
+from speaker.looplag import Slicer
 from speaker.metrics import SpeakerCollector
 from speaker.plan import derive
 
@@ -149,6 +151,18 @@ async def passive_peer(listener: trio.socket.SocketType, held: list[int]) -> Non
                 held[0] -= len(getattr(event, "withdrawn", ()))
 
 
+async def shows(speaker: Speaker) -> None:
+    """``show routes`` and ``show bgp neighbor p0`` every 5 s, as the socket serves them."""
+    while True:
+        await trio.sleep(5)
+        for request in ({"command": "show routes"},
+                        {"command": "show bgp neighbor", "name": "p0"}):  # fmt: skip
+            with gcpause.paused():  # as ControlServer._reply does
+                reply = await handle(speaker, request)
+                await encode_reply(reply)
+                await Slicer().release(reply)
+
+
 async def scrapes(collector: SpeakerCollector) -> None:
     """A metrics scrape every second, as the HTTP server runs it."""
     while True:
@@ -178,6 +192,8 @@ async def main(args: argparse.Namespace, steps: Steps) -> None:
         await nursery.start(functools.partial(speaker.run, handle_signals=False))
         if args.scrape:
             nursery.start_soon(scrapes, SpeakerCollector(speaker), name="metrics scrape")
+        if args.reads:
+            nursery.start_soon(shows, speaker, name="control connection")
         started = time.monotonic()
         with trio.fail_after(120):
             while held[0] < args.services:
@@ -210,6 +226,7 @@ def run(argv: list[str] | None = None) -> int:
     ap.add_argument("--churn", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--scrape", action="store_true", help="a metrics scrape every second")
+    ap.add_argument("--reads", action="store_true", help="show routes + neighbor every 5 s")
     ap.add_argument("--show", type=int, default=12, help="slow steps to print")
     args = ap.parse_args(argv)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)  # as `speaker run` does
