@@ -20,9 +20,7 @@ import argparse
 import collections
 import functools
 import gc
-import ipaddress
 import os
-import random
 import socket
 import sys
 import tempfile
@@ -33,7 +31,7 @@ from typing import Any
 
 import trio
 
-from protocols.bgp import IPV4_UNICAST, Connection, SessionConfig
+from bench.route_steps import _peer as passive_peer
 from speaker import gcpause
 from speaker.app import GIL_SWITCH_INTERVAL, Speaker
 from speaker.config import loads_config
@@ -126,31 +124,6 @@ class Steps(trio.abc.Instrument):
             self.collections[self.sampler.step] = (took, info["generation"])
 
 
-async def passive_peer(listener: trio.socket.SocketType, held: list[int]) -> None:
-    """A router that takes everything (``held[0]``: prefixes it holds)."""
-    core = Connection(
-        SessionConfig(local_asn=64512, peer_asn=None,
-                      router_id=ipaddress.IPv4Address("198.18.0.2"), passive=True,
-                      extended_message=False, families=(IPV4_UNICAST,), hold_time=90),
-        rng=random.Random(1),
-    )  # fmt: skip
-    sock, _ = await listener.accept()
-    now = trio.current_time()
-    core.start(now)
-    core.connection_made(now)
-    with sock:
-        while True:
-            out = core.data_to_send()
-            while out:
-                out = out[await sock.send(out) :]
-            data = await sock.recv(65536)
-            if not data:
-                return
-            for event in core.receive_data(data, trio.current_time()):
-                held[0] += len(getattr(event, "announced", ()))
-                held[0] -= len(getattr(event, "withdrawn", ()))
-
-
 async def shows(speaker: Speaker) -> None:
     """``show routes`` and ``show bgp neighbor p0`` every 5 s, as the socket serves them."""
     while True:
@@ -186,9 +159,9 @@ async def main(args: argparse.Namespace, steps: Steps) -> None:
     gc.collect()
     gcpause.freeze()  # as `speaker run` does
     trio.lowlevel.add_instrument(steps)
-    held = [0]
+    got: list[int] = []  # prefixes per UPDATE the router took
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(passive_peer, listener, held, name="passive_peer")
+        nursery.start_soon(passive_peer, listener, got, name="passive_peer")
         await nursery.start(functools.partial(speaker.run, handle_signals=False))
         if args.scrape:
             nursery.start_soon(scrapes, SpeakerCollector(speaker), name="metrics scrape")
@@ -196,9 +169,9 @@ async def main(args: argparse.Namespace, steps: Steps) -> None:
             nursery.start_soon(shows, speaker, name="control connection")
         started = time.monotonic()
         with trio.fail_after(120):
-            while held[0] < args.services:
+            while sum(got) < args.services:
                 await trio.sleep(0.05)
-        print(f"full table: {held[0]:,} prefixes in {time.monotonic() - started:.2f} s")
+        print(f"full table: {sum(got):,} prefixes in {time.monotonic() - started:.2f} s")
         for round_ in range(args.rounds):
             removing = round_ % 2 == 0
             steps.phase = "reload -churn" if removing else "reload +churn"
