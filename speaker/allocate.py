@@ -26,13 +26,12 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import os
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from speaker.config.model import Config, IPAddress, Pool, Service
+from speaker.files import write_atomically
 from speaker.slices import Steps, run_at_once
 
 __all__ = [
@@ -242,32 +241,17 @@ def write_state_steps(
 
     def write() -> None:
         if overrides is not None:
-            _write_atomically(path, text(overrides))
+            _write_state(path, text(overrides))
             return
         with _STATE_LOCK:
-            _write_atomically(path, text(read_overrides(path)))
+            _write_state(path, text(read_overrides(path)))
 
     yield write
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def _write_state(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    write_atomically(path, text + "\n")
 
 
 def assign_addresses(config: Config, state_file: Path | None = None) -> dict[str, IPAddress]:

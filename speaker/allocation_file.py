@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import os
 import sys
-import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +37,7 @@ import tomlkit.items
 from speaker.allocate import AllocationError, StateFileError, allocate, read_state
 from speaker.config import ConfigError, ConfigIssue, build_config
 from speaker.config.model import Config, IPAddress
+from speaker.files import write_atomically
 
 __all__ = [
     "AllocateError",
@@ -258,28 +257,6 @@ def _verify(old: str, new: str, addresses: Mapping[str, IPAddress]) -> None:
 # ---- the command -----------------------------------------------------------------------
 
 
-def _write_keeping_mode(path: Path, text: str) -> None:
-    """Replace ``path`` atomically (temporary file, fsync, rename, fsync of the
-    directory), keeping its permission bits."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fchmod(file.fileno(), path.stat().st_mode & 0o7777)
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
 def main(file: str, *, dry_run: bool = False, adopt_state: str | None = None) -> int:
     """``speaker allocate -c FILE [--dry-run] [--adopt-state STATE]``: the exit status
     (0: written, or nothing to do; 2: invalid file, conflicts, a full pool)."""
@@ -344,7 +321,7 @@ def main(file: str, *, dry_run: bool = False, adopt_state: str | None = None) ->
         print(f"{file}: --dry-run, nothing written", file=sys.stderr)
         return EXIT_OK
     try:
-        _write_keeping_mode(path.resolve(), result.text)
+        write_atomically(path.resolve(), result.text)
     except OSError as exc:
         print(f"{file}: cannot write: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -122,7 +122,7 @@ def _import_metallb(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from speaker import metallb
-    from speaker.install import write_atomically
+    from speaker.files import write_atomically
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out) if args.output else contextlib.nullcontext():

@@ -15,15 +15,15 @@ drop-in: ``systemctl edit speaker``). It runs no ``systemctl``: it prints what t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import shutil
 import stat
 import sys
-import tempfile
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
+
+from speaker.files import write_atomically
 
 __all__ = [
     "UNIT_NAME",
@@ -32,7 +32,6 @@ __all__ = [
     "hidden_paths",
     "main",
     "unit_text",
-    "write_atomically",
 ]
 
 UNIT_NAME = "speaker.service"
@@ -165,33 +164,6 @@ def _others_can_reach(path: Path) -> bool:
         return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
     except OSError:
         return False
-
-
-def write_atomically(target: Path, text: str, *, mode: int | None = None) -> None:
-    """``text`` to ``target`` via a temporary file in its directory, renamed over it: a
-    reader sees the old file or the whole new one, never a part. ``mode``: the file's
-    mode; None: an existing file's own, else 0600.
-
-    Raises:
-        OSError: the directory is missing or not writable, the disk is full...
-    """
-    if mode is None:
-        try:
-            mode = stat.S_IMODE(target.stat().st_mode)
-        except FileNotFoundError:
-            mode = 0o600
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def install(

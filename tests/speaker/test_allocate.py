@@ -188,7 +188,7 @@ def test_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     def crash(src: object, dst: object) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr("speaker.allocate.os.replace", crash)
+    monkeypatch.setattr("speaker.files.os.replace", crash)
     with pytest.raises(OSError, match="disk on fire"):
         write_state(path, {"a": ip("192.0.2.9")})
     assert read_state(path) == {"a": ip("192.0.2.1")}
