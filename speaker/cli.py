@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# ---- import-metallb (speaker/metallb.py) ---------------------------------------------------
+# ---- import-metallb (speaker/metallb/) -----------------------------------------------------
 
 
 def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
