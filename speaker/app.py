@@ -42,6 +42,7 @@ from speaker.log import fields
 from speaker.looplag import Slicer
 from speaker.peer import PeerPlan, PeerRunner, Routes
 from speaker.plan import Derived, RouteFunction
+from speaker.readers import Readers
 from speaker.reload import Prepared, ReloadRefused, collections_deferred, prepare
 
 __all__ = ["GIL_SWITCH_INTERVAL", "SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
@@ -130,6 +131,8 @@ class Speaker:
         #: packets no session claimed, as they stood at ``clear bfd peers counters``
         self.unmatched_cleared: Counter[str] = Counter()
         self.peers: dict[str, PeerRunner] = {}
+        #: Replies and scrapes reading the config across steps (speaker.readers).
+        self.readers = Readers()
         self.config_loaded = True
         self.config_stale = False
         self.last_reload: ReloadResult | None = None
@@ -376,6 +379,12 @@ class Speaker:
         assert request.result is not None
         return request.result
 
+    async def _free_replaced(self, box: list[object], generation: int) -> None:
+        # A show reply or scrape that started before the reload may hold parts of
+        # it: it would drop them, and free them all, in one step (speaker.readers).
+        await self.readers.finished(generation)
+        await Slicer().free(box)
+
     def _submit_reload(self, request: _ReloadRequest) -> None:
         try:
             self._reload_send.send_nowait(request)
@@ -479,6 +488,7 @@ class Speaker:
             removed.append(name)
             await self.peers.pop(name).stop("peer removed", deconfigured=True)
         self.derived = new
+        replaced = self.readers.replaced()
         await self._ensure_endpoint(new)
         for name, plan in new_plans.items():
             current = self.peers.get(name)
@@ -497,11 +507,11 @@ class Speaker:
         await self._reload_health(old.health, new.health, new.services, old.services)
         await self._install_routes()
         # The old config and route table: freed a slice at a time, in the background
-        # (at once, dropping 65,536 services is a 25 ms step).
+        # (at once, dropping 65,536 services is a 25 ms step), once no reader holds it.
         box: list[object] = [old]
         del old
         if self._nursery is not None:
-            self._nursery.start_soon(Slicer().free, box, name="free old config")
+            self._nursery.start_soon(self._free_replaced, box, replaced, name="free old config")
         self.config_stale = False
         self.reloads += 1
         result = ReloadResult(

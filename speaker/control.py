@@ -320,8 +320,9 @@ class ControlServer:
             log.warning("control: %s", request)
             return [_encode({"ok": False, "error": request})]
         try:
-            # A big reply lives over many loop steps: no full collection scanning it.
-            with gcpause.paused():
+            # A big reply lives over many loop steps: no full collection scanning it,
+            # and a config a reload replaces meanwhile waits for it to be freed.
+            with gcpause.paused(), self.speaker.readers.reading():
                 reply = await handle(self.speaker, request, monitor=self.monitor)
                 encoded = await encode_reply(reply)
                 await Slicer().release(reply)

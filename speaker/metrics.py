@@ -802,8 +802,9 @@ async def _handle(collector: SpeakerCollector, stream: trio.SocketStream) -> Non
                 return
             try:
                 # The scrape's samples live over many loop steps: no full collection
-                # scanning them (speaker.gcpause).
-                with gcpause.paused():
+                # scanning them
+                # (speaker.gcpause), and no replaced config freed by it (speaker.readers).
+                with gcpause.paused(), collector.speaker.readers.reading():
                     response = await respond(collector, bytes(head))
             except Exception:  # a bug must not take the speaker down
                 log.exception("metrics: scrape failed")
