@@ -24,6 +24,7 @@ around a nursery that runs ``monitor.run``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import itertools
@@ -492,15 +493,15 @@ class Slicer:
                 # argument are the two references) is emptied a slice at a time:
                 # releasing a 65,536-entry dict at once is 2 ms of cache misses.
                 if _large(item) and sys.getrefcount(item) == 2:
-                    await self._empty(item)
+                    await self.discard(item)
                 del item
                 await self.tick()
             chunks[number] = []
             await self.tick()
 
-    async def _empty(self, item: Any) -> None:
-        """Empty a container only this task holds (tuples and frozensets cannot be:
-        they go at once)."""
+    async def discard(self, item: Any) -> None:
+        """Empty a dict, list, set or deque only the caller holds, a slice at a time
+        (tuples and frozensets cannot be: they go at once)."""
         if isinstance(item, dict):
             while item:
                 for _ in range(min(len(item), 256)):
@@ -510,7 +511,7 @@ class Slicer:
             while item:
                 del item[-256:]
                 await self.tick()
-        elif isinstance(item, set):
+        elif isinstance(item, set | collections.deque):
             while item:
                 for _ in range(min(len(item), 256)):
                     item.pop()

@@ -131,6 +131,11 @@ class LayeredRoutes(Mapping[Prefix, RouteAttributes]):
                 yield prefix
 
 
+_Retired = dict[Prefix, RouteAttributes] | deque[Prefix] | set[Prefix]
+#: Containers bigger than this are retired, not dropped, when the session goes down.
+RETIRE_AT = 1024
+
+
 class _Scan:
     """Prefixes still to compare: a live iterator over a mapping nobody changes any more
     (a replaced desired table, a retired overlay), so it never needs a copy."""
@@ -167,6 +172,8 @@ class AdjRibOut:
         self._adopt({} if routes is None else routes)
         self.desired: Mapping[Prefix, RouteAttributes] = _Desired(self)
         self.advertised: dict[Prefix, RouteAttributes] = {}
+        #: Big containers the session no longer uses, for the owner to empty in slices.
+        self.retired: list[_Retired] = []
         self._queue: deque[Prefix] = deque()
         self._queued: set[Prefix] = set()
         self._scans: deque[_Scan] = deque()
@@ -292,12 +299,25 @@ class AdjRibOut:
 
     def session_down(self) -> None:
         self._up = False
+        # What the peer held and what was queued for it (65,536 entries each) are
+        # not dropped here: freed at once they are a 3-11 ms step, the moment BFD
+        # failed over and every other peer's BFD needs the loop. The owner empties
+        # ``retired`` in slices (Slicer.discard).
+        self._retire(self.advertised)
         self.advertised = {}
         self._reset()
-        self._queue.clear()
-        self._queued.clear()
+        self._retire(self._queue)
+        self._queue = deque()
+        self._retire(self._queued)
+        self._queued = set()
         self._scans.clear()
         self._eor_pending = []
+
+    def _retire(
+        self, container: dict[Prefix, RouteAttributes] | deque[Prefix] | set[Prefix]
+    ) -> None:
+        if len(container) > RETIRE_AT:
+            self.retired.append(container)
 
     @property
     def pending(self) -> int:

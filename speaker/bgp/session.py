@@ -91,6 +91,7 @@ from speaker.bgp.stats import (
 )
 from speaker.broadcast import Broadcast
 from speaker.log import fields
+from speaker.looplag import Slicer
 
 __all__ = [
     "BATCH_PREFIXES",
@@ -357,6 +358,11 @@ class BgpSession:
             self._on_event(event)
         self._kick()
 
+    def _discard_retired(self) -> None:
+        retired, self.rib_out.retired = self.rib_out.retired, []
+        if retired and self._nursery is not None:
+            self._nursery.start_soon(_discard, retired, name=f"bgp {self.name} retired routes")
+
     def _on_event(self, event: Event) -> None:
         now = trio.current_time()
         match event:
@@ -371,6 +377,7 @@ class BgpSession:
                     self.down_at = now
                     self.negotiated = None
                     self.rib_out.session_down()
+                    self._discard_retired()
                     self.rib_in.clear()
                 self._publish(now, event)
             case ShouldConnect():
@@ -948,3 +955,10 @@ class BgpSession:
             if scope.cancel_called:
                 return subcode, message
         return CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, None
+
+
+async def _discard(retired: list[Any]) -> None:
+    """Empty what a session retired (speaker.bgp.rib.AdjRibOut.retired) in slices."""
+    slicer = Slicer()
+    while retired:
+        await slicer.discard(retired.pop())

@@ -105,3 +105,25 @@ def test_ten_thousand_routes_pack_into_few_full_updates() -> None:
     updates = pack_announcements(path, prefixes, ctx)
     sizes = [len(u.encode(ctx)) for u in updates]
     assert max(sizes) <= 4096 and len(updates) == 13
+
+
+def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() -> None:
+    # Dropped at once, a 65,536-entry advertised dict is a 3-11 ms step at the moment
+    # BFD fails over (bench.reload_steps); the session empties rib.retired in slices.
+    a = RouteAttributes()
+    routes = {IPv4Network((0xC6130000 + i, 32)): a for i in range(5_000)}
+    rib = AdjRibOut(routes)
+    rib.session_up([IPV4_UNICAST])
+    while not rib.synchronised:
+        rib.take(1000)
+        rib.take_end_of_rib()
+    sent = rib.advertised
+    assert len(sent) == 5_000
+    rib.session_down()
+    assert rib.advertised == {} and rib.pending == 0
+    assert any(r is sent for r in rib.retired) and len(sent) == 5_000
+    small = AdjRibOut({ip_network("198.19.0.1/32"): a})
+    small.session_up([IPV4_UNICAST])
+    small.take(10)
+    small.session_down()
+    assert small.retired == []  # small tables just go

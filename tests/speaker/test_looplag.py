@@ -262,7 +262,7 @@ async def test_free_empties_big_containers_it_alone_holds_and_leaves_shared_ones
     shared_list = list(range(5_000))
     own = {i: [i] for i in range(5_000)}
     emptied: list[int] = []
-    real_empty = Slicer._empty
+    real_empty = Slicer.discard
 
     async def spy(self: Slicer, item: object) -> None:
         emptied.append(len(item))  # type: ignore[arg-type]
@@ -272,7 +272,7 @@ async def test_free_empties_big_containers_it_alone_holds_and_leaves_shared_ones
     del own
     slicer = Slicer(budget=0.0001)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Slicer, "_empty", spy)
+        patch.setattr(Slicer, "discard", spy)
         await slicer.free(box)
     assert box == []
     assert 5_000 in emptied  # the dict only the structure held
