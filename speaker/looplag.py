@@ -519,13 +519,14 @@ class Slicer:
 
     async def keys(self, table: Iterable[K]) -> list[K]:
         """The keys (items) of ``table``, copied in slices (a 65,536-route dict takes about a
-        millisecond to copy at once). Should the dict change size between two slices,
-        the rest is copied in one go (a rare, bounded cost)."""
+        millisecond to copy at once; 512 per slice, since a slice of 2,048 cost 2.7-3.4 ms
+        on a loaded machine, the keys' hashes cold). Should the dict change size
+        between two slices, the rest is copied in one go (a rare, bounded cost)."""
         keys: list[K] = []
         live = iter(table)
         while True:
             try:
-                chunk = list(itertools.islice(live, 2048))
+                chunk = list(itertools.islice(live, 512))
             except RuntimeError:  # changed size during iteration
                 seen = set(keys)
                 keys += [k for k in list(table) if k not in seen]
