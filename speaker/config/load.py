@@ -269,6 +269,13 @@ def make_config_converter() -> TomllibConverter:
 
     conv.register_structure_hook_func(_union_of(bool, int), multihop)
 
+    def asn_or_word(value: Any, _: Any) -> int | str:  # peer_asn: 64512 or "external"
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise _expect('an AS number, "internal" or "external"', value)
+        return value
+
+    conv.register_structure_hook_func(_union_of(int, str), asn_or_word)
+
     def var_tuple(value: Any, typ: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise _expect("an array", value)
