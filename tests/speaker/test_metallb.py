@@ -316,15 +316,15 @@ def test_invalid_manifest_gives_its_specific_error(
         ),
         (
             "  nodeSelectors: [{matchExpressions: [{key: a, operator: Gt, values: ['1']}]}]\n",
-            'spec.nodeSelectors[0].matchExpressions[0].operator: "Gt" is not a label selector',
+            'spec.nodeSelectors[0].matchExpressions[0].operator: "Gt" is not an operator',
         ),
         (
             "  nodeSelectors: [{matchExpressions: [{key: a, operator: In}]}]\n",
-            "spec.nodeSelectors[0].matchExpressions[0].values: operator In needs at least one",
+            "spec.nodeSelectors[0].matchExpressions[0]: operator In needs at least one value",
         ),
         (
             "  nodeSelectors: [{matchLabels: {rack: 1}}]\n",
-            "spec.nodeSelectors[0].matchLabels: expected a mapping of strings to strings",
+            "spec.nodeSelectors[0].matchLabels.rack: expected a string, got an integer (1)",
         ),
     ],
 )
