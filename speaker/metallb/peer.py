@@ -174,7 +174,7 @@ def _read_asns(fields: Fields, v1beta2: bool, read: _Read) -> None:
         dynamic = None
     if read.peer_asn is not None and dynamic is not None:
         fields.error("spec.dynamicASN", "set either peerASN or dynamicASN, not both")
-    elif read.peer_asn is None and dynamic is None:
+    elif read.peer_asn is None and dynamic is None and not fields.present("dynamicASN"):
         fields.error("spec.peerASN", "required" + (" (or dynamicASN)" if v1beta2 else ""))
     read.dynamic = dynamic
     read.local_asn = (fields.integer("localASN", 1, MAX_U32) or None) if v1beta2 else None
