@@ -119,13 +119,13 @@ def options(tmp_path: Path) -> ImportOptions:
     return ImportOptions(secrets_dir=str(secrets(tmp_path)), interfaces={"tor-a": "to-rtr1"})
 
 
-@pytest.mark.parametrize("kind", list(METALLB_FIELDS), ids=lambda k: "/".join(k))
+@pytest.mark.parametrize("kind", list(METALLB_FIELDS), ids="/".join)
 def test_the_importer_knows_every_field_of_metallbs_types(kind: tuple[str, str]) -> None:
     top = {f for f in METALLB_FIELDS[kind] if "." not in f}
     assert set(KNOWN[kind]) == top
 
 
-@pytest.mark.parametrize("kind", list(METALLB_FIELDS), ids=lambda k: "/".join(k))
+@pytest.mark.parametrize("kind", list(METALLB_FIELDS), ids="/".join)
 def test_the_manifests_use_every_field(kind: tuple[str, str]) -> None:
     missing = set(METALLB_FIELDS[kind]) - used_fields().get(kind, set())
     assert not missing, f"{kind}: no manifest in tests/data/metallb/coverage sets {missing}"
