@@ -153,7 +153,8 @@ def test_dynamic_asn_router_ids_and_families_against_frr(lab: Lab, lab_require) 
     socket = str(lab.dir / "dynamic.sock")
     config = converted.stdout.replace(
         "[speaker]",
-        f'[control]\nsocket = "{socket}"\n\n[speaker]\nstate_file = "{lab.dir / "dyn.json"}"',
+        f'[control]\nsocket = "{socket}"\n\n[metrics]\naddress = "127.0.0.1:17479"\n\n'
+        f'[speaker]\nstate_file = "{lab.dir / "dyn.json"}"',
         1,
     )
     OurSpeaker(spk, config).start()
@@ -174,6 +175,18 @@ def test_dynamic_asn_router_ids_and_families_against_frr(lab: Lab, lab_require) 
     rows = {r["name"]: r for r in cli(lab, socket, "show", "bgp", "summary", "--json")["peers"]}
     assert (rows["rtr1"]["remoteAs"], rows["rtr2"]["remoteAs"]) == (64512, 64513)
     assert rows["rtr1"]["state"] == rows["rtr2"]["state"] == "Established"
+    # ... and so do the metrics
+    scraped = spk.run(
+        sys.executable,
+        "-c",
+        "import urllib.request; print(urllib.request"
+        ".urlopen('http://127.0.0.1:17479/metrics', timeout=5).read().decode())",
+    )
+    lines = scraped.stdout.splitlines()
+    assert f'speaker_bgp_peer_as{{peer="{rtr1.addr4("spk")}"}} 64512.0' in lines, [
+        line for line in lines if "peer_as" in line
+    ]
+    assert f'speaker_bgp_peer_as{{peer="{rtr2.addr4("spk")}"}} 64513.0' in lines
 
     fault = faults.drop_bfd(spk, direction="in")
     wait_until(lambda: not v4 & set(frr1.bgp_routes("ipv4")), timeout=5, interval=0.01,

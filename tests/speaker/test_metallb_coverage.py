@@ -224,3 +224,36 @@ def test_configmaptocrs_password_secret_is_unset(tmp_path: Path) -> None:
     assert result.errors == ()
     peer = loads_config(result.toml).peer("p")
     assert peer.password is None and peer.password_file is None
+
+
+def test_selectors_are_read_by_the_configurations_rules_in_kubernetes_words(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "in.yaml"
+    file.write_text(
+        "apiVersion: metallb.io/v1beta2\nkind: BGPPeer\n"
+        "metadata: {name: p, namespace: metallb-system}\n"
+        "spec: {myASN: 64512, peerASN: 64513, peerAddress: 10.0.0.1,"
+        " nodeSelectors: [{matchLabel: {a: b}}, {matchExpressions: x}]}\n"
+    )
+    errors = [e.split("): ", 1)[1] for e in convert_files([file]).errors]
+    assert errors == [
+        'spec.nodeSelectors[0].matchLabel: unknown key (did you mean "matchLabels"?)',
+        'spec.nodeSelectors[1].matchExpressions: expected a list, got a string ("x")',
+    ]
+
+
+def test_show_prints_the_learned_as() -> None:
+    from ipaddress import IPv4Address
+
+    from protocols.bgp import SessionConfig
+    from protocols.bgp.negotiation import negotiate
+    from speaker.view.records import remote_as
+
+    ours = SessionConfig(local_asn=64513, peer_asn=None, router_id=IPv4Address("192.0.2.1"),
+                         dynamic_asn="external")  # fmt: skip
+    theirs = SessionConfig(local_asn=64512, peer_asn=64513, router_id=IPv4Address("192.0.2.2"))
+    negotiated = negotiate(ours, theirs.open_message())
+    assert remote_as(None, "external", negotiated) == 64512
+    assert remote_as(None, "external", None) == "external"  # before the first OPEN
+    assert remote_as(64500, None, None) == 64500
