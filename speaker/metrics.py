@@ -398,6 +398,9 @@ class SpeakerCollector:
         restarts = Family("speaker_peer_restarts_total",
                           "Peers restarted after an unexpected error", "counter",
                           ["peer"])  # fmt: skip
+        peer_as = Family("speaker_bgp_peer_as",
+                         "The peer's AS: learned from its OPEN (peer_asn internal/external)"
+                         " or configured", "gauge", ["peer"])  # fmt: skip
         for runner in runners:
             await slicer.tick()
             label = [bgp_label(runner), VRF]
@@ -414,8 +417,12 @@ class SpeakerCollector:
                 family.add(label, float(sum(v for k, v in totals.items() if k.startswith(prefix))))
             flaps.add(ours, float(totals.get("flaps", 0)))
             restarts.add(ours, float(runner.crashes))
+            negotiated = bgp.negotiated if bgp is not None else None
+            asn = negotiated.peer_asn if negotiated is not None else runner.plan.bgp.peer_asn
+            if asn is not None:  # "external" before its first OPEN: no sample
+                peer_as.add(ours, float(asn))
         return [up, prefixes, *(f for f, _ in counters), *(f for f, _ in totals_), flaps,
-                restarts]  # fmt: skip
+                restarts, peer_as]  # fmt: skip
 
     async def _bfd(self, runners: list[PeerRunner], slicer: Slicer) -> list[Family]:
         metallb, peer = ("peer", "vrf"), ("peer",)

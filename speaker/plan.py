@@ -45,6 +45,8 @@ def derive_router_id(config: Config) -> ipaddress.IPv4Address:
 def _families(config: Config, peer: Peer, addresses: Mapping[str, IPAddress]) -> tuple[int, ...]:
     del addresses
     versions = {peer.peer_address.version}
+    if peer.disable_mp:  # only the session's own family (MetalLB's disableMP)
+        return (peer.peer_address.version,)
     for ad in config.advertisements:
         if not ad.selects_peer(peer.name):
             continue
@@ -95,15 +97,18 @@ def bgp_config(
     Not a copy by name, on purpose: :mod:`speaker.bgp` is usable without the
     configuration (``python -m speaker.bgp``), so it speaks BGP's words, not the file's:
     ``my_asn`` is the session's ``local_asn``, durations are seconds (the hold time
-    whole ones, RFC 4271 §4.2), ``ebgp_multihop = true`` is TTL 255, and ``bfd_strict``
-    is only advertised with a BFD profile.
+    whole ones, RFC 4271 §4.2), ``ebgp_multihop = true`` is TTL 255, ``bfd_strict``
+    is only advertised with a BFD profile, ``peer_asn = "internal"`` expects
+    ``my_asn`` and "external" any other AS, and a peer's ``router_id`` replaces the
+    speaker's.
     """
     return BgpPeerConfig(
         name=peer.name,
         peer_address=peer.peer_address,
-        peer_asn=peer.peer_asn,
+        peer_asn=peer.expected_asn,
+        dynamic_asn=peer.dynamic_asn,
         local_asn=peer.my_asn,
-        router_id=router_id,
+        router_id=peer.router_id or router_id,
         peer_port=peer.peer_port,
         source_address=peer.source_address,
         hold_time=int(peer.hold_time.total_seconds()),

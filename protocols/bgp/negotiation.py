@@ -39,7 +39,8 @@ from .messages import OpenMessage
 class SessionConfig:
     """Everything a :class:`~protocols.bgp.connection.Connection` needs to know locally.
 
-    Times are seconds.  ``peer_asn`` None accepts any peer AS.  ``connect_retry_time``
+    Times are seconds.  ``peer_asn`` None accepts any peer AS, or with ``dynamic_asn``
+    "internal" only ours, "external" any but ours.  ``connect_retry_time``
     is the base of the exponential backoff (doubling per consecutive failure up to
     ``connect_retry_max``, jittered 0.75-1.0); ``damp_*`` drive peer-oscillation
     damping (see :class:`~protocols.bgp.backoff.Damper`).  ``connect_time``: how long
@@ -52,6 +53,7 @@ class SessionConfig:
     local_asn: int
     peer_asn: int | None
     router_id: IPv4Address
+    dynamic_asn: str | None = None
     hold_time: int = 90
     keepalive_time: float | None = None
     connect_retry_time: float = 5.0
@@ -150,6 +152,10 @@ def negotiate(config: SessionConfig, peer: OpenMessage) -> NegotiatedSession:
         raise _open_error(
             OpenSubcode.BAD_PEER_AS, f"peer AS {peer_asn} != expected {config.peer_asn}"
         )
+    if config.dynamic_asn == "internal" and peer_asn != config.local_asn:
+        raise _open_error(OpenSubcode.BAD_PEER_AS, f"peer AS {peer_asn} is not ours: internal")
+    if config.dynamic_asn == "external" and peer_asn == config.local_asn:
+        raise _open_error(OpenSubcode.BAD_PEER_AS, f"peer AS {peer_asn} is ours: external")
     if 0 < peer.hold_time < MIN_HOLD_TIME:
         raise _open_error(
             OpenSubcode.UNACCEPTABLE_HOLD_TIME, f"hold time {peer.hold_time} below 3 seconds"

@@ -155,7 +155,8 @@ class BgpPeerConfig:
 
     name: str
     peer_address: IPAddress = attrs.field(converter=_ip)
-    peer_asn: int
+    #: None: learned from the peer's OPEN (``dynamic_asn``).
+    peer_asn: int | None
     local_asn: int
     router_id: ipaddress.IPv4Address = attrs.field(converter=_v4)
     peer_port: int = 179
@@ -183,13 +184,22 @@ class BgpPeerConfig:
     next_hop6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_opt_v6)
     cease_timeout: float = 1.0
     bfd_strict: bool = False
+    #: "internal" / "external": with ``peer_asn`` None, the peer's AS must be / must
+    #: not be ``local_asn`` (MetalLB's dynamicASN; FRR's remote-as internal/external).
+    dynamic_asn: str | None = None
     #: The shared listener handing this peer's incoming connections over (runtime
     #: wiring, not configuration: ignored by equality).
     listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if not 0 < self.peer_asn <= 0xFFFFFFFF or not 0 < self.local_asn <= 0xFFFFFFFF:
+        if (self.peer_asn is not None and not 0 < self.peer_asn <= 0xFFFFFFFF) or not (
+            0 < self.local_asn <= 0xFFFFFFFF
+        ):
             raise BgpConfigError(f"{self.name}: AS numbers must be 1..4294967295")
+        if self.dynamic_asn not in (None, "internal", "external"):
+            raise BgpConfigError(f"{self.name}: dynamic_asn must be internal or external")
+        if self.peer_asn is None and self.dynamic_asn is None:
+            raise BgpConfigError(f"{self.name}: no peer AS (set peer_asn or dynamic_asn)")
         if self.hold_time != 0 and not 3 <= self.hold_time <= 0xFFFF:
             raise BgpConfigError(f"{self.name}: hold time must be 0 or 3..65535")
         if self.ebgp_multihop is not None and not 1 <= self.ebgp_multihop <= 255:
@@ -210,7 +220,7 @@ class BgpPeerConfig:
 
     @property
     def internal(self) -> bool:
-        return self.peer_asn == self.local_asn
+        return self.peer_asn == self.local_asn or self.dynamic_asn == "internal"
 
     @property
     def hops(self) -> int:
@@ -253,6 +263,7 @@ class BgpPeerConfig:
         return SessionConfig(
             local_asn=self.local_asn,
             peer_asn=self.peer_asn,
+            dynamic_asn=self.dynamic_asn,
             router_id=self.router_id,
             hold_time=self.hold_time,
             keepalive_time=self.keepalive_time,

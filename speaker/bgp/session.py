@@ -299,8 +299,9 @@ class BgpSession:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the session until cancelled (see the module docstring for the tasks)."""
-        log.info("bgp %s: starting, peer %s AS %d, local AS %d, %s%s", self.name,
-                 self.config.peer_address, self.config.peer_asn, self.config.local_asn,
+        log.info("bgp %s: starting, peer %s AS %s, local AS %d, %s%s", self.name,
+                 self.config.peer_address, self.config.peer_asn or self.config.dynamic_asn,
+                 self.config.local_asn,
                  "iBGP" if self.config.internal else "eBGP",
                  ", passive" if self.config.passive else "", extra=self._fields())  # fmt: skip
         try:

@@ -61,7 +61,14 @@ from speaker.config.model import (
 )
 from speaker.config.validate import Draft, build
 
-__all__ = ["ConfigError", "build_config", "load_config", "loads_config", "make_config_converter"]
+__all__ = [
+    "ConfigError",
+    "build_config",
+    "load_config",
+    "loads_config",
+    "make_config_converter",
+    "structure_value",
+]
 
 
 class ConfigError(Exception):
@@ -269,6 +276,13 @@ def make_config_converter() -> TomllibConverter:
 
     conv.register_structure_hook_func(_union_of(bool, int), multihop)
 
+    def asn_or_word(value: Any, _: Any) -> int | str:  # peer_asn: 64512 or "external"
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise _expect('an AS number, "internal" or "external"', value)
+        return value
+
+    conv.register_structure_hook_func(_union_of(int, str), asn_or_word)
+
     def var_tuple(value: Any, typ: Any) -> tuple[Any, ...]:
         if not isinstance(value, list):
             raise _expect("an array", value)
@@ -403,6 +417,16 @@ def flatten(exc: BaseException, path: str) -> list[ConfigIssue]:
             out += flatten(sub, path if step is None else _join(path, step))
         return out
     return [ConfigIssue(path, _scrub(_message(exc)))]
+
+
+def structure_value(value: object, typ: Any, path: str) -> tuple[Any, list[ConfigIssue]]:
+    """One value structured as the file's ``typ`` would be (its hooks, its validators),
+    and its problems at ``path`` and below: for readers of other formats
+    (import-metallb's selectors) that want the configuration's own rules."""
+    try:
+        return _CONVERTER.structure(value, typ), []
+    except Exception as exc:
+        return None, flatten(exc, path)
 
 
 # ---- sections -------------------------------------------------------------------------------

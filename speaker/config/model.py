@@ -124,6 +124,21 @@ def _multihop(instance: object, attribute: Any, value: bool | int) -> None:
         raise ValueError(f"{value} is not a TTL (use true, false or 1-255)")
 
 
+#: ``peer_asn`` as a word: the AS the peer's OPEN brings is taken, provided it is
+#: ours ("internal", iBGP) or not ours ("external", eBGP) (MetalLB's dynamicASN).
+DYNAMIC_ASN = ("internal", "external")
+
+
+def _peer_asn(instance: object, attribute: attrs.Attribute[Any], value: int | str) -> None:
+    if isinstance(value, str):
+        if value.strip().isdigit():
+            raise ValueError(f'"{value}" is a string: write the AS number without quotes')
+        if value not in DYNAMIC_ASN:
+            raise ValueError(f'"{value}" is not an AS number, "internal" or "external"')
+        return
+    in_range(1, MAX_ASN)(instance, attribute, value)
+
+
 def _hold_time(instance: object, attribute: attrs.Attribute[Any], value: timedelta | None) -> None:
     if value is None or not value:
         return
@@ -322,7 +337,8 @@ class PeerSpec:
 
     name: str = attrs.field(validator=not_empty)
     peer_address: IPAddress
-    peer_asn: int = attrs.field(validator=in_range(1, MAX_ASN))
+    #: An AS number, or "internal" / "external" (:data:`DYNAMIC_ASN`).
+    peer_asn: int | str = attrs.field(validator=_peer_asn)
     my_asn: int | None = attrs.field(default=None, validator=optional_in_range(1, MAX_ASN))
     peer_port: int = attrs.field(default=179, validator=in_range(1, 65535))
     source_address: IPAddress | None = None
@@ -349,6 +365,10 @@ class PeerSpec:
         validator=duration_range(timedelta(milliseconds=10), timedelta(seconds=65535)),
     )
     node_selectors: tuple[LabelSelector, ...] = ()
+    #: This session's BGP identifier, instead of the speaker's (MetalLB's routerID).
+    router_id: ipaddress.IPv4Address | None = attrs.field(default=None, validator=_ipv4)
+    #: Only the family of ``peer_address`` on this session (MetalLB's disableMP).
+    disable_mp: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -491,7 +511,8 @@ class Peer:
 
     name: str
     peer_address: IPAddress
-    peer_asn: int
+    #: As written: an AS number, "internal" or "external" (:attr:`expected_asn`).
+    peer_asn: int | str
     my_asn: int
     peer_port: int = 179
     source_address: IPAddress | None = None
@@ -510,6 +531,8 @@ class Peer:
     connect_retry: timedelta = timedelta(seconds=1)
     connect_retry_max: timedelta = timedelta(seconds=60)
     node_selectors: tuple[LabelSelector, ...] = ()
+    router_id: ipaddress.IPv4Address | None = None
+    disable_mp: bool = False
 
     @classmethod
     def resolved(
@@ -540,7 +563,22 @@ class Peer:
     @property
     def internal(self) -> bool:
         """iBGP: LOCAL_PREF is only sent to these (RFC 4271 §5.1.5)."""
-        return self.peer_asn == self.my_asn
+        return self.peer_asn in (self.my_asn, "internal")
+
+    @property
+    def expected_asn(self) -> int | None:
+        """The AS the peer's OPEN must bring: ``my_asn`` for "internal"; None for
+        "external" (any AS but ``my_asn``, learned from the OPEN)."""
+        if self.peer_asn == "internal":
+            return self.my_asn
+        if isinstance(self.peer_asn, str):
+            return None
+        return self.peer_asn
+
+    @property
+    def dynamic_asn(self) -> str | None:
+        """ "internal" or "external" when the AS is taken from the peer's OPEN."""
+        return self.peer_asn if isinstance(self.peer_asn, str) else None
 
     @property
     def multihop_ttl(self) -> int | None:

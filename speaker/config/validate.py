@@ -384,6 +384,19 @@ class _Checker:
                         " list the peers or pools explicitly)",
                     )
 
+        if ad.peers:  # a peer named on purpose: say what its disable_mp leaves out
+            for peer in self._peers_of(ad):
+                own = peer.peer_address.version
+                other = 6 if own == 4 else 4
+                left = [p.name for p in self._pools_of(ad) if other in p.versions]
+                if peer.disable_mp and left:
+                    self.warn(
+                        f"{path}.peers",
+                        f"the IPv{other} addresses of pool {_q(left[0])} are not sent to peer"
+                        f" {_q(peer.name)}: it has disable_mp, so its session carries IPv{own}"
+                        f" only (peer at an IPv{other} address for them)",
+                    )
+
     def _pools_of(self, ad: Advertisement) -> list[Pool]:
         if not ad.pools:
             return list(self.pools.values())

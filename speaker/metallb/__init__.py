@@ -14,11 +14,12 @@ MetalLB kind              apiVersion                  TOML
 ``Community``             ``metallb.io/v1beta1``      aliases, resolved in place
 ========================  ==========================  ================================
 
-Every field that cannot be carried becomes a TOML comment saying why; other kinds
-(``L2Advertisement``, ``Service``...) are skipped with a warning and a comment.
-Manifests MetalLB itself would reject (wrong namespace, dangling ``bfdProfile``,
-timers out of range, ``password`` with ``passwordSecret``...) are errors, one line
-each, naming the file, document, kind, name and field.
+Every field that cannot be carried becomes a TOML comment saying why and a warning
+naming the file, document, kind, name and field; other kinds (``L2Advertisement``,
+``Service``...) are skipped with a warning and a comment. Only manifests MetalLB
+itself would reject (wrong namespace, dangling ``bfdProfile``, timers out of range,
+``password`` with a named ``passwordSecret``, ``myASN`` 0...) are errors, one line
+each, naming the same. docs/migration-from-metallb.md has the table of every field.
 
 Finally the TOML is loaded with the speaker's own loader (password files stubbed), so
 what is printed is a configuration ``speaker check`` accepts, or the speaker rule it

@@ -3,7 +3,7 @@ aliases replaced by their values)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from speaker.config.describe import show
 from speaker.config.model import Community
@@ -35,9 +35,13 @@ def advertisement(
     pools: Mapping[str, Manifest],
     peers: Iterable[str],
     aliases: Mapping[str, str],
+    *,
+    left_out: Collection[str] = (),
 ) -> Table | None:
+    """The table, or None: it had errors (reported). ``left_out``: BGPPeers written
+    as comments; an advertisement naming only those is left out too."""
     fields = Fields(manifest, ctx.report)
-    table = Table(manifest.origin, manifest.api_version)
+    table = Table(manifest.origin, manifest.api_version, ctx.report)
     table.set("name", manifest.name)
     length = fields.integer("aggregationLength", 1, 32)
     length_v6 = fields.integer("aggregationLengthV6", 0, 128)
@@ -49,6 +53,16 @@ def advertisement(
     peer_names = fields.strings("peers")
     service_selectors = fields.spec.get("serviceSelectors")
     unknown = fields.unknown(ADVERTISEMENT_FIELDS)
+    for key, names in (
+        ("ipAddressPools", pool_names),
+        ("communities", communities),
+        ("peers", peer_names),
+    ):
+        for index, name in enumerate(names or []):
+            if name in (names or [])[:index]:
+                fields.error(
+                    f"spec.{key}[{index}]", f"{show(name)} is listed twice (MetalLB refuses it)"
+                )
 
     if service_selectors and (length not in (None, 32) or length_v6 not in (None, 128)):
         fields.error(
@@ -95,7 +109,19 @@ def advertisement(
             table.note("Community aliases: " + ", ".join(used_aliases))
         table.set("communities", resolved)
     if peer_names:
-        table.set("peers", list(dict.fromkeys(peer_names)))
+        kept = [name for name in peer_names if name not in left_out]
+        for name in peer_names:
+            if name in left_out:
+                table.note(f'peers: "{name}" is left out (commented) above')
+        if kept:
+            table.set("peers", kept)
+        else:
+            table.commented = True
+            ctx.report.warn(
+                manifest.origin,
+                "spec.peers",
+                "every peer it names is left out, so it is left out (commented) too",
+            )
     _unsupported(table, node_selectors, service_selectors, unknown)
     return table
 
@@ -185,4 +211,4 @@ def _unsupported(
             service_selectors,
         )
     for key, value in unknown:
-        table.unsupported(key, "unknown field, ignored", value)
+        table.unknown(key, value)

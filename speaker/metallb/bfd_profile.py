@@ -37,7 +37,7 @@ def bfd_profiles(
     profiles: dict[str, Mapping[str, Any]] = {}
     for manifest in manifests:
         fields = Fields(manifest, ctx.report)
-        table = Table(manifest.origin, manifest.api_version)
+        table = Table(manifest.origin, manifest.api_version, ctx.report)
         table.set("name", manifest.name)
         for camel, snake, low, high in BFD_FIELDS:
             value = fields.integer(camel, low, high)
@@ -49,7 +49,7 @@ def bfd_profiles(
                 table.set(snake, flag)
         known = [f[0] for f in BFD_FIELDS] + [f[0] for f in BFD_FLAGS]
         for key, value in fields.unknown(known):
-            table.unsupported(key, "unknown field, ignored", value)
+            table.unknown(key, value)
         if fields.failed:
             ctx.broken_names.add(("BFDProfile", manifest.name))
         else:

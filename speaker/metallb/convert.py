@@ -9,17 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from speaker.config.load import ConfigError, build_config
-from speaker.config.model import ConfigIssue
+from speaker.config.model import AddressRange, ConfigIssue
 from speaker.metallb.advertisement import advertisement
 from speaker.metallb.bfd_profile import bfd_profiles
 from speaker.metallb.community import communities
-from speaker.metallb.emit import render
+from speaker.metallb.emit import Table, render
 from speaker.metallb.manifests import API_VERSIONS, Manifest, read_documents, read_manifest
-from speaker.metallb.peer import peer
+from speaker.metallb.peer import Peer, peer
 from speaker.metallb.pool import pool
 from speaker.metallb.report import Context, ImportOptions, ImportResult, Origin, Report
 
-__all__ = ["Converter", "convert_documents", "convert_files"]
+__all__ = ["Converter", "convert_documents", "convert_files", "own_family_only"]
 
 
 class Converter:
@@ -55,11 +55,14 @@ class Converter:
         pools = [t for m in manifests["IPAddressPool"] if (t := pool(ctx, m)) is not None]
         aliases = communities(ctx, manifests["Community"])
         peer_names = [m.name for m in manifests["BGPPeer"]]
+        left_out = {p.manifest.name for p in peers if p.table.commented}
         advertisements = [
             t
             for m in manifests["BGPAdvertisement"]
-            if (t := advertisement(ctx, m, pool_manifests, peer_names, aliases)) is not None
+            if (t := advertisement(ctx, m, pool_manifests, peer_names, aliases, left_out=left_out))
+            is not None
         ]
+        own_family_only(peers, pools, advertisements)
         if not manifests["BGPAdvertisement"] and manifests["IPAddressPool"]:
             ctx.report.warn(
                 sources[0] if sources else "input",
@@ -73,6 +76,38 @@ class Converter:
             ("advertisements", advertisements),
         ]
         return render(sources, self.skipped, ctx.options, peers, sections)
+
+
+def own_family_only(peers: list[Peer], pools: list[Table], advertisements: list[Table]) -> None:
+    """MetalLB gives a session the prefixes of its own address family only, unless the
+    BGPPeer has ``dualStackAddressFamily`` (or is unnumbered); the speaker gives it
+    every family its advertisements send. So a peer that would receive pools of the
+    other family gets ``disable_mp = true``: what MetalLB did."""
+    versions = {
+        str(t.values["name"]): {AddressRange.parse(a).first.version for a in t.values["addresses"]}
+        for t in pools
+    }
+    active = [p for p in peers if not p.table.commented]
+    for ad in advertisements:
+        if ad.commented:
+            continue
+        pool_names = ad.values.get("pools") or list(versions)
+        sent = set().union(*(versions.get(n, set()) for n in pool_names))
+        peer_names = ad.values.get("peers")
+        for one in active:
+            if peer_names and one.manifest.name not in peer_names:
+                continue
+            if (
+                one.own_family_only
+                and one.address is not None
+                and sent - {one.address.version}
+                and "disable_mp" not in one.table.values
+            ):
+                one.table.set(
+                    "disable_mp", True,
+                    f"no dualStackAddressFamily: MetalLB sends this session IPv"
+                    f"{one.address.version} prefixes only",
+                )  # fmt: skip
 
 
 def _stub_password(path: Path) -> str:

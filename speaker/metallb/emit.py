@@ -11,7 +11,7 @@ import attrs
 
 from speaker.config.describe import show
 from speaker.config.selectors import LabelSelector
-from speaker.metallb.report import ImportOptions, Origin
+from speaker.metallb.report import ImportOptions, Origin, Report
 
 if TYPE_CHECKING:
     from speaker.metallb.peer import Peer
@@ -81,10 +81,12 @@ def selector_value(selector: LabelSelector) -> dict[str, Any]:
 
 @attrs.define
 class Table:
-    """One ``[[section]]`` entry: key/value lines and comments, in order."""
+    """One ``[[section]]`` entry: key/value lines and comments, in order; what is not
+    carried over is a comment and a warning in ``report`` (:meth:`unsupported`)."""
 
     origin: Origin
     api_version: str
+    report: Report | None = None
     lines: list[str] = attrs.field(factory=list)
     values: dict[str, Any] = attrs.field(factory=dict)
     #: Left out of the configuration: written as comments only.
@@ -101,7 +103,14 @@ class Table:
         self.lines.append("# " + comment_text(text))
 
     def unsupported(self, key: str, why: str, value: object) -> None:
+        """``spec.KEY`` is not carried over: a comment here, a warning on stderr."""
         self.note(f"{key}: {why}; it was {show(value)}")
+        if self.report is not None:
+            self.report.warn(self.origin, f"spec.{key}", f"not carried over: {why}")
+
+    def unknown(self, key: str, value: object) -> None:
+        """A field the kind does not have (warned about when it was read)."""
+        self.note(f"{key}: unknown field, ignored; it was {show(value)}")
 
 
 def render(
@@ -150,7 +159,7 @@ def speaker_table(peers: list[Peer]) -> list[str]:
         lines.append(f"my_asn = {asn}  # every BGPPeer's myASN")
     else:
         for peer in peers:
-            if peer.my_asn is not None:
+            if peer.my_asn is not None and "my_asn" not in peer.table.values:
                 # insert right after the name: keep "name" first
                 peer.table.lines.insert(1, f"my_asn = {peer.my_asn}")
     ids = {p.router_id for p in peers if p.router_id}
@@ -163,14 +172,12 @@ def speaker_table(peers: list[Peer]) -> list[str]:
         lines.append(f"router_id = {toml_string(router_id)}  # {comment}")
     elif ids:
         lines.append(
-            "# router_id: the BGPPeers disagree (the speaker has one router ID per node;"
-            " set it in each node's configuration):"
+            "# router_id: the BGPPeers disagree, so each peer has its own (its routerID);"
+            " the others use the speaker's"
         )
-        lines += [
-            "#   " + comment_text(f"{p.manifest.name}: routerID {p.router_id}")
-            for p in peers
-            if p.router_id
-        ]
+        for peer in peers:
+            if peer.router_id:
+                peer.table.lines.insert(1, f"router_id = {toml_string(peer.router_id)}")
     keys = sorted(
         {
             key

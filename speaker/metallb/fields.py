@@ -15,7 +15,8 @@ from typing import Any
 
 from speaker.config.describe import YAML, describe, show
 from speaker.config.durations import parse_duration
-from speaker.config.selectors import OPERATORS, LabelSelector, LabelSelectorRequirement
+from speaker.config.load import structure_value
+from speaker.config.selectors import LabelSelector
 from speaker.metallb.manifests import Manifest
 from speaker.metallb.report import Report
 
@@ -127,81 +128,39 @@ class Fields:
         return out
 
 
+#: Kubernetes' selector keys -> the configuration's (``key``, ``operator``, ``values``
+#: are spelled alike).
+_SELECTOR_KEYS = {"matchLabels": "match_labels", "matchExpressions": "match_expressions"}
+#: The loader's words for TOML types -> YAML's.
+_YAML_WORDS = {"a table": "a mapping", "an array": "a list"}
+
+
+def _kubernetes_words(text: str) -> str:
+    for ours, theirs in _SELECTOR_KEYS.items():
+        text = text.replace(theirs, ours)
+    for toml, yaml in _YAML_WORDS.items():
+        text = text.replace(toml, yaml)
+    return text
+
+
 def selectors(fields: Fields, key: str) -> list[LabelSelector] | None:
     """Kubernetes label selectors (v1beta1 NodeSelector and metav1.LabelSelector have the
-    same shape) -> the configuration's :class:`LabelSelector`."""
+    same shape) -> the configuration's :class:`LabelSelector`, read by the configuration
+    loader itself (its types, validators and paths), so that import-metallb accepts
+    what ``node_selectors`` accepts; problems are reported at ``spec.KEY...`` in
+    Kubernetes' words (``matchExpressions``, "a mapping")."""
     raw = fields.spec.get(key)
     if raw is None:
         return None
-    if not isinstance(raw, list):
-        fields.error(f"spec.{key}", f"expected a list of selectors, got {_describe(raw)}")
-        return None
-    out: list[LabelSelector] = []
-    ok = True
-    for index, selector in enumerate(raw):
-        path = f"spec.{key}[{index}]"
-        if not isinstance(selector, dict):
-            fields.error(path, f"expected a selector (a mapping), got {_describe(selector)}")
-            ok = False
-            continue
-        for extra in selector:
-            if extra not in ("matchLabels", "matchExpressions"):
-                fields.error(f"{path}.{extra}", "unknown field (use matchLabels, matchExpressions)")
-                ok = False
-        match_labels: dict[str, str] = {}
-        labels = selector.get("matchLabels")
-        if labels is not None:
-            if not isinstance(labels, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-            ):
-                fields.error(f"{path}.matchLabels", "expected a mapping of strings to strings")
-                ok = False
-            else:
-                match_labels = dict(labels)
-        requirements: list[LabelSelectorRequirement] = []
-        expressions = selector.get("matchExpressions")
-        if expressions is not None:
-            read = _requirements(fields, f"{path}.matchExpressions", expressions)
-            if read is None:
-                ok = False
-            else:
-                requirements = read
-        out.append(LabelSelector(match_labels=match_labels, match_expressions=tuple(requirements)))
-    return out if ok else None
-
-
-def _requirements(fields: Fields, path: str, raw: object) -> list[LabelSelectorRequirement] | None:
-    if not isinstance(raw, list):
-        fields.error(path, f"expected a list, got {_describe(raw)}")
-        return None
-    out: list[LabelSelectorRequirement] = []
-    ok = True
-    for index, expr in enumerate(raw):
-        where = f"{path}[{index}]"
-        if not isinstance(expr, dict):
-            fields.error(where, f"expected a mapping, got {_describe(expr)}")
-            ok = False
-            continue
-        key, operator, values = expr.get("key"), expr.get("operator"), expr.get("values")
-        if not isinstance(key, str) or not key:
-            fields.error(f"{where}.key", "required (a string)")
-            ok = False
-            continue
-        if operator not in OPERATORS:
-            fields.error(
-                f"{where}.operator",
-                f"{show(operator)} is not a label selector operator ({', '.join(OPERATORS)})",
-            )
-            ok = False
-            continue
-        values = [] if values is None else values
-        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-            fields.error(f"{where}.values", "expected a list of strings")
-            ok = False
-            continue
-        try:  # the speaker's rules: In/NotIn need values, Exists/DoesNotExist take none
-            out.append(LabelSelectorRequirement(key=key, operator=operator, values=tuple(values)))
-        except ValueError as exc:
-            fields.error(f"{where}.values", str(exc))
-            ok = False
-    return out if ok else None
+    renamed = raw
+    if isinstance(raw, list):  # a null field is an unset one (Kubernetes)
+        renamed = [
+            {_SELECTOR_KEYS.get(k, k): v for k, v in item.items() if v is not None}
+            if isinstance(item, dict)
+            else item
+            for item in raw
+        ]
+    value, issues = structure_value(renamed, tuple[LabelSelector, ...], f"spec.{key}")
+    for issue in issues:
+        fields.error(_kubernetes_words(issue.path), _kubernetes_words(issue.message))
+    return None if issues else list(value)

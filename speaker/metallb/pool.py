@@ -18,7 +18,7 @@ POOL_FIELDS = ("addresses", "autoAssign", "avoidBuggyIPs", "serviceAllocation")
 
 def pool(ctx: Context, manifest: Manifest) -> Table | None:
     fields = Fields(manifest, ctx.report)
-    table = Table(manifest.origin, manifest.api_version)
+    table = Table(manifest.origin, manifest.api_version, ctx.report)
     table.set("name", manifest.name)
     addresses = fields.strings("addresses")
     if not fields.present("addresses") or addresses == []:
@@ -59,7 +59,7 @@ def pool(ctx: Context, manifest: Manifest) -> Table | None:
             allocation,
         )
     for key, value in unknown:
-        table.unsupported(key, "unknown field, ignored", value)
+        table.unknown(key, value)
     return table
 
 

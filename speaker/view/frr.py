@@ -63,7 +63,8 @@ class BgpPeerView:
 
     name: str
     address: str
-    remote_as: int
+    #: The AS the peer's OPEN brought, else the configured one (or "external").
+    remote_as: int | str
     local_as: int
     router_id: str
     #: Configured (advertised) families.
@@ -418,7 +419,7 @@ def bgp_neighbor(view: BgpPeerView, *, now: float, epoch: float) -> dict[str, An
     """One neighbour of ``show bgp neighbors json`` with FRR 8.4's keys, in its order
     (plus ``nbrDesc``: the peer's name, as FRR writes a configured description)."""
     stats, negotiated = view.stats, view.negotiated
-    external = view.remote_as != view.local_as
+    external = view.remote_as not in (view.local_as, "internal")
     record: dict[str, Any] = {
         "remoteAs": view.remote_as,
         "localAs": view.local_as,

@@ -24,6 +24,7 @@ from speaker.peer import PeerRunner
 from speaker.view import frr
 from speaker.view.errors import RequestError
 from speaker.view.live import _router_id, bfd_record, find_runner
+from speaker.view.records import remote_as
 
 __all__ = [
     "advertised_routes",
@@ -67,7 +68,9 @@ async def peer_view(runner: PeerRunner, slicer: Slicer) -> frr.BgpPeerView:
     return frr.BgpPeerView(
         name=runner.name,
         address=str(config.peer_address),
-        remote_as=config.peer_asn,
+        remote_as=remote_as(
+            config.peer_asn, config.dynamic_asn, bgp.negotiated if bgp is not None else None
+        ),
         local_as=config.local_asn,
         router_id=str(config.router_id),
         families=tuple(config.families),

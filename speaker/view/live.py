@@ -32,6 +32,7 @@ from speaker.view.records import (
     bgp_summary_row,
     redact,
     redact_fields,
+    remote_as,
     route_record,
 )
 
@@ -122,7 +123,9 @@ def _summary_row(runner: PeerRunner) -> dict[str, Any]:
     return bgp_summary_row(
         name=runner.name,
         peer=str(bgp.peer_address),
-        remote_as=bgp.peer_asn,
+        remote_as=remote_as(
+            bgp.peer_asn, bgp.dynamic_asn, runner.bgp.negotiated if runner.bgp else None
+        ),
         local_as=bgp.local_asn,
         stats=runner.bgp.statistics() if runner.bgp is not None else None,
         totals=runner.totals(),

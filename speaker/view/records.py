@@ -219,11 +219,23 @@ def _messages(totals: Mapping[str, int], direction: str) -> dict[str, int]:
     return out
 
 
+def remote_as(
+    peer_asn: int | None, dynamic_asn: str | None, negotiated: NegotiatedSession | None
+) -> int | str:
+    """The peer's AS for show: the one its OPEN brought (``peer_asn = "external"`` is
+    learned there), else the configured one, else the word (not learned yet)."""
+    if negotiated is not None:
+        return negotiated.peer_asn
+    if peer_asn is not None:
+        return peer_asn
+    return dynamic_asn or "?"
+
+
 def bgp_summary_row(
     *,
     name: str,
     peer: str,
-    remote_as: int,
+    remote_as: int | str,
     local_as: int,
     stats: BgpStatistics | None,
     totals: Mapping[str, int],

@@ -92,13 +92,32 @@ def test_unknown_key_in_nested_table() -> None:
 
 
 def test_type_error_names_the_path() -> None:
-    text = BASE.replace("peer_asn = 65000", 'peer_asn = "65000"')
-    assert errors(text) == ['peers[0].peer_asn: expected an integer, got a string ("65000")']
+    text = BASE.replace("peer_asn = 65000", 'peer_asn = 65000\nmy_asn = "64512"')
+    assert errors(text) == ['peers[0].my_asn: expected an integer, got a string ("64512")']
 
 
 def test_boolean_is_not_an_integer() -> None:
     text = BASE.replace("peer_asn = 65000", "peer_asn = true")
-    assert errors(text) == ["peers[0].peer_asn: expected an integer, got a boolean (true)"]
+    assert errors(text) == [
+        'peers[0].peer_asn: expected an AS number, "internal" or "external", got a boolean (true)'
+    ]
+
+
+def test_peer_asn_is_a_number_or_internal_or_external() -> None:
+    # MetalLB's dynamicASN: the AS is taken from the peer's OPEN
+    for word, expected, internal in (("internal", 64512, True), ("external", None, False)):
+        config = loads_config(BASE.replace("peer_asn = 65000", f'peer_asn = "{word}"'))
+        peer = config.peer("tor")
+        assert (peer.peer_asn, peer.dynamic_asn) == (word, word)
+        assert (peer.expected_asn, peer.internal) == (expected, internal)
+    peer = loads_config(BASE).peer("tor")
+    assert (peer.expected_asn, peer.dynamic_asn, peer.internal) == (65000, None, False)
+    assert errors(BASE.replace("peer_asn = 65000", 'peer_asn = "65000"')) == [
+        'peers[0].peer_asn: "65000" is a string: write the AS number without quotes'
+    ]
+    assert errors(BASE.replace("peer_asn = 65000", 'peer_asn = "ibgp"')) == [
+        'peers[0].peer_asn: "ibgp" is not an AS number, "internal" or "external"'
+    ]
 
 
 def test_string_is_not_an_array() -> None:

@@ -132,7 +132,7 @@ def test_the_messages_say_where_and_what_type() -> None:
     assert "key-SECRET-8" not in "\n".join(found)
     # Not a secret: the value is still shown, as it helps.
     assert messages(PEER.replace("65000", "3.5")) == [
-        "peers[0].peer_asn: expected an integer, got a float (3.5)"
+        'peers[0].peer_asn: expected an AS number, "internal" or "external", got a float (3.5)'
     ]
 
 

@@ -308,6 +308,30 @@ def test_any_peer_as_and_internal_same_router_id() -> None:
     assert (sent.code, sent.subcode) == (2, 3)  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("mode", "peer_as", "accepted"),
+    [
+        ("external", 64999, True),
+        ("external", 65001, False),  # our AS: refused, Bad Peer AS
+        ("internal", 65001, True),
+        ("internal", 64999, False),
+    ],
+)
+def test_dynamic_peer_as_internal_or_external(mode: str, peer_as: int, accepted: bool) -> None:
+    # MetalLB's dynamicASN (FRR's remote-as internal / external): the AS the OPEN
+    # brings is taken, provided it is ours (internal) or not ours (external).
+    conn = _open_sent(config(peer_asn=None, dynamic_asn=mode))
+    events = conn.receive_data(_peer_open(my_as=peer_as, capabilities=()), 1.0)
+    if accepted:
+        assert conn.state is State.OPEN_CONFIRM
+        assert conn.negotiated is not None and conn.negotiated.peer_asn == peer_as
+        assert conn.negotiated.internal is (mode == "internal")
+    else:
+        (sent,) = of(events, NotificationSent)
+        assert (sent.code, sent.subcode) == (2, 2)  # type: ignore[attr-defined]
+        assert conn.state is State.IDLE
+
+
 def test_fsm_error_keepalive_in_open_sent() -> None:
     conn = _open_sent()
     (sent,) = of(conn.receive_data(KeepaliveMessage().encode(), 1.0), NotificationSent)
