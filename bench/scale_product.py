@@ -152,6 +152,12 @@ def renice(pid: int, nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, int(tid), nice)
 
 
+def realtime(pid: int, priority: int) -> None:
+    """``pid``'s main thread under SCHED_FIFO at ``priority`` (its other threads, such as
+    a reload's worker, keep the normal policy; the speaker asks for that itself)."""
+    os.sched_setscheduler(pid, os.SCHED_FIFO, os.sched_param(priority))
+
+
 def route_address(i: int) -> str:
     return str(POOL.network_address + i)
 
@@ -362,6 +368,9 @@ class Run:
             self.router, rtr_bfd = start_router(self.rtr, self.spk, bfd_ms=self.sc.ms, mult=MULT)
             assert rtr_bfd is not None
             self.rtr_bfd = rtr_bfd
+        if self.args.rt is not None:
+            # The router is a box of its own in the field; here it shares the two CPUs.
+            realtime(self.rtr_bfd.pid("bfdd"), self.args.rt)
         feed = bgpd_config(FEED_AS, str(self.rtr2.lo4),
                            [f"neighbor {self.s6} remote-as {SPEAKER_AS}",
                             f"neighbor {self.s6} timers connect 1"],
@@ -404,6 +413,13 @@ class Run:
             for pid in pids:
                 renice(pid, self.args.nice)
             self.rec["nice"] = self.args.nice
+        if self.args.rt is not None:
+            pids = (
+                [self.dut_pid] if self.frr is None else [self.frr.pid(d) for d in ("bgpd", "bfdd")]
+            )
+            for pid in pids:
+                realtime(pid, self.args.rt)
+            self.rec["realtime_priority"] = self.args.rt
         self.rec["t0_to_running_s"] = time.monotonic() - t0
         self.t0 = t0
 
@@ -930,6 +946,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routes", type=int, help="override every scenario's route count")
     ap.add_argument("--idle-scrapes", type=int, help="idle scrapes per scale (10; quick 3)")
     ap.add_argument("--nice", type=int, help="run the DUT's processes at this nice value")
+    ap.add_argument("--rt", type=int, help="the DUT's main threads and the router's bfdd "
+                    "under SCHED_FIFO at this priority")  # fmt: skip
     ap.add_argument("--report-from", help="re-summarise a result JSON (no lab run)")
     args = ap.parse_args(argv)
     if args.report_from:

@@ -43,6 +43,7 @@ from speaker.looplag import Slicer
 from speaker.peer import PeerPlan, PeerRunner, Routes
 from speaker.plan import Derived, RouteFunction
 from speaker.readers import Readers
+from speaker.realtime import in_worker
 from speaker.reload import Prepared, ReloadRefused, collections_deferred, prepare
 
 __all__ = ["GIL_SWITCH_INTERVAL", "SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
@@ -429,7 +430,7 @@ class Speaker:
                 announced = await self._announced_in_slices()
                 prepared: Prepared = await trio.to_thread.run_sync(
                     functools.partial(
-                        _prepare_in_thread,
+                        in_worker(_prepare_in_thread),
                         self.config_path,
                         self.config,
                         allow_empty=allow_empty,

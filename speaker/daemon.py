@@ -39,7 +39,7 @@ from typing import Any
 
 import trio
 
-from speaker import gcpause, sdnotify
+from speaker import gcpause, realtime, sdnotify
 from speaker.allocate import AllocationError, StateFileError
 from speaker.app import GIL_SWITCH_INTERVAL, Speaker
 from speaker.config import ConfigError, load_config
@@ -92,6 +92,9 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     # which holds the loop for its whole length, scans only what came after
     # (speaker.reload.collections_deferred does the same for each reload).
     gcpause.freeze()
+    if (policy := realtime.describe()) is not None:
+        log.info("the event loop runs at real-time priority (%s); worker threads do not",
+                 policy)  # fmt: skip
     try:
         trio.run(main, speaker)
     except StartupError as exc:

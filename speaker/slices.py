@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import trio
 
+from speaker.realtime import in_worker
+
 __all__ = ["STEP_BUDGET", "Blocking", "Steps", "run_at_once", "run_in_slices"]
 
 _T = TypeVar("_T")
@@ -52,7 +54,7 @@ async def run_in_slices(steps: Steps[_T], budget: float = STEP_BUDGET) -> _T:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
         if call is not None:
-            await trio.to_thread.run_sync(call)
+            await trio.to_thread.run_sync(in_worker(call))
             started = time.perf_counter()
         elif time.perf_counter() - started >= budget:
             await trio.lowlevel.checkpoint()

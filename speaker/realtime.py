@@ -1,0 +1,59 @@
+"""Real-time scheduling for the loop's thread only, when the operator asks for it.
+
+BFD at 10-50 ms needs the loop to run when its packet is due, on a node whose other
+work may keep every CPU busy; the loop's own steps are short (the latency budget,
+docs/architecture.md), but a normal-priority process still waits behind whatever the
+kernel runs first. Started under a real-time policy (systemd's
+``CPUSchedulingPolicy=fifo``, or ``chrt``), the speaker keeps it for the loop
+thread, which only ever runs short steps, and drops its worker threads (a reload's
+load and derive: seconds of CPU at 65,536 services) to the normal policy, so that
+long work never runs at real-time priority. Linux threads inherit their creator's
+policy, so each worker drops it itself, once, before its first job.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+__all__ = ["describe", "in_worker"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_REALTIME = {getattr(os, "SCHED_FIFO", -1): "fifo", getattr(os, "SCHED_RR", -2): "rr"}
+_dropped = threading.local()
+
+
+def describe() -> str | None:
+    """``"fifo 50"`` when the calling thread runs under a real-time policy, else None."""
+    try:
+        policy = os.sched_getscheduler(0)
+        priority = os.sched_getparam(0).sched_priority
+    except (AttributeError, OSError):  # not Linux
+        return None
+    name = _REALTIME.get(policy)
+    return f"{name} {priority}" if name else None
+
+
+def _drop() -> None:
+    if getattr(_dropped, "done", False):
+        return
+    _dropped.done = True
+    if describe() is not None:
+        # The calling thread only (pid 0): the loop's thread keeps its policy.
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def in_worker(function: Callable[_P, _T]) -> Callable[_P, _T]:
+    """``function`` for ``trio.to_thread.run_sync``: the worker thread it runs in is
+    at the normal policy first."""
+
+    @functools.wraps(function)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        _drop()
+        return function(*args, **kwargs)
+
+    return run

@@ -1,0 +1,57 @@
+"""speaker.realtime: under a real-time policy the loop's thread keeps it and the
+worker threads (a reload's load and derive) drop to the normal policy."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+import trio
+
+from speaker import realtime
+
+
+def _fifo_allowed() -> bool:
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (AttributeError, PermissionError, OSError):
+        return False
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    return True
+
+
+def test_normal_policy_is_described_as_none() -> None:
+    assert realtime.describe() is None
+
+
+def test_workers_drop_the_real_time_policy_the_loop_keeps() -> None:
+    if not _fifo_allowed():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: SCHED_FIFO must be allowed")
+        pytest.skip("SCHED_FIFO needs root (CAP_SYS_NICE)")
+    seen: dict[str, str | None] = {}
+
+    def in_thread() -> None:
+        seen["worker"] = realtime.describe()
+
+    def untouched() -> None:
+        seen["raw worker"] = realtime.describe()
+
+    async def main() -> None:
+        seen["loop"] = realtime.describe()
+        await trio.to_thread.run_sync(untouched)
+        await trio.to_thread.run_sync(realtime.in_worker(in_thread))
+        seen["loop after"] = realtime.describe()
+
+    def loop_thread() -> None:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        trio.run(main)
+
+    # A thread of its own: the test process's main thread keeps its policy.
+    thread = threading.Thread(target=loop_thread)
+    thread.start()
+    thread.join()
+    assert seen["loop"] == "fifo 10" and seen["loop after"] == "fifo 10"
+    assert seen["raw worker"] == "fifo 10", "Linux threads inherit their creator's policy"
+    assert seen["worker"] is None
