@@ -23,7 +23,7 @@ import attrs
 
 from protocols.bgp import LargeCommunity, parse_community
 from protocols.bgp.errors import LocalProtocolError
-from speaker.addresses import IPAddress, IPNetwork
+from speaker.addresses import IPAddress, IPNetwork, is_unnumbered_address
 from speaker.bfd.profile import BfdProfile
 from speaker.config.durations import format_duration
 from speaker.config.selectors import LabelSelector, frozen_map, selects
@@ -321,7 +321,8 @@ class PeerSpec:
     """``[[peers]]`` as written; :class:`Peer` is the effective form."""
 
     name: str = attrs.field(validator=not_empty)
-    peer_address: IPAddress
+    #: None only for an unnumbered peer (``interface`` set): validation checks it.
+    peer_address: IPAddress | None = None
     peer_asn: int = attrs.field(validator=in_range(1, MAX_ASN))
     my_asn: int | None = attrs.field(default=None, validator=optional_in_range(1, MAX_ASN))
     peer_port: int = attrs.field(default=179, validator=in_range(1, 65535))
@@ -541,6 +542,12 @@ class Peer:
     def internal(self) -> bool:
         """iBGP: LOCAL_PREF is only sent to these (RFC 4271 §5.1.5)."""
         return self.peer_asn == self.my_asn
+
+    @property
+    def unnumbered(self) -> bool:
+        """No ``peer_address``, an ``interface``: the router on that link, its IPv6
+        link-local address learnt there; ``peer_address`` is ``fe80::%IFNAME``."""
+        return is_unnumbered_address(self.peer_address)
 
     @property
     def multihop_ttl(self) -> int | None:
