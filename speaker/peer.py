@@ -5,7 +5,11 @@ escape to the other peers)::
 
     PeerRunner.run              supervisor: one line or a traceback naming the peer,
     │                           backoff (reset after a healthy run), start afresh
+    ├── RouterWatch.run         unnumbered peers only: our RAs out, the router's
+    │                           link-local address from its RAs (bgp/unnumbered.py)
     └── _attempt                one life of the peer: resolve, then its own nursery
+                                (unnumbered: to the router's address; ended when it
+                                changes, the next attempt follows the new one)
         ├── BFD session         BfdEndpoint.run_session: this peer's task (the endpoint
         │                       only demultiplexes to it); on_change -> _on_bfd_change
         └── loop:  [bfd_strict or after a BFD teardown: wait BFD Up + hold_down]
