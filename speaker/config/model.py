@@ -316,6 +316,13 @@ class MetricsSettings:
         return split_host_port(self.address)
 
 
+#: ``[[peers]]`` with neither ``peer_address`` nor ``interface`` (load and validation).
+NO_PEER_ADDRESS = (
+    "required key is missing (or set interface, without peer_address, for an unnumbered"
+    " peer: the router on that interface, its IPv6 link-local address learnt there)"
+)
+
+
 @attrs.frozen(kw_only=True)
 class PeerSpec:
     """``[[peers]]`` as written; :class:`Peer` is the effective form."""

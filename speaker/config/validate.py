@@ -23,6 +23,7 @@ from speaker.addresses import is_unnumbered_address, unnumbered_address
 from speaker.bfd.profile import BfdProfile
 from speaker.config.durations import format_duration
 from speaker.config.model import (
+    NO_PEER_ADDRESS,
     AddressRange,
     Advertisement,
     Config,
@@ -207,11 +208,7 @@ class _Checker:
         if spec.peer_address is not None:
             return spec.peer_address
         if spec.interface is None:
-            self.error(
-                f"{path}.peer_address",
-                "required (or set interface, without peer_address, for an unnumbered peer:"
-                " the router on that interface, its IPv6 link-local address learnt there)",
-            )
+            self.error(f"{path}.peer_address", NO_PEER_ADDRESS)
             return None
         if spec.source_address is not None:
             self.error(

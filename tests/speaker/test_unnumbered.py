@@ -82,10 +82,16 @@ def test_a_numbered_peer_is_not_unnumbered_and_offers_no_extended_next_hop() -> 
 
 
 def test_neither_peer_address_nor_interface() -> None:
-    assert issues(unnumbered()) == [
-        "peers[0].peer_address: required (or set interface, without peer_address, for an"
-        " unnumbered peer: the router on that interface, its IPv6 link-local address learnt"
-        " there)"
+    message = (
+        "peers[0].peer_address: required key is missing (or set interface, without"
+        " peer_address, for an unnumbered peer: the router on that interface, its IPv6"
+        " link-local address learnt there)"
+    )
+    assert issues(unnumbered()) == [message]
+    # also beside another error that stops the peer from loading
+    assert issues(unnumbered().replace("peer_asn = 65000", "")) == [
+        "peers[0].peer_asn: required key is missing",
+        message,
     ]
 
 
