@@ -243,9 +243,8 @@ class PeerRunner:
         #: Unnumbered peers: the router's link-local address on the interface, learnt
         #: from its Router Advertisements (speaker/bgp/unnumbered.py).
         self.router_watch: RouterWatch | None = None
-        #: The BGP configuration of the session running now (an unnumbered peer's has
-        #: the router's learnt address in place of the placeholder).
-        self._bgp_config: BgpPeerConfig = plan.bgp
+        #: An unnumbered peer's router as this attempt uses it (``fe80::x%IFNAME``).
+        self._router: IPv6Address | None = None
 
     @property
     def name(self) -> str:
@@ -344,7 +343,6 @@ class PeerRunner:
     async def _attempt(self) -> None:
         watch = self.router_watch
         if watch is None:
-            self._bgp_config = self.plan.bgp
             await self._attempt_with(self.plan.bfd_target)
             return
         with trio.move_on_after(ROUTER_WAIT):
@@ -361,7 +359,7 @@ class PeerRunner:
         the two link-local addresses; a new router address ends it (the next attempt
         starts at once with the new one)."""
         interface = watch.interface
-        self._bgp_config = attrs.evolve(self.plan.bgp, peer_address=scoped(router, interface))
+        self._router = scoped(router, interface)
         target = None
         if self.plan.bfd_target is not None:
             local = link_local_of(interface)
@@ -550,9 +548,16 @@ class PeerRunner:
         await bgp.wait_synchronised()
         self.reannounce_delays.append(trio.current_time() - since)
 
+    def _bgp_config(self) -> BgpPeerConfig:
+        """The next BGP session's configuration: the plan's (a reload may have changed
+        it), with an unnumbered peer's placeholder replaced by its router's address."""
+        if self._router is None or not self.plan.bgp.unnumbered:
+            return self.plan.bgp
+        return attrs.evolve(self.plan.bgp, peer_address=self._router)
+
     async def _run_bgp(self) -> None:
         """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
-        bgp = BgpSession(self._bgp_config, routes=self.routes(self.name))
+        bgp = BgpSession(self._bgp_config(), routes=self.routes(self.name))
         self.bgp = bgp
         self.sessions += 1
         last = self.failovers[-1] if self.failovers else None

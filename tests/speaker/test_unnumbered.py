@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections import Counter
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
 from protocols.bgp import IPV4_UNICAST, IPV4_UNICAST_IPV6_NEXT_HOP, IPV6_UNICAST
+from speaker import peer as peer_module
 from speaker.addresses import is_unnumbered_address, unnumbered_address
 from speaker.bgp import net
 from speaker.bgp.config import BgpConfigError, BgpPeerConfig
@@ -24,6 +27,7 @@ from speaker.bgp.unnumbered import (
     scoped,
 )
 from speaker.config import ConfigError, loads_config
+from speaker.peer import PeerPlan, PeerRunner
 from speaker.plan import plans_for
 
 SPEAKER = """
@@ -245,3 +249,92 @@ def test_next_hops_prefer_the_static_global_address(
     proc.write_text(rows[2] + "\n")  # no global address: the link-local one alone
     hops = net.unnumbered_next_hops(config)
     assert (hops.ipv6, hops.ipv6_link_local) == (ipaddress.IPv6Address("fe80::2"), None)
+
+
+# ---- the peer runner follows the router ---------------------------------------------------
+
+
+class FakeWatch:
+    """Stands in for RouterWatch: the test says which router is on the link."""
+
+    def __init__(self, interface: str, *, name: str) -> None:
+        self.interface = interface
+        self.router: ipaddress.IPv6Address | None = None
+        self.last_error: str | None = None
+        self._changed = trio.Event()
+        WATCHES.append(self)
+
+    def set(self, router: str) -> None:
+        self.router = ipaddress.IPv6Address(router)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def run(self) -> None:
+        await trio.sleep_forever()
+
+    async def wait_router(self) -> ipaddress.IPv6Address:
+        while self.router is None:
+            await self._changed.wait()
+        return self.router
+
+    async def wait_change(self, current: ipaddress.IPv6Address) -> ipaddress.IPv6Address:
+        while self.router is None or self.router == current:
+            await self._changed.wait()
+        return self.router
+
+
+class FakeSession:
+    def __init__(self, config: BgpPeerConfig, *, routes: object) -> None:
+        self.config = config
+        self.stopped = trio.Event()
+        SESSIONS.append(self)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            task_status.started()
+            await trio.sleep_forever()
+        finally:
+            self.stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self.stopped.wait()
+
+    def statistics(self) -> None:
+        return None
+
+
+WATCHES: list[FakeWatch] = []
+SESSIONS: list[FakeSession] = []
+
+
+async def test_the_runner_waits_for_the_router_then_follows_its_address(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: object
+) -> None:
+    monkeypatch.setattr(peer_module, "RouterWatch", FakeWatch)
+    monkeypatch.setattr(peer_module, "BgpSession", FakeSession)
+    monkeypatch.setattr(peer_module, "_session_counters", lambda stats: Counter())
+    WATCHES.clear()
+    SESSIONS.clear()
+    config = BgpPeerConfig(name="tor", peer_address=unnumbered_address("swp1"), peer_asn=1,
+                           local_asn=2, router_id="198.18.0.1", interface="swp1",
+                           unnumbered=True)  # fmt: skip
+    runner = PeerRunner(PeerPlan(name="tor", bgp=config), endpoint=None, routes=lambda n: {})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(runner.run)
+        await trio.sleep(peer_module.ROUTER_WAIT + 0.5)
+        (watch,) = WATCHES
+        assert not SESSIONS and runner.setup_failures == 1
+        assert (
+            runner.last_error is not None and "no Router Advertisement on swp1" in runner.last_error
+        )
+        watch.set("fe80::a")
+        await trio.sleep(2.0)  # the backoff after the failed start
+        (first,) = SESSIONS
+        assert str(first.config.peer_address) == "fe80::a%swp1"
+        assert runner.plan.bgp.peer_address == unnumbered_address("swp1")  # show's name
+        watch.set("fe80::b")
+        await trio.sleep(0.1)
+        assert first.stopped.is_set()
+        assert [str(s.config.peer_address) for s in SESSIONS] == ["fe80::a%swp1", "fe80::b%swp1"]
+        assert runner.setup_failures == 1  # a new router is no failure: no backoff
+        nursery.cancel_scope.cancel()
