@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["IPAddress", "IPNetwork", "network_key"]
+__all__ = ["IPAddress", "IPNetwork", "is_unnumbered_address", "network_key", "unnumbered_address"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -18,3 +18,18 @@ def network_key(net: IPNetwork) -> tuple[int, int, int]:
     """The order routes are kept and sent in: IPv4 first, then by address, then
     shorter prefixes first (ipaddress cannot compare an IPv4 and an IPv6 network)."""
     return (net.version, int(net.network_address), net.prefixlen)
+
+
+def unnumbered_address(interface: str) -> ipaddress.IPv6Address:
+    """``fe80::%IFNAME``: an unnumbered peer's address (the router on that interface)
+    until its link-local address is learnt there (speaker/bgp/unnumbered.py)."""
+    return ipaddress.IPv6Address(f"fe80::%{interface}")
+
+
+def is_unnumbered_address(address: IPAddress) -> bool:
+    """Whether ``address`` is an :func:`unnumbered_address`."""
+    return (
+        isinstance(address, ipaddress.IPv6Address)
+        and address.scope_id is not None
+        and int(address) == 0xFE80 << 112
+    )

@@ -104,7 +104,8 @@ def host_issues(config: Config, *, strict: bool = True, host: Host | None = None
                     f"{path}.source_address",
                     f"{peer.source_address} {why}: the session cannot start until it is",
                 ))  # fmt: skip
-        failed = host.route_error(peer.peer_address)
+        # An unnumbered peer's address is learnt on its interface (checked above).
+        failed = None if peer.unnumbered else host.route_error(peer.peer_address)
         if failed is not None:
             warnings.append(ConfigIssue(
                 f"{path}.peer_address",

@@ -5,7 +5,11 @@ escape to the other peers)::
 
     PeerRunner.run              supervisor: one line or a traceback naming the peer,
     │                           backoff (reset after a healthy run), start afresh
+    ├── RouterWatch.run         unnumbered peers only: our RAs out, the router's
+    │                           link-local address from its RAs (bgp/unnumbered.py)
     └── _attempt                one life of the peer: resolve, then its own nursery
+                                (unnumbered: to the router's address; ended when it
+                                changes, the next attempt follows the new one)
         ├── BFD session         BfdEndpoint.run_session: this peer's task (the endpoint
         │                       only demultiplexes to it); on_change -> _on_bfd_change
         └── loop:  [bfd_strict or after a BFD teardown: wait BFD Up + hold_down]
@@ -28,6 +32,7 @@ import functools
 import logging
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
+from ipaddress import IPv6Address
 from typing import TypeVar
 
 import attrs
@@ -42,7 +47,9 @@ from speaker.addresses import IPAddress
 from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
+from speaker.bgp.net import link_local_of
 from speaker.bgp.session import BgpSession, BgpStatistics
+from speaker.bgp.unnumbered import RouterWatch, scoped
 from speaker.log import fields
 from speaker.netlookup import interface_exists, interface_of, local_address_for
 
@@ -72,6 +79,9 @@ BFD_HOLD_MAX = 5.0
 #: After a BFD teardown wrote the Cease, our Down packet waits this long, so that a
 #: router whose BFD runs apart from its BGP (BIRD) reads the Cease first.
 CEASE_FIRST = 0.05
+#: An unnumbered peer waits this long for its router's first Router Advertisement
+#: before the attempt fails (logged, retried with backoff; the watch keeps listening).
+ROUTER_WAIT = 30.0
 
 T = TypeVar("T")
 
@@ -230,6 +240,11 @@ class PeerRunner:
         self._guard: _Guard | None = None
         #: This BFD session is held AdminDown until BGP is first Established.
         self.bfd_held = False
+        #: Unnumbered peers: the router's link-local address on the interface, learnt
+        #: from its Router Advertisements (speaker/bgp/unnumbered.py).
+        self.router_watch: RouterWatch | None = None
+        #: An unnumbered peer's router as this attempt uses it (``fe80::x%IFNAME``).
+        self._router: IPv6Address | None = None
 
     @property
     def name(self) -> str:
@@ -282,19 +297,30 @@ class PeerRunner:
 
     async def run(self) -> None:
         with self.scope:
-            while not self._stopping:
-                started = trio.current_time()
-                failure: Exception | None = None
-                try:
-                    await self._attempt()
-                except Exception as exc:
-                    failure = exc
-                if trio.current_time() - started >= HEALTHY_AFTER:
-                    self._backoff_step = 0  # it ran healthy: a new problem, not the old one
-                if failure is not None:
-                    # Whatever it was, it was this peer's: it starts afresh after a
-                    # backoff and nobody else notices.
-                    await self._back_off(failure)
+            interface = self.plan.bgp.interface
+            if not self.plan.bgp.unnumbered or interface is None:
+                await self._run_attempts()
+                return
+            async with trio.open_nursery() as nursery:
+                self.router_watch = RouterWatch(interface, name=self.name)
+                nursery.start_soon(self.router_watch.run)
+                await self._run_attempts()
+                nursery.cancel_scope.cancel()
+
+    async def _run_attempts(self) -> None:
+        while not self._stopping:
+            started = trio.current_time()
+            failure: Exception | None = None
+            try:
+                await self._attempt()
+            except Exception as exc:
+                failure = exc
+            if trio.current_time() - started >= HEALTHY_AFTER:
+                self._backoff_step = 0  # it ran healthy: a new problem, not the old one
+            if failure is not None:
+                # Whatever it was, it was this peer's: it starts afresh after a
+                # backoff and nobody else notices.
+                await self._back_off(failure)
 
     async def _back_off(self, failure: Exception) -> None:
         cause, trace = _describe(failure)
@@ -315,11 +341,50 @@ class PeerRunner:
         await trio.sleep(delay)
 
     async def _attempt(self) -> None:
+        watch = self.router_watch
+        if watch is None:
+            await self._attempt_with(self.plan.bfd_target)
+            return
+        with trio.move_on_after(ROUTER_WAIT):
+            router = await watch.wait_router()
+        if watch.router is None:
+            why = watch.last_error or f"no Router Advertisement on {watch.interface}"
+            raise PeerSetupError(f"{why} within {ROUTER_WAIT:.0f} s: the router's link-local"
+                                 " address is not known (FRR sends RAs on an interface with"
+                                 " `neighbor IFNAME interface`)")  # fmt: skip
+        await self._unnumbered_attempt(watch, router)
+
+    async def _unnumbered_attempt(self, watch: RouterWatch, router: IPv6Address) -> None:
+        """One life of an unnumbered peer: the session to ``router%IFNAME``, BFD between
+        the two link-local addresses; a new router address ends it (the next attempt
+        starts at once with the new one)."""
+        interface = watch.interface
+        self._router = scoped(router, interface)
+        target = None
+        if self.plan.bfd_target is not None:
+            local = link_local_of(interface)
+            if local is None:
+                raise PeerSetupError(f"interface {interface!r} has no IPv6 link-local address")
+            target = BfdTarget(peer=router, source=local, interface=interface)
+        async with trio.open_nursery() as nursery:
+
+            async def follow() -> None:
+                new = await watch.wait_change(router)
+                log.warning("peer %s: the router's address on %s changed %s -> %s:"
+                            " restarting the session", self.name, interface, router, new,
+                            extra=fields(peer=self.name, protocol="bgp"))  # fmt: skip
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(follow)
+            await self._attempt_with(target)
+            nursery.cancel_scope.cancel()
+
+    async def _attempt_with(self, bfd_target: BfdTarget | None) -> None:
         plan = self.plan
-        if plan.bfd_target is None or plan.bfd_profile is None or self.endpoint is None:
+        if bfd_target is None or plan.bfd_profile is None or self.endpoint is None:
             await self._run_bgp()
             return
-        key = plan.bfd_target.resolve()
+        key = bfd_target.resolve()
         # Held AdminDown until BGP is first Established (see _release_bfd); bfd_strict
         # needs BFD Up first.
         held = not plan.bfd_strict
@@ -483,9 +548,16 @@ class PeerRunner:
         await bgp.wait_synchronised()
         self.reannounce_delays.append(trio.current_time() - since)
 
+    def _bgp_config(self) -> BgpPeerConfig:
+        """The next BGP session's configuration: the plan's (a reload may have changed
+        it), with an unnumbered peer's placeholder replaced by its router's address."""
+        if self._router is None or not self.plan.bgp.unnumbered:
+            return self.plan.bgp
+        return attrs.evolve(self.plan.bgp, peer_address=self._router)
+
     async def _run_bgp(self) -> None:
         """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
-        bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name))
+        bgp = BgpSession(self._bgp_config(), routes=self.routes(self.name))
         self.bgp = bgp
         self.sessions += 1
         last = self.failovers[-1] if self.failovers else None

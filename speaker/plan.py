@@ -44,7 +44,7 @@ def derive_router_id(config: Config) -> ipaddress.IPv4Address:
 
 def _families(config: Config, peer: Peer, addresses: Mapping[str, IPAddress]) -> tuple[int, ...]:
     del addresses
-    versions = {peer.peer_address.version}
+    versions = {4, 6} if peer.unnumbered else {peer.peer_address.version}
     if peer.disable_mp:  # only the session's own family (MetalLB's disableMP)
         return (peer.peer_address.version,)
     for ad in config.advertisements:
@@ -123,6 +123,8 @@ def bgp_config(
         families=families,
         hostname=hostname,
         bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
+        interface=peer.interface,
+        unnumbered=peer.unnumbered,
     )
 
 

@@ -30,6 +30,7 @@ from .attributes import (
 )
 from .backoff import Damper, Rng, backoff_delay
 from .capabilities import (
+    IPV4_UNICAST_IPV6_NEXT_HOP,
     AddPathCapability,
     AddPathEntry,
     BfdStrictModeCapability,
@@ -153,6 +154,7 @@ __all__ = [
     "GRACEFUL_SHUTDOWN",
     "HARD_RESET_CEASE_SUBCODES",
     "IPV4_UNICAST",
+    "IPV4_UNICAST_IPV6_NEXT_HOP",
     "IPV6_UNICAST",
     "SAFI",
     "AddPathCapability",

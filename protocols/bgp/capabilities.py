@@ -126,6 +126,11 @@ class ExtendedNextHopCapability:
         )
 
 
+#: RFC 8950 §4: IPv4 unicast NLRI with an IPv6 next hop (the tuple unnumbered BGP
+#: sessions use: FRR ``neighbor IFNAME interface`` sends it).
+IPV4_UNICAST_IPV6_NEXT_HOP = ExtendedNextHopEntry(afi=1, safi=1, next_hop_afi=2)
+
+
 @attrs.frozen(kw_only=True)
 class ExtendedMessageCapability:
     """RFC 8654 §3: empty value."""

@@ -53,6 +53,12 @@ class NegotiatedSession:
         """iBGP session (same AS on both sides)."""
         return self.local_asn == self.peer_asn
 
+    def ipv6_next_hop_for(self, afi: int, safi: int) -> bool:
+        """RFC 8950 §4: NLRI of (``afi``, ``safi``) may be sent with an IPv6 next hop on
+        this session: the family was negotiated and both sides listed the tuple
+        <afi, safi, 2> in their Extended Next Hop Encoding capability."""
+        return (afi, safi) in self.families and (afi, safi, 2) in self.extended_next_hop
+
     @property
     def codec_context(self) -> CodecContext:
         return CodecContext(asn4=self.asn4, extended_message=self.extended_message)

@@ -1,7 +1,9 @@
 """Packing many prefixes into as few UPDATE messages as possible (for Adj-RIB-Out).
 
-IPv4 unicast prefixes go into the NLRI / Withdrawn Routes fields (RFC 4271 §4.3);
-IPv6 prefixes into MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 4760).  Every produced
+IPv4 unicast prefixes go into the NLRI / Withdrawn Routes fields (RFC 4271 §4.3),
+or, on a session that negotiated the extended next hop encoding for them (RFC 8950,
+``ipv4_over_ipv6``), into MP_REACH_NLRI / MP_UNREACH_NLRI with AFI 1 and an IPv6
+next hop; IPv6 prefixes into MP_REACH_NLRI / MP_UNREACH_NLRI (RFC 4760).  Every produced
 message fits ``ctx.max_message_size`` (4096, or 65535 with RFC 8654).
 End-of-RIB markers (RFC 4724 §2) are built by :func:`end_of_rib` and recognised
 with :attr:`UpdateMessage.end_of_rib`.
@@ -70,61 +72,107 @@ def pack_announcements(
     ipv6_next_hop: IPv6Address | None = None,
     ipv6_link_local_next_hop: IPv6Address | None = None,
     safi: int = SAFI.UNICAST,
+    ipv4_over_ipv6: bool = False,
 ) -> list[UpdateMessage]:
     """UPDATEs announcing ``prefixes`` with the same ``attributes``.
 
     IPv4 prefixes need a :class:`NextHop` in ``attributes``; IPv6 prefixes need
     ``ipv6_next_hop`` (global) and optionally ``ipv6_link_local_next_hop``.  Any
     MP_REACH/MP_UNREACH in ``attributes`` is ignored; NEXT_HOP is left out of the
-    IPv6-only messages.
+    IPv6-only messages.  With ``ipv4_over_ipv6`` (RFC 8950: the peer and we both
+    sent the Extended Next Hop capability tuple <1, ``safi``, 2>) IPv4 prefixes go
+    in MP_REACH_NLRI (AFI 1) with the IPv6 next hops instead, without NEXT_HOP.
+    ``ipv6_next_hop`` may itself be a link-local address when the interface has no
+    global one (sent alone, as a 16-octet next hop).
     """
     base = [a for a in attributes if not isinstance(a, MpReachNlri | MpUnreachNlri)]
     v4, v6 = _split(prefixes)
     limit = ctx.max_message_size
     out: list[UpdateMessage] = []
-    if v4:
+    if v4 and ipv4_over_ipv6:
+        out += _pack_mp(
+            AFI.IPV4, safi, v4, base, ctx,
+            next_hop=ipv6_next_hop, link_local=ipv6_link_local_next_hop,
+        )  # fmt: skip
+    elif v4:
         if not any(isinstance(a, NextHop) for a in base):
             raise LocalProtocolError("IPv4 announcements need a NEXT_HOP attribute")
         fixed = _UPDATE_OVERHEAD + len(encode_path_attributes(base, ctx))
         for chunk in _chunks(v4, limit, lambda n: fixed + n):
             out.append(UpdateMessage(attributes=tuple(base), nlri=tuple(chunk)))
     if v6:
-        if ipv6_next_hop is None:
-            raise LocalProtocolError("IPv6 announcements need ipv6_next_hop")
-        v6_base = tuple(a for a in base if not isinstance(a, NextHop))
-        fixed = _UPDATE_OVERHEAD + len(encode_path_attributes(v6_base, ctx))
-        nh_len = 16 if ipv6_link_local_next_hop is None else 32
-        mp_fixed = 5 + nh_len
+        out += _pack_mp(
+            AFI.IPV6, safi, v6, base, ctx,
+            next_hop=ipv6_next_hop, link_local=ipv6_link_local_next_hop,
+        )  # fmt: skip
+    return out
 
-        def cost(n: int) -> int:
-            return fixed + _attr_header(mp_fixed + n) + mp_fixed + n
 
-        for chunk6 in _chunks(v6, limit, cost):
-            reach = MpReachNlri(
-                afi=AFI.IPV6,
-                safi=safi,
-                next_hop=ipv6_next_hop,
-                link_local_next_hop=ipv6_link_local_next_hop,
-                nlri=tuple(chunk6),
-            )
-            out.append(UpdateMessage(attributes=(reach, *v6_base)))
+def _pack_mp(
+    afi: int,
+    safi: int,
+    prefixes: Sequence[_P],
+    base: Sequence[PathAttribute],
+    ctx: CodecContext,
+    *,
+    next_hop: IPv6Address | None,
+    link_local: IPv6Address | None,
+) -> list[UpdateMessage]:
+    """MP_REACH_NLRI UPDATEs of one family with IPv6 next hops (RFC 2545, RFC 8950)."""
+    if next_hop is None:
+        family = "IPv6" if afi == AFI.IPV6 else "IPv4 (extended next hop)"
+        raise LocalProtocolError(f"{family} announcements need ipv6_next_hop")
+    mp_base: tuple[PathAttribute, ...] = tuple(a for a in base if not isinstance(a, NextHop))
+    fixed = _UPDATE_OVERHEAD + len(encode_path_attributes(mp_base, ctx))
+    nh_len = 16 if link_local is None else 32
+    mp_fixed = 5 + nh_len
+
+    def cost(n: int) -> int:
+        return fixed + _attr_header(mp_fixed + n) + mp_fixed + n
+
+    out: list[UpdateMessage] = []
+    for chunk in _chunks(prefixes, ctx.max_message_size, cost):
+        reach = MpReachNlri(
+            afi=afi,
+            safi=safi,
+            next_hop=next_hop,
+            link_local_next_hop=link_local,
+            nlri=tuple(chunk),
+        )
+        out.append(UpdateMessage(attributes=(reach, *mp_base)))
     return out
 
 
 def pack_withdrawals(
-    prefixes: Iterable[Prefix], ctx: CodecContext, *, safi: int = SAFI.UNICAST
+    prefixes: Iterable[Prefix],
+    ctx: CodecContext,
+    *,
+    safi: int = SAFI.UNICAST,
+    ipv4_over_ipv6: bool = False,
 ) -> list[UpdateMessage]:
-    """UPDATEs withdrawing ``prefixes`` (IPv4 in Withdrawn Routes, IPv6 in MP_UNREACH)."""
+    """UPDATEs withdrawing ``prefixes`` (IPv4 in Withdrawn Routes, IPv6 in MP_UNREACH).
+
+    With ``ipv4_over_ipv6`` (RFC 8950 negotiated for IPv4) IPv4 prefixes go in
+    MP_UNREACH_NLRI with AFI 1 too, as they were announced in MP_REACH_NLRI (FRR
+    does the same)."""
     v4, v6 = _split(prefixes)
     limit = ctx.max_message_size
     out: list[UpdateMessage] = []
-    for chunk in _chunks(v4, limit, lambda n: _UPDATE_OVERHEAD + n):
-        out.append(UpdateMessage(withdrawn=tuple(chunk)))
+    if not ipv4_over_ipv6:
+        for chunk in _chunks(v4, limit, lambda n: _UPDATE_OVERHEAD + n):
+            out.append(UpdateMessage(withdrawn=tuple(chunk)))
 
+    if ipv4_over_ipv6:
+        out += _unreach(AFI.IPV4, safi, v4, limit)
+    out += _unreach(AFI.IPV6, safi, v6, limit)
+    return out
+
+
+def _unreach(afi: int, safi: int, prefixes: Sequence[_P], limit: int) -> list[UpdateMessage]:
     def cost(n: int) -> int:
         return _UPDATE_OVERHEAD + _attr_header(3 + n) + 3 + n
 
-    for chunk6 in _chunks(v6, limit, cost):
-        unreach = MpUnreachNlri(afi=AFI.IPV6, safi=safi, withdrawn=tuple(chunk6))
-        out.append(UpdateMessage(attributes=(unreach,)))
-    return out
+    return [
+        UpdateMessage(attributes=(MpUnreachNlri(afi=afi, safi=safi, withdrawn=tuple(chunk)),))
+        for chunk in _chunks(prefixes, limit, cost)
+    ]

@@ -16,6 +16,7 @@ import attrs
 
 from protocols.bgp import (
     IPV4_UNICAST,
+    IPV4_UNICAST_IPV6_NEXT_HOP,
     IPV6_UNICAST,
     BfdStrictModeCapability,
     LargeCommunity,
@@ -151,6 +152,13 @@ class BgpPeerConfig:
       local address.
     - ``bfd_strict``: advertise BGP BFD strict mode (capability 74; the peer runner
       holds the session until BFD is Up).
+    - ``interface``: the link the session runs over. With ``unnumbered`` the peer is
+      the router on that link, its IPv6 link-local address learned there
+      (:mod:`speaker.bgp.unnumbered`); until then ``peer_address`` is the
+      placeholder ``fe80::%IFNAME``. Unnumbered sessions offer the extended next hop
+      capability (RFC 8950) and both IPv4 and IPv6 unicast by default.
+    - ``extended_next_hop``: offer RFC 8950 for IPv4 unicast (IPv4 routes then go
+      out with our IPv6 next hops when the peer offers it too).
     """
 
     name: str
@@ -187,6 +195,9 @@ class BgpPeerConfig:
     #: "internal" / "external": with ``peer_asn`` None, the peer's AS must be / must
     #: not be ``local_asn`` (MetalLB's dynamicASN; FRR's remote-as internal/external).
     dynamic_asn: str | None = None
+    interface: str | None = None
+    unnumbered: bool = False
+    extended_next_hop: bool = False
     #: The shared listener handing this peer's incoming connections over (runtime
     #: wiring, not configuration: ignored by equality).
     listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)
@@ -217,6 +228,8 @@ class BgpPeerConfig:
             raise BgpConfigError(f"{self.name}: connect_retry_max is below connect_retry")
         if self.cease_timeout <= 0:
             raise BgpConfigError(f"{self.name}: cease_timeout must be positive")
+        if self.unnumbered and (self.interface is None or self.peer_address.version != 6):
+            raise BgpConfigError(f"{self.name}: an unnumbered peer needs its interface")
 
     @property
     def internal(self) -> bool:
@@ -246,6 +259,8 @@ class BgpPeerConfig:
         ``prefixes``."""
         if self.families:
             return self
+        if self.unnumbered:
+            return attrs.evolve(self, families=(IPV4_UNICAST, IPV6_UNICAST))
         fams: set[Family] = {IPV4_UNICAST if self.peer_address.version == 4 else IPV6_UNICAST}
         fams.update(family_of(p) for p in prefixes)
         ordered = tuple(f for f in (IPV4_UNICAST, IPV6_UNICAST) if f in fams)
@@ -258,7 +273,11 @@ class BgpPeerConfig:
         ConnectRetryTime); what only the runtime uses (addresses, sockets, TTLs,
         passwords) stays here."""
         families = self.families or (
-            (IPV4_UNICAST,) if self.peer_address.version == 4 else (IPV6_UNICAST,)
+            (IPV4_UNICAST, IPV6_UNICAST)
+            if self.unnumbered
+            else (IPV4_UNICAST,)
+            if self.peer_address.version == 4
+            else (IPV6_UNICAST,)
         )
         return SessionConfig(
             local_asn=self.local_asn,
@@ -274,6 +293,9 @@ class BgpPeerConfig:
             passive=self.passive,
             families=families,
             extended_message=self.extended_message,
+            extended_next_hop=(
+                (IPV4_UNICAST_IPV6_NEXT_HOP,) if self.extended_next_hop or self.unnumbered else ()
+            ),
             hostname=self.hostname,
             software_version="speaker",
             extra_capabilities=(BfdStrictModeCapability(),) if self.bfd_strict else (),

@@ -218,7 +218,12 @@ class BgpListener:
                 await trio.sleep(0.1)
                 continue
             try:
-                peer = ipaddress.ip_address(address[0].split("%")[0])
+                # A link-local source keeps its scope (fe80::1%eth0): an unnumbered
+                # session is registered under its router's address on its interface.
+                host = str(address[0])
+                if not host.lower().startswith("fe80"):
+                    host = host.split("%", maxsplit=1)[0]
+                peer = ipaddress.ip_address(host)
             except ValueError:
                 conn.close()
                 continue

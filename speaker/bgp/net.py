@@ -179,10 +179,60 @@ def _ipv4_of_interface(ifindex: int) -> ipaddress.IPv4Address | None:
     return ipaddress.IPv4Address(raw[20:24])
 
 
+#: /proc/net/if_inet6 flags: an address not to use yet / any more, and a static one.
+_IFA_TENTATIVE, _IFA_DEPRECATED, _IFA_PERMANENT = 0x40, 0x20, 0x80
+
+
+def interface_addresses(interface: str) -> list[tuple[ipaddress.IPv6Address, int]]:
+    """(address, scope) of the usable IPv6 addresses of ``interface`` (scope 0x20:
+    link-local, 0: global), static ones first (a SLAAC address learnt from the
+    router's RA comes after the configured one); empty when it does not exist.
+    Tentative (DAD) and deprecated addresses are left out."""
+    try:
+        text = IF_INET6.read_text()
+    except OSError:
+        return []
+    found: list[tuple[bool, ipaddress.IPv6Address, int]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 6 or parts[5] != interface:
+            continue
+        flags = int(parts[4], 16)
+        if flags & (_IFA_TENTATIVE | _IFA_DEPRECATED):
+            continue
+        address = ipaddress.IPv6Address(bytes.fromhex(parts[0]))
+        found.append((not flags & _IFA_PERMANENT, address, int(parts[3], 16)))
+    found.sort(key=lambda item: item[0])  # stable: the kernel's order otherwise
+    return [(address, scope) for _, address, scope in found]
+
+
+def link_local_of(interface: str) -> ipaddress.IPv6Address | None:
+    """The (first) IPv6 link-local address of ``interface``, without scope."""
+    return next((a for a, scope in interface_addresses(interface) if scope == 0x20), None)
+
+
+def unnumbered_next_hops(config: BgpPeerConfig) -> NextHops:
+    """An unnumbered session's next hops (RFC 8950, RFC 2545 §3): the first global
+    IPv6 address of its interface, if any, and the interface's link-local address;
+    IPv4 only from ``next_hop4`` (IPv4 routes otherwise go with the IPv6 next hops).
+    Without a global address the link-local one is the only next hop."""
+    addrs = interface_addresses(config.interface or "")
+    global_ = next((a for a, scope in addrs if scope == 0), None)
+    link_local = next((a for a, scope in addrs if scope == 0x20), None)
+    if config.next_hop6 is not None:
+        global_ = config.next_hop6
+    if global_ is None:
+        return NextHops(ipv4=config.next_hop4, ipv6=link_local, ipv6_link_local=None)
+    return NextHops(ipv4=config.next_hop4, ipv6=global_, ipv6_link_local=link_local)
+
+
 def next_hops(local: IPAddress, config: BgpPeerConfig) -> NextHops:
     """Next hops for a session whose local end is ``local``: that address, the other
     family's address of the same interface (when there is one) and, for IPv6, the
-    link-local address of that interface (RFC 2545 §3)."""
+    link-local address of that interface (RFC 2545 §3). Unnumbered sessions:
+    :func:`unnumbered_next_hops`."""
+    if config.unnumbered:
+        return unnumbered_next_hops(config)
     addrs = _if_inet6()
     if local.version == 6:
         ifindex = next((i for a, i, _, _ in addrs if a == local), None)

@@ -72,7 +72,7 @@ from protocols.bgp import (
     pack_withdrawals,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
-from speaker.addresses import network_key
+from speaker.addresses import IPAddress, network_key
 from speaker.alarm import Alarm
 from speaker.bgp import net
 from speaker.bgp.collision import OPENING, Candidate, collision_outcome, peer_id
@@ -145,6 +145,8 @@ class BgpSession:
         self.rib_in = AdjRibIn(keep=self.config.keep_adj_rib_in)
         self.negotiated: NegotiatedSession | None = None
         self.next_hops: net.NextHops | None = None
+        #: IPv4 routes go with our IPv6 next hops (RFC 8950) on this session.
+        self.ipv4_over_ipv6 = False
         self._link: Link | None = None
         self._attempt: trio.CancelScope | None = None
         self._listener: BgpListener | None = None
@@ -440,10 +442,14 @@ class BgpSession:
         link = self._link
         hops = net.next_hops(link.local, self.config) if link else None
         self.next_hops = hops
-        if hops is None or hops.ipv4 is None:
-            families.discard(IPV4_UNICAST)
-        if hops is None or hops.ipv6 is None:
-            families.discard(IPV6_UNICAST)
+        # RFC 8950: IPv4 routes with our IPv6 next hops, when both sides offered it and
+        # we have no IPv4 next hop (an unnumbered session); fixed for the session.
+        self.ipv4_over_ipv6 = neg.ipv6_next_hop_for(*IPV4_UNICAST) and (
+            hops is None or hops.ipv4 is None
+        )
+        for family in (IPV4_UNICAST, IPV6_UNICAST):
+            if self._hop_of(family, hops) is None:
+                families.discard(family)
         for missing in set(neg.families) - families:
             log.warning("bgp %s: no next hop for %s on this session: not announcing it",
                         self.name, family_name(missing), extra=self._fields())  # fmt: skip
@@ -481,8 +487,8 @@ class BgpSession:
             self.next_hops = hops
             self._attr_cache.clear()
             for family, before, after in (
-                (IPV4_UNICAST, old.ipv4 if old else None, hops.ipv4),
-                (IPV6_UNICAST, old.ipv6 if old else None, hops.ipv6),
+                (f, self._hop_of(f, old), self._hop_of(f, hops))
+                for f in (IPV4_UNICAST, IPV6_UNICAST)
             ):
                 negotiated = self.negotiated is not None and family in self.negotiated.families
                 if before == after or after is None or not negotiated:
@@ -499,12 +505,20 @@ class BgpSession:
         neg, hops = self.negotiated, self.next_hops
         if neg is None:
             return set()
-        missing: set[tuple[int, int]] = set()
-        if IPV4_UNICAST in neg.families and (hops is None or hops.ipv4 is None):
-            missing.add(IPV4_UNICAST)
-        if IPV6_UNICAST in neg.families and (hops is None or hops.ipv6 is None):
-            missing.add(IPV6_UNICAST)
-        return missing
+        return {
+            family
+            for family in (IPV4_UNICAST, IPV6_UNICAST)
+            if family in neg.families and self._hop_of(family, hops) is None
+        }
+
+    def _hop_of(self, family: tuple[int, int], hops: net.NextHops | None) -> IPAddress | None:
+        """The next hop a family's routes go with on this session (None: cannot send):
+        IPv4's is our IPv6 one on an RFC 8950 session (:attr:`ipv4_over_ipv6`)."""
+        if hops is None:
+            return None
+        if family == IPV4_UNICAST:
+            return hops.ipv6 if self.ipv4_over_ipv6 else hops.ipv4
+        return hops.ipv6
 
     def _publish(
         self,
@@ -543,8 +557,11 @@ class BgpSession:
         hops = self.next_hops
         assert hops is not None and self.negotiated is not None
         out: list[UpdateMessage] = []
+        over6 = self.ipv4_over_ipv6
         if batch.withdraw:
-            out += pack_withdrawals(sorted(batch.withdraw, key=network_key), ctx)
+            out += pack_withdrawals(
+                sorted(batch.withdraw, key=network_key), ctx, ipv4_over_ipv6=over6
+            )
         for attributes, prefixes in batch.announce.items():
             path = self._attr_cache.get(attributes)
             if path is None:
@@ -552,7 +569,7 @@ class BgpSession:
                     attributes,
                     local_asn=self.config.local_asn,
                     internal=self.negotiated.internal,
-                    next_hop4=NextHop(address=hops.ipv4) if hops.ipv4 else None,
+                    next_hop4=NextHop(address=hops.ipv4) if hops.ipv4 and not over6 else None,
                 )
                 self._attr_cache[attributes] = path
             out += pack_announcements(
@@ -561,6 +578,7 @@ class BgpSession:
                 ctx,
                 ipv6_next_hop=hops.ipv6,
                 ipv6_link_local_next_hop=hops.ipv6_link_local,
+                ipv4_over_ipv6=over6,
             )
         return out
 

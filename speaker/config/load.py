@@ -47,6 +47,7 @@ from speaker.bfd.profile import BfdProfile
 from speaker.config.describe import describe
 from speaker.config.durations import parse_duration
 from speaker.config.model import (
+    NO_PEER_ADDRESS,
     AddressRange,
     Advertisement,
     Community,
@@ -493,6 +494,12 @@ def structure(data: Mapping[str, Any]) -> tuple[Draft, list[ConfigIssue]]:
                 items[section].append((index, _CONVERTER.structure(element, cls)))
             except Exception as exc:
                 issues += flatten(exc, path)
+                if (
+                    section == "peers"
+                    and isinstance(element, dict)
+                    and not {"peer_address", "interface"} & element.keys()
+                ):  # optional only for unnumbered peers: still missing here
+                    issues.append(ConfigIssue(f"{path}.peer_address", NO_PEER_ADDRESS))
                 broken.add(section)
     draft = Draft(
         speaker=speaker,

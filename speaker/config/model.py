@@ -23,7 +23,7 @@ import attrs
 
 from protocols.bgp import LargeCommunity, parse_community
 from protocols.bgp.errors import LocalProtocolError
-from speaker.addresses import IPAddress, IPNetwork
+from speaker.addresses import IPAddress, IPNetwork, is_unnumbered_address
 from speaker.bfd.profile import BfdProfile
 from speaker.config.durations import format_duration
 from speaker.config.selectors import LabelSelector, frozen_map, selects
@@ -331,12 +331,20 @@ class MetricsSettings:
         return split_host_port(self.address)
 
 
+#: ``[[peers]]`` with neither ``peer_address`` nor ``interface`` (load and validation).
+NO_PEER_ADDRESS = (
+    "required key is missing (or set interface, without peer_address, for an unnumbered"
+    " peer: the router on that interface, its IPv6 link-local address learnt there)"
+)
+
+
 @attrs.frozen(kw_only=True)
 class PeerSpec:
     """``[[peers]]`` as written; :class:`Peer` is the effective form."""
 
     name: str = attrs.field(validator=not_empty)
-    peer_address: IPAddress
+    #: None only for an unnumbered peer (``interface`` set): validation checks it.
+    peer_address: IPAddress | None = None
     #: An AS number, or "internal" / "external" (:data:`DYNAMIC_ASN`).
     peer_asn: int | str = attrs.field(validator=_peer_asn)
     my_asn: int | None = attrs.field(default=None, validator=optional_in_range(1, MAX_ASN))
@@ -579,6 +587,12 @@ class Peer:
     def dynamic_asn(self) -> str | None:
         """ "internal" or "external" when the AS is taken from the peer's OPEN."""
         return self.peer_asn if isinstance(self.peer_asn, str) else None
+
+    @property
+    def unnumbered(self) -> bool:
+        """No ``peer_address``, an ``interface``: the router on that link, its IPv6
+        link-local address learnt there; ``peer_address`` is ``fe80::%IFNAME``."""
+        return is_unnumbered_address(self.peer_address)
 
     @property
     def multihop_ttl(self) -> int | None:

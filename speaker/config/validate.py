@@ -19,9 +19,11 @@ from pathlib import Path
 
 import attrs
 
+from speaker.addresses import is_unnumbered_address, unnumbered_address
 from speaker.bfd.profile import BfdProfile
 from speaker.config.durations import format_duration
 from speaker.config.model import (
+    NO_PEER_ADDRESS,
     AddressRange,
     Advertisement,
     Config,
@@ -137,6 +139,10 @@ class _Checker:
     def peer(self, index: int, spec: PeerSpec) -> None:
         path = f"peers[{index}]"
         errors_before = len(self.errors)
+        address = self.unnumbered(path, spec)
+        if address is None:
+            return
+        spec = attrs.evolve(spec, peer_address=address)
 
         my_asn = spec.my_asn if spec.my_asn is not None else self.speaker.my_asn
         if my_asn is None and "speaker" not in self.draft.broken:
@@ -161,6 +167,7 @@ class _Checker:
 
         if (
             spec.source_address is not None
+            and spec.peer_address is not None
             and spec.source_address.version != spec.peer_address.version
         ):
             self.error(
@@ -190,6 +197,35 @@ class _Checker:
                 password=password,
                 password_file=self._path(spec.password_file) if spec.password_file else None,
             )
+
+    def unnumbered(self, path: str, spec: PeerSpec) -> IPAddress | None:
+        """The peer's address: ``peer_address``, or for an unnumbered peer (no
+        ``peer_address``, an ``interface``) ``fe80::%IFNAME``, the router on that link
+        (its link-local address is learnt from its Router Advertisements). None (and
+        an error) when neither is set. What an unnumbered peer cannot have is an error
+        here: a source address (it is our link-local address on the interface) and
+        eBGP multihop (the router is on the link)."""
+        if spec.peer_address is not None:
+            return spec.peer_address
+        if spec.interface is None:
+            self.error(f"{path}.peer_address", NO_PEER_ADDRESS)
+            return None
+        if spec.source_address is not None:
+            self.error(
+                f"{path}.source_address",
+                f"not with an unnumbered peer (interface {_q(spec.interface)}, no"
+                " peer_address): the session runs from our IPv6 link-local address on"
+                " that interface",
+            )
+        if spec.ebgp_multihop is True or (
+            not isinstance(spec.ebgp_multihop, bool) and spec.ebgp_multihop > 1
+        ):
+            self.error(
+                f"{path}.ebgp_multihop",
+                f"not with an unnumbered peer (interface {_q(spec.interface)}, no"
+                " peer_address): the router is directly on that link",
+            )
+        return unnumbered_address(spec.interface)
 
     def timers(self, path: str, spec: PeerSpec) -> tuple[timedelta, timedelta]:
         """Hold and keepalive, the missing one derived (x3 or ÷3) as in MetalLB."""
@@ -242,7 +278,14 @@ class _Checker:
             multihop = spec.ebgp_multihop is True or (
                 not isinstance(spec.ebgp_multihop, bool) and spec.ebgp_multihop > 1
             )
-            if spec.peer_address.version == 6:
+            if spec.peer_address is None or is_unnumbered_address(spec.peer_address):
+                self.error(
+                    f"{path}.bfd_profile",
+                    f"profile {_q(profile.name)} has echo_mode, which is IPv4 only, but"
+                    f" this peer is unnumbered (an IPv6 link-local session on"
+                    f" {_q(spec.interface or '')})",
+                )
+            elif spec.peer_address.version == 6:
                 self.error(
                     f"{path}.bfd_profile",
                     f"profile {_q(profile.name)} has echo_mode, which is IPv4 only, but"
@@ -296,6 +339,20 @@ class _Checker:
         for index, spec in self.draft.peers:
             if not selects(spec.node_selectors, self.speaker.labels):
                 continue
+            key: tuple[IPAddress, int]
+            if spec.peer_address is None and spec.interface is not None:
+                key = (unnumbered_address(spec.interface), spec.peer_port)
+                if key in seen:
+                    self.error(
+                        f"peers[{index}].interface",
+                        f"peer {_q(seen[key])} is also the unnumbered peer on"
+                        f" {_q(spec.interface)} on this node (one router per interface)",
+                    )
+                else:
+                    seen[key] = spec.name
+                continue
+            if spec.peer_address is None:
+                continue  # reported by unnumbered()
             key = (spec.peer_address, spec.peer_port)
             if key in seen:
                 self.error(
