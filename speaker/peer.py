@@ -72,6 +72,9 @@ BFD_HOLD_MAX = 5.0
 #: After a BFD teardown wrote the Cease, our Down packet waits this long, so that a
 #: router whose BFD runs apart from its BGP (BIRD) reads the Cease first.
 CEASE_FIRST = 0.05
+#: On the restart path, BFD's AdminDown follows the closed BGP connection by this
+#: much, so that the router has read the Cease (or the close) first.
+RESTART_BFD_AFTER = CEASE_FIRST
 
 T = TypeVar("T")
 
@@ -188,8 +191,12 @@ class PeerRunner:
         endpoint: BfdEndpoint | None,
         routes: Callable[[str], Routes],
         hold_down: float = 1.0,
+        restart_deadline: float | None = None,
     ) -> None:
+        """``restart_deadline`` (trio time): the process came back from a restart; a
+        BGP session started before it sets the Graceful Restart R bit."""
         self.plan = plan
+        self.restart_deadline = restart_deadline
         self.endpoint = endpoint
         self.routes = routes
         self.hold_down = hold_down
@@ -261,11 +268,19 @@ class PeerRunner:
             self.bfd.set_profile(plan.bfd_profile)
 
     async def stop(
-        self, message: str = "speaker shutting down", *, deconfigured: bool = False
+        self,
+        message: str = "speaker shutting down",
+        *,
+        deconfigured: bool = False,
+        restart: bool = False,
     ) -> None:
         """Planned stop: Cease (Administrative Shutdown with ``message``, or Peer
-        De-configured), BFD AdminDown."""
+        De-configured), BFD AdminDown. ``restart``: the restart path instead
+        (:meth:`_stop_for_restart`)."""
         self._stopping = True
+        if restart:
+            await self._stop_for_restart(message)
+            return
         async with trio.open_nursery() as nursery:
             if self.bgp is not None:
                 bgp = self.bgp
@@ -276,6 +291,25 @@ class PeerRunner:
                 nursery.start_soon(bgp.wait_stopped)
             if self.bfd is not None:
                 nursery.start_soon(self.bfd.stop)
+        self.scope.cancel()
+
+    async def _stop_for_restart(self, message: str) -> None:
+        """The restart path: BGP ends so that a router with graceful restart keeps our
+        routes as stale (:meth:`BgpSession.stop_for_restart`); only once that is on
+        the wire and the connection closed, and RESTART_BFD_AFTER later, does BFD say
+        AdminDown, which is no path failure (RFC 5882 §3.2). The router is then in
+        graceful restart (FRR: NSF mode) before it hears from BFD, so a router that
+        checks our C bit (0: BFD shares fate with the control plane), as FRR's
+        ``bfd check-control-plane-failure``, ignores the BFD Down that follows, and
+        one that does not has no BGP session left for BFD to tear down."""
+        bgp = self.bgp
+        if bgp is not None:
+            bgp.stop_for_restart(message)
+            await bgp.wait_stopped()
+        if self.bfd is not None:
+            await trio.sleep(RESTART_BFD_AFTER)
+            if self.bfd is not None:
+                await self.bfd.stop()
         self.scope.cancel()
 
     # ---- the task --------------------------------------------------------------------
@@ -485,7 +519,9 @@ class PeerRunner:
 
     async def _run_bgp(self) -> None:
         """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
-        bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name))
+        deadline = self.restart_deadline
+        restarting = deadline is not None and trio.current_time() < deadline
+        bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name), restarting=restarting)
         self.bgp = bgp
         self.sessions += 1
         last = self.failovers[-1] if self.failovers else None
@@ -507,6 +543,8 @@ class PeerRunner:
             self._guard = None
             self.bgp = None
             stats = bgp.statistics()
+            if stats is not None and stats.end_of_rib_sent:
+                self.restart_deadline = None  # the restart is over: later OPENs do not set R
             self.retired.update(_session_counters(stats))
             self.last_session = stats
             self._note_down(stats)

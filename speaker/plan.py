@@ -118,6 +118,8 @@ def bgp_config(
         families=families,
         hostname=hostname,
         bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
+        graceful_restart=peer.graceful_restart,
+        graceful_restart_time=int(peer.graceful_restart_time.total_seconds()),
     )
 
 

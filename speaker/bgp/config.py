@@ -22,6 +22,7 @@ from protocols.bgp import (
     Origin,
     Prefix,
     SessionConfig,
+    graceful_restart_capability,
     parse_community,
     parse_large_community,
 )
@@ -151,6 +152,9 @@ class BgpPeerConfig:
       local address.
     - ``bfd_strict``: advertise BGP BFD strict mode (capability 74; the peer runner
       holds the session until BFD is Up).
+    - ``graceful_restart``: advertise Graceful Restart (RFC 4724, capability 64) with
+      ``graceful_restart_time`` (whole seconds, 0..4095), N (RFC 8538) and F on every
+      family (forwarding preserved: the service keeps serving while we restart).
     """
 
     name: str
@@ -183,6 +187,8 @@ class BgpPeerConfig:
     next_hop6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_opt_v6)
     cease_timeout: float = 1.0
     bfd_strict: bool = False
+    graceful_restart: bool = False
+    graceful_restart_time: int = 120
     #: The shared listener handing this peer's incoming connections over (runtime
     #: wiring, not configuration: ignored by equality).
     listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)
@@ -207,6 +213,8 @@ class BgpPeerConfig:
             raise BgpConfigError(f"{self.name}: connect_retry_max is below connect_retry")
         if self.cease_timeout <= 0:
             raise BgpConfigError(f"{self.name}: cease_timeout must be positive")
+        if not 0 <= self.graceful_restart_time <= 0xFFF:
+            raise BgpConfigError(f"{self.name}: graceful restart time must be 0..4095 s")
 
     @property
     def internal(self) -> bool:
@@ -241,15 +249,25 @@ class BgpPeerConfig:
         ordered = tuple(f for f in (IPV4_UNICAST, IPV6_UNICAST) if f in fams)
         return attrs.evolve(self, families=ordered)
 
-    def session_config(self) -> SessionConfig:
+    def session_config(self, *, restarting: bool = False) -> SessionConfig:
         """The core's configuration. A copy with renames on purpose: ``protocols/``
         imports nothing from ``speaker`` (sans-IO, a test checks), so its
         :class:`~protocols.bgp.SessionConfig` has its own fields and names (RFC 4271's
         ConnectRetryTime); what only the runtime uses (addresses, sockets, TTLs,
-        passwords) stays here."""
+        passwords) stays here. ``restarting`` sets the Graceful Restart capability's R
+        bit (RFC 4724 §3: we came back from a restart within the restart time)."""
         families = self.families or (
             (IPV4_UNICAST,) if self.peer_address.version == 4 else (IPV6_UNICAST,)
         )
+        graceful_restart = None
+        if self.graceful_restart:
+            graceful_restart = graceful_restart_capability(
+                restart_time=self.graceful_restart_time,
+                families=families,
+                restarting=restarting,
+                forwarding_preserved=True,
+                notification=True,
+            )
         return SessionConfig(
             local_asn=self.local_asn,
             peer_asn=self.peer_asn,
@@ -266,6 +284,7 @@ class BgpPeerConfig:
             hostname=self.hostname,
             software_version="speaker",
             extra_capabilities=(BfdStrictModeCapability(),) if self.bfd_strict else (),
+            graceful_restart=graceful_restart,
         )
 
 

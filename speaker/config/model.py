@@ -135,6 +135,17 @@ def _hold_time(instance: object, attribute: attrs.Attribute[Any], value: timedel
         raise ValueError(f"{format_duration(value)} is above the maximum of 65535s")
 
 
+#: RFC 4724 §3: the Restart Time is 12 bits of seconds.
+MAX_GRACEFUL_RESTART_TIME = timedelta(seconds=4095)
+
+
+def _restart_time(instance: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
+    if value < timedelta(0) or value > MAX_GRACEFUL_RESTART_TIME:
+        raise ValueError(f"{format_duration(value)} is outside 0s..4095s (RFC 4724: 12 bits)")
+    if value % timedelta(seconds=1):
+        raise ValueError(f"{format_duration(value)} is not a whole number of seconds")
+
+
 # ---- values with a text form ------------------------------------------------------------
 
 
@@ -349,6 +360,12 @@ class PeerSpec:
         validator=duration_range(timedelta(milliseconds=10), timedelta(seconds=65535)),
     )
     node_selectors: tuple[LabelSelector, ...] = ()
+    #: RFC 4724 graceful restart (with RFC 8538): the OPEN carries the capability, and
+    #: the restart path (``speaker restart``, SIGUSR2) leaves our routes at the router.
+    graceful_restart: bool = False
+    graceful_restart_time: timedelta = attrs.field(
+        default=timedelta(seconds=120), validator=_restart_time
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -510,6 +527,8 @@ class Peer:
     connect_retry: timedelta = timedelta(seconds=1)
     connect_retry_max: timedelta = timedelta(seconds=60)
     node_selectors: tuple[LabelSelector, ...] = ()
+    graceful_restart: bool = False
+    graceful_restart_time: timedelta = timedelta(seconds=120)
 
     @classmethod
     def resolved(

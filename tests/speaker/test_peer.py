@@ -41,8 +41,9 @@ FAST = BfdProfile(name="fast", transmit_interval=50, receive_interval=50, detect
 class FakeSession:
     """Stands in for BgpSession: records when it ran, what it was told, and when."""
 
-    def __init__(self, config: BgpPeerConfig, *, routes: Any) -> None:
+    def __init__(self, config: BgpPeerConfig, *, routes: Any, restarting: bool = False) -> None:
         self.config = config
+        self.restarting = restarting
         self.state = BgpState.CONNECT
         self.established_at: float | None = None
         self.cancelled_at = self.notification_written_at = self.closed_at = None
