@@ -141,7 +141,9 @@ MAX_GRACEFUL_RESTART_TIME = timedelta(seconds=4095)
 
 def _restart_time(instance: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
     if value < timedelta(0) or value > MAX_GRACEFUL_RESTART_TIME:
-        raise ValueError(f"{format_duration(value)} is outside 0s..4095s (RFC 4724: 12 bits)")
+        raise ValueError(
+            f"{format_duration(value)} is outside 0s..4095s (RFC 4724: 12 bits of seconds)"
+        )
     if value % timedelta(seconds=1):
         raise ValueError(f"{format_duration(value)} is not a whole number of seconds")
 
