@@ -233,6 +233,8 @@ class PeerRunner:
         self.session_resets_kept = 0
         self.scope = trio.CancelScope()
         self._stopping = False
+        #: Set by the restart path: BFD says AdminDown once the BGP session has ended.
+        self._restart_bfd: trio.Event | None = None
         self._backoff_step = 0
         self._guard: _Guard | None = None
         #: This BFD session is held AdminDown until BGP is first Established.
@@ -302,14 +304,18 @@ class PeerRunner:
         checks our C bit (0: BFD shares fate with the control plane), as FRR's
         ``bfd check-control-plane-failure``, ignores the BFD Down that follows, and
         one that does not has no BGP session left for BFD to tear down."""
-        bgp = self.bgp
-        if bgp is not None:
-            bgp.stop_for_restart(message)
-            await bgp.wait_stopped()
-        if self.bfd is not None:
-            await trio.sleep(RESTART_BFD_AFTER)
-            if self.bfd is not None:
-                await self.bfd.stop()
+        bgp, bfd = self.bgp, self.bfd
+        if bgp is None:  # no session (BFD not stable yet): the router has no routes of ours
+            if bfd is not None:
+                await bfd.stop()
+            self.scope.cancel()
+            return
+        done = self._restart_bfd = trio.Event() if bfd is not None else None
+        bgp.stop_for_restart(message)
+        await bgp.wait_stopped()
+        if done is not None:  # _attempt sends the AdminDown once the session has ended
+            with trio.move_on_after(RESTART_BFD_AFTER + 1.0):
+                await done.wait()
         self.scope.cancel()
 
     # ---- the task --------------------------------------------------------------------
@@ -369,7 +375,13 @@ class PeerRunner:
             try:
                 await self._guarded_bgp(bfd)
             finally:
-                if not self._stopping:
+                done = self._restart_bfd
+                if done is not None:  # the restart path: AdminDown after the BGP close
+                    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                        await trio.sleep(RESTART_BFD_AFTER)
+                        await bfd.stop()
+                    done.set()
+                elif not self._stopping:
                     with trio.CancelScope(shield=True):
                         await bfd.stop()
                 self.bfd_retired.update(_bfd_counters(bfd))
