@@ -325,9 +325,7 @@ def restart_trial(topo: Topology, n: int, proc: Process, carrier: str, out: Path
     poller.join()
     # Each absent sample counts until the next sample (the poll is every 20 ms plus
     # the `ip route` call: an estimate, bounded by the sampling).
-    rec["route_absent_ms"] = 1000 * sum(
-        b[0] - a[0] for a, b in itertools.pairwise(samples) if a[1]
-    )
+    rec["route_absent_ms"] = 1000 * sum(b[0] - a[0] for a, b in itertools.pairwise(samples) if a[1])
     proc.stop()
     try:
         data = json.loads(out.read_text())
@@ -442,8 +440,8 @@ def report(data: dict[str, Any]) -> str:
             "check-control-plane-failure`) has one next hop, n1; its speaker restarts at "
             "T0 (ours: SIGUSR2, the restart path; FRR: SIGTERM to its daemons) and is "
             "started again at once. route absent = how long the router had no route "
-            "to the VIP (`ip route` every 20 ms or slower); refreshed = T0 → the route back and no longer "
-            "stale (the new session's End-of-RIB).",
+            "to the VIP (`ip route` every 20 ms or slower); refreshed = T0 → the route "
+            "back and no longer stale (the new session's End-of-RIB).",
             "",
             "| cell | speaker on the node | trials (failed) | lost probes | longest gap "
             "(ms) | route absent (ms) | refreshed (ms) |",
