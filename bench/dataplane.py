@@ -18,25 +18,41 @@ waits a random phase, then fails that node at T0:
   the router's BFD (or hold timer) must notice; the node's speaker cannot help;
 * ``term``: SIGTERM to the node's speaker (ours) or to its FRR daemons, the node
   itself keeps answering: a planned stop; zero lost probes is the aim.
+* ``restart`` (cells ``restart-gr``, ``restart-nogr``): only n1 runs a speaker, so it
+  is the ONLY node announcing the VIP; its speaker is restarted (stopped and started
+  again at once, as ``systemctl restart`` does) while the node keeps answering. The
+  router has ``bgp graceful-restart`` and ``neighbor X bfd
+  check-control-plane-failure``. Ours: the restart path (SIGUSR2), with
+  ``graceful_restart = true`` (``-gr``) or without it (``-nogr``: the loss users have
+  today). FRR on the node: SIGTERM to its daemons, then started again, with ``bgp
+  graceful-restart`` + ``bgp graceful-restart preserve-fw-state`` (``-gr``) or
+  without (``-nogr``). Zero lost probes is the aim. A stop-with-drain cell (RFC 8326,
+  ``[speaker] drain_time``, branch ``drain``) fits the same shape: a ``kind`` in
+  :meth:`Topology.fail` that stops the speaker, then the responder 20 ms after it
+  exits (see ``STOP_WITH_DRAIN`` below).
 
 Timers: ``-50``/``-300`` = BFD 50/50/3 or 300/300/3 on every session, hold 90 s;
 ``-none`` = no BFD, hold 9 s / keepalive 3 s (the baseline users have today).
 
 Per trial: the client's longest gap between two answers, probes lost after T0, and
 T0 -> the router's kernel route losing the failed next hop (``ip route`` polled every
-20 ms; the BFD-off cells every 50 ms). Then the fault is undone (or the speaker
-restarted) and both next hops must be back before the next trial.
+20 ms; the BFD-off cells every 50 ms); restart cells: how long the router had no route
+to the VIP (polled every 20 ms from T0 until the restarted speaker's route is no longer
+stale at the router) and the time to that refresh. Then the fault is undone (or the
+speaker restarted) and both next hops must be back before the next trial.
 Writes ``bench/results/<date>-dataplane[-quick].{json,md}``. No thresholds asserted.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -55,18 +71,35 @@ PORT = 9000
 NODES = ("n1", "n2")
 
 
-def ours_config(lab: Lab, node: str, ms: int | None, hold: int) -> str:
+def ours_config(
+    lab: Lab, node: str, ms: int | None, hold: int, *, graceful_restart: bool = False
+) -> str:
     host = lab[node]
-    return speaker_toml(router_id=str(host.addr4("rtr")), state_file=lab.dir / f"{node}-state.json",
+    text = speaker_toml(router_id=str(host.addr4("rtr")), state_file=lab.dir / f"{node}-state.json",
                         peers=[Peer.between(host, lab["rtr"])], bfd_ms=ms, hold_time=hold,
                         services=[("web", VIP)])  # fmt: skip
+    if graceful_restart:  # in the [[peers]] block, after its connect_time
+        text = text.replace('connect_time = "1s"', 'connect_time = "1s"\ngraceful_restart = true')
+    return text
+
+
+#: The FRR lines of a restart cell's router: graceful restart (helper) and the C bit
+#: check (the routes of a neighbour whose BFD shares fate with its control plane, C = 0,
+#: are kept when its BFD goes down during a graceful restart).
+ROUTER_GR = " bgp graceful-restart"
 
 
 class Topology:
-    """One lab: client, FRR router, two nodes running ``impl`` as the speaker."""
+    """One lab: client, FRR router, two nodes running ``impl`` as the speaker (restart
+    cells: only n1; ``restart_gr`` says whether the node's speaker has graceful
+    restart)."""
 
-    def __init__(self, impl: str, ms: int | None, hold: int) -> None:
+    def __init__(
+        self, impl: str, ms: int | None, hold: int, restart_gr: bool | None = None
+    ) -> None:
         self.impl, self.ms, self.hold = impl, ms, hold
+        self.restart_gr = restart_gr
+        self.nodes = NODES if restart_gr is None else NODES[:1]
         self.lab = Lab.create(
             hosts=["cli", "rtr", *NODES],
             links=[("cli", "rtr"), ("rtr", "n1"), ("rtr", "n2")],
@@ -89,16 +122,20 @@ class Topology:
             host.run("ip", "addr", "add", f"{VIP}/32", "dev", "lo")
             host.run("ip", "route", "add", "198.18.1.0/24", "via", str(rtr.addr4(node)))
         neigh = []
-        for node in NODES:
+        for node in self.nodes:
             addr = str(lab[node].addr4("rtr"))
             neigh += frr_neighbor_lines(addr, bfd=self.ms is not None, hold_time=self.hold,
                                         remote_as=SPEAKER_AS)  # fmt: skip
+            if self.restart_gr is not None and self.ms is not None:
+                neigh.append(f"neighbor {addr} bfd check-control-plane-failure")
         extra = " address-family ipv4 unicast\n  maximum-paths 2\n exit-address-family"
+        if self.restart_gr is not None:
+            extra += "\n" + ROUTER_GR
         self.router = FRR(
             rtr, bfdd=frr_bfd_profile(self.ms) if self.ms is not None else None,
             bgpd=bgpd_config(64512, str(rtr.addr4("cli")), neigh, extra=extra), name="router",
         ).start()  # fmt: skip
-        for node in NODES:
+        for node in self.nodes:
             self.start_speaker(node)
             self.ensure_responder(node)
         self.wait_ready(timeout=120.0)
@@ -107,16 +144,18 @@ class Topology:
         host, rtr = self.lab[node], self.lab["rtr"]
         name = f"spk{self.restarts}"
         self.restarts += 1
+        gr = bool(self.restart_gr)
         if self.impl == "ours":
-            self.speakers[node] = OurSpeaker(
-                host, ours_config(self.lab, node, self.ms, self.hold), name=name
-            ).start()
+            config = ours_config(self.lab, node, self.ms, self.hold, graceful_restart=gr)
+            self.speakers[node] = OurSpeaker(host, config, name=name).start()
         else:
             r_addr = str(rtr.addr4(node))
             neigh = frr_neighbor_lines(r_addr, bfd=self.ms is not None, hold_time=self.hold)
+            extra = " bgp graceful-restart\n bgp graceful-restart preserve-fw-state" if gr else ""
             self.speakers[node] = FRR(
                 host, bfdd=frr_bfd_profile(self.ms) if self.ms is not None else None,
-                bgpd=bgpd_config(64513, str(host.addr4("rtr")), neigh, networks4=[f"{VIP}/32"]),
+                bgpd=bgpd_config(64513, str(host.addr4("rtr")), neigh, networks4=[f"{VIP}/32"],
+                                 extra=extra),
                 name=name,
             ).start()  # fmt: skip
 
@@ -142,13 +181,20 @@ class Topology:
         fast = [p for p in peers if p.get("status") == "up"
                 and p.get("transmit-interval") == self.ms
                 and p.get("remote-transmit-interval") == self.ms]  # fmt: skip
-        return len(fast) == 2
+        return len(fast) == len(self.nodes)
 
     def wait_ready(self, timeout: float) -> None:
-        for node in NODES:
+        for node in self.nodes:
             self.ensure_responder(node)
-        wait_until(lambda: self.nexthops() == 2 and self.bfd_fast(), timeout=timeout,
-                   interval=0.1, what=f"{self.impl}: both next hops, BFD fast")  # fmt: skip
+        n = len(self.nodes)
+        wait_until(lambda: self.nexthops() == n and self.bfd_fast() and not self.stale(),
+                   timeout=timeout, interval=0.1,
+                   what=f"{self.impl}: {n} next hop(s), BFD fast")  # fmt: skip
+
+    def stale(self) -> bool:
+        """Whether the router holds the VIP's route as stale (graceful restart)."""
+        detail = self.router.vty("bgpd").json(f"show bgp ipv4 unicast {VIP}/32 json")
+        return any(p.get("stale") for p in detail.get("paths") or [])
 
     def start_probe(self, tag: str) -> tuple[Process, str, Any]:
         out = self.lab.dir / f"probe-{tag}.json"
@@ -181,6 +227,20 @@ class Topology:
             return out.t_wall, out.t_mono, undo
         speaker = self.speakers[node]
         t_wall, t_mono = time.time(), time.monotonic()
+        # STOP_WITH_DRAIN (hook, branch drain): a kind "drain" would SIGTERM ours with
+        # [speaker] drain_time set (FRR: its graceful-shutdown), wait for the exit, then
+        # stop self.responders[node] 20 ms later, and undo by starting both again.
+        if kind == "restart":
+            sig = signal.SIGUSR2 if isinstance(speaker, OurSpeaker) else signal.SIGTERM
+            procs = [speaker.proc] if isinstance(speaker, OurSpeaker) else speaker.procs.values()
+            for p in list(procs):
+                assert p is not None
+                os.kill(p.pid, sig)
+            for p in list(procs):
+                assert p is not None
+                p.stop(timeout=5.0)
+            self.start_speaker(node)  # at once, as systemctl restart does
+            return t_wall, t_mono, lambda: None
         if isinstance(speaker, OurSpeaker):
             assert speaker.proc is not None
             os.kill(speaker.pid, signal.SIGTERM)
@@ -199,6 +259,8 @@ def one_trial(topo: Topology, kind: str, n: int) -> dict[str, Any]:
     tag = f"{kind}-{topo.ms}-{n}"
     proc, carrier, out = topo.start_probe(tag)
     time.sleep(0.3 + random.uniform(0, (topo.ms or 3000) / 1000))
+    if kind == "restart":
+        return restart_trial(topo, n, proc, carrier, out)
     t0_wall, t0_mono, undo = topo.fail(kind, carrier)
     rec: dict[str, Any] = {"impl": topo.impl, "kind": kind, "timers_ms": topo.ms,
                            "hold_s": topo.hold, "trial": n, "carrier": carrier,
@@ -225,15 +287,65 @@ def one_trial(topo: Topology, kind: str, n: int) -> dict[str, Any]:
     return rec
 
 
+def restart_trial(topo: Topology, n: int, proc: Process, carrier: str, out: Path) -> dict[str, Any]:
+    """The node's speaker restarts (:meth:`Topology.fail` returns once the new one is
+    running); meanwhile a thread polls the router's route every 20 ms. Then until the
+    route is no longer stale (the new session's End-of-RIB), 30 s at most."""
+    samples: list[tuple[float, bool]] = []  # (when, the route was absent)
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            before = time.monotonic()
+            samples.append((before, topo.nexthops() == 0))
+            done.wait(0.02)
+
+    # A trial is about the restart: the session must be up, with its route, right
+    # before T0 (under load the router's BFD may have flapped it during the phase).
+    addr = str(topo.lab[carrier].addr4("rtr"))
+    state = topo.router.vty("bgpd").json(f"show bgp neighbors {addr} json")
+    was_up = state.get(addr, {}).get("bgpState") == "Established" and topo.nexthops() == 1
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    t0_wall, t0_mono, _ = topo.fail("restart", carrier)
+    rec: dict[str, Any] = {"impl": topo.impl, "kind": "restart", "timers_ms": topo.ms,
+                           "hold_s": topo.hold, "trial": n, "carrier": carrier,
+                           "t0_wall": t0_wall, "graceful_restart": topo.restart_gr,
+                           "running_again_ms": (time.monotonic() - t0_mono) * 1000}  # fmt: skip
+    if not was_up:
+        rec["error"] = "the session or its route was already down at T0 (not the restart)"
+    try:
+        wait_until(lambda: topo.nexthops() == 1 and not topo.stale(), timeout=30, interval=0.05,
+                   what="the route back and not stale")  # fmt: skip
+        rec["refreshed_ms"] = (time.monotonic() - t0_mono) * 1000
+    except LabError as exc:
+        rec["error"] = str(exc)
+    time.sleep(0.5)
+    done.set()
+    poller.join()
+    # Each absent sample counts until the next sample (the poll is every 20 ms plus
+    # the `ip route` call: an estimate, bounded by the sampling).
+    rec["route_absent_ms"] = 1000 * sum(b[0] - a[0] for a, b in itertools.pairwise(samples) if a[1])
+    proc.stop()
+    try:
+        data = json.loads(out.read_text())
+        rec.update(analyse(data, t0_wall))
+    except (OSError, ValueError) as exc:
+        rec["error"] = f"no probe data: {exc}"
+    return rec
+
+
 CELLS = {"hard-50": ("hard", 50, 90), "hard-300": ("hard", 300, 90),
          "hard-none": ("hard", None, 9), "term-50": ("term", 50, 90),
-         "term-none": ("term", None, 9)}  # fmt: skip
+         "term-none": ("term", None, 9), "restart-gr": ("restart", 50, 90),
+         "restart-nogr": ("restart", 50, 90)}  # fmt: skip
 
 
 def run_cell(cell: str, trials: int, notes: list[str]) -> list[dict[str, Any]]:
     kind, ms, hold = CELLS[cell]
     print(f"== {cell}: {trials} trials per speaker", flush=True)
-    topos = [Topology("ours", ms, hold), Topology("frr", ms, hold)]
+    gr = None if kind != "restart" else cell == "restart-gr"
+    topos = [Topology("ours", ms, hold, gr), Topology("frr", ms, hold, gr)]
     out: list[dict[str, Any]] = []
     try:
         for t in topos:
@@ -249,9 +361,13 @@ def run_cell(cell: str, trials: int, notes: list[str]) -> list[dict[str, Any]]:
                     notes.append(f"{cell} {t.impl} trial {n}: {exc}")
                 rec["cell"], rec["quiet"] = cell, quiet
                 out.append(rec)
+                route = (f"route absent {rec.get('route_absent_ms', float('nan')):.0f} ms, "
+                         f"refreshed {rec.get('refreshed_ms', float('nan')):.0f} ms"
+                         if kind == "restart" else
+                         f"route {rec.get('route_change_ms', float('nan')):.0f} ms")  # fmt: skip
                 print(f"  {cell} {t.impl} #{n}: carrier {rec.get('carrier')}, gap "
                       f"{rec.get('gap_ms', float('nan')):.1f} ms, lost {rec.get('lost')}, "
-                      f"route {rec.get('route_change_ms', float('nan')):.0f} ms"
+                      f"{route}"
                       f"{' ERROR ' + rec['error'] if 'error' in rec else ''}",
                       flush=True)  # fmt: skip
     finally:
@@ -277,12 +393,18 @@ def summarise(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "first_other_ms": summary([t["first_other_ms"] for t in ok
                                            if t.get("first_other_ms") is not None]),
                 "carriers": {n: sum(1 for t in ok if t["carrier"] == n) for n in NODES},
+                "route_absent_ms": summary([t["route_absent_ms"] for t in ok
+                                            if "route_absent_ms" in t]),
+                "refreshed_ms": summary([t["refreshed_ms"] for t in ok if "refreshed_ms" in t]),
             })  # fmt: skip
     return cells
 
 
 def describe(cell: str) -> str:
     kind, ms, hold = CELLS[cell]
+    if kind == "restart":
+        gr = "with" if cell == "restart-gr" else "without"
+        return f"restart of the only node's speaker, {gr} graceful restart, BFD {ms}/{ms}/3"
     what = "hard (node silent)" if kind == "hard" else "SIGTERM (planned)"
     return f"{what}, " + (f"BFD {ms}/{ms}/3, hold {hold} s" if ms else f"no BFD, hold {hold} s")
 
@@ -310,12 +432,40 @@ def report(data: dict[str, Any]) -> str:
             f"{fmt3(c.get('first_other_ms'), 0)} | "
             f"{c['carriers']['n1']}/{c['carriers']['n2']} |"
         )
+    restarts = [c for c in data["summary"] if c["cell"].startswith("restart")]
+    if restarts:
+        lines += [
+            "",
+            "Restart cells: the router (FRR, `bgp graceful-restart`, `neighbor X bfd "
+            "check-control-plane-failure`) has one next hop, n1; its speaker restarts at "
+            "T0 (ours: SIGUSR2, the restart path; FRR: SIGTERM to its daemons) and is "
+            "started again at once. route absent = how long the router had no route "
+            "to the VIP (`ip route` every 20 ms or slower); refreshed = T0 → the route "
+            "back and no longer stale (the new session's End-of-RIB).",
+            "",
+            "| cell | speaker on the node | trials (failed) | lost probes | longest gap "
+            "(ms) | route absent (ms) | refreshed (ms) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in restarts:
+            lines.append(
+                f"| {describe(c['cell'])} | {c['impl']} | {c['trials']} ({c['failed']})"
+                f" | {fmt3(c['lost'], 0)} | {fmt3(c['gap_ms'])} | "
+                f"{fmt3(c['route_absent_ms'], 0)} | {fmt3(c['refreshed_ms'], 0)} |"
+            )
+        lines.append("")  # fmt: skip
     by = {(c["cell"], c["impl"]): c for c in data["summary"]}
     lines += ["", "Targets (ours): hard failure: longest gap no longer than with FRR on the "
               "nodes; SIGTERM: no more lost probes than FRR (aim: zero).", ""]  # fmt: skip
     for cell in dict.fromkeys(c["cell"] for c in data["summary"]):
         o, f = by.get((cell, "ours")), by.get((cell, "frr"))
         if not o or not f or o["gap_ms"]["p50"] is None or f["gap_ms"]["p50"] is None:
+            continue
+        if cell.startswith("restart"):
+            gr_zero = cell == "restart-gr" and o["lost"]["max"] == 0
+            lines.append(f"- {describe(cell)}: lost max {o['lost']['max']:.0f} (ours) vs "
+                         f"{f['lost']['max']:.0f} (FRR)"
+                         f"{' → target 0 met' if gr_zero else ''}")  # fmt: skip
             continue
         if cell.startswith("hard"):
             ok = (
@@ -342,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="2 trials, hard-50 and term-50 only")
     ap.add_argument("--trials", type=int, help="per speaker and cell (10; quick 2)")
-    ap.add_argument("--cells", help=f"comma-separated, from {','.join(CELLS)}")
+    ap.add_argument(
+        "--cells", help=f"comma-separated, from {','.join(CELLS)} (restart-*: only when named)"
+    )
     ap.add_argument("--report-from", help="re-summarise a result JSON (no lab run)")
     args = ap.parse_args(argv)
     if args.report_from:
@@ -370,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for c in data["summary"] if c["cell"].startswith("hard") and c["cell"] != "hard-none"
     }  # fmt: skip
-    data["plot"] = ecdf_plot(NAME, args.quick, "gap", series,
-                             "client's longest gap, ms (hard failure)")  # fmt: skip
+    data["plot"] = (
+        ecdf_plot(NAME, args.quick, "gap", series, "client's longest gap, ms (hard failure)")
+        if any(series.values())
+        else ""
+    )
     md = report(data)
     print(md)
     write_results(NAME, args.quick, data, md)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -45,6 +46,14 @@ from speaker.plan import Derived, RouteFunction
 from speaker.readers import Readers
 from speaker.realtime import in_worker
 from speaker.reload import Prepared, ReloadRefused, collections_deferred, prepare
+from speaker.shutdown_mode import (
+    SIGNALS,
+    ShutdownMode,
+    mode_for_signal,
+    read_marker,
+    restart_remaining,
+    write_marker,
+)
 
 __all__ = ["GIL_SWITCH_INTERVAL", "SHUTDOWN_GRACE", "ReloadResult", "Speaker"]
 
@@ -158,6 +167,11 @@ class Speaker:
         )
         #: Set when an orderly shutdown begins (systemd STOPPING=1).
         self.shutting_down = trio.Event()
+        #: The path the shutdown takes (speaker/shutdown_mode.py), once it began.
+        self.shutdown_mode: ShutdownMode | None = None
+        #: When the previous process stopped for a restart (wall clock), if it did:
+        #: the first sessions of peers with graceful restart set R within its time.
+        self.restarted_from: float | None = read_marker(derived.config.speaker.state_file)
 
     @property
     def config(self) -> Config:
@@ -229,8 +243,19 @@ class Speaker:
                 await nursery.start(self._signals)
             await self._ensure_endpoint(self.derived)
             await nursery.start(self.bgp_listener.run)
+            wall = time.time()
             for plan in self.derived.plans:
-                self._start_peer(plan)
+                left = restart_remaining(
+                    self.restarted_from, plan.bgp.graceful_restart_time, now=wall
+                )
+                restarted = left > 0 and plan.bgp.graceful_restart
+                deadline = trio.current_time() + left if restarted else None
+                if restarted and self.restarted_from is not None:
+                    log.info("peer %s: back %.1f s after a restart: the OPEN sets the graceful"
+                             " restart R bit (for %.0f s more)", plan.name,
+                             wall - self.restarted_from, left,
+                             extra=fields(peer=plan.name, protocol="bgp"))  # fmt: skip
+                self._start_peer(plan, restart_deadline=deadline)
             send, receive = trio.open_memory_channel[HealthChanged](100)
             self._health_send = send
             for service, spec in self.derived.health.items():
@@ -247,12 +272,13 @@ class Speaker:
         if self.endpoint is not None and self._nursery is not None and not self.endpoint.running:
             await self._nursery.start(self.endpoint.run)
 
-    def _start_peer(self, plan: PeerPlan) -> PeerRunner:
+    def _start_peer(self, plan: PeerPlan, *, restart_deadline: float | None = None) -> PeerRunner:
         assert self._nursery is not None
         plan = self._wired(plan)
         runner = PeerRunner(
-            plan, endpoint=self.endpoint, routes=self.routes_for, hold_down=self.derived.hold_down
-        )
+            plan, endpoint=self.endpoint, routes=self.routes_for,
+            hold_down=self.derived.hold_down, restart_deadline=restart_deadline,
+        )  # fmt: skip
         self.peers[plan.name] = runner
         self._nursery.start_soon(runner.run, name=f"peer {plan.name}")
         return runner
@@ -343,26 +369,56 @@ class Speaker:
     async def _signals(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        with trio.open_signal_receiver(signal.SIGHUP, *SIGNALS) as signals:
             task_status.started()
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: reloading %s", self.config_path)
                     self._submit_reload(_ReloadRequest(allow_empty=False))
                     continue
-                log.info("%s: shutting down", signal.Signals(signum).name)
-                await self.shutdown()
+                mode = mode_for_signal(signum)
+                name = signal.Signals(signum).name
+                if mode is ShutdownMode.RESTART:
+                    log.info("%s: shutting down for a restart", name)
+                    await self.shutdown("speaker restarting", mode=mode)
+                else:
+                    log.info("%s: shutting down", name)
+                    await self.shutdown(mode=mode)
                 return
 
-    async def shutdown(self, message: str = "speaker shutting down") -> None:
-        """BFD AdminDown and Cease/Administrative Shutdown to every peer, then stop."""
+    async def shutdown(
+        self, message: str = "speaker shutting down", *, mode: ShutdownMode = ShutdownMode.STOP
+    ) -> None:
+        """The stop path: BFD AdminDown and Cease/Administrative Shutdown to every peer,
+        then stop. The restart path (``mode`` RESTART): the restart marker first, then
+        every peer's :meth:`PeerRunner.stop` with ``restart`` (the router keeps our
+        routes where graceful restart was negotiated). A second request changes
+        nothing: the first one's path is taken."""
+        if self.shutdown_mode is not None:
+            return
+        self.shutdown_mode = mode
         self.shutting_down.set()
+        restart = mode is ShutdownMode.RESTART
         with trio.move_on_after(SHUTDOWN_GRACE):
+            if restart:
+                try:
+                    await trio.to_thread.run_sync(write_marker, self.config.speaker.state_file)
+                except OSError as exc:
+                    log.warning("restart marker not written (%s): the next start will not"
+                                " set the graceful restart R bit", exc)  # fmt: skip
             async with trio.open_nursery() as nursery:
                 for runner in self.peers.values():
-                    nursery.start_soon(runner.stop, message)
+                    nursery.start_soon(functools.partial(runner.stop, message, restart=restart))
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
+
+    def request_shutdown(self, mode: ShutdownMode, message: str) -> bool:
+        """Begin :meth:`shutdown` in the speaker's nursery (a control request gets its
+        reply before the process ends); False when one began already."""
+        if self.shutdown_mode is not None or self._nursery is None:
+            return False
+        self._nursery.start_soon(functools.partial(self.shutdown, message, mode=mode))
+        return True
 
     # ---- reload ------------------------------------------------------------------------
 

@@ -258,7 +258,9 @@ def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) 
 
 # ---- operating a running speaker: control socket, metrics, systemd ---------------------
 
-OPERATION_COMMANDS = ("show", "clear", "reload", "announce", "withdraw", "clear-override")
+OPERATION_COMMANDS = (
+    "show", "clear", "reload", "announce", "withdraw", "clear-override", "restart",
+)  # fmt: skip
 EXIT_ERROR = 1
 
 
@@ -289,6 +291,19 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
         help="apply a file without peers (or without the pools or services the running"
         " one has), which withdraws everything; refused without this flag",
     )
+    commands.add_parser(
+        "restart",
+        parents=[common],
+        help="end the running speaker on the restart path (routers with graceful restart"
+        " keep its routes; systemd starts it again)",
+    )
+    stop_hook = commands.add_parser(
+        "systemd-stop",
+        help="the unit's ExecStop: SIGUSR2 (restart path) to PID during a restart job,"
+        " else SIGTERM (stop path); waits for it to exit",
+    )
+    stop_hook.add_argument("--unit", default="speaker.service", help="the unit (%%n)")
+    stop_hook.add_argument("pid", nargs="?", default="", help="$MAINPID (empty: nothing runs)")
     for name, text in (
         ("announce", "announce SERVICE whatever its health (until clear-override)"),
         ("withdraw", "withdraw SERVICE whatever its health (until clear-override)"),
@@ -339,6 +354,17 @@ def operate(args: argparse.Namespace) -> int:
             for warning in result.get("warnings", ()):
                 print(f"warning: {warning}", file=sys.stderr)
             return EXIT_OK if result["applied"] else EXIT_CONFIG
+        if command == "restart":
+            result = request(path, "restart")
+            if not result["restarting"]:
+                print("speaker: already shutting down")
+                return EXIT_OK
+            without = [name for name, gr in result["graceful_restart"].items() if not gr]
+            print("speaker restarting (the restart path)")
+            if without:
+                print(f"warning: no graceful_restart for {', '.join(without)}: these routers"
+                      " drop our routes until we are back", file=sys.stderr)  # fmt: skip
+            return EXIT_OK
         if command in ("announce", "withdraw", "clear-override"):
             result = request(path, command, service=args.service)
             mode = result["override"] or "cleared (health decides)"
@@ -373,6 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         return install.main(args)
     if args.command in OPERATION_COMMANDS:
         return operate(args)
+    if args.command == "systemd-stop":
+        from speaker.shutdown_mode import systemd_stop
+
+        pid = int(args.pid) if args.pid.strip().isdigit() else None
+        mode = systemd_stop(args.unit, pid)
+        print(f"{args.unit}: {mode.value} path")
+        return EXIT_OK
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

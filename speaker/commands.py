@@ -180,6 +180,18 @@ async def _reload(ctx: Context) -> dict[str, Any]:
     }
 
 
+async def _restart(ctx: Context) -> dict[str, Any]:
+    """``speaker restart``: the process ends on the restart path (the reply goes out
+    first; under systemd the unit starts it again, exit status 75)."""
+    from speaker.shutdown_mode import ShutdownMode
+
+    log.info("restart requested on the control socket")
+    speaker = ctx.speaker
+    peers = {name: runner.plan.bgp.graceful_restart for name, runner in speaker.peers.items()}
+    started = speaker.request_shutdown(ShutdownMode.RESTART, "speaker restarting")
+    return {"restarting": started, "graceful_restart": peers}
+
+
 # ---- the table --------------------------------------------------------------------------------
 
 
@@ -349,6 +361,12 @@ COMMANDS: tuple[Command, ...] = (
         _reload,
         "re-read the configuration file (as SIGHUP)",
         params=(Param("allow_empty", kind=bool),),
+    ),
+    Command(
+        "restart",
+        _restart,
+        "end the process on the restart path: routers with graceful restart keep our"
+        " routes while it starts again (systemd restarts it; exit status 75)",
     ),
     Command(
         "announce",

@@ -52,6 +52,7 @@ from speaker.log import setup_logging
 from speaker.looplag import LoopMonitor
 from speaker.metrics import serve_metrics
 from speaker.plan import derive
+from speaker.shutdown_mode import EXIT_RESTART, ShutdownMode
 
 __all__ = ["EXIT_CONFIG", "EXIT_OK", "StartupError", "run", "run_speaker", "serve"]
 
@@ -67,8 +68,9 @@ class StartupError(Exception):
 
 
 def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> int:
-    """``speaker run``: until SIGTERM/SIGINT; returns the exit status (2: the file is
-    invalid, its state file unusable, or a socket of the root cannot be opened)."""
+    """``speaker run``: until SIGTERM/SIGINT (exit status 0) or the restart path
+    (SIGUSR2, ``speaker restart``: 75, speaker/shutdown_mode.py); 2: the file is
+    invalid, its state file unusable, or a socket of the root cannot be opened."""
     try:
         config = load_config(file)
     except ConfigError as exc:
@@ -100,6 +102,9 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     except StartupError as exc:
         print(f"{file}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if speaker.shutdown_mode is ShutdownMode.RESTART:
+        log.info("speaker stopped for a restart (exit status %d)", EXIT_RESTART)
+        return EXIT_RESTART
     log.info("speaker stopped")
     return EXIT_OK
 

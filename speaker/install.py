@@ -64,7 +64,7 @@ def unit_text(executable: str, config: str, template: str | None = None) -> str:
         raise InstallError(f"the packaged unit has no ExecStart={PACKAGED_EXEC} run -c ...")
 
     def rewrite(line: str) -> str:
-        if line.startswith(("ExecStart=", "ExecReload=")):
+        if line.startswith(("ExecStart=", "ExecReload=", "ExecStop=")):
             return line.replace(PACKAGED_EXEC, executable).replace(PACKAGED_CONFIG, config)
         return line
 

@@ -82,6 +82,9 @@ CEASE_FIRST = 0.05
 #: An unnumbered peer waits this long for its router's first Router Advertisement
 #: before the attempt fails (logged, retried with backoff; the watch keeps listening).
 ROUTER_WAIT = 30.0
+#: On the restart path, BFD's AdminDown follows the closed BGP connection by this
+#: much, so that the router has read the Cease (or the close) first.
+RESTART_BFD_AFTER = CEASE_FIRST
 
 T = TypeVar("T")
 
@@ -198,8 +201,12 @@ class PeerRunner:
         endpoint: BfdEndpoint | None,
         routes: Callable[[str], Routes],
         hold_down: float = 1.0,
+        restart_deadline: float | None = None,
     ) -> None:
+        """``restart_deadline`` (trio time): the process came back from a restart; a
+        BGP session started before it sets the Graceful Restart R bit."""
         self.plan = plan
+        self.restart_deadline = restart_deadline
         self.endpoint = endpoint
         self.routes = routes
         self.hold_down = hold_down
@@ -236,6 +243,8 @@ class PeerRunner:
         self.session_resets_kept = 0
         self.scope = trio.CancelScope()
         self._stopping = False
+        #: Set by the restart path: BFD says AdminDown once the BGP session has ended.
+        self._restart_bfd: trio.Event | None = None
         self._backoff_step = 0
         self._guard: _Guard | None = None
         #: This BFD session is held AdminDown until BGP is first Established.
@@ -276,11 +285,19 @@ class PeerRunner:
             self.bfd.set_profile(plan.bfd_profile)
 
     async def stop(
-        self, message: str = "speaker shutting down", *, deconfigured: bool = False
+        self,
+        message: str = "speaker shutting down",
+        *,
+        deconfigured: bool = False,
+        restart: bool = False,
     ) -> None:
         """Planned stop: Cease (Administrative Shutdown with ``message``, or Peer
-        De-configured), BFD AdminDown."""
+        De-configured), BFD AdminDown. ``restart``: the restart path instead
+        (:meth:`_stop_for_restart`)."""
         self._stopping = True
+        if restart:
+            await self._stop_for_restart(message)
+            return
         async with trio.open_nursery() as nursery:
             if self.bgp is not None:
                 bgp = self.bgp
@@ -291,6 +308,29 @@ class PeerRunner:
                 nursery.start_soon(bgp.wait_stopped)
             if self.bfd is not None:
                 nursery.start_soon(self.bfd.stop)
+        self.scope.cancel()
+
+    async def _stop_for_restart(self, message: str) -> None:
+        """The restart path: BGP ends so that a router with graceful restart keeps our
+        routes as stale (:meth:`BgpSession.stop_for_restart`); only once that is on
+        the wire and the connection closed, and RESTART_BFD_AFTER later, does BFD say
+        AdminDown, which is no path failure (RFC 5882 §3.2). The router is then in
+        graceful restart (FRR: NSF mode) before it hears from BFD, so a router that
+        checks our C bit (0: BFD shares fate with the control plane), as FRR's
+        ``bfd check-control-plane-failure``, ignores the BFD Down that follows, and
+        one that does not has no BGP session left for BFD to tear down."""
+        bgp, bfd = self.bgp, self.bfd
+        if bgp is None:  # no session (BFD not stable yet): the router has no routes of ours
+            if bfd is not None:
+                await bfd.stop()
+            self.scope.cancel()
+            return
+        done = self._restart_bfd = trio.Event() if bfd is not None else None
+        bgp.stop_for_restart(message)
+        await bgp.wait_stopped()
+        if done is not None:  # _attempt sends the AdminDown once the session has ended
+            with trio.move_on_after(RESTART_BFD_AFTER + 1.0):
+                await done.wait()
         self.scope.cancel()
 
     # ---- the task --------------------------------------------------------------------
@@ -400,7 +440,13 @@ class PeerRunner:
             try:
                 await self._guarded_bgp(bfd)
             finally:
-                if not self._stopping:
+                done = self._restart_bfd
+                if done is not None:  # the restart path: AdminDown after the BGP close
+                    with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                        await trio.sleep(RESTART_BFD_AFTER)
+                        await bfd.stop()
+                    done.set()
+                elif not self._stopping:
                     with trio.CancelScope(shield=True):
                         await bfd.stop()
                 self.bfd_retired.update(_bfd_counters(bfd))
@@ -557,7 +603,9 @@ class PeerRunner:
 
     async def _run_bgp(self) -> None:
         """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
-        bgp = BgpSession(self._bgp_config(), routes=self.routes(self.name))
+        deadline = self.restart_deadline
+        restarting = deadline is not None and trio.current_time() < deadline
+        bgp = BgpSession(self._bgp_config(), routes=self.routes(self.name), restarting=restarting)
         self.bgp = bgp
         self.sessions += 1
         last = self.failovers[-1] if self.failovers else None
@@ -579,6 +627,8 @@ class PeerRunner:
             self._guard = None
             self.bgp = None
             stats = bgp.statistics()
+            if stats is not None and stats.end_of_rib_sent:
+                self.restart_deadline = None  # the restart is over: later OPENs do not set R
             self.retired.update(_session_counters(stats))
             self.last_session = stats
             self._note_down(stats)

@@ -125,6 +125,8 @@ def bgp_config(
         bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
         interface=peer.interface,
         unnumbered=peer.unnumbered,
+        graceful_restart=peer.graceful_restart,
+        graceful_restart_time=int(peer.graceful_restart_time.total_seconds()),
     )
 
 

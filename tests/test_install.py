@@ -322,6 +322,10 @@ def test_install_systemd_from_the_installed_wheel(venv: Venv, tmp_path: Path) ->
     for command in ("run", "check"):
         packaged = f"/usr/local/bin/speaker {command} -c /etc/speaker/speaker.toml"
         expected = expected.replace(packaged, f"{venv.speaker} {command} -c /etc/speaker/r1.toml")
+    # ExecStop, the restart/stop hook (speaker/shutdown_mode.py), names this speaker too.
+    hook = "speaker systemd-stop --unit %n $MAINPID"
+    expected = expected.replace(f"/usr/local/bin/{hook}", f"{venv.speaker.parent}/{hook}")
+    assert f"ExecStop={venv.speaker} systemd-stop --unit %n $MAINPID\n" in text
     assert text == expected and text != (CONF / "speaker.service").read_text()
     # Again: unchanged. Changed by hand: kept unless --force.
     again = venv.run("install-systemd", "--root", root, "--force", "-c", "/etc/speaker/r1.toml")

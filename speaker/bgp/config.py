@@ -23,6 +23,7 @@ from protocols.bgp import (
     Origin,
     Prefix,
     SessionConfig,
+    graceful_restart_capability,
     parse_community,
     parse_large_community,
 )
@@ -159,6 +160,9 @@ class BgpPeerConfig:
       capability (RFC 8950) and both IPv4 and IPv6 unicast by default.
     - ``extended_next_hop``: offer RFC 8950 for IPv4 unicast (IPv4 routes then go
       out with our IPv6 next hops when the peer offers it too).
+    - ``graceful_restart``: advertise Graceful Restart (RFC 4724, capability 64) with
+      ``graceful_restart_time`` (whole seconds, 0..4095), N (RFC 8538) and F on every
+      family (forwarding preserved: the service keeps serving while we restart).
     """
 
     name: str
@@ -198,6 +202,8 @@ class BgpPeerConfig:
     interface: str | None = None
     unnumbered: bool = False
     extended_next_hop: bool = False
+    graceful_restart: bool = False
+    graceful_restart_time: int = 120
     #: The shared listener handing this peer's incoming connections over (runtime
     #: wiring, not configuration: ignored by equality).
     listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)
@@ -230,6 +236,8 @@ class BgpPeerConfig:
             raise BgpConfigError(f"{self.name}: cease_timeout must be positive")
         if self.unnumbered and (self.interface is None or self.peer_address.version != 6):
             raise BgpConfigError(f"{self.name}: an unnumbered peer needs its interface")
+        if not 0 <= self.graceful_restart_time <= 0xFFF:
+            raise BgpConfigError(f"{self.name}: graceful restart time must be 0..4095 s")
 
     @property
     def internal(self) -> bool:
@@ -266,12 +274,13 @@ class BgpPeerConfig:
         ordered = tuple(f for f in (IPV4_UNICAST, IPV6_UNICAST) if f in fams)
         return attrs.evolve(self, families=ordered)
 
-    def session_config(self) -> SessionConfig:
+    def session_config(self, *, restarting: bool = False) -> SessionConfig:
         """The core's configuration. A copy with renames on purpose: ``protocols/``
         imports nothing from ``speaker`` (sans-IO, a test checks), so its
         :class:`~protocols.bgp.SessionConfig` has its own fields and names (RFC 4271's
         ConnectRetryTime); what only the runtime uses (addresses, sockets, TTLs,
-        passwords) stays here."""
+        passwords) stays here. ``restarting`` sets the Graceful Restart capability's R
+        bit (RFC 4724 §3: we came back from a restart within the restart time)."""
         families = self.families or (
             (IPV4_UNICAST, IPV6_UNICAST)
             if self.unnumbered
@@ -279,6 +288,15 @@ class BgpPeerConfig:
             if self.peer_address.version == 4
             else (IPV6_UNICAST,)
         )
+        graceful_restart = None
+        if self.graceful_restart:
+            graceful_restart = graceful_restart_capability(
+                restart_time=self.graceful_restart_time,
+                families=families,
+                restarting=restarting,
+                forwarding_preserved=True,
+                notification=True,
+            )
         return SessionConfig(
             local_asn=self.local_asn,
             peer_asn=self.peer_asn,
@@ -299,6 +317,7 @@ class BgpPeerConfig:
             hostname=self.hostname,
             software_version="speaker",
             extra_capabilities=(BfdStrictModeCapability(),) if self.bfd_strict else (),
+            graceful_restart=graceful_restart,
         )
 
 

@@ -135,12 +135,18 @@ class BgpSession:
         *,
         routes: Mapping[Prefix, RouteAttributes] | None = None,
         rng: random.Random | None = None,
+        restarting: bool = False,
     ) -> None:
+        """``restarting``: our OPEN sets the Graceful Restart R bit (the process came
+        back from a restart within the restart time; only with ``graceful_restart``)."""
         routes = {} if routes is None else routes
         # families set (the speaker always sets them): no walk over the routes.
         self.config = config if config.families else config.with_families_for(routes)
         self._rng: random.Random = rng or random.SystemRandom()
-        self.core = Connection(self.config.session_config(), rng=self._rng)
+        self.restarting = restarting and self.config.graceful_restart
+        self.core = Connection(
+            self.config.session_config(restarting=self.restarting), rng=self._rng
+        )
         self.rib_out = AdjRibOut(routes)  # taken over, not copied
         self.rib_in = AdjRibIn(keep=self.config.keep_adj_rib_in)
         self.negotiated: NegotiatedSession | None = None
@@ -164,6 +170,8 @@ class BgpSession:
         self._cancel_reason: tuple[int, str | None] | None = None
         self._ceased = False
         self._notified = False
+        #: The session ends on the restart path (:meth:`stop_for_restart`).
+        self._for_restart = False
         self._fatal: BaseException | None = None
         self._attr_cache: dict[RouteAttributes, list[PathAttribute]] = {}
         #: BGP messages by type, over all of this session's connections
@@ -276,6 +284,24 @@ class BgpSession:
             self._cancel_reason = (subcode, message)
             self.cancelled_at = trio.current_time()
         self._scope.cancel(reason=f"BGP {self.name}: cease {subcode} {message or ''}".strip())
+
+    def stop_for_restart(self, message: str | None = None) -> None:
+        """End the session for a restart of ours, so that the router keeps our routes
+        as stale (RFC 4724 §4, RFC 8538 §4): with N on both sides Cease /
+        Administrative Reset, never a Hard Reset; with graceful restart but no N only
+        the TCP close; without graceful restart the same Cease (the router drops the
+        routes either way). A BFD teardown already under way keeps its Cease."""
+        if self._cancel_reason is None:
+            self._for_restart = True
+        self.cancel(CeaseSubcode.ADMINISTRATIVE_RESET, message)
+
+    def retained_families(self) -> list[tuple[int, int]]:
+        """The families the router keeps our routes for if this session ends on the
+        restart path now (empty: graceful restart not negotiated)."""
+        neg = self.negotiated
+        if neg is None or neg.graceful_restart_negotiation is None:
+            return []
+        return sorted(neg.graceful_restart_negotiation.retained_families)
 
     @contextlib.contextmanager
     def cease_on_cancel(
@@ -948,18 +974,24 @@ class BgpSession:
             self.cancelled_at = now
         link = self._link
         self._link = None
+        notifies = True
         if self._ceased:  # cease_now() ran: only its unsent rest remains
             data = b""
         else:
             self._ceased = True
-            events = self.core.stop(now, subcode, message)
+            if self._for_restart:
+                self._log_restart_stop()
+                events = self.core.stop_for_restart(now, message)
+            else:
+                events = self.core.stop(now, subcode, message)
             data = self.core.data_to_send()
+            notifies = bool(data)  # graceful restart without N: the TCP close only
             for event in events:
                 self._on_event(event)
         if link is None:
             return
         try:
-            if await link.send_rest(data) and not self._notified:
+            if await link.send_rest(data) and notifies and not self._notified:
                 self._notification_done(subcode, message)
         except OSError as exc:
             log.info("bgp %s: NOTIFICATION %d/%d not sent: %s", self.name, NotifCode.CEASE,
@@ -968,6 +1000,24 @@ class BgpSession:
         finally:
             link.sock.close()
             self.closed_at = trio.current_time()
+
+    def _log_restart_stop(self) -> None:
+        """What the router will do with our routes when the restart path ends us."""
+        neg = self.negotiated
+        gr = neg.graceful_restart_negotiation if neg is not None else None
+        kept = self.retained_families()
+        if gr is None or not kept:
+            why = "not configured" if not self.config.graceful_restart else "not negotiated"
+            log.warning("bgp %s: stopping for a restart, but graceful restart is %s: the"
+                        " router drops our routes", self.name, why,
+                        extra=self._fields())  # fmt: skip
+            return
+        how = ("Cease/Administrative Reset (RFC 8538 N bit)" if gr.notification
+               else "TCP close, no NOTIFICATION (RFC 4724)")  # fmt: skip
+        log.info("bgp %s: stopping for a restart (%s): the router keeps our routes for %s"
+                 " as stale for up to %d s", self.name, how,
+                 ",".join(family_name(f) for f in kept), self.config.graceful_restart_time,
+                 extra=self._fields())  # fmt: skip
 
     def _owner_reason(self) -> tuple[int, str | None]:
         for scope, subcode, message in self._owner_scopes:

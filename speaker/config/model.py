@@ -150,6 +150,19 @@ def _hold_time(instance: object, attribute: attrs.Attribute[Any], value: timedel
         raise ValueError(f"{format_duration(value)} is above the maximum of 65535s")
 
 
+#: RFC 4724 §3: the Restart Time is 12 bits of seconds.
+MAX_GRACEFUL_RESTART_TIME = timedelta(seconds=4095)
+
+
+def _restart_time(instance: object, attribute: attrs.Attribute[Any], value: timedelta) -> None:
+    if value < timedelta(0) or value > MAX_GRACEFUL_RESTART_TIME:
+        raise ValueError(
+            f"{format_duration(value)} is outside 0s..4095s (RFC 4724: 12 bits of seconds)"
+        )
+    if value % timedelta(seconds=1):
+        raise ValueError(f"{format_duration(value)} is not a whole number of seconds")
+
+
 # ---- values with a text form ------------------------------------------------------------
 
 
@@ -377,6 +390,12 @@ class PeerSpec:
     router_id: ipaddress.IPv4Address | None = attrs.field(default=None, validator=_ipv4)
     #: Only the family of ``peer_address`` on this session (MetalLB's disableMP).
     disable_mp: bool = False
+    #: RFC 4724 graceful restart (with RFC 8538): the OPEN carries the capability, and
+    #: the restart path (``speaker restart``, SIGUSR2) leaves our routes at the router.
+    graceful_restart: bool = False
+    graceful_restart_time: timedelta = attrs.field(
+        default=timedelta(seconds=120), validator=_restart_time
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -541,6 +560,8 @@ class Peer:
     node_selectors: tuple[LabelSelector, ...] = ()
     router_id: ipaddress.IPv4Address | None = None
     disable_mp: bool = False
+    graceful_restart: bool = False
+    graceful_restart_time: timedelta = timedelta(seconds=120)
 
     @classmethod
     def resolved(

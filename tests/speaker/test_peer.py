@@ -41,14 +41,16 @@ FAST = BfdProfile(name="fast", transmit_interval=50, receive_interval=50, detect
 class FakeSession:
     """Stands in for BgpSession: records when it ran, what it was told, and when."""
 
-    def __init__(self, config: BgpPeerConfig, *, routes: Any) -> None:
+    def __init__(self, config: BgpPeerConfig, *, routes: Any, restarting: bool = False) -> None:
         self.config = config
+        self.restarting = restarting
         self.state = BgpState.CONNECT
         self.established_at: float | None = None
         self.cancelled_at = self.notification_written_at = self.closed_at = None
         self.ceased_at: float | None = None
         self.cancel_subcode: int | None = None
         self.connect_now_calls: list[float] = []
+        self.stopped_for_restart = False
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
         self._crash = False
@@ -94,6 +96,10 @@ class FakeSession:
     def cancel(self, subcode: int = 2, message: str | None = None) -> None:
         self.cancel_subcode = subcode
         self._scope.cancel()
+
+    def stop_for_restart(self, message: str | None = None) -> None:
+        self.stopped_for_restart = True
+        self.cancel(4, message)
 
     def connect_now(self) -> None:
         self.connect_now_calls.append(trio.current_time())
@@ -511,3 +517,35 @@ async def test_a_reset_after_which_bfd_stays_down_tears_down_after_the_recovery_
     assert bgp.ceased_at == pytest.approx(start + peer_module.RESET_RECOVERY, abs=0.01)
     assert len(runner.failovers) == 1
     nursery.cancel_scope.cancel()
+
+
+async def test_restart_path_closes_bgp_first_then_bfd_says_admin_down(
+    autojump_clock: Any, nursery: trio.Nursery
+) -> None:
+    # The router must be in graceful restart (BGP closed, routes stale) before it hears
+    # from BFD: FRR 8.4 without check-control-plane-failure tears an Established session
+    # down on the BFD Down our AdminDown causes (docs/operations.md, Restart and stop).
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    await trio.sleep(3)
+    bgp = runner.bgp
+    assert isinstance(bgp, FakeSession)
+    theirs = rtr.subscribe()
+    stopped: list[float] = []
+
+    async def stop() -> None:
+        await runner.stop("speaker restarting", restart=True)
+        stopped.append(trio.current_time())
+
+    started = trio.current_time()
+    nursery.start_soon(stop)
+    with trio.fail_after(2):
+        change = await theirs.receive()
+    assert change.new is State.DOWN and change.diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
+    assert rtr.core.remote_state is State.ADMIN_DOWN  # AdminDown: no path failure
+    assert bgp.stopped_for_restart and bgp.cancel_subcode == 4
+    assert change.at - started >= peer_module.RESTART_BFD_AFTER - 1e-9
+    await wait_for(lambda: stopped)
