@@ -284,7 +284,7 @@ class FakeWatch:
 
 
 class FakeSession:
-    def __init__(self, config: BgpPeerConfig, *, routes: object) -> None:
+    def __init__(self, config: BgpPeerConfig, *, routes: object, restarting: bool = False) -> None:
         self.config = config
         self.stopped = trio.Event()
         SESSIONS.append(self)
