@@ -72,7 +72,7 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
         if peer.bfd_profile is not None:
             target = BfdTarget(
                 peer=peer.peer_address, source=peer.source_address,
-                interface=peer.interface, multihop=peer.multihop,
+                interface=peer.interface, multihop=peer.multihop, vrf=peer.vrf,
             )  # fmt: skip
         plans.append(
             PeerPlan(
@@ -118,6 +118,7 @@ def bgp_config(
         families=families,
         hostname=hostname,
         bfd_strict=peer.bfd_strict and peer.bfd_profile is not None,
+        vrf=peer.vrf,
     )
 
 

@@ -151,6 +151,9 @@ class BgpPeerConfig:
       local address.
     - ``bfd_strict``: advertise BGP BFD strict mode (capability 74; the peer runner
       holds the session until BFD is Up).
+    - ``vrf``: the Linux VRF device the peer is in: our connection and the listener
+      that takes the peer's are bound to it (``SO_BINDTODEVICE``), so the kernel uses
+      the VRF's routes; None is the default VRF.
     """
 
     name: str
@@ -183,6 +186,7 @@ class BgpPeerConfig:
     next_hop6: ipaddress.IPv6Address | None = attrs.field(default=None, converter=_opt_v6)
     cease_timeout: float = 1.0
     bfd_strict: bool = False
+    vrf: str | None = None
     #: The shared listener handing this peer's incoming connections over (runtime
     #: wiring, not configuration: ignored by equality).
     listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)
