@@ -272,7 +272,9 @@ def route_to(peer: IPAddress, *, vrf: str | None = None) -> RouteInfo:
         OSError: no route (ENETUNREACH), no such VRF (ENODEV).
     """
     family = socket.AF_INET if peer.version == 4 else socket.AF_INET6
-    body = _RTMSG.pack(family, peer.max_prefixlen, 0, 0, 0, 0, 0, 0, 0) + _attr(RTA_DST, peer.packed)
+    body = _RTMSG.pack(family, peer.max_prefixlen, 0, 0, 0, 0, 0, 0, 0) + _attr(
+        RTA_DST, peer.packed
+    )
     if vrf is not None:
         body += _attr(RTA_OIF, struct.pack("=I", socket.if_nametoindex(vrf)))
     kind, payload = _request(RTM_GETROUTE, body)

@@ -22,6 +22,10 @@ martian drop does not hide the returned echo from us. A classic BPF filter
 (:func:`~speaker.bfd.echo_frame.echo_filter`) keeps the process from waking for
 unrelated traffic on the link.
 
+The packet socket works below IP, so a link enslaved to a VRF needs nothing more
+than its name; the UDP sockets beside it (the source port, the ARP trigger) are bound
+to the interface, which puts them in its VRF.
+
 The neighbour's MAC comes from the kernel's neighbour table (``/proc/net/arp``);
 :func:`wait_peer_mac` makes the kernel resolve it by sending one harmless datagram to
 the peer's discard port. Payload bytes are opaque here: the sans-IO core
@@ -220,15 +224,22 @@ async def wait_peer_mac(
 # The link
 
 
-def _reserve_port(local_ip: IPv4Address, wanted: int | None) -> socket.socket:
+def _reserve_port(
+    local_ip: IPv4Address, wanted: int | None, ifname: str | None = None
+) -> socket.socket:
     """A UDP socket holding our echo source port, so no two links pick the same one.
 
     Nothing is ever received on it (echoes come back to port 3785, and the IP stack
     drops them as martians anyway); holding the port only keeps the choice unique per
     namespace and address, which also lets the filter demultiplex links by port.
+    Bound to ``ifname`` first: an interface enslaved to a VRF has its addresses in the
+    VRF's table, where an unbound socket cannot bind them (EADDRNOTAVAIL).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        if ifname is not None:
+            with contextlib.suppress(OSError):  # only a hint outside a VRF
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
         if wanted is not None:
             sock.bind((str(local_ip), wanted))
             return sock
@@ -309,7 +320,7 @@ class EchoLink:
             self.ifindex = socket.if_nametoindex(self.ifname)
         except OSError as exc:
             raise EchoLinkError(f"no interface {self.ifname}: {exc}") from exc
-        holder = _reserve_port(self.local_ip, self._wanted_sport)
+        holder = _reserve_port(self.local_ip, self._wanted_sport, self.ifname)
         try:
             self.peer_mac = await wait_peer_mac(
                 self.ifname, self.peer_ip, self.local_ip, arp_timeout
