@@ -112,8 +112,10 @@ def host_issues(config: Config, *, strict: bool = True, host: Host | None = None
                     devices = {d.name: d for d in host.links()}
                 except OSError:
                     devices = {}
-            vrf_usable = _vrf_issues(path, peer.vrf, peer.interface, devices, strict,
-                                     errors, warnings)  # fmt: skip
+            vrf_usable = _vrf_issues(
+                path, vrf=peer.vrf, interface=peer.interface, devices=devices, strict=strict,
+                errors=errors, warnings=warnings,
+            )  # fmt: skip
         if peer.interface is not None:
             names = host.interfaces() if names is None else names
             if peer.interface not in names:
@@ -159,6 +161,7 @@ def host_issues(config: Config, *, strict: bool = True, host: Host | None = None
 
 def _vrf_issues(
     path: str,
+    *,
     vrf: str | None,
     interface: str | None,
     devices: dict[str, LinkInfo],

@@ -228,7 +228,7 @@ def test_an_interface_in_a_vrf_for_a_peer_without_vrf_is_a_warning() -> None:
     text = vrf_config().replace('vrf = "red"\n', "")
     found = host_issues(loads_config(text), host=vrf_host())
     assert found.errors == ()
-    assert [str(w) for w in found.warnings][0] == (
+    assert str(found.warnings[0]) == (
         'peers[0].interface: interface "eth1" is in VRF "red" but the peer has no vrf: its'
         ' sessions would use the default VRF (set vrf = "red")'
     )
