@@ -235,15 +235,9 @@ def _read_rest(
         and isinstance(read.address, ipaddress.IPv4Address)
         and not read.multihop
     ):
-        name = fields.manifest.name
-        read.echo_interface = ctx.options.interface_for(name)
-        if read.echo_interface is None:
-            fields.error(
-                "spec.bfdProfile",
-                f'profile "{profile_name}" has echoMode; the speaker sends echo packets on'
-                " the interface towards the peer and needs its name: pass --interface"
-                f" IFNAME (or --interface {name}=IFNAME)",
-            )
+        # Without --interface the speaker sends echo on the interface of the route to
+        # the peer (looked up when the peer starts, followed while it runs), as FRR.
+        read.echo_interface = ctx.options.interface_for(fields.manifest.name)
 
 
 def _secret(ctx: Context, fields: Fields, secret: object) -> str | None:
@@ -278,6 +272,8 @@ def _write(ctx: Context, table: Table, read: _Read) -> None:
         table.set("source_address", read.source)
     if read.echo_interface:
         table.set("interface", read.echo_interface, "BFD echo is sent on this interface")
+    if read.vrf:
+        table.set("vrf", read.vrf, "the Linux VRF device the session runs in")
     if read.profile_name:
         table.set("bfd_profile", read.profile_name)
     if read.hold is not None:
@@ -318,8 +314,6 @@ def _write_unsupported(ctx: Context, table: Table, read: _Read) -> None:
         table.unsupported(
             "enableGracefulRestart", "not supported yet (no BGP graceful restart)", read.graceful
         )
-    if read.vrf:
-        table.unsupported("vrf", "not supported (no VRF support in speaker)", read.vrf)
     if read.local_asn is not None:
         table.unsupported(
             "localASN", "not supported (FRR's local-as; the speaker uses my_asn)", read.local_asn
