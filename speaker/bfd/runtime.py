@@ -30,6 +30,7 @@ another interface (:meth:`BfdSession.move_to`) without a reset.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import math
@@ -758,7 +759,12 @@ class BfdEndpoint:
         Raises OSError (no such VRF device, port taken)."""
         assert self._nursery is not None
         family, port, vrf = key
-        index = socket.if_nametoindex(vrf) if vrf is not None else 0
+        index = 0
+        if vrf is not None:
+            try:
+                index = socket.if_nametoindex(vrf)
+            except OSError:
+                raise OSError(errno.ENODEV, f"no VRF device {vrf!r}") from None
         if key in self._receivers and self._receiver_vrf_index.get(key, 0) == index:
             return
         if key in self._receivers:
