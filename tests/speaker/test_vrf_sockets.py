@@ -22,6 +22,7 @@ import trio
 import trio.testing
 
 from protocols.bfd import ControlPacket, State
+from protocols.bgp import Established
 from speaker import netlookup
 from speaker.bfd import net as bfd_net
 from speaker.bfd.net import Datagram
@@ -31,8 +32,6 @@ from speaker.bgp import BgpSession, net
 from speaker.bgp.listener import BgpListener
 from tests.speaker.test_bgp_connect import Router, connect_to, free_port
 from tests.speaker.test_bgp_session import host_routes, our_config, peer_core
-
-from protocols.bgp import Established
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 STAND_IN = "lo"  # the device the tests use as "the VRF"
