@@ -38,6 +38,7 @@ __all__ = [
     "links",
     "local_address_for",
     "route_to",
+    "vrf_index",
     "vrf_members",
     "vrf_problem",
 ]
@@ -220,6 +221,14 @@ def vrf_members(vrf: str) -> frozenset[int]:
     devices = links()
     master = next((d.index for d in devices if d.name == vrf and d.kind == "vrf"), None)
     return frozenset(d.index for d in devices if master is not None and d.master == master)
+
+
+def vrf_index(name: str) -> int | None:
+    """The ifindex of device ``name``, None if there is none."""
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
 
 
 def vrf_problem(name: str) -> str | None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -50,6 +49,7 @@ from speaker.netlookup import (
     interface_of,
     local_address_for,
     route_to,
+    vrf_index,
     vrf_problem,
 )
 
@@ -353,15 +353,13 @@ class PeerRunner:
         if vrf is None:
             return None
         problem = vrf_problem(vrf)
-        if problem is not None:
-            raise PeerSetupError(problem)
-        try:
-            return socket.if_nametoindex(vrf)
-        except OSError:
-            raise PeerSetupError(f"no VRF device {vrf!r} on this host") from None
+        index = vrf_index(vrf) if problem is None else None
+        if index is None:
+            raise PeerSetupError(problem or f"no VRF device {vrf!r} on this host")
+        return index
 
     async def _watch_host(
-        self, vrf_index: int | None, bfd: BfdSession | None, target: BfdTarget | None
+        self, started_in: int | None, bfd: BfdSession | None, target: BfdTarget | None
     ) -> None:
         """Every ROUTE_RECHECK: the VRF device is still the one the peer started in (a
         socket bound to a deleted VRF hears nothing: the peer restarts), and a BFD
@@ -369,13 +367,8 @@ class PeerRunner:
         vrf = self.plan.bgp.vrf
         while True:
             await trio.sleep(ROUTE_RECHECK)
-            if vrf is not None:
-                try:
-                    now = socket.if_nametoindex(vrf)
-                except OSError:
-                    now = None
-                if now != vrf_index:
-                    raise PeerSetupError(f"VRF {vrf!r} went away (deleted or created again)")
+            if vrf is not None and vrf_index(vrf) != started_in:
+                raise PeerSetupError(f"VRF {vrf!r} went away (deleted or created again)")
             if bfd is None or target is None or not target.follows_route:
                 continue
             interface = target.route_interface()
@@ -396,13 +389,13 @@ class PeerRunner:
 
     async def _attempt(self) -> None:
         plan = self.plan
-        vrf_index = self._check_vrf()
+        started_in = self._check_vrf()
         if plan.bfd_target is None or plan.bfd_profile is None or self.endpoint is None:
-            if vrf_index is None:
+            if started_in is None:
                 await self._run_bgp()
                 return
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watch_host, vrf_index, None, None)
+                nursery.start_soon(self._watch_host, started_in, None, None)
                 await self._run_bgp()
                 nursery.cancel_scope.cancel()
             return
@@ -419,8 +412,8 @@ class PeerRunner:
             )  # fmt: skip
             bfd: BfdSession = await nursery.start(run_bfd)
             self.bfd, self.bfd_held = bfd, held
-            if vrf_index is not None or plan.bfd_target.follows_route:
-                nursery.start_soon(self._watch_host, vrf_index, bfd, plan.bfd_target)
+            if started_in is not None or plan.bfd_target.follows_route:
+                nursery.start_soon(self._watch_host, started_in, bfd, plan.bfd_target)
             try:
                 await self._guarded_bgp(bfd)
             finally:
