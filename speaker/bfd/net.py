@@ -107,27 +107,38 @@ class InterfaceIndex:
     again on a mismatch, at most every ``recheck`` seconds (an interface deleted and
     created again gets a new index; a flood of packets from elsewhere costs no
     system call per packet).
+
+    ``vrf``: the session's VRF device, whose index is accepted too: the socket is
+    bound to that VRF already, and for some packets (IPv6 on some kernels) the
+    kernel reports the VRF device rather than the slave the packet came in on.
     """
 
-    def __init__(self, name: str, *, recheck: float = 1.0) -> None:
+    def __init__(self, name: str, *, recheck: float = 1.0, vrf: str | None = None) -> None:
         self.name = name
+        self.vrf = vrf
         self.recheck = recheck
         self.index: int | None = None
+        self.vrf_index: int | None = None
         self._checked_at = -math.inf
 
     def matches(self, ifindex: int | None, now: float) -> bool:
         if ifindex is None:
             return True  # no IP_PKTINFO (our sockets always ask for it): cannot tell
-        if ifindex == self.index:
+        if ifindex in (self.index, self.vrf_index):
             return True
         if now - self._checked_at < self.recheck:
             return False
         self._checked_at = now
+        self.index = self._index(self.name)
+        self.vrf_index = self._index(self.vrf) if self.vrf else None
+        return ifindex in (self.index, self.vrf_index)
+
+    @staticmethod
+    def _index(name: str) -> int | None:
         try:
-            self.index = socket.if_nametoindex(self.name)
+            return socket.if_nametoindex(name)
         except OSError:
-            self.index = None  # gone for now; a later check finds it again
-        return ifindex == self.index
+            return None  # gone for now; a later check finds it again
 
 
 def control_port(multihop: bool) -> int:

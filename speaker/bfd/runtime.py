@@ -193,7 +193,9 @@ class BfdSession:
         self.moves = 0
         # Single-hop: the link the session is about (deliver drops other arrivals).
         self._arrival = (
-            net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
+            net.InterfaceIndex(key.interface, vrf=key.vrf)
+            if key.interface and not key.multihop
+            else None
         )
         self._reflector_started = False  # see _run_reflector
         # hold_control: Control packets the core queued, sent once the hold ends.
@@ -318,7 +320,7 @@ class BfdSession:
         self._sender = sender
         self.key = new
         self._endpoint._rekey(self, old)
-        self._arrival = net.InterfaceIndex(interface)
+        self._arrival = net.InterfaceIndex(interface, vrf=new.vrf)
         self.moves += 1
         for scope in (self._echo_scope, self._reflector_scope):
             if scope is not None:
