@@ -73,7 +73,9 @@ def cli(lab: Lab, socket: str, *args: str) -> object:
     return json.loads(cp.stdout)
 
 
-def test_echo_without_interface_uses_the_routes_and_a_cut_is_detected(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_echo_without_interface_uses_the_routes_and_a_cut_is_detected(
+    lab: Lab, lab_require
+) -> None:  # type: ignore[no-untyped-def]
     lab_require("frr")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
@@ -86,9 +88,12 @@ def test_echo_without_interface_uses_the_routes_and_a_cut_is_detected(lab: Lab, 
     assert converted.returncode == 0, converted.stderr
     assert "\ninterface = " not in converted.stdout  # nothing names the interface
     socket = str(lab.dir / "speaker.sock")
-    config = converted.stdout.replace(
-        "[speaker]", f'[speaker]\nstate_file = "{lab.dir / "state.json"}"', 1
-    ) + f'\n[control]\nsocket = "{socket}"\n'
+    config = (
+        converted.stdout.replace(
+            "[speaker]", f'[speaker]\nstate_file = "{lab.dir / "state.json"}"', 1
+        )
+        + f'\n[control]\nsocket = "{socket}"\n'
+    )
 
     frr = FRR(
         rtr,
@@ -124,9 +129,7 @@ def test_echo_without_interface_uses_the_routes_and_a_cut_is_detected(lab: Lab, 
     down = speaker.wait_log("UP -> DOWN", after=seen, timeout=5)
     teardown = speaker.wait_log("BGP torn down", timeout=5)
     print(f"echo cut -> route gone at FRR {gone_ms:.0f} ms; {teardown['msg']}")
-    assert "ECHO_FUNCTION_FAILED" in down["msg"] or down.get("diag") == "ECHO_FUNCTION_FAILED", (
-        down
-    )
+    assert "ECHO_FUNCTION_FAILED" in down["msg"] or down.get("diag") == "ECHO_FUNCTION_FAILED", down
     assert gone_ms < DETECT_MS + 1000  # FRR polled through vtysh: a generous bound
     fault.undo()
     wait_until(lambda: VIP in frr.bgp_routes(), timeout=30, what="our route back at FRR")
