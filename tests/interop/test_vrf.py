@@ -26,7 +26,7 @@ import pytest
 from lab import Lab, faults, wait_until
 from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
 from lab.netns import Host
-from lab.ours import REPO, OurSpeaker, our_env
+from lab.ours import REPO, OurSpeaker
 
 pytestmark = pytest.mark.lab
 
