@@ -280,6 +280,11 @@ class EchoLink:
     subnet (a loopback address the peer routes back to us) avoids them; the default is
     ``local_ip``, which works everywhere but draws redirects from routers that send them.
 
+    ``next_hop_ip``: whose MAC the frames go to, when the route to the peer goes
+    through a gateway on the link (a peer at a loopback address, reached ``via`` the
+    router's link address): the kernel resolves the gateway, never the peer, there.
+    The default is the peer itself (directly connected).
+
     One task may send while another receives. The peer's MAC is re-read from the ARP
     table every ``mac_refresh_interval`` seconds while sending, or on
     :meth:`refresh_mac`.
@@ -294,10 +299,12 @@ class EchoLink:
         source_ip: IPv4Address | str | None = None,
         udp_sport: int | None = None,
         mac_refresh_interval: float = 5.0,
+        next_hop_ip: IPv4Address | str | None = None,
     ) -> None:
         self.ifname = ifname
         self.local_ip = IPv4Address(local_ip)
         self.peer_ip = IPv4Address(peer_ip)
+        self.next_hop_ip = self.peer_ip if next_hop_ip is None else IPv4Address(next_hop_ip)
         self.source_ip = self.local_ip if source_ip is None else IPv4Address(source_ip)
         self._wanted_sport = udp_sport
         self.mac_refresh_interval = mac_refresh_interval
@@ -323,7 +330,7 @@ class EchoLink:
         holder = _reserve_port(self.local_ip, self._wanted_sport, self.ifname)
         try:
             self.peer_mac = await wait_peer_mac(
-                self.ifname, self.peer_ip, self.local_ip, arp_timeout
+                self.ifname, self.next_hop_ip, self.local_ip, arp_timeout
             )
             raw = self._open_packet_socket(holder.getsockname()[1])
         except BaseException:
@@ -377,13 +384,13 @@ class EchoLink:
         """
         self._require_open()
         self._next_refresh = trio.current_time() + self.mac_refresh_interval
-        mac = resolve_mac(self.ifname, self.peer_ip)
+        mac = resolve_mac(self.ifname, self.next_hop_ip)
         if mac is not None:
             self.peer_mac = mac
         else:
             # Best effort: if this fails too, the next refresh tries again.
             with contextlib.suppress(OSError, EchoLinkError):
-                _trigger_resolution(self.ifname, self.peer_ip, self.local_ip)
+                _trigger_resolution(self.ifname, self.next_hop_ip, self.local_ip)
         return self.peer_mac
 
     # -- data ---------------------------------------------------------------------------

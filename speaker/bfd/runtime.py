@@ -60,6 +60,7 @@ from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel
 from speaker.bfd.profile import BfdProfile
 from speaker.broadcast import Broadcast
 from speaker.log import fields
+from speaker.netlookup import route_to
 
 __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
 
@@ -492,7 +493,7 @@ class BfdSession:
             )
             self.runtime_discards["echo-unavailable"] += 1
             return
-        link = EchoLink(interface, local, peer)
+        link = EchoLink(interface, local, peer, next_hop_ip=_echo_next_hop(self.key))
         try:
             await link.open()
         except EchoLinkError as exc:
@@ -623,6 +624,19 @@ class BfdSession:
                 self._reflector_started = True
                 self._tasks.start_soon(self._run_reflector)
         self._input_done()
+
+
+def _echo_next_hop(key: SessionKey) -> ipaddress.IPv4Address | None:
+    """The gateway of the route to the peer when that route leaves on the session's
+    interface through one (echo frames then go to the gateway's MAC); None: the peer
+    is on the link (or the route cannot tell)."""
+    try:
+        route = route_to(key.peer, vrf=key.vrf)
+    except OSError:
+        return None
+    if route.interface != key.interface or not isinstance(route.gateway, ipaddress.IPv4Address):
+        return None
+    return route.gateway
 
 
 class BfdEndpoint:
