@@ -258,3 +258,36 @@ def test_the_real_kernel_answers() -> None:
     ) == ("no VRF device 'nosuchvrf0' on this host (ip link add nosuchvrf0 type vrf table N)")
     assert netlookup.vrf_members("nosuchvrf0") == frozenset()
     assert netlookup.local_address_for(LOOPBACK, vrf=STAND_IN) == LOOPBACK
+
+
+# ---- echo towards a peer behind a gateway ------------------------------------------------
+
+
+async def test_echo_frames_go_to_the_gateway_of_the_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A peer at a loopback address reached ``via`` the router's link address: the
+    kernel resolves the gateway, never the peer, so the echo link must use the
+    gateway's MAC (found in the lab: "no ARP entry for 198.18.0.2 on to-rtr1b")."""
+    from speaker.bfd import echo_link, runtime
+
+    gateway, peer = ipaddress.IPv4Address("198.18.3.1"), ipaddress.IPv4Address("198.18.0.2")
+    local = ipaddress.IPv4Address("198.18.0.1")
+    route = netlookup.RouteInfo(oif=5, interface="to-rtr1b", source=local, gateway=gateway,
+                                table=254)  # fmt: skip
+    monkeypatch.setattr(runtime, "route_to", lambda address, vrf=None: route)
+    key = SessionKey(peer=peer, local=local, interface="to-rtr1b")
+    assert runtime._echo_next_hop(key) == gateway
+    # Another interface than the route's (configured by hand): the peer is on that link.
+    assert runtime._echo_next_hop(SessionKey(peer=peer, local=local, interface="eth9")) is None
+    on_link = netlookup.RouteInfo(oif=5, interface="to-rtr1b", source=local, gateway=None,
+                                  table=254)  # fmt: skip
+    monkeypatch.setattr(runtime, "route_to", lambda address, vrf=None: on_link)
+    assert runtime._echo_next_hop(key) is None
+
+    asked: list[ipaddress.IPv4Address] = []
+    monkeypatch.setattr(echo_link, "resolve_mac", lambda ifname, ip: asked.append(ip) or None)
+    monkeypatch.setattr(echo_link, "_trigger_resolution", lambda *args: None)
+    link = echo_link.EchoLink("to-rtr1b", local, peer, next_hop_ip=gateway)
+    link._sock = object()  # type: ignore[assignment]  # refresh_mac only checks it is open
+    link.refresh_mac()
+    assert asked == [gateway] and link.peer_ip == peer
+    assert echo_link.EchoLink("to-rtr1b", local, peer).next_hop_ip == peer
