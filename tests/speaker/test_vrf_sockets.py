@@ -291,3 +291,32 @@ async def test_echo_frames_go_to_the_gateway_of_the_route(monkeypatch: pytest.Mo
     link.refresh_mac()
     assert asked == [gateway] and link.peer_ip == peer
     assert echo_link.EchoLink("to-rtr1b", local, peer).next_hop_ip == peer
+
+
+# ---- configuration to plan ---------------------------------------------------------------
+
+
+def test_the_vrf_reaches_bgp_and_bfd_and_a_change_restarts_the_peer() -> None:
+    from speaker.app import identity
+    from speaker.config import loads_config
+    from speaker.plan import plans_for
+
+    text = """
+[speaker]
+my_asn = 64513
+router_id = "198.18.0.1"
+
+[[bfd_profiles]]
+name = "fast"
+
+[[peers]]
+name = "tor"
+peer_address = "198.18.1.1"
+peer_asn = 64512
+bfd_profile = "fast"
+"""
+    plain = plans_for(loads_config(text), {})[0]
+    red = plans_for(loads_config(text + 'vrf = "red"\n'), {})[0]
+    assert plain.bgp.vrf is None and red.bgp.vrf == "red"
+    assert red.bfd_target is not None and red.bfd_target.vrf == "red"
+    assert identity(plain) != identity(red)
