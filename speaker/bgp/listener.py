@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from speaker import netlookup
 from speaker.bgp import net
 from speaker.bgp.config import IPAddress
 from speaker.log import fields
@@ -108,6 +109,10 @@ class BgpListener:
         self._known: set[PeerKey] = set()
         self._held: dict[PeerKey, trio.socket.SocketType] = {}
         self._refused_logged: dict[PeerKey, float] = {}
+        #: A VRF socket's VRF ifindex when it was opened, and its accept loop's scope:
+        #: a VRF deleted and created again has a new index the old socket never hears.
+        self._vrf_index: dict[SocketKey, int | None] = {}
+        self._accepting: dict[SocketKey, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
 
     # ---- the task -------------------------------------------------------------------
@@ -138,11 +143,14 @@ class BgpListener:
         peer = _peer_key(session)
         self.sessions[peer] = session
         self._known.add(peer)
-        sock = self.sockets.get(_socket_key(session))
+        key = _socket_key(session)
+        if key in self.sockets and key[1] is not None:
+            self._reopen_if_vrf_changed(key)
+        sock = self.sockets.get(key)
         if sock is not None:
             net.set_md5(sock, cfg)
         else:
-            self._ensure(_socket_key(session))
+            self._ensure(key)
         held = self._held.pop(peer, None)
         if held is not None:
             log.info("bgp %s: taking the connection from %s the listener held for it",
@@ -187,10 +195,31 @@ class BgpListener:
         assert self._nursery is not None
         self.sockets[key] = sock
         self.errors.pop(key, None)
+        if key[1] is not None:
+            self._vrf_index[key] = netlookup.vrf_index(key[1])
         for session in self._live():
             if _socket_key(session) == key:
                 net.set_md5(sock, session.config)
-        self._nursery.start_soon(self._accept, sock, key[1])
+        scope = trio.CancelScope()
+        self._accepting[key] = scope
+        self._nursery.start_soon(self._scoped_accept, scope, sock, key[1])
+
+    async def _scoped_accept(
+        self, scope: trio.CancelScope, sock: trio.socket.SocketType, vrf: str | None
+    ) -> None:
+        with scope:
+            await self._accept(sock, vrf)
+
+    def _reopen_if_vrf_changed(self, key: SocketKey) -> None:
+        """A VRF socket whose VRF device is not the one it was bound to (deleted, or
+        deleted and created again) is closed, and opened again if the VRF exists."""
+        if netlookup.vrf_index(key[1] or "") == self._vrf_index.get(key):
+            return
+        log.info("bgp: VRF %s changed since %s was opened: opening it again", key[1],
+                 self._where(key))  # fmt: skip
+        self._accepting.pop(key).cancel()
+        self.sockets.pop(key).close()
+        self._vrf_index.pop(key, None)
 
     async def _retry(self, key: SocketKey) -> None:
         while True:

@@ -320,3 +320,34 @@ bfd_profile = "fast"
     assert plain.bgp.vrf is None and red.bgp.vrf == "red"
     assert red.bfd_target is not None and red.bfd_target.vrf == "red"
     assert identity(plain) != identity(red)
+
+
+async def test_a_vrf_created_again_gets_a_new_listening_socket(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket bound to a deleted VRF never hears the VRF created again (a new
+    ifindex): the peer's next registration (it restarts, see speaker/peer.py) finds
+    the index changed and the socket is opened again."""
+    listener = BgpListener(port=0, addresses=[LOOPBACK])
+    await nursery.start(listener.run)
+    config = our_config(free_port(), name="in-vrf", vrf=STAND_IN, listener=listener, passive=True)
+    first = BgpSession(config, routes=host_routes(1))
+    await nursery.start(first.run)
+    old = listener.sockets[(4, STAND_IN)]
+    first.cancel()
+    await first.wait_stopped()
+    index = netlookup.vrf_index(STAND_IN)
+    assert index is not None
+    monkeypatch.setattr(netlookup, "vrf_index", lambda name: index + 1000)  # "created again"
+    second = BgpSession(config, routes=host_routes(1))
+    await nursery.start(second.run)
+    new = listener.sockets[(4, STAND_IN)]
+    assert new is not old and old.fileno() == -1  # the old one closed
+    assert bound_device(new) == STAND_IN
+    router = Router(await connect_to(new.getsockname()[1]), peer_core(passive=False))
+    await router.open()
+    await router.run_until(lambda: bool(router.got(Established)))
+    await second.wait_established()
+    router.sock.close()
+    second.cancel()
+    await second.wait_stopped()
