@@ -351,3 +351,28 @@ async def test_a_vrf_created_again_gets_a_new_listening_socket(
     router.sock.close()
     second.cancel()
     await second.wait_stopped()
+
+
+async def test_bfd_receive_sockets_of_a_vrf_created_again_are_opened_again(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ep_a = BfdEndpoint(rng=random.Random(21), ports=(PORT_A + 3, PORT_A + 1003),
+                       peer_ports=(PORT_B + 3, PORT_B + 1003), precise_timers=False)  # fmt: skip
+    ep_b = BfdEndpoint(rng=random.Random(22), ports=(PORT_B + 3, PORT_B + 1003),
+                       peer_ports=(PORT_A + 3, PORT_A + 1003), precise_timers=False)  # fmt: skip
+    await nursery.start(ep_a.run)
+    await nursery.start(ep_b.run)
+    key = SessionKey(peer=B, local=A, multihop=True, vrf=STAND_IN)
+    await ep_b.add_session(SessionKey(peer=A, local=B, multihop=True, vrf=STAND_IN), FAST)
+    first = await ep_a.add_session(key, FAST)
+    receiver = (socket.AF_INET, PORT_A + 1003, STAND_IN)
+    old = ep_a._receivers[receiver]
+    await ep_a.remove_session(first)
+    real = socket.if_nametoindex
+    monkeypatch.setattr(
+        socket, "if_nametoindex", lambda name: real(name) + (1000 if name == STAND_IN else 0)
+    )
+    again = await ep_a.add_session(key, FAST)
+    assert ep_a._receivers[receiver] is not old and old.fileno() == -1
+    with trio.fail_after(5):
+        await again.wait_state(State.UP)  # packets reach it through the new socket
