@@ -107,7 +107,7 @@ def identity(plan: PeerPlan) -> tuple[object, ...]:
     return (
         bgp.peer_address, bgp.peer_asn, bgp.local_asn, bgp.peer_port, bgp.password,
         bgp.source_address, bgp.ebgp_multihop, bgp.passive, bgp.listen, bgp.families,
-        bgp.router_id, plan.bfd_target, plan.bfd_profile is None,
+        bgp.router_id, plan.bfd_target, plan.bfd_profile is None, bgp.vrf,
     )  # fmt: skip
 
 

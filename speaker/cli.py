@@ -112,7 +112,8 @@ def _add_import_metallb(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action="append",
         default=[],
         metavar="[PEER=]IFNAME",
-        help="the interface towards the peers (or one PEER) whose BFD profile uses echo mode",
+        help="the interface towards the peers (or one PEER) whose BFD profile uses echo mode"
+        " (optional: the speaker otherwise uses the interface of the route to the peer)",
     )
 
 

@@ -64,7 +64,8 @@ log = logging.getLogger("speaker.metrics")
 #: The text exposition format (0.0.4 is what every Prometheus version negotiates).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-#: The ``vrf`` label of MetalLB's series: this speaker runs in the default VRF only.
+#: The ``vrf`` label of MetalLB's series for a peer in the default VRF (a peer with
+#: ``vrf`` has its VRF device's name there).
 VRF = "default"
 
 DETECTION_BUCKETS = (
@@ -403,7 +404,7 @@ class SpeakerCollector:
                          " or configured", "gauge", ["peer"])  # fmt: skip
         for runner in runners:
             await slicer.tick()
-            label = [bgp_label(runner), VRF]
+            label = [bgp_label(runner), runner.plan.bgp.vrf or VRF]
             ours = [str(runner.plan.bgp.peer_address)]
             totals = runner.totals()
             bgp = runner.bgp
@@ -453,7 +454,8 @@ class SpeakerCollector:
             if runner.plan.bfd_target is None or runner.plan.bfd_profile is None:
                 continue
             await slicer.tick()
-            label, ours = [bfd_label(runner), VRF], [str(runner.plan.bgp.peer_address)]
+            label = [bfd_label(runner), runner.plan.bgp.vrf or VRF]
+            ours = [str(runner.plan.bgp.peer_address)]
             bfd = runner.bfd
             up.add(label, 1.0 if bfd is not None and bfd.state is BfdState.UP else 0.0)
             totals = runner.bfd_totals()

@@ -51,7 +51,14 @@ from speaker.bgp.net import link_local_of
 from speaker.bgp.session import BgpSession, BgpStatistics
 from speaker.bgp.unnumbered import RouterWatch, scoped
 from speaker.log import fields
-from speaker.netlookup import interface_exists, interface_of, local_address_for
+from speaker.netlookup import (
+    interface_exists,
+    interface_of,
+    local_address_for,
+    route_to,
+    vrf_index,
+    vrf_problem,
+)
 
 __all__ = ["BfdTarget", "FailoverRecord", "History", "PeerPlan", "PeerRunner", "PeerSetupError"]
 
@@ -85,6 +92,11 @@ ROUTER_WAIT = 30.0
 #: On the restart path, BFD's AdminDown follows the closed BGP connection by this
 #: much, so that the router has read the Cease (or the close) first.
 RESTART_BFD_AFTER = CEASE_FIRST
+#: How often a running peer asks the kernel again for what it looked up at start: the
+#: route to the peer (a single-hop BFD session whose interface the route chose follows
+#: it, echo included) and its VRF device (gone or created again: the peer restarts).
+#: One rtnetlink request each, about 25 us: cheap enough for every peer.
+ROUTE_RECHECK = 2.0
 
 T = TypeVar("T")
 
@@ -120,25 +132,43 @@ class BfdTarget:
     source: IPAddress | None = None
     interface: str | None = None
     multihop: bool = False
+    vrf: str | None = None
+
+    @property
+    def follows_route(self) -> bool:
+        """Single-hop with no configured interface: the route to the peer names it."""
+        return not self.multihop and self.interface is None
+
+    def route_interface(self) -> str | None:
+        """The output interface of the kernel's route to the peer (in the VRF), None
+        when there is no route or it names no interface."""
+        try:
+            return route_to(self.peer, vrf=self.vrf).interface
+        except OSError:
+            return None
 
     def resolve(self) -> SessionKey:
         """Raises:
         PeerSetupError: no route to the peer, or the interface does not exist."""
         local = self.source
+        where = f" in VRF {self.vrf}" if self.vrf else ""
         if local is None:
             try:
-                local = local_address_for(self.peer)
+                local = local_address_for(self.peer, vrf=self.vrf)
             except OSError as exc:
                 raise PeerSetupError(
-                    f"no local address towards {self.peer} for BFD ({exc.strerror or exc});"
-                    " set source_address or add a route"
+                    f"no local address towards {self.peer}{where} for BFD"
+                    f" ({exc.strerror or exc}); set source_address or add a route"
                 ) from None
         interface = None
         if not self.multihop:
-            interface = self.interface or interface_of(local)
+            # As FRR: the interface of the route to the peer (echo goes out there);
+            # the interface holding our address if the route names none.
+            interface = self.interface or self.route_interface() or interface_of(local)
             if interface is not None and not interface_exists(interface):
                 raise PeerSetupError(f"interface {interface!r} does not exist")
-        return SessionKey(peer=self.peer, local=local, multihop=self.multihop, interface=interface)
+        return SessionKey(peer=self.peer, local=local, multihop=self.multihop,
+                          interface=interface, vrf=self.vrf)  # fmt: skip
 
 
 @attrs.frozen(kw_only=True)
@@ -380,6 +410,49 @@ class PeerRunner:
                       extra=extra)  # fmt: skip
         await trio.sleep(delay)
 
+    def _check_vrf(self) -> int | None:
+        """The ifindex of the peer's VRF device (None: the default VRF).
+
+        Raises:
+            PeerSetupError: the VRF device is missing or is not a VRF."""
+        vrf = self.plan.bgp.vrf
+        if vrf is None:
+            return None
+        problem = vrf_problem(vrf)
+        index = vrf_index(vrf) if problem is None else None
+        if index is None:
+            raise PeerSetupError(problem or f"no VRF device {vrf!r} on this host")
+        return index
+
+    async def _watch_host(
+        self, started_in: int | None, bfd: BfdSession | None, target: BfdTarget | None
+    ) -> None:
+        """Every ROUTE_RECHECK: the VRF device is still the one the peer started in (a
+        socket bound to a deleted VRF hears nothing: the peer restarts), and a BFD
+        session that follows the route is on the route's interface."""
+        vrf = self.plan.bgp.vrf
+        while True:
+            await trio.sleep(ROUTE_RECHECK)
+            if vrf is not None and vrf_index(vrf) != started_in:
+                raise PeerSetupError(f"VRF {vrf!r} went away (deleted or created again)")
+            if bfd is None or target is None or not target.follows_route:
+                continue
+            interface = target.route_interface()
+            if interface is None or interface == bfd.key.interface:
+                continue
+            before = bfd.key.interface
+            try:
+                bfd.move_to(interface)
+            except OSError as exc:
+                log.warning("peer %s: the route to %s moved from %s to %s, but BFD cannot"
+                            " follow: %s", self.name, target.peer, before, interface,
+                            exc.strerror or exc,
+                            extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+                continue
+            log.info("peer %s: the route to %s moved from %s to %s: BFD follows (echo too)",
+                     self.name, target.peer, before, interface,
+                     extra=fields(peer=self.name, protocol="bfd"))  # fmt: skip
+
     async def _attempt(self) -> None:
         watch = self.router_watch
         if watch is None:
@@ -421,8 +494,15 @@ class PeerRunner:
 
     async def _attempt_with(self, bfd_target: BfdTarget | None) -> None:
         plan = self.plan
+        started_in = self._check_vrf()
         if bfd_target is None or plan.bfd_profile is None or self.endpoint is None:
-            await self._run_bgp()
+            if started_in is None:
+                await self._run_bgp()
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_host, started_in, None, None)
+                await self._run_bgp()
+                nursery.cancel_scope.cancel()
             return
         key = bfd_target.resolve()
         # Held AdminDown until BGP is first Established (see _release_bfd); bfd_strict
@@ -437,6 +517,8 @@ class PeerRunner:
             )  # fmt: skip
             bfd: BfdSession = await nursery.start(run_bfd)
             self.bfd, self.bfd_held = bfd, held
+            if started_in is not None or bfd_target.follows_route:
+                nursery.start_soon(self._watch_host, started_in, bfd, bfd_target)
             try:
                 await self._guarded_bgp(bfd)
             finally:

@@ -74,7 +74,7 @@ def plans_for(config: Config, addresses: Mapping[str, IPAddress]) -> list[PeerPl
         if peer.bfd_profile is not None:
             target = BfdTarget(
                 peer=peer.peer_address, source=peer.source_address,
-                interface=peer.interface, multihop=peer.multihop,
+                interface=peer.interface, multihop=peer.multihop, vrf=peer.vrf,
             )  # fmt: skip
         plans.append(
             PeerPlan(
@@ -127,6 +127,7 @@ def bgp_config(
         unnumbered=peer.unnumbered,
         graceful_restart=peer.graceful_restart,
         graceful_restart_time=int(peer.graceful_restart_time.total_seconds()),
+        vrf=peer.vrf,
     )
 
 

@@ -22,6 +22,10 @@ martian drop does not hide the returned echo from us. A classic BPF filter
 (:func:`~speaker.bfd.echo_frame.echo_filter`) keeps the process from waking for
 unrelated traffic on the link.
 
+The packet socket works below IP, so a link enslaved to a VRF needs nothing more
+than its name; the UDP sockets beside it (the source port, the ARP trigger) are bound
+to the interface, which puts them in its VRF.
+
 The neighbour's MAC comes from the kernel's neighbour table (``/proc/net/arp``);
 :func:`wait_peer_mac` makes the kernel resolve it by sending one harmless datagram to
 the peer's discard port. Payload bytes are opaque here: the sans-IO core
@@ -220,15 +224,22 @@ async def wait_peer_mac(
 # The link
 
 
-def _reserve_port(local_ip: IPv4Address, wanted: int | None) -> socket.socket:
+def _reserve_port(
+    local_ip: IPv4Address, wanted: int | None, ifname: str | None = None
+) -> socket.socket:
     """A UDP socket holding our echo source port, so no two links pick the same one.
 
     Nothing is ever received on it (echoes come back to port 3785, and the IP stack
     drops them as martians anyway); holding the port only keeps the choice unique per
     namespace and address, which also lets the filter demultiplex links by port.
+    Bound to ``ifname`` first: an interface enslaved to a VRF has its addresses in the
+    VRF's table, where an unbound socket cannot bind them (EADDRNOTAVAIL).
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        if ifname is not None:
+            with contextlib.suppress(OSError):  # only a hint outside a VRF
+                sock.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, ifname.encode())
         if wanted is not None:
             sock.bind((str(local_ip), wanted))
             return sock
@@ -269,6 +280,11 @@ class EchoLink:
     subnet (a loopback address the peer routes back to us) avoids them; the default is
     ``local_ip``, which works everywhere but draws redirects from routers that send them.
 
+    ``next_hop_ip``: whose MAC the frames go to, when the route to the peer goes
+    through a gateway on the link (a peer at a loopback address, reached ``via`` the
+    router's link address): the kernel resolves the gateway, never the peer, there.
+    The default is the peer itself (directly connected).
+
     One task may send while another receives. The peer's MAC is re-read from the ARP
     table every ``mac_refresh_interval`` seconds while sending, or on
     :meth:`refresh_mac`.
@@ -283,10 +299,12 @@ class EchoLink:
         source_ip: IPv4Address | str | None = None,
         udp_sport: int | None = None,
         mac_refresh_interval: float = 5.0,
+        next_hop_ip: IPv4Address | str | None = None,
     ) -> None:
         self.ifname = ifname
         self.local_ip = IPv4Address(local_ip)
         self.peer_ip = IPv4Address(peer_ip)
+        self.next_hop_ip = self.peer_ip if next_hop_ip is None else IPv4Address(next_hop_ip)
         self.source_ip = self.local_ip if source_ip is None else IPv4Address(source_ip)
         self._wanted_sport = udp_sport
         self.mac_refresh_interval = mac_refresh_interval
@@ -309,10 +327,10 @@ class EchoLink:
             self.ifindex = socket.if_nametoindex(self.ifname)
         except OSError as exc:
             raise EchoLinkError(f"no interface {self.ifname}: {exc}") from exc
-        holder = _reserve_port(self.local_ip, self._wanted_sport)
+        holder = _reserve_port(self.local_ip, self._wanted_sport, self.ifname)
         try:
             self.peer_mac = await wait_peer_mac(
-                self.ifname, self.peer_ip, self.local_ip, arp_timeout
+                self.ifname, self.next_hop_ip, self.local_ip, arp_timeout
             )
             raw = self._open_packet_socket(holder.getsockname()[1])
         except BaseException:
@@ -366,13 +384,13 @@ class EchoLink:
         """
         self._require_open()
         self._next_refresh = trio.current_time() + self.mac_refresh_interval
-        mac = resolve_mac(self.ifname, self.peer_ip)
+        mac = resolve_mac(self.ifname, self.next_hop_ip)
         if mac is not None:
             self.peer_mac = mac
         else:
             # Best effort: if this fails too, the next refresh tries again.
             with contextlib.suppress(OSError, EchoLinkError):
-                _trigger_resolution(self.ifname, self.peer_ip, self.local_ip)
+                _trigger_resolution(self.ifname, self.next_hop_ip, self.local_ip)
         return self.peer_mac
 
     # -- data ---------------------------------------------------------------------------

@@ -9,6 +9,12 @@ demultiplex by (peer, local address).
 Sending: one socket per session, bound to the session's local address and a source
 port of its own in 49152-65535 (RFC 5881 §4), with TTL / hop limit 255.
 
+VRF: a session in a Linux VRF has its own receive sockets, bound to the VRF device
+(``SO_BINDTODEVICE``: with the default ``udp_l3mdev_accept = 0`` a socket of the
+default VRF never sees what arrives in a VRF), and a send socket bound to its
+interface (single-hop) or to the VRF device (multihop), so the kernel routes its
+packets with the VRF's table.
+
 GTSM in the kernel: the single-hop socket carries a classic BPF filter
 (:func:`gtsm_filter`) that drops any packet whose TTL / hop limit is not 255 before
 it is queued, so a flood of such packets (anyone more than one hop away can send
@@ -101,37 +107,53 @@ class InterfaceIndex:
     again on a mismatch, at most every ``recheck`` seconds (an interface deleted and
     created again gets a new index; a flood of packets from elsewhere costs no
     system call per packet).
+
+    ``vrf``: the session's VRF device, whose index is accepted too: the socket is
+    bound to that VRF already, and for some packets (IPv6 on some kernels) the
+    kernel reports the VRF device rather than the slave the packet came in on.
     """
 
-    def __init__(self, name: str, *, recheck: float = 1.0) -> None:
+    def __init__(self, name: str, *, recheck: float = 1.0, vrf: str | None = None) -> None:
         self.name = name
+        self.vrf = vrf
         self.recheck = recheck
         self.index: int | None = None
+        self.vrf_index: int | None = None
         self._checked_at = -math.inf
 
     def matches(self, ifindex: int | None, now: float) -> bool:
         if ifindex is None:
             return True  # no IP_PKTINFO (our sockets always ask for it): cannot tell
-        if ifindex == self.index:
+        if ifindex in (self.index, self.vrf_index):
             return True
         if now - self._checked_at < self.recheck:
             return False
         self._checked_at = now
+        self.index = self._index(self.name)
+        self.vrf_index = self._index(self.vrf) if self.vrf else None
+        return ifindex in (self.index, self.vrf_index)
+
+    @staticmethod
+    def _index(name: str) -> int | None:
         try:
-            self.index = socket.if_nametoindex(self.name)
+            return socket.if_nametoindex(name)
         except OSError:
-            self.index = None  # gone for now; a later check finds it again
-        return ifindex == self.index
+            return None  # gone for now; a later check finds it again
 
 
 def control_port(multihop: bool) -> int:
     return MULTIHOP_CONTROL_PORT if multihop else CONTROL_PORT
 
 
-async def open_receiver(family: socket.AddressFamily, port: int) -> trio.socket.SocketType:
-    """A bound (not yet read) receive socket for one family and port."""
+async def open_receiver(
+    family: socket.AddressFamily, port: int, *, vrf: str | None = None
+) -> trio.socket.SocketType:
+    """A bound (not yet read) receive socket for one family and port (in ``vrf``: bound
+    to that VRF device)."""
     sock = trio.socket.socket(family, socket.SOCK_DGRAM)
     try:
+        if vrf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, vrf.encode())
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
         if family == socket.AF_INET:
@@ -156,6 +178,7 @@ def open_sender(
     interface: str | None = None,
     taken: set[int] | None = None,
     rng: random.Random | None = None,
+    port: int | None = None,
 ) -> tuple[socket.socket, int]:
     """A non-blocking socket bound to ``local`` and a free source port; returns it and
     the port.
@@ -164,8 +187,10 @@ def open_sender(
     the session's step (a UDP send of 24-80 bytes does not block in practice), which
     saves a pass of the scheduler per packet; only EAGAIN falls back to waiting.
     ``taken`` lists ports this process already uses (they are skipped; the chosen one
-    is added). ``interface`` binds the socket to a device (single-hop sessions), so
-    packets leave on the link the session is about.
+    is added). ``interface`` binds the socket to a device (single-hop sessions: the
+    link the session is about; in a VRF, the VRF device when there is no interface),
+    so packets leave there. ``port``: that source port and no other (a session that
+    moves to another interface keeps its port, RFC 5881 §4).
     """
     family = socket.AF_INET if local.version == 4 else socket.AF_INET6
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -178,19 +203,23 @@ def open_sender(
         if interface:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, interface.encode())
         taken = taken if taken is not None else set()
+        if port is not None:
+            sock.bind((str(local), port))
+            taken.add(port)
+            return sock, port
         start = (rng or random.Random()).randrange(len(SOURCE_PORTS))
         for i in range(len(SOURCE_PORTS)):
-            port = SOURCE_PORTS[(start + i) % len(SOURCE_PORTS)]
-            if port in taken:
+            candidate = SOURCE_PORTS[(start + i) % len(SOURCE_PORTS)]
+            if candidate in taken:
                 continue
             try:
-                sock.bind((str(local), port))
+                sock.bind((str(local), candidate))
             except OSError as exc:
                 if exc.errno == errno.EADDRINUSE:
                     continue
                 raise
-            taken.add(port)
-            return sock, port
+            taken.add(candidate)
+            return sock, candidate
         raise OSError(errno.EADDRINUSE, f"no free BFD source port on {local}")
     except BaseException:
         sock.close()

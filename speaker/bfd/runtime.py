@@ -3,7 +3,7 @@
 Task tree::
 
     BfdEndpoint.run                      (one per process): sockets and demultiplexing
-    └── receive loop per (family, port)  decode, GTSM, demultiplex, hand to session
+    └── receive loop per (family, port, VRF)  decode, GTSM, demultiplex, hand to session
 
     BfdEndpoint.run_session              in the nursery of whoever owns the session
     └── BfdSession.run                   timers, sends, events; echo tasks if enabled
@@ -21,10 +21,16 @@ wake-up per packet. Sends are direct non-blocking ``sendto`` calls (no scheduler
 State changes go out two ways: synchronously to the owner's ``on_change`` callback
 (the peer's BGP guard: no task switch between detection and teardown), and through
 memory channels to any number of subscribers.
+
+A session in a VRF (``SessionKey.vrf``) is received on sockets of that VRF only and
+demultiplexed among that VRF's sessions: the same addresses may be in use in two
+VRFs. A single-hop session whose interface the route chose may follow the route to
+another interface (:meth:`BfdSession.move_to`) without a reset.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import logging
 import math
@@ -54,6 +60,7 @@ from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel
 from speaker.bfd.profile import BfdProfile
 from speaker.broadcast import Broadcast
 from speaker.log import fields
+from speaker.netlookup import route_to
 
 __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
 
@@ -68,21 +75,35 @@ DETECTION_EARLY_WAKE = 0.0015
 
 #: Called synchronously, in the session's task, with every state change.
 OnChange = Callable[[StateChanged], None]
+#: A receive socket: (family, port, VRF device or None).
+ReceiverKey = tuple[int, int, str | None]
+#: Demultiplexing by addresses (RFC 5880 §6.8.6): (VRF, peer, local, multihop).
+AddressKey = tuple[str | None, IPAddress, IPAddress, bool]
 
 
 @attrs.frozen(kw_only=True)
 class SessionKey:
-    """What identifies a session: the peer, our address, single-hop or multihop."""
+    """What identifies a session: the peer, our address, single-hop or multihop, and
+    the VRF (None: the default one)."""
 
     peer: IPAddress
     local: IPAddress
     multihop: bool = False
     interface: str | None = None
+    vrf: str | None = None
 
     def __str__(self) -> str:
         hop = " multihop" if self.multihop else ""
         dev = f" dev {self.interface}" if self.interface else ""
-        return f"{self.peer} (local {self.local}{dev}{hop})"
+        vrf = f" vrf {self.vrf}" if self.vrf else ""
+        return f"{self.peer} (local {self.local}{dev}{vrf}{hop})"
+
+    @property
+    def send_device(self) -> str | None:
+        """The device our packets are bound to: the link (single-hop), else the VRF."""
+        if self.interface and not self.multihop:
+            return self.interface
+        return self.vrf
 
 
 @attrs.frozen(kw_only=True)
@@ -166,9 +187,16 @@ class BfdSession:
         self._tasks: trio.Nursery | None = None
         self._echo_link: EchoLink | None = None
         self._echo_starting = False
+        self._echo_scope: trio.CancelScope | None = None
+        self._reflector_scope: trio.CancelScope | None = None
+        self._port = 0
+        #: Times the session followed its route to another interface (move_to).
+        self.moves = 0
         # Single-hop: the link the session is about (deliver drops other arrivals).
         self._arrival = (
-            net.InterfaceIndex(key.interface) if key.interface and not key.multihop else None
+            net.InterfaceIndex(key.interface, vrf=key.vrf)
+            if key.interface and not key.multihop
+            else None
         )
         self._reflector_started = False  # see _run_reflector
         # hold_control: Control packets the core queued, sent once the hold ends.
@@ -266,6 +294,45 @@ class BfdSession:
         """Make the session task run now (send what the core queued, re-arm timers)."""
         self._alarm.kick()
 
+    def move_to(self, interface: str) -> None:
+        """Follow the route to the peer onto ``interface`` (single-hop): packets leave
+        there from now on, from the same source port (RFC 5881 §4); arrivals are
+        checked against it; the echo link and the echo loop reopen on it. The state
+        machine carries on (no reset): if the new link works, the peer sees no gap
+        longer than the move. Raises OSError if the new send socket cannot be opened
+        (the session then keeps its old interface)."""
+        old = self.key
+        if old.multihop or old.interface == interface or self._sender is None:
+            return
+        new = attrs.evolve(old, interface=interface)
+        try:  # bound to another device, the same address and port do not conflict
+            sender, _ = net.open_sender(new.local, interface=new.send_device, port=self._port)
+        except OSError:
+            self._sender.close()  # free the port, then take it again on the new device
+            try:
+                sender, _ = net.open_sender(new.local, interface=new.send_device, port=self._port)
+            except OSError:
+                self._sender, _ = net.open_sender(
+                    old.local, interface=old.send_device, port=self._port
+                )
+                raise
+        else:
+            self._sender.close()
+        self._sender = sender
+        self.key = new
+        self._endpoint._rekey(self, old)
+        self._arrival = net.InterfaceIndex(interface, vrf=new.vrf)
+        self.moves += 1
+        for scope in (self._echo_scope, self._reflector_scope):
+            if scope is not None:
+                scope.cancel()
+        if self._echo_link is not None:
+            self._echo_link.close()
+            self._echo_link = None
+        self._echo_starting = False  # the next echo opens the link on the new interface
+        self._reflector_started = False  # the next Control packet restarts the loop
+        self.kick()
+
     # ---- the task --------------------------------------------------------------------
 
     async def run(
@@ -276,10 +343,11 @@ class BfdSession:
         interface, address not on this host)."""
         self._sender, port = net.open_sender(
             self.key.local,
-            interface=None if self.key.multihop else self.key.interface,
+            interface=self.key.send_device,
             taken=self._endpoint.ports_in_use,
             rng=self._endpoint.rng,
         )
+        self._port = port
         log.info("bfd %s: session started for %s, discriminator %d, source port %d,"
                  " profile %s", self.label, self.key, self.core.local_discriminator, port,
                  self.profile.name, extra=self._fields())  # fmt: skip
@@ -293,7 +361,8 @@ class BfdSession:
             if self._echo_link is not None:
                 self._echo_link.close()
             self._endpoint.ports_in_use.discard(port)
-            self._sender.close()
+            if self._sender is not None:
+                self._sender.close()
             self._changes.close()
 
     async def stop(self, copies: int = 3, spacing: float = 0.01) -> None:
@@ -401,7 +470,15 @@ class BfdSession:
                 self.runtime_discards["echo-send-error"] += 1
 
     async def _run_echo(self) -> None:
-        """Open the AF_PACKET echo link and feed returned echoes to the core."""
+        """Open the AF_PACKET echo link and feed returned echoes to the core (until
+        :meth:`move_to` cancels it)."""
+        with trio.CancelScope() as scope:
+            self._echo_scope = scope
+            await self._echo_task()
+        if self._echo_scope is scope:
+            self._echo_scope = None
+
+    async def _echo_task(self) -> None:
         local, peer, interface = self.key.local, self.key.peer, self.key.interface
         if (
             interface is None
@@ -416,12 +493,16 @@ class BfdSession:
             )
             self.runtime_discards["echo-unavailable"] += 1
             return
-        link = EchoLink(interface, local, peer)
+        link = EchoLink(interface, local, peer, next_hop_ip=_echo_next_hop(self.key))
         try:
             await link.open()
         except EchoLinkError as exc:
             log.error("bfd %s: echo link: %s", self.label, exc, extra=self._fields())
             self.runtime_discards["echo-unavailable"] += 1
+            self._echo_starting = False
+            return
+        if self.key.interface != interface:  # moved while the link opened
+            link.close()
             self._echo_starting = False
             return
         self._echo_link = link
@@ -435,7 +516,15 @@ class BfdSession:
     async def _run_reflector(self) -> None:
         """Keep the promise our nonzero Required Min Echo RX makes: loop the peer's
         echoes back to it (a node with ip_forward=0 would drop them). If that cannot
-        be done and the kernel does not forward, advertise 0 instead."""
+        be done and the kernel does not forward, advertise 0 instead. Cancelled by
+        :meth:`move_to`."""
+        with trio.CancelScope() as scope:
+            self._reflector_scope = scope
+            await self._reflector_task()
+        if self._reflector_scope is scope:
+            self._reflector_scope = None
+
+    async def _reflector_task(self) -> None:
         key = self.key
         interface = key.interface
         if interface is None or not isinstance(key.peer, ipaddress.IPv4Address):
@@ -537,6 +626,19 @@ class BfdSession:
         self._input_done()
 
 
+def _echo_next_hop(key: SessionKey) -> ipaddress.IPv4Address | None:
+    """The gateway of the route to the peer when that route leaves on the session's
+    interface through one (echo frames then go to the gateway's MAC); None: the peer
+    is on the link (or the route cannot tell)."""
+    try:
+        route = route_to(key.peer, vrf=key.vrf)
+    except OSError:
+        return None
+    if route.interface != key.interface or not isinstance(route.gateway, ipaddress.IPv4Address):
+        return None
+    return route.gateway
+
+
 class BfdEndpoint:
     """All BFD sessions of a process, their receive sockets and demultiplexing."""
 
@@ -562,8 +664,12 @@ class BfdEndpoint:
         self.ports_in_use: set[int] = set()
         self.discards: Counter[str] = Counter()
         self._by_discriminator: dict[int, BfdSession] = {}
-        self._by_addresses: dict[tuple[IPAddress, IPAddress, bool], BfdSession] = {}
-        self._receivers: dict[tuple[int, int], trio.socket.SocketType] = {}
+        self._by_addresses: dict[AddressKey, BfdSession] = {}
+        self._receivers: dict[ReceiverKey, trio.socket.SocketType] = {}
+        #: A VRF receiver's VRF ifindex when it was opened, and its loop's scope: a
+        #: VRF deleted and created again gets a new index, and a new socket.
+        self._receiver_vrf_index: dict[ReceiverKey, int] = {}
+        self._receiver_scopes: dict[ReceiverKey, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -583,6 +689,8 @@ class BfdEndpoint:
             for sock in self._receivers.values():
                 sock.close()
             self._receivers.clear()
+            self._receiver_vrf_index.clear()
+            self._receiver_scopes.clear()
 
     async def add_session(self, key: SessionKey, profile: BfdProfile) -> BfdSession:
         """Create a session and run it in the endpoint's own nursery (standalone use,
@@ -617,11 +725,8 @@ class BfdEndpoint:
         if key in self.sessions:
             raise ValueError(f"a BFD session for {key} exists already")
         family = socket.AF_INET if key.peer.version == 4 else socket.AF_INET6
-        port = self.ports[key.multihop]
-        if (family, port) not in self._receivers:
-            sock = await net.open_receiver(family, port)
-            self._receivers[(family, port)] = sock
-            self._nursery.start_soon(self._receive_loop, sock, key.multihop)
+        receiver: ReceiverKey = (family, self.ports[key.multihop], key.vrf)
+        await self._ensure_receiver(receiver, key.multihop)
         discriminator = 0
         while discriminator == 0 or discriminator in self._by_discriminator:
             discriminator = self.rng.getrandbits(32)
@@ -631,7 +736,7 @@ class BfdEndpoint:
         )  # fmt: skip
         self.sessions[key] = session
         self._by_discriminator[discriminator] = session
-        self._by_addresses[(key.peer, key.local, key.multihop)] = session
+        self._by_addresses[(key.vrf, key.peer, key.local, key.multihop)] = session
         try:
             await session.run(task_status=task_status)
         finally:
@@ -654,11 +759,51 @@ class BfdEndpoint:
             del self.sessions[key]
         if self._by_discriminator.get(session.core.local_discriminator) is session:
             del self._by_discriminator[session.core.local_discriminator]
-        addresses = (key.peer, key.local, key.multihop)
+        addresses = (key.vrf, key.peer, key.local, key.multihop)
         if self._by_addresses.get(addresses) is session:
             del self._by_addresses[addresses]
 
-    async def _receive_loop(self, sock: trio.socket.SocketType, multihop: bool) -> None:
+    def _rekey(self, session: BfdSession, old: SessionKey) -> None:
+        """``session`` moved from ``old`` to its key now (another interface)."""
+        if self.sessions.get(old) is session:
+            del self.sessions[old]
+        self.sessions[session.key] = session
+
+    async def _ensure_receiver(self, key: ReceiverKey, multihop: bool) -> None:
+        """The receive socket of ``key`` open and read; a VRF's reopened if the VRF
+        device was created again since (a socket bound to the old one hears nothing).
+        Raises OSError (no such VRF device, port taken)."""
+        assert self._nursery is not None
+        family, port, vrf = key
+        index = 0
+        if vrf is not None:
+            try:
+                index = socket.if_nametoindex(vrf)
+            except OSError:
+                raise OSError(errno.ENODEV, f"no VRF device {vrf!r}") from None
+        if key in self._receivers and self._receiver_vrf_index.get(key, 0) == index:
+            return
+        if key in self._receivers:
+            log.info("bfd: VRF %s was created again: new receive socket for port %d", vrf, port)
+            self._receiver_scopes.pop(key).cancel()
+            self._receivers.pop(key).close()
+        sock = await net.open_receiver(socket.AddressFamily(family), port, vrf=vrf)
+        self._receivers[key] = sock
+        self._receiver_vrf_index[key] = index
+        scope = trio.CancelScope()
+        self._receiver_scopes[key] = scope
+        self._nursery.start_soon(self._scoped_receive_loop, scope, sock, multihop, vrf)
+
+    async def _scoped_receive_loop(
+        self, scope: trio.CancelScope, sock: trio.socket.SocketType, multihop: bool,
+        vrf: str | None,
+    ) -> None:  # fmt: skip
+        with scope:
+            await self._receive_loop(sock, multihop, vrf)
+
+    async def _receive_loop(
+        self, sock: trio.socket.SocketType, multihop: bool, vrf: str | None = None
+    ) -> None:
         """Receive and dispatch; keep the socket's buffer sized for its sessions.
 
         Single-hop: TTL / hop limit 255 is enforced by a filter in the kernel (see
@@ -677,7 +822,9 @@ class BfdEndpoint:
                 intervals = [
                     s.profile.receive_interval
                     for s in self.sessions.values()
-                    if s.key.multihop == multihop and s.key.peer.version == version
+                    if s.key.multihop == multihop
+                    and s.key.peer.version == version
+                    and s.key.vrf == vrf
                 ]
                 net.set_receive_buffer(sock, net.receive_buffer_bytes(intervals))
             try:
@@ -689,28 +836,31 @@ class BfdEndpoint:
                 self.discards["kernel-dropped"] += (datagram.kernel_drops - drops_seen) & 0xFFFFFFFF
                 drops_seen = datagram.kernel_drops
             try:
-                self.dispatch(datagram, multihop, trio.current_time())
+                self.dispatch(datagram, multihop, trio.current_time(), vrf=vrf)
             except Exception:  # a bug: lose this packet, never the receive loop
                 self.discards["internal-error"] += 1
                 if self.discards["internal-error"] == 1:
                     log.exception("bfd: error handling a packet from %s (counted as"
                                   " internal-error; logged once)", datagram.source)  # fmt: skip
 
-    def dispatch(self, datagram: net.Datagram, multihop: bool, now: float) -> None:
+    def dispatch(
+        self, datagram: net.Datagram, multihop: bool, now: float, *, vrf: str | None = None
+    ) -> None:
         """Find the session a datagram belongs to (RFC 5880 §6.8.6: by Your
-        Discriminator, or by addresses while it is zero) and hand it over."""
+        Discriminator, or by addresses while it is zero) and hand it over. ``vrf``: the
+        VRF of the socket it arrived on; only that VRF's sessions can have it."""
         try:
             packet = ControlPacket.decode(datagram.data)
         except BfdDecodeError as exc:
-            session = self._find(datagram, multihop)
+            session = self._find(datagram, multihop, vrf)
             reason = getattr(exc, "discard_reason", DiscardReason.MALFORMED).value
             (session.runtime_discards if session else self.discards)[reason] += 1
             return
         if packet.your_discriminator:
             session = self._by_discriminator.get(packet.your_discriminator)
         else:
-            session = self._find(datagram, multihop)
-        if session is None or session.key.multihop != multihop:
+            session = self._find(datagram, multihop, vrf)
+        if session is None or session.key.multihop != multihop or session.key.vrf != vrf:
             self.discards[DiscardReason.NO_SESSION.value] += 1
             return
         try:
@@ -718,7 +868,9 @@ class BfdEndpoint:
         except Exception as exc:  # a bug: it ends this session's peer, not the loop
             session.fail(exc)
 
-    def _find(self, datagram: net.Datagram, multihop: bool) -> BfdSession | None:
+    def _find(
+        self, datagram: net.Datagram, multihop: bool, vrf: str | None = None
+    ) -> BfdSession | None:
         if datagram.destination is None:
             return None
-        return self._by_addresses.get((datagram.source, datagram.destination, multihop))
+        return self._by_addresses.get((vrf, datagram.source, datagram.destination, multihop))

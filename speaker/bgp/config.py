@@ -163,6 +163,9 @@ class BgpPeerConfig:
     - ``graceful_restart``: advertise Graceful Restart (RFC 4724, capability 64) with
       ``graceful_restart_time`` (whole seconds, 0..4095), N (RFC 8538) and F on every
       family (forwarding preserved: the service keeps serving while we restart).
+    - ``vrf``: the Linux VRF device the peer is in: our connection and the listener
+      that takes the peer's are bound to it (``SO_BINDTODEVICE``), so the kernel uses
+      the VRF's routes; None is the default VRF.
     """
 
     name: str
@@ -204,6 +207,7 @@ class BgpPeerConfig:
     extended_next_hop: bool = False
     graceful_restart: bool = False
     graceful_restart_time: int = 120
+    vrf: str | None = None
     #: The shared listener handing this peer's incoming connections over (runtime
     #: wiring, not configuration: ignored by equality).
     listener: BgpListener | None = attrs.field(default=None, eq=False, repr=False)

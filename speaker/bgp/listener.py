@@ -12,6 +12,14 @@ listening socket of its family (``TCP_MD5SIG`` per peer address; the kernel then
 drops that peer's SYNs without a valid signature, and accepts other peers' unsigned
 ones). The key is deleted when the session unregisters.
 
+VRF: a peer with ``vrf`` is served by a listening socket of its own VRF, bound to the
+VRF device (``SO_BINDTODEVICE``): with the kernel's default ``tcp_l3mdev_accept =
+0`` a socket of the default VRF never sees a connection that arrives in a VRF, and a
+VRF socket sees only those. Sessions are keyed by (VRF, address): the same peer
+address in two VRFs is two peers, and a connection is handed to the peer of the VRF
+whose socket accepted it. A VRF socket opens when the VRF's first session registers;
+a missing VRF device is logged and retried like a taken port.
+
 A socket that cannot be bound (port 179 taken, e.g. by another BGP daemon on the
 node) does not stop the speaker: one ERROR line, the sessions keep connecting out,
 and the bind is retried every ``retry`` seconds (INFO line when it succeeds). Only
@@ -32,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from speaker import netlookup
 from speaker.bgp import net
 from speaker.bgp.config import IPAddress
 from speaker.log import fields
@@ -53,6 +62,19 @@ REFUSED_LOG_INTERVAL = 60.0
 #: accepts us again, where a kernel refusal (no listener) let it retry in a second.
 HOLD_FOR = 10.0
 _REFUSED_MEMORY = 1024
+
+#: A session's peer as the listener knows it: (VRF device or None, address).
+PeerKey = tuple[str | None, IPAddress]
+#: A listening socket: (IP version, VRF device or None).
+SocketKey = tuple[int, str | None]
+
+
+def _peer_key(session: BgpSession) -> PeerKey:
+    return (session.config.vrf, session.config.peer_address)
+
+
+def _socket_key(session: BgpSession) -> SocketKey:
+    return (session.config.peer_address.version, session.config.vrf)
 
 
 class BgpListener:
@@ -76,17 +98,21 @@ class BgpListener:
         self.addresses: dict[int, IPAddress] = {a.version: a for a in addresses}
         self.retry = retry
         self.required = required
-        self.sessions: dict[IPAddress, BgpSession] = {}
-        self.sockets: dict[int, trio.socket.SocketType] = {}
-        #: The last bind error per IP version, while that socket is not open.
-        self.errors: dict[int, str] = {}
+        self.sessions: dict[PeerKey, BgpSession] = {}
+        self.sockets: dict[SocketKey, trio.socket.SocketType] = {}
+        #: The last bind error per socket, while that socket is not open.
+        self.errors: dict[SocketKey, str] = {}
         self.accepted = 0
         self.refused = 0
-        self._opening: set[int] = set()
-        #: Addresses that had a session: their connections are held while none runs.
-        self._known: set[IPAddress] = set()
-        self._held: dict[IPAddress, trio.socket.SocketType] = {}
-        self._refused_logged: dict[IPAddress, float] = {}
+        self._opening: set[SocketKey] = set()
+        #: Peers that had a session: their connections are held while none runs.
+        self._known: set[PeerKey] = set()
+        self._held: dict[PeerKey, trio.socket.SocketType] = {}
+        self._refused_logged: dict[PeerKey, float] = {}
+        #: A VRF socket's VRF ifindex when it was opened, and its accept loop's scope:
+        #: a VRF deleted and created again has a new index the old socket never hears.
+        self._vrf_index: dict[SocketKey, int | None] = {}
+        self._accepting: dict[SocketKey, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
 
     # ---- the task -------------------------------------------------------------------
@@ -95,8 +121,8 @@ class BgpListener:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                for version in sorted({s.config.peer_address.version for s in self._live()}):
-                    self._ensure(version)
+                for key in sorted({_socket_key(s) for s in self._live()}, key=str):
+                    self._ensure(key)
                 task_status.started()
                 await trio.sleep_forever()
         finally:
@@ -114,14 +140,18 @@ class BgpListener:
         :class:`~speaker.bgp.net.BgpSocketError` if the peer's MD5 key cannot be set,
         or, when ``required``, if the socket cannot be bound."""
         cfg = session.config
-        self.sessions[cfg.peer_address] = session
-        self._known.add(cfg.peer_address)
-        sock = self.sockets.get(cfg.peer_address.version)
+        peer = _peer_key(session)
+        self.sessions[peer] = session
+        self._known.add(peer)
+        key = _socket_key(session)
+        if key in self.sockets and key[1] is not None:
+            self._reopen_if_vrf_changed(key)
+        sock = self.sockets.get(key)
         if sock is not None:
             net.set_md5(sock, cfg)
         else:
-            self._ensure(cfg.peer_address.version)
-        held = self._held.pop(cfg.peer_address, None)
+            self._ensure(key)
+        held = self._held.pop(peer, None)
         if held is not None:
             log.info("bgp %s: taking the connection from %s the listener held for it",
                      session.name, cfg.peer_address,
@@ -130,10 +160,10 @@ class BgpListener:
 
     def unregister(self, session: BgpSession) -> None:
         cfg = session.config
-        if self.sessions.get(cfg.peer_address) is not session:
+        if self.sessions.get(_peer_key(session)) is not session:
             return
-        del self.sessions[cfg.peer_address]
-        sock = self.sockets.get(cfg.peer_address.version)
+        del self.sessions[_peer_key(session)]
+        sock = self.sockets.get(_socket_key(session))
         if sock is not None and cfg.password is not None:
             net.clear_md5(sock, cfg.peer_address)
 
@@ -142,63 +172,94 @@ class BgpListener:
 
     # ---- sockets --------------------------------------------------------------------
 
-    def _ensure(self, version: int) -> None:
-        """Open the socket of ``version`` now, or keep retrying in the background."""
-        if version in self.sockets or version in self._opening or self._nursery is None:
+    def _ensure(self, key: SocketKey) -> None:
+        """Open the socket of ``key`` now, or keep retrying in the background."""
+        if key in self.sockets or key in self._opening or self._nursery is None:
             return
         try:
-            sock = self._open(version)
+            sock = self._open(key)
         except OSError as exc:
-            where = self._where(version)
-            message = f"cannot listen on {where}: {exc.strerror or exc}"
+            message = f"cannot listen on {self._where(key)}: {self._why(exc)}"
             if exc.errno == errno.EADDRINUSE:
                 message += " (another BGP daemon on this node?)"
             if self.required:
                 raise net.BgpSocketError(exc.errno, message) from None
-            self.errors[version] = message
+            self.errors[key] = message
             log.error("bgp: %s; connecting out only, retrying every %g s", message, self.retry)
-            self._opening.add(version)
-            self._nursery.start_soon(self._retry, version)
+            self._opening.add(key)
+            self._nursery.start_soon(self._retry, key)
             return
-        self._serve_socket(version, sock)
+        self._serve_socket(key, sock)
 
-    def _serve_socket(self, version: int, sock: trio.socket.SocketType) -> None:
+    def _serve_socket(self, key: SocketKey, sock: trio.socket.SocketType) -> None:
         assert self._nursery is not None
-        self.sockets[version] = sock
-        self.errors.pop(version, None)
+        self.sockets[key] = sock
+        self.errors.pop(key, None)
+        if key[1] is not None:
+            self._vrf_index[key] = netlookup.vrf_index(key[1])
         for session in self._live():
-            if session.config.peer_address.version == version:
+            if _socket_key(session) == key:
                 net.set_md5(sock, session.config)
-        self._nursery.start_soon(self._accept, sock)
+        scope = trio.CancelScope()
+        self._accepting[key] = scope
+        self._nursery.start_soon(self._scoped_accept, scope, sock, key[1])
 
-    async def _retry(self, version: int) -> None:
+    async def _scoped_accept(
+        self, scope: trio.CancelScope, sock: trio.socket.SocketType, vrf: str | None
+    ) -> None:
+        with scope:
+            await self._accept(sock, vrf)
+
+    def _reopen_if_vrf_changed(self, key: SocketKey) -> None:
+        """A VRF socket whose VRF device is not the one it was bound to (deleted, or
+        deleted and created again) is closed, and opened again if the VRF exists."""
+        if netlookup.vrf_index(key[1] or "") == self._vrf_index.get(key):
+            return
+        log.info("bgp: VRF %s changed since %s was opened: opening it again", key[1],
+                 self._where(key))  # fmt: skip
+        self._accepting.pop(key).cancel()
+        self.sockets.pop(key).close()
+        self._vrf_index.pop(key, None)
+
+    async def _retry(self, key: SocketKey) -> None:
         while True:
             await trio.sleep(self.retry)
             try:
-                sock = self._open(version)
+                sock = self._open(key)
             except OSError as exc:
-                self.errors[version] = f"cannot listen on {self._where(version)}: {exc.strerror}"
+                self.errors[key] = f"cannot listen on {self._where(key)}: {self._why(exc)}"
                 continue
-            self._opening.discard(version)
-            log.info("bgp: listening on %s", self._where(version))
+            self._opening.discard(key)
+            log.info("bgp: listening on %s", self._where(key))
             try:
-                self._serve_socket(version, sock)
+                self._serve_socket(key, sock)
             except net.BgpSocketError as exc:
                 log.error("bgp: %s", exc.strerror)
             return
 
-    def _where(self, version: int) -> str:
+    @staticmethod
+    def _why(exc: OSError) -> str:
+        if exc.errno == errno.ENODEV:
+            return "no such VRF device"
+        return str(exc.strerror or exc)
+
+    def _where(self, key: SocketKey) -> str:
+        version, vrf = key
         address = self.addresses.get(version)
         host = str(address) if address else ("0.0.0.0" if version == 4 else "::")
-        return f"[{host}]:{self.port}" if version == 6 else f"{host}:{self.port}"
+        where = f"[{host}]:{self.port}" if version == 6 else f"{host}:{self.port}"
+        return where + (f" in VRF {vrf}" if vrf else "")
 
-    def _open(self, version: int) -> trio.socket.SocketType:
+    def _open(self, key: SocketKey) -> trio.socket.SocketType:
+        version, vrf = key
         family = socket.AF_INET if version == 4 else socket.AF_INET6
         address = self.addresses.get(version)
         host = str(address) if address else ("0.0.0.0" if version == 4 else "::")
         # A stdlib socket: binding a numeric address never blocks, so this stays sync.
         raw = socket.socket(family, socket.SOCK_STREAM)
         try:
+            if vrf is not None:
+                net.bind_to_device(raw, vrf)
             raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if version == 6:
                 raw.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -209,7 +270,7 @@ class BgpListener:
             raise
         return trio.socket.from_stdlib_socket(raw)
 
-    async def _accept(self, sock: trio.socket.SocketType) -> None:
+    async def _accept(self, sock: trio.socket.SocketType, vrf: str | None = None) -> None:
         while True:
             try:
                 conn, address = await sock.accept()
@@ -227,17 +288,17 @@ class BgpListener:
             except ValueError:
                 conn.close()
                 continue
-            session = self.sessions.get(peer)
-            if session is None and peer in self._known and self._nursery is not None:
-                self._hold(conn, peer)
+            session = self.sessions.get((vrf, peer))
+            if session is None and (vrf, peer) in self._known and self._nursery is not None:
+                self._hold(conn, (vrf, peer))
                 continue
             if session is None:
-                self._refuse(conn, peer)
+                self._refuse(conn, (vrf, peer))
                 continue
             self.accepted += 1
             session.take_connection(conn)
 
-    def _hold(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+    def _hold(self, conn: trio.socket.SocketType, peer: PeerKey) -> None:
         """Keep ``conn`` for the peer's next session, at most :data:`HOLD_FOR`."""
         assert self._nursery is not None
         older = self._held.pop(peer, None)
@@ -245,17 +306,17 @@ class BgpListener:
             older.close()
         self._held[peer] = conn
         log.info("bgp: holding a connection from %s for its next session (at most %g s)",
-                 peer, HOLD_FOR)  # fmt: skip
+                 _show(peer), HOLD_FOR)  # fmt: skip
         self._nursery.start_soon(self._expire, conn, peer)
 
-    async def _expire(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+    async def _expire(self, conn: trio.socket.SocketType, peer: PeerKey) -> None:
         await trio.sleep(HOLD_FOR)
         if self._held.get(peer) is conn:
             del self._held[peer]
             conn.close()
-            log.info("bgp: closed the connection held for %s: no session came", peer)
+            log.info("bgp: closed the connection held for %s: no session came", _show(peer))
 
-    def _refuse(self, conn: trio.socket.SocketType, peer: IPAddress) -> None:
+    def _refuse(self, conn: trio.socket.SocketType, peer: PeerKey) -> None:
         conn.close()
         self.refused += 1
         now = trio.current_time()
@@ -265,4 +326,9 @@ class BgpListener:
             self._refused_logged.clear()
         self._refused_logged[peer] = now
         log.warning("bgp: refused a connection from %s: not a configured peer (or its session "
-                    "is not running, or has listen = false)", peer)  # fmt: skip
+                    "is not running, or has listen = false)", _show(peer))  # fmt: skip
+
+
+def _show(peer: PeerKey) -> str:
+    vrf, address = peer
+    return f"{address} in VRF {vrf}" if vrf else str(address)

@@ -8,7 +8,12 @@
 - TTL: ``IP_TTL`` / ``IPV6_UNICAST_HOPS`` from :attr:`BgpPeerConfig.send_ttl`; GTSM
   (RFC 5082) adds ``IP_MINTTL`` / ``IPV6_MINHOPCOUNT``.
 - Next hops: our end of the connection (``getsockname``); for IPv6 also the
-  link-local address of the interface holding it (``/proc/net/if_inet6``).
+  link-local address of the interface holding it (``/proc/net/if_inet6``); in a VRF,
+  only the VRF's interfaces are candidates (the same address may be in two VRFs).
+- VRF: a peer with ``vrf`` gets ``SO_BINDTODEVICE`` to the VRF device on its active
+  socket before anything else (:func:`bind_to_vrf`; the shared listener binds its
+  VRF sockets the same way), so the kernel routes the connection with the VRF's table.
+  A missing VRF is ENODEV: :class:`BgpSocketError` names the peer and the VRF.
 """
 
 from __future__ import annotations
@@ -24,12 +29,14 @@ from pathlib import Path
 import attrs
 import trio
 
+from speaker import netlookup
 from speaker.bgp.config import BgpPeerConfig, IPAddress
 
 __all__ = [
     "BgpSocketError",
     "NextHops",
     "apply_ttl",
+    "bind_to_vrf",
     "clear_md5",
     "md5sig",
     "next_hops",
@@ -110,6 +117,25 @@ def apply_ttl(sock: trio.socket.SocketType, config: BgpPeerConfig) -> None:
         ) from None
 
 
+def bind_to_device(sock: trio.socket.SocketType | socket.socket, device: str) -> None:
+    """``SO_BINDTODEVICE``: the socket sends and receives through ``device`` only (a VRF
+    device: the VRF's routes and interfaces)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, device.encode())
+
+
+def bind_to_vrf(sock: trio.socket.SocketType, config: BgpPeerConfig) -> None:
+    """Put the peer's socket in its VRF (nothing for the default VRF)."""
+    if config.vrf is None:
+        return
+    try:
+        bind_to_device(sock, config.vrf)
+    except OSError as exc:
+        why = "no such VRF device" if exc.errno == errno.ENODEV else exc.strerror
+        raise BgpSocketError(
+            exc.errno, f"peer {config.name}: cannot bind to VRF {config.vrf!r}: {why}"
+        ) from None
+
+
 def _family(config: BgpPeerConfig) -> socket.AddressFamily:
     return socket.AF_INET if config.peer_address.version == 4 else socket.AF_INET6
 
@@ -119,6 +145,7 @@ async def open_connection(config: BgpPeerConfig) -> trio.socket.SocketType:
     caller bounds it. Raises OSError on failure, :class:`BgpSocketError` for options."""
     sock = trio.socket.socket(_family(config), socket.SOCK_STREAM)
     try:
+        bind_to_vrf(sock, config)
         set_md5(sock, config)
         apply_ttl(sock, config)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -156,10 +183,15 @@ def _if_inet6() -> list[tuple[ipaddress.IPv6Address, int, int, str]]:
     return out
 
 
-def _ipv4_interface(address: ipaddress.IPv4Address) -> int | None:
-    """The ifindex of the interface whose primary IPv4 address is ``address``."""
+def _ipv4_interface(
+    address: ipaddress.IPv4Address, among: frozenset[int] | None = None
+) -> int | None:
+    """The ifindex of the interface whose primary IPv4 address is ``address`` (one of
+    ``among`` if given)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         for index, name in socket.if_nameindex():
+            if among is not None and index not in among:
+                continue
             try:
                 raw = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()))
             except OSError:
@@ -234,10 +266,17 @@ def next_hops(local: IPAddress, config: BgpPeerConfig) -> NextHops:
     if config.unnumbered:
         return unnumbered_next_hops(config)
     addrs = _if_inet6()
+    among: frozenset[int] | None = None
+    if config.vrf is not None:
+        try:
+            among = netlookup.vrf_members(config.vrf)
+        except OSError:
+            among = frozenset()
+        addrs = [entry for entry in addrs if entry[1] in among]
     if local.version == 6:
         ifindex = next((i for a, i, _, _ in addrs if a == local), None)
     else:
-        ifindex = _ipv4_interface(local)
+        ifindex = _ipv4_interface(local, among)
     ipv4: ipaddress.IPv4Address | None = local if local.version == 4 else None
     ipv6: ipaddress.IPv6Address | None = local if local.version == 6 else None
     link_local = None

@@ -139,6 +139,14 @@ def _peer_asn(instance: object, attribute: attrs.Attribute[Any], value: int | st
     in_range(1, MAX_ASN)(instance, attribute, value)
 
 
+def _vrf_name(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    """A Linux device name (the VRF device): 1-15 bytes, no "/", no whitespace."""
+    if value is None:
+        return
+    if not value or len(value.encode()) > 15 or "/" in value or any(c.isspace() for c in value):
+        raise ValueError(f'"{value}" is not a device name (1-15 characters, no "/" or spaces)')
+
+
 def _hold_time(instance: object, attribute: attrs.Attribute[Any], value: timedelta | None) -> None:
     if value is None or not value:
         return
@@ -364,6 +372,8 @@ class PeerSpec:
     peer_port: int = attrs.field(default=179, validator=in_range(1, 65535))
     source_address: IPAddress | None = None
     interface: str | None = None
+    #: The Linux VRF device the peer is reached in (sessions, BFD, route lookups).
+    vrf: str | None = attrs.field(default=None, validator=_vrf_name)
     bfd_profile: str | None = None
     bfd_strict: bool = False
     hold_time: timedelta | None = attrs.field(default=None, validator=_hold_time)
@@ -544,6 +554,7 @@ class Peer:
     peer_port: int = 179
     source_address: IPAddress | None = None
     interface: str | None = None
+    vrf: str | None = None
     bfd_profile: BfdProfile | None = None
     #: BGP waits for BFD Up (and the hold-down) before every session, the first too.
     bfd_strict: bool = False

@@ -297,12 +297,8 @@ class _Checker:
                     f"profile {_q(profile.name)} has echo_mode, which is single-hop only"
                     " (RFC 5883); it is ignored for this multihop peer",
                 )
-            elif spec.interface is None:
-                self.error(
-                    f"{path}.interface",
-                    f"required: profile {_q(profile.name)} has echo_mode, which sends echo"
-                    " packets on the peer's interface",
-                )
+            # Without ``interface`` echo goes out on the interface of the route to the
+            # peer, looked up when the peer starts and followed while it runs.
 
     def password(self, path: str, spec: PeerSpec) -> str | None:
         if spec.password is not None and spec.password_file is not None:
@@ -334,14 +330,14 @@ class _Checker:
 
     def peer_addresses(self) -> None:
         """Two peers of this node at the same address and port would fight over one
-        session."""
-        seen: dict[tuple[IPAddress, int], str] = {}
+        session (the same address in two VRFs is two peers)."""
+        seen: dict[tuple[str | None, IPAddress, int], str] = {}
         for index, spec in self.draft.peers:
             if not selects(spec.node_selectors, self.speaker.labels):
                 continue
-            key: tuple[IPAddress, int]
+            key: tuple[str | None, IPAddress, int]
             if spec.peer_address is None and spec.interface is not None:
-                key = (unnumbered_address(spec.interface), spec.peer_port)
+                key = (spec.vrf, unnumbered_address(spec.interface), spec.peer_port)
                 if key in seen:
                     self.error(
                         f"peers[{index}].interface",
@@ -353,12 +349,13 @@ class _Checker:
                 continue
             if spec.peer_address is None:
                 continue  # reported by unnumbered()
-            key = (spec.peer_address, spec.peer_port)
+            key = (spec.vrf, spec.peer_address, spec.peer_port)
             if key in seen:
+                where = f" in VRF {_q(spec.vrf)}" if spec.vrf else ""
                 self.error(
                     f"peers[{index}].peer_address",
                     f"{spec.peer_address} (port {spec.peer_port}) is also the address of peer"
-                    f" {_q(seen[key])} on this node",
+                    f" {_q(seen[key])}{where} on this node",
                 )
             else:
                 seen[key] = spec.name

@@ -280,15 +280,9 @@ def _read_rest(
         and isinstance(read.address, ipaddress.IPv4Address)
         and not read.multihop
     ):
-        name = fields.manifest.name
-        read.echo_interface = ctx.options.interface_for(name)
-        if read.echo_interface is None:
-            fields.error(
-                "spec.bfdProfile",
-                f'profile "{profile_name}" has echoMode; the speaker sends echo packets on'
-                " the interface towards the peer and needs its name: pass --interface"
-                f" IFNAME (or --interface {name}=IFNAME)",
-            )
+        # Without --interface the speaker sends echo on the interface of the route to
+        # the peer (looked up when the peer starts, followed while it runs), as FRR.
+        read.echo_interface = ctx.options.interface_for(fields.manifest.name)
 
 
 def _secret(ctx: Context, fields: Fields, secret: object) -> str | None:
@@ -410,7 +404,7 @@ def _write_other_helpers(table: Table, read: _Read) -> None:
             )
     if read.vrf:
         if speaker_has("vrf"):
-            table.set("vrf", read.vrf)
+            table.set("vrf", read.vrf, "the Linux VRF device the session runs in")
         else:
             table.unsupported(
                 "vrf",

@@ -98,7 +98,7 @@ def _bfd_header(key: SessionKey, name: str | None) -> dict[str, Any]:
         "multihop": key.multihop,
         "peer": str(key.peer),
         "local": str(key.local),
-        "vrf": "default",
+        "vrf": key.vrf or "default",
     }
     if key.interface and not key.multihop:
         record["interface"] = key.interface

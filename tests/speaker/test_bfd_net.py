@@ -94,3 +94,13 @@ def test_interface_index_rechecks_at_most_every_second() -> None:
     missing.name = "lo"
     assert not missing.matches(lo, 0.5)
     assert missing.matches(lo, 1.0)
+
+
+def test_in_a_vrf_the_vrf_devices_index_is_accepted_too() -> None:
+    """The socket is bound to the VRF already; some kernels report the VRF device
+    rather than the slave (IPv6). ``lo`` stands in for the VRF device here."""
+    lo = socket.if_nametoindex("lo")
+    arrival = net.InterfaceIndex("no-such-if0", vrf="lo")
+    assert arrival.matches(lo, 0.0)
+    assert not arrival.matches(lo + 1000, 5.0)
+    assert not net.InterfaceIndex("no-such-if0").matches(lo, 0.0)

@@ -44,7 +44,7 @@ async def started_listener(nursery: trio.Nursery, *, wildcard: bool = False) -> 
 
 
 def listening_port(listener: BgpListener) -> int:
-    return int(listener.sockets[4].getsockname()[1])
+    return int(listener.sockets[(4, None)].getsockname()[1])
 
 
 class Router:
@@ -89,7 +89,7 @@ async def test_a_router_that_connects_to_us_reaches_established(
     listener = await started_listener(nursery)
     session = BgpSession(our_config(free_port(), listener=listener), routes=host_routes(3))
     await nursery.start(session.run)
-    assert listener.sessions == {ipaddress.ip_address(LOOPBACK): session}
+    assert listener.sessions == {(None, ipaddress.ip_address(LOOPBACK)): session}
     port = listening_port(listener)
     router = Router(await connect_to(port), peer_core(passive=False))
     await router.open()
@@ -139,9 +139,9 @@ async def test_port_taken_is_one_error_line_and_connecting_goes_on(
         await session.wait_established()  # outbound works
         errors = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert len(errors) == 1 and "cannot listen on 127.0.0.1:" in errors[0].getMessage()
-        assert "Address already in use" in listener.errors[4]
+        assert "Address already in use" in listener.errors[(4, None)]
     await trio.sleep(6)  # the other daemon went away: the retry binds
-    assert 4 in listener.sockets and not listener.errors
+    assert (4, None) in listener.sockets and not listener.errors
     session.cancel()
 
 

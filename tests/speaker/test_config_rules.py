@@ -250,10 +250,27 @@ def test_echo_with_ipv6_peer() -> None:
     ]
 
 
-def test_echo_needs_an_interface() -> None:
-    assert issues(PROFILES, peer(bfd_profile="echo")) == [
-        'peers[0].interface: required: profile "echo" has echo_mode, which sends echo packets on'
-        " the peer's interface"
+def test_echo_needs_no_interface() -> None:
+    """Without ``interface`` echo uses the interface of the route to the peer (looked up
+    when the peer starts), as FRR does."""
+    loads_config(SPEAKER + PROFILES + peer(bfd_profile="echo"))
+
+
+def test_vrf_is_a_device_name() -> None:
+    assert loads_config(SPEAKER + peer(vrf="red")).peers[0].vrf == "red"
+    loads_config(SPEAKER + peer(vrf="a-name-too-long"))  # 15 bytes
+    assert issues(peer(vrf="a-name-too-long!")) == [
+        'peers[0].vrf: "a-name-too-long!" is not a device name (1-15 characters, no "/" or spaces)'
+    ]
+    assert issues(peer(vrf="red/x")) != []
+
+
+def test_the_same_address_in_two_vrfs_is_two_peers() -> None:
+    loads_config(SPEAKER + peer(name="a", vrf="red") + peer(name="b"))
+    same = peer(name="a", vrf="red") + peer(name="b", vrf="red")
+    assert issues(same) == [
+        'peers[1].peer_address: 192.0.2.1 (port 179) is also the address of peer "a" in VRF'
+        ' "red" on this node'
     ]
 
 

@@ -14,6 +14,7 @@ import pytest
 from speaker.cli import main
 from speaker.config import IPAddress, loads_config
 from speaker.hostcheck import Host, host_issues
+from speaker.netlookup import LinkInfo
 
 FILE = """
 [speaker]
@@ -140,3 +141,104 @@ def test_check_passes_a_file_this_host_can_run(
         ["ok: 3 peers, 0 pools, 0 services", ROUTER_ID],
         [],
     )
+
+
+# ---- VRF ---------------------------------------------------------------------------
+
+VRF_FILE = """
+[speaker]
+my_asn = 64513
+node_name = "n1"
+
+[[peers]]
+name = "red-tor"
+peer_address = "198.18.1.1"
+peer_asn = 64512
+vrf = "{vrf}"
+interface = "{interface}"
+"""
+
+LINKS = (
+    LinkInfo(index=1, name="lo"),
+    LinkInfo(index=2, name="eth0"),
+    LinkInfo(index=3, name="eth1", master=5),
+    LinkInfo(index=4, name="eth2", master=6),
+    LinkInfo(index=5, name="red", kind="vrf", table=10),
+    LinkInfo(index=6, name="blue", kind="vrf", table=20),
+)
+
+
+def vrf_host(asked: list[tuple[str, str]] | None = None) -> Host:
+    def route_error_in(peer: IPAddress, vrf: str) -> OSError | None:
+        if asked is not None:
+            asked.append((str(peer), vrf))
+        return None
+
+    return Host(
+        interfaces=lambda: [link.name for link in LINKS],
+        links=lambda: LINKS,
+        route_error=lambda peer: OSError(errno.ENETUNREACH, "not in the default VRF"),
+        route_error_in=route_error_in,
+    )
+
+
+def vrf_config(*, vrf: str = "red", interface: str = "eth1") -> str:
+    return VRF_FILE.format(vrf=vrf, interface=interface)
+
+
+def test_a_vrf_peer_on_its_vrf_is_clean_and_its_route_is_asked_in_the_vrf() -> None:
+    asked: list[tuple[str, str]] = []
+    found = host_issues(loads_config(vrf_config()), host=vrf_host(asked))
+    assert (found.errors, found.warnings) == ((), ())
+    assert asked == [("198.18.1.1", "red")]
+
+
+def test_a_missing_vrf_is_an_error_with_a_suggestion() -> None:
+    found = host_issues(loads_config(vrf_config(vrf="rde")), host=vrf_host())
+    assert [str(e) for e in found.errors] == ['peers[0].vrf: no VRF "rde" on this host (did you'
+                                              ' mean "red"?)']  # fmt: skip
+    found = host_issues(loads_config(vrf_config(vrf="green")), strict=False, host=vrf_host())
+    assert found.errors == ()
+    assert [str(w) for w in found.warnings] == [
+        'peers[0].vrf: no VRF "green" on this host (VRFs: blue, red)'
+    ]
+
+
+def test_a_device_that_is_not_a_vrf_is_an_error() -> None:
+    found = host_issues(loads_config(vrf_config(vrf="eth0")), host=vrf_host())
+    assert [str(e) for e in found.errors] == [
+        'peers[0].vrf: "eth0" is a device of kind none, not a VRF'
+    ]
+
+
+def test_an_interface_not_enslaved_to_the_vrf_is_an_error() -> None:
+    found = host_issues(loads_config(vrf_config(interface="eth2")), host=vrf_host())
+    assert [str(e) for e in found.errors] == [
+        'peers[0].interface: interface "eth2" is not enslaved to VRF "red" (it is in VRF blue;'
+        " ip link set eth2 master red)"
+    ]
+    found = host_issues(loads_config(vrf_config(interface="eth0")), host=vrf_host())
+    assert [str(e) for e in found.errors] == [
+        'peers[0].interface: interface "eth0" is not enslaved to VRF "red" (it is in the'
+        " default VRF; ip link set eth0 master red)"
+    ]
+
+
+def test_an_interface_in_a_vrf_for_a_peer_without_vrf_is_a_warning() -> None:
+    text = vrf_config().replace('vrf = "red"\n', "")
+    found = host_issues(loads_config(text), host=vrf_host())
+    assert found.errors == ()
+    assert str(found.warnings[0]) == (
+        'peers[0].interface: interface "eth1" is in VRF "red" but the peer has no vrf: its'
+        ' sessions would use the default VRF (set vrf = "red")'
+    )
+
+
+def test_the_real_vrf_probe_on_a_host_without_that_vrf() -> None:
+    """Real kernel: no device "nosuchvrf9" here; check reports it on the vrf key."""
+    found = host_issues(loads_config(vrf_config(vrf="nosuchvrf9", interface="lo")))
+    assert [e.path for e in found.errors] == ["peers[0].vrf"]
+    found = host_issues(loads_config(vrf_config(vrf="lo", interface="lo")))
+    assert [str(e) for e in found.errors] == [
+        'peers[0].vrf: "lo" is a device of kind none, not a VRF'
+    ]

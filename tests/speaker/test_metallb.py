@@ -175,6 +175,21 @@ def test_interface_for_every_peer(tmp_path: Path) -> None:
     assert loads_config(result.toml).peer("tor-a").interface == "eth0"
 
 
+def test_echo_without_interface_imports_and_passes_check(tmp_path: Path) -> None:
+    """The interface is the route's, found when the peer starts: no --interface needed."""
+    result = convert_files([DATA / "echo-no-interface.yaml"])
+    assert result.errors == ()
+    peer = loads_config(result.toml).peer("tor-a")
+    assert peer.interface is None and peer.bfd_profile is not None
+    assert peer.bfd_profile.echo_mode
+
+
+def test_vrf_is_carried_over() -> None:
+    result = convert_files([DATA / "unsupported.yaml"])
+    assert result.errors == ()
+    assert [p.vrf for p in loads_config(result.toml).peers if p.vrf] == ["red"]
+
+
 def test_bad_interface_option(capsys: pytest.CaptureFixture[str]) -> None:
     status, out, err = run(capsys, "import-metallb", str(EXAMPLES[0]), "--interface", "tor-a=")
     assert status == 2 and out == ""

@@ -374,3 +374,14 @@ async def test_the_collector_does_not_keep_a_replaced_config_alive(tmp_path: Pat
         # ... with no scrape since: the collector's caches did not hold it.
         assert old() is None
         await scrape(spk.speaker, collector)
+
+
+async def test_a_peer_in_a_vrf_has_its_vrf_in_the_vrf_label(tmp_path: Path) -> None:
+    """MetalLB's ``vrf`` label: the VRF device's name. ``lo`` is no VRF, so that peer
+    does not start (one line, retried): its series are there, at 0."""
+    extra = (
+        '\n[[peers]]\nname = "red-tor"\npeer_address = "127.0.0.9"\npeer_asn = 64512\nvrf = "lo"\n'
+    )
+    async with running_speaker(tmp_path, extra) as spk:
+        text = await scrape(spk.speaker)
+    assert value(text, "metallb_bgp_session_up", peer="127.0.0.9:179", vrf="lo") == 0

@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -23,6 +24,7 @@ from speaker.bfd import net
 from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 from speaker.bgp.config import BgpPeerConfig
+from speaker.netlookup import RouteInfo
 from speaker.peer import BfdTarget, History, PeerPlan, PeerRunner
 
 starts: Counter[str] = Counter()
@@ -549,3 +551,103 @@ async def test_restart_path_closes_bgp_first_then_bfd_says_admin_down(
     assert bgp.stopped_for_restart and bgp.cancel_subcode == 4
     assert change.at - started >= peer_module.RESTART_BFD_AFTER - 1e-9
     await wait_for(lambda: stopped)
+
+
+# ---- VRF and the route to the peer -------------------------------------------------------
+
+
+def vrf_plan(name: str, n: int, vrf: str) -> PeerPlan:
+    base = plan(name, n)
+    return attrs.evolve(base, bgp=attrs.evolve(base.bgp, vrf=vrf))
+
+
+async def test_a_missing_vrf_costs_that_peer_one_line_and_retries(
+    autojump_clock: Any, nursery: trio.Nursery, caplog: Any
+) -> None:
+    good = PeerRunner(plan("good", 1), endpoint=None, routes=lambda p: {})
+    missing = PeerRunner(vrf_plan("red-tor", 2, "nosuchvrf0"), endpoint=None, routes=lambda p: {})
+    not_vrf = PeerRunner(vrf_plan("lo-tor", 3, "lo"), endpoint=None, routes=lambda p: {})
+    with caplog.at_level(logging.INFO, logger="speaker.peer"):
+        for r in (good, missing, not_vrf):
+            nursery.start_soon(r.run)
+        await trio.sleep(8)
+    assert starts["good"] == 1 and starts["red-tor"] == 0 and starts["lo-tor"] == 0
+    assert missing.setup_failures >= 3 and missing.crashes == 0
+    assert missing.last_error == (
+        "no VRF device 'nosuchvrf0' on this host (ip link add nosuchvrf0 type vrf table N)"
+    )
+    assert not_vrf.last_error == "device 'lo' is not a VRF (its kind is none)"
+    lines = [r for r in caplog.records if r.getMessage().startswith("peer red-tor")]
+    assert lines and all(r.exc_info is None for r in lines)
+    assert lines[0].getMessage() == (
+        "peer red-tor: cannot start: no VRF device 'nosuchvrf0' on this host (ip link add"
+        " nosuchvrf0 type vrf table N); retrying in 1 s"
+    )
+    nursery.cancel_scope.cancel()
+
+
+async def test_a_vrf_deleted_while_the_peer_runs_restarts_that_peer(
+    autojump_clock: Any, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket bound to a deleted VRF device hears nothing, even once a VRF of that
+    name is created again (a new ifindex): the peer starts afresh, after its backoff."""
+    index = [42]
+    monkeypatch.setattr(peer_module, "vrf_problem", lambda name: None)
+    monkeypatch.setattr(peer_module, "vrf_index", lambda name: index[0])
+    runner = PeerRunner(vrf_plan("red-tor", 2, "red"), endpoint=None, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await trio.sleep(10)
+    assert starts["red-tor"] == 1 and runner.setup_failures == 0
+    index[0] = 43  # deleted and created again
+    await trio.sleep(peer_module.ROUTE_RECHECK + 0.1)
+    assert runner.last_error == "VRF 'red' went away (deleted or created again)"
+    assert runner.crashes == 0 and runner.setup_failures == 1
+    await trio.sleep(2)
+    assert starts["red-tor"] == 2  # started again in the new VRF device
+    nursery.cancel_scope.cancel()
+
+
+async def test_bfd_without_interface_takes_the_routes_and_follows_it(
+    autojump_clock: Any, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """Single-hop BFD with no ``interface``: the route's interface when the peer starts,
+    then every ROUTE_RECHECK the route is asked again and the session moves with it
+    (no BGP restart, no new BFD session)."""
+    route = [RouteInfo(oif=1, interface="lo", source=None, gateway=None, table=254)]
+    monkeypatch.setattr(peer_module, "route_to", lambda peer, vrf=None: route[0])
+    moves: list[str] = []
+    monkeypatch.setattr(BfdSession, "move_to", lambda self, name: moves.append(name))
+    ours, routers = await endpoints(nursery)
+    await router(routers, 1)
+    runner = PeerRunner(plan("tor", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    with caplog.at_level(logging.INFO, logger="speaker.peer"):
+        nursery.start_soon(runner.run)
+        await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+        assert runner.bfd is not None and runner.bfd.key.interface == "lo"
+        await trio.sleep(3 * peer_module.ROUTE_RECHECK)
+        assert moves == []  # the route did not move
+        route[0] = attrs.evolve(route[0], oif=9, interface="to-rtr1b")
+        await trio.sleep(peer_module.ROUTE_RECHECK + 0.1)
+    assert moves == ["to-rtr1b"]
+    assert starts["tor"] == 1 and runner.setup_failures == runner.crashes == 0
+    assert any("the route to 127.0.0.2 moved from lo to to-rtr1b: BFD follows" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    nursery.cancel_scope.cancel()
+
+
+async def test_a_configured_interface_is_not_followed(
+    autojump_clock: Any, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[object] = []
+    monkeypatch.setattr(peer_module, "route_to", lambda peer, vrf=None: asked.append(peer))
+    ours, routers = await endpoints(nursery)
+    await router(routers, 1)
+    base = plan("tor", 1, bfd=True)
+    assert base.bfd_target is not None
+    fixed = attrs.evolve(base, bfd_target=attrs.evolve(base.bfd_target, interface="lo"))
+    runner = PeerRunner(fixed, endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    await trio.sleep(5 * peer_module.ROUTE_RECHECK)
+    assert asked == []  # no lookups at all for it
+    nursery.cancel_scope.cancel()
