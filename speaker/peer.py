@@ -230,6 +230,8 @@ class PeerRunner:
         self._guard: _Guard | None = None
         #: This BFD session is held AdminDown until BGP is first Established.
         self.bfd_held = False
+        #: RFC 8326: every route to this peer is drained (:meth:`set_drained`).
+        self.drained = False
 
     @property
     def name(self) -> str:
@@ -247,6 +249,13 @@ class PeerRunner:
             self.bgp.set_routes(self.routes(self.name))
         else:
             self.bgp.update_routes(changes)
+
+    def set_drained(self, drained: bool) -> None:
+        """Drain every route to this peer (RFC 8326) or end it: the running BGP
+        session sends them again (a batch at a time); a later session starts so."""
+        self.drained = drained
+        if self.bgp is not None:
+            self.bgp.set_drained(drained)
 
     def update(self, plan: PeerPlan, *, hold_down: float) -> None:
         """A reload changed nothing that needs a restart: new BFD timers go to the live
@@ -486,6 +495,8 @@ class PeerRunner:
     async def _run_bgp(self) -> None:
         """One BGP session, until it ends: only a BFD teardown (or an error) ends it."""
         bgp = BgpSession(self.plan.bgp, routes=self.routes(self.name))
+        if self.drained:
+            bgp.set_drained(True)
         self.bgp = bgp
         self.sessions += 1
         last = self.failovers[-1] if self.failovers else None

@@ -247,6 +247,18 @@ class BgpSession:
         self.rib_out.update(changes)
         self._kick()
 
+    def set_drained(self, drained: bool) -> None:
+        """RFC 8326 drain of this session (or its end): every route is sent again with
+        GRACEFUL_SHUTDOWN (and LOCAL_PREF 0 on iBGP), or again without; a batch per
+        driver step, as any change of the Adj-RIB-Out (:meth:`AdjRibOut.set_drained`).
+        Kept across the session's reconnections (it is the Adj-RIB-Out's)."""
+        self.rib_out.set_drained(drained)
+        self._kick()
+
+    @property
+    def drained(self) -> bool:
+        return self.rib_out.drained
+
     def announce(self, prefix: Prefix, attributes: RouteAttributes | None = None) -> None:
         self.rib_out.announce(prefix, attributes or RouteAttributes())
         self._kick()
