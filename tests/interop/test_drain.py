@@ -244,8 +244,8 @@ def test_drain_time_keeps_the_drained_route_before_the_cease(lab_require) -> Non
         vty.close()
         assert gshut_at is not None and gone_at is not None, (gshut_at, gone_at)
         held = gone_at - gshut_at
-        print(f"SIGTERM -> GSHUT at FRR {1000 * (gshut_at - sent):.0f} ms; drained route held"
-              f" {held:.2f} s before the Cease removed it (drain_time {drain_time:g} s)")  # fmt: skip
+        print(f"SIGTERM -> GSHUT at FRR {1000 * (gshut_at - sent):.0f} ms; drained route"
+              f" held {held:.2f} s before the Cease (drain_time {drain_time:g} s)")  # fmt: skip
         assert gshut_at - sent < 1.0
         assert drain_time - 0.05 <= held <= drain_time + 1.5
         assert speakers["n1"].stop(timeout=10) == 0
