@@ -294,3 +294,50 @@ def test_the_drain_survives_a_reload_and_a_restart(lab_require) -> None:  # type
         wait_until(lambda: ecmp(frr, lab), timeout=10, what="ECMP after undrain")
         for speaker in speakers.values():
             assert speaker.stop() == 0
+
+
+# ---- helper mode: the router restarts gracefully (RFC 4724 §4.2) -------------------------
+
+
+def test_a_router_restarting_gracefully_gets_our_routes_and_end_of_rib_promptly(  # type: ignore[no-untyped-def]
+    lab_require,
+) -> None:
+    """FRR (passive, ``bgp graceful-restart``: it advertises a Restart Time of 120 s)
+    loses its bgpd (SIGKILL: no NOTIFICATION, the TCP connection just goes) for 20 s.
+    We keep nothing from it, but must not leave our routes out once it is back: the
+    session reconnects every connect_retry meanwhile (no exponential backoff, which
+    left the routes out 8.3 s after bgpd came back) and sends every route and
+    End-of-RIB at once."""
+    lab_require("frr")
+    down_for = 20.0
+    with lab_of_two_nodes() as lab:
+        rtr, n1 = lab[ROUTER], str(lab["n1"].addr4(ROUTER))
+        lines = [f"neighbor {n1} remote-as 64513", f"neighbor {n1} timers 3 9",
+                 f"neighbor {n1} passive"]  # fmt: skip
+        config = bgpd_config(ROUTER_AS, str(rtr.lo4), lines).replace(
+            " no bgp ebgp-requires-policy", " no bgp ebgp-requires-policy\n bgp graceful-restart"
+        )
+        frr = FRR(rtr, bfdd=None, bgpd=config).start()
+        speaker = OurSpeaker(lab["n1"], node_config(lab, "n1", asn=64513), name="n1").start()
+        wait_until(lambda: VIP in frr.bgp_routes(), timeout=30, what="the VIP at FRR")
+        caps = ctl(lab, "n1", "show", "bgp", "neighbor", "rtr")["capabilities"]["received"]
+        assert "graceful-restart" in caps, caps
+
+        old = frr.procs["bgpd"]
+        old.stop(sig=signal.SIGKILL)
+        time.sleep(down_for)
+        frr.procs["bgpd"] = rtr.popen("frr-bgpd-restarted", old.argv)
+        wait_until(lambda: frr._ready("bgpd"), timeout=15, what="bgpd again")
+        back = time.monotonic()
+        wait_until(lambda: VIP in frr.bgp_routes(), timeout=60, interval=0.02,
+                   what="the VIP at the restarted FRR")  # fmt: skip
+        took = time.monotonic() - back
+        print(f"bgpd down {down_for:g} s: our route at FRR {took:.2f} s after it was back")
+        assert took < 2.5, took
+        assert speaker.find("advertised graceful restart")
+        eor = speaker.find("End-of-RIB sent for ipv4-unicast")
+        assert len(eor) == 2, eor  # the first session's, and the new one's
+        neighbor = ctl(lab, "n1", "show", "bgp", "neighbor", "rtr")
+        assert neighbor["state"] == "Established"
+        assert neighbor["endOfRibSent"] == ["ipv4-unicast"] * 2  # over the session's life
+        assert speaker.stop() == 0
