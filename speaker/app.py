@@ -314,6 +314,13 @@ class Speaker:
             return
         self.stop_draining = True
         self._apply_peer_drains()
+        sessions = [
+            runner.bgp for runner in self.peers.values()
+            if runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED
+        ]  # fmt: skip
+        if not sessions:
+            log.info("drain_time: no BGP session is Established, nothing to drain")
+            return
         started = trio.current_time()
         sent: float | None = None
         log.info("draining every peer for %.1f s before the Cease (drain_time)", drain_time,
@@ -322,10 +329,8 @@ class Speaker:
             self._stop_drain_scope = scope
             with trio.move_on_after(drain_time):
                 async with trio.open_nursery() as nursery:
-                    for runner in self.peers.values():
-                        bgp = runner.bgp
-                        if bgp is not None and bgp.state is BgpState.ESTABLISHED:
-                            nursery.start_soon(bgp.wait_synchronised)
+                    for bgp in sessions:
+                        nursery.start_soon(bgp.wait_synchronised)
             sent = trio.current_time() - started
             await trio.sleep(drain_time)
         self._stop_drain_scope = None

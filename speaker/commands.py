@@ -174,14 +174,14 @@ async def _drain(ctx: Context, drained: bool) -> dict[str, Any]:
     peer, service = ctx.opt("peer"), ctx.opt("service")
     if peer is not None and service is not None:
         raise RequestError("give a peer or a service, not both")
-    if ctx.args.get("all"):
-        if peer is not None or service is not None:
-            raise RequestError("--all ends every drain: give no peer or service with it")
-        state = await speaker.undrain_all()
-        return {"drain": state.record(), "changed": "all"}
+    every = bool(ctx.args.get("all"))
+    if every and (peer is not None or service is not None):
+        raise RequestError("--all ends every drain: give no peer or service with it")
     if peer is not None:
         peer = view.find_runner(speaker, peer).name
     try:
+        if every:
+            return {"drain": (await speaker.undrain_all()).record(), "changed": "all"}
         state = await speaker.set_drain(drained=drained, peer=peer, service=service)
     except KeyError:
         known = ", ".join(speaker.derived.services) or "none"

@@ -252,6 +252,11 @@ async def test_drain_and_undrain_the_node_a_peer_and_a_service(
     }  # fmt: skip
     status = await _request(speaker, "status")
     assert status["drain"] == {"node": True, "peers": [], "services": ["s2"], "stopping": False}
+    from speaker.metrics import SpeakerCollector
+
+    scrape = (await SpeakerCollector(speaker).scrape()).decode()
+    assert 'speaker_peer_draining{peer="127.0.0.1"} 1.0' in scrape
+    assert 'speaker_services{state="drained"} 1.0' in scrape
     assert (await _request(speaker, "show bgp neighbor", name="r"))["draining"] is True
 
     await _request(speaker, "undrain")
@@ -405,3 +410,45 @@ async def test_draining_65536_routes_costs_short_steps(
         print(f"drain + undrain: longest BgpSession step {steps.longest * 1000:.2f} ms")
     finally:
         trio.lowlevel.remove_instrument(steps)
+
+
+# ---- the CLI, through the control socket --------------------------------------------------
+
+
+async def test_speaker_drain_and_undrain_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.speaker.test_control import running_speaker
+
+    async with running_speaker(tmp_path) as spk:
+        sock = str(spk.path)
+        assert await spk.cli("drain", "web", "-s", sock) == 0
+        assert capsys.readouterr().out == "service web: drained\ndrained now: service web\n"
+        assert await spk.cli("drain", "--peer", "r1", "-s", sock) == 0
+        assert "drained now: peer r1, service web" in capsys.readouterr().out
+        assert spk.speaker.peers["r1"].drained and not spk.speaker.peers["r2"].drained
+        assert await spk.cli("undrain", "--all", "--json", "-s", sock) == 0
+        data = json.loads(capsys.readouterr().out)
+        assert data == {"drain": {"node": False, "peers": [], "services": []}, "changed": "all"}
+        assert await spk.cli("drain", "nope", "-s", sock) == 1
+        assert 'no service named "nope"' in capsys.readouterr().err
+        assert await spk.cli("drain", "--peer", "elsewhere", "-s", sock) == 1  # not this node's
+        assert 'no peer named "elsewhere"' in capsys.readouterr().err
+        assert await spk.cli("show", "status", "-s", sock) == 0
+        assert "Drain (RFC 8326): nothing drained" in capsys.readouterr().out
+
+
+async def test_drain_time_without_an_established_session_stops_at_once(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path
+) -> None:
+    """No router holds our routes: nothing to drain, no wait."""
+    from tests.speaker.test_control import free_port
+
+    config = loads_config(_config(tmp_path, port=free_port(), extra='drain_time = "60s"\n'))
+    speaker = Speaker(attrs.evolve(derive(config), health={}))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(functools.partial(speaker.run, handle_signals=False))
+        await trio.sleep(3)
+        started = trio.current_time()
+        await speaker.shutdown()
+    assert trio.current_time() - started < 2
