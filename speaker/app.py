@@ -486,6 +486,7 @@ class Speaker:
                     continue
                 log.info("%s: shutting down", signal.Signals(signum).name)
                 assert self._nursery is not None
+                self.shutting_down.set()  # now: a second signal must not start another
                 self._nursery.start_soon(self.shutdown)
 
     async def shutdown(self, message: str = "speaker shutting down") -> None:
