@@ -27,6 +27,7 @@ first answer from the other node. Writes ``bench/results/<date>-drain-stop[-quic
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import random
@@ -36,10 +37,11 @@ import time
 from typing import Any
 
 from bench.common import fmt3, new_data, quiet_note, summary, write_results
-from bench.dataplane import Topology, ours_config
+from bench.dataplane import VIP, Topology, ours_config
+from bench.setups import frr_bfd_profile, frr_neighbor_lines
 from lab import LabError
 from lab.dataplane import analyse
-from lab.frr import FRR
+from lab.frr import FRR, bgpd_config
 from lab.ours import OurSpeaker
 
 NAME = "drain-stop"
@@ -51,21 +53,44 @@ VARIANTS = ("ours-drain", "ours", "frr-gshut")
 class StopTopology(Topology):
     """:class:`bench.dataplane.Topology` (BFD 50/50/3) whose stop drains or not."""
 
-    def __init__(self, variant: str, drain_time: float) -> None:
+    def __init__(self, variant: str, drain_time: float, extra_routes: int = 0) -> None:
         super().__init__("frr" if variant.startswith("frr") else "ours", 50, 90)
         self.variant = variant
         self.drain_time = drain_time if variant != "ours" else 0.0
+        #: More routes beside the VIP (a power of two, from 198.19.64.0/18): the
+        #: router's work after a Cease grows with them.
+        self.extra = extra_routes
+
+    def _bulk(self) -> str:
+        return f"198.19.64.0/{32 - self.extra.bit_length() + 1}"
 
     def start_speaker(self, node: str) -> None:
-        if self.impl != "ours" or not self.drain_time:
-            super().start_speaker(node)
-            return
         name = f"spk{self.restarts}"
+        if self.impl != "ours":
+            if not self.extra:
+                super().start_speaker(node)
+                return
+            self.restarts += 1
+            host, rtr = self.lab[node], self.lab["rtr"]
+            neigh = frr_neighbor_lines(str(rtr.addr4(node)), bfd=True, hold_time=self.hold)
+            bulk = [str(n) for n in ipaddress.ip_network(self._bulk()).subnets(new_prefix=32)]
+            self.speakers[node] = FRR(
+                host, bfdd=frr_bfd_profile(50),
+                bgpd=bgpd_config(64513, str(host.addr4("rtr")), neigh,
+                                 networks4=[f"{VIP}/32", *bulk]),
+                name=name,
+            ).start(timeout=120)  # fmt: skip
+            return
         self.restarts += 1
-        config = ours_config(self.lab, node, self.ms, self.hold).replace(
-            "[speaker]\n", f'[speaker]\ndrain_time = "{self.drain_time:g}s"\n', 1
-        )
-        self.speakers[node] = OurSpeaker(self.lab[node], config, name=name).start()
+        config = ours_config(self.lab, node, self.ms, self.hold)
+        if self.drain_time:
+            config = config.replace(
+                "[speaker]\n", f'[speaker]\ndrain_time = "{self.drain_time:g}s"\n', 1
+            )
+        if self.extra:
+            config += (f'\n[[pools]]\nname = "bulk"\naddresses = ["{self._bulk()}"]\n'
+                       "announce_all = true\n")  # fmt: skip
+        self.speakers[node] = OurSpeaker(self.lab[node], config, name=name).start(timeout=60)
 
     def stop_node(self, node: str) -> tuple[float, float, float]:
         """Stop ``node`` as a shutdown does; (T0 wall, T0 monotonic, speaker exited
@@ -116,21 +141,25 @@ def report(data: dict[str, Any]) -> str:
         f"{', quick' if data['quick'] else ''})",
         "",
         "cli → rtr (FRR, maximum-paths 2, eBGP, BFD 50/50/3) → n1 / n2 announcing "
-        "198.19.0.10/32; a UDP probe every 1 ms. At T0 the node carrying the flow is "
+        f"198.19.0.10/32 (and {data['parameters'].get('extra_routes', 0)} more routes);"
+        " a UDP probe every 1 ms. At T0 the node carrying the flow is "
         f"stopped; its service stops {SERVICE_AFTER * 1000:.0f} ms after its speaker exited. "
         f'ours-drain: `drain_time = "{d:g}s"`, SIGTERM at T0; ours: no drain_time, SIGTERM '
         f"at T0; frr-gshut: FRR on the nodes, `bgp graceful-shutdown` at T0, {d:g} s, then "
         "SIGTERM. lost = probes after T0 never answered; gap = longest time between two "
         "answers; exit = T0 → the speaker exited; moved = T0 → first answer from the other "
-        "node. p50 / p99 / max (nearest rank).",
+        "node; margin = exit - moved (how long the traffic had left before the service "
+        f"could go, plus its {SERVICE_AFTER * 1000:.0f} ms). p50 / p99 / max (nearest rank).",
         "",
-        "| variant | trials (failed) | lost probes | longest gap (ms) | exit (ms) | moved (ms) |",
-        "|---|---|---|---|---|---|",
+        "| variant | trials (failed) | lost probes | longest gap (ms) | exit (ms) | moved (ms) "
+        "| margin (ms) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in data["summary"]:
         lines.append(
             f"| {c['variant']} | {c['trials']} ({c['failed']}) | {fmt3(c['lost'], 0)} | "
-            f"{fmt3(c['gap_ms'])} | {fmt3(c['exit_ms'], 0)} | {fmt3(c['first_other_ms'], 0)} |"
+            f"{fmt3(c['gap_ms'])} | {fmt3(c['exit_ms'], 0)} | {fmt3(c['first_other_ms'], 0)} | "
+            f"{fmt3(c['margin_ms'], 0)} |"
         )
     if data["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in data["notes"]]
@@ -151,6 +180,8 @@ def summarise(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "exit_ms": summary([t["exit_ms"] for t in ok]),
             "first_other_ms": summary([t["first_other_ms"] for t in ok
                                        if t.get("first_other_ms") is not None]),
+            "margin_ms": summary([t["exit_ms"] - t["first_other_ms"] for t in ok
+                                  if t.get("first_other_ms") is not None]),
         })  # fmt: skip
     return out
 
@@ -161,12 +192,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 trials per variant")
     ap.add_argument("--trials", type=int, help="per variant (5; quick 2)")
     ap.add_argument("--drain-time", type=float, default=2.0, help="seconds (2)")
+    ap.add_argument(
+        "--extra-routes",
+        type=int,
+        default=0,
+        help="more routes announced beside the VIP (a power of two up to 16384)",
+    )
     args = ap.parse_args(argv)
     trials = args.trials or (2 if args.quick else 5)
     data = new_data(NAME, args.quick, {"trials": trials, "drain_time_s": args.drain_time,
-                                       "service_after_s": SERVICE_AFTER})  # fmt: skip
+                                       "service_after_s": SERVICE_AFTER,
+                                       "extra_routes": args.extra_routes})  # fmt: skip
     data["trials"] = []
-    topos = [StopTopology(v, args.drain_time) for v in VARIANTS]
+    topos = [StopTopology(v, args.drain_time, args.extra_routes) for v in VARIANTS]
     start = time.monotonic()
     try:
         for t in topos:
