@@ -257,7 +257,17 @@ async def test_drain_and_undrain_the_node_a_peer_and_a_service(
     scrape = (await SpeakerCollector(speaker).scrape()).decode()
     assert 'speaker_peer_draining{peer="127.0.0.1"} 1.0' in scrape
     assert 'speaker_services{state="drained"} 1.0' in scrape
-    assert (await _request(speaker, "show bgp neighbor", name="r"))["draining"] is True
+    neighbor = await _request(speaker, "show bgp neighbor", name="r")
+    assert neighbor["draining"] is True
+    from speaker import show
+
+    assert "Drain (RFC 8326): the whole node, service s2\n" in show.format_status(status)
+    assert "  Draining (RFC 8326): every route sent with GRACEFUL_SHUTDOWN 65535:0\n" in (
+        show.format_bgp_neighbor(neighbor)
+    )
+    text = show.format_routes({**routes, "peers": [{**row, "announced": records}]})
+    assert "Peer r (127.0.0.1): BGP Established, BFD -, draining\n" in text
+    assert text.count("graceful-shutdown") == 3 and "(drained)" in text
 
     await _request(speaker, "undrain")
     await wait_for(lambda: _drained_prefixes(peer) == {"198.19.0.2/32"})
