@@ -38,7 +38,7 @@ from speaker.bfd.runtime import BfdEndpoint
 from speaker.bgp.config import RouteAttributes
 from speaker.bgp.listener import BgpListener
 from speaker.config import Config
-from speaker.drain import DrainState, drain_file, read_drain, write_drain
+from speaker.drain import MAX_DRAINED_SERVICES, DrainState, drain_file, read_drain, write_drain
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
 from speaker.looplag import Slicer
@@ -240,9 +240,16 @@ class Speaker:
 
         Raises:
             KeyError: no such service or peer.  OSError: the drain file.
+            ValueError: MAX_DRAINED_SERVICES services are drained already.
         """
         if service is not None and service not in self.derived.services:
             raise KeyError(service)
+        many = len(self.drain.services) >= MAX_DRAINED_SERVICES
+        if service is not None and drained and service not in self.drain.services and many:
+            raise ValueError(
+                f"{MAX_DRAINED_SERVICES} services are drained one by one already: drain the"
+                " node (speaker drain) or a peer (--peer) instead"
+            )
         if peer is not None and peer not in self.peers:
             raise KeyError(peer)
         async with self._drain_lock:
@@ -273,7 +280,7 @@ class Speaker:
             self.drain = DrainState()
         log.info("every drain ended (RFC 8326 graceful shutdown)", extra=fields(drained=False))
         self._apply_peer_drains()
-        for index, service in enumerate(sorted(old.services)):
+        for index, service in enumerate(list(old.services)):
             if service not in self.drain.services:  # drained again meanwhile: kept
                 self._push_changes(self.derived.routes.set_drained(service, False))
             await _between_slices(index)
@@ -298,7 +305,7 @@ class Speaker:
         """A reload's new route table: the drained services drained in it too, before
         any session gets it (a slice at a time; a drain changed meanwhile went to this
         table already, as it is the speaker's now)."""
-        for index, service in enumerate(sorted(self.drain.services)):
+        for index, service in enumerate(list(self.drain.services)):
             if service in self.drain.services:
                 routes.set_drained(service, True)
             await _between_slices(index)

@@ -188,6 +188,8 @@ async def _drain(ctx: Context, drained: bool) -> dict[str, Any]:
         raise RequestError(f'no service named "{service}" (services: {known})') from None
     except OSError as exc:
         raise RequestError(f"cannot write the drain file: {exc}") from None
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
     what = f"peer {peer}" if peer else f"service {service}" if service else "node"
     return {"drain": state.record(), "changed": what, "drained": drained}
 

@@ -31,9 +31,13 @@ import attrs
 from speaker.allocate import StateFileError
 from speaker.files import write_atomically
 
-__all__ = ["DrainState", "drain_file", "read_drain", "write_drain"]
+__all__ = ["MAX_DRAINED_SERVICES", "DrainState", "drain_file", "read_drain", "write_drain"]
 
 DRAIN_VERSION = 1
+#: Services drained one by one at most: what is drained is copied, sorted and written
+#: whole on each change (about 0.2 ms at this size, in one step of the loop); for more,
+#: drain the node or a peer, which costs nothing per route.
+MAX_DRAINED_SERVICES = 1024
 
 
 def _names_set(names: Iterable[str]) -> frozenset[str]:

@@ -462,3 +462,22 @@ async def test_drain_time_without_an_established_session_stops_at_once(
         started = trio.current_time()
         await speaker.shutdown()
     assert trio.current_time() - started < 2
+
+
+async def test_services_drained_one_by_one_are_bounded(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import speaker.app
+
+    monkeypatch.setattr(speaker.app, "MAX_DRAINED_SERVICES", 2)
+    _, spk = await _start(nursery, tmp_path)
+    await _request(spk, "drain", service="s1")
+    await _request(spk, "drain", service="s2")
+    reply = await commands.dispatch(spk, {"command": "drain", "service": "s3"})
+    assert not reply["ok"] and "drain the node" in reply["error"], reply
+    await _request(spk, "drain", service="s2")  # already drained: fine
+    await _request(spk, "drain")  # the node: always
+    assert spk.drain == DrainState(node=True, services={"s1", "s2"})
