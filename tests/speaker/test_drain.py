@@ -481,3 +481,71 @@ async def test_services_drained_one_by_one_are_bounded(
     await _request(spk, "drain", service="s2")  # already drained: fine
     await _request(spk, "drain")  # the node: always
     assert spk.drain == DrainState(node=True, services={"s1", "s2"})
+
+
+# ---- the Adj-RIB-Out's drain under any interleaving ---------------------------------------
+
+from hypothesis import example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from tests.speaker.test_bgp_rib_property import changes, routes  # noqa: E402
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("update"), changes),
+        st.tuples(st.just("replace"), routes),
+        st.tuples(st.just("take"), st.integers(1, 4)),
+        st.tuples(st.just("resend"), st.just(IPV4_UNICAST)),
+        st.tuples(st.just("drain"), st.booleans()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(initial=st.just({}) | routes, ops=_ops)
+# An overlay-only route, sent, then the drain: only the overlay's scan finds it.
+@example(initial={}, ops=[("update", {IPv4Network("198.18.0.1/32"): RouteAttributes()}),
+                          ("take", 4), ("drain", True)])  # fmt: skip
+def test_a_session_drained_and_undrained_while_up_converges(
+    initial: dict[Any, RouteAttributes], ops: list[tuple[str, Any]]
+) -> None:
+    """Drains, undrains, changes and sliced takes in any order, the session up all
+    along (the live overlay scan included): once nothing is pending the peer holds the
+    desired routes, drained exactly when the session is."""
+    from speaker.bgp.rib import AdjRibOut as Rib
+
+    rib = Rib(initial)
+    model = dict(initial)
+    peer: dict[Any, RouteAttributes] = {}
+    families = [IPV4_UNICAST, (2, 1)]
+    rib.session_up(families)
+
+    def take(limit: int) -> None:
+        batch = rib.take(limit)
+        for prefix in batch.withdraw:
+            del peer[prefix]
+        for attributes, prefixes in batch.announce.items():
+            peer.update(dict.fromkeys(prefixes, attributes))
+
+    for op, arg in ops:
+        if op == "update":
+            rib.update(arg)
+            for prefix, attributes in arg.items():
+                if attributes is None:
+                    model.pop(prefix, None)
+                else:
+                    model[prefix] = attributes
+        elif op == "replace":
+            rib.replace(dict(arg))
+            model = dict(arg)
+        elif op == "take":
+            take(arg)
+        elif op == "resend":
+            rib.resend(arg)
+        else:
+            rib.set_drained(arg)
+    while rib.pending:
+        take(3)
+    want = {p: (a.drained() if rib.drained else a) for p, a in model.items()}
+    assert peer == want == rib.advertised
