@@ -152,14 +152,15 @@ def report(data: dict[str, Any]) -> str:
         f"could go, plus its {SERVICE_AFTER * 1000:.0f} ms). p50 / p99 / max (nearest rank).",
         "",
         "| variant | trials (failed) | lost probes | longest gap (ms) | exit (ms) | moved (ms) "
-        "| margin (ms) |",
-        "|---|---|---|---|---|---|---|",
+        "| margin (ms) | margin, min (ms) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for c in data["summary"]:
         lines.append(
             f"| {c['variant']} | {c['trials']} ({c['failed']}) | {fmt3(c['lost'], 0)} | "
             f"{fmt3(c['gap_ms'])} | {fmt3(c['exit_ms'], 0)} | {fmt3(c['first_other_ms'], 0)} | "
-            f"{fmt3(c['margin_ms'], 0)} |"
+            f"{fmt3(c['margin_ms'], 0)} | "
+            f"{'-' if c['margin_ms']['min'] is None else round(c['margin_ms']['min'])} |"
         )
     if data["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in data["notes"]]
