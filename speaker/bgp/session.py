@@ -166,6 +166,8 @@ class BgpSession:
         #: A NOTIFICATION went either way since the session was last Established (then
         #: its end is no graceful restart of the peer: :meth:`_help_restart`).
         self._notified_since_up = False
+        #: The reconnect loop of :meth:`_follow_restart`, while one runs (one at most).
+        self._restart_watch: trio.CancelScope | None = None
         #: BGP messages by type, over all of this session's connections
         self.received = MessageCounter()
         self.sent = MessageCounter()
@@ -483,24 +485,31 @@ class BgpSession:
         restart_time = negotiated.graceful_restart_negotiation.peer_restart_time
         if not restart_time:
             return
-        self._nursery.start_soon(self._follow_restart, float(restart_time))
+        if self._restart_watch is not None:  # the peer went again: start over
+            self._restart_watch.cancel()
+        self._restart_watch = trio.CancelScope()
+        self._nursery.start_soon(self._follow_restart, float(restart_time), self._restart_watch)
 
     def _established(self) -> bool:
         return self.core.state is State.ESTABLISHED
 
-    async def _follow_restart(self, restart_time: float) -> None:
+    async def _follow_restart(self, restart_time: float, scope: trio.CancelScope) -> None:
         retry = self.config.connect_retry
         until = trio.current_time() + restart_time
-        await trio.sleep(retry)  # the events of the session's end are all in by then
-        if self._notified_since_up or self._established():
-            return  # a NOTIFICATION: a reset, not a restart (the backoff applies)
-        log.info("bgp %s: the peer closed the session without a NOTIFICATION and advertised"
-                 " graceful restart (%.0f s): reconnecting every %.1f s meanwhile", self.name,
-                 restart_time, retry, extra=self._fields())  # fmt: skip
-        while trio.current_time() < until and not self._established():
-            if self.core.state is State.IDLE:  # waiting out a backoff: try now instead
-                self._after(self.core.connect_now(trio.current_time()))
-            await trio.sleep(retry)
+        with scope:
+            await trio.sleep(retry)  # the events of the session's end are all in by then
+            if self._notified_since_up or self._established():
+                return  # a NOTIFICATION: a reset, not a restart (the backoff applies)
+            log.info("bgp %s: the peer closed the session without a NOTIFICATION and"
+                     " advertised graceful restart (%.0f s): reconnecting every %.1f s"
+                     " meanwhile", self.name, restart_time, retry,
+                     extra=self._fields())  # fmt: skip
+            while trio.current_time() < until and not self._established():
+                if self.core.state is State.IDLE:  # waiting out a backoff: try now instead
+                    self._after(self.core.connect_now(trio.current_time()))
+                await trio.sleep(retry)
+        if self._restart_watch is scope:
+            self._restart_watch = None
 
     # ---- next hops that follow the interface's addresses --------------------------------
 
