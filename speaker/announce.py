@@ -14,6 +14,12 @@ it.  Prefixes are deduplicated; when two advertisements give the same prefix, th
 communities are merged (validation has already rejected conflicting local_pref).
 ``local_pref`` is only set for iBGP peers (RFC 4271 §5.1.5), as MetalLB does.
 
+A drained service (RFC 8326, ``speaker drain SERVICE``: :mod:`speaker.drain`) gives
+its prefixes with ``graceful_shutdown`` set; a prefix that several announced services
+give is drained when any of them is (the operator asked for that service's traffic to
+move). A drain of a whole peer or node is not the table's: each BGP session applies
+it to every route it sends (:meth:`speaker.bgp.rib.AdjRibOut.set_drained`).
+
 No I/O and no clock. :func:`routes_for_peer` computes the routes of one peer from
 scratch (the reference); :class:`RouteTable` holds them for every peer and keeps
 them up to date by difference, so a health change costs the routes of that service
@@ -148,6 +154,8 @@ class _PeerTable:
         #: advertisement index -> prefix -> announced services giving it (one table
         #: per advertisement, not one per prefix: a 65,536-route table stays small)
         self.sources: dict[int, dict[IPNetwork, int]] = {}
+        #: prefix -> announced *drained* services giving it (any: the route is drained)
+        self.drains: dict[IPNetwork, int] = {}
 
     def get(self, prefix: IPNetwork) -> RouteAttributes | None:
         if prefix in self.overlay:
@@ -164,6 +172,14 @@ class _PeerTable:
             counts[prefix] = n
         else:
             counts.pop(prefix, None)
+
+    def drain(self, prefix: IPNetwork, step: int) -> None:
+        """One announced drained service more (1) or less (-1) gives ``prefix``."""
+        n = self.drains.get(prefix, 0) + step
+        if n > 0:
+            self.drains[prefix] = n
+        else:
+            self.drains.pop(prefix, None)
 
     def advertisements(self, prefix: IPNetwork) -> tuple[int, ...]:
         """The indices of the advertisements announcing ``prefix`` now, in file order."""
@@ -191,7 +207,9 @@ class RouteTable:
         self._contributions: dict[str, list[tuple[_PeerTable, int, IPNetwork]]] = {}
         self._unchecked: frozenset[str] = frozenset()  # services without a health check
         self._announced: set[str] = set()  # changed in place: a copy costs every service
-        self._merged: dict[tuple[bool, tuple[int, ...]], RouteAttributes] = {}
+        #: services the operator drained (RFC 8326), announced or not
+        self._drained: set[str] = set()
+        self._merged: dict[tuple[bool, tuple[int, ...], bool], RouteAttributes] = {}
 
     @classmethod
     def build(
@@ -201,10 +219,13 @@ class RouteTable:
         *,
         healthy: Collection[str] = frozenset(),
         withdrawn: Collection[str] = frozenset(),
+        drained: Collection[str] = frozenset(),
     ) -> Steps[RouteTable]:
         """The table for ``config`` with the services ``healthy``/``withdrawn`` give
-        (as :func:`routes_for_peer`) announced, in slices."""
+        (as :func:`routes_for_peer`) announced, those in ``drained`` drained, in
+        slices."""
         table = cls(config)
+        table._drained = set(drained)
         # The sets a step at a time (set algebra on 65,536 names is a long step).
         healthy = healthy if isinstance(healthy, AbstractSet) else frozenset(healthy)
         withdrawn = withdrawn if isinstance(withdrawn, AbstractSet) else frozenset(withdrawn)
@@ -249,6 +270,8 @@ class RouteTable:
                         table._contributions.setdefault(service.name, []).append((pt, index, net))
                         if service.name in announced:
                             pt.count(index, net, 1)
+                            if service.name in table._drained:
+                                pt.drain(net, 1)
                         work += 1
                         if work % SLICE == 0:
                             yield None
@@ -259,7 +282,7 @@ class RouteTable:
                     continue  # given by another advertisement too
                 ads = pt.advertisements(prefix)
                 if ads:
-                    pt.base[prefix] = table._attributes(pt, ads)
+                    pt.base[prefix] = table._attributes(pt, ads, prefix in pt.drains)
                 work += 1
                 if work % SLICE == 0:
                     yield None
@@ -310,15 +333,24 @@ class RouteTable:
         touched: dict[_PeerTable, dict[IPNetwork, None]] = {}
         for services, step in moves:
             for service in services:
+                drained = service in self._drained
                 for pt, index, prefix in self._contributions.get(service, ()):
                     pt.count(index, prefix, step)
+                    if drained:
+                        pt.drain(prefix, step)
                     touched.setdefault(pt, {})[prefix] = None
+        return self._changes(touched)
+
+    def _changes(
+        self, touched: dict[_PeerTable, dict[IPNetwork, None]]
+    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
+        """The ``touched`` prefixes' attributes now; those that changed, per peer."""
         out: dict[str, dict[IPNetwork, RouteAttributes | None]] = {}
         for pt, prefixes in touched.items():
             changes: dict[IPNetwork, RouteAttributes | None] = {}
             for prefix in prefixes:
                 ads = pt.advertisements(prefix)
-                new = self._attributes(pt, ads) if ads else None
+                new = self._attributes(pt, ads, prefix in pt.drains) if ads else None
                 if new == pt.get(prefix):
                     continue
                 changes[prefix] = new
@@ -343,16 +375,45 @@ class RouteTable:
             self._announced.discard(service)
         return self._apply(((service,), 1 if announced else -1))
 
+    def set_drained(
+        self, service: str, drained: bool
+    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
+        """Drain ``service`` (RFC 8326) or end its drain: its routes, while it is
+        announced, get ``graceful_shutdown`` set (or lose it). Costs that service's
+        routes; per peer the prefixes that changed."""
+        if (service in self._drained) == drained:
+            return {}
+        if drained:
+            self._drained.add(service)
+        else:
+            self._drained.discard(service)
+        if service not in self._announced:
+            return {}
+        touched: dict[_PeerTable, dict[IPNetwork, None]] = {}
+        for pt, _, prefix in self._contributions.get(service, ()):
+            pt.drain(prefix, 1 if drained else -1)
+            touched.setdefault(pt, {})[prefix] = None
+        return self._changes(touched)
+
+    @property
+    def drained(self) -> frozenset[str]:
+        """The services drained in this table."""
+        return frozenset(self._drained)
+
     def _effective(self, healthy: Collection[str], withdrawn: Collection[str]) -> frozenset[str]:
         return (self._unchecked | frozenset(healthy)) - frozenset(withdrawn)
 
-    def _attributes(self, pt: _PeerTable, ads: tuple[int, ...]) -> RouteAttributes:
-        key = (pt.internal, ads)
+    def _attributes(
+        self, pt: _PeerTable, ads: tuple[int, ...], drained: bool = False
+    ) -> RouteAttributes:
+        key = (pt.internal, ads, drained)
         merged = self._merged.get(key)
         if merged is None:
             for index in ads:
                 one = _attributes(self.config.advertisements[index], pt.internal)
                 merged = one if merged is None else merged.merge(one)
             assert merged is not None
+            if drained:
+                merged = merged.drained()
             self._merged[key] = merged
         return merged

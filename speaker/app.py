@@ -33,11 +33,13 @@ import attrs
 import trio
 
 from protocols.bgp import Prefix
+from protocols.bgp import State as BgpState
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.bgp.config import RouteAttributes
 from speaker.bgp.listener import BgpListener
 from speaker.config import Config
+from speaker.drain import MAX_DRAINED_SERVICES, DrainState, drain_file, read_drain, write_drain
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
 from speaker.looplag import Slicer
@@ -138,6 +140,14 @@ class Speaker:
         #: Operator overrides (``speaker announce|withdraw SERVICE``), kept in the state
         #: file across restarts: "announce" ignores health, "withdraw" never announces.
         self.overrides: dict[str, str] = read_overrides(derived.config.speaker.state_file)
+        #: RFC 8326: what the operator drained (``speaker drain``), kept in its file
+        #: across reloads and restarts (speaker/drain.py).
+        self.drain: DrainState = read_drain(drain_file(derived.config.speaker.state_file))
+        #: Every peer drained for a planned stop (``[speaker] drain_time``; not kept).
+        self.stop_draining = False
+        #: The stop's drain wait, which a second SIGTERM/SIGINT cuts short.
+        self._stop_drain_scope: trio.CancelScope | None = None
+        self._drain_lock = trio.Lock()
         #: packets no session claimed, as they stood at ``clear bfd peers counters``
         self.unmatched_cleared: Counter[str] = Counter()
         self.peers: dict[str, PeerRunner] = {}
@@ -154,6 +164,8 @@ class Speaker:
         #: from this table, brought to the announced services now.
         self._routes_pushed: RouteFunction | None = None
         self._sync_routes()
+        for service in self.drain.services:  # before any session takes the routes
+            derived.routes.set_drained(service, True)
         self._routes_pushed = derived.routes
         #: While a reload runs: the services whose announcement may have changed
         #: since its new route table was built from ``announced_services()`` (health,
@@ -229,6 +241,129 @@ class Speaker:
                  extra=fields(service=service, override=mode))  # fmt: skip
         self._push_routes(service)
 
+    # ---- RFC 8326 drain ----------------------------------------------------------------
+
+    def peer_drained(self, peer: str) -> bool:
+        """Whether every route to ``peer`` is drained: the node or the peer is, or a
+        planned stop drains everything."""
+        return self.stop_draining or self.drain.peer_drained(peer)
+
+    async def set_drain(
+        self, *, drained: bool, peer: str | None = None, service: str | None = None
+    ) -> DrainState:
+        """``speaker drain|undrain [--peer NAME | SERVICE]``: the new state is written
+        to its file first (in a worker thread), then applied: a peer's or the node's
+        by each BGP session (a switch, then its routes sent again a batch at a time), a
+        service's by the route table (that service's routes).
+
+        Raises:
+            KeyError: no such service or peer.  OSError: the drain file.
+            ValueError: MAX_DRAINED_SERVICES services are drained already.
+        """
+        if service is not None and service not in self.derived.services:
+            raise KeyError(service)
+        many = len(self.drain.services) >= MAX_DRAINED_SERVICES
+        if service is not None and drained and service not in self.drain.services and many:
+            raise ValueError(
+                f"{MAX_DRAINED_SERVICES} services are drained one by one already: drain the"
+                " node (speaker drain) or a peer (--peer) instead"
+            )
+        if peer is not None and peer not in self.peers:
+            raise KeyError(peer)
+        async with self._drain_lock:
+            new = self.drain.changed(drained=drained, peer=peer, service=service)
+            if new == self.drain:
+                return new
+            path = drain_file(self.config.speaker.state_file)
+            await trio.to_thread.run_sync(write_drain, path, new)
+            self.drain = new
+        what = f"peer {peer}" if peer else f"service {service}" if service else "node"
+        log.info("%s %s (RFC 8326 graceful shutdown)", what, "drained" if drained else "undrained",
+                 extra=fields(drain=what, drained=drained))  # fmt: skip
+        if service is not None:
+            self._push_changes(self.derived.routes.set_drained(service, drained))
+        else:
+            self._apply_peer_drains()
+        return new
+
+    async def undrain_all(self) -> DrainState:
+        """``speaker undrain --all``: end every drain (node, peers, services) at once,
+        with one write of the file; the services' routes a slice at a time."""
+        async with self._drain_lock:
+            old = self.drain
+            if not old:
+                return old
+            path = drain_file(self.config.speaker.state_file)
+            await trio.to_thread.run_sync(write_drain, path, DrainState())
+            self.drain = DrainState()
+        log.info("every drain ended (RFC 8326 graceful shutdown)", extra=fields(drained=False))
+        self._apply_peer_drains()
+        for index, service in enumerate(list(old.services)):
+            if service not in self.drain.services:  # drained again meanwhile: kept
+                self._push_changes(self.derived.routes.set_drained(service, False))
+            await _between_slices(index)
+        return self.drain
+
+    def _apply_peer_drains(self) -> None:
+        for name, runner in self.peers.items():
+            wanted = self.peer_drained(name)
+            if runner.drained != wanted:
+                runner.set_drained(wanted)
+
+    def _push_changes(self, changes: dict[str, dict[Prefix, RouteAttributes | None]]) -> None:
+        """Changes of the current route table to the sessions, if they hold it (while a
+        reload installs a new table, the sessions get that one, changes included)."""
+        if self.derived.routes is not self._routes_pushed:
+            return
+        for name, runner in self.peers.items():
+            if name in changes:
+                runner.push_routes(changes[name])
+
+    async def _drain_services(self, routes: RouteFunction) -> None:
+        """A reload's new route table: the drained services drained in it too, before
+        any session gets it (a slice at a time; a drain changed meanwhile went to this
+        table already, as it is the speaker's now)."""
+        for index, service in enumerate(list(self.drain.services)):
+            if service in self.drain.services:
+                routes.set_drained(service, True)
+            await _between_slices(index)
+
+    async def drain_before_stop(self) -> None:
+        """RFC 8326 on a planned stop (``[speaker] drain_time``, 0: nothing): every
+        route to every peer announced again with GRACEFUL_SHUTDOWN (LOCAL_PREF 0 on
+        iBGP); once the Established sessions have sent them (waiting drain_time at
+        most), drain_time more for the routers to move the traffic; then the Cease
+        follows as without a drain. A second SIGTERM/SIGINT ends the wait."""
+        drain_time = self.config.speaker.drain_time.total_seconds()
+        if drain_time <= 0 or self.stop_draining:
+            return
+        self.stop_draining = True
+        self._apply_peer_drains()
+        sessions = [
+            runner.bgp for runner in self.peers.values()
+            if runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED
+        ]  # fmt: skip
+        if not sessions:
+            log.info("drain_time: no BGP session is Established, nothing to drain")
+            return
+        started = trio.current_time()
+        sent: float | None = None
+        log.info("draining every peer for %.1f s before the Cease (drain_time)", drain_time,
+                 extra=fields(drain="stop", drain_time=drain_time))  # fmt: skip
+        with trio.CancelScope() as scope:
+            self._stop_drain_scope = scope
+            with trio.move_on_after(drain_time):
+                async with trio.open_nursery() as nursery:
+                    for bgp in sessions:
+                        nursery.start_soon(bgp.wait_synchronised)
+            sent = trio.current_time() - started
+            await trio.sleep(drain_time)
+        self._stop_drain_scope = None
+        sending = "not all sent" if sent is None else f"sent in {sent:.2f} s"
+        log.info("drain done: routes %s, %s", sending, "cut short by a second signal"
+                 if scope.cancelled_caught else f"then {drain_time:.1f} s",
+                 extra=fields(drain="stop"))  # fmt: skip
+
     # ---- running -----------------------------------------------------------------------
 
     async def run(
@@ -279,6 +414,7 @@ class Speaker:
             plan, endpoint=self.endpoint, routes=self.routes_for,
             hold_down=self.derived.hold_down, restart_deadline=restart_deadline,
         )  # fmt: skip
+        runner.drained = self.peer_drained(plan.name)
         self.peers[plan.name] = runner
         self._nursery.start_soon(runner.run, name=f"peer {plan.name}")
         return runner
@@ -372,33 +508,49 @@ class Speaker:
         with trio.open_signal_receiver(signal.SIGHUP, *SIGNALS) as signals:
             task_status.started()
             async for signum in signals:
+                if signum == signal.SIGHUP and self.shutting_down.is_set():
+                    log.info("SIGHUP while stopping: no reload")
+                    continue
                 if signum == signal.SIGHUP:
                     log.info("SIGHUP: reloading %s", self.config_path)
                     self._submit_reload(_ReloadRequest(allow_empty=False))
                     continue
-                mode = mode_for_signal(signum)
                 name = signal.Signals(signum).name
+                if self._stop_drain_scope is not None:
+                    log.info("%s: ending the drain now", name)
+                    self._stop_drain_scope.cancel()
+                    continue
+                if self.shutting_down.is_set():
+                    continue
+                mode = mode_for_signal(signum)
+                assert self._nursery is not None
+                self.shutting_down.set()  # now: a second signal must not start another
                 if mode is ShutdownMode.RESTART:
                     log.info("%s: shutting down for a restart", name)
-                    await self.shutdown("speaker restarting", mode=mode)
+                    self._nursery.start_soon(
+                        functools.partial(self.shutdown, "speaker restarting", mode=mode)
+                    )
                 else:
                     log.info("%s: shutting down", name)
-                    await self.shutdown(mode=mode)
-                return
+                    self._nursery.start_soon(functools.partial(self.shutdown, mode=mode))
 
     async def shutdown(
         self, message: str = "speaker shutting down", *, mode: ShutdownMode = ShutdownMode.STOP
     ) -> None:
-        """The stop path: BFD AdminDown and Cease/Administrative Shutdown to every peer,
-        then stop. The restart path (``mode`` RESTART): the restart marker first, then
-        every peer's :meth:`PeerRunner.stop` with ``restart`` (the router keeps our
-        routes where graceful restart was negotiated). A second request changes
-        nothing: the first one's path is taken."""
+        """The stop path: after the drain of ``[speaker] drain_time``, when set
+        (:meth:`drain_before_stop`), BFD AdminDown and Cease/Administrative Shutdown to
+        every peer, then stop. The restart path (``mode`` RESTART, no drain: the router
+        is to keep our routes): the restart marker first, then every peer's
+        :meth:`PeerRunner.stop` with ``restart`` (the router keeps our routes where
+        graceful restart was negotiated). A second request changes nothing: the first
+        one's path is taken."""
         if self.shutdown_mode is not None:
             return
         self.shutdown_mode = mode
         self.shutting_down.set()
         restart = mode is ShutdownMode.RESTART
+        if not restart:
+            await self.drain_before_stop()
         with trio.move_on_after(SHUTDOWN_GRACE):
             if restart:
                 try:
@@ -562,6 +714,7 @@ class Speaker:
                     retimed.append(name)
                 current.update(self._wired(plan), hold_down=new.hold_down)
         await self._reload_health(old.health, new.health, new.services, old.services)
+        await self._drain_services(new.routes)
         await self._install_routes()
         # The old config and route table: freed a slice at a time, in the background
         # (at once, dropping 65,536 services is a 25 ms step), once no reader holds it.

@@ -260,7 +260,8 @@ def _invalid(file: str, errors: list[ConfigIssue], warnings: list[ConfigIssue]) 
 # ---- operating a running speaker: control socket, metrics, systemd ---------------------
 
 OPERATION_COMMANDS = (
-    "show", "clear", "reload", "announce", "withdraw", "clear-override", "restart",
+    "show", "clear", "reload", "announce", "withdraw", "clear-override", "restart", "drain",
+    "undrain",
 )  # fmt: skip
 EXIT_ERROR = 1
 
@@ -312,6 +313,28 @@ def _add_operation_parsers(commands: argparse._SubParsersAction[argparse.Argumen
     ):
         sub = commands.add_parser(name, parents=[common], help=text)
         sub.add_argument("service", metavar="SERVICE")
+    _add_drain_parsers(commands, common)
+
+
+def _add_drain_parsers(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    """``speaker drain|undrain [--peer NAME | SERVICE]`` (RFC 8326, speaker/drain.py)."""
+    for name, text in (
+        ("drain", "RFC 8326 graceful shutdown: announce the routes again with the"
+                  " GRACEFUL_SHUTDOWN community 65535:0 (and LOCAL_PREF 0 on iBGP), so"
+                  " that routers move the traffic elsewhere; the whole node, or one peer"
+                  " (--peer) or SERVICE. Kept across reloads and restarts until undrain."),
+        ("undrain", "end a drain: the node's (no argument), a peer's (--peer) or a"
+                    " SERVICE's; --all: every drain"),
+    ):  # fmt: skip
+        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub.add_argument("service", metavar="SERVICE", nargs="?", help="only this service")
+        sub.add_argument("--peer", metavar="NAME", help="only this peer (name or address)")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+        if name == "undrain":
+            sub.add_argument("--all", action="store_true", help="end every drain")
 
 
 def _socket_path(args: argparse.Namespace) -> str:
@@ -371,10 +394,31 @@ def operate(args: argparse.Namespace) -> int:
             mode = result["override"] or "cleared (health decides)"
             print(f"service {result['service']}: override {mode}")
             return EXIT_OK
+        if command in ("drain", "undrain"):
+            return _drain(args, path)
         return commands.operate(args, path)  # show ... / clear ...
     except ControlError as exc:
         print(f"speaker: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    return EXIT_OK
+
+
+def _drain(args: argparse.Namespace, path: str) -> int:
+    import json
+    from typing import Any
+
+    from speaker.commands import BY_NAME
+    from speaker.control import request
+
+    if args.peer is not None and args.service is not None:
+        print(f"speaker {args.command}: give --peer NAME or SERVICE, not both", file=sys.stderr)
+        return EXIT_CONFIG
+    params: dict[str, Any] = {"peer": args.peer, "service": args.service}
+    if args.command == "undrain":
+        params["all"] = args.all
+    result = request(path, args.command, **params)
+    text = BY_NAME[args.command].text
+    print(json.dumps(result, indent=2) if args.json or text is None else text(result), end="")
     return EXIT_OK
 
 

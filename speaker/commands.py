@@ -167,6 +167,44 @@ def _override(speaker: Speaker, service: str, mode: str | None) -> dict[str, Any
     return {"service": service, "override": mode}
 
 
+async def _drain(ctx: Context, drained: bool) -> dict[str, Any]:
+    """``drain`` / ``undrain``: the node (no parameter), a peer (name or address) or
+    a service; ``all`` (undrain): every drain. The reply: what is drained now."""
+    speaker = ctx.speaker
+    peer, service = ctx.opt("peer"), ctx.opt("service")
+    if peer is not None and service is not None:
+        raise RequestError("give a peer or a service, not both")
+    every = bool(ctx.args.get("all"))
+    if every and (peer is not None or service is not None):
+        raise RequestError("--all ends every drain: give no peer or service with it")
+    if peer is not None:
+        peer = view.find_runner(speaker, peer).name
+    try:
+        if every:
+            return {"drain": (await speaker.undrain_all()).record(), "changed": "all"}
+        state = await speaker.set_drain(drained=drained, peer=peer, service=service)
+    except KeyError:
+        known = ", ".join(speaker.derived.services) or "none"
+        raise RequestError(f'no service named "{service}" (services: {known})') from None
+    except OSError as exc:
+        raise RequestError(f"cannot write the drain file: {exc}") from None
+    except ValueError as exc:
+        raise RequestError(str(exc)) from None
+    what = f"peer {peer}" if peer else f"service {service}" if service else "node"
+    return {"drain": state.record(), "changed": what, "drained": drained}
+
+
+def _drained_text(data: Any) -> str:
+    drain = data["drain"]
+    if data["changed"] == "all":
+        head = "every drain ended"
+    else:
+        head = f"{data['changed']}: {'drained' if data['drained'] else 'undrained'}"
+    parts = ["node"] if drain["node"] else []
+    parts += [f"peer {p}" for p in drain["peers"]] + [f"service {s}" for s in drain["services"]]
+    return f"{head}\ndrained now: {', '.join(parts) or 'nothing'}\n"
+
+
 async def _reload(ctx: Context) -> dict[str, Any]:
     allow_empty = bool(ctx.args["allow_empty"])
     log.info("reload requested on the control socket%s",
@@ -379,6 +417,26 @@ COMMANDS: tuple[Command, ...] = (
         _sync(lambda c: _override(c.speaker, c.text("service"), "withdraw")),
         "withdraw SERVICE whatever its health (until clear-override)",
         params=(SERVICE,),
+    ),
+    Command(
+        "drain",
+        lambda c: _drain(c, True),
+        "RFC 8326 graceful shutdown: announce the routes again with GRACEFUL_SHUTDOWN"
+        " (65535:0) and LOCAL_PREF 0 on iBGP: of the whole node, of one peer (NAME or"
+        " address) or of one SERVICE (kept across reloads and restarts, until undrain)",
+        params=(Param("peer", required=False), Param("service", required=False)),
+        text=_drained_text,
+    ),
+    Command(
+        "undrain",
+        lambda c: _drain(c, False),
+        "end a drain: of the node, of a peer or of a SERVICE; all: every drain",
+        params=(
+            Param("peer", required=False),
+            Param("service", required=False),
+            Param("all", kind=bool),
+        ),
+        text=_drained_text,
     ),
     Command(
         "clear-override",

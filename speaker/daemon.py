@@ -165,13 +165,30 @@ def _busy_default(exc: OSError, value: object, default: object) -> bool:
     return True
 
 
+#: What the stop takes after a drain (the Cease, BFD AdminDown: speaker.app.SHUTDOWN_GRACE)
+#: and some margin, for systemd's stop timeout.
+DRAIN_STOP_MARGIN = 5.0
+
+
+def drain_stop_notice(speaker: Speaker) -> str:
+    """The stop path's drain (RFC 8326, ``[speaker] drain_time``) for systemd: the
+    lines added to STOPPING=1 that extend the unit's stop timeout (TimeoutStopSec) to
+    what the drain may take (sending the routes, at most drain_time, then drain_time)
+    and the Cease; empty without a drain."""
+    drain_time = speaker.config.speaker.drain_time.total_seconds()
+    if drain_time <= 0:
+        return ""
+    usec = int((2 * drain_time + DRAIN_STOP_MARGIN) * 1_000_000)
+    return f"\nSTATUS=draining for {drain_time:g} s before the Cease\nEXTEND_TIMEOUT_USEC={usec}"
+
+
 async def run_speaker(speaker: Speaker, root: trio.Nursery) -> None:
     """The speaker, then systemd's READY=1, STOPPING=1 and watchdog around it; when
     the speaker stops, ``root`` (everything else) stops too."""
 
     async def stopping() -> None:
         await speaker.shutting_down.wait()
-        sdnotify.notify("STOPPING=1")
+        sdnotify.notify("STOPPING=1" + drain_stop_notice(speaker))
 
     try:
         async with trio.open_nursery() as tasks:

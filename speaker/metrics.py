@@ -402,6 +402,10 @@ class SpeakerCollector:
         peer_as = Family("speaker_bgp_peer_as",
                          "The peer's AS: learned from its OPEN (peer_asn internal/external)"
                          " or configured", "gauge", ["peer"])  # fmt: skip
+        draining = Family("speaker_peer_draining",
+                          "1 while every route to the peer is drained (RFC 8326"
+                          " GRACEFUL_SHUTDOWN: speaker drain, drain_time)", "gauge",
+                          ["peer"])  # fmt: skip
         for runner in runners:
             await slicer.tick()
             label = [bgp_label(runner), runner.plan.bgp.vrf or VRF]
@@ -422,8 +426,9 @@ class SpeakerCollector:
             asn = negotiated.peer_asn if negotiated is not None else runner.plan.bgp.peer_asn
             if asn is not None:  # "external" before its first OPEN: no sample
                 peer_as.add(ours, float(asn))
+            draining.add(ours, 1.0 if runner.drained else 0.0)
         return [up, prefixes, *(f for f, _ in counters), *(f for f, _ in totals_), flaps,
-                restarts, peer_as]  # fmt: skip
+                restarts, peer_as, draining]  # fmt: skip
 
     async def _bfd(self, runners: list[PeerRunner], slicer: Slicer) -> list[Family]:
         metallb, peer = ("peer", "vrf"), ("peer",)
@@ -573,13 +578,14 @@ class SpeakerCollector:
         services = speaker.derived.services
         announced_services = await self._announced(slicer)
         counts = Family("speaker_services",
-                        "Services in the configuration, healthy, and announced to an"
-                        " established peer", "gauge", ["state"])  # fmt: skip
+                        "Services in the configuration, healthy, announced to an"
+                        " established peer, and drained", "gauge", ["state"])  # fmt: skip
         # ``healthy`` holds services of the running configuration only (a reload drops
         # the others from it, a slice at a time): its size, not a walk of the services.
         counts.add(["configured"], float(len(services)))
         counts.add(["healthy"], float(min(len(speaker.healthy), len(services))))
         counts.add(["announced"], float(len(announced_services)))
+        counts.add(["drained"], float(len(speaker.drain.services)))  # RFC 8326
         limit = speaker.config.metrics.service_series_limit
         if len(services) > limit:
             if self._over_limit is None or self._over_limit() is not speaker.derived:

@@ -284,6 +284,8 @@ class PeerRunner:
         self.router_watch: RouterWatch | None = None
         #: An unnumbered peer's router as this attempt uses it (``fe80::x%IFNAME``).
         self._router: IPv6Address | None = None
+        #: RFC 8326: every route to this peer is drained (:meth:`set_drained`).
+        self.drained = False
 
     @property
     def name(self) -> str:
@@ -301,6 +303,13 @@ class PeerRunner:
             self.bgp.set_routes(self.routes(self.name))
         else:
             self.bgp.update_routes(changes)
+
+    def set_drained(self, drained: bool) -> None:
+        """Drain every route to this peer (RFC 8326) or end it: the running BGP
+        session sends them again (a batch at a time); a later session starts so."""
+        self.drained = drained
+        if self.bgp is not None:
+            self.bgp.set_drained(drained)
 
     def update(self, plan: PeerPlan, *, hold_down: float) -> None:
         """A reload changed nothing that needs a restart: new BFD timers go to the live
@@ -688,6 +697,8 @@ class PeerRunner:
         deadline = self.restart_deadline
         restarting = deadline is not None and trio.current_time() < deadline
         bgp = BgpSession(self._bgp_config(), routes=self.routes(self.name), restarting=restarting)
+        if self.drained:
+            bgp.set_drained(True)
         self.bgp = bgp
         self.sessions += 1
         last = self.failovers[-1] if self.failovers else None

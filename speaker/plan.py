@@ -170,6 +170,12 @@ class RouteFunction:
         """One service announced or not now: costs that service's routes."""
         return self.table.set_service(service, announced)
 
+    def set_drained(
+        self, service: str, drained: bool
+    ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+        """One service drained (RFC 8326) or not now: costs that service's routes."""
+        return self.table.set_drained(service, drained)
+
 
 def health_specs(config: Config) -> dict[str, HealthSpec]:
     return run_at_once(health_specs_steps(config))

@@ -221,6 +221,8 @@ def format_bgp_neighbor(r: Mapping[str, Any]) -> str:
         lines.append(f"  Last connect error: {r['lastConnectError']}")
     lines.append(_error_line("sent", r["lastErrorSent"]))
     lines.append(_error_line("received", r["lastErrorReceived"]))
+    if r.get("draining"):
+        lines.append("  Draining (RFC 8326): every route sent with GRACEFUL_SHUTDOWN 65535:0")
     bfd = r.get("bfd")
     if bfd is None:
         lines.append("  BFD: not configured")
@@ -257,7 +259,7 @@ def format_routes(data: Mapping[str, Any]) -> str:
     for peer in data.get("peers", []):
         lines.append(
             f"Peer {peer['name']} ({peer['neighbor']}): BGP {peer['state']}, BFD"
-            f" {peer['bfdStatus'] or '-'}"
+            f" {peer['bfdStatus'] or '-'}" + (", draining" if peer.get("draining") else "")
         )
         routes = peer.get("announced", [])
         if routes:
@@ -272,6 +274,8 @@ def format_routes(data: Mapping[str, Any]) -> str:
                     attrs_.append(f"local-pref {r['localPref']}")
                 if r["med"] is not None:
                     attrs_.append(f"med {r['med']}")
+                if r.get("gracefulShutdown"):
+                    attrs_.append("graceful-shutdown")
                 sent = "yes" if r["advertised"] else "no"
                 lines.append(f"  {r['prefix']:<44} {sent:<5} {', '.join(attrs_)}")
         elif peer.get("routesListed") is False:
@@ -285,6 +289,7 @@ def format_routes(data: Mapping[str, Any]) -> str:
                 lines.append(
                     f"  {e['service']:<24} {e['address'] or '-':<40} {e['reason']}"
                     + (f" ({e['detail']})" if e.get("detail") else "")
+                    + (", drained" if e.get("drained") else "")
                 )
             for e in peer.get("pools", []):
                 lines.append(
@@ -299,7 +304,7 @@ def format_routes(data: Mapping[str, Any]) -> str:
             health = "-" if s["healthy"] is None else ("healthy" if s["healthy"] else "unhealthy")
             lines.append(
                 f"{s['service']:<24} {s['address'] or '-':<40} {s['pool'] or '-':<16}"
-                f" {health:<10} {s['override'] or '-'}"
+                f" {health:<10} {s['override'] or '-'}" + (" (drained)" if s.get("drained") else "")
             )
     return "\n".join(lines) + "\n"
 
@@ -316,6 +321,15 @@ def _stall(what: str, stall: Mapping[str, Any] | None, since: str) -> str:
             f" {stall['secondsAgo']:.0f} s ago")  # fmt: skip
 
 
+def _drained(drain: Mapping[str, Any]) -> str:
+    if drain.get("stopping"):
+        return "every peer, for the planned stop (drain_time)"
+    parts = ["the whole node"] if drain.get("node") else []
+    parts += [f"peer {p}" for p in drain.get("peers", [])]
+    parts += [f"service {s}" for s in drain.get("services", [])]
+    return ", ".join(parts) or "nothing drained"
+
+
 def format_status(data: Mapping[str, Any]) -> str:
     """``speaker show status``: the process, its config, and the event loop's stalls
     (``eventLoop`` from :meth:`speaker.looplag.LoopMonitor.status`)."""
@@ -329,6 +343,9 @@ def format_status(data: Mapping[str, Any]) -> str:
         f"Reloads {data.get('reloads', 0)} applied, {data.get('reloadFailures', 0)} rejected"
         + (f"; last: {last['summary']}" if last else ""),
     ]  # fmt: skip
+    drain = data.get("drain")
+    if drain is not None:
+        lines.append(f"Drain (RFC 8326): {_drained(drain)}")
     loop = data.get("eventLoop")
     if loop is None:
         lines.append("Event loop: not monitored")

@@ -92,7 +92,9 @@ class RouteAttributes:
 
     ``local_pref`` is only sent on iBGP (RFC 4271 §5.1.5; 100 when None there).
     Communities are kept sorted and without duplicates so equal sets compare equal
-    (the Adj-RIB-Out groups prefixes by identical attributes).
+    (the Adj-RIB-Out groups prefixes by identical attributes). ``graceful_shutdown``:
+    the route is drained (RFC 8326): sent with GRACEFUL_SHUTDOWN (65535:0) added and,
+    on iBGP, LOCAL_PREF 0 (:func:`speaker.bgp.rib.path_attributes`).
     """
 
     origin: Origin = Origin.IGP
@@ -100,6 +102,7 @@ class RouteAttributes:
     local_pref: int | None = None
     communities: tuple[int, ...] = attrs.field(default=(), converter=_sorted_ints)
     large_communities: tuple[LargeCommunity, ...] = attrs.field(default=(), converter=_sorted_large)
+    graceful_shutdown: bool = False
 
     def __attrs_post_init__(self) -> None:
         for name in ("med", "local_pref"):
@@ -110,7 +113,7 @@ class RouteAttributes:
     def merge(self, other: RouteAttributes) -> RouteAttributes:
         """Two advertisements giving one prefix: the union of their communities, the
         first ``local_pref`` that is set (validation rejects conflicting ones); origin
-        and MED are this one's."""
+        and MED are this one's; drained if either is."""
         if other == self:
             return self
         return attrs.evolve(
@@ -118,7 +121,12 @@ class RouteAttributes:
             communities=self.communities + other.communities,
             large_communities=self.large_communities + other.large_communities,
             local_pref=self.local_pref if self.local_pref is not None else other.local_pref,
+            graceful_shutdown=self.graceful_shutdown or other.graceful_shutdown,
         )
+
+    def drained(self) -> RouteAttributes:
+        """These attributes with ``graceful_shutdown`` set (RFC 8326)."""
+        return self if self.graceful_shutdown else attrs.evolve(self, graceful_shutdown=True)
 
 
 DEFAULT_ATTRIBUTES = RouteAttributes()

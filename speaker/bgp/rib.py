@@ -33,6 +33,7 @@ from protocols.bgp import (
     Prefix,
     UpdateReceived,
 )
+from protocols.bgp.graceful_shutdown import with_graceful_shutdown
 from speaker.bgp.config import DEFAULT_ATTRIBUTES, Family, RouteAttributes, family_of
 
 __all__ = [
@@ -59,7 +60,9 @@ def path_attributes(
 
     ORIGIN; AS_PATH empty on iBGP, our AS on eBGP (RFC 4271 §5.1.2); NEXT_HOP
     (IPv4; IPv6 goes in MP_REACH_NLRI, added by the packer); MED; LOCAL_PREF on iBGP
-    only (§5.1.5); COMMUNITIES; LARGE_COMMUNITIES.
+    only (§5.1.5); COMMUNITIES; LARGE_COMMUNITIES. A drained route
+    (``graceful_shutdown``, RFC 8326) has GRACEFUL_SHUTDOWN added to COMMUNITIES and,
+    on iBGP, LOCAL_PREF 0.
     """
     out: list[PathAttribute] = [
         OriginAttribute(value=attrs_.origin),
@@ -75,6 +78,8 @@ def path_attributes(
         out.append(Communities(values=attrs_.communities))
     if attrs_.large_communities:
         out.append(LargeCommunities(values=attrs_.large_communities))
+    if attrs_.graceful_shutdown:
+        return list(with_graceful_shutdown(out, internal=internal))
     return out
 
 
@@ -138,15 +143,40 @@ RETIRE_AT = 1024
 
 class _Scan:
     """Prefixes still to compare: a live iterator over a mapping nobody changes any more
-    (a replaced desired table, a retired overlay), so it never needs a copy."""
+    (a replaced desired table, a retired overlay), so it never needs a copy.
 
-    __slots__ = ("forget", "keys", "left")
+    ``live``: a dict that may still grow (the overlay a session keeps changing: keys
+    are only ever added, at the end, never removed); when it grows under the
+    iterator, the iterator is made again past the keys already taken (the new ones
+    are queued for comparison anyway, so scanning them too is harmless)."""
 
-    def __init__(self, keys: Mapping[Prefix, object], forget: Family | None = None) -> None:
+    __slots__ = ("done", "forget", "keys", "left", "source")
+
+    def __init__(
+        self, keys: Mapping[Prefix, object], forget: Family | None = None, *, live: bool = False
+    ) -> None:
         self.keys: Iterator[Prefix] = iter(keys)
         self.left = len(keys)
         #: ROUTE-REFRESH: forget that this family was sent, so it goes out again.
         self.forget = forget
+        self.source = keys if live else None
+        self.done = 0
+
+    def take(self, limit: int) -> list[Prefix]:
+        """Up to ``limit`` prefixes more (fewer: the scan is over)."""
+        try:
+            batch = list(itertools.islice(self.keys, limit))
+        except RuntimeError:  # a live dict grew: go on past what was taken
+            if self.source is None:
+                raise
+            self.keys = itertools.islice(iter(self.source), self.done, None)
+            batch = list(itertools.islice(self.keys, limit))
+        self.done += len(batch)
+        if self.source is not None:
+            self.left = len(self.source) - self.done
+        else:
+            self.left -= len(batch)
+        return batch
 
 
 class AdjRibOut:
@@ -192,6 +222,10 @@ class AdjRibOut:
         self.version = 0
         self.reset_at = 0
         self.changes: deque[Prefix] = deque(maxlen=CHANGE_LOG)
+        #: RFC 8326 drain of the whole session (:meth:`set_drained`): every desired
+        #: route is wanted with ``graceful_shutdown`` set.
+        self.drained = False
+        self._drained_of: dict[RouteAttributes, RouteAttributes] = {}
 
     def _changed(self, prefix: Prefix) -> None:
         self.version += 1
@@ -205,10 +239,33 @@ class AdjRibOut:
     # ---- the desired set ------------------------------------------------------------
 
     def want(self, prefix: Prefix) -> RouteAttributes | None:
-        """The desired attributes of ``prefix``, None when it is not to be announced."""
-        if prefix in self._overlay:
-            return self._overlay[prefix]
-        return self._base.get(prefix)
+        """The desired attributes of ``prefix``, None when it is not to be announced
+        (drained, :meth:`set_drained`, while the session is drained)."""
+        overlay = self._overlay
+        attributes = overlay[prefix] if prefix in overlay else self._base.get(prefix)
+        if attributes is None or not self.drained:
+            return attributes
+        drained = self._drained_of.get(attributes)
+        if drained is None:
+            drained = self._drained_of[attributes] = attributes.drained()
+        return drained
+
+    def set_drained(self, drained: bool) -> None:
+        """Drain the whole session (RFC 8326) or end its drain: every route is wanted
+        with ``graceful_shutdown`` set (or as the owner gave it). Costs nothing
+        proportional to the table here: the routes the peer holds are compared again
+        by :meth:`take`, a slice at a time, and sent again with the new attributes."""
+        if drained == self.drained:
+            return
+        self.drained = drained
+        self._drained_of = {}
+        if not self._up:
+            return
+        if self._base:
+            self._scans.append(_Scan(self._base))
+        if self._overlay:
+            # The overlay keeps changing (a change is queued anyway): scanned live.
+            self._scans.append(_Scan(self._overlay, live=True))
 
     # ---- owner side ---------------------------------------------------------------
 
@@ -286,8 +343,8 @@ class AdjRibOut:
             return
         self._scans.append(_Scan(self._base, forget=family))
         if self._overlay:
-            # The overlay keeps changing: the refresh covers the prefixes it holds now.
-            self._scans.append(_Scan(dict.fromkeys(self._overlay), forget=family))
+            # The overlay keeps changing (a change is queued anyway): scanned live.
+            self._scans.append(_Scan(self._overlay, forget=family, live=True))
 
     def add_family(self, family: Family) -> None:
         """The live session can carry ``family`` from now on (its next hop appeared):
@@ -344,10 +401,10 @@ class AdjRibOut:
             self._compare(prefix, None, withdraw, announce)
         while budget > 0 and self._scans:
             scan = self._scans[0]
-            for prefix in itertools.islice(scan.keys, budget):
-                budget -= 1
-                scan.left -= 1
+            batch = scan.take(budget)
+            for prefix in batch:
                 self._compare(prefix, scan.forget, withdraw, announce)
+            budget -= len(batch)
             if budget > 0 or scan.left <= 0:
                 self._scans.popleft()
         return OutBatch(withdraw=withdraw, announce=announce)

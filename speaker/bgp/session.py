@@ -174,6 +174,11 @@ class BgpSession:
         self._for_restart = False
         self._fatal: BaseException | None = None
         self._attr_cache: dict[RouteAttributes, list[PathAttribute]] = {}
+        #: A NOTIFICATION went either way since the session was last Established (then
+        #: its end is no graceful restart of the peer: :meth:`_help_restart`).
+        self._notified_since_up = False
+        #: The reconnect loop of :meth:`_follow_restart`, while one runs (one at most).
+        self._restart_watch: trio.CancelScope | None = None
         #: BGP messages by type, over all of this session's connections
         self.received = MessageCounter()
         self.sent = MessageCounter()
@@ -257,6 +262,18 @@ class BgpSession:
         ``len(changes)``. The way for an owner that keeps its own table up to date."""
         self.rib_out.update(changes)
         self._kick()
+
+    def set_drained(self, drained: bool) -> None:
+        """RFC 8326 drain of this session (or its end): every route is sent again with
+        GRACEFUL_SHUTDOWN (and LOCAL_PREF 0 on iBGP), or again without; a batch per
+        driver step, as any change of the Adj-RIB-Out (:meth:`AdjRibOut.set_drained`).
+        Kept across the session's reconnections (it is the Adj-RIB-Out's)."""
+        self.rib_out.set_drained(drained)
+        self._kick()
+
+    @property
+    def drained(self) -> bool:
+        return self.rib_out.drained
 
     def announce(self, prefix: Prefix, attributes: RouteAttributes | None = None) -> None:
         self.rib_out.announce(prefix, attributes or RouteAttributes())
@@ -401,6 +418,7 @@ class BgpSession:
                          old=event.old.value, new=event.new.value,
                          reason=event.reason))  # fmt: skip
                 if event.old is State.ESTABLISHED:
+                    self._help_restart(self.negotiated)
                     self.flaps += 1
                     self.established_at = None
                     self.down_at = now
@@ -440,6 +458,7 @@ class BgpSession:
             case RouteRefreshReceived():
                 self.rib_out.resend((event.afi, event.safi))
             case NotificationReceived():
+                self._notified_since_up = True
                 text = event.shutdown_message or event.data.hex()
                 self.last_error_received = ErrorRecord(
                     code=event.code, subcode=event.subcode, text=text, at=now
@@ -450,6 +469,7 @@ class BgpSession:
                             notification=f"received {event.code}/{event.subcode}"))  # fmt: skip
                 self._publish(now, event)
             case NotificationSent():
+                self._notified_since_up = True
                 self.last_error_sent = ErrorRecord(
                     code=event.code, subcode=event.subcode, text=event.reason, at=now
                 )
@@ -462,6 +482,7 @@ class BgpSession:
     def _on_established(self, now: float, event: Established) -> None:
         neg = event.negotiated
         self.negotiated = neg
+        self._notified_since_up = False
         self.established_at = now
         self._attr_cache.clear()
         families = set(neg.families)
@@ -489,6 +510,46 @@ class BgpSession:
         self._publish(now, event)
         if link is not None and self._nursery is not None and not self._fixed_next_hops():
             self._nursery.start_soon(self._follow_next_hops, link)
+
+    # ---- the peer restarting gracefully (RFC 4724 §4.2, helper) --------------------------
+
+    def _help_restart(self, negotiated: NegotiatedSession | None) -> None:
+        """The session left Established. If the peer had advertised graceful restart
+        and the session ended without a NOTIFICATION (its TCP connection went away:
+        the router's BGP is restarting), reconnect every ``connect_retry`` for the
+        Restart Time it advertised instead of backing off: we keep nothing of its
+        routes (we use none), but ours must be back, with End-of-RIB, as soon as it
+        listens again, within its Restart Time (RFC 4724 §4.2)."""
+        if negotiated is None or self._nursery is None or self.config.passive:
+            return
+        restart_time = negotiated.graceful_restart_negotiation.peer_restart_time
+        if not restart_time:
+            return
+        if self._restart_watch is not None:  # the peer went again: start over
+            self._restart_watch.cancel()
+        self._restart_watch = trio.CancelScope()
+        self._nursery.start_soon(self._follow_restart, float(restart_time), self._restart_watch)
+
+    def _established(self) -> bool:
+        return self.core.state is State.ESTABLISHED
+
+    async def _follow_restart(self, restart_time: float, scope: trio.CancelScope) -> None:
+        retry = self.config.connect_retry
+        until = trio.current_time() + restart_time
+        with scope:
+            await trio.sleep(retry)  # the events of the session's end are all in by then
+            if self._notified_since_up or self._established():
+                return  # a NOTIFICATION: a reset, not a restart (the backoff applies)
+            log.info("bgp %s: the peer closed the session without a NOTIFICATION and"
+                     " advertised graceful restart (%.0f s): reconnecting every %.1f s"
+                     " meanwhile", self.name, restart_time, retry,
+                     extra=self._fields())  # fmt: skip
+            while trio.current_time() < until and not self._established():
+                if self.core.state is State.IDLE:  # waiting out a backoff: try now instead
+                    self._after(self.core.connect_now(trio.current_time()))
+                await trio.sleep(retry)
+        if self._restart_watch is scope:
+            self._restart_watch = None
 
     # ---- next hops that follow the interface's addresses --------------------------------
 

@@ -300,6 +300,12 @@ class SpeakerSettings:
         validator=duration_range(timedelta(0), timedelta(minutes=10)),
     )
     state_file: Path = DEFAULT_STATE_FILE
+    #: RFC 8326 graceful shutdown on a planned stop (SIGTERM): every route is announced
+    #: again with GRACEFUL_SHUTDOWN (and LOCAL_PREF 0 on iBGP), and the Cease waits this
+    #: long after they are sent. 0: no drain (the Cease at once).
+    drain_time: timedelta = attrs.field(
+        default=timedelta(0), validator=duration_range(timedelta(0), timedelta(minutes=10))
+    )
     #: Where pool services get their address: ``"config"``, written into the file by
     #: ``speaker allocate`` (the same on every node), or ``"node-local"``, each node
     #: alone with its state file (unsafe with more than one node).

@@ -180,7 +180,7 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
                "receive-interval": runner.plan.bfd_profile.receive_interval,
                "transmit-interval": runner.plan.bfd_profile.transmit_interval,
                "diagnostic": "ok"}  # fmt: skip
-    return bgp_neighbor_record(
+    record = bgp_neighbor_record(
         _summary_row(runner),
         stats=bgp.statistics() if bgp is not None else None,
         negotiated=bgp.negotiated if bgp is not None else None,
@@ -193,6 +193,8 @@ def bgp_neighbor(speaker: Speaker, name: str) -> dict[str, Any]:
         now=now,
         previous=runner.last_session,
     )
+    record["draining"] = speaker.peer_drained(runner.name)  # RFC 8326, speaker/drain.py
+    return record
 
 
 def _session_reason(runner: PeerRunner) -> str | None:
@@ -268,6 +270,7 @@ async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
                     row["pools"].append({"pool": pool.name, "reason": "not-for-this-node"})
             continue
         bgp = runner.bgp
+        row["draining"] = speaker.peer_drained(peer.name)
         row["state"] = bgp.state.value if bgp is not None else "Idle"
         row["bfdStatus"] = bfd_status(runner)
         down = _session_reason(runner)
@@ -298,6 +301,7 @@ async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
                 "pool": service.pool,
                 "prefix": None,
                 "detail": None,
+                "drained": service.name in speaker.drain.services,
             }
             row["services"].append(entry)
             if address is None or service.pool is None:
@@ -378,6 +382,7 @@ async def routes(speaker: Speaker) -> dict[str, Any]:
             "pool": service.pool,
             "healthy": None if service.health is None else service.name in speaker.healthy,
             "override": speaker.overrides.get(service.name),
+            "drained": service.name in speaker.drain.services,
         })  # fmt: skip
     return {"peers": await explain_routes(speaker), "services": services}
 
@@ -422,5 +427,6 @@ def status(speaker: Speaker, monitor: LoopMonitor | None = None) -> dict[str, An
         },
         "peers": len(speaker.peers),
         "stopping": speaker.shutting_down.is_set(),
+        "drain": {**speaker.drain.record(), "stopping": speaker.stop_draining},
         "eventLoop": None if monitor is None else monitor.status(),
     }  # fmt: skip

@@ -397,6 +397,7 @@ def route_record(
         "localPref": attributes.local_pref,
         "med": attributes.med,
         "origin": attributes.origin.name.lower(),
+        "gracefulShutdown": attributes.graceful_shutdown,
         "advertised": advertised,
     }
 

@@ -189,7 +189,7 @@ async def test_show_routes_of_a_peer_waiting_for_bfd_computes_no_routes(tmp_path
     assert row["bfdStatus"] == "down"
     assert row["services"] == [{"service": "web", "address": "198.18.0.0", "pool": "all",
                                 "prefix": "198.18.0.0/32", "detail": "announce_all pool",
-                                "reason": "bfd-down"}]  # fmt: skip
+                                "reason": "bfd-down", "drained": False}]  # fmt: skip
 
 
 @pytest.mark.parametrize("services", [3, 1001])
