@@ -239,7 +239,8 @@ def test_drain_time_keeps_the_drained_route_before_the_cease(lab_require) -> Non
                 "string", ""
             ):
                 gshut_at = now
-                assert only_n2(frr, lab), paths(frr, lab)
+                # zebra's FIB follows bgpd's best path a few ms later
+                wait_until(lambda: only_n2(frr, lab), timeout=1.0, what="n1 drained, n2 used")
             time.sleep(0.005)
         vty.close()
         assert gshut_at is not None and gone_at is not None, (gshut_at, gone_at)
