@@ -35,6 +35,8 @@ from protocols.bgp import (
     Connection,
     NextHop,
     OriginAttribute,
+    PathAttribute,
+    Prefix,
     SessionConfig,
     State,
     pack_announcements,
@@ -43,7 +45,7 @@ from protocols.bgp.context import CodecContext
 from protocols.bgp.update import decode_update, encode_update_body
 from speaker.bgp import BgpPeerConfig, BgpSession, RouteAttributes
 
-Routes = dict[ipaddress.IPv4Network, RouteAttributes]
+Routes = dict[Prefix, RouteAttributes]
 
 
 class LongestStep(trio.abc.Instrument):
@@ -180,14 +182,19 @@ def route_table(size: int) -> dict[str, float | None]:
     gc.enable()
     flip = [True, False]
     out |= {"build_total": total, "build_slice": longest}
-    out["health_change"] = timed(lambda: table.set_service("s0", flip.reverse() or flip[0]), 5)
+
+    def flipped() -> bool:
+        flip.reverse()
+        return flip[0]
+
+    out["health_change"] = timed(lambda: table.set_service("s0", flipped()), 5)
     return out
 
 
 def receive() -> dict[str, float]:
     ctx = CodecContext(asn4=True)
     nh = NextHop(address=ipaddress.IPv4Address("198.18.0.1"))
-    path = [OriginAttribute(value=0), AsPath.sequence(64512, 65000, 3356), nh]
+    path: list[PathAttribute] = [OriginAttribute(value=0), AsPath.sequence(64512, 65000, 3356), nh]
     base = int(ipaddress.IPv4Address("198.18.0.0"))
     prefixes = [ipaddress.IPv4Network((base + (i << 8), 24)) for i in range(1009)]
     (update,) = pack_announcements(path, prefixes, ctx)

@@ -4,11 +4,12 @@ and fail under CI=true: CI must really run the interop tests."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.helpers import IN_CI
+
 KEEP = os.environ.get("LAB_KEEP") == "1"
 
 
@@ -30,7 +31,9 @@ def lab_require() -> Callable[..., None]:
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep

@@ -3,11 +3,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import speaker
 from speaker.cli import main
 
 
-def test_version_flag_prints_version(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_version_flag_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
     try:
         main(["--version"])
     except SystemExit as exc:

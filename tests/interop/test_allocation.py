@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,8 @@ def start(lab: Lab, node: str, text: str) -> OurSpeaker:
 
 
 @pytest.mark.parametrize("mode", ["config", "node-local"])
-def test_three_nodes_with_different_histories_announce_the_same_addresses(  # type: ignore[no-untyped-def]
-    lab_require, mode: str
+def test_three_nodes_with_different_histories_announce_the_same_addresses(
+    lab_require: Callable[..., None], mode: str
 ) -> None:
     """``node-local`` is the issue as filed (each node allocating alone): it shows the
     disagreement the default mode removes."""

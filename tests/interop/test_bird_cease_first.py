@@ -12,6 +12,7 @@ CEASE_FIRST (50 ms) after the Cease, BIRD still reads the Cease first.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.lab
 BGP_DELAY_MS = 10.0
 
 
-def test_bird_reads_our_cease_before_our_bfd_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_bird_reads_our_cease_before_our_bfd_down(
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("bird")
     spk, rtr = lab["spk"], lab["rtr1"]
     cell = Cell("bird")

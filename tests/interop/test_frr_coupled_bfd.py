@@ -9,6 +9,7 @@ flap on it, and a real BFD failure must still tear BGP down at once."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -87,8 +88,8 @@ address = "198.19.0.10"
     ids=["router-active", "router-passive", "router-passive-bfd-strict", "multihop"],
 )
 def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
-    lab: Lab, lab_require, passive: bool, strict: bool, multihop: bool
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Callable[..., None], passive: bool, strict: bool, multihop: bool
+) -> None:
     """By default BGP is Established before BFD is first Up (BFD's slow start takes a
     second, BGP milliseconds), so FRR's re-created session is never an Up -> Down, at
     either end: this is why FRR on the node keeps BGP up. With ``bfd_strict`` BFD is Up

@@ -30,7 +30,7 @@ from lab.matrix import CELLS, Cell, Ends, Router, speaker_toml, start_router
 from lab.ours import OurSpeaker
 from lab.proc import LabError, ProcessDied
 from speaker.control import ControlError, request
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI
 
 pytestmark = pytest.mark.lab
 
@@ -138,7 +138,9 @@ def needs(cell: Cell, lab_require: Callable[..., None]) -> None:
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
-def test_cell(lab: Lab, lab_require, cell: Cell, record: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_cell(
+    lab: Lab, lab_require: Callable[..., None], cell: Cell, record: dict[str, Any]
+) -> None:
     needs(cell, lab_require)
     spk, rtr = lab["spk"], lab["rtr1"]
     # Our node forwards nothing (a new namespace's default, said out loud): FRR's echo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -58,7 +59,9 @@ spec:
 """
 
 
-def test_imported_metallb_config_runs_and_announces(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_imported_metallb_config_runs_and_announces(
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("frr", "gobgp")
     manifests = lab.dir / "metallb.yaml"
     manifests.write_text(MANIFESTS)

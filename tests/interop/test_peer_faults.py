@@ -6,6 +6,7 @@ branch of 2026-12-01 `speaker run` exited 2 at start (ENETUNREACH while deriving
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -25,7 +26,9 @@ pytestmark = pytest.mark.lab
 UNROUTED = "198.18.250.1"  # nothing in the lab routes there
 
 
-def test_unreachable_peer_and_missing_interface_cost_only_their_peer(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_peer_and_missing_interface_cost_only_their_peer(
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("frr", "gobgp")
     gobgp, _ = gobgp_and_bfdd(lab, "rtr1")
     broken = f"""

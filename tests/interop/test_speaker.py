@@ -4,6 +4,7 @@ and FRR bfdd (BFD) at the same address. Acceptance of the speaker issue."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,9 @@ def established_and_announced(gobgp: GoBGP, *prefixes: str, timeout: float = 20.
     gobgp.wait_rib(lambda r: all(p in r for p in prefixes), timeout=timeout, what=str(prefixes))
 
 
-def test_routes_and_bfd_failover_within_detection_plus_50ms(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_routes_and_bfd_failover_within_detection_plus_50ms(
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("frr", "gobgp")
     gobgp, bfd = router(lab, "rtr1")
     spk_addr = str(lab["spk"].addr4("rtr1"))
@@ -128,7 +131,9 @@ def test_routes_and_bfd_failover_within_detection_plus_50ms(lab: Lab, lab_requir
     assert time.monotonic() - restored >= 1.0
 
 
-def test_ecmp_failing_one_router_leaves_the_other_untouched(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ecmp_failing_one_router_leaves_the_other_untouched(
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("frr", "gobgp")
     g1, b1 = router(lab, "rtr1")
     g2, b2 = router(lab, "rtr2")
@@ -147,12 +152,12 @@ def test_ecmp_failing_one_router_leaves_the_other_untouched(lab: Lab, lab_requir
     assert VIP in g2.rib() and VIP2 in g2.rib()
     assert g2.resets(spk2) == before
     assert g2.session_state(spk2) == "established"
-    assert b2.bfd_peer(spk2)["status"] == "up"
+    assert (b2.bfd_peer(spk2) or {}).get("status") == "up"
 
 
 def test_failing_health_check_withdraws_exactly_that_service(
-    lab: Lab, lab_require, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Callable[..., None], tmp_path: Path
+) -> None:
     lab_require("frr", "gobgp")
     gobgp, _ = router(lab, "rtr1")
     flag = lab.dir / "web-healthy"
@@ -183,7 +188,9 @@ address = "198.19.0.11"
     established_and_announced(gobgp, VIP, timeout=5)
 
 
-def test_sigterm_withdraws_at_once_and_bfd_goes_admin_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_withdraws_at_once_and_bfd_goes_admin_down(
+    lab: Lab, lab_require: Callable[..., None]
+) -> None:
     lab_require("frr", "gobgp")
     gobgp, bfd = router(lab, "rtr1")
     spk_addr = str(lab["spk"].addr4("rtr1"))

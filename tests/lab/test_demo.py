@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -12,7 +13,9 @@ from speaker.peer import CEASE_FIRST
 pytestmark = pytest.mark.lab
 
 
-def test_demo_prints_a_failover_timeline(lab_require, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_demo_prints_a_failover_timeline(
+    lab_require: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
     lab_require("frr", "gobgp", "capture")
     assert demo.main(["--rounds", "1"]) == 0  # our speaker in spk
     out = capsys.readouterr().out

@@ -190,7 +190,10 @@ async def test_connection_collision_keeps_the_higher_identifiers_connection(
     on_theirs = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
     await on_theirs.open()
     await on_ours.open()  # now the router answers on ours too
-    established = lambda r: lambda: bool(r.got(Established) or r.got(NotificationReceived))  # noqa: E731
+
+    def established(r: Router) -> Callable[[], bool]:
+        return lambda: bool(r.got(Established) or r.got(NotificationReceived))
+
     async with trio.open_nursery() as both:
         both.start_soon(on_theirs.run_until, established(on_theirs))
         both.start_soon(on_ours.run_until, established(on_ours))

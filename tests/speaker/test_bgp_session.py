@@ -8,6 +8,7 @@ import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
 import attrs
 import pytest
@@ -30,6 +31,8 @@ from protocols.bgp import (
     NotificationReceived,
     Origin,
     OriginAttribute,
+    PathAttribute,
+    Prefix,
     SessionConfig,
     State,
     UpdateMessage,
@@ -182,8 +185,8 @@ async def _send(sock: trio.socket.SocketType, data: bytes) -> None:
         view = view[sent:]
 
 
-def our_config(port: int, **kw: object) -> BgpPeerConfig:
-    fields: dict[str, object] = {
+def our_config(port: int, **kw: Any) -> BgpPeerConfig:
+    fields: dict[str, Any] = {
         "name": "t",
         "peer_address": "127.0.0.1",
         "peer_port": port,
@@ -194,12 +197,10 @@ def our_config(port: int, **kw: object) -> BgpPeerConfig:
         "connect_time": 2.0,
     }
     fields.update(kw)
-    return BgpPeerConfig(**fields)  # type: ignore[arg-type]
+    return BgpPeerConfig(**fields)
 
 
-def host_routes(
-    n: int, attributes: RouteAttributes | None = None
-) -> dict[IPv4Network, RouteAttributes]:
+def host_routes(n: int, attributes: RouteAttributes | None = None) -> dict[Prefix, RouteAttributes]:
     base = int(IPv4Address("198.19.0.0"))
     attrs_ = attributes or RouteAttributes()
     return {IPv4Network((base + i, 32)): attrs_ for i in range(n)}
@@ -284,7 +285,9 @@ async def test_ibgp_sends_local_pref_and_empty_as_path(
 ) -> None:
     peer = Peer(peer_core(local_asn=LOCAL_ASN))
     port = await nursery.start(peer.serve)
-    routes = {IPv4Network("198.19.1.0/24"): RouteAttributes(med=5, local_pref=200)}
+    routes: dict[Prefix, RouteAttributes] = {
+        IPv4Network("198.19.1.0/24"): RouteAttributes(med=5, local_pref=200)
+    }
     session = BgpSession(our_config(port, peer_asn=LOCAL_ASN), routes=routes)
     await nursery.start(session.run)
     await wait_for(lambda: peer.of(EndOfRib))
@@ -449,7 +452,7 @@ async def test_flooding_peer_does_not_starve_our_keepalives(nursery: trio.Nurser
     session = BgpSession(our_config(port, hold_time=3))
     await nursery.start(session.run)
     await session.wait_established()
-    attributes = [
+    attributes: list[PathAttribute] = [
         OriginAttribute(value=Origin.IGP),
         AsPath.sequence(PEER_ASN),
         NextHop(address=IPv4Address("127.0.0.1")),
@@ -485,7 +488,9 @@ async def test_keep_adj_rib_in_and_ipv6_next_hops(
 ) -> None:
     peer = Peer(peer_core(), family=socket.AF_INET6)
     port = await nursery.start(peer.serve)
-    routes = {ipaddress.IPv6Network("2001:2:ff::/64"): RouteAttributes()}
+    routes: dict[Prefix, RouteAttributes] = {
+        ipaddress.IPv6Network("2001:2:ff::/64"): RouteAttributes()
+    }
     session = BgpSession(
         our_config(port, peer_address="::1", keep_adj_rib_in=True, next_hop6="2001:2::1"),
         routes=routes,

@@ -256,17 +256,17 @@ async def test_an_exception_in_one_bfd_session_restarts_that_peer_only(
     nursery.start_soon(bad.run)
     await wait_for(lambda: all(r.bfd is not None and r.bfd.state is State.UP for r in (good, bad)))
     good_bfd, good_bgp, bad_bfd = good.bfd, good.bgp, bad.bfd
-    assert bad_bfd is not None and good_bgp is not None
+    assert bad_bfd is not None and isinstance(good_bgp, FakeSession)
 
     def broken(now: float) -> None:
         raise RuntimeError("a bug in one BFD session")
 
-    bad_bfd.core.handle_timer = broken  # type: ignore[method-assign]
+    bad_bfd.core.handle_timer = broken  # the fault under test
     bad_bfd.kick()
     await wait_for(lambda: bad.crashes == 1)
     await wait_for(lambda: bad.bfd is not None and bad.bfd.state is State.UP)
     assert bad.bfd is not bad_bfd  # a new session for the restarted peer
-    assert good.bfd is good_bfd and good_bfd.state is State.UP  # untouched
+    assert good.bfd is good_bfd and good_bfd is not None and good_bfd.state is State.UP
     assert good.bgp is good_bgp and good_bgp.cancel_subcode is None and good.crashes == 0
     assert ours.running
     nursery.cancel_scope.cancel()
@@ -288,10 +288,10 @@ async def test_an_exception_handling_one_sessions_packet_restarts_that_peer_only
     good_bfd, bad_bfd = good.bfd, bad.bfd
     assert good_bfd is not None and bad_bfd is not None
 
-    def broken(*args: Any) -> None:
+    def broken(packet: ControlPacket, datagram: net.Datagram, now: float) -> None:
         raise RuntimeError("a bug in handling one session's packet")
 
-    bad_bfd.deliver = broken  # type: ignore[method-assign]
+    bad_bfd.deliver = broken  # type: ignore[method-assign]  # the fault under test
     await wait_for(lambda: bad.crashes == 1)
     await wait_for(lambda: bad.bfd is not None and bad.bfd.state is State.UP)
     received = good_bfd.statistics().control_rx
@@ -358,7 +358,7 @@ async def test_after_a_bfd_teardown_the_router_gets_the_cease_before_our_down(
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
     theirs = rtr.subscribe()
-    ours.dispatch = lambda *args: None  # type: ignore[method-assign]  # one-way cut
+    ours.dispatch = lambda *args: None  # one-way cut
     await wait_for(lambda: bgp.ceased_at is not None)
     with trio.fail_after(1):
         change = await theirs.receive()

@@ -18,7 +18,7 @@ import trio
 from speaker.looplag import LoopMonitor
 from speaker.metrics import serve_metrics
 from speaker.peer import FailoverRecord
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI
 from tests.speaker.test_control import bfd_not_held, running_speaker, wait_for
 from tests.speaker.test_metrics import fetch, samples, value
 

@@ -397,9 +397,12 @@ async def test_a_session_starting_while_a_reload_installs_takes_the_table_the_ot
         new = derive(load_config(tmp_path / "speaker.toml"))
         synced: list[object] = []
         real = new.routes.set_announced
-        monkeypatch.setattr(
-            new.routes, "set_announced", lambda *a, **k: synced.append(a) or real(*a, **k)
-        )
+
+        def set_announced(*a: Any, **k: Any) -> Any:
+            synced.append(a)
+            return real(*a, **k)
+
+        monkeypatch.setattr(new.routes, "set_announced", set_announced)
         old_derived = speaker.derived
         speaker._route_journal = set()
         speaker.derived = new

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 import attrs
 import pytest
@@ -37,8 +38,8 @@ def make(config: SessionConfig = FAST, now: float = 0.0, seed: int = 0) -> Sessi
     return Session(config, rng=random.Random(seed), now=now, local_discriminator=LOCAL)
 
 
-def peer(state: State, **kwargs: object) -> ControlPacket:
-    fields: dict[str, object] = {
+def peer(state: State, **kwargs: Any) -> ControlPacket:
+    fields: dict[str, Any] = {
         "state": state,
         "detect_mult": 3,
         "my_discriminator": PEER,
@@ -47,7 +48,7 @@ def peer(state: State, **kwargs: object) -> ControlPacket:
         "required_min_rx_us": 50_000,
     }
     fields.update(kwargs)
-    return ControlPacket(**fields)  # type: ignore[arg-type]
+    return ControlPacket(**fields)
 
 
 def sent(session: Session) -> list[ControlPacket]:
@@ -490,8 +491,9 @@ def test_receive_decoded_keeps_reserved_byte_for_digest() -> None:
     s = make(attrs.evolve(FAST, auth=auth))
     signed = sign(peer(State.DOWN), auth, 42)
     assert isinstance(signed.auth, DigestAuth)
-    odd = attrs.evolve(signed, auth=attrs.evolve(signed.auth, reserved=0xAA))
-    odd = attrs.evolve(odd, auth=attrs.evolve(odd.auth, digest=compute_digest(odd, b"key-three")))
+    odd_auth = attrs.evolve(signed.auth, reserved=0xAA)
+    odd = attrs.evolve(signed, auth=odd_auth)
+    odd = attrs.evolve(odd, auth=attrs.evolve(odd_auth, digest=compute_digest(odd, b"key-three")))
     packet = ControlPacket.decode(odd.encode())
     assert s.receive_decoded(packet, 0.1) is None
     assert s.state is State.INIT

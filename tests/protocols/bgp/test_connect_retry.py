@@ -97,7 +97,7 @@ def test_incoming_connection_ends_the_restart_wait_but_not_damping() -> None:
     conn.connection_failed(0.0)
     assert conn.state is State.IDLE and conn.accepts_incoming
     events = conn.connection_made(0.5)  # the router connected to us meanwhile
-    assert [(e.old, e.new) for e in of(events, StateChanged)] == [  # type: ignore[attr-defined]
+    assert [(e.old, e.new) for e in of(events, StateChanged)] == [
         (State.IDLE, State.ACTIVE),
         (State.ACTIVE, State.OPEN_SENT),
     ]

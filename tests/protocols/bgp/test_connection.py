@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -34,6 +36,7 @@ from protocols.bgp import (
     OpenReceived,
     Origin,
     OriginAttribute,
+    Prefix,
     RouteRefreshReceived,
     SessionConfig,
     ShouldClose,
@@ -47,28 +50,30 @@ from protocols.bgp import (
 )
 from protocols.bgp.fsm import TRANSITIONS, FsmEvent
 
+E = TypeVar("E", bound=Event)
+
 A_ID = IPv4Address("192.0.2.1")
 B_ID = IPv4Address("192.0.2.2")
 
 
-def config(**kw: object) -> SessionConfig:
-    base: dict[str, object] = {"local_asn": 65001, "peer_asn": 65002, "router_id": A_ID}
+def config(**kw: Any) -> SessionConfig:
+    base: dict[str, Any] = {"local_asn": 65001, "peer_asn": 65002, "router_id": A_ID}
     base.update(kw)
-    return SessionConfig(**base)  # type: ignore[arg-type]
+    return SessionConfig(**base)
 
 
-def config_b(**kw: object) -> SessionConfig:
-    base: dict[str, object] = {
+def config_b(**kw: Any) -> SessionConfig:
+    base: dict[str, Any] = {
         "local_asn": 65002,
         "peer_asn": 65001,
         "router_id": B_ID,
         "passive": True,
     }
     base.update(kw)
-    return SessionConfig(**base)  # type: ignore[arg-type]
+    return SessionConfig(**base)
 
 
-def of(events: list[Event], cls: type) -> list[object]:
+def of(events: Sequence[Event], cls: type[E]) -> list[E]:
     return [e for e in events if isinstance(e, cls)]
 
 
@@ -106,7 +111,7 @@ def test_establish_and_negotiate() -> None:
     pair = ConnectionPair(config(hold_time=90), config_b(hold_time=30, hostname="peer-b"))
     pair.establish(0.0)
     (est,) = of(pair.a_events, Established)
-    neg = est.negotiated  # type: ignore[attr-defined]
+    neg = est.negotiated
     assert neg.hold_time == 30
     assert neg.keepalive_time == 10
     assert neg.peer_asn == 65002
@@ -140,7 +145,7 @@ def test_keepalives_every_third_of_hold_and_hold_expiry() -> None:
     assert not of(pair.b.handle_timer(129.999), NotificationSent)
     events = pair.b.handle_timer(130.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (4, 0)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (4, 0)
     assert of(events, ShouldClose)
     assert pair.b.state is State.IDLE
     assert decode_message(pair.b.data_to_send()) == NotificationMessage(code=4, subcode=0)
@@ -174,7 +179,7 @@ def test_updates_roundtrip_through_pair() -> None:
         AsPath.sequence(65001),
         NextHop(address=IPv4Address("192.0.2.1")),
     )
-    prefixes = [IPv4Network("10.1.0.0/16"), IPv6Network("2001:db8::/32")]
+    prefixes: list[Prefix] = [IPv4Network("10.1.0.0/16"), IPv6Network("2001:db8::/32")]
     msgs = pack_announcements(
         attrs, prefixes, pair.a.codec_context, ipv6_next_hop=IPv6Address("2001:db8::1")
     )
@@ -184,8 +189,8 @@ def test_updates_roundtrip_through_pair() -> None:
     pair.a.send_end_of_rib(AFI.IPV6, SAFI.UNICAST)
     pair.pump(1.0)
     received = of(pair.b_events, UpdateReceived)
-    assert [r.update for r in received] == msgs  # type: ignore[attr-defined]
-    got = [p for r in received for p in r.announced]  # type: ignore[attr-defined]
+    assert [r.update for r in received] == msgs
+    got = [p for r in received for p in r.announced]
     assert got == prefixes
     assert of(pair.b_events, EndOfRib) == [
         EndOfRib(afi=AFI.IPV4, safi=SAFI.UNICAST),
@@ -244,8 +249,8 @@ def _open_sent(cfg: SessionConfig | None = None) -> Connection:
     return conn
 
 
-def _peer_open(**kw: object) -> bytes:
-    fields: dict[str, object] = {
+def _peer_open(**kw: Any) -> bytes:
+    fields: dict[str, Any] = {
         "my_as": 65002,
         "hold_time": 90,
         "bgp_identifier": B_ID,
@@ -255,7 +260,7 @@ def _peer_open(**kw: object) -> bytes:
         ),
     }
     fields.update(kw)
-    return OpenMessage(**fields).encode()  # type: ignore[arg-type]
+    return OpenMessage(**fields).encode()
 
 
 @pytest.mark.parametrize(
@@ -274,7 +279,7 @@ def test_open_errors(wire: bytes, subcode: int, data: bytes) -> None:
     conn = _open_sent()
     events = conn.receive_data(wire, 1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode, sent.data) == (2, subcode, data)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode, sent.data) == (2, subcode, data)
     assert of(events, ShouldClose)
     assert decode_message(conn.data_to_send()) == NotificationMessage(
         code=2, subcode=subcode, data=data
@@ -292,7 +297,7 @@ def test_unsupported_optional_parameter() -> None:
     wire[16:18] = len(wire).to_bytes(2, "big")
     conn = _open_sent()
     (sent,) = of(conn.receive_data(bytes(wire), 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (2, 4)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (2, 4)
 
 
 def test_any_peer_as_and_internal_same_router_id() -> None:
@@ -305,20 +310,20 @@ def test_any_peer_as_and_internal_same_router_id() -> None:
     conn2 = _open_sent(config(peer_asn=65001))
     events = conn2.receive_data(_peer_open(my_as=65001, bgp_identifier=A_ID, capabilities=()), 1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (2, 3)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (2, 3)
 
 
 def test_fsm_error_keepalive_in_open_sent() -> None:
     conn = _open_sent()
     (sent,) = of(conn.receive_data(KeepaliveMessage().encode(), 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (5, 1)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (5, 1)
 
 
 def test_open_in_established_is_fsm_error() -> None:
     pair = ConnectionPair()
     pair.establish(0.0)
     (sent,) = of(pair.a.receive_data(_peer_open(), 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (5, 3)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (5, 3)
 
 
 def test_header_error_sends_notification() -> None:
@@ -326,7 +331,7 @@ def test_header_error_sends_notification() -> None:
     pair.establish(0.0)
     events = pair.a.receive_data(b"\x00" * 19, 1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (1, 1)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (1, 1)
     assert pair.a.state is State.IDLE
 
 
@@ -335,14 +340,14 @@ def test_malformed_update_resets_session() -> None:
     pair.establish(0.0)
     bad = bytes.fromhex("ff" * 16 + "001b 02 0000 0004 40630100")
     (sent,) = of(pair.a.receive_data(bad, 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (3, 2)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (3, 2)
 
 
 def test_open_sent_hold_timer_is_large() -> None:
     conn = _open_sent(config(open_hold_time=240.0))
     assert conn.get_timer() == 240.0
     (sent,) = of(conn.handle_timer(240.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (4, 0)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (4, 0)
 
 
 def test_eof_and_two_octet_peer_as4_path() -> None:
@@ -397,7 +402,8 @@ def test_connect_attempt_timeout_retries() -> None:
     conn.start(0.0)
     assert conn.get_timer() == 4.0
     events = conn.handle_timer(4.0)
-    assert of(events, ShouldClose) and of(events, ShouldConnect)
+    assert of(events, ShouldClose)
+    assert of(events, ShouldConnect)
     assert conn.state is State.CONNECT
     assert conn.get_timer() == 4.0 + 4.0  # second attempt: base x 2^0 (first failure)
 
@@ -479,7 +485,7 @@ def test_collision_dump_sends_cease_7() -> None:
     pair.establish(0.0)
     events = pair.a.collision_dump(1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (6, 7)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (6, 7)
     assert pair.a.get_timer() is None
 
 

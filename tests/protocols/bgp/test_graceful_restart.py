@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 
 import pytest
@@ -52,6 +53,7 @@ from protocols.bgp import (
     negotiate,
     outgoing_notification,
 )
+from protocols.bgp.capabilities import Capability
 from protocols.bgp.update import DecodedUpdate
 
 from .test_connection import ConnectionPair, config, config_b, of
@@ -199,12 +201,12 @@ def test_capability_lists_with_gr_raise_only_codec_errors(tail: bytes) -> None:
         decode_capabilities(gr_tlv(tail[:3]) + tail)
 
 
-def _open_with(*caps: object) -> OpenMessage:
+def _open_with(*caps: Capability) -> OpenMessage:
     return OpenMessage(
         my_as=65002,
         hold_time=90,
         bgp_identifier=IPv4Address("192.0.2.2"),
-        capabilities=(FourOctetAsCapability(asn=65002), *caps),  # type: ignore[arg-type]
+        capabilities=(FourOctetAsCapability(asn=65002), *caps),
     )
 
 
@@ -235,17 +237,25 @@ def test_session_with_malformed_gr_from_peer_comes_up() -> None:
 # ------------------------------------------------------------------ negotiation
 
 
-def _gr(time: int = 120, *, n: bool = True, r: bool = False, fams: object = None) -> object:
+def _gr(
+    time: int = 120,
+    *,
+    n: bool = True,
+    r: bool = False,
+    fams: Sequence[tuple[int, int]] | None = None,
+) -> GracefulRestartCapability:
     families = fams if fams is not None else [IPV4_UNICAST, IPV6_UNICAST]
     return graceful_restart_capability(
         restart_time=time,
         families=families,
         restarting=r,
-        notification=n,  # type: ignore[arg-type]
+        notification=n,
     )
 
 
-def _negotiation(local: object, peer: object) -> GracefulRestartNegotiation:
+def _negotiation(
+    local: GracefulRestartCapability | None, peer: GracefulRestartCapability | None
+) -> GracefulRestartNegotiation:
     both = (MultiprotocolCapability(afi=1, safi=1), MultiprotocolCapability(afi=2, safi=1))
     ours = config(
         families=(IPV4_UNICAST, IPV6_UNICAST),
