@@ -19,7 +19,7 @@ import pytest
 from lab import Lab, faults
 from lab.matrix import Cell, Ends, speaker_toml, start_router
 from lab.ours import OurSpeaker
-from tests.interop.test_matrix import Ours, poll
+from tests.helpers.interop import Ours, poll
 
 pytestmark = pytest.mark.lab
 

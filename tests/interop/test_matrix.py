@@ -28,9 +28,9 @@ from lab import Lab, faults
 from lab.exabgp import exabgp_path
 from lab.matrix import CELLS, Cell, Ends, Router, speaker_toml, start_router
 from lab.ours import OurSpeaker
-from lab.proc import LabError, ProcessDied
-from speaker.control import ControlError, request
+from lab.proc import LabError
 from tests.helpers import IN_CI
+from tests.helpers.interop import Ours, poll
 
 pytestmark = pytest.mark.lab
 
@@ -75,55 +75,6 @@ def record(
         rec["failures"].append(message.splitlines()[0][:300])
     rec["at"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     matrix_results[rec["id"]] = rec
-
-
-class Ours:
-    """Our speaker's view through its control socket (``speaker show ... --json``)."""
-
-    def __init__(self, speaker: OurSpeaker, socket: str) -> None:
-        self.speaker, self.socket = speaker, socket
-
-    def _ask(self, command: str) -> Any:
-        assert self.speaker.proc is not None
-        self.speaker.proc.check_alive("speaker")
-        try:
-            return request(self.socket, command, timeout=5.0)
-        except (OSError, ControlError) as exc:
-            raise LabError(f"control socket: {exc}") from exc
-
-    def bgp(self) -> dict[str, Any]:
-        (row,) = self._ask("show bgp summary")["peers"]
-        return row  # type: ignore[no-any-return]
-
-    def bfd(self) -> dict[str, Any]:
-        peers = self._ask("show bfd peers")
-        return peers[0] if peers else {}
-
-    def bfd_downs(self) -> int:
-        peers = self._ask("show bfd peers counters")["peers"]
-        return int(peers[0]["session-down"]) if peers else 0
-
-
-def poll(probe: Callable[[], bool], timeout: float) -> tuple[float | None, float]:
-    """Call ``probe`` back to back until it is true: (monotonic time at the end of the
-    call that saw it, or None at the timeout; duration of the last call). A LabError
-    (a daemon busy or restarting) counts as false; a dead speaker ends the cell."""
-    deadline = time.monotonic() + timeout
-    took = 0.0
-    while True:
-        start = time.monotonic()
-        try:
-            hit = probe()
-        except ProcessDied:
-            raise
-        except LabError:
-            hit = False
-        end = time.monotonic()
-        took = end - start
-        if hit:
-            return end, took
-        if end >= deadline:
-            return None, took
 
 
 def needs(cell: Cell, lab_require: Callable[..., None]) -> None:

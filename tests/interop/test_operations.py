@@ -12,8 +12,8 @@ import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
-from tests.interop.test_speaker import SERVICES, router, speaker_config
-from tests.speaker.test_metrics import LISTED, samples
+from tests.helpers.interop import SERVICES, gobgp_and_bfdd, speaker_config
+from tests.helpers.metrics import LISTED, samples
 
 pytestmark = pytest.mark.lab
 
@@ -47,7 +47,7 @@ def test_show_and_metrics_agree_with_the_routers_through_a_failover(
     lab: Lab, lab_require: Callable[..., None]
 ) -> None:
     lab_require("frr", "gobgp")
-    gobgp, bfd = router(lab, "rtr1")
+    gobgp, bfd = gobgp_and_bfdd(lab, "rtr1")
     rtr_addr, spk_addr = str(lab["rtr1"].addr4("spk")), str(lab["spk"].addr4("rtr1"))
     socket = str(lab.dir / "speaker.sock")
     extra = (

@@ -12,14 +12,14 @@ import pytest
 
 from lab import Lab
 from lab.ours import OurSpeaker
-from tests.interop.test_speaker import (
+from tests.helpers.interop import (
     SERVICES,
     VIP,
     VIP2,
     established_and_announced,
+    gobgp_and_bfdd,
     speaker_config,
 )
-from tests.interop.test_speaker import router as gobgp_and_bfdd
 
 pytestmark = pytest.mark.lab
 

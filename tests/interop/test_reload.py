@@ -13,7 +13,7 @@ from lab import Lab, wait_until
 from lab.gobgp import path_attrs
 from lab.ours import OurSpeaker
 from speaker.control import request
-from tests.interop.test_speaker import SERVICES, router, speaker_config
+from tests.helpers.interop import SERVICES, gobgp_and_bfdd, speaker_config
 
 pytestmark = pytest.mark.lab
 
@@ -24,7 +24,7 @@ def test_reload_adds_service_changes_bfd_and_community_without_resets(
     lab: Lab, lab_require: Callable[..., None]
 ) -> None:
     lab_require("frr", "gobgp")
-    gobgp, bfd = router(lab, "rtr1", ms=50)
+    gobgp, bfd = gobgp_and_bfdd(lab, "rtr1", ms=50)
     spk_addr = str(lab["spk"].addr4("rtr1"))
     speaker = OurSpeaker(lab["spk"], speaker_config(lab, ["rtr1"], extra=SERVICES)).start()
     gobgp.wait_rib(lambda r: VIP in r and VIP2 in r, timeout=20, what="initial routes")
@@ -79,7 +79,7 @@ def test_empty_reload_is_refused_and_concurrent_reloads_restart_a_peer_once(
     ``speaker reload`` at the same moment, with a new router ID (a restart): the peer
     restarts once and one session runs (on main, several runners fought for it)."""
     lab_require("frr", "gobgp")
-    gobgp, _bfd = router(lab, "rtr1", ms=50)
+    gobgp, _bfd = gobgp_and_bfdd(lab, "rtr1", ms=50)
     spk_addr = str(lab["spk"].addr4("rtr1"))
     sock = lab.dir / "speaker.sock"
     config = speaker_config(lab, ["rtr1"], extra=SERVICES + f'\n[control]\nsocket = "{sock}"\n')

@@ -22,7 +22,7 @@ import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
-from tests.interop.test_frr_coupled_bfd import frr_router, speaker_config
+from tests.helpers.interop import frr_coupled_speaker_config, frr_router
 
 pytestmark = pytest.mark.lab
 
@@ -70,7 +70,7 @@ def test_show_matches_frr_key_by_key_through_soft_out_failover_and_clear(
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
     frr = frr_router(lab, passive=False)
     socket = str(lab.dir / "speaker.sock")
-    config = speaker_config(lab, strict=False) + f'\n[control]\nsocket = "{socket}"\n'
+    config = frr_coupled_speaker_config(lab, strict=False) + f'\n[control]\nsocket = "{socket}"\n'
     speaker = OurSpeaker(spk, config).start()
 
     def ours(*words: str, check: bool = True) -> Any:

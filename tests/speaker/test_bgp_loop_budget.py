@@ -23,7 +23,7 @@ from speaker.bgp import BgpSession
 from speaker.bgp.session import NOTE_LOG_INTERVAL
 from speaker.config import loads_config
 from speaker.plan import Derived, derive_in_slices
-from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, wait_for
 
 BOUND = 0.010
 

@@ -20,8 +20,8 @@ from speaker import show
 from speaker.control import ControlServer, request
 from speaker.looplag import LAG_BUCKETS, WARN_EVERY, LoopMonitor, Slicer, WorstWindow
 from speaker.metrics import SpeakerCollector
-from tests.speaker.test_control import running_speaker
-from tests.speaker.test_metrics import samples, value
+from tests.helpers.metrics import samples, value
+from tests.helpers.running import running_speaker
 
 
 class FakeClock:

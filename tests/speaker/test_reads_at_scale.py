@@ -31,7 +31,7 @@ from speaker.config import loads_config
 from speaker.control import Slicer, encode_reply, handle
 from speaker.metrics import SpeakerCollector
 from speaker.plan import derive
-from tests.speaker.test_control import free_port
+from tests.helpers.running import free_port
 
 BOUND = 0.010
 

@@ -28,7 +28,7 @@ from speaker.config import load_config
 from speaker.control import ControlError
 from speaker.plan import derive
 from speaker.reload import collections_deferred, emptied
-from tests.speaker.test_control import free_port, running_speaker
+from tests.helpers.running import free_port, running_speaker
 
 PEERS = """
 [[peers]]

@@ -13,7 +13,7 @@ import trio.testing
 from protocols.bgp import CeaseSubcode, NotificationReceived
 from speaker.bgp import BgpSession
 from tests.helpers import log_fields
-from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, wait_for
 
 
 def bgp_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

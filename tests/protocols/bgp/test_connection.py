@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -22,17 +20,14 @@ from protocols.bgp import (
     Connection,
     EndOfRib,
     Established,
-    Event,
     FourOctetAsCapability,
     Initiator,
     KeepaliveMessage,
     LocalProtocolError,
-    MultiprotocolCapability,
     NextHop,
     NotificationMessage,
     NotificationReceived,
     NotificationSent,
-    OpenMessage,
     OpenReceived,
     Origin,
     OriginAttribute,
@@ -49,62 +44,7 @@ from protocols.bgp import (
     resolve_collision,
 )
 from protocols.bgp.fsm import TRANSITIONS, FsmEvent
-
-E = TypeVar("E", bound=Event)
-
-A_ID = IPv4Address("192.0.2.1")
-B_ID = IPv4Address("192.0.2.2")
-
-
-def config(**kw: Any) -> SessionConfig:
-    base: dict[str, Any] = {"local_asn": 65001, "peer_asn": 65002, "router_id": A_ID}
-    base.update(kw)
-    return SessionConfig(**base)
-
-
-def config_b(**kw: Any) -> SessionConfig:
-    base: dict[str, Any] = {
-        "local_asn": 65002,
-        "peer_asn": 65001,
-        "router_id": B_ID,
-        "passive": True,
-    }
-    base.update(kw)
-    return SessionConfig(**base)
-
-
-def of(events: Sequence[Event], cls: type[E]) -> list[E]:
-    return [e for e in events if isinstance(e, cls)]
-
-
-class ConnectionPair:
-    """Two connections whose outputs are fed into each other (like h11's ConnectionPair)."""
-
-    def __init__(self, a: SessionConfig | None = None, b: SessionConfig | None = None) -> None:
-        self.a = Connection(a or config(), rng=random.Random(1))
-        self.b = Connection(b or config_b(), rng=random.Random(2))
-        self.a_events: list[Event] = []
-        self.b_events: list[Event] = []
-
-    def pump(self, now: float) -> None:
-        while True:
-            da, db = self.a.data_to_send(), self.b.data_to_send()
-            if not da and not db:
-                return
-            if da:
-                self.b_events += self.b.receive_data(da, now)
-            if db:
-                self.a_events += self.a.receive_data(db, now)
-
-    def establish(self, now: float = 0.0) -> None:
-        assert of(self.a.start(now), ShouldConnect)
-        assert not of(self.b.start(now), ShouldConnect)
-        assert self.b.state is State.ACTIVE
-        self.a_events += self.a.connection_made(now)
-        self.b_events += self.b.connection_made(now)
-        self.pump(now)
-        assert self.a.state is State.ESTABLISHED
-        assert self.b.state is State.ESTABLISHED
+from tests.helpers.bgp_core import A_ID, B_ID, ConnectionPair, config, config_b, of, peer_open
 
 
 def test_establish_and_negotiate() -> None:
@@ -249,29 +189,15 @@ def _open_sent(cfg: SessionConfig | None = None) -> Connection:
     return conn
 
 
-def _peer_open(**kw: Any) -> bytes:
-    fields: dict[str, Any] = {
-        "my_as": 65002,
-        "hold_time": 90,
-        "bgp_identifier": B_ID,
-        "capabilities": (
-            MultiprotocolCapability(afi=1, safi=1),
-            FourOctetAsCapability(asn=65002),
-        ),
-    }
-    fields.update(kw)
-    return OpenMessage(**fields).encode()
-
-
 @pytest.mark.parametrize(
     ("wire", "subcode", "data"),
     [
-        (_peer_open()[:19] + b"\x03" + _peer_open()[20:], 1, b"\x00\x04"),
-        (_peer_open(my_as=65003, capabilities=()), 2, b""),
-        (_peer_open(capabilities=(FourOctetAsCapability(asn=65009),)), 2, b""),
-        (_peer_open(bgp_identifier=IPv4Address("0.0.0.0")), 3, b""),
-        (_peer_open(hold_time=2), 6, b""),
-        (_peer_open(hold_time=1), 6, b""),
+        (peer_open()[:19] + b"\x03" + peer_open()[20:], 1, b"\x00\x04"),
+        (peer_open(my_as=65003, capabilities=()), 2, b""),
+        (peer_open(capabilities=(FourOctetAsCapability(asn=65009),)), 2, b""),
+        (peer_open(bgp_identifier=IPv4Address("0.0.0.0")), 3, b""),
+        (peer_open(hold_time=2), 6, b""),
+        (peer_open(hold_time=1), 6, b""),
     ],
     ids=["version", "peer-as", "as4-mismatch", "bgp-id", "hold-2", "hold-1"],
 )
@@ -291,7 +217,7 @@ def test_open_errors(wire: bytes, subcode: int, data: bytes) -> None:
 
 
 def test_unsupported_optional_parameter() -> None:
-    wire = bytearray(_peer_open(capabilities=()))
+    wire = bytearray(peer_open(capabilities=()))
     # Replace the empty optional parameters with one parameter of type 1 (auth).
     wire = wire[:28] + bytes.fromhex("03 01 01 00")
     wire[16:18] = len(wire).to_bytes(2, "big")
@@ -302,13 +228,13 @@ def test_unsupported_optional_parameter() -> None:
 
 def test_any_peer_as_and_internal_same_router_id() -> None:
     conn = _open_sent(config(peer_asn=None))
-    events = conn.receive_data(_peer_open(my_as=64999, capabilities=()), 1.0)
+    events = conn.receive_data(peer_open(my_as=64999, capabilities=()), 1.0)
     assert conn.state is State.OPEN_CONFIRM
     assert of(events, OpenReceived)
     assert conn.negotiated is not None and not conn.negotiated.asn4
     assert conn.codec_context.asn4 is False
     conn2 = _open_sent(config(peer_asn=65001))
-    events = conn2.receive_data(_peer_open(my_as=65001, bgp_identifier=A_ID, capabilities=()), 1.0)
+    events = conn2.receive_data(peer_open(my_as=65001, bgp_identifier=A_ID, capabilities=()), 1.0)
     (sent,) = of(events, NotificationSent)
     assert (sent.code, sent.subcode) == (2, 3)
 
@@ -322,7 +248,7 @@ def test_fsm_error_keepalive_in_open_sent() -> None:
 def test_open_in_established_is_fsm_error() -> None:
     pair = ConnectionPair()
     pair.establish(0.0)
-    (sent,) = of(pair.a.receive_data(_peer_open(), 1.0), NotificationSent)
+    (sent,) = of(pair.a.receive_data(peer_open(), 1.0), NotificationSent)
     assert (sent.code, sent.subcode) == (5, 3)
 
 
@@ -352,7 +278,7 @@ def test_open_sent_hold_timer_is_large() -> None:
 
 def test_eof_and_two_octet_peer_as4_path() -> None:
     conn = _open_sent(config(local_asn=4200000001, peer_asn=65002))
-    conn.receive_data(_peer_open(capabilities=()), 1.0)
+    conn.receive_data(peer_open(capabilities=()), 1.0)
     conn.receive_data(KeepaliveMessage().encode(), 1.0)
     assert conn.state is State.ESTABLISHED
     conn.data_to_send()
@@ -430,7 +356,7 @@ def test_damping_grows_on_flaps_and_decays_after_stability() -> None:
     delays = []
     for _ in range(6):
         conn.connection_made(now)
-        conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+        conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
         assert conn.state is State.ESTABLISHED
         now += 1.0
         conn.receive_data(b"", now)  # flap after 1 s
@@ -442,7 +368,7 @@ def test_damping_grows_on_flaps_and_decays_after_stability() -> None:
     assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
     # A long stable session resets the damping.
     conn.connection_made(now)
-    conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+    conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
     for _ in range(40):  # keep the session alive past damp_stable_time
         now += 3.0
         conn.handle_timer(now)

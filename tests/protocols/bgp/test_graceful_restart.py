@@ -55,8 +55,7 @@ from protocols.bgp import (
 )
 from protocols.bgp.capabilities import Capability
 from protocols.bgp.update import DecodedUpdate
-
-from .test_connection import ConnectionPair, config, config_b, of
+from tests.helpers.bgp_core import ConnectionPair, config, config_b, of
 
 GR_CODE = CapabilityCode.GRACEFUL_RESTART
 
