@@ -10,10 +10,9 @@ from speaker.cli import main
 
 
 def test_version_flag_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
-    try:
+    with pytest.raises(SystemExit) as exc:
         main(["--version"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"speaker {speaker.__version__}"
 
 

@@ -351,7 +351,9 @@ async def test_keep_adj_rib_in_and_ipv6_next_hops(
     session.cancel()
 
 
-async def test_md5_right_key_establishes_wrong_key_never(nursery: trio.Nursery) -> None:
+async def test_md5_right_key_establishes_wrong_key_never(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     peer = Peer(peer_core())
     peer.password = "s3cret"
     port = await nursery.start(peer.serve)
