@@ -29,6 +29,7 @@ from typing import Any
 
 import trio
 
+from bench.common import LongestStep
 from protocols.bgp import (
     IPV4_UNICAST,
     AsPath,
@@ -46,20 +47,6 @@ from protocols.bgp.update import decode_update, encode_update_body
 from speaker.bgp import BgpPeerConfig, BgpSession, RouteAttributes
 
 Routes = dict[Prefix, RouteAttributes]
-
-
-class LongestStep(trio.abc.Instrument):
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._started: dict[trio.lowlevel.Task, float] = {}
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._started[task] = time.thread_time()
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        took = time.thread_time() - self._started.pop(task, time.thread_time())
-        if "BgpSession" in task.name:
-            self.longest = max(self.longest, took)
 
 
 def host_routes(first: int, n: int) -> Routes:
@@ -110,7 +97,7 @@ async def session_steps(size: int) -> tuple[float, float]:
                            connect_retry=1.0)  # fmt: skip
     routes, replacement = host_routes(0, size), host_routes(size // 16, size)
     got: list[int] = []
-    steps = LongestStep()
+    steps = LongestStep("BgpSession")
     gc.collect()
     gc.disable()
     try:

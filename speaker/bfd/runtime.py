@@ -21,6 +21,12 @@ wake-up per packet. Sends are direct non-blocking ``sendto`` calls (no scheduler
 State changes go out two ways: synchronously to the owner's ``on_change`` callback
 (the peer's BGP guard: no task switch between detection and teardown), and through
 memory channels to any number of subscribers.
+
+One module of 700+ lines on purpose: :class:`BfdSession` and :class:`BfdEndpoint` are
+one mechanism seen from its two ends. The endpoint's receive loop finds the session and
+calls :meth:`BfdSession.deliver` within the packet's step; the session sends from the
+endpoint's sockets, ports and RNG. Apart, each would need a public interface for what
+is private between them.
 """
 
 from __future__ import annotations

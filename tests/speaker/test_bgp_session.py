@@ -404,5 +404,5 @@ def test_md5_on_a_kernel_without_it_names_the_peer() -> None:
 
     cfg = our_config(179, name="rtr1", password="x")
     with pytest.raises(BgpSocketError, match=r"peer rtr1 \(127.0.0.1\).*no TCP MD5 support"):
-        set_md5(NoMd5(), cfg)  # type: ignore[arg-type]
+        set_md5(NoMd5(), cfg)  # type: ignore[arg-type]  # a socket without TCP MD5
     assert len(md5sig(ipaddress.ip_address("2001:2::1"), b"k")) == 216

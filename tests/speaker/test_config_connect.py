@@ -27,7 +27,9 @@ def test_keys_reach_the_bgp_session() -> None:
     config = loads_config(
         with_peer_keys('listen = false\nconnect_retry = "250ms"\nconnect_retry_max = "5s"\n')
     )
-    (plan,) = plans_for(config, {"www": config.service("www").address})  # type: ignore[dict-item]
+    address = config.service("www").address
+    assert address is not None
+    (plan,) = plans_for(config, {"www": address})
     assert plan.bgp.listen is False
     assert (plan.bgp.connect_retry, plan.bgp.connect_retry_max) == (0.25, 5.0)
     session = plan.bgp.session_config()

@@ -328,11 +328,11 @@ def test_communities_are_parsed() -> None:
 def test_config_is_immutable() -> None:
     config = loads_config(BASE_CONFIG)
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        config.peers = ()  # type: ignore[misc]
+        config.peers = ()  # type: ignore[misc]  # the point: frozen
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        config.peer("tor").peer_asn = 1  # type: ignore[misc]
+        config.peer("tor").peer_asn = 1  # type: ignore[misc]  # the point: frozen
     with pytest.raises(TypeError):
-        config.speaker.labels["rack"] = "r2"  # type: ignore[index]
+        config.speaker.labels["rack"] = "r2"  # type: ignore[index]  # the point: read-only
 
 
 def test_lookups_raise_key_error() -> None:

@@ -348,9 +348,9 @@ async def test_both_receive_loops_skip_a_link_down_and_frames_not_for_this_host(
         (b"ours", address(PACKET_HOST)),
         OSError(errno.EBADF, "Bad file descriptor"),
     )
-    assert await _receive_host_frame(sock, "to-rtr1") == b"ours"  # type: ignore[arg-type]
+    assert await _receive_host_frame(sock, "to-rtr1") == b"ours"  # type: ignore[arg-type]  # scripted
     with pytest.raises(EchoLinkError, match="echo receive on to-rtr1 failed"):
-        await _receive_host_frame(sock, "to-rtr1")  # type: ignore[arg-type]
+        await _receive_host_frame(sock, "to-rtr1")  # type: ignore[arg-type]  # scripted socket
 
 
 # -- lab ----------------------------------------------------------------------------------

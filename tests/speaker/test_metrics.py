@@ -281,8 +281,8 @@ def test_an_ipv6_bgp_peer_label_is_go_s_ip_colon_port() -> None:
         bfd_target=None,
     )
     runner = types.SimpleNamespace(plan=plan)
-    assert bgp_label(runner) == "2001:2::1:179"  # type: ignore[arg-type]
-    assert bfd_label(runner) == "2001:2::1"  # type: ignore[arg-type]
+    assert bgp_label(runner) == "2001:2::1:179"  # type: ignore[arg-type]  # a stand-in runner
+    assert bfd_label(runner) == "2001:2::1"  # type: ignore[arg-type]  # a stand-in runner
 
 
 def test_label_values_and_help_are_escaped() -> None:

@@ -121,7 +121,8 @@ async def test_concurrent_reloads_leave_one_runner_per_peer(
         assert all(r.ok for r in results), results
         assert peer_tasks(speaker) == ["peer r1", "peer r2"]
         assert speaker.peers["r1"].plan.bgp.peer_asn == 64999
-        running_r1 = [t for t in speaker._nursery.child_tasks if t.name == "peer r1"]  # type: ignore[union-attr]
+        assert speaker._nursery is not None
+        running_r1 = [t for t in speaker._nursery.child_tasks if t.name == "peer r1"]
         assert len(running_r1) == 1
         assert speaker.reloads == 1, "two requests at once are answered by one reload"
 
