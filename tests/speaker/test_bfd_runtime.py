@@ -24,15 +24,21 @@ A, B = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
 PORT_A, PORT_B = 23784, 33784
 
 
-async def pair(
-    nursery: trio.Nursery, profile_a: BfdProfile, profile_b: BfdProfile
-) -> tuple[BfdEndpoint, BfdSession, BfdEndpoint, BfdSession]:
-    ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
+async def endpoints(nursery: trio.Nursery, seed: int = 1) -> tuple[BfdEndpoint, BfdEndpoint]:
+    """A's endpoint and B's, running, each sending to the other's ports."""
+    ep_a = BfdEndpoint(rng=random.Random(seed), ports=(PORT_A, PORT_A + 1000),
                        peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
+    ep_b = BfdEndpoint(rng=random.Random(seed + 1), ports=(PORT_B, PORT_B + 1000),
                        peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
+    return ep_a, ep_b
+
+
+async def pair(
+    nursery: trio.Nursery, profile_a: BfdProfile, profile_b: BfdProfile
+) -> tuple[BfdEndpoint, BfdSession, BfdEndpoint, BfdSession]:
+    ep_a, ep_b = await endpoints(nursery)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A), profile_a)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B), profile_b)
     return ep_a, sa, ep_b, sb
@@ -126,12 +132,7 @@ async def test_profile_change_renegotiates_without_leaving_up(
 async def test_many_sessions_demultiplex_by_discriminator(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    ep_a = BfdEndpoint(rng=random.Random(3), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(4), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+    ep_a, ep_b = await endpoints(nursery, seed=3)
     sessions = []
     for i in range(1, 21):
         a, b = ipaddress.IPv4Address(f"127.0.1.{i}"), ipaddress.IPv4Address(f"127.0.2.{i}")
@@ -180,12 +181,7 @@ async def test_single_hop_packet_from_another_interface_is_dropped(
     """RFC 5881 §3: a single-hop session is about one link. A packet with the peer's
     source address that arrived on another interface (rp_filter off: any host on
     any link can send one) is counted and dropped, not allowed to down the session."""
-    ep_a = BfdEndpoint(rng=random.Random(5), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(6), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+    ep_a, ep_b = await endpoints(nursery, seed=5)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), FAST)
     await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
     with trio.fail_after(3):
@@ -214,12 +210,7 @@ async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(
     Min Echo RX of 0 rather than promise what we cannot keep."""
     echo = BfdProfile(name="echo", transmit_interval=50, receive_interval=50,
                       echo_mode=True, echo_interval=50)  # fmt: skip
-    ep_a = BfdEndpoint(rng=random.Random(7), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(8), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+    ep_a, ep_b = await endpoints(nursery, seed=7)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), echo)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
     assert sa.core.advertised_echo_rx_us == 50_000
@@ -259,12 +250,7 @@ async def test_hold_control_delays_and_drops_nothing(
 async def test_started_admin_down_peer_never_sees_down(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
-    ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+    ep_a, ep_b = await endpoints(nursery)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B), FAST)
     sa: BfdSession = await nursery.start(
         lambda task_status: ep_a.run_session(

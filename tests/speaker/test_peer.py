@@ -150,6 +150,19 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
             await trio.sleep(0.005)
 
 
+async def bfd_up_peer(
+    nursery: trio.Nursery,
+) -> tuple[BfdEndpoint, BfdEndpoint, BfdSession, PeerRunner]:
+    """Peer r1 with BFD, running, its BFD session Up: (ours, the routers' endpoint, the
+    router's session, the runner)."""
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    return ours, routers, rtr, runner
+
+
 # ---- supervision --------------------------------------------------------------------------
 
 
@@ -349,11 +362,7 @@ async def test_after_a_bfd_teardown_the_router_gets_the_cease_before_our_down(
 ) -> None:
     # BIRD 2 arms its 60 s error wait when its BFD reports our Down before its BGP
     # has read our Cease (docs/bfd.md): our Down waits CEASE_FIRST, and is not lost.
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, _routers, rtr, runner = await bfd_up_peer(nursery)
     await trio.sleep(3)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
@@ -398,11 +407,7 @@ async def test_bfd_up_makes_a_session_not_yet_established_connect_at_once(
 ) -> None:
     # BFD held AdminDown is enabled BFD_HOLD_MAX after the start at the latest.
     ESTABLISH_AFTER[0] = 3600  # the router refuses us for now
-    ours, routers = await endpoints(nursery)
-    await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    _ours, _routers, _, runner = await bfd_up_peer(nursery)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession) and bgp.connect_now_calls
     assert bgp.connect_now_calls[0] == runner.bfd.statistics().up_since
@@ -449,11 +454,7 @@ async def frr_replaces_its_session(
 async def test_a_router_replacing_its_bfd_session_after_established_keeps_bgp(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, routers, rtr, runner = await bfd_up_peer(nursery)
     await wait_for(lambda: runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
@@ -476,11 +477,7 @@ async def test_a_real_down_right_after_established_still_tears_down_at_once(
     autojump_clock: Any, nursery: trio.Nursery, late: bool, diag: Diag
 ) -> None:
     # late: the same packet long after Established; else the router's detection expired.
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, routers, rtr, runner = await bfd_up_peer(nursery)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
     if late:
@@ -496,11 +493,7 @@ async def test_a_real_down_right_after_established_still_tears_down_at_once(
 async def test_a_reset_after_which_bfd_stays_down_tears_down_after_the_recovery_time(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, routers, rtr, runner = await bfd_up_peer(nursery)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
     bgp.established_at = trio.current_time() - 0.0016

@@ -48,7 +48,6 @@ async def run_until_cease(
         await wait_for(peer.closed.is_set)
         await session.wait_stopped()
     (notification,) = peer.of(NotificationReceived)
-    assert isinstance(notification, NotificationReceived)
     assert (notification.code, notification.subcode) == (6, subcode)
     return peer, session
 
