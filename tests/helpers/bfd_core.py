@@ -20,10 +20,12 @@ LOCAL = 1
 
 
 def make(config: SessionConfig = FAST, now: float = 0.0, seed: int = 0) -> Session:
+    """Our session, discriminator :data:`LOCAL`."""
     return Session(config, rng=random.Random(seed), now=now, local_discriminator=LOCAL)
 
 
 def peer(state: State, **kwargs: Any) -> ControlPacket:
+    """A packet from the peer (discriminator :data:`PEER`) in ``state``, ``kwargs`` on top."""
     fields: dict[str, Any] = {
         "state": state,
         "detect_mult": 3,
@@ -37,10 +39,12 @@ def peer(state: State, **kwargs: Any) -> ControlPacket:
 
 
 def sent(session: Session) -> list[ControlPacket]:
+    """What the session has to send, decoded."""
     return [ControlPacket.decode(d) for d in session.datagrams_to_send()]
 
 
 def events(session: Session) -> list[StateChanged]:
+    """The state changes the session reports (other events dropped)."""
     out = []
     while (event := session.next_event()) is not None:
         if isinstance(event, StateChanged):
@@ -49,4 +53,5 @@ def events(session: Session) -> list[StateChanged]:
 
 
 def feed(session: Session, packet: ControlPacket, now: float) -> DiscardReason | None:
+    """Hand ``packet`` to the session as received: why it was discarded, or None."""
     return session.receive_packet(packet.encode(), now)

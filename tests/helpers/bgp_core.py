@@ -25,12 +25,14 @@ B_ID = IPv4Address("192.0.2.2")
 
 
 def config(**kw: Any) -> SessionConfig:
+    """A's config (AS 65001 to 65002, active), ``kw`` on top."""
     base: dict[str, Any] = {"local_asn": 65001, "peer_asn": 65002, "router_id": A_ID}
     base.update(kw)
     return SessionConfig(**base)
 
 
 def config_b(**kw: Any) -> SessionConfig:
+    """B's config (AS 65002 to 65001, passive), ``kw`` on top."""
     base: dict[str, Any] = {
         "local_asn": 65002,
         "peer_asn": 65001,
@@ -42,6 +44,7 @@ def config_b(**kw: Any) -> SessionConfig:
 
 
 def of(events: Sequence[Event], cls: type[E]) -> list[E]:
+    """The events of kind ``cls``."""
     return [e for e in events if isinstance(e, cls)]
 
 

@@ -165,6 +165,7 @@ class Peer:
 
 
 async def send_all(sock: trio.socket.SocketType, data: bytes) -> None:
+    """Write all of ``data``."""
     view = memoryview(data)
     while view:
         sent = await sock.send(view)
@@ -172,6 +173,7 @@ async def send_all(sock: trio.socket.SocketType, data: bytes) -> None:
 
 
 def our_config(port: int, **kw: Any) -> BgpPeerConfig:
+    """Our side of a session to the :class:`Peer` on ``port``, ``kw`` on top."""
     fields: dict[str, Any] = {
         "name": "t",
         "peer_address": "127.0.0.1",
@@ -187,12 +189,14 @@ def our_config(port: int, **kw: Any) -> BgpPeerConfig:
 
 
 def host_routes(n: int, attributes: RouteAttributes | None = None) -> dict[Prefix, RouteAttributes]:
+    """``n`` host routes from 198.19.0.0/32 up, all with ``attributes``."""
     base = int(IPv4Address("198.19.0.0"))
     attrs_ = attributes or RouteAttributes()
     return {IPv4Network((base + i, 32)): attrs_ for i in range(n)}
 
 
 async def wait_for(cond: Callable[[], object], what: str = "condition") -> None:
+    """Until ``cond()`` is true (checked every 10 ms, 60 s at most)."""
     with trio.fail_after(60):
         while not cond():
             await trio.sleep(0.01)

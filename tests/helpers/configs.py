@@ -106,6 +106,7 @@ health = { tcp = "127.0.0.1:82" }
 
 
 def many_services(count: int) -> str:
+    """A config with ``count`` services and both a host and an aggregate advertisement."""
     services = "".join(
         f'[[services]]\nname = "s{i}"\naddress = "10.{i // 65536}.{i // 256 % 256}.{i % 256}"\n'
         f'health = {{ tcp = "127.0.0.1:{1 + i % 60000}" }}\n'
@@ -151,6 +152,7 @@ address = "203.0.113.1"
 
 
 def config_errors(text: str) -> list[str]:
+    """The errors loading ``text`` reports (it must fail)."""
     with pytest.raises(ConfigError) as info:
         loads_config(text)
     return [str(issue) for issue in info.value.errors]

@@ -62,6 +62,7 @@ def samples(text: str) -> dict[str, list[Sample]]:
 
 
 def value(text: str, name: str, **labels: str) -> float:
+    """The value of the first sample ``name`` with ``labels`` (KeyError if none)."""
     for sample in samples(text)[name]:
         if all(sample.labels.get(k) == v for k, v in labels.items()):
             return float(sample.value)
@@ -69,6 +70,7 @@ def value(text: str, name: str, **labels: str) -> float:
 
 
 def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
+    """(status, headers, body) of one HTTP request, error statuses included."""
     req = urllib.request.Request(url, method=method)
     try:
         with urllib.request.urlopen(req, timeout=5) as response:

@@ -23,12 +23,15 @@ BFD_PORT = 23784  # a private pair of ports: the session's packets come back to 
 
 
 def free_port() -> int:
+    """A TCP port nobody listens on now (the peers' port: our connects are refused)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
 def speaker_toml(tmp_path: Path, *, bgp_port: int, extra: str = "") -> str:
+    """The config: two loopback peers (r1 with BFD to itself, r2), one elsewhere, two
+    pools, services web/api/db; every secret of :data:`tests.helpers.configs.SECRETS`."""
     (tmp_path / "tor.key").write_text("file-SECRET-2\n")
     return f"""
 [speaker]
@@ -106,6 +109,8 @@ pool = "vips"
 
 
 class Running:
+    """The running speaker, its control socket ``path`` and its config file."""
+
     def __init__(self, speaker: Speaker, path: Path, config: Path) -> None:
         self.speaker, self.path, self.config = speaker, path, config
 
@@ -118,6 +123,8 @@ class Running:
 
 @asynccontextmanager
 async def running_speaker(tmp_path: Path, extra: str = "") -> AsyncIterator[Running]:
+    """A speaker of :func:`speaker_toml` (plus ``extra``) with its control server, shut
+    down at the end. Its BFD talks to itself: ask for the ``bfd_not_held`` fixture."""
     file = tmp_path / "speaker.toml"
     file.write_text(speaker_toml(tmp_path, bgp_port=free_port(), extra=extra))
     config = load_config(file)
@@ -136,6 +143,7 @@ async def running_speaker(tmp_path: Path, extra: str = "") -> AsyncIterator[Runn
 
 
 async def wait_until(probe: Any, timeout: float = 5.0) -> Any:
+    """Await ``probe()`` every 50 ms until it returns something true, and return that."""
     with trio.fail_after(timeout):
         while not (value := await probe()):
             await trio.sleep(0.05)
@@ -143,4 +151,5 @@ async def wait_until(probe: Any, timeout: float = 5.0) -> Any:
 
 
 async def is_healthy(spk: Running, service: str) -> bool:
+    """A probe for :func:`wait_until`: ``service`` passes its health check."""
     return service in spk.speaker.healthy

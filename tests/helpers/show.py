@@ -23,6 +23,7 @@ PROFILE = BfdProfile(name="fast", transmit_interval=50, receive_interval=50)
 
 
 def bfd_stats(**changes: Any) -> BfdStatistics:
+    """An Up session's statistics, ``changes`` on top."""
     values: dict[str, Any] = {
         "key": KEY, "profile": "fast", "state": BfdState.UP, "remote_state": BfdState.UP,
         "local_discriminator": 1234, "remote_discriminator": 5678,
@@ -40,6 +41,7 @@ def bfd_stats(**changes: Any) -> BfdStatistics:
 
 
 def bgp_stats(**changes: Any) -> BgpStatistics:
+    """An Established session's statistics, ``changes`` on top."""
     values: dict[str, Any] = {
         "name": "rtr1", "peer": "198.18.1.1", "state": "Established", "established_at": 10.0,
         "uptime": 83.5, "flaps": 0, "local_address": "198.18.1.2",
@@ -65,6 +67,7 @@ TOTALS = {"in:open": 2, "in:keepalive": 40, "in:update": 1, "out:open": 2, "out:
 
 
 def summary(stats: BgpStatistics | None = None, bfd: str | None = "up") -> dict[str, Any]:
+    """Our ``show bgp summary`` row for rtr1 with :data:`TOTALS`."""
     return view.bgp_summary_row(
         name="rtr1", peer="198.18.1.1", remote_as=64512, local_as=64513,
         stats=stats, totals=TOTALS, bfd_status=bfd, sessions=2,
