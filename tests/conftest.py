@@ -4,11 +4,11 @@ and fail under CI=true: CI must really run the interop tests."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.helpers import IN_CI
+from tests.helpers import IN_CI, Require
 
 KEEP = os.environ.get("LAB_KEEP") == "1"
 
@@ -25,7 +25,7 @@ def _require(*needs: str) -> None:
 
 
 @pytest.fixture
-def lab_require() -> Callable[..., None]:
+def lab_require() -> Require:
     """``lab_require("frr", "gobgp", "bird", "capture")``: skip or (in CI) fail."""
     return _require
 

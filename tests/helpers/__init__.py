@@ -1,7 +1,7 @@
 """Helpers the tests share, one module per concern; a test module imports from here,
 never from another test module (a test file holds tests and what only it uses).
 
-- ``tests.helpers``: :data:`IN_CI`, :func:`log_fields`.
+- ``tests.helpers``: :data:`IN_CI`, :data:`Require`, :func:`log_fields`.
 - :mod:`tests.helpers.bgp_peer`: an in-process BGP router on loopback (the sans-IO core
   behind a socket) and our side's config.
 - :mod:`tests.helpers.bgp_core`: a pair of sans-IO BGP connections wired together.
@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The ``lab_require`` fixture's type: ``lab_require("frr", "gobgp")`` skips (or in CI fails).
+Require = Callable[..., None]
 
 
 def log_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
 from lab import Lab
 from lab.bird import AUTH_TYPES, BfdNeighbor, Bird, bfd_protocol
 from lab.ours import OurBfd
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -34,7 +34,7 @@ def start_pair(
 
 @pytest.mark.parametrize("auth", sorted(AUTH_TYPES))
 def test_each_auth_type_comes_up_with_a_matching_key(
-    lab: Lab, lab_require: Callable[..., None], auth: str
+    lab: Lab, lab_require: Require, auth: str
 ) -> None:
     lab_require("bird")
     bird, ours, _r, s_addr = start_pair(
@@ -49,9 +49,7 @@ def test_each_auth_type_comes_up_with_a_matching_key(
 
 
 @pytest.mark.parametrize("auth", ["simple", "keyed-sha1", "meticulous-keyed-md5"])
-def test_wrong_key_stays_down_and_counts_rejects(
-    lab: Lab, lab_require: Callable[..., None], auth: str
-) -> None:
+def test_wrong_key_stays_down_and_counts_rejects(lab: Lab, lab_require: Require, auth: str) -> None:
     lab_require("bird")
     bird, ours, _r, s_addr = start_pair(
         lab, bird_auth=auth, bird_secret="right-key", our_auth=auth, our_secret="wrong-key"
@@ -64,7 +62,7 @@ def test_wrong_key_stays_down_and_counts_rejects(
     assert bird.bfd_sessions()[s_addr]["state"] != "Up"
 
 
-def test_wrong_type_and_missing_auth_stay_down(lab: Lab, lab_require: Callable[..., None]) -> None:
+def test_wrong_type_and_missing_auth_stay_down(lab: Lab, lab_require: Require) -> None:
     lab_require("bird")
     _bird, ours, _r, _s = start_pair(
         lab, bird_auth="keyed-md5", bird_secret="k", our_auth="keyed-sha1", our_secret="k"
@@ -76,7 +74,7 @@ def test_wrong_type_and_missing_auth_stay_down(lab: Lab, lab_require: Callable[.
 
 
 def test_unauthenticated_peer_is_rejected_when_we_require_auth(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     lab_require("bird")
     _bird, ours, _r, _s = start_pair(

@@ -13,7 +13,6 @@ Addresses: the lab's 198.18.0.0/15 and 2001:2::/48; routes from 198.19.0.0/16 an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from lab import Lab, faults, wait_until
 from lab.frr import FRR, bgpd_config
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -74,7 +74,7 @@ def frr_active(lab: Lab, *, password: str | None = None) -> FRR:
 @pytest.mark.parametrize("password", [None, "s3cret"])
 def test_frr_active_reaches_established_through_our_listener(
     lab: Lab,
-    lab_require: Callable[..., None],
+    lab_require: Require,
     password: str | None,
 ) -> None:
     lab_require("frr")
@@ -94,7 +94,7 @@ def test_frr_active_reaches_established_through_our_listener(
 
 @pytest.mark.parametrize(("our_id", "kept"), [("198.18.1.2", "we"), ("198.18.0.1", "the peer")])
 def test_both_active_one_session_no_flap(
-    lab: Lab, lab_require: Callable[..., None], our_id: str, kept: str
+    lab: Lab, lab_require: Require, our_id: str, kept: str
 ) -> None:
     """FRR (id 198.18.0.2, connecting every second) and we both connect, our packets
     held 700 ms so that both connections are often up before either OPEN exchange
@@ -122,7 +122,7 @@ def test_both_active_one_session_no_flap(
 
 
 def test_wrong_md5_reported_within_connect_time_plus_one_second(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     """FRR (active, password "right") and we (password "wrong", connect_time 10 s by
     default): both sides' SYNs are dropped by the other's kernel. On main each attempt
@@ -151,7 +151,7 @@ def _seconds(stamp: str) -> float:
 
 
 def test_ipv6_routes_return_after_a_link_flap_removed_the_address(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     """IPv4 session carrying IPv6 routes. The link flaps (keep_addr_on_down=0: our IPv6
     address is gone) and the session restarts before the address is learnt again: the
@@ -179,9 +179,7 @@ def test_ipv6_routes_return_after_a_link_flap_removed_the_address(
     assert speaker.terminate() == 0
 
 
-def test_route_back_soon_after_frr_no_neighbor_shutdown(
-    lab: Lab, lab_require: Callable[..., None]
-) -> None:
+def test_route_back_soon_after_frr_no_neighbor_shutdown(lab: Lab, lab_require: Require) -> None:
     """FRR `neighbor X shutdown` then `no neighbor shutdown`, three times: FRR
     connects to us after its `timers connect 1` and our listener takes it at once,
     though our own restart wait is still running, and FRR's administrative Cease is

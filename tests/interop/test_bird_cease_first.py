@@ -12,13 +12,13 @@ CEASE_FIRST (50 ms) after the Cease, BIRD still reads the Cease first.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
 from lab import Lab, faults
 from lab.matrix import Cell, Ends, speaker_toml, start_router
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 from tests.helpers.interop import Ours, poll
 
 pytestmark = pytest.mark.lab
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.lab
 BGP_DELAY_MS = 10.0
 
 
-def test_bird_reads_our_cease_before_our_bfd_down(
-    lab: Lab, lab_require: Callable[..., None]
-) -> None:
+def test_bird_reads_our_cease_before_our_bfd_down(lab: Lab, lab_require: Require) -> None:
     lab_require("bird")
     spk, rtr = lab["spk"], lab["rtr1"]
     cell = Cell("bird")

@@ -9,13 +9,13 @@ flap on it, and a real BFD failure must still tear BGP down at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime
 
 import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 from tests.helpers.interop import frr_coupled_speaker_config, frr_router
 
 pytestmark = pytest.mark.lab
@@ -33,7 +33,7 @@ DETECT_MS = 150  # 50 ms x 3
     ids=["router-active", "router-passive", "router-passive-bfd-strict", "multihop"],
 )
 def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
-    lab: Lab, lab_require: Callable[..., None], passive: bool, strict: bool, multihop: bool
+    lab: Lab, lab_require: Require, passive: bool, strict: bool, multihop: bool
 ) -> None:
     """By default BGP is Established before BFD is first Up (BFD's slow start takes a
     second, BGP milliseconds), so FRR's re-created session is never an Up -> Down, at

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from lab.exabgp import exabgp_path
 from lab.matrix import CELLS, Cell, Ends, Router, speaker_toml, start_router
 from lab.ours import OurSpeaker
 from lab.proc import LabError
-from tests.helpers import IN_CI
+from tests.helpers import IN_CI, Require
 from tests.helpers.interop import Ours, poll
 
 pytestmark = pytest.mark.lab
@@ -77,7 +77,7 @@ def record(
     matrix_results[rec["id"]] = rec
 
 
-def needs(cell: Cell, lab_require: Callable[..., None]) -> None:
+def needs(cell: Cell, lab_require: Require) -> None:
     lab_require({"frr": "frr", "bird": "bird", "gobgp": "gobgp"}.get(cell.router, "frr"))
     if cell.router in ("gobgp", "exabgp"):
         lab_require("frr")  # bfdd beside it
@@ -89,9 +89,7 @@ def needs(cell: Cell, lab_require: Callable[..., None]) -> None:
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
-def test_cell(
-    lab: Lab, lab_require: Callable[..., None], cell: Cell, record: dict[str, Any]
-) -> None:
+def test_cell(lab: Lab, lab_require: Require, cell: Cell, record: dict[str, Any]) -> None:
     needs(cell, lab_require)
     spk, rtr = lab["spk"], lab["rtr1"]
     # Our node forwards nothing (a new namespace's default, said out loud): FRR's echo

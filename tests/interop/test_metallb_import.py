@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
 
 import pytest
 
 from lab import Lab
 from lab.gobgp import path_attrs
 from lab.ours import REPO, OurSpeaker, our_env
+from tests.helpers import Require
 from tests.helpers.interop import gobgp_and_bfdd
 
 pytestmark = pytest.mark.lab
@@ -59,9 +59,7 @@ spec:
 """
 
 
-def test_imported_metallb_config_runs_and_announces(
-    lab: Lab, lab_require: Callable[..., None]
-) -> None:
+def test_imported_metallb_config_runs_and_announces(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "gobgp")
     manifests = lab.dir / "metallb.yaml"
     manifests.write_text(MANIFESTS)

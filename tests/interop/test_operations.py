@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
+from tests.helpers import Require
 from tests.helpers.interop import SERVICES, gobgp_and_bfdd, speaker_config
 from tests.helpers.metrics import LISTED, samples
 
@@ -44,7 +44,7 @@ def metric(values: dict[Any, float], name: str, **labels: str) -> float:
 
 
 def test_show_and_metrics_agree_with_the_routers_through_a_failover(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     lab_require("frr", "gobgp")
     gobgp, bfd = gobgp_and_bfdd(lab, "rtr1")

@@ -6,12 +6,12 @@ branch of 2026-12-01 `speaker run` exited 2 at start (ENETUNREACH while deriving
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import pytest
 
 from lab import Lab
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 from tests.helpers.interop import (
     SERVICES,
     VIP,
@@ -27,7 +27,7 @@ UNROUTED = "198.18.250.1"  # nothing in the lab routes there
 
 
 def test_unreachable_peer_and_missing_interface_cost_only_their_peer(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     lab_require("frr", "gobgp")
     gobgp, _ = gobgp_and_bfdd(lab, "rtr1")

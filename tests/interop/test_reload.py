@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -13,6 +12,7 @@ from lab import Lab, wait_until
 from lab.gobgp import path_attrs
 from lab.ours import OurSpeaker
 from speaker.control import request
+from tests.helpers import Require
 from tests.helpers.interop import SERVICES, gobgp_and_bfdd, speaker_config
 
 pytestmark = pytest.mark.lab
@@ -21,7 +21,7 @@ VIP, VIP2, VIP3 = "198.19.0.10/32", "198.19.0.11/32", "198.19.0.12/32"
 
 
 def test_reload_adds_service_changes_bfd_and_community_without_resets(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     lab_require("frr", "gobgp")
     gobgp, bfd = gobgp_and_bfdd(lab, "rtr1", ms=50)
@@ -73,7 +73,7 @@ address = "198.19.0.12"
 
 
 def test_empty_reload_is_refused_and_concurrent_reloads_restart_a_peer_once(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     """An empty file (SIGHUP) is refused: routes and sessions stay. Then SIGHUP and two
     ``speaker reload`` at the same moment, with a new router ID (a restart): the peer

@@ -14,7 +14,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
+from tests.helpers import Require
 from tests.helpers.interop import frr_coupled_speaker_config, frr_router
 
 pytestmark = pytest.mark.lab
@@ -63,7 +63,7 @@ def compare(what: str, theirs: dict[str, Any], ours: dict[str, Any], *, deep: tu
 
 
 def test_show_matches_frr_key_by_key_through_soft_out_failover_and_clear(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     lab_require("frr")
     spk, rtr = lab["spk"], lab["rtr1"]

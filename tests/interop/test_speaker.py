@@ -4,7 +4,6 @@ and FRR bfdd (BFD) at the same address. Acceptance of the speaker issue."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from lab import Lab, faults, wait_until
 from lab.gobgp import path_attrs
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 from tests.helpers.interop import (
     SERVICES,
     VIP,
@@ -24,9 +24,7 @@ from tests.helpers.interop import (
 pytestmark = pytest.mark.lab
 
 
-def test_routes_and_bfd_failover_within_detection_plus_50ms(
-    lab: Lab, lab_require: Callable[..., None]
-) -> None:
+def test_routes_and_bfd_failover_within_detection_plus_50ms(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "gobgp")
     gobgp, bfd = gobgp_and_bfdd(lab, "rtr1")
     spk_addr = str(lab["spk"].addr4("rtr1"))
@@ -64,9 +62,7 @@ def test_routes_and_bfd_failover_within_detection_plus_50ms(
     assert time.monotonic() - restored >= 1.0
 
 
-def test_ecmp_failing_one_router_leaves_the_other_untouched(
-    lab: Lab, lab_require: Callable[..., None]
-) -> None:
+def test_ecmp_failing_one_router_leaves_the_other_untouched(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "gobgp")
     g1, b1 = gobgp_and_bfdd(lab, "rtr1")
     g2, b2 = gobgp_and_bfdd(lab, "rtr2")
@@ -89,7 +85,7 @@ def test_ecmp_failing_one_router_leaves_the_other_untouched(
 
 
 def test_failing_health_check_withdraws_exactly_that_service(
-    lab: Lab, lab_require: Callable[..., None], tmp_path: Path
+    lab: Lab, lab_require: Require, tmp_path: Path
 ) -> None:
     lab_require("frr", "gobgp")
     gobgp, _ = gobgp_and_bfdd(lab, "rtr1")
@@ -121,9 +117,7 @@ address = "198.19.0.11"
     established_and_announced(gobgp, VIP, timeout=5)
 
 
-def test_sigterm_withdraws_at_once_and_bfd_goes_admin_down(
-    lab: Lab, lab_require: Callable[..., None]
-) -> None:
+def test_sigterm_withdraws_at_once_and_bfd_goes_admin_down(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "gobgp")
     gobgp, bfd = gobgp_and_bfdd(lab, "rtr1")
     spk_addr = str(lab["spk"].addr4("rtr1"))

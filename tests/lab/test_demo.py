@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import pytest
 
 from lab import demo
 from speaker.peer import CEASE_FIRST
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
 
 def test_demo_prints_a_failover_timeline(
-    lab_require: Callable[..., None], capsys: pytest.CaptureFixture[str]
+    lab_require: Require, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lab_require("frr", "gobgp", "capture")
     assert demo.main(["--rounds", "1"]) == 0  # our speaker in spk
