@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark suite: statistics, environment, results, plots.
+"""Shared pieces of the benchmark suite: statistics, environment, results, plots, and
+the longest task step of a Trio run.
 
 Conventions every ``bench.<name>`` module follows (``python -m bench`` relies on them):
 
@@ -24,6 +25,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import trio
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
@@ -267,3 +270,28 @@ def ecdf_plot(
         ax.legend(fontsize=7)
 
     return plot(name, quick, suffix, draw)
+
+
+# ---- the loop --------------------------------------------------------------------------
+
+
+class LongestStep(trio.abc.Instrument):
+    """The longest step of a task whose name contains ``marker`` (any task: ""), in the
+    thread's CPU time (the machine is shared: wall time would count other processes),
+    and that task's name. Set ``longest`` to 0 to start a new measurement."""
+
+    def __init__(self, marker: str = "") -> None:
+        self.marker = marker
+        self.longest = 0.0
+        self.task = ""
+        self._start: float | None = None
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._start = time.thread_time()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self._start is None:
+            return  # added during this step: its start was not seen
+        took, self._start = time.thread_time() - self._start, None
+        if self.marker in task.name and took > self.longest:
+            self.longest, self.task = took, task.name

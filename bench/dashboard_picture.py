@@ -224,7 +224,9 @@ def derive(record: Mapping[str, Any], window: float = 1.0) -> dict[str, Any]:
     # Loop lag: p50 / p99 / mean of the wakes between one scrape and the one a window
     # earlier (histogram_quantile over increase(...[1s])), and the longest-step gauge.
     lag = "speaker_event_loop_lag_seconds"
-    p50, p99, mean = [], [], []
+    p50: list[float] = []
+    p99: list[float] = []
+    mean: list[float] = []
     j = 0
     lag_sum = next((v for k, v in values.items() if labels_of(k)[0] == lag + "_sum"), None)
     lag_count = next((v for k, v in values.items() if labels_of(k)[0] == lag + "_count"), None)

@@ -232,19 +232,21 @@ class Topology:
         # stop self.responders[node] 20 ms later, and undo by starting both again.
         if kind == "restart":
             sig = signal.SIGUSR2 if isinstance(speaker, OurSpeaker) else signal.SIGTERM
-            procs = [speaker.proc] if isinstance(speaker, OurSpeaker) else speaker.procs.values()
-            for p in list(procs):
-                assert p is not None
-                os.kill(p.pid, sig)
-            for p in list(procs):
-                assert p is not None
-                p.stop(timeout=5.0)
+            signalled = (
+                [speaker.proc] if isinstance(speaker, OurSpeaker) else speaker.procs.values()
+            )
+            for q in list(signalled):
+                assert q is not None
+                os.kill(q.pid, sig)
+            for q in list(signalled):
+                assert q is not None
+                q.stop(timeout=5.0)
             self.start_speaker(node)  # at once, as systemctl restart does
             return t_wall, t_mono, lambda: None
         if isinstance(speaker, OurSpeaker):
             assert speaker.proc is not None
             os.kill(speaker.pid, signal.SIGTERM)
-            procs = [speaker.proc]
+            procs: list[Process] = [speaker.proc]
         else:
             procs = list(speaker.procs.values())
             for p in procs:

@@ -29,12 +29,15 @@ from typing import Any
 
 import trio
 
+from bench.common import LongestStep
 from protocols.bgp import (
     IPV4_UNICAST,
     AsPath,
     Connection,
     NextHop,
     OriginAttribute,
+    PathAttribute,
+    Prefix,
     SessionConfig,
     State,
     pack_announcements,
@@ -43,21 +46,7 @@ from protocols.bgp.context import CodecContext
 from protocols.bgp.update import decode_update, encode_update_body
 from speaker.bgp import BgpPeerConfig, BgpSession, RouteAttributes
 
-Routes = dict[ipaddress.IPv4Network, RouteAttributes]
-
-
-class LongestStep(trio.abc.Instrument):
-    def __init__(self) -> None:
-        self.longest = 0.0
-        self._started: dict[trio.lowlevel.Task, float] = {}
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._started[task] = time.thread_time()
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        took = time.thread_time() - self._started.pop(task, time.thread_time())
-        if "BgpSession" in task.name:
-            self.longest = max(self.longest, took)
+Routes = dict[Prefix, RouteAttributes]
 
 
 def host_routes(first: int, n: int) -> Routes:
@@ -108,7 +97,7 @@ async def session_steps(size: int) -> tuple[float, float]:
                            connect_retry=1.0)  # fmt: skip
     routes, replacement = host_routes(0, size), host_routes(size // 16, size)
     got: list[int] = []
-    steps = LongestStep()
+    steps = LongestStep("BgpSession")
     gc.collect()
     gc.disable()
     try:
@@ -180,14 +169,19 @@ def route_table(size: int) -> dict[str, float | None]:
     gc.enable()
     flip = [True, False]
     out |= {"build_total": total, "build_slice": longest}
-    out["health_change"] = timed(lambda: table.set_service("s0", flip.reverse() or flip[0]), 5)
+
+    def flipped() -> bool:
+        flip.reverse()
+        return flip[0]
+
+    out["health_change"] = timed(lambda: table.set_service("s0", flipped()), 5)
     return out
 
 
 def receive() -> dict[str, float]:
     ctx = CodecContext(asn4=True)
     nh = NextHop(address=ipaddress.IPv4Address("198.18.0.1"))
-    path = [OriginAttribute(value=0), AsPath.sequence(64512, 65000, 3356), nh]
+    path: list[PathAttribute] = [OriginAttribute(value=0), AsPath.sequence(64512, 65000, 3356), nh]
     base = int(ipaddress.IPv4Address("198.18.0.0"))
     prefixes = [ipaddress.IPv4Network((base + (i << 8), 24)) for i in range(1009)]
     (update,) = pack_announcements(path, prefixes, ctx)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import trio
 
+from bench.common import LongestStep
 from bench.route_steps import _peer
 from protocols.bgp import State
 from speaker.app import Speaker
@@ -38,21 +39,6 @@ from speaker.metrics import SpeakerCollector
 from speaker.plan import derive
 
 POOL = ipaddress.IPv4Network("198.19.0.0/16")
-
-
-class LongestStep(trio.abc.Instrument):
-    """The longest step of any task, in thread CPU time."""
-
-    def __init__(self) -> None:
-        self.longest, self.task, self._start = 0.0, "", time.thread_time()
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._start = time.thread_time()
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        took = time.thread_time() - self._start
-        if took > self.longest:
-            self.longest, self.task = took, task.name
 
 
 def config_text(state_dir: Path, port: int, services: int) -> str:

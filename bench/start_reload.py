@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                         t0 = s.add_services(args.services)
                         target = before + args.services
                         wait_until(
-                            lambda s=s, target=target: rib_count(s.router) >= target,  # type: ignore[misc]
+                            lambda s=s, target=target: rib_count(s.router) >= target,  # type: ignore[misc]  # defaults bind this turn's values
                             timeout=120,
                             interval=0.02,
                             what="services in gobgpd",

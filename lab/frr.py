@@ -11,6 +11,7 @@ an eBGP peer accept and send nothing. :func:`bgpd_config` turns it off.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
@@ -157,7 +158,7 @@ class FRR:
                 argv += ["-p", "179"]
             self.procs[daemon] = self.host.popen(f"{self.name}-{daemon}", argv)
             wait_until(
-                lambda d=daemon: self._ready(d),  # type: ignore[misc]
+                functools.partial(self._ready, daemon),
                 timeout=timeout,
                 what=f"FRR {daemon} in {self.host.name}",
             )
@@ -232,11 +233,13 @@ class FRR:
 
     def bgp_neighbor(self, peer: str) -> dict[str, Any]:
         data = self.vtysh_json("bgpd", f"show bgp neighbor {peer} json") or {}
-        return data.get(peer, {})  # type: ignore[no-any-return]
+        found: dict[str, Any] = data.get(peer, {})
+        return found
 
     def bgp_routes(self, family: str = "ipv4") -> dict[str, Any]:
         data = self.vtysh_json("bgpd", f"show bgp {family} unicast json") or {}
-        return data.get("routes", {})  # type: ignore[no-any-return]
+        found: dict[str, Any] = data.get("routes", {})
+        return found
 
     def wait_bgp_state(self, peer: str, state: str = "Established", timeout: float = 30.0) -> None:
         wait_until(

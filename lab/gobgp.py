@@ -139,7 +139,8 @@ class GoBGP(Daemon):
         return self.cli("neighbor") or []
 
     def neighbor(self, address: str) -> dict[str, Any]:
-        return self.cli("neighbor", address)  # type: ignore[no-any-return]
+        found: dict[str, Any] = self.cli("neighbor", address)
+        return found
 
     def resets(self, address: str) -> tuple[int, int]:
         """(flops, OPENs received) for a neighbor: both grow when a session is reset.

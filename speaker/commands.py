@@ -48,12 +48,15 @@ log = logging.getLogger("speaker.control")
 
 @attrs.frozen
 class Param:
-    """A request parameter: a string (``required``: present and not empty) or a
-    boolean (false when absent)."""
+    """A request parameter: a string (``required``: present and not empty; one of
+    ``choices`` when given, ``what`` naming them in the error) or a boolean (false
+    when absent)."""
 
     name: str
     kind: type = str
     required: bool = True
+    choices: tuple[str, ...] = ()
+    what: str = ""
 
 
 @attrs.frozen
@@ -119,6 +122,10 @@ def _check(command: Command, request: Mapping[str, Any]) -> dict[str, Any]:
         elif value is not None and not isinstance(value, str):
             raise RequestError(f'"{param.name}" must be a string')
         args[param.name] = value
+    for param in command.params:  # after every presence check, as a command's own would
+        value = args[param.name]
+        if param.choices and value is not None and value not in param.choices:
+            raise RequestError(f'unknown {param.what} "{value}" ({" or ".join(param.choices)})')
     return args
 
 
@@ -257,8 +264,6 @@ async def _summary(ctx: Context) -> dict[str, Any]:
     """Our rows (``routerId``, ``as``, ``peers``: a list by name, with BFD) and FRR's
     ``ipv4Unicast`` / ``ipv6Unicast`` (only FAMILY's when given)."""
     family = ctx.opt("family")
-    if family is not None and family not in _FAMILY_KEYS:
-        raise RequestError(f'unknown address family "{family}" (ipv4 or ipv6)')
     data = await view.bgp_summary(ctx.speaker)
     families = await view.frr_summary(ctx.speaker)
     if family is not None:
@@ -282,6 +287,7 @@ def _counters_text(data: Any) -> str:
 
 NAME = Param("name")
 SERVICE = Param("service")
+FAMILY = Param("family", choices=tuple(_FAMILY_KEYS), what="address family")
 
 COMMANDS: tuple[Command, ...] = (
     Command(
@@ -325,7 +331,7 @@ COMMANDS: tuple[Command, ...] = (
         "show bgp summary",
         _summary,
         "FRR's layout: one block per address family (FAMILY: ipv4 or ipv6 only)",
-        params=(Param("family", required=False),),
+        params=(attrs.evolve(FAMILY, required=False),),
         forms=(
             Form("show", ("bgp", "summary")),
             Form("show", ("bgp", "FAMILY", "unicast", "summary")),
@@ -345,7 +351,7 @@ COMMANDS: tuple[Command, ...] = (
         "show bgp advertised-routes",
         lambda c: view.advertised_routes(c.speaker, c.text("family"), c.text("name")),
         "the routes sent to NAME in FAMILY (ipv4 or ipv6), as FRR's",
-        params=(Param("family"), NAME),
+        params=(FAMILY, NAME),
         forms=(
             Form("show", ("bgp", "FAMILY", "unicast", "neighbors", "NAME", "advertised-routes")),
         ),

@@ -4,11 +4,12 @@ and fail under CI=true: CI must really run the interop tests."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.helpers import IN_CI, Require
+
 KEEP = os.environ.get("LAB_KEEP") == "1"
 
 
@@ -24,13 +25,15 @@ def _require(*needs: str) -> None:
 
 
 @pytest.fixture
-def lab_require() -> Callable[..., None]:
+def lab_require() -> Require:
     """``lab_require("frr", "gobgp", "bird", "capture")``: skip or (in CI) fail."""
     return _require
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     rep = yield
     setattr(item, f"rep_{rep.when}", rep)
     return rep

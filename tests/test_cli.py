@@ -3,15 +3,16 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import speaker
 from speaker.cli import main
 
 
-def test_version_flag_prints_version(capsys) -> None:  # type: ignore[no-untyped-def]
-    try:
+def test_version_flag_prints_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
         main(["--version"])
-    except SystemExit as exc:
-        assert exc.code == 0
+    assert exc.value.code == 0
     assert capsys.readouterr().out.strip() == f"speaker {speaker.__version__}"
 
 

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -56,7 +57,7 @@ def stages() -> list[list[tuple[str, str]]]:
     return out
 
 
-def container() -> dict[str, object]:
+def container() -> dict[str, Any]:
     (daemonset,) = [d for d in yaml.safe_load_all(DAEMONSET.read_text()) if d]
     (spec,) = daemonset["spec"]["template"]["spec"]["containers"]
     assert isinstance(spec, dict)
@@ -141,7 +142,7 @@ def test_it_agrees_with_the_daemonset() -> None:
     # `speaker` on the PATH: the readiness probe and the command name it so.
     runs = [rest for word, rest in stages()[-1] if word == "RUN"]
     assert any("ln -s /opt/speaker/bin/speaker /usr/local/bin/speaker" in run for run in runs)
-    assert spec["readinessProbe"]["exec"]["command"][0] == "speaker"  # type: ignore[index]
+    assert spec["readinessProbe"]["exec"]["command"][0] == "speaker"
     assert found["STOPSIGNAL"] == "SIGTERM"
 
 

@@ -39,7 +39,8 @@ speaker_event_loop_lag_seconds_created 1.7e9
 
 
 def sample() -> dict[str, object]:
-    return json.loads(SAMPLE.read_text())
+    data: dict[str, object] = json.loads(SAMPLE.read_text())
+    return data
 
 
 def test_parse_metrics_keeps_only_the_series_the_picture_draws() -> None:

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from speaker.config import build_config
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "conf" / "speaker.service"

@@ -27,7 +27,7 @@ import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from packaging.requirements import Requirement
@@ -36,7 +36,7 @@ from packaging.version import Version
 
 import speaker
 from speaker import install
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI
 
 ROOT = Path(__file__).parent.parent
 CONF = ROOT / "conf"
@@ -52,11 +52,10 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env | {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"} | extra
 
 
-def sh(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def sh(*argv: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     kwargs.setdefault("env", clean_env())
     done = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                          timeout=TIMEOUT, check=False, **kwargs)  # type: ignore[call-overload]  # fmt: skip
-    assert isinstance(done, subprocess.CompletedProcess)
+                          timeout=TIMEOUT, check=False, **kwargs)  # fmt: skip
     return done
 
 

@@ -26,6 +26,12 @@ A session in a VRF (``SessionKey.vrf``) is received on sockets of that VRF only 
 demultiplexed among that VRF's sessions: the same addresses may be in use in two
 VRFs. A single-hop session whose interface the route chose may follow the route to
 another interface (:meth:`BfdSession.move_to`) without a reset.
+
+One module of 700+ lines on purpose: :class:`BfdSession` and :class:`BfdEndpoint` are
+one mechanism seen from its two ends. The endpoint's receive loop finds the session and
+calls :meth:`BfdSession.deliver` within the packet's step; the session sends from the
+endpoint's sockets, ports and RNG. Apart, each would need a public interface for what
+is private between them.
 """
 
 from __future__ import annotations

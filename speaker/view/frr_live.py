@@ -141,10 +141,9 @@ _ROUTES_PER_TICK = 128
 
 async def advertised_routes(speaker: Speaker, family: str, name: str) -> dict[str, Any]:
     """FRR's ``show bgp ipv4|ipv6 unicast neighbors X advertised-routes json``: the
-    routes the peer has been sent (the Adj-RIB-Out's advertised set)."""
-    wanted = _FAMILY_WORDS.get(family)
-    if wanted is None:
-        raise RequestError(f'unknown address family "{family}" (ipv4 or ipv6)')
+    routes the peer has been sent (the Adj-RIB-Out's advertised set). ``family``:
+    ipv4 or ipv6, as the command table checks it."""
+    wanted = _FAMILY_WORDS[family]
     runner = find_runner(speaker, name)
     config, bgp = runner.plan.bgp, runner.bgp
     slicer = Slicer()

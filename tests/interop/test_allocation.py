@@ -22,6 +22,7 @@ from lab import Lab
 from lab.gobgp import GoBGP, neighbor_toml
 from lab.ours import OurSpeaker
 from speaker.allocation_file import allocate_text
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -82,8 +83,8 @@ def start(lab: Lab, node: str, text: str) -> OurSpeaker:
 
 
 @pytest.mark.parametrize("mode", ["config", "node-local"])
-def test_three_nodes_with_different_histories_announce_the_same_addresses(  # type: ignore[no-untyped-def]
-    lab_require, mode: str
+def test_three_nodes_with_different_histories_announce_the_same_addresses(
+    lab_require: Require, mode: str
 ) -> None:
     """``node-local`` is the issue as filed (each node allocating alone): it shows the
     disagreement the default mode removes."""

@@ -9,6 +9,7 @@ import pytest
 from lab import Lab
 from lab.bird import AUTH_TYPES, BfdNeighbor, Bird, bfd_protocol
 from lab.ours import OurBfd
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -32,7 +33,9 @@ def start_pair(
 
 
 @pytest.mark.parametrize("auth", sorted(AUTH_TYPES))
-def test_each_auth_type_comes_up_with_a_matching_key(lab: Lab, lab_require, auth: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_auth_type_comes_up_with_a_matching_key(
+    lab: Lab, lab_require: Require, auth: str
+) -> None:
     lab_require("bird")
     bird, ours, _r, s_addr = start_pair(
         lab, bird_auth=auth, bird_secret="s3cret-key", our_auth=auth, our_secret="s3cret-key"
@@ -46,7 +49,7 @@ def test_each_auth_type_comes_up_with_a_matching_key(lab: Lab, lab_require, auth
 
 
 @pytest.mark.parametrize("auth", ["simple", "keyed-sha1", "meticulous-keyed-md5"])
-def test_wrong_key_stays_down_and_counts_rejects(lab: Lab, lab_require, auth: str) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_key_stays_down_and_counts_rejects(lab: Lab, lab_require: Require, auth: str) -> None:
     lab_require("bird")
     bird, ours, _r, s_addr = start_pair(
         lab, bird_auth=auth, bird_secret="right-key", our_auth=auth, our_secret="wrong-key"
@@ -59,7 +62,7 @@ def test_wrong_key_stays_down_and_counts_rejects(lab: Lab, lab_require, auth: st
     assert bird.bfd_sessions()[s_addr]["state"] != "Up"
 
 
-def test_wrong_type_and_missing_auth_stay_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_type_and_missing_auth_stay_down(lab: Lab, lab_require: Require) -> None:
     lab_require("bird")
     _bird, ours, _r, _s = start_pair(
         lab, bird_auth="keyed-md5", bird_secret="k", our_auth="keyed-sha1", our_secret="k"
@@ -70,7 +73,9 @@ def test_wrong_type_and_missing_auth_stay_down(lab: Lab, lab_require) -> None:  
     assert stats["discards"].get("auth-type-mismatch", 0) >= 2, stats["discards"]
 
 
-def test_unauthenticated_peer_is_rejected_when_we_require_auth(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_unauthenticated_peer_is_rejected_when_we_require_auth(
+    lab: Lab, lab_require: Require
+) -> None:
     lab_require("bird")
     _bird, ours, _r, _s = start_pair(
         lab, bird_auth=None, bird_secret="", our_auth="keyed-sha1", our_secret="k"

@@ -13,6 +13,7 @@ from lab.capture import BFD_FIELDS, Capture
 from lab.frr import FRR, bfd_peer_block, bfdd_config
 from lab.netns import Host
 from lab.ours import OurBfd
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -35,7 +36,9 @@ def frr_peer(lab: Lab, *, peer: str, local: str, iface: str | None, **kw: Any) -
 
 
 @pytest.mark.parametrize("ms", [300, 50, 10])
-def test_ipv4_single_hop_up_timers_and_detection_both_ways(lab: Lab, lab_require, ms: int) -> None:  # type: ignore[no-untyped-def]
+def test_ipv4_single_hop_up_timers_and_detection_both_ways(
+    lab: Lab, lab_require: Require, ms: int
+) -> None:
     lab_require("frr", "capture")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
@@ -107,7 +110,7 @@ def test_ipv4_single_hop_up_timers_and_detection_both_ways(lab: Lab, lab_require
     assert len({p["udp.srcport"] for p in ours_pkts}) == 1
 
 
-def test_ipv6_single_hop(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ipv6_single_hop(lab: Lab, lab_require: Require) -> None:
     lab_require("frr")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr6("spk")), str(spk.addr6("rtr1"))
@@ -120,7 +123,7 @@ def test_ipv6_single_hop(lab: Lab, lab_require) -> None:  # type: ignore[no-unty
     assert down["diag"] == "CONTROL_DETECTION_TIME_EXPIRED"
 
 
-def test_multihop_over_loopbacks(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_multihop_over_loopbacks(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "capture")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_lo, s_lo = str(rtr.lo4), str(spk.lo4)
@@ -136,7 +139,7 @@ def test_multihop_over_loopbacks(lab: Lab, lab_require) -> None:  # type: ignore
     assert pkts and {p["udp.dstport"] for p in pkts} == {4784}
 
 
-def test_multihop_minimum_ttl_rejects_packets_from_too_far(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_multihop_minimum_ttl_rejects_packets_from_too_far(lab: Lab, lab_require: Require) -> None:
     """FRR's multihop packets arrive with TTL 255 here (one link); a minimum TTL above
     what arrives cannot be configured (max 254), so check the counter path instead:
     packets arriving with TTL below the minimum are counted and dropped."""
@@ -158,7 +161,7 @@ def test_multihop_minimum_ttl_rejects_packets_from_too_far(lab: Lab, lab_require
 
 
 @pytest.mark.parametrize("passive", ["ours", "frr"])
-def test_passive_role_on_either_side(lab: Lab, lab_require, passive: str) -> None:  # type: ignore[no-untyped-def]
+def test_passive_role_on_either_side(lab: Lab, lab_require: Require, passive: str) -> None:
     lab_require("frr", "capture")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
@@ -188,7 +191,7 @@ def test_passive_role_on_either_side(lab: Lab, lab_require, passive: str) -> Non
         assert ours_early, "the active side did not start the session"
 
 
-def test_profile_change_is_a_poll_sequence_not_a_reset(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_profile_change_is_a_poll_sequence_not_a_reset(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "capture")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
@@ -209,10 +212,12 @@ def test_profile_change_is_a_poll_sequence_not_a_reset(lab: Lab, lab_require) ->
     polls = [p for p in pkts if p.get("ip.src") == s_addr and p["bfd.flags.p"] == 1]
     finals = [p for p in pkts if p.get("ip.src") == r_addr and p["bfd.flags.f"] == 1]
     assert polls and finals and finals[0]["time"] > polls[0]["time"]
-    assert frr.bfd_peer(s_addr)["status"] == "up"
+    assert (frr.bfd_peer(s_addr) or {}).get("status") == "up"
 
 
-def test_shutdown_sends_admin_down_and_frr_does_not_count_a_failure(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_shutdown_sends_admin_down_and_frr_does_not_count_a_failure(
+    lab: Lab, lab_require: Require
+) -> None:
     lab_require("frr")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
@@ -226,7 +231,9 @@ def test_shutdown_sends_admin_down_and_frr_does_not_count_a_failure(lab: Lab, la
     assert peer["diagnostic"] == "neighbor signaled session down"
 
 
-def test_echo_keeps_the_session_up_and_echo_loss_brings_it_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_echo_keeps_the_session_up_and_echo_loss_brings_it_down(
+    lab: Lab, lab_require: Require
+) -> None:
     """Echo through rtr1's forwarding plane (FRR advertises Required Min Echo RX 50 ms);
     dropping forwarded echoes at rtr1 brings us Down with diag 2, while control
     packets still flow."""
@@ -253,7 +260,7 @@ def test_echo_keeps_the_session_up_and_echo_loss_brings_it_down(lab: Lab, lab_re
     assert down["diag"] == "ECHO_FUNCTION_FAILED"
 
 
-def test_single_hop_drops_packets_with_ttl_below_255(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_single_hop_drops_packets_with_ttl_below_255(lab: Lab, lab_require: Require) -> None:
     """GTSM (RFC 5881 §5): a single-hop packet must arrive with TTL 255."""
     lab_require("frr")
     rtr, spk = lab["rtr1"], lab["spk"]
@@ -304,7 +311,7 @@ print(sent)
 """
 
 
-def test_ttl1_flood_does_not_cost_the_good_session(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ttl1_flood_does_not_cost_the_good_session(lab: Lab, lab_require: Require) -> None:
     """Issue 12 item 6: 530 kpps of TTL-1 packets for 10 s overflowed the shared
     single-hop socket and cost the good session 4 Downs. rtr2 (spk's other link)
     floods spk's single-hop port with TTL-1 BFD packets for 4 s as fast as one
@@ -326,12 +333,14 @@ def test_ttl1_flood_does_not_cost_the_good_session(lab: Lab, lab_require) -> Non
     stats = ours.stats()
     assert ours.states()[n_before:] == [], f"flood of {sent} packets: {ours.states()[n_before:]}"
     assert stats["state"] == "UP" and stats["down_events"] == 0
-    assert frr.bfd_peer(s_addr)["status"] == "up"
+    assert (frr.bfd_peer(s_addr) or {}).get("status") == "up"
     assert sent >= 200_000, f"only {sent} packets sent: the flood did not happen"
     assert udp_drops(spk, 3784) - drops_before >= sent * 0.9
 
 
-def test_garbage_from_the_peer_is_counted_and_disturbs_nothing(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_from_the_peer_is_counted_and_disturbs_nothing(
+    lab: Lab, lab_require: Require
+) -> None:
     """Bad input from a peer costs nothing: random datagrams and well-formed packets
     with wrong discriminators, from the peer's own address, at 2000 packets/s."""
     lab_require("frr")
@@ -362,10 +371,10 @@ for i in range(2000):
     stats = ours.stats()
     assert stats["state"] == "UP" and len(ours.states()) == n_before
     assert sum(stats["discards"].values()) >= 500, stats["discards"]
-    assert frr.bfd_peer(s_addr)["status"] == "up"
+    assert (frr.bfd_peer(s_addr) or {}).get("status") == "up"
 
 
-def test_spoofed_packet_from_another_link_is_dropped(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_spoofed_packet_from_another_link_is_dropped(lab: Lab, lab_require: Require) -> None:
     """RFC 5881 §3, issue 12 item 6: rtr2, on spk's other link, sends Down packets
     with rtr1's source address, TTL 255 and the session's discriminators (rp_filter
     is off in the lab, so spk's kernel delivers them). The arrival interface is not
@@ -397,10 +406,10 @@ for _ in range(5):
     stats = ours.stats()
     assert stats["state"] == "UP" and len(ours.states()) == n_before, ours.states()[n_before:]
     assert stats["discards"].get("wrong-interface", 0) == 5, stats["discards"]
-    assert frr.bfd_peer(s_addr)["status"] == "up"
+    assert (frr.bfd_peer(s_addr) or {}).get("status") == "up"
 
 
-def test_frr_echo_mode_with_a_node_that_does_not_forward(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_frr_echo_mode_with_a_node_that_does_not_forward(lab: Lab, lab_require: Require) -> None:
     """Issue 12 item 3: FRR with echo-mode sends echoes addressed to itself through
     spk's MAC and expects spk's forwarding plane to return them; spk has
     ip_forward=0. We advertise a nonzero Required Min Echo RX, so we loop them back
@@ -425,4 +434,4 @@ def test_frr_echo_mode_with_a_node_that_does_not_forward(lab: Lab, lab_require) 
     [counters] = [c for c in frr.bfd_counters() if c["peer"] == s_addr]
     assert counters["session-down"] == 0, counters
     assert counters["echo-packet-input"] >= 100, counters  # FRR's, looped by us
-    assert frr.bfd_peer(s_addr)["status"] == "up"
+    assert (frr.bfd_peer(s_addr) or {}).get("status") == "up"

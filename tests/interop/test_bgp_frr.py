@@ -15,6 +15,7 @@ from lab import Lab
 from lab.frr import FRR, bgpd_config
 from lab.ours_bgp import OurBgp
 from lab.proc import wait_until
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -22,7 +23,7 @@ FULL_TABLE = 500_000
 RSS_LIMIT_KB = 200 * 1024
 
 
-def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_require: Require) -> None:
     lab_require("frr")
     spk, rtr = lab["spk"], lab["rtr1"]
     s4, r4 = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
@@ -72,7 +73,9 @@ def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_requir
     wait_until(lambda: not routes("ipv4") and not routes("ipv6"), timeout=10, what="all gone")
 
 
-def test_full_table_from_frr_keeps_session_and_memory_bounded(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_full_table_from_frr_keeps_session_and_memory_bounded(
+    lab: Lab, lab_require: Require
+) -> None:
     """FRR sends 500k IPv6 /128s (from 2001:2:ff::/64) with hold time 9 s: we stay
     Established, neither side's hold timer expires, and our peak RSS stays bounded."""
     lab_require("frr")

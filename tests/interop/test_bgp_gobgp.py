@@ -13,6 +13,7 @@ import pytest
 from lab import Lab
 from lab.gobgp import GoBGP, neighbor_toml, path_attrs
 from lab.ours_bgp import OurBgp
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -64,7 +65,7 @@ def check_ebgp_routes(router: GoBGP, local_as: int, next_hop: str) -> None:
     assert MED not in path_attrs(rib["198.19.2.0/24"][0])
 
 
-def test_ebgp_ipv4_attributes_then_withdraw(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ebgp_ipv4_attributes_then_withdraw(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
@@ -88,7 +89,7 @@ def test_ebgp_ipv4_attributes_then_withdraw(lab: Lab, lab_require) -> None:  # t
     router.wait_rib(lambda r: not r, what="routes gone after our Cease")
 
 
-def test_ebgp_four_octet_local_asn(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ebgp_four_octet_local_asn(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
@@ -98,7 +99,7 @@ def test_ebgp_four_octet_local_asn(lab: Lab, lab_require) -> None:  # type: igno
     check_ebgp_routes(router, 4200000001, s_addr)
 
 
-def test_ibgp_four_octet_sends_local_pref_and_empty_as_path(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ibgp_four_octet_sends_local_pref_and_empty_as_path(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
@@ -114,7 +115,9 @@ def test_ibgp_four_octet_sends_local_pref_and_empty_as_path(lab: Lab, lab_requir
         assert attrs[NEXT_HOP]["nexthop"] == s_addr
 
 
-def test_ipv6_session_announces_with_global_and_link_local_next_hop(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ipv6_session_announces_with_global_and_link_local_next_hop(
+    lab: Lab, lab_require: Require
+) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr6("rtr1")), str(rtr.addr6("spk"))
@@ -135,7 +138,7 @@ def test_ipv6_session_announces_with_global_and_link_local_next_hop(lab: Lab, la
     assert set(rib) == {"2001:2:ff::10/128"}
 
 
-def test_md5_right_password_establishes_wrong_never(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_md5_right_password_establishes_wrong_never(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
@@ -155,7 +158,7 @@ def test_md5_right_password_establishes_wrong_never(lab: Lab, lab_require) -> No
     assert "TCP MD5 password set" in wrong.log_text()
 
 
-def test_ebgp_multihop_between_loopbacks(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ebgp_multihop_between_loopbacks(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_lo, r_lo = str(spk.lo4), str(rtr.lo4)
@@ -168,7 +171,7 @@ def test_ebgp_multihop_between_loopbacks(lab: Lab, lab_require) -> None:  # type
     assert path_attrs(rib["198.19.0.1/32"][0])[NEXT_HOP]["nexthop"] == s_lo
 
 
-def test_gobgpd_restart_we_reconnect_and_announce_again(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_gobgpd_restart_we_reconnect_and_announce_again(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))

@@ -20,6 +20,7 @@ import pytest
 from lab import Lab, faults, wait_until
 from lab.frr import FRR, bgpd_config
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -73,7 +74,7 @@ def frr_active(lab: Lab, *, password: str | None = None) -> FRR:
 @pytest.mark.parametrize("password", [None, "s3cret"])
 def test_frr_active_reaches_established_through_our_listener(
     lab: Lab,
-    lab_require,  # type: ignore[no-untyped-def]
+    lab_require: Require,
     password: str | None,
 ) -> None:
     lab_require("frr")
@@ -92,7 +93,9 @@ def test_frr_active_reaches_established_through_our_listener(
 
 
 @pytest.mark.parametrize(("our_id", "kept"), [("198.18.1.2", "we"), ("198.18.0.1", "the peer")])
-def test_both_active_one_session_no_flap(lab: Lab, lab_require, our_id: str, kept: str) -> None:  # type: ignore[no-untyped-def]
+def test_both_active_one_session_no_flap(
+    lab: Lab, lab_require: Require, our_id: str, kept: str
+) -> None:
     """FRR (id 198.18.0.2, connecting every second) and we both connect, our packets
     held 700 ms so that both connections are often up before either OPEN exchange
     ends (RFC 4271 §6.8). One session comes up and stays up, FRR counts one, and a
@@ -118,7 +121,9 @@ def test_both_active_one_session_no_flap(lab: Lab, lab_require, our_id: str, kep
     assert speaker.terminate() == 0
 
 
-def test_wrong_md5_reported_within_connect_time_plus_one_second(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_md5_reported_within_connect_time_plus_one_second(
+    lab: Lab, lab_require: Require
+) -> None:
     """FRR (active, password "right") and we (password "wrong", connect_time 10 s by
     default): both sides' SYNs are dropped by the other's kernel. On main each attempt
     was cut by the retry timer and nothing was reported for 27 s."""
@@ -145,7 +150,9 @@ def _seconds(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def test_ipv6_routes_return_after_a_link_flap_removed_the_address(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_ipv6_routes_return_after_a_link_flap_removed_the_address(
+    lab: Lab, lab_require: Require
+) -> None:
     """IPv4 session carrying IPv6 routes. The link flaps (keep_addr_on_down=0: our IPv6
     address is gone) and the session restarts before the address is learnt again: the
     new session has no IPv6 next hop. When the address is back, the IPv6 routes must
@@ -172,7 +179,7 @@ def test_ipv6_routes_return_after_a_link_flap_removed_the_address(lab: Lab, lab_
     assert speaker.terminate() == 0
 
 
-def test_route_back_soon_after_frr_no_neighbor_shutdown(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_route_back_soon_after_frr_no_neighbor_shutdown(lab: Lab, lab_require: Require) -> None:
     """FRR `neighbor X shutdown` then `no neighbor shutdown`, three times: FRR
     connects to us after its `timers connect 1` and our listener takes it at once,
     though our own restart wait is still running, and FRR's administrative Cease is

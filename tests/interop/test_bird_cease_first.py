@@ -18,14 +18,15 @@ import pytest
 from lab import Lab, faults
 from lab.matrix import Cell, Ends, speaker_toml, start_router
 from lab.ours import OurSpeaker
-from tests.interop.test_matrix import Ours, poll
+from tests.helpers import Require
+from tests.helpers.interop import Ours, poll
 
 pytestmark = pytest.mark.lab
 
 BGP_DELAY_MS = 10.0
 
 
-def test_bird_reads_our_cease_before_our_bfd_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_bird_reads_our_cease_before_our_bfd_down(lab: Lab, lab_require: Require) -> None:
     lab_require("bird")
     spk, rtr = lab["spk"], lab["rtr1"]
     cell = Cell("bird")

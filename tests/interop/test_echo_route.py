@@ -16,6 +16,7 @@ import pytest
 from lab import Lab, faults, wait_until
 from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
 from lab.ours import REPO, OurSpeaker, our_env
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -74,8 +75,8 @@ def cli(lab: Lab, socket: str, *args: str) -> object:
 
 
 def test_echo_without_interface_uses_the_routes_and_a_cut_is_detected(
-    lab: Lab, lab_require
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Require
+) -> None:
     lab_require("frr")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))

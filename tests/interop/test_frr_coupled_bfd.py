@@ -14,8 +14,9 @@ from datetime import datetime
 import pytest
 
 from lab import Lab, faults, wait_until
-from lab.frr import FRR, bgpd_config
 from lab.ours import OurSpeaker
+from tests.helpers import Require
+from tests.helpers.interop import frr_coupled_speaker_config, frr_router
 
 pytestmark = pytest.mark.lab
 
@@ -26,69 +27,14 @@ SOAK = 12.0
 DETECT_MS = 150  # 50 ms x 3
 
 
-def frr_router(lab: Lab, *, passive: bool, multihop: bool = False) -> FRR:
-    rtr, spk = lab["rtr1"], lab["spk"]
-    s_addr = str(spk.addr4("rtr1"))
-    neighbors = [
-        f"neighbor {s_addr} remote-as 64513",
-        f"neighbor {s_addr} timers 3 9",
-        f"neighbor {s_addr} timers connect 1",
-        f"neighbor {s_addr} bfd",
-        f"neighbor {s_addr} bfd 3 50 50",
-    ]
-    if passive:
-        neighbors.append(f"neighbor {s_addr} passive")
-    if multihop:
-        neighbors.insert(1, f"neighbor {s_addr} ebgp-multihop 255")
-    return FRR(rtr, bfdd="bfd\n!\n", bgpd=bgpd_config(64512, str(rtr.lo4), neighbors),
-               debug=True).start()  # fmt: skip
-
-
-def speaker_config(lab: Lab, *, strict: bool, multihop: bool = False) -> str:
-    rtr, spk = lab["rtr1"], lab["spk"]
-    return f"""
-[speaker]
-router_id = "{spk.addr4("rtr1")}"
-my_asn = 64513
-hold_down = "1s"
-state_file = "{lab.dir / "speaker-state.json"}"
-
-[[bfd_profiles]]
-name = "fast"
-transmit_interval = 50
-receive_interval = 50
-detect_multiplier = 3
-
-[[peers]]
-name = "rtr1"
-peer_address = "{rtr.addr4("spk")}"
-peer_asn = 64512
-bfd_profile = "fast"
-bfd_strict = {"true" if strict else "false"}
-ebgp_multihop = {"true" if multihop else "false"}
-hold_time = "9s"
-
-[[pools]]
-name = "vips"
-addresses = ["198.19.0.0/24"]
-
-[[advertisements]]
-name = "to-routers"
-
-[[services]]
-name = "web"
-address = "198.19.0.10"
-"""
-
-
 @pytest.mark.parametrize(
     ("passive", "strict", "multihop"),
     [(False, False, False), (True, False, False), (True, True, False), (False, False, True)],
     ids=["router-active", "router-passive", "router-passive-bfd-strict", "multihop"],
 )
 def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
-    lab: Lab, lab_require, passive: bool, strict: bool, multihop: bool
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Require, passive: bool, strict: bool, multihop: bool
+) -> None:
     """By default BGP is Established before BFD is first Up (BFD's slow start takes a
     second, BGP milliseconds), so FRR's re-created session is never an Up -> Down, at
     either end: this is why FRR on the node keeps BGP up. With ``bfd_strict`` BFD is Up
@@ -98,7 +44,9 @@ def test_frr_neighbor_bfd_no_first_session_flap_and_a_cut_still_tears_down(
     lab_require("frr")
     frr = frr_router(lab, passive=passive, multihop=multihop)
     s_addr = str(lab["spk"].addr4("rtr1"))
-    speaker = OurSpeaker(lab["spk"], speaker_config(lab, strict=strict, multihop=multihop)).start()
+    speaker = OurSpeaker(
+        lab["spk"], frr_coupled_speaker_config(lab, strict=strict, multihop=multihop)
+    ).start()
     frr.wait_bgp_state(s_addr, timeout=30)
     wait_until(lambda: VIP in frr.bgp_routes(), timeout=10, what="our route at FRR")
     frr.wait_bfd_status(s_addr, "up", timeout=10)

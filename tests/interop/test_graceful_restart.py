@@ -26,6 +26,7 @@ from lab import Lab, faults, wait_until
 from lab.frr import FRR, bgpd_config
 from lab.gobgp import GoBGP, neighbor_toml
 from lab.ours import OurSpeaker
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -106,7 +107,7 @@ def up(frr: FRR, s_addr: str) -> None:
     frr.wait_bfd_status(s_addr, "up", timeout=15)
 
 
-def test_frr_sees_the_capability_and_end_of_rib(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_frr_sees_the_capability_and_end_of_rib(lab: Lab, lab_require: Require) -> None:
     lab_require("frr")
     frr = frr_router(lab)
     s_addr = str(lab["spk"].addr4("rtr1"))
@@ -133,8 +134,8 @@ def _stale(frr: FRR) -> bool | None:
 
 @pytest.mark.parametrize("check_cbit", [True, False], ids=["check-cbit", "no-check-cbit"])
 def test_restart_path_keeps_the_route_stale_then_refreshes_it(
-    lab: Lab, lab_require, check_cbit: bool
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Require, check_cbit: bool
+) -> None:
     lab_require("frr")
     frr = frr_router(lab, check_cbit=check_cbit)
     rtr = lab["rtr1"]
@@ -173,7 +174,7 @@ def test_restart_path_keeps_the_route_stale_then_refreshes_it(
     assert "via" in rtr.run("ip", "route", "show", VIP).stdout
 
 
-def test_restart_without_graceful_restart_loses_the_route(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_restart_without_graceful_restart_loses_the_route(lab: Lab, lab_require: Require) -> None:
     """The same restart path with ``graceful_restart = false``: today's behaviour, the
     route goes as soon as the session does (the test that the one above can fail)."""
     lab_require("frr")
@@ -187,7 +188,7 @@ def test_restart_without_graceful_restart_loses_the_route(lab: Lab, lab_require)
     wait_until(lambda: route(frr) is None, timeout=5, interval=0.01, what="route gone at FRR")
 
 
-def test_stop_path_withdraws_at_once(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_stop_path_withdraws_at_once(lab: Lab, lab_require: Require) -> None:
     lab_require("frr")
     frr = frr_router(lab)
     s_addr = str(lab["spk"].addr4("rtr1"))
@@ -204,7 +205,9 @@ def test_stop_path_withdraws_at_once(lab: Lab, lab_require) -> None:  # type: ig
 
 
 @pytest.mark.parametrize("graceful_restart", [True, False], ids=["gr", "no-gr"])
-def test_bfd_failure_still_withdraws_at_once(lab: Lab, lab_require, graceful_restart: bool) -> None:  # type: ignore[no-untyped-def]
+def test_bfd_failure_still_withdraws_at_once(
+    lab: Lab, lab_require: Require, graceful_restart: bool
+) -> None:
     """A real path failure while we run: Cease/BFD Down (a Hard Reset with N) within
     detection + 100 ms, and FRR drops the route at once (not kept as stale)."""
     lab_require("frr")
@@ -236,7 +239,9 @@ def test_bfd_failure_still_withdraws_at_once(lab: Lab, lab_require, graceful_res
     fault.undo()
 
 
-def test_gobgpd_sees_capability_and_end_of_rib_and_keeps_the_route(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_gobgpd_sees_capability_and_end_of_rib_and_keeps_the_route(
+    lab: Lab, lab_require: Require
+) -> None:
     """gobgpd 3.10 with graceful restart (helper) for the neighbour and ipv4-unicast."""
     lab_require("gobgp")
     rtr, spk = lab["rtr1"], lab["spk"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,9 +28,9 @@ from lab import Lab, faults
 from lab.exabgp import exabgp_path
 from lab.matrix import CELLS, Cell, Ends, Router, speaker_toml, start_router
 from lab.ours import OurSpeaker
-from lab.proc import LabError, ProcessDied
-from speaker.control import ControlError, request
-from tests.conftest import IN_CI
+from lab.proc import LabError
+from tests.helpers import IN_CI, Require
+from tests.helpers.interop import Ours, poll
 
 pytestmark = pytest.mark.lab
 
@@ -77,56 +77,7 @@ def record(
     matrix_results[rec["id"]] = rec
 
 
-class Ours:
-    """Our speaker's view through its control socket (``speaker show ... --json``)."""
-
-    def __init__(self, speaker: OurSpeaker, socket: str) -> None:
-        self.speaker, self.socket = speaker, socket
-
-    def _ask(self, command: str) -> Any:
-        assert self.speaker.proc is not None
-        self.speaker.proc.check_alive("speaker")
-        try:
-            return request(self.socket, command, timeout=5.0)
-        except (OSError, ControlError) as exc:
-            raise LabError(f"control socket: {exc}") from exc
-
-    def bgp(self) -> dict[str, Any]:
-        (row,) = self._ask("show bgp summary")["peers"]
-        return row  # type: ignore[no-any-return]
-
-    def bfd(self) -> dict[str, Any]:
-        peers = self._ask("show bfd peers")
-        return peers[0] if peers else {}
-
-    def bfd_downs(self) -> int:
-        peers = self._ask("show bfd peers counters")["peers"]
-        return int(peers[0]["session-down"]) if peers else 0
-
-
-def poll(probe: Callable[[], bool], timeout: float) -> tuple[float | None, float]:
-    """Call ``probe`` back to back until it is true: (monotonic time at the end of the
-    call that saw it, or None at the timeout; duration of the last call). A LabError
-    (a daemon busy or restarting) counts as false; a dead speaker ends the cell."""
-    deadline = time.monotonic() + timeout
-    took = 0.0
-    while True:
-        start = time.monotonic()
-        try:
-            hit = probe()
-        except ProcessDied:
-            raise
-        except LabError:
-            hit = False
-        end = time.monotonic()
-        took = end - start
-        if hit:
-            return end, took
-        if end >= deadline:
-            return None, took
-
-
-def needs(cell: Cell, lab_require: Callable[..., None]) -> None:
+def needs(cell: Cell, lab_require: Require) -> None:
     lab_require({"frr": "frr", "bird": "bird", "gobgp": "gobgp"}.get(cell.router, "frr"))
     if cell.router in ("gobgp", "exabgp"):
         lab_require("frr")  # bfdd beside it
@@ -138,7 +89,7 @@ def needs(cell: Cell, lab_require: Callable[..., None]) -> None:
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda c: c.id)
-def test_cell(lab: Lab, lab_require, cell: Cell, record: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+def test_cell(lab: Lab, lab_require: Require, cell: Cell, record: dict[str, Any]) -> None:
     needs(cell, lab_require)
     spk, rtr = lab["spk"], lab["rtr1"]
     # Our node forwards nothing (a new namespace's default, said out loud): FRR's echo

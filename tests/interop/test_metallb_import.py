@@ -10,7 +10,8 @@ import pytest
 from lab import Lab
 from lab.gobgp import path_attrs
 from lab.ours import REPO, OurSpeaker, our_env
-from tests.interop.test_speaker import router
+from tests.helpers import Require
+from tests.helpers.interop import gobgp_and_bfdd
 
 pytestmark = pytest.mark.lab
 
@@ -58,7 +59,7 @@ spec:
 """
 
 
-def test_imported_metallb_config_runs_and_announces(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_imported_metallb_config_runs_and_announces(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "gobgp")
     manifests = lab.dir / "metallb.yaml"
     manifests.write_text(MANIFESTS)
@@ -71,7 +72,7 @@ def test_imported_metallb_config_runs_and_announces(lab: Lab, lab_require) -> No
     state = lab.dir / "metallb-state.json"
     # The lab keeps its state file in the lab directory, not /var/lib/speaker.
     config = converted.stdout.replace("[speaker]", f'[speaker]\nstate_file = "{state}"', 1)
-    gobgp, bfd = router(lab, "rtr1")
+    gobgp, bfd = gobgp_and_bfdd(lab, "rtr1")
     OurSpeaker(lab["spk"], config).start()
     wanted = {f"198.19.0.{i}/32" for i in range(8, 12)}
     rib = gobgp.wait_rib(lambda r: wanted <= set(r), timeout=20, what="the pool's /32s")

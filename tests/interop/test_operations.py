@@ -11,8 +11,9 @@ import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
-from tests.interop.test_speaker import SERVICES, router, speaker_config
-from tests.speaker.test_metrics import LISTED, samples
+from tests.helpers import Require
+from tests.helpers.interop import SERVICES, gobgp_and_bfdd, speaker_config
+from tests.helpers.metrics import LISTED, samples
 
 pytestmark = pytest.mark.lab
 
@@ -42,9 +43,11 @@ def metric(values: dict[Any, float], name: str, **labels: str) -> float:
     return values[(name, tuple(sorted(labels.items())))]
 
 
-def test_show_and_metrics_agree_with_the_routers_through_a_failover(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_show_and_metrics_agree_with_the_routers_through_a_failover(
+    lab: Lab, lab_require: Require
+) -> None:
     lab_require("frr", "gobgp")
-    gobgp, bfd = router(lab, "rtr1")
+    gobgp, bfd = gobgp_and_bfdd(lab, "rtr1")
     rtr_addr, spk_addr = str(lab["rtr1"].addr4("spk")), str(lab["spk"].addr4("rtr1"))
     socket = str(lab.dir / "speaker.sock")
     extra = (
@@ -107,13 +110,13 @@ address = "127.0.0.1:{METRICS_PORT}"
         assert any(key[0] == name for key in before), name
     # MetalLB FRR mode's labels (ip:port on BGP series, vrf); ours: the address.
     bgp = {"peer": f"{rtr_addr}:179", "vrf": "default"}
-    bfd, ours = {"peer": rtr_addr, "vrf": "default"}, {"peer": rtr_addr}
+    bfd_labels, ours = {"peer": rtr_addr, "vrf": "default"}, {"peer": rtr_addr}
     assert metric(before, "metallb_bgp_session_up", **bgp) == 1
-    assert metric(before, "metallb_bfd_session_up", **bfd) == 1
+    assert metric(before, "metallb_bfd_session_up", **bfd_labels) == 1
     assert metric(before, "metallb_bgp_announced_prefixes_total", **bgp) == 2
     assert metric(before, "metallb_bgp_opens_sent", **bgp) == 1
     assert metric(before, "speaker_service_announced", service="web") == 1
-    downs = metric(before, "metallb_bfd_session_down_events", **bfd)
+    downs = metric(before, "metallb_bfd_session_down_events", **bfd_labels)
     detections = metric(before, "speaker_bfd_detection_to_teardown_seconds_count", **ours)
 
     # -- BFD cut: down --
@@ -121,9 +124,9 @@ address = "127.0.0.1:{METRICS_PORT}"
     gobgp.wait_rib(lambda r: VIP not in r, timeout=5, what="withdrawal")
     speaker.wait_log("BGP torn down")
     down = scrape(lab)
-    assert metric(down, "metallb_bfd_session_up", **bfd) == 0
+    assert metric(down, "metallb_bfd_session_up", **bfd_labels) == 0
     assert metric(down, "metallb_bgp_session_up", **bgp) == 0
-    assert metric(down, "metallb_bfd_session_down_events", **bfd) == downs + 1
+    assert metric(down, "metallb_bfd_session_down_events", **bfd_labels) == downs + 1
     assert metric(down, "speaker_bfd_flaps_total", **ours) == downs + 1
     assert metric(down, "speaker_bfd_detection_to_teardown_seconds_count", **ours) == (
         detections + 1
@@ -131,8 +134,8 @@ address = "127.0.0.1:{METRICS_PORT}"
     assert metric(down, "speaker_bfd_detection_to_teardown_seconds_sum", **ours) < 0.005
     assert metric(down, "metallb_bgp_notifications_sent", **bgp) >= 1
     assert metric(down, "speaker_service_announced", service="web") == 0
-    assert metric(down, "metallb_bfd_control_packet_output", **bfd) >= metric(
-        before, "metallb_bfd_control_packet_output", **bfd
+    assert metric(down, "metallb_bfd_control_packet_output", **bfd_labels) >= metric(
+        before, "metallb_bfd_control_packet_output", **bfd_labels
     )
     detail = cli(lab, socket, "show", "bgp", "neighbor", "rtr1", "--json")
     assert detail["lastErrorSent"]["name"] == "Cease/Bfd Down"
@@ -150,10 +153,10 @@ address = "127.0.0.1:{METRICS_PORT}"
         return values if done >= 1 and metric(values, "metallb_bgp_session_up", **bgp) else None
 
     after = wait_until(recovered, timeout=10, what="re-announce recorded")
-    assert metric(after, "metallb_bfd_session_up", **bfd) == 1
+    assert metric(after, "metallb_bfd_session_up", **bfd_labels) == 1
     assert (
-        metric(after, "metallb_bfd_session_up_events", **bfd)
-        == metric(before, "metallb_bfd_session_up_events", **bfd) + 1
+        metric(after, "metallb_bfd_session_up_events", **bfd_labels)
+        == metric(before, "metallb_bfd_session_up_events", **bfd_labels) + 1
     )
     assert metric(after, "metallb_bgp_opens_sent", **bgp) >= 2  # a retry may add one
     assert metric(after, "metallb_bgp_updates_total", **bgp) > metric(

@@ -11,21 +11,24 @@ import pytest
 
 from lab import Lab
 from lab.ours import OurSpeaker
-from tests.interop.test_speaker import (
+from tests.helpers import Require
+from tests.helpers.interop import (
     SERVICES,
     VIP,
     VIP2,
     established_and_announced,
+    gobgp_and_bfdd,
     speaker_config,
 )
-from tests.interop.test_speaker import router as gobgp_and_bfdd
 
 pytestmark = pytest.mark.lab
 
 UNROUTED = "198.18.250.1"  # nothing in the lab routes there
 
 
-def test_unreachable_peer_and_missing_interface_cost_only_their_peer(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_peer_and_missing_interface_cost_only_their_peer(
+    lab: Lab, lab_require: Require
+) -> None:
     lab_require("frr", "gobgp")
     gobgp, _ = gobgp_and_bfdd(lab, "rtr1")
     broken = f"""

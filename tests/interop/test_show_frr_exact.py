@@ -14,7 +14,6 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ import pytest
 
 from lab import Lab, faults, wait_until
 from lab.ours import REPO, OurSpeaker
-from tests.interop.test_frr_coupled_bfd import frr_router, speaker_config
+from tests.helpers import Require
+from tests.helpers.interop import frr_coupled_speaker_config, frr_router
 
 pytestmark = pytest.mark.lab
 
@@ -63,14 +63,14 @@ def compare(what: str, theirs: dict[str, Any], ours: dict[str, Any], *, deep: tu
 
 
 def test_show_matches_frr_key_by_key_through_soft_out_failover_and_clear(
-    lab: Lab, lab_require: Callable[..., None]
+    lab: Lab, lab_require: Require
 ) -> None:
     lab_require("frr")
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr4("rtr1")), str(rtr.addr4("spk"))
     frr = frr_router(lab, passive=False)
     socket = str(lab.dir / "speaker.sock")
-    config = speaker_config(lab, strict=False) + f'\n[control]\nsocket = "{socket}"\n'
+    config = frr_coupled_speaker_config(lab, strict=False) + f'\n[control]\nsocket = "{socket}"\n'
     speaker = OurSpeaker(spk, config).start()
 
     def ours(*words: str, check: bool = True) -> Any:

@@ -27,6 +27,7 @@ from lab import Lab, faults, wait_until
 from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
 from lab.netns import Host
 from lab.ours import REPO, OurSpeaker
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -120,8 +121,8 @@ def speaker_cli(lab: Lab, *args: str, check: bool = True) -> subprocess.Complete
 
 @pytest.mark.parametrize("red_passive", [False, True], ids=["we-connect", "router-connects"])
 def test_a_peer_in_a_vrf_and_one_at_the_same_address_in_the_default_vrf(
-    lab: Lab, lab_require, red_passive: bool
-) -> None:  # type: ignore[no-untyped-def]
+    lab: Lab, lab_require: Require, red_passive: bool
+) -> None:
     lab_require("frr")
     spk = lab["spk"]
     make_vrf(spk)

@@ -8,11 +8,14 @@ import pytest
 
 from lab import demo
 from speaker.peer import CEASE_FIRST
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
 
-def test_demo_prints_a_failover_timeline(lab_require, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_demo_prints_a_failover_timeline(
+    lab_require: Require, capsys: pytest.CaptureFixture[str]
+) -> None:
     lab_require("frr", "gobgp", "capture")
     assert demo.main(["--rounds", "1"]) == 0  # our speaker in spk
     out = capsys.readouterr().out

@@ -7,12 +7,12 @@ import pytest
 from lab import Lab
 from lab.exabgp import ExaBGP, exabgp_path, neighbor_block
 from lab.gobgp import GoBGP, neighbor_toml, path_attrs
-from tests.conftest import IN_CI
+from tests.helpers import IN_CI, Require
 
 pytestmark = pytest.mark.lab
 
 
-def test_exabgp_announces_static_routes_to_gobgpd(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_exabgp_announces_static_routes_to_gobgpd(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     if exabgp_path() is None:
         reason = "exabgp not installed (pip install 'exabgp>=5' into the virtualenv)"

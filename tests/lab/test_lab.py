@@ -16,6 +16,7 @@ from lab.frr import FRR, bfd_peer_block, bfdd_config, bgpd_config
 from lab.gobgp import GoBGP, neighbor_toml, path_attrs
 from lab.netns import lab_namespaces, sweep_leftovers
 from lab.proc import REGISTRY, LabError
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -56,7 +57,7 @@ def test_addresses_are_benchmarking_ranges_and_links_work(lab: Lab) -> None:
     assert lab["spk"].run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "0"
 
 
-def test_frr_bfd_up_then_one_way_drop_brings_it_down(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_frr_bfd_up_then_one_way_drop_brings_it_down(lab: Lab, lab_require: Require) -> None:
     """Two FRR bfdd at 50/50/3; spk stops sending; rtr1 declares Down with diag 1 on the
     wire within detection time (150 ms) + one interval of spk's last packet."""
     lab_require("frr", "capture")
@@ -82,7 +83,7 @@ def test_frr_bfd_up_then_one_way_drop_brings_it_down(lab: Lab, lab_require) -> N
     assert (rtr_down[0]["time"] - fault.t_wall) * 1000 <= 150 + 10
 
 
-def test_gobgp_pair_exchanges_routes(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_gobgp_pair_exchanges_routes(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp")
     rtr, spk = lab["rtr1"], lab["spk"]
     router = GoBGP(
@@ -112,7 +113,7 @@ def test_gobgp_pair_exchanges_routes(lab: Lab, lab_require) -> None:  # type: ig
     router.wait_rib(lambda r: "198.19.0.10/32" not in r, what="withdrawal")
 
 
-def test_frr_bgpd_takes_routes_over_ebgp_without_policy(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_frr_bgpd_takes_routes_over_ebgp_without_policy(lab: Lab, lab_require: Require) -> None:
     """FRR's RFC 8212 default is switched off by the fixture: an eBGP route is accepted."""
     lab_require("frr", "gobgp")
     rtr, spk = lab["rtr1"], lab["spk"]
@@ -138,7 +139,7 @@ def test_frr_bgpd_takes_routes_over_ebgp_without_policy(lab: Lab, lab_require) -
     assert summary["ipv4Unicast"]["peers"][s_addr]["pfxRcd"] == 1
 
 
-def test_bird_runs_bfd_with_frr_and_reports_sessions(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_bird_runs_bfd_with_frr_and_reports_sessions(lab: Lab, lab_require: Require) -> None:
     lab_require("frr", "bird")
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
@@ -160,7 +161,7 @@ def test_bird_runs_bfd_with_frr_and_reports_sessions(lab: Lab, lab_require) -> N
     bird.wait_bfd_state(s_addr, "Down", timeout=3)
 
 
-def test_fault_helpers_take_effect_and_undo(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_fault_helpers_take_effect_and_undo(lab: Lab, lab_require: Require) -> None:
     lab_require("frr")
     spk = lab["spk"]
     target = str(lab["rtr1"].addr4("spk"))
@@ -198,7 +199,7 @@ def test_fault_helpers_take_effect_and_undo(lab: Lab, lab_require) -> None:  # t
     r.wait_bfd_status(s_addr, "up", timeout=10)
 
 
-def test_capture_decodes_bgp_notification(lab: Lab, lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_capture_decodes_bgp_notification(lab: Lab, lab_require: Require) -> None:
     lab_require("gobgp", "capture")
     rtr, spk = lab["rtr1"], lab["spk"]
     cap = Capture(rtr, "to-spk", "tcp port 179").start()
@@ -229,8 +230,8 @@ def test_failed_daemon_start_is_reported_with_its_log(lab: Lab) -> None:
 def test_leftovers_of_dead_runs_are_swept() -> None:
     from lab.requirements import missing
 
-    if missing():
-        pytest.skip(missing())
+    if (reason := missing()) is not None:
+        pytest.skip(reason)
     # A namespace named as if by a process that has exited.
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -243,7 +244,7 @@ def test_leftovers_of_dead_runs_are_swept() -> None:
         subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
-def test_lab_close_stops_daemons_by_pid(lab_require) -> None:  # type: ignore[no-untyped-def]
+def test_lab_close_stops_daemons_by_pid(lab_require: Require) -> None:
     lab_require("gobgp")
     from lab import default_lab
 

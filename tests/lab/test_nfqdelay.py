@@ -12,7 +12,6 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 
@@ -26,6 +25,7 @@ from lab.nfqdelay import (
     parse_messages,
     verdict_message,
 )
+from tests.helpers import Require
 
 pytestmark = pytest.mark.lab
 
@@ -63,7 +63,7 @@ def ping_rtts(host: Host, count: int, interval: float) -> list[float]:
     return rtts
 
 
-def test_fixed_delay_bypass_and_flush_on_stop(lab: Lab, lab_require: Callable[..., None]) -> None:
+def test_fixed_delay_bypass_and_flush_on_stop(lab: Lab, lab_require: Require) -> None:
     lab_require("ping", "iptables")
     spk = lab["spk"]
     queue_icmp(spk)
@@ -93,7 +93,7 @@ def test_fixed_delay_bypass_and_flush_on_stop(lab: Lab, lab_require: Callable[..
     assert max(ping_rtts(spk, 3, 0.05)) < 10, "after the delayer exits, bypass again"
 
 
-def test_jitter_spreads_within_bounds(lab: Lab, lab_require: Callable[..., None]) -> None:
+def test_jitter_spreads_within_bounds(lab: Lab, lab_require: Require) -> None:
     lab_require("ping", "iptables")
     spk = lab["spk"]
     queue_icmp(spk)

@@ -14,6 +14,7 @@ from speaker.addresses import network_key
 from speaker.announce import routes_for_peer
 from speaker.bgp.config import RouteAttributes
 from speaker.config import Config, loads_config
+from tests.helpers.configs import ANNOUNCE_CONFIG, many_services
 
 NO_ADVERTISE = 0xFFFFFF02
 
@@ -26,85 +27,9 @@ def comm(high: int, low: int) -> int:
     return high << 16 | low
 
 
-CONFIG = """
-[speaker]
-my_asn = 64512
-node_name = "lb-1"
-allocation = "node-local"
-
-[[peers]]
-name = "ibgp"
-peer_address = "192.0.2.1"
-peer_asn = 64512
-
-[[peers]]
-name = "ebgp"
-peer_address = "192.0.2.2"
-peer_asn = 65000
-
-[[pools]]
-name = "web"
-addresses = ["203.0.113.0/28", "2001:db8:1::/120"]
-
-[[pools]]
-name = "anycast"
-addresses = ["198.51.100.8-198.51.100.11"]
-auto_assign = false
-announce_all = true
-
-[[advertisements]]
-name = "hosts"
-pools = ["web"]
-local_pref = 150
-communities = ["64512:1"]
-
-[[advertisements]]
-name = "hosts-again"
-pools = ["web"]
-communities = ["64512:2", "no-advertise", "large:64512:9:9"]
-peers = ["ibgp"]
-
-[[advertisements]]
-name = "aggregate"
-pools = ["web"]
-aggregation_length = 28
-aggregation_length_v6 = 120
-peers = ["ebgp"]
-
-[[advertisements]]
-name = "anycast"
-pools = ["anycast"]
-aggregation_length = 30
-
-[[services]]
-name = "www"
-address = "203.0.113.1"
-health = { tcp = "127.0.0.1:80" }
-
-[[services]]
-name = "api"
-address = "203.0.113.2"
-health = { tcp = "127.0.0.1:81" }
-
-[[services]]
-name = "static"
-address = "203.0.113.3"
-
-[[services]]
-name = "v6"
-pool = "web"
-address = "2001:db8:1::5"
-
-[[services]]
-name = "assigned"
-pool = "web"
-health = { tcp = "127.0.0.1:82" }
-"""
-
-
 @pytest.fixture(scope="module")
 def config() -> Config:
-    return loads_config(CONFIG)
+    return loads_config(ANNOUNCE_CONFIG)
 
 
 def test_healthy_services_host_routes_with_merged_communities(config: Config) -> None:
@@ -165,7 +90,7 @@ def test_announce_all_ignores_health(config: Config) -> None:
 
 def test_announce_all_host_routes() -> None:
     config = loads_config(
-        CONFIG.replace("aggregation_length = 30\n", "").replace(
+        ANNOUNCE_CONFIG.replace("aggregation_length = 30\n", "").replace(
             '"198.51.100.8-198.51.100.11"', '"198.51.100.8-198.51.100.10", "2001:db8:9::/127"'
         )
     )
@@ -203,7 +128,9 @@ def test_unknown_peer(config: Config) -> None:
 
 
 def test_no_advertisement_for_peer() -> None:
-    text = CONFIG.replace('name = "anycast"\npools', 'name = "anycast"\npeers = ["ibgp"]\npools')
+    text = ANNOUNCE_CONFIG.replace(
+        'name = "anycast"\npools', 'name = "anycast"\npeers = ["ibgp"]\npools'
+    )
     text = text.replace('name = "hosts"\npools', 'name = "hosts"\npeers = ["ibgp"]\npools')
     text = text.replace('peers = ["ebgp"]', 'peers = ["ibgp"]')
     assert routes_for_peer(loads_config(text), "ebgp", {"www", "api"}) == {}
@@ -217,24 +144,8 @@ def test_merge_keeps_first_local_pref() -> None:
     assert a.merge(a) is a
 
 
-def _many(count: int) -> str:
-    services = "".join(
-        f'[[services]]\nname = "s{i}"\naddress = "10.{i // 65536}.{i // 256 % 256}.{i % 256}"\n'
-        f'health = {{ tcp = "127.0.0.1:{1 + i % 60000}" }}\n'
-        for i in range(count)
-    )
-    return (
-        '[speaker]\nmy_asn = 64512\nnode_name = "n"\n'
-        '[[peers]]\nname = "p"\npeer_address = "192.0.2.1"\npeer_asn = 65000\n'
-        '[[pools]]\nname = "big"\naddresses = ["10.0.0.0/16"]\n'
-        '[[advertisements]]\nname = "hosts"\n'
-        '[[advertisements]]\nname = "agg"\naggregation_length = 24\ncommunities = ["1:1"]\n'
-        + services
-    )
-
-
 def test_fast_for_thousands_of_services() -> None:
-    config = loads_config(_many(5000))
+    config = loads_config(many_services(5000))
     healthy = {f"s{i}" for i in range(0, 5000, 2)}
     start = time.perf_counter()
     routes = routes_for_peer(config, "p", healthy)

@@ -13,6 +13,7 @@ import socket
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from protocols.bfd import ControlPacket, Diag, State, StateChanged
 from speaker.bfd.net import Datagram
@@ -23,15 +24,21 @@ A, B = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
 PORT_A, PORT_B = 23784, 33784
 
 
-async def pair(
-    nursery: trio.Nursery, profile_a: BfdProfile, profile_b: BfdProfile
-) -> tuple[BfdEndpoint, BfdSession, BfdEndpoint, BfdSession]:
-    ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
+async def endpoints(nursery: trio.Nursery, seed: int = 1) -> tuple[BfdEndpoint, BfdEndpoint]:
+    """A's endpoint and B's, running, each sending to the other's ports."""
+    ep_a = BfdEndpoint(rng=random.Random(seed), ports=(PORT_A, PORT_A + 1000),
                        peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
+    ep_b = BfdEndpoint(rng=random.Random(seed + 1), ports=(PORT_B, PORT_B + 1000),
                        peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
     await nursery.start(ep_b.run)
+    return ep_a, ep_b
+
+
+async def pair(
+    nursery: trio.Nursery, profile_a: BfdProfile, profile_b: BfdProfile
+) -> tuple[BfdEndpoint, BfdSession, BfdEndpoint, BfdSession]:
+    ep_a, ep_b = await endpoints(nursery)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A), profile_a)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B), profile_b)
     return ep_a, sa, ep_b, sb
@@ -40,7 +47,9 @@ async def pair(
 FAST = BfdProfile(name="fast", transmit_interval=50, receive_interval=50, detect_multiplier=3)
 
 
-async def test_up_with_slow_start_then_negotiated_intervals(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_up_with_slow_start_then_negotiated_intervals(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     _, sa, _, sb = await pair(nursery, FAST, FAST)
     t0 = trio.current_time()
     # Slow start: packets every ~1 s (jittered 75-100%) until Up.
@@ -55,14 +64,21 @@ async def test_up_with_slow_start_then_negotiated_intervals(autojump_clock, nurs
     assert st.remote_desired_min_tx_us == 50_000
 
 
-async def test_silence_is_detected_at_exactly_the_detection_time(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_silence_is_detected_at_exactly_the_detection_time(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     _, sa, ep_b, sb = await pair(nursery, FAST, FAST)
     await sa.wait_state(State.UP)
     await trio.sleep(2)
     changes = sa.subscribe()
     failed = trio.CancelScope()
     seen: list[StateChanged] = []
-    sa._on_change = lambda change: (seen.append(change), failed.cancel())
+
+    def on_change(change: StateChanged) -> None:
+        seen.append(change)
+        failed.cancel()
+
+    sa._on_change = on_change
     # B goes silent without AdminDown: its task ends, nothing more is sent.
     sb._scope.cancel()
     silent_since = trio.current_time()
@@ -80,7 +96,9 @@ async def test_silence_is_detected_at_exactly_the_detection_time(autojump_clock,
     del ep_b
 
 
-async def test_admin_down_is_not_a_failure(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_admin_down_is_not_a_failure(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     _, sa, ep_b, sb = await pair(nursery, FAST, FAST)
     await sa.wait_state(State.UP)
     changes = sa.subscribe()
@@ -94,7 +112,9 @@ async def test_admin_down_is_not_a_failure(autojump_clock, nursery) -> None:  # 
     assert change.diag is Diag.NEIGHBOR_SIGNALED_SESSION_DOWN
 
 
-async def test_profile_change_renegotiates_without_leaving_up(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_profile_change_renegotiates_without_leaving_up(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     slow = BfdProfile(name="slow", transmit_interval=300, receive_interval=300)
     _, sa, _, sb = await pair(nursery, slow, slow)
     await sa.wait_state(State.UP)
@@ -109,13 +129,10 @@ async def test_profile_change_renegotiates_without_leaving_up(autojump_clock, nu
     assert sa.statistics().detection_time_us == 150_000
 
 
-async def test_many_sessions_demultiplex_by_discriminator(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
-    ep_a = BfdEndpoint(rng=random.Random(3), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(4), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+async def test_many_sessions_demultiplex_by_discriminator(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    ep_a, ep_b = await endpoints(nursery, seed=3)
     sessions = []
     for i in range(1, 21):
         a, b = ipaddress.IPv4Address(f"127.0.1.{i}"), ipaddress.IPv4Address(f"127.0.2.{i}")
@@ -134,7 +151,9 @@ async def test_many_sessions_demultiplex_by_discriminator(autojump_clock, nurser
     assert len({s.core.local_discriminator for s in sessions}) == 40
 
 
-async def test_steady_state_packets_do_not_wake_the_session_task(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_steady_state_packets_do_not_wake_the_session_task(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     # A packet that changes nothing but the detection deadline must not cost a second
     # task wake-up: the task sleeps on to its next transmission (idle CPU, scale).
     _, sa, _, sb = await pair(nursery, FAST, FAST)
@@ -148,7 +167,7 @@ async def test_steady_state_packets_do_not_wake_the_session_task(autojump_clock,
         kicks += 1
         kick()
 
-    sa.kick = counting_kick  # type: ignore[method-assign]
+    sa.kick = counting_kick  # type: ignore[method-assign]  # counts the wake-ups
     received = sa.core.counters.control_rx
     await trio.sleep(5)
     assert sa.core.counters.control_rx - received >= 5 / 0.050 * 0.9  # packets did arrive
@@ -156,16 +175,13 @@ async def test_steady_state_packets_do_not_wake_the_session_task(autojump_clock,
     assert sa.state is State.UP and sb.state is State.UP
 
 
-async def test_single_hop_packet_from_another_interface_is_dropped(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_single_hop_packet_from_another_interface_is_dropped(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     """RFC 5881 §3: a single-hop session is about one link. A packet with the peer's
     source address that arrived on another interface (rp_filter off: any host on
     any link can send one) is counted and dropped, not allowed to down the session."""
-    ep_a = BfdEndpoint(rng=random.Random(5), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(6), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+    ep_a, ep_b = await endpoints(nursery, seed=5)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), FAST)
     await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
     with trio.fail_after(3):
@@ -186,18 +202,15 @@ async def test_single_hop_packet_from_another_interface_is_dropped(autojump_cloc
     assert sa.state is State.DOWN
 
 
-async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     """lo is no Ethernet link: the peer's echoes cannot be looped there (and lo does
     not forward), so after the first packet from the peer we advertise a Required
     Min Echo RX of 0 rather than promise what we cannot keep."""
     echo = BfdProfile(name="echo", transmit_interval=50, receive_interval=50,
                       echo_mode=True, echo_interval=50)  # fmt: skip
-    ep_a = BfdEndpoint(rng=random.Random(7), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(8), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+    ep_a, ep_b = await endpoints(nursery, seed=7)
     sa = await ep_a.add_session(SessionKey(peer=B, local=A, interface="lo"), echo)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B, interface="lo"), FAST)
     assert sa.core.advertised_echo_rx_us == 50_000
@@ -209,7 +222,9 @@ async def test_echo_promise_withdrawn_when_echoes_cannot_be_looped(autojump_cloc
     assert sb.statistics().remote_echo_rx_us == 0  # what the peer now hears
 
 
-async def test_hold_control_delays_and_drops_nothing(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_hold_control_delays_and_drops_nothing(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     # After a BFD teardown the peer's guard holds our Down so the router reads the
     # Cease first (docs/bfd.md): the Down must still go out, once the hold ends.
     _, sa, _, sb = await pair(nursery, FAST, FAST)
@@ -232,13 +247,10 @@ async def test_hold_control_delays_and_drops_nothing(autojump_clock, nursery) ->
     assert change.new is State.INIT and change.at - enabled_at < 0.001
 
 
-async def test_started_admin_down_peer_never_sees_down(autojump_clock, nursery) -> None:  # type: ignore[no-untyped-def]
-    ep_a = BfdEndpoint(rng=random.Random(1), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
-    ep_b = BfdEndpoint(rng=random.Random(2), ports=(PORT_B, PORT_B + 1000),
-                       peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
-    await nursery.start(ep_a.run)
-    await nursery.start(ep_b.run)
+async def test_started_admin_down_peer_never_sees_down(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    ep_a, ep_b = await endpoints(nursery)
     sb = await ep_b.add_session(SessionKey(peer=A, local=B), FAST)
     sa: BfdSession = await nursery.start(
         lambda task_status: ep_a.run_session(

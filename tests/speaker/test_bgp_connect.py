@@ -25,7 +25,7 @@ from protocols.bgp import (
 from speaker.bgp import BgpSession, RouteAttributes, net
 from speaker.bgp.listener import HOLD_FOR, BgpListener
 from speaker.bgp.net import TCP_MD5SIG, md5sig
-from tests.speaker.test_bgp_session import Peer, _send, host_routes, our_config, peer_core
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, send_all
 
 LOOPBACK = "127.0.0.1"
 
@@ -58,7 +58,7 @@ class Router:
         now = trio.current_time()
         self.core.start(now)
         self.core.connection_made(now)
-        await _send(self.sock, self.core.data_to_send())
+        await send_all(self.sock, self.core.data_to_send())
 
     async def run_until(self, done: Callable[[], bool], timeout: float = 30) -> None:
         with trio.fail_after(timeout):
@@ -67,7 +67,7 @@ class Router:
                 self.events += self.core.receive_data(data, trio.current_time())
                 out = self.core.data_to_send()
                 if out:
-                    await _send(self.sock, out)
+                    await send_all(self.sock, out)
                 if not data:
                     return
 
@@ -190,7 +190,10 @@ async def test_connection_collision_keeps_the_higher_identifiers_connection(
     on_theirs = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
     await on_theirs.open()
     await on_ours.open()  # now the router answers on ours too
-    established = lambda r: lambda: bool(r.got(Established) or r.got(NotificationReceived))  # noqa: E731
+
+    def established(r: Router) -> Callable[[], bool]:
+        return lambda: bool(r.got(Established) or r.got(NotificationReceived))
+
     async with trio.open_nursery() as both:
         both.start_soon(on_theirs.run_until, established(on_theirs))
         both.start_soon(on_ours.run_until, established(on_ours))
@@ -308,7 +311,7 @@ async def test_the_peer_closing_ours_first_hands_the_session_to_its_connection(
     await trio.sleep(0.1)  # accepted: the candidate sent our OPEN on it
     assert session.statistics().collisions == 1
     cease = NotificationMessage.cease(CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
-    await _send(ours_sock, cease.encode())
+    await send_all(ours_sock, cease.encode())
     ours_sock.close()
     await trio.sleep(0.5)  # (the state passes Idle only within one step: not waitable)
     assert session.state is State.OPEN_SENT  # on the peer's connection now

@@ -9,7 +9,6 @@ import contextlib
 import gc
 import logging
 import struct
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,34 +16,16 @@ import pytest
 import trio
 import trio.testing
 
+from bench.common import LongestStep
 from protocols.bgp import State
 from protocols.bgp.update import MAX_NOTES
 from speaker.bgp import BgpSession
 from speaker.bgp.session import NOTE_LOG_INTERVAL
 from speaker.config import loads_config
 from speaker.plan import Derived, derive_in_slices
-from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, wait_for
 
 BOUND = 0.010
-
-
-class LongestStep(trio.abc.Instrument):
-    """The longest step of any task whose name contains ``marker``, in CPU time of
-    the thread (the machine is shared: wall time would count other processes)."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-        self.longest = 0.0
-        self.where = ""
-        self._started: dict[trio.lowlevel.Task, float] = {}
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._started[task] = time.thread_time()
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        took = time.thread_time() - self._started.pop(task, time.thread_time())
-        if self.marker in task.name and took > self.longest:
-            self.longest, self.where = took, task.name
 
 
 @pytest.fixture
@@ -80,12 +61,12 @@ async def test_65536_routes_come_up_in_short_steps(
         await nursery.start(session.run)
         await session.wait_synchronised()
         await wait_for(lambda: len(peer.announced()) == 65_536)
-        assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+        assert steps.longest < BOUND, f"{steps.task}: {steps.longest * 1000:.1f} ms"
         # A replacement of the table (4,464 out, 4,464 new) is diffed in short steps.
         session.set_routes(shifted)
         await session.wait_synchronised()
         await wait_for(lambda: len(peer.announced()) == 65_536)
-        assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+        assert steps.longest < BOUND, f"{steps.task}: {steps.longest * 1000:.1f} ms"
 
 
 def hostile_update() -> bytes:
@@ -122,7 +103,7 @@ async def test_hostile_updates_cost_short_steps_and_few_log_lines(
         await trio.sleep(NOTE_LOG_INTERVAL / 2)
     await wait_for(lambda: session.updates_in == rounds * 64)
     assert session.state is State.ESTABLISHED
-    assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+    assert steps.longest < BOUND, f"{steps.task}: {steps.longest * 1000:.1f} ms"
     lines = [r for r in caplog.records if "RFC 7606" in r.getMessage()]
     # The first at once, then one summary per NOTE_LOG_INTERVAL at most.
     assert 1 <= len(lines) <= 2, [r.getMessage() for r in lines]

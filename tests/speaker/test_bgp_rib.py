@@ -15,6 +15,7 @@ from protocols.bgp import (
     LocalPref,
     NextHop,
     Origin,
+    Prefix,
     WellKnownCommunity,
     pack_announcements,
 )
@@ -111,7 +112,9 @@ def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() 
     # Dropped at once, a 65,536-entry advertised dict is a 3-11 ms step at the moment
     # BFD fails over (bench.reload_steps); the session empties rib.retired in slices.
     a = RouteAttributes()
-    routes = {IPv4Network((0xC6130000 + i, 32)): a for i in range(5_000)}
+    routes: dict[Prefix, RouteAttributes] = {
+        IPv4Network((0xC6130000 + i, 32)): a for i in range(5_000)
+    }
     rib = AdjRibOut(routes)
     rib.session_up([IPV4_UNICAST])
     while not rib.synchronised:

@@ -81,7 +81,8 @@ def test_sliced_takes_reach_exactly_the_desired_state(
             assert isinstance(arg, int)
             drain(arg)
         elif op == "resend" and up:
-            rib.resend(arg)  # type: ignore[arg-type]
+            assert isinstance(arg, tuple)
+            rib.resend(arg)
         elif op == "up":
             assert isinstance(arg, set)
             up, peer = True, {}

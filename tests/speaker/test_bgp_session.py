@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-import math
-import random
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from ipaddress import IPv4Address, IPv4Network
 
 import attrs
@@ -20,195 +18,32 @@ from protocols.bgp import (
     AsPath,
     CeaseSubcode,
     Communities,
-    Connection,
     EndOfRib,
     Established,
-    Event,
     LocalPref,
     MpReachNlri,
     NextHop,
     NotificationReceived,
     Origin,
     OriginAttribute,
-    SessionConfig,
+    PathAttribute,
+    Prefix,
     State,
-    UpdateMessage,
-    UpdateReceived,
     pack_announcements,
 )
-from speaker.bgp import BgpPeerConfig, BgpSession, RouteAttributes
+from speaker.bgp import BgpSession, RouteAttributes
 from speaker.bgp.net import md5sig
 from speaker.bgp.session import BATCH_PREFIXES
-
-LOCAL_ASN, PEER_ASN = 64513, 64512
-PEER_ID = IPv4Address("198.18.0.2")
-
-
-def peer_core(**kw: object) -> Connection:
-    fields: dict[str, object] = {
-        "local_asn": PEER_ASN,
-        "peer_asn": None,
-        "router_id": PEER_ID,
-        "passive": True,
-        "extended_message": False,
-        "families": (IPV4_UNICAST, IPV6_UNICAST),
-        "hold_time": 90,
-    }
-    fields.update(kw)
-    return Connection(SessionConfig(**fields), rng=random.Random(2))  # type: ignore[arg-type]
-
-
-class Peer:
-    """A minimal passive BGP router on loopback: the core plus a socket and timers.
-
-    ``raw`` collects every message as received (bytes), ``events`` the core's events.
-    ``frozen`` stops its timers and reading (a hung router).
-    """
-
-    def __init__(self, core: Connection, *, family: int = socket.AF_INET) -> None:
-        self.core = core
-        self.family = family
-        self.events: list[tuple[float, Event]] = []
-        self.updates: list[tuple[float, UpdateMessage]] = []
-        self.sizes: list[int] = []
-        self.keepalives_in: list[float] = []
-        self.port = 0
-        self.sock: trio.socket.SocketType | None = None
-        self.closed = trio.Event()
-        self.frozen = False
-        self.password: str | None = None
-        self._wake = trio.Event()
-        self.pending: list[bytes] = []
-
-    def of(self, cls: type) -> list[object]:
-        return [e for _, e in self.events if isinstance(e, cls)]
-
-    def announced(self) -> dict[IPv4Network | ipaddress.IPv6Network, UpdateMessage]:
-        rib: dict[IPv4Network | ipaddress.IPv6Network, UpdateMessage] = {}
-        for _, update in self.updates:
-            for p in update.withdrawn_prefixes:
-                rib.pop(p, None)
-            for p in update.announced:
-                rib[p] = update
-        return rib
-
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listener = trio.socket.socket(self.family, socket.SOCK_STREAM)
-        host = "127.0.0.1" if self.family == socket.AF_INET else "::1"
-        if self.password is not None:
-            listener.setsockopt(
-                socket.IPPROTO_TCP, 14, md5sig(ipaddress.ip_address(host), self.password.encode())
-            )
-        await listener.bind((host, 0))
-        listener.listen(4)
-        self.port = listener.getsockname()[1]
-        task_status.started(self.port)
-        with listener:
-            sock, _ = await listener.accept()
-        self.sock = sock
-        now = trio.current_time()
-        self._feed(self.core.start(now))
-        self._feed(self.core.connection_made(now))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reader)
-            nursery.start_soon(self._timers)
-            await self.closed.wait()
-            nursery.cancel_scope.cancel()
-        sock.close()
-
-    def _feed(self, events: list[Event]) -> None:
-        now = trio.current_time()
-        self.events += [(now, e) for e in events]
-        data = self.core.data_to_send()
-        if data and self.sock is not None:
-            self.pending.append(data)
-            self._wake.set()
-
-    async def _reader(self) -> None:
-        assert self.sock is not None
-        buf = bytearray()
-        while True:
-            while self.frozen:
-                await trio.sleep(0.5)
-            data = await self.sock.recv(65536)
-            buf += data
-            while len(buf) >= 19:
-                length = int.from_bytes(buf[16:18], "big")
-                if len(buf) < length:
-                    break
-                raw = bytes(buf[:length])
-                del buf[:length]
-                self.sizes.append(length)
-                if raw[18] == 4:
-                    self.keepalives_in.append(trio.current_time())
-                before = len(self.events)
-                self._feed(self.core.receive_data(raw, trio.current_time()))
-                for at, e in self.events[before:]:
-                    if isinstance(e, UpdateReceived):
-                        self.updates.append((at, e.update))
-            if not data:
-                self._feed(self.core.receive_data(b"", trio.current_time()))
-                self.closed.set()
-                return
-
-    async def _timers(self) -> None:
-        assert self.sock is not None
-        while True:
-            while self.pending:
-                data = self.pending.pop(0)
-                await _send(self.sock, data)
-            if self.frozen:
-                await trio.sleep(math.inf)
-            deadline = self.core.get_timer()
-            with trio.move_on_at(math.inf if deadline is None else deadline):
-                self._wake = trio.Event()
-                await self._wake.wait()
-            if self.frozen:
-                await trio.sleep(math.inf)
-            now = trio.current_time()
-            deadline = self.core.get_timer()
-            if deadline is not None and deadline <= now:
-                self._feed(self.core.handle_timer(now))
-
-    def send(self, data: bytes) -> None:
-        self.pending.append(data)
-        self._wake.set()
-
-
-async def _send(sock: trio.socket.SocketType, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        sent = await sock.send(view)
-        view = view[sent:]
-
-
-def our_config(port: int, **kw: object) -> BgpPeerConfig:
-    fields: dict[str, object] = {
-        "name": "t",
-        "peer_address": "127.0.0.1",
-        "peer_port": port,
-        "peer_asn": PEER_ASN,
-        "local_asn": LOCAL_ASN,
-        "router_id": "198.18.0.1",
-        "connect_retry": 1.0,
-        "connect_time": 2.0,
-    }
-    fields.update(kw)
-    return BgpPeerConfig(**fields)  # type: ignore[arg-type]
-
-
-def host_routes(
-    n: int, attributes: RouteAttributes | None = None
-) -> dict[IPv4Network, RouteAttributes]:
-    base = int(IPv4Address("198.19.0.0"))
-    attrs_ = attributes or RouteAttributes()
-    return {IPv4Network((base + i, 32)): attrs_ for i in range(n)}
-
-
-async def wait_for(cond: Callable[[], object], what: str = "condition") -> None:
-    with trio.fail_after(60):
-        while not cond():
-            await trio.sleep(0.01)
+from tests.helpers.bgp_peer import (
+    LOCAL_ASN,
+    PEER_ASN,
+    Peer,
+    host_routes,
+    our_config,
+    peer_core,
+    send_all,
+    wait_for,
+)
 
 
 @pytest.fixture
@@ -284,7 +119,9 @@ async def test_ibgp_sends_local_pref_and_empty_as_path(
 ) -> None:
     peer = Peer(peer_core(local_asn=LOCAL_ASN))
     port = await nursery.start(peer.serve)
-    routes = {IPv4Network("198.19.1.0/24"): RouteAttributes(med=5, local_pref=200)}
+    routes: dict[Prefix, RouteAttributes] = {
+        IPv4Network("198.19.1.0/24"): RouteAttributes(med=5, local_pref=200)
+    }
     session = BgpSession(our_config(port, peer_asn=LOCAL_ASN), routes=routes)
     await nursery.start(session.run)
     await wait_for(lambda: peer.of(EndOfRib))
@@ -322,7 +159,6 @@ async def test_cancel_sends_cease_bfd_down_then_closes(
     await session.wait_stopped()
     await wait_for(peer.closed.is_set)
     (notification,) = peer.of(NotificationReceived)
-    assert isinstance(notification, NotificationReceived)
     assert (notification.code, notification.subcode) == (6, 10)
     stats = session.statistics()
     assert stats.cancelled_at is not None and stats.notification_written_at is not None
@@ -348,7 +184,6 @@ async def test_owner_scope_cancel_sends_the_registered_subcode(
     owner.cancel()
     await wait_for(peer.closed.is_set)
     (notification,) = peer.of(NotificationReceived)
-    assert isinstance(notification, NotificationReceived)
     assert (notification.code, notification.subcode) == (6, 10)
 
 
@@ -374,7 +209,6 @@ async def test_cease_now_writes_the_notification_in_the_same_step(
     owner.cancel()
     await wait_for(peer.closed.is_set)
     (notification,) = peer.of(NotificationReceived)
-    assert isinstance(notification, NotificationReceived)
     assert (notification.code, notification.subcode) == (6, 10)
     await session.wait_stopped()
     assert session.statistics().closed_at is not None
@@ -388,7 +222,6 @@ async def test_administrative_shutdown_carries_the_message(
     session.cancel(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, "maintenance")
     await wait_for(peer.closed.is_set)
     (notification,) = peer.of(NotificationReceived)
-    assert isinstance(notification, NotificationReceived)
     assert notification.subcode == 2 and notification.shutdown_message == "maintenance"
 
 
@@ -428,13 +261,13 @@ async def test_passive_session_accepts_only_from_its_peer(
     now = trio.current_time()
     core.start(now)
     core.connection_made(now)
-    await _send(sock, core.data_to_send())
+    await send_all(sock, core.data_to_send())
     established = False
     with trio.fail_after(10):
         while not established:
             data = await sock.recv(65536)
             events = core.receive_data(data, trio.current_time())
-            await _send(sock, core.data_to_send())
+            await send_all(sock, core.data_to_send())
             established = any(isinstance(e, Established) for e in events)
     await session.wait_established()
     session.cancel()
@@ -449,7 +282,7 @@ async def test_flooding_peer_does_not_starve_our_keepalives(nursery: trio.Nurser
     session = BgpSession(our_config(port, hold_time=3))
     await nursery.start(session.run)
     await session.wait_established()
-    attributes = [
+    attributes: list[PathAttribute] = [
         OriginAttribute(value=Origin.IGP),
         AsPath.sequence(PEER_ASN),
         NextHop(address=IPv4Address("127.0.0.1")),
@@ -485,7 +318,9 @@ async def test_keep_adj_rib_in_and_ipv6_next_hops(
 ) -> None:
     peer = Peer(peer_core(), family=socket.AF_INET6)
     port = await nursery.start(peer.serve)
-    routes = {ipaddress.IPv6Network("2001:2:ff::/64"): RouteAttributes()}
+    routes: dict[Prefix, RouteAttributes] = {
+        ipaddress.IPv6Network("2001:2:ff::/64"): RouteAttributes()
+    }
     session = BgpSession(
         our_config(port, peer_address="::1", keep_adj_rib_in=True, next_hop6="2001:2::1"),
         routes=routes,
@@ -512,7 +347,9 @@ async def test_keep_adj_rib_in_and_ipv6_next_hops(
     session.cancel()
 
 
-async def test_md5_right_key_establishes_wrong_key_never(nursery: trio.Nursery) -> None:
+async def test_md5_right_key_establishes_wrong_key_never(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
     peer = Peer(peer_core())
     peer.password = "s3cret"
     port = await nursery.start(peer.serve)
@@ -563,5 +400,5 @@ def test_md5_on_a_kernel_without_it_names_the_peer() -> None:
 
     cfg = our_config(179, name="rtr1", password="x")
     with pytest.raises(BgpSocketError, match=r"peer rtr1 \(127.0.0.1\).*no TCP MD5 support"):
-        set_md5(NoMd5(), cfg)  # type: ignore[arg-type]
+        set_md5(NoMd5(), cfg)  # type: ignore[arg-type]  # a socket without TCP MD5
     assert len(md5sig(ipaddress.ip_address("2001:2::1"), b"k")) == 216

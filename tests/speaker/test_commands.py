@@ -48,6 +48,12 @@ async def test_parameters_are_checked_before_the_command_runs() -> None:
     assert bad["error"] == '"name" must be a string'
     bad = await ask({"command": "reload", "allow_empty": "yes"})
     assert bad["error"] == '"allow_empty" must be true or false'
+    bad = await ask({"command": "show bgp summary", "family": "ipv5"})
+    assert bad["error"] == 'unknown address family "ipv5" (ipv4 or ipv6)'
+    bad = await ask({"command": "show bgp advertised-routes", "family": "l2vpn"})
+    assert bad["error"] == 'missing "name"'  # what is missing first, then what is wrong
+    bad = await ask({"command": "show bgp advertised-routes", "family": "l2vpn", "name": "r1"})
+    assert bad["error"] == 'unknown address family "l2vpn" (ipv4 or ipv6)'
 
 
 @pytest.mark.parametrize("verb", ["show", "clear"])

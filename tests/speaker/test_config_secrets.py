@@ -23,7 +23,7 @@ from speaker import cli
 from speaker.config import ConfigError, loads_config
 from speaker.config.load import _LISTS, is_secret
 from speaker.config.model import ControlSettings, MetricsSettings, SpeakerSettings
-from tests.speaker.test_control import running_speaker
+from tests.helpers.running import running_speaker
 
 PEER = """
 [[peers]]

@@ -62,7 +62,7 @@ def test_operator_rules() -> None:
 def test_match_labels_are_read_only() -> None:
     sel = LabelSelector(match_labels={"rack": "r1"})
     with pytest.raises(TypeError):
-        sel.match_labels["rack"] = "r2"  # type: ignore[index]
+        sel.match_labels["rack"] = "r2"  # type: ignore[index]  # the point: read-only
 
 
 label_maps = st.dictionaries(st.sampled_from("abcd"), st.sampled_from("xyz"), max_size=4)

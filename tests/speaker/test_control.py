@@ -10,8 +10,6 @@ import logging
 import os
 import socket
 import stat
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,142 +17,16 @@ import pytest
 import trio
 
 from speaker import cli
-from speaker import peer as peer_module
-from speaker.app import Speaker
-from speaker.bfd.runtime import BfdEndpoint
-from speaker.config import load_config
 from speaker.control import ControlError, ControlServer, request
-from speaker.plan import derive
-from tests.speaker.test_show import SECRETS
+from tests.helpers.configs import SECRETS
+from tests.helpers.running import (
+    Running,
+    is_healthy,
+    running_speaker,
+    wait_until,
+)
 
-BFD_PORT = 23784  # a private pair of ports: the session's packets come back to itself
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def speaker_toml(tmp_path: Path, *, bgp_port: int, extra: str = "") -> str:
-    (tmp_path / "tor.key").write_text("file-SECRET-2\n")
-    return f"""
-[speaker]
-my_asn = 64513
-router_id = "10.0.0.1"
-node_name = "n1"
-state_file = "state.json"
-allocation = "node-local"
-
-[control]
-socket = "speaker.sock"
-
-[[bfd_profiles]]
-name = "fast"
-transmit_interval = 50
-receive_interval = 50
-[bfd_profiles.auth]
-type = "meticulous-keyed-sha1"
-keys = {{ "1" = "bfd-SECRET-3", "2" = "bfd-SECRET-4" }}
-send_key_id = 1
-
-[[peers]]
-name = "r1"
-peer_address = "127.0.0.1"
-peer_port = {bgp_port}
-peer_asn = 64512
-password = "md5-SECRET-1"
-bfd_profile = "fast"
-hold_time = "9s"
-connect_time = "100ms"
-
-[[peers]]
-name = "r2"
-peer_address = "127.0.0.3"
-peer_port = {bgp_port}
-peer_asn = 64512
-password_file = "tor.key"
-connect_time = "100ms"
-
-[[peers]]
-name = "elsewhere"
-peer_address = "127.0.0.2"
-peer_asn = 64512
-node_selectors = [{{ match_labels = {{ rack = "r9" }} }}]
-
-[[pools]]
-name = "vips"
-addresses = ["198.19.0.0/24"]
-
-[[pools]]
-name = "all"
-addresses = ["198.19.1.0/30"]
-announce_all = true
-
-[[advertisements]]
-name = "to-r1"
-peers = ["r1"]
-communities = ["65000:100", "large:1:2:3"]
-
-[[services]]
-name = "web"
-address = "198.19.0.10"
-health = {{ exec = ["true"], interval = "50ms", rise = 1 }}
-
-[[services]]
-name = "api"
-address = "198.19.0.11"
-health = {{ http = "http://admin:url-SECRET-5@127.0.0.1:1/x", interval = "50ms", timeout = "50ms" }}
-
-[[services]]
-name = "db"
-pool = "vips"
-{extra}
-"""
-
-
-class Running:
-    def __init__(self, speaker: Speaker, path: Path, config: Path) -> None:
-        self.speaker, self.path, self.config = speaker, path, config
-
-    async def ask(self, command: str, **args: Any) -> Any:
-        return await trio.to_thread.run_sync(functools.partial(request, self.path, command, **args))
-
-    async def cli(self, *argv: str) -> int:
-        return await trio.to_thread.run_sync(cli.main, list(argv))
-
-
-@asynccontextmanager
-async def running_speaker(tmp_path: Path, extra: str = "") -> AsyncIterator[Running]:
-    file = tmp_path / "speaker.toml"
-    file.write_text(speaker_toml(tmp_path, bgp_port=free_port(), extra=extra))
-    config = load_config(file)
-    endpoint = BfdEndpoint(ports=(BFD_PORT, BFD_PORT + 1000),
-                           peer_ports=(BFD_PORT, BFD_PORT + 1000))  # fmt: skip
-    speaker = Speaker(derive(config), config_path=str(file), bfd_endpoint=endpoint)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(functools.partial(speaker.run, handle_signals=False))
-        server = ControlServer(speaker, config.control.socket, config.control.mode_bits)
-        await nursery.start(server.serve)
-        try:
-            yield Running(speaker, config.control.socket, file)
-        finally:
-            await speaker.shutdown()
-            nursery.cancel_scope.cancel()
-
-
-@pytest.fixture(autouse=True)
-def bfd_not_held(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The speaker here hears its own BFD and never gets BGP Established: enable BFD
-    # at once rather than after the hold for BGP (speaker/peer.py BFD_HOLD_MAX).
-    monkeypatch.setattr(peer_module, "BFD_HOLD_MAX", 0.0)
-
-
-async def wait_for(probe: Any, timeout: float = 5.0) -> Any:
-    with trio.fail_after(timeout):
-        while not (value := await probe()):
-            await trio.sleep(0.05)
-    return value
+pytestmark = pytest.mark.usefixtures("bfd_not_held")  # tests/speaker/conftest.py
 
 
 async def test_show_commands_answer_from_the_running_speaker(tmp_path: Path) -> None:
@@ -168,7 +40,7 @@ async def test_show_commands_answer_from_the_running_speaker(tmp_path: Path) -> 
             fast = peers and peers[0].get("remote-transmit-interval") == 50
             return peers if fast and peers[0]["status"] == "up" else None
 
-        peers = await wait_for(bfd_up)
+        peers = await wait_until(bfd_up)
         assert len(peers) == 1  # r2 has no BFD, elsewhere is not for this node
         peer = peers[0]
         assert peer["peer"] == "127.0.0.1" and peer["name"] == "r1"
@@ -192,9 +64,9 @@ async def test_show_commands_answer_from_the_running_speaker(tmp_path: Path) -> 
         with pytest.raises(ControlError, match='no peer named "zz"'):
             await spk.ask("show bgp neighbor", name="zz")
 
-        await wait_for(functools.partial(is_healthy, spk, "web"))
+        await wait_until(functools.partial(is_healthy, spk, "web"))
         # Routes are listed once the BGP session exists (after BFD's hold-down).
-        await wait_for(functools.partial(has_session, spk, "r1"))
+        await wait_until(functools.partial(has_session, spk, "r1"))
         routes = await spk.ask("show routes")
         peers_ = {p["name"]: p for p in routes["peers"]}
         r1 = {s["service"]: s for s in peers_["r1"]["services"]}
@@ -240,12 +112,12 @@ async def test_overrides_and_reload_through_the_socket(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with running_speaker(tmp_path) as spk:
-        await wait_for(functools.partial(is_healthy, spk, "web"))
+        await wait_until(functools.partial(is_healthy, spk, "web"))
 
         async def bfd_up() -> bool:  # else r1's reason below is bfd-down
             return any(p["status"] == "up" for p in await spk.ask("show bfd peers"))
 
-        await wait_for(bfd_up)
+        await wait_until(bfd_up)
         reply = await spk.ask("withdraw", service="web")
         assert reply == {"service": "web", "override": "withdraw"}
         assert spk.speaker.overrides == {"web": "withdraw"}
@@ -281,10 +153,6 @@ async def test_overrides_and_reload_through_the_socket(
         spk.config.write_text(good)
         assert await spk.cli("reload", "-s", str(spk.path)) == 0
         assert not spk.speaker.config_stale and spk.speaker.reloads == 2
-
-
-async def is_healthy(spk: Running, service: str) -> bool:
-    return service in spk.speaker.healthy
 
 
 async def has_session(spk: Running, peer: str) -> bool:
@@ -413,7 +281,7 @@ async def test_clear_bfd_peers_counters_zeroes_show_but_not_metrics(
             peers = (await spk.ask("show bfd peers counters"))["peers"]
             return int(peers[0]["control-packet-input"])
 
-        await wait_for(lambda: _at_least(counted, 10))
+        await wait_until(lambda: _at_least(counted, 10))
         runner = spk.speaker.peers["r1"]
         before_total = runner.bfd_totals()["control_rx"]
         assert await spk.cli("clear", "bfd", "peers", "counters", "-s", str(spk.path)) == 0
@@ -422,7 +290,7 @@ async def test_clear_bfd_peers_counters_zeroes_show_but_not_metrics(
         assert await counted() < 5
         # ...while the totals behind the metrics keep counting from where they were.
         assert runner.bfd_totals()["control_rx"] >= before_total
-        await wait_for(lambda: _at_least(counted, 5))
+        await wait_until(lambda: _at_least(counted, 5))
         # One peer by name; an unknown peer is an error naming it.
         reply = await spk.ask("clear bfd peers counters", name="r1")
         assert reply == {"cleared": ["r1"]}

@@ -11,7 +11,9 @@ import pytest
 import trio
 
 from speaker.control import ControlError
-from tests.speaker.test_control import bfd_not_held, running_speaker, wait_for  # noqa: F401
+from tests.helpers.running import running_speaker, wait_until
+
+pytestmark = pytest.mark.usefixtures("bfd_not_held")  # tests/speaker/conftest.py
 
 
 async def test_frr_show_commands_answer(tmp_path: Path) -> None:
@@ -51,7 +53,7 @@ async def test_frr_show_commands_answer(tmp_path: Path) -> None:
             record = await spk.ask("show bfd peer", name="r1")
             return record if record["status"] == "up" else None
 
-        record = await wait_for(bfd_up)
+        record = await wait_until(bfd_up)
         assert record["peer"] == "127.0.0.1" and record["name"] == "r1"
         assert (record["rtt-min"], record["rtt-avg"], record["rtt-max"]) == (0, 0, 0)  # no echo
         assert (await spk.ask("show bfd peer", name="127.0.0.1"))["id"] == record["id"]
@@ -66,7 +68,7 @@ async def test_clear_bgp_resets_one_session_and_soft_out_needs_established(
 ) -> None:
     async with running_speaker(tmp_path) as spk:
         runner = spk.speaker.peers["r2"]  # no BFD: its BGP session runs at once
-        await wait_for(lambda: _has(runner))
+        await wait_until(lambda: _has(runner))
         first = runner.bgp
         with pytest.raises(ControlError, match='peer "r2" is not Established'):
             await spk.ask("clear bgp", name="r2", soft_out=True)
@@ -76,7 +78,7 @@ async def test_clear_bgp_resets_one_session_and_soft_out_needs_established(
         async def replaced() -> bool:
             return runner.bgp is not None and runner.bgp is not first
 
-        await wait_for(replaced)
+        await wait_until(replaced)
         assert runner.sessions == 2 and spk.speaker.peers["r1"].sessions <= 1
         with pytest.raises(ControlError, match='no peer named "zz"'):
             await spk.ask("clear bgp", name="zz")

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from speaker.control import MAX_CONNECTIONS, MAX_LINE, ControlServer
-from tests.speaker.test_control import Running, running_speaker
+from tests.helpers.running import Running, running_speaker
 
 
 async def exchange(

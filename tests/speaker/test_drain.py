@@ -21,6 +21,7 @@ from protocols.bgp import (
     LocalPref,
     NextHop,
     NotificationReceived,
+    Prefix,
     UpdateMessage,
 )
 from protocols.bgp.graceful_shutdown import GRACEFUL_SHUTDOWN
@@ -33,7 +34,7 @@ from speaker.bgp.rib import AdjRibOut, path_attributes
 from speaker.config import loads_config
 from speaker.drain import DrainState, drain_file, read_drain, write_drain
 from speaker.plan import derive
-from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, wait_for
 
 NH = NextHop(address=IPv4Address("198.18.1.2"))
 
@@ -116,8 +117,10 @@ def test_the_overlay_is_scanned_live_while_it_grows() -> None:
     _sent(rib)
     rib.set_drained(True)
     rib.take(100)
-    extra = {IPv4Network((int(IPv4Address("198.19.200.0")) + i, 32)): RouteAttributes()
-             for i in range(50)}  # fmt: skip
+    extra: dict[Prefix, RouteAttributes | None] = {
+        IPv4Network((int(IPv4Address("198.19.200.0")) + i, 32)): RouteAttributes()
+        for i in range(50)
+    }
     rib.update(extra)  # the overlay grows during the scan
     _sent(rib)
     assert len(rib.advertised) == 650
@@ -390,7 +393,8 @@ async def test_draining_65536_routes_costs_short_steps(
     a batch per step (half of them in the overlay, scanned live, not copied)."""
     import time
 
-    from tests.speaker.test_bgp_loop_budget import BOUND, LongestStep, no_gc
+    from bench.common import LongestStep
+    from tests.speaker.test_bgp_loop_budget import BOUND, no_gc
 
     steps = LongestStep("BgpSession")
     trio.lowlevel.add_instrument(steps)
@@ -416,7 +420,7 @@ async def test_draining_65536_routes_costs_short_steps(
                 await session.wait_synchronised()
                 want = 65_536 if drained else 0
                 await wait_for(lambda w=want: len(_drained_prefixes(peer)) == w)  # type: ignore[misc]
-                assert steps.longest < BOUND, f"{steps.where}: {steps.longest * 1000:.1f} ms"
+                assert steps.longest < BOUND, f"{steps.task}: {steps.longest * 1000:.1f} ms"
         print(f"drain + undrain: longest BgpSession step {steps.longest * 1000:.2f} ms")
     finally:
         trio.lowlevel.remove_instrument(steps)
@@ -428,7 +432,7 @@ async def test_draining_65536_routes_costs_short_steps(
 async def test_speaker_drain_and_undrain_on_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.speaker.test_control import running_speaker
+    from tests.helpers.running import running_speaker
 
     async with running_speaker(tmp_path) as spk:
         sock = str(spk.path)
@@ -452,7 +456,7 @@ async def test_drain_time_without_an_established_session_stops_at_once(
     autojump_clock: trio.testing.MockClock, tmp_path: Path
 ) -> None:
     """No router holds our routes: nothing to drain, no wait."""
-    from tests.speaker.test_control import free_port
+    from tests.helpers.running import free_port
 
     config = loads_config(_config(tmp_path, port=free_port(), extra='drain_time = "60s"\n'))
     speaker = Speaker(attrs.evolve(derive(config), health={}))

@@ -39,6 +39,7 @@ from speaker.bfd.echo_link import (
     resolve_mac,
     wait_peer_mac,
 )
+from tests.helpers import Require
 
 REPO = Path(__file__).resolve().parents[2]
 MAC_A = bytes.fromhex("020000000001")
@@ -348,9 +349,9 @@ async def test_both_receive_loops_skip_a_link_down_and_frames_not_for_this_host(
         (b"ours", address(PACKET_HOST)),
         OSError(errno.EBADF, "Bad file descriptor"),
     )
-    assert await _receive_host_frame(sock, "to-rtr1") == b"ours"  # type: ignore[arg-type]
+    assert await _receive_host_frame(sock, "to-rtr1") == b"ours"  # type: ignore[arg-type]  # scripted
     with pytest.raises(EchoLinkError, match="echo receive on to-rtr1 failed"):
-        await _receive_host_frame(sock, "to-rtr1")  # type: ignore[arg-type]
+        await _receive_host_frame(sock, "to-rtr1")  # type: ignore[arg-type]  # scripted socket
 
 
 # -- lab ----------------------------------------------------------------------------------
@@ -414,7 +415,7 @@ def test_echo_lost_when_peer_does_not_forward(lab: Any) -> None:
 
 
 @pytest.mark.lab
-def test_bpf_filter_in_kernel(lab_require: Any) -> None:
+def test_bpf_filter_in_kernel(lab_require: Require) -> None:
     """The filter as the kernel runs it: frames injected on lo of a scratch namespace."""
     lab_require()
     from lab import Lab

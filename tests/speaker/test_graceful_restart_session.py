@@ -21,7 +21,7 @@ from protocols.bgp import (
     is_hard_reset,
 )
 from speaker.bgp import BgpSession
-from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, wait_for
 
 FAMILIES = (IPV4_UNICAST, IPV6_UNICAST)
 

@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import trio
+import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,7 +12,9 @@ from speaker.health import HealthChanged, HealthSpec, HealthTracker, probe, watc
 
 
 @given(st.lists(st.booleans(), max_size=60), st.integers(1, 5), st.integers(1, 5))
-def test_tracker_flips_only_after_rise_or_fall_in_a_row(results, rise, fall) -> None:  # type: ignore[no-untyped-def]
+def test_tracker_flips_only_after_rise_or_fall_in_a_row(
+    results: list[bool], rise: int, fall: int
+) -> None:
     t = HealthTracker(rise=rise, fall=fall)
     healthy, run_ok, run_bad = False, 0, 0
     for ok in results:
@@ -59,7 +62,9 @@ async def serve_status(status: int, nursery: trio.Nursery) -> int:
 @pytest.mark.parametrize(
     ("status", "expected", "healthy"), [(200, 200, True), (503, 200, False), (204, 204, True)]
 )
-async def test_http_probe_checks_the_status(nursery, status, expected, healthy) -> None:  # type: ignore[no-untyped-def]
+async def test_http_probe_checks_the_status(
+    nursery: trio.Nursery, status: int, expected: int, healthy: bool
+) -> None:
     port = await serve_status(status, nursery)
     ok, detail = await probe(
         HealthSpec(http=f"http://127.0.0.1:{port}/health", expected_status=expected)
@@ -73,14 +78,14 @@ async def test_exec_probe_uses_the_exit_code() -> None:
     assert not ok and detail.startswith("exit 3")
 
 
-async def test_probe_times_out(autojump_clock) -> None:  # type: ignore[no-untyped-def]
+async def test_probe_times_out(autojump_clock: trio.testing.MockClock) -> None:
     ok, detail = await probe(
         HealthSpec(exec=(sys.executable, "-c", "import time; time.sleep(30)"), timeout=0.5)
     )
     assert not ok and "timed out" in detail
 
 
-async def test_watch_reports_rise_and_fall_within_the_schedule(nursery) -> None:  # type: ignore[no-untyped-def]
+async def test_watch_reports_rise_and_fall_within_the_schedule(nursery: trio.Nursery) -> None:
     flag = trio.Path(await trio.Path("/tmp").resolve()) / f"speaker-health-{id(nursery)}"
     await flag.write_text("")
     script = f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"

@@ -83,7 +83,7 @@ def test_without_strict_a_missing_interface_is_a_warning() -> None:
 
 def test_a_peer_without_a_route_is_a_warning() -> None:
     config = loads_config(config_text())
-    found = host_issues(config, host=fake(unreachable={"198.18.7.1"}))
+    found = host_issues(config, host=fake(unreachable=frozenset({"198.18.7.1"})))
     assert found.errors == ()
     assert [str(w) for w in found.warnings] == [
         "peers[1].peer_address: no route to 198.18.7.1 on this host (Network is unreachable):"

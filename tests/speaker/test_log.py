@@ -8,7 +8,7 @@ from speaker.log import JsonFormatter, LogfmtFormatter, fields
 
 def record(msg: str, **extra: object) -> logging.LogRecord:
     rec = logging.LogRecord("speaker.bfd", logging.INFO, __file__, 1, msg, None, None)
-    rec.fields = extra  # type: ignore[attr-defined]
+    rec.fields = extra
     return rec
 
 

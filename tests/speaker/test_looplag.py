@@ -20,8 +20,8 @@ from speaker import show
 from speaker.control import ControlServer, request
 from speaker.looplag import LAG_BUCKETS, WARN_EVERY, LoopMonitor, Slicer, WorstWindow
 from speaker.metrics import SpeakerCollector
-from tests.speaker.test_control import running_speaker
-from tests.speaker.test_metrics import samples, value
+from tests.helpers.metrics import samples, value
+from tests.helpers.running import running_speaker
 
 
 class FakeClock:
@@ -264,8 +264,8 @@ async def test_free_empties_big_containers_it_alone_holds_and_leaves_shared_ones
     emptied: list[int] = []
     real_empty = Slicer.discard
 
-    async def spy(self: Slicer, item: object) -> None:
-        emptied.append(len(item))  # type: ignore[arg-type]
+    async def spy(self: Slicer, item: Any) -> None:
+        emptied.append(len(item))
         await real_empty(self, item)
 
     box: list[object] = [{"own": own, "shared": (shared_dict, shared_list)}]

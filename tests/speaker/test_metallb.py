@@ -6,6 +6,7 @@ import ipaddress
 import tomllib
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -37,11 +38,11 @@ def secrets(tmp_path: Path) -> Path:
     return directory
 
 
-def convert(tmp_path: Path, *files: Path, **options: object) -> tuple[str, Config]:
+def convert(tmp_path: Path, *files: Path, **options: Any) -> tuple[str, Config]:
     opts = ImportOptions(
         secrets_dir=str(secrets(tmp_path)),
         interfaces={"tor-a": "eth1"},
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     result = convert_files(list(files), opts)
     assert result.errors == ()

@@ -7,11 +7,9 @@ import functools
 import ipaddress
 import re
 import types
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 import trio
@@ -25,31 +23,18 @@ from speaker.metrics import (
     serve_metrics,
 )
 from speaker.peer import FailoverRecord
-from tests.speaker.test_control import bfd_not_held, is_healthy, running_speaker, wait_for
+from tests.helpers.metrics import (
+    HISTOGRAMS,
+    LISTED,
+    fetch,
+    samples,
+    value,
+)
+from tests.helpers.running import is_healthy, running_speaker, wait_until
 
-__all__ = ["bfd_not_held"]  # the autouse fixture: BFD starts at once, not after 5 s
+pytestmark = pytest.mark.usefixtures("bfd_not_held")  # tests/speaker/conftest.py
 
-#: The names the issue lists, exactly as they must appear in the exposition.
-LISTED = (
-    "metallb_bgp_session_up", "metallb_bgp_updates_total",
-    "metallb_bgp_announced_prefixes_total", "metallb_bgp_opens_sent",
-    "metallb_bgp_opens_received", "metallb_bgp_notifications_sent",
-    "metallb_bgp_updates_total_received", "metallb_bgp_keepalives_sent",
-    "metallb_bgp_keepalives_received", "metallb_bgp_route_refresh_sent",
-    "metallb_bgp_total_sent", "metallb_bgp_total_received", "metallb_bfd_session_up",
-    "metallb_bfd_control_packet_input", "metallb_bfd_control_packet_output",
-    "metallb_bfd_echo_packet_input", "metallb_bfd_echo_packet_output",
-    "metallb_bfd_session_up_events", "metallb_bfd_session_down_events",
-    "metallb_bfd_zebra_notifications",
-    "metallb_bfd_session_state_changes_total", "metallb_bfd_control_packets_sent_total",
-    "metallb_bfd_control_packets_received_total", "speaker_bfd_flaps_total",
-    "metallb_allocator_addresses_in_use_total", "metallb_allocator_addresses_total",
-    "speaker_config_loaded", "speaker_config_stale", "metallb_k8s_client_config_loaded_bool",
-    "metallb_k8s_client_config_stale_bool", "speaker_config_reloads_total",
-    "speaker_service_healthy", "speaker_service_announced",
-)  # fmt: skip
-HISTOGRAMS = ("speaker_bfd_detection_to_teardown_seconds",
-              "speaker_bgp_teardown_to_reannounce_seconds")  # fmt: skip
+
 #: Series labelled as MetalLB's FRR mode labels them (peer, vrf).
 METALLB_PEER_SERIES = [n for n in LISTED if (n.startswith("metallb_b") and not n.endswith("_total"))
                        or n in ("metallb_bgp_updates_total",
@@ -97,35 +82,6 @@ METALLB_ALLOCATOR = (
 )  # fmt: skip
 
 
-class Sample(NamedTuple):
-    name: str
-    labels: dict[str, str]
-    value: float
-
-
-_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
-
-
-def _unescape(value: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], value)
-
-
-def samples(text: str) -> dict[str, list[Sample]]:
-    """The samples by name exactly as exposed (prometheus_client's parser would
-    rename a counter's samples to ``..._total``)."""
-    out: dict[str, list[Sample]] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        match = _SAMPLE.fullmatch(line)
-        assert match, line
-        name, labels, number = match.groups()
-        pairs = {k: _unescape(v) for k, v in _LABEL.findall(labels or "")}
-        out.setdefault(name, []).append(Sample(name, pairs, float(number)))
-    return out
-
-
 def headers(text: str) -> dict[str, tuple[str, str]]:
     """Per family name: (type, help) from its TYPE and HELP lines."""
     helps = dict(line[7:].split(" ", 1) for line in text.splitlines() if line.startswith("# HELP "))
@@ -134,25 +90,18 @@ def headers(text: str) -> dict[str, tuple[str, str]]:
     return {name: (types[name], helps[name]) for name in types}
 
 
-def value(text: str, name: str, **labels: str) -> float:
-    for sample in samples(text)[name]:
-        if all(sample.labels.get(k) == v for k, v in labels.items()):
-            return float(sample.value)
-    raise KeyError((name, labels))
-
-
 async def scrape(speaker: Any, collector: SpeakerCollector | None = None) -> str:
     return (await (collector or SpeakerCollector(speaker)).scrape()).decode()
 
 
 async def test_every_listed_name_is_exposed_exactly_with_the_peer_label(tmp_path: Path) -> None:
     async with running_speaker(tmp_path) as spk:
-        await wait_for(functools.partial(is_healthy, spk, "web"))
+        await wait_until(functools.partial(is_healthy, spk, "web"))
 
         async def bfd_up() -> bool:
             return value(await scrape(spk.speaker), "metallb_bfd_session_up", peer="127.0.0.1") == 1
 
-        await wait_for(bfd_up)
+        await wait_until(bfd_up)
         text = await scrape(spk.speaker)
     found = samples(text)
     for name in LISTED:
@@ -265,15 +214,6 @@ async def test_reload_results_and_stale_config_are_counted(tmp_path: Path) -> No
         assert value(text, "metallb_k8s_client_config_loaded_bool") == 1
 
 
-def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], str]:
-    req = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(req, timeout=5) as response:
-            return response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read().decode()
-
-
 async def test_http_endpoint_serves_metrics_and_nothing_else(tmp_path: Path) -> None:
     async with running_speaker(tmp_path) as spk, trio.open_nursery() as nursery:
         listeners = await nursery.start(serve_metrics, spk.speaker, "127.0.0.1", 0)
@@ -341,8 +281,8 @@ def test_an_ipv6_bgp_peer_label_is_go_s_ip_colon_port() -> None:
         bfd_target=None,
     )
     runner = types.SimpleNamespace(plan=plan)
-    assert bgp_label(runner) == "2001:2::1:179"  # type: ignore[arg-type]
-    assert bfd_label(runner) == "2001:2::1"  # type: ignore[arg-type]
+    assert bgp_label(runner) == "2001:2::1:179"  # type: ignore[arg-type]  # a stand-in runner
+    assert bfd_label(runner) == "2001:2::1"  # type: ignore[arg-type]  # a stand-in runner
 
 
 def test_label_values_and_help_are_escaped() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from tests.speaker.test_metrics import HISTOGRAMS, LISTED
+from tests.helpers.metrics import HISTOGRAMS, LISTED
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 NAME = re.compile(r"\b((?:metallb|speaker)_[a-z0-9_]+)")

@@ -18,9 +18,9 @@ from speaker.app import Speaker
 from speaker.config import loads_config
 from speaker.metrics import SpeakerCollector
 from speaker.plan import derive
-from tests.speaker.test_bgp_session import Peer, peer_core, wait_for
-from tests.speaker.test_metrics import value
-from tests.speaker.test_speaker_routes import config_text
+from tests.helpers.bgp_peer import Peer, peer_core, wait_for
+from tests.helpers.configs import loopback_peer_config
+from tests.helpers.metrics import value
 
 ANNOUNCED = re.compile(r'^speaker_service_announced\{service="([^"]+)"\} 1\.0$', re.M)
 
@@ -34,7 +34,7 @@ async def test_announced_services_follow_each_change_without_a_walk(
 ) -> None:
     peer = Peer(peer_core())
     port = await nursery.start(peer.serve)
-    config = loads_config(config_text(tmp_path, port, 50))
+    config = loads_config(loopback_peer_config(tmp_path, port, 50))
     healthy = {f"s{i}" for i in range(1, 41)}
     speaker = Speaker(attrs.evolve(derive(config, healthy=healthy), health={}))
     speaker.healthy = set(healthy)

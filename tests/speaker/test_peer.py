@@ -158,6 +158,19 @@ async def wait_for(predicate: Any, timeout: float = 30.0) -> None:
             await trio.sleep(0.005)
 
 
+async def bfd_up_peer(
+    nursery: trio.Nursery,
+) -> tuple[BfdEndpoint, BfdEndpoint, BfdSession, PeerRunner]:
+    """Peer r1 with BFD, running, its BFD session Up: (ours, the routers' endpoint, the
+    router's session, the runner)."""
+    ours, routers = await endpoints(nursery)
+    rtr = await router(routers, 1)
+    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    return ours, routers, rtr, runner
+
+
 # ---- supervision --------------------------------------------------------------------------
 
 
@@ -264,17 +277,17 @@ async def test_an_exception_in_one_bfd_session_restarts_that_peer_only(
     nursery.start_soon(bad.run)
     await wait_for(lambda: all(r.bfd is not None and r.bfd.state is State.UP for r in (good, bad)))
     good_bfd, good_bgp, bad_bfd = good.bfd, good.bgp, bad.bfd
-    assert bad_bfd is not None and good_bgp is not None
+    assert bad_bfd is not None and isinstance(good_bgp, FakeSession)
 
     def broken(now: float) -> None:
         raise RuntimeError("a bug in one BFD session")
 
-    bad_bfd.core.handle_timer = broken  # type: ignore[method-assign]
+    bad_bfd.core.handle_timer = broken  # the fault under test
     bad_bfd.kick()
     await wait_for(lambda: bad.crashes == 1)
     await wait_for(lambda: bad.bfd is not None and bad.bfd.state is State.UP)
     assert bad.bfd is not bad_bfd  # a new session for the restarted peer
-    assert good.bfd is good_bfd and good_bfd.state is State.UP  # untouched
+    assert good.bfd is good_bfd and good_bfd is not None and good_bfd.state is State.UP
     assert good.bgp is good_bgp and good_bgp.cancel_subcode is None and good.crashes == 0
     assert ours.running
     nursery.cancel_scope.cancel()
@@ -296,10 +309,10 @@ async def test_an_exception_handling_one_sessions_packet_restarts_that_peer_only
     good_bfd, bad_bfd = good.bfd, bad.bfd
     assert good_bfd is not None and bad_bfd is not None
 
-    def broken(*args: Any) -> None:
+    def broken(packet: ControlPacket, datagram: net.Datagram, now: float) -> None:
         raise RuntimeError("a bug in handling one session's packet")
 
-    bad_bfd.deliver = broken  # type: ignore[method-assign]
+    bad_bfd.deliver = broken  # type: ignore[method-assign]  # the fault under test
     await wait_for(lambda: bad.crashes == 1)
     await wait_for(lambda: bad.bfd is not None and bad.bfd.state is State.UP)
     received = good_bfd.statistics().control_rx
@@ -357,16 +370,12 @@ async def test_after_a_bfd_teardown_the_router_gets_the_cease_before_our_down(
 ) -> None:
     # BIRD 2 arms its 60 s error wait when its BFD reports our Down before its BGP
     # has read our Cease (docs/bfd.md): our Down waits CEASE_FIRST, and is not lost.
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, _routers, rtr, runner = await bfd_up_peer(nursery)
     await trio.sleep(3)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
     theirs = rtr.subscribe()
-    ours.dispatch = lambda *args: None  # type: ignore[method-assign]  # one-way cut
+    ours.dispatch = lambda *args: None  # one-way cut
     await wait_for(lambda: bgp.ceased_at is not None)
     with trio.fail_after(1):
         change = await theirs.receive()
@@ -406,11 +415,7 @@ async def test_bfd_up_makes_a_session_not_yet_established_connect_at_once(
 ) -> None:
     # BFD held AdminDown is enabled BFD_HOLD_MAX after the start at the latest.
     ESTABLISH_AFTER[0] = 3600  # the router refuses us for now
-    ours, routers = await endpoints(nursery)
-    await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    _ours, _routers, _, runner = await bfd_up_peer(nursery)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession) and bgp.connect_now_calls
     assert bgp.connect_now_calls[0] == runner.bfd.statistics().up_since
@@ -457,11 +462,7 @@ async def frr_replaces_its_session(
 async def test_a_router_replacing_its_bfd_session_after_established_keeps_bgp(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, routers, rtr, runner = await bfd_up_peer(nursery)
     await wait_for(lambda: runner.bgp is not None and runner.bgp.state is BgpState.ESTABLISHED)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
@@ -484,11 +485,7 @@ async def test_a_real_down_right_after_established_still_tears_down_at_once(
     autojump_clock: Any, nursery: trio.Nursery, late: bool, diag: Diag
 ) -> None:
     # late: the same packet long after Established; else the router's detection expired.
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, routers, rtr, runner = await bfd_up_peer(nursery)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
     if late:
@@ -504,11 +501,7 @@ async def test_a_real_down_right_after_established_still_tears_down_at_once(
 async def test_a_reset_after_which_bfd_stays_down_tears_down_after_the_recovery_time(
     autojump_clock: Any, nursery: trio.Nursery
 ) -> None:
-    ours, routers = await endpoints(nursery)
-    rtr = await router(routers, 1)
-    runner = PeerRunner(plan("r1", 1, bfd=True), endpoint=ours, routes=lambda p: {})
-    nursery.start_soon(runner.run)
-    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    ours, routers, rtr, runner = await bfd_up_peer(nursery)
     bgp = runner.bgp
     assert isinstance(bgp, FakeSession)
     bgp.established_at = trio.current_time() - 0.0016

@@ -18,11 +18,12 @@ import trio
 from speaker.looplag import LoopMonitor
 from speaker.metrics import serve_metrics
 from speaker.peer import FailoverRecord
-from tests.conftest import IN_CI
-from tests.speaker.test_control import bfd_not_held, running_speaker, wait_for
-from tests.speaker.test_metrics import fetch, samples, value
+from tests.helpers import IN_CI
+from tests.helpers.metrics import fetch, samples, value
+from tests.helpers.running import running_speaker, wait_until
 
-__all__ = ["bfd_not_held"]  # the autouse fixture: BFD starts at once
+pytestmark = pytest.mark.usefixtures("bfd_not_held")  # tests/speaker/conftest.py
+
 
 RULES = Path(__file__).resolve().parents[2] / "docs" / "prometheus-alerts.yaml"
 
@@ -147,7 +148,7 @@ async def test_promtool_finds_only_metallb_s_quirks_in_a_running_speaker_s_metri
             _, _, text = await trio.to_thread.run_sync(fetch, base)
             return value(text, "metallb_bfd_session_up", peer="127.0.0.1") == 1
 
-        await wait_for(bfd_up, timeout=15)
+        await wait_until(bfd_up, timeout=15)
         status, _, text = await trio.to_thread.run_sync(fetch, base)
         nursery.cancel_scope.cancel()
     assert status == 200

@@ -25,28 +25,16 @@ from typing import Any
 import pytest
 import trio
 
+from bench.common import LongestStep
 from speaker.app import Speaker
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.config import loads_config
 from speaker.control import Slicer, encode_reply, handle
 from speaker.metrics import SpeakerCollector
 from speaker.plan import derive
-from tests.speaker.test_control import free_port
+from tests.helpers.running import free_port
 
 BOUND = 0.010
-
-
-class LongestStep(trio.abc.Instrument):
-    def __init__(self) -> None:
-        self.longest, self.task, self._start = 0.0, "", time.thread_time()
-
-    def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._start = time.thread_time()
-
-    def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        took = time.thread_time() - self._start
-        if took > self.longest:
-            self.longest, self.task = took, task.name
 
 
 def config_text(

@@ -26,9 +26,10 @@ from speaker import reload as reload_module
 from speaker.app import Speaker
 from speaker.config import load_config
 from speaker.control import ControlError
+from speaker.looplag import Slicer
 from speaker.plan import derive
 from speaker.reload import collections_deferred, emptied
-from tests.speaker.test_control import free_port, running_speaker
+from tests.helpers.running import free_port, running_speaker
 
 PEERS = """
 [[peers]]
@@ -121,7 +122,8 @@ async def test_concurrent_reloads_leave_one_runner_per_peer(
         assert all(r.ok for r in results), results
         assert peer_tasks(speaker) == ["peer r1", "peer r2"]
         assert speaker.peers["r1"].plan.bgp.peer_asn == 64999
-        running_r1 = [t for t in speaker._nursery.child_tasks if t.name == "peer r1"]  # type: ignore[union-attr]
+        assert speaker._nursery is not None
+        running_r1 = [t for t in speaker._nursery.child_tasks if t.name == "peer r1"]
         assert len(running_r1) == 1
         assert speaker.reloads == 1, "two requests at once are answered by one reload"
 
@@ -397,9 +399,12 @@ async def test_a_session_starting_while_a_reload_installs_takes_the_table_the_ot
         new = derive(load_config(tmp_path / "speaker.toml"))
         synced: list[object] = []
         real = new.routes.set_announced
-        monkeypatch.setattr(
-            new.routes, "set_announced", lambda *a, **k: synced.append(a) or real(*a, **k)
-        )
+
+        def set_announced(*a: Any, **k: Any) -> Any:
+            synced.append(a)
+            return real(*a, **k)
+
+        monkeypatch.setattr(new.routes, "set_announced", set_announced)
         old_derived = speaker.derived
         speaker._route_journal = set()
         speaker.derived = new
@@ -421,13 +426,13 @@ async def test_a_reader_across_a_reload_delays_the_free_of_the_old_config(
     # meanwhile, the reader would drop the last reference, and free 65,536 services,
     # in one step (13 ms measured by bench.reload_steps --socket).
     freed: list[float] = []
-    real_free = app.Slicer.free
+    real_free = Slicer.free
 
-    async def free(self: app.Slicer, box: list[Any]) -> None:
+    async def free(self: Slicer, box: list[Any]) -> None:
         freed.append(trio.current_time())
         await real_free(self, box)
 
-    monkeypatch.setattr(app.Slicer, "free", free)
+    monkeypatch.setattr(Slicer, "free", free)
     async with running(tmp_path) as speaker:
         (tmp_path / "speaker.toml").write_text(toml(tmp_path, asn=64999))
         reading = speaker.readers.reading()

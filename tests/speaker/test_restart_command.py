@@ -12,9 +12,9 @@ from speaker.app import Speaker
 from speaker.config import load_config
 from speaker.plan import derive
 from speaker.shutdown_mode import ShutdownMode, marker_path
-from tests.speaker.test_control import bfd_not_held, running_speaker
+from tests.helpers.running import running_speaker
 
-__all__ = ["bfd_not_held"]  # the fixture, used by name
+pytestmark = pytest.mark.usefixtures("bfd_not_held")  # tests/speaker/conftest.py
 
 
 async def test_restart_command_takes_the_restart_path(tmp_path: Path) -> None:

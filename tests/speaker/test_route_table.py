@@ -10,11 +10,11 @@ from hypothesis import strategies as st
 from speaker.announce import RouteTable, routes_for_peer
 from speaker.config import loads_config
 from speaker.slices import run_at_once
-from tests.speaker.test_announce import CONFIG, _many
+from tests.helpers.configs import ANNOUNCE_CONFIG, many_services
 
 SERVICES = ["www", "api", "static", "v6", "assigned"]
 ASSIGNED = {"assigned": ipaddress.ip_address("203.0.113.9")}
-CONFIG_ = loads_config(CONFIG)
+CONFIG_ = loads_config(ANNOUNCE_CONFIG)
 subsets = st.frozensets(st.sampled_from(SERVICES))
 
 
@@ -46,7 +46,7 @@ def test_table_follows_routes_for_peer(
 
 
 def test_one_health_change_costs_its_routes_only() -> None:
-    config = loads_config(_many(5000))
+    config = loads_config(many_services(5000))
     healthy = frozenset(f"s{i}" for i in range(0, 5000, 2))
     table = run_at_once(RouteTable.build(config, {}, healthy=healthy))
     assert len(table.routes("p")) == 2500 + 20
@@ -57,7 +57,7 @@ def test_one_health_change_costs_its_routes_only() -> None:
 
 
 def test_build_yields_in_small_slices() -> None:
-    config = loads_config(_many(5000))
+    config = loads_config(many_services(5000))
     steps = RouteTable.build(config, {}, healthy={f"s{i}" for i in range(5000)})
     slices = 0
     try:

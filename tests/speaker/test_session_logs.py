@@ -12,7 +12,8 @@ import trio.testing
 
 from protocols.bgp import CeaseSubcode, NotificationReceived
 from speaker.bgp import BgpSession
-from tests.speaker.test_bgp_session import Peer, host_routes, our_config, peer_core, wait_for
+from tests.helpers import log_fields
+from tests.helpers.bgp_peer import Peer, host_routes, our_config, peer_core, wait_for
 
 
 def bgp_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -22,8 +23,8 @@ def bgp_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 def assert_one_label(records: list[logging.LogRecord], name: str) -> None:
     for record in records:
         assert record.getMessage().startswith(f"bgp {name}: "), record.getMessage()
-        assert getattr(record, "fields", {}).get("peer") == name, record.getMessage()
-        assert record.fields["protocol"] == "bgp", record.getMessage()
+        assert log_fields(record).get("peer") == name, record.getMessage()
+        assert log_fields(record)["protocol"] == "bgp", record.getMessage()
 
 
 async def run_until_cease(
@@ -47,7 +48,6 @@ async def run_until_cease(
         await wait_for(peer.closed.is_set)
         await session.wait_stopped()
     (notification,) = peer.of(NotificationReceived)
-    assert isinstance(notification, NotificationReceived)
     assert (notification.code, notification.subcode) == (6, subcode)
     return peer, session
 
@@ -61,7 +61,7 @@ async def test_a_bfd_teardown_logs_its_cease_once_with_the_peer_label(
     cease = [r for r in records if "6/10" in r.getMessage() or "Cease" in r.getMessage()]
     assert [r.getMessage() for r in cease] == ["bgp t: NOTIFICATION sent 6/10 (stop: bfd down)"]
     assert cease[0].levelno == logging.WARNING
-    assert cease[0].fields["error"] == "cease/bfd-down"  # as the failover line has it
+    assert log_fields(cease[0])["error"] == "cease/bfd-down"  # as the failover line has it
     stops = [r.getMessage() for r in records if "-> Idle" in r.getMessage()]
     assert stops == ["bgp t: Established -> Idle (stop: bfd down)"]
 
@@ -77,4 +77,4 @@ async def test_a_planned_stop_logs_its_cease_once_with_the_message(
         'bgp t: NOTIFICATION sent 6/2 (stop: administrative shutdown), message "maintenance"'
     ]
     assert cease[0].levelno == logging.INFO  # planned: not a warning
-    assert cease[0].fields["error"] == "cease/administrative-shutdown"
+    assert log_fields(cease[0])["error"] == "cease/administrative-shutdown"

@@ -12,7 +12,7 @@ from protocols.bgp import NegotiatedSession
 from protocols.bgp.capabilities import FqdnCapability, SoftwareVersionCapability
 from speaker import show, show_frr, view
 from speaker.bgp.session import ErrorRecord
-from tests.speaker.test_show import TOTALS, bfd_stats, bgp_stats, summary
+from tests.helpers.show import TOTALS, bfd_stats, bgp_stats, summary
 
 FORGED = "bye\n  Last error sent: none\r\x1b[2K\x1b]0;pwned\x07\x00\u202e"
 

@@ -18,7 +18,7 @@ from protocols.bgp.capabilities import (
 from speaker import show, show_frr, view
 from speaker.bgp.config import RouteAttributes
 from speaker.view import frr
-from tests.speaker.test_show import PROFILE, TOTALS, bfd_stats, bgp_stats
+from tests.helpers.show import PROFILE, TOTALS, bfd_stats, bgp_stats
 
 FRR84 = Path(__file__).resolve().parents[1] / "data" / "frr84"
 

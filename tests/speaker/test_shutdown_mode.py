@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from speaker import shutdown_mode
 from speaker.shutdown_mode import (
     ShutdownMode,
     job_type,
@@ -113,6 +112,6 @@ def test_hook_without_a_main_process_does_nothing(
     _fake_systemctl(tmp_path, LIST_JOBS)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     sent: list[tuple[int, int]] = []
-    monkeypatch.setattr(shutdown_mode.os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
     assert systemd_stop("speaker.service", None) is ShutdownMode.RESTART
     assert sent == []

@@ -15,22 +15,8 @@ import trio.testing
 from speaker.app import Speaker
 from speaker.config import loads_config
 from speaker.plan import derive
-from tests.speaker.test_bgp_session import Peer, peer_core, wait_for
-
-
-def config_text(tmp_path: Path, port: int, services: int) -> str:
-    body = "".join(
-        f'[[services]]\nname = "s{i}"\naddress = "198.19.0.{i}"\n'
-        f'health = {{ tcp = "127.0.0.1:1" }}\n'
-        for i in range(1, services + 1)
-    )
-    return (
-        f'[speaker]\nmy_asn = 64513\nrouter_id = "198.18.0.1"\nnode_name = "n"\n'
-        f'state_file = "{tmp_path}/state.json"\n'
-        f'[[peers]]\nname = "r"\npeer_address = "127.0.0.1"\npeer_port = {port}\n'
-        'peer_asn = 64512\n[[pools]]\nname = "vips"\naddresses = ["198.19.0.0/24"]\n'
-        '[[advertisements]]\nname = "hosts"\n' + body
-    )
+from tests.helpers.bgp_peer import Peer, peer_core, wait_for
+from tests.helpers.configs import loopback_peer_config
 
 
 async def test_health_changes_push_only_that_service(
@@ -38,7 +24,7 @@ async def test_health_changes_push_only_that_service(
 ) -> None:
     peer = Peer(peer_core())
     port = await nursery.start(peer.serve)
-    config = loads_config(config_text(tmp_path, port, 50))
+    config = loads_config(loopback_peer_config(tmp_path, port, 50))
     healthy = {f"s{i}" for i in range(1, 41)}
     # The checks themselves do not run: the test says which service is healthy.
     speaker = Speaker(attrs.evolve(derive(config, healthy=healthy), health={}))

@@ -30,8 +30,8 @@ from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, SessionKey
 from speaker.bgp import BgpSession, net
 from speaker.bgp.listener import BgpListener
+from tests.helpers.bgp_peer import host_routes, our_config, peer_core
 from tests.speaker.test_bgp_connect import Router, connect_to, free_port
-from tests.speaker.test_bgp_session import host_routes, our_config, peer_core
 
 LOOPBACK = ipaddress.IPv4Address("127.0.0.1")
 STAND_IN = "lo"  # the device the tests use as "the VRF"
@@ -284,7 +284,7 @@ async def test_echo_frames_go_to_the_gateway_of_the_route(monkeypatch: pytest.Mo
     assert runtime._echo_next_hop(key) is None
 
     asked: list[ipaddress.IPv4Address] = []
-    monkeypatch.setattr(echo_link, "resolve_mac", lambda ifname, ip: asked.append(ip) or None)
+    monkeypatch.setattr(echo_link, "resolve_mac", lambda ifname, ip: asked.append(ip))
     monkeypatch.setattr(echo_link, "_trigger_resolution", lambda *args: None)
     link = echo_link.EchoLink("to-rtr1b", local, peer, next_hop_ip=gateway)
     link._sock = object()  # type: ignore[assignment]  # refresh_mac only checks it is open

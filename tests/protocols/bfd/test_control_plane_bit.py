@@ -20,8 +20,7 @@ from protocols.bfd import (
     SessionConfig,
     State,
 )
-
-from .test_session import FAST, LOCAL, events, feed, make, peer, sent
+from tests.helpers.bfd_core import FAST, LOCAL, events, feed, make, peer, sent
 
 
 def test_we_send_c_bit_clear_and_record_the_peers() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -173,7 +174,7 @@ def test_reserved_diag_kept_as_int() -> None:
     ],
 )
 def test_out_of_range_fields_rejected(kwargs: dict[str, int]) -> None:
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "state": State.UP,
         "detect_mult": 3,
         "my_discriminator": 1,
@@ -182,7 +183,7 @@ def test_out_of_range_fields_rejected(kwargs: dict[str, int]) -> None:
     }
     fields.update(kwargs)
     with pytest.raises(ValueError):
-        ControlPacket(**fields)  # type: ignore[arg-type]
+        ControlPacket(**fields)
 
 
 def test_auth_section_validation() -> None:

@@ -22,48 +22,11 @@ from protocols.bfd import (
     Session,
     SessionConfig,
     State,
-    StateChanged,
     TimersChanged,
     compute_digest,
     sign,
 )
-
-FAST = SessionConfig(desired_min_tx_us=50_000, required_min_rx_us=50_000, detect_mult=3)
-PEER = 99
-LOCAL = 1
-
-
-def make(config: SessionConfig = FAST, now: float = 0.0, seed: int = 0) -> Session:
-    return Session(config, rng=random.Random(seed), now=now, local_discriminator=LOCAL)
-
-
-def peer(state: State, **kwargs: object) -> ControlPacket:
-    fields: dict[str, object] = {
-        "state": state,
-        "detect_mult": 3,
-        "my_discriminator": PEER,
-        "your_discriminator": 0 if state in (State.DOWN, State.ADMIN_DOWN) else LOCAL,
-        "desired_min_tx_us": 50_000,
-        "required_min_rx_us": 50_000,
-    }
-    fields.update(kwargs)
-    return ControlPacket(**fields)  # type: ignore[arg-type]
-
-
-def sent(session: Session) -> list[ControlPacket]:
-    return [ControlPacket.decode(d) for d in session.datagrams_to_send()]
-
-
-def events(session: Session) -> list[StateChanged]:
-    out = []
-    while (event := session.next_event()) is not None:
-        if isinstance(event, StateChanged):
-            out.append(event)
-    return out
-
-
-def feed(session: Session, packet: ControlPacket, now: float) -> DiscardReason | None:
-    return session.receive_packet(packet.encode(), now)
+from tests.helpers.bfd_core import FAST, LOCAL, PEER, events, feed, make, peer, sent
 
 
 def up_session(config: SessionConfig = FAST, **peer_fields: object) -> Session:
@@ -490,8 +453,9 @@ def test_receive_decoded_keeps_reserved_byte_for_digest() -> None:
     s = make(attrs.evolve(FAST, auth=auth))
     signed = sign(peer(State.DOWN), auth, 42)
     assert isinstance(signed.auth, DigestAuth)
-    odd = attrs.evolve(signed, auth=attrs.evolve(signed.auth, reserved=0xAA))
-    odd = attrs.evolve(odd, auth=attrs.evolve(odd.auth, digest=compute_digest(odd, b"key-three")))
+    odd_auth = attrs.evolve(signed.auth, reserved=0xAA)
+    odd = attrs.evolve(signed, auth=odd_auth)
+    odd = attrs.evolve(odd, auth=attrs.evolve(odd_auth, digest=compute_digest(odd, b"key-three")))
     packet = ControlPacket.decode(odd.encode())
     assert s.receive_decoded(packet, 0.1) is None
     assert s.state is State.INIT

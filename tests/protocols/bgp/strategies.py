@@ -42,6 +42,8 @@ from protocols.bgp import (
     Origin,
     OriginatorId,
     OriginAttribute,
+    PathAttribute,
+    Prefix,
     RouteRefreshCapability,
     RouteRefreshMessage,
     SoftwareVersionCapability,
@@ -143,7 +145,7 @@ def as_path(*, confed: bool) -> st.SearchStrategy[AsPath]:
 def mp_reach(draw: st.DrawFn) -> MpReachNlri:
     afi = draw(st.sampled_from([AFI.IPV4, AFI.IPV6]))
     safi = draw(st.sampled_from([SAFI.UNICAST, SAFI.MULTICAST]))
-    prefixes = ipv4_prefix() if afi == AFI.IPV4 else ipv6_prefix()
+    prefixes: st.SearchStrategy[Prefix] = ipv4_prefix() if afi == AFI.IPV4 else ipv6_prefix()
     nlri = tuple(draw(st.lists(prefixes, max_size=8)))
     if afi == AFI.IPV4 and draw(st.booleans()):
         return MpReachNlri(afi=afi, safi=safi, next_hop=draw(ipv4), nlri=nlri)
@@ -164,7 +166,7 @@ def mp_unreach(draw: st.DrawFn) -> MpUnreachNlri:
     )
 
 
-def attributes(*, asn4: bool) -> st.SearchStrategy[object]:
+def attributes(*, asn4: bool) -> st.SearchStrategy[PathAttribute]:
     return st.one_of(
         st.builds(OriginAttribute, value=st.sampled_from(list(Origin))),
         as_path(confed=asn4),
@@ -198,12 +200,12 @@ def attributes(*, asn4: bool) -> st.SearchStrategy[object]:
 @st.composite
 def update_messages(draw: st.DrawFn, *, asn4: bool = True) -> UpdateMessage:
     attrs = draw(st.lists(attributes(asn4=asn4), max_size=8))
-    unique: dict[int, object] = {}
+    unique: dict[int, PathAttribute] = {}
     for a in attrs:
-        unique.setdefault(a.TYPE, a)  # type: ignore[attr-defined]
+        unique.setdefault(a.TYPE, a)
     return UpdateMessage(
         withdrawn=tuple(draw(st.lists(ipv4_prefix(), max_size=8))),
-        attributes=tuple(unique.values()),  # type: ignore[arg-type]
+        attributes=tuple(unique.values()),
         nlri=tuple(draw(st.lists(ipv4_prefix(), max_size=8))),
     )
 

@@ -17,7 +17,7 @@ from protocols.bgp import (
     State,
     StateChanged,
 )
-from tests.protocols.bgp.test_connection import _peer_open, config, of
+from tests.helpers.bgp_core import config, of, peer_open
 
 
 def test_an_attempt_lasts_connect_time_not_the_backoff() -> None:
@@ -28,7 +28,6 @@ def test_an_attempt_lasts_connect_time_not_the_backoff() -> None:
     assert conn.get_timer() == 10.0
     events = conn.handle_timer(10.0)
     (close,) = of(events, ShouldClose)
-    assert isinstance(close, ShouldClose)
     assert close.reason == "connect attempt timed out after 10 s"
     assert of(events, ShouldConnect) and conn.state is State.CONNECT
     assert conn.consecutive_failures == 1
@@ -97,7 +96,7 @@ def test_incoming_connection_ends_the_restart_wait_but_not_damping() -> None:
     conn.connection_failed(0.0)
     assert conn.state is State.IDLE and conn.accepts_incoming
     events = conn.connection_made(0.5)  # the router connected to us meanwhile
-    assert [(e.old, e.new) for e in of(events, StateChanged)] == [  # type: ignore[attr-defined]
+    assert [(e.old, e.new) for e in of(events, StateChanged)] == [
         (State.IDLE, State.ACTIVE),
         (State.ACTIVE, State.OPEN_SENT),
     ]
@@ -105,7 +104,7 @@ def test_incoming_connection_ends_the_restart_wait_but_not_damping() -> None:
     # Two resets in quick succession: the peer is damped, its connections refused.
     now = 1.0
     for _ in range(2):
-        conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+        conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
         assert conn.state is State.ESTABLISHED
         now += 1.0
         conn.receive_data(b"", now)
@@ -125,7 +124,7 @@ def test_an_administrative_cease_from_the_peer_is_not_damped() -> None:
     conn.start(now)
     conn.connection_made(now)
     for _ in range(4):
-        conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+        conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
         assert conn.state is State.ESTABLISHED
         now += 1.0
         cease = NotificationMessage.cease(CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, "maintenance")
@@ -135,7 +134,7 @@ def test_an_administrative_cease_from_the_peer_is_not_damped() -> None:
         assert conn.accepts_incoming
         conn.connection_made(now)
     # A hold timer expiry, by contrast, is an oscillation: damped from the second on.
-    conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+    conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
     conn.receive_data(b"", now + 1)
     assert conn.accepts_incoming  # the first reset is isolated
 

@@ -20,20 +20,18 @@ from protocols.bgp import (
     Connection,
     EndOfRib,
     Established,
-    Event,
     FourOctetAsCapability,
     Initiator,
     KeepaliveMessage,
     LocalProtocolError,
-    MultiprotocolCapability,
     NextHop,
     NotificationMessage,
     NotificationReceived,
     NotificationSent,
-    OpenMessage,
     OpenReceived,
     Origin,
     OriginAttribute,
+    Prefix,
     RouteRefreshReceived,
     SessionConfig,
     ShouldClose,
@@ -46,67 +44,14 @@ from protocols.bgp import (
     resolve_collision,
 )
 from protocols.bgp.fsm import TRANSITIONS, FsmEvent
-
-A_ID = IPv4Address("192.0.2.1")
-B_ID = IPv4Address("192.0.2.2")
-
-
-def config(**kw: object) -> SessionConfig:
-    base: dict[str, object] = {"local_asn": 65001, "peer_asn": 65002, "router_id": A_ID}
-    base.update(kw)
-    return SessionConfig(**base)  # type: ignore[arg-type]
-
-
-def config_b(**kw: object) -> SessionConfig:
-    base: dict[str, object] = {
-        "local_asn": 65002,
-        "peer_asn": 65001,
-        "router_id": B_ID,
-        "passive": True,
-    }
-    base.update(kw)
-    return SessionConfig(**base)  # type: ignore[arg-type]
-
-
-def of(events: list[Event], cls: type) -> list[object]:
-    return [e for e in events if isinstance(e, cls)]
-
-
-class ConnectionPair:
-    """Two connections whose outputs are fed into each other (like h11's ConnectionPair)."""
-
-    def __init__(self, a: SessionConfig | None = None, b: SessionConfig | None = None) -> None:
-        self.a = Connection(a or config(), rng=random.Random(1))
-        self.b = Connection(b or config_b(), rng=random.Random(2))
-        self.a_events: list[Event] = []
-        self.b_events: list[Event] = []
-
-    def pump(self, now: float) -> None:
-        while True:
-            da, db = self.a.data_to_send(), self.b.data_to_send()
-            if not da and not db:
-                return
-            if da:
-                self.b_events += self.b.receive_data(da, now)
-            if db:
-                self.a_events += self.a.receive_data(db, now)
-
-    def establish(self, now: float = 0.0) -> None:
-        assert of(self.a.start(now), ShouldConnect)
-        assert not of(self.b.start(now), ShouldConnect)
-        assert self.b.state is State.ACTIVE
-        self.a_events += self.a.connection_made(now)
-        self.b_events += self.b.connection_made(now)
-        self.pump(now)
-        assert self.a.state is State.ESTABLISHED
-        assert self.b.state is State.ESTABLISHED
+from tests.helpers.bgp_core import A_ID, B_ID, ConnectionPair, config, config_b, of, peer_open
 
 
 def test_establish_and_negotiate() -> None:
     pair = ConnectionPair(config(hold_time=90), config_b(hold_time=30, hostname="peer-b"))
     pair.establish(0.0)
     (est,) = of(pair.a_events, Established)
-    neg = est.negotiated  # type: ignore[attr-defined]
+    neg = est.negotiated
     assert neg.hold_time == 30
     assert neg.keepalive_time == 10
     assert neg.peer_asn == 65002
@@ -140,7 +85,7 @@ def test_keepalives_every_third_of_hold_and_hold_expiry() -> None:
     assert not of(pair.b.handle_timer(129.999), NotificationSent)
     events = pair.b.handle_timer(130.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (4, 0)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (4, 0)
     assert of(events, ShouldClose)
     assert pair.b.state is State.IDLE
     assert decode_message(pair.b.data_to_send()) == NotificationMessage(code=4, subcode=0)
@@ -174,7 +119,7 @@ def test_updates_roundtrip_through_pair() -> None:
         AsPath.sequence(65001),
         NextHop(address=IPv4Address("192.0.2.1")),
     )
-    prefixes = [IPv4Network("10.1.0.0/16"), IPv6Network("2001:db8::/32")]
+    prefixes: list[Prefix] = [IPv4Network("10.1.0.0/16"), IPv6Network("2001:db8::/32")]
     msgs = pack_announcements(
         attrs, prefixes, pair.a.codec_context, ipv6_next_hop=IPv6Address("2001:db8::1")
     )
@@ -184,8 +129,8 @@ def test_updates_roundtrip_through_pair() -> None:
     pair.a.send_end_of_rib(AFI.IPV6, SAFI.UNICAST)
     pair.pump(1.0)
     received = of(pair.b_events, UpdateReceived)
-    assert [r.update for r in received] == msgs  # type: ignore[attr-defined]
-    got = [p for r in received for p in r.announced]  # type: ignore[attr-defined]
+    assert [r.update for r in received] == msgs
+    got = [p for r in received for p in r.announced]
     assert got == prefixes
     assert of(pair.b_events, EndOfRib) == [
         EndOfRib(afi=AFI.IPV4, safi=SAFI.UNICAST),
@@ -244,29 +189,15 @@ def _open_sent(cfg: SessionConfig | None = None) -> Connection:
     return conn
 
 
-def _peer_open(**kw: object) -> bytes:
-    fields: dict[str, object] = {
-        "my_as": 65002,
-        "hold_time": 90,
-        "bgp_identifier": B_ID,
-        "capabilities": (
-            MultiprotocolCapability(afi=1, safi=1),
-            FourOctetAsCapability(asn=65002),
-        ),
-    }
-    fields.update(kw)
-    return OpenMessage(**fields).encode()  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("wire", "subcode", "data"),
     [
-        (_peer_open()[:19] + b"\x03" + _peer_open()[20:], 1, b"\x00\x04"),
-        (_peer_open(my_as=65003, capabilities=()), 2, b""),
-        (_peer_open(capabilities=(FourOctetAsCapability(asn=65009),)), 2, b""),
-        (_peer_open(bgp_identifier=IPv4Address("0.0.0.0")), 3, b""),
-        (_peer_open(hold_time=2), 6, b""),
-        (_peer_open(hold_time=1), 6, b""),
+        (peer_open()[:19] + b"\x03" + peer_open()[20:], 1, b"\x00\x04"),
+        (peer_open(my_as=65003, capabilities=()), 2, b""),
+        (peer_open(capabilities=(FourOctetAsCapability(asn=65009),)), 2, b""),
+        (peer_open(bgp_identifier=IPv4Address("0.0.0.0")), 3, b""),
+        (peer_open(hold_time=2), 6, b""),
+        (peer_open(hold_time=1), 6, b""),
     ],
     ids=["version", "peer-as", "as4-mismatch", "bgp-id", "hold-2", "hold-1"],
 )
@@ -274,7 +205,7 @@ def test_open_errors(wire: bytes, subcode: int, data: bytes) -> None:
     conn = _open_sent()
     events = conn.receive_data(wire, 1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode, sent.data) == (2, subcode, data)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode, sent.data) == (2, subcode, data)
     assert of(events, ShouldClose)
     assert decode_message(conn.data_to_send()) == NotificationMessage(
         code=2, subcode=subcode, data=data
@@ -286,26 +217,26 @@ def test_open_errors(wire: bytes, subcode: int, data: bytes) -> None:
 
 
 def test_unsupported_optional_parameter() -> None:
-    wire = bytearray(_peer_open(capabilities=()))
+    wire = bytearray(peer_open(capabilities=()))
     # Replace the empty optional parameters with one parameter of type 1 (auth).
     wire = wire[:28] + bytes.fromhex("03 01 01 00")
     wire[16:18] = len(wire).to_bytes(2, "big")
     conn = _open_sent()
     (sent,) = of(conn.receive_data(bytes(wire), 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (2, 4)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (2, 4)
 
 
 def test_any_peer_as_and_internal_same_router_id() -> None:
     conn = _open_sent(config(peer_asn=None))
-    events = conn.receive_data(_peer_open(my_as=64999, capabilities=()), 1.0)
+    events = conn.receive_data(peer_open(my_as=64999, capabilities=()), 1.0)
     assert conn.state is State.OPEN_CONFIRM
     assert of(events, OpenReceived)
     assert conn.negotiated is not None and not conn.negotiated.asn4
     assert conn.codec_context.asn4 is False
     conn2 = _open_sent(config(peer_asn=65001))
-    events = conn2.receive_data(_peer_open(my_as=65001, bgp_identifier=A_ID, capabilities=()), 1.0)
+    events = conn2.receive_data(peer_open(my_as=65001, bgp_identifier=A_ID, capabilities=()), 1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (2, 3)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (2, 3)
 
 
 @pytest.mark.parametrize(
@@ -321,28 +252,28 @@ def test_dynamic_peer_as_internal_or_external(mode: str, peer_as: int, accepted:
     # MetalLB's dynamicASN (FRR's remote-as internal / external): the AS the OPEN
     # brings is taken, provided it is ours (internal) or not ours (external).
     conn = _open_sent(config(peer_asn=None, dynamic_asn=mode))
-    events = conn.receive_data(_peer_open(my_as=peer_as, capabilities=()), 1.0)
+    events = conn.receive_data(peer_open(my_as=peer_as, capabilities=()), 1.0)
     if accepted:
         assert conn.state is State.OPEN_CONFIRM
         assert conn.negotiated is not None and conn.negotiated.peer_asn == peer_as
         assert conn.negotiated.internal is (mode == "internal")
     else:
         (sent,) = of(events, NotificationSent)
-        assert (sent.code, sent.subcode) == (2, 2)  # type: ignore[attr-defined]
+        assert (sent.code, sent.subcode) == (2, 2)
         assert conn.state is State.IDLE
 
 
 def test_fsm_error_keepalive_in_open_sent() -> None:
     conn = _open_sent()
     (sent,) = of(conn.receive_data(KeepaliveMessage().encode(), 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (5, 1)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (5, 1)
 
 
 def test_open_in_established_is_fsm_error() -> None:
     pair = ConnectionPair()
     pair.establish(0.0)
-    (sent,) = of(pair.a.receive_data(_peer_open(), 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (5, 3)  # type: ignore[attr-defined]
+    (sent,) = of(pair.a.receive_data(peer_open(), 1.0), NotificationSent)
+    assert (sent.code, sent.subcode) == (5, 3)
 
 
 def test_header_error_sends_notification() -> None:
@@ -350,7 +281,7 @@ def test_header_error_sends_notification() -> None:
     pair.establish(0.0)
     events = pair.a.receive_data(b"\x00" * 19, 1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (1, 1)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (1, 1)
     assert pair.a.state is State.IDLE
 
 
@@ -359,19 +290,19 @@ def test_malformed_update_resets_session() -> None:
     pair.establish(0.0)
     bad = bytes.fromhex("ff" * 16 + "001b 02 0000 0004 40630100")
     (sent,) = of(pair.a.receive_data(bad, 1.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (3, 2)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (3, 2)
 
 
 def test_open_sent_hold_timer_is_large() -> None:
     conn = _open_sent(config(open_hold_time=240.0))
     assert conn.get_timer() == 240.0
     (sent,) = of(conn.handle_timer(240.0), NotificationSent)
-    assert (sent.code, sent.subcode) == (4, 0)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (4, 0)
 
 
 def test_eof_and_two_octet_peer_as4_path() -> None:
     conn = _open_sent(config(local_asn=4200000001, peer_asn=65002))
-    conn.receive_data(_peer_open(capabilities=()), 1.0)
+    conn.receive_data(peer_open(capabilities=()), 1.0)
     conn.receive_data(KeepaliveMessage().encode(), 1.0)
     assert conn.state is State.ESTABLISHED
     conn.data_to_send()
@@ -421,7 +352,8 @@ def test_connect_attempt_timeout_retries() -> None:
     conn.start(0.0)
     assert conn.get_timer() == 4.0
     events = conn.handle_timer(4.0)
-    assert of(events, ShouldClose) and of(events, ShouldConnect)
+    assert of(events, ShouldClose)
+    assert of(events, ShouldConnect)
     assert conn.state is State.CONNECT
     assert conn.get_timer() == 4.0 + 4.0  # second attempt: base x 2^0 (first failure)
 
@@ -448,7 +380,7 @@ def test_damping_grows_on_flaps_and_decays_after_stability() -> None:
     delays = []
     for _ in range(6):
         conn.connection_made(now)
-        conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+        conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
         assert conn.state is State.ESTABLISHED
         now += 1.0
         conn.receive_data(b"", now)  # flap after 1 s
@@ -460,7 +392,7 @@ def test_damping_grows_on_flaps_and_decays_after_stability() -> None:
     assert delays == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0]
     # A long stable session resets the damping.
     conn.connection_made(now)
-    conn.receive_data(_peer_open() + KeepaliveMessage().encode(), now)
+    conn.receive_data(peer_open() + KeepaliveMessage().encode(), now)
     for _ in range(40):  # keep the session alive past damp_stable_time
         now += 3.0
         conn.handle_timer(now)
@@ -503,7 +435,7 @@ def test_collision_dump_sends_cease_7() -> None:
     pair.establish(0.0)
     events = pair.a.collision_dump(1.0)
     (sent,) = of(events, NotificationSent)
-    assert (sent.code, sent.subcode) == (6, 7)  # type: ignore[attr-defined]
+    assert (sent.code, sent.subcode) == (6, 7)
     assert pair.a.get_timer() is None
 
 

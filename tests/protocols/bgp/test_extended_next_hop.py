@@ -35,9 +35,9 @@ from protocols.bgp import (
     pack_announcements,
     pack_withdrawals,
 )
+from tests.helpers.bgp_core import ConnectionPair, config, config_b, of
 
 from . import strategies as bs
-from .test_connection import ConnectionPair, config, config_b, of
 
 ATTRS = (
     OriginAttribute(value=Origin.IGP),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 
 import pytest
@@ -52,9 +53,9 @@ from protocols.bgp import (
     negotiate,
     outgoing_notification,
 )
+from protocols.bgp.capabilities import Capability
 from protocols.bgp.update import DecodedUpdate
-
-from .test_connection import ConnectionPair, config, config_b, of
+from tests.helpers.bgp_core import ConnectionPair, config, config_b, of
 
 GR_CODE = CapabilityCode.GRACEFUL_RESTART
 
@@ -199,12 +200,12 @@ def test_capability_lists_with_gr_raise_only_codec_errors(tail: bytes) -> None:
         decode_capabilities(gr_tlv(tail[:3]) + tail)
 
 
-def _open_with(*caps: object) -> OpenMessage:
+def _open_with(*caps: Capability) -> OpenMessage:
     return OpenMessage(
         my_as=65002,
         hold_time=90,
         bgp_identifier=IPv4Address("192.0.2.2"),
-        capabilities=(FourOctetAsCapability(asn=65002), *caps),  # type: ignore[arg-type]
+        capabilities=(FourOctetAsCapability(asn=65002), *caps),
     )
 
 
@@ -227,7 +228,6 @@ def test_session_with_malformed_gr_from_peer_comes_up() -> None:
     )
     pair.establish()
     (est,) = of(pair.a_events, Established)
-    assert isinstance(est, Established)
     assert not est.negotiated.graceful_restart_negotiation.negotiated
     assert not of(pair.a_events, NotificationSent)
 
@@ -235,17 +235,25 @@ def test_session_with_malformed_gr_from_peer_comes_up() -> None:
 # ------------------------------------------------------------------ negotiation
 
 
-def _gr(time: int = 120, *, n: bool = True, r: bool = False, fams: object = None) -> object:
+def _gr(
+    time: int = 120,
+    *,
+    n: bool = True,
+    r: bool = False,
+    fams: Sequence[tuple[int, int]] | None = None,
+) -> GracefulRestartCapability:
     families = fams if fams is not None else [IPV4_UNICAST, IPV6_UNICAST]
     return graceful_restart_capability(
         restart_time=time,
         families=families,
         restarting=r,
-        notification=n,  # type: ignore[arg-type]
+        notification=n,
     )
 
 
-def _negotiation(local: object, peer: object) -> GracefulRestartNegotiation:
+def _negotiation(
+    local: GracefulRestartCapability | None, peer: GracefulRestartCapability | None
+) -> GracefulRestartNegotiation:
     both = (MultiprotocolCapability(afi=1, safi=1), MultiprotocolCapability(afi=2, safi=1))
     ours = config(
         families=(IPV4_UNICAST, IPV6_UNICAST),
@@ -325,12 +333,10 @@ def test_negotiation_via_connections() -> None:
     )
     pair.establish()
     (est,) = of(pair.a_events, Established)
-    assert isinstance(est, Established)
     g = est.negotiated.graceful_restart_negotiation
     assert g.negotiated and g.notification and g.peer_restart_time == 240 and g.peer_restarted
     assert est.negotiated.graceful_restart is not None  # the older field, unchanged
     (est_b,) = of(pair.b_events, Established)
-    assert isinstance(est_b, Established)
     assert est_b.negotiated.graceful_restart_negotiation.peer_restart_time == 120
 
 
@@ -446,12 +452,10 @@ def test_stop_sends_hard_reset_when_n_is_negotiated() -> None:
     pair = _gr_pair(n=True)
     events = pair.a.stop(1.0, CeaseSubcode.ADMINISTRATIVE_SHUTDOWN, "maintenance")
     (sent,) = of(events, NotificationSent)
-    assert isinstance(sent, NotificationSent)
     assert (sent.code, sent.subcode) == (NotifCode.CEASE, CeaseSubcode.HARD_RESET)
     assert sent.hard_reset_cause == NotificationMessage.cease(2, "maintenance")
     pair.pump(1.0)
     (got,) = of(pair.b_events, NotificationReceived)
-    assert isinstance(got, NotificationReceived)
     assert (got.code, got.subcode) == (6, 9)
     assert got.shutdown_message == "maintenance"
     cause = got.hard_reset_cause
@@ -480,13 +484,11 @@ def test_stop_for_restart_with_n_sends_a_soft_cease() -> None:
     before = neg.graceful_restart_negotiation
     events = pair.a.stop_for_restart(1.0, "restarting")
     (sent,) = of(events, NotificationSent)
-    assert isinstance(sent, NotificationSent)
     assert (sent.code, sent.subcode) == (6, CeaseSubcode.ADMINISTRATIVE_RESET)
     assert before.retained_after(sent.message) == {IPV4_UNICAST}
     assert of(events, ShouldClose) and pair.a.state is State.IDLE
     pair.pump(1.0)
     (got,) = of(pair.b_events, NotificationReceived)
-    assert isinstance(got, NotificationReceived)
     assert got.shutdown_message == "restarting" and got.hard_reset_cause is None
 
 

@@ -18,6 +18,7 @@ from protocols.bgp import (
     NextHop,
     Origin,
     OriginAttribute,
+    Prefix,
     UpdateMessage,
     decode_message,
     end_of_rib,
@@ -70,7 +71,7 @@ def test_ipv6_announcements_in_mp_reach() -> None:
 
 def test_withdrawals() -> None:
     ctx = CodecContext()
-    prefixes = [*_v4(3000), *_v6(1000)]
+    prefixes: list[Prefix] = [*_v4(3000), *_v6(1000)]
     msgs = pack_withdrawals(prefixes, ctx)
     assert all(len(m.encode(ctx)) <= 4096 for m in msgs)
     assert [p for m in msgs for p in m.withdrawn_prefixes] == prefixes
@@ -90,7 +91,7 @@ def test_packing_errors() -> None:
     st.booleans(),
     st.booleans(),
 )
-def test_packing_property(prefixes: list[object], extended: bool, link_local: bool) -> None:
+def test_packing_property(prefixes: list[Prefix], extended: bool, link_local: bool) -> None:
     ctx = CodecContext(extended_message=extended)
     ll = IPv6Address("fe80::1") if link_local else None
     ann = pack_announcements(
@@ -98,9 +99,9 @@ def test_packing_property(prefixes: list[object], extended: bool, link_local: bo
         prefixes,
         ctx,
         ipv6_next_hop=NH6,
-        ipv6_link_local_next_hop=ll,  # type: ignore[arg-type]
+        ipv6_link_local_next_hop=ll,
     )
-    wd = pack_withdrawals(prefixes, ctx)  # type: ignore[arg-type]
+    wd = pack_withdrawals(prefixes, ctx)
     for m in ann + wd:
         assert len(m.encode(ctx)) <= ctx.max_message_size
     assert sorted(map(str, (p for m in ann for p in m.announced))) == sorted(map(str, prefixes))
@@ -109,7 +110,7 @@ def test_packing_property(prefixes: list[object], extended: bool, link_local: bo
     )
     # Few messages: never more than one partially filled message per family, so the
     # count is within one of the lower bound given by total size.
-    v4 = sum(prefix_size(p) for p in prefixes if p.version == 4)  # type: ignore[attr-defined]
+    v4 = sum(prefix_size(p) for p in prefixes if p.version == 4)
     if v4:
         n4 = sum(1 for m in wd if m.withdrawn)
         assert n4 <= v4 // (ctx.max_message_size - 23 - 4) + 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import attrs
 from hypothesis import given, settings
@@ -11,8 +12,11 @@ from hypothesis import strategies as st
 from protocols.bgp import (
     BgpError,
     CodecContext,
+    KeepaliveMessage,
     MessageReader,
+    NotificationMessage,
     OpenMessage,
+    RouteRefreshMessage,
     UpdateMessage,
     decode_capabilities,
     decode_message,
@@ -20,7 +24,7 @@ from protocols.bgp import (
     encode_capability,
 )
 from protocols.bgp.attributes import ATTRIBUTE_DECODERS
-from protocols.bgp.capabilities import decode_optional_parameters
+from protocols.bgp.capabilities import Capability, decode_optional_parameters
 from protocols.bgp.nlri import decode_prefixes
 from protocols.bgp.update import canonical_attributes
 
@@ -32,8 +36,8 @@ MARKER = b"\xff" * 16
 
 
 @given(bs.capabilities)
-def test_capability_roundtrip(cap: object) -> None:
-    wire = encode_capability(cap)  # type: ignore[arg-type]
+def test_capability_roundtrip(cap: Capability) -> None:
+    wire = encode_capability(cap)
     assert decode_capabilities(wire) == (cap,)
 
 
@@ -64,16 +68,20 @@ def test_update_roundtrip_two_octet_peer(msg: UpdateMessage) -> None:
 
 
 @given(st.one_of(bs.notifications, bs.route_refreshes.filter(lambda m: True), bs.keepalives))
-def test_other_messages_roundtrip(msg: object) -> None:
-    assert decode_message(msg.encode()) == msg  # type: ignore[attr-defined]
+def test_other_messages_roundtrip(
+    msg: NotificationMessage | RouteRefreshMessage | KeepaliveMessage,
+) -> None:
+    assert decode_message(msg.encode()) == msg
 
 
 @given(
     st.lists(st.one_of(bs.notifications, bs.keepalives, bs.open_messages), max_size=5),
     st.integers(1, 64),
 )
-def test_reader_splits_stream(msgs: list[object], chunk: int) -> None:
-    stream = b"".join(m.encode() for m in msgs)  # type: ignore[attr-defined]
+def test_reader_splits_stream(
+    msgs: list[NotificationMessage | KeepaliveMessage | OpenMessage], chunk: int
+) -> None:
+    stream = b"".join(m.encode() for m in msgs)
     reader = MessageReader()
     out = []
     for i in range(0, len(stream), chunk):
@@ -92,9 +100,9 @@ def test_reader_splits_stream(msgs: list[object], chunk: int) -> None:
 # ---------------------------------------------------------------- robustness
 
 
-def _only_codec_errors(fn: object, *args: object) -> None:
+def _only_codec_errors(fn: Callable[..., object], *args: object) -> None:
     with contextlib.suppress(BgpError):
-        fn(*args)  # type: ignore[operator]
+        fn(*args)
 
 
 @given(st.binary(max_size=120))
