@@ -3,7 +3,7 @@
     cd /work/main && .venv/bin/python -m bench.scale_product [--quick]
         [--scenarios 65k,16k,hostile] [--impls ours,frr] [--duration 300]
         [--feed 500000] [--refeed 60] [--churn 10000] [--start-timeout 300] [--routes N]
-        [--report-from bench/results/<date>-scale-product.json]
+        [--report-from bench/results/<date>-scale-product.json] [--nice N] [--rt PRIO]
 
 One lab per scenario and speaker, run one after the other (they would compete for the
 two CPUs): spk (the node) linked to rtr1, rtr2 and, for ``hostile``, evil.
@@ -333,6 +333,7 @@ class Run:
             router_id=self.s_addr, state_file=self.lab.dir / "speaker-state.json", peers=peers,
             bfd_ms=self.sc.ms, mult=MULT, pool=str(POOL), advertise_to=["rtr1"],
             services=[(f"s{i}", route_address(i)) for i in self.service_indexes(routes)],
+            realtime_priority=self.args.rt or 0,  # the product's own setting
         )  # fmt: skip
         text += (
             f'\n[[services]]\nname = "flap"\naddress = "{route_address(n - 1)}"\n'
@@ -414,10 +415,8 @@ class Run:
                 renice(pid, self.args.nice)
             self.rec["nice"] = self.args.nice
         if self.args.rt is not None:
-            pids = (
-                [self.dut_pid] if self.frr is None else [self.frr.pid(d) for d in ("bgpd", "bfdd")]
-            )
-            for pid in pids:
+            # Ours: [speaker] realtime_priority in its TOML; FRR has no such setting.
+            for pid in [] if self.frr is None else [self.frr.pid(d) for d in ("bgpd", "bfdd")]:
                 realtime(pid, self.args.rt)
             self.rec["realtime_priority"] = self.args.rt
         self.rec["t0_to_running_s"] = time.monotonic() - t0
@@ -946,8 +945,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routes", type=int, help="override every scenario's route count")
     ap.add_argument("--idle-scrapes", type=int, help="idle scrapes per scale (10; quick 3)")
     ap.add_argument("--nice", type=int, help="run the DUT's processes at this nice value")
-    ap.add_argument("--rt", type=int, help="the DUT's main threads and the router's bfdd "
-                    "under SCHED_FIFO at this priority")  # fmt: skip
+    ap.add_argument("--rt", type=int, help="real-time priority: ours with [speaker] "
+                    "realtime_priority, FRR's bgpd + bfdd and the router's bfdd with "
+                    "SCHED_FIFO")  # fmt: skip
     ap.add_argument("--report-from", help="re-summarise a result JSON (no lab run)")
     args = ap.parse_args(argv)
     if args.report_from:

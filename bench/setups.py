@@ -53,12 +53,14 @@ def speaker_toml(
     pool: str = "198.19.0.0/24",
     services: Sequence[tuple[str, str]] = (("web", "198.19.0.10"),),
     advertise_to: Sequence[str] = (),
+    realtime_priority: int = 0,
 ) -> str:
     """Our speaker's config: ``services`` (name, address) from ``pool`` to every peer
     (or to the peers named in ``advertise_to``)."""
     out = [
         f'[speaker]\nrouter_id = "{router_id}"\nmy_asn = {SPEAKER_AS}\nhold_down = "1s"\n'
         f'state_file = "{state_file}"\n'
+        + (f"realtime_priority = {realtime_priority}\n" if realtime_priority else "")
     ]
     if bfd_ms is not None:
         out.append(

@@ -34,6 +34,7 @@ import trio
 
 from protocols.bgp import Prefix
 from protocols.bgp import State as BgpState
+from speaker import realtime
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.bgp.config import RouteAttributes
@@ -698,6 +699,10 @@ class Speaker:
             await self.peers.pop(name).stop("peer removed", deconfigured=True)
         self.derived = new
         replaced = self.readers.replaced()
+        priority = new.config.speaker.realtime_priority
+        changed = priority != old.config.speaker.realtime_priority
+        if changed and (refused := realtime.apply(priority)) is not None:
+            log.warning("realtime_priority %d not applied: %s", priority, refused)
         await self._ensure_endpoint(new)
         for name, plan in new_plans.items():
             current = self.peers.get(name)

@@ -94,6 +94,9 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     # which holds the loop for its whole length, scans only what came after
     # (speaker.reload.collections_deferred does the same for each reload).
     gcpause.freeze()
+    if (refused := realtime.apply(config.speaker.realtime_priority)) is not None:
+        log.warning("realtime_priority %d not applied: %s; the event loop runs at the"
+                    " normal policy", config.speaker.realtime_priority, refused)  # fmt: skip
     if (policy := realtime.describe()) is not None:
         log.info("the event loop runs at real-time priority (%s); worker threads do not",
                  policy)  # fmt: skip

@@ -19,12 +19,21 @@ import threading
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-__all__ = ["describe", "in_worker"]
+__all__ = ["apply", "describe", "in_worker"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 _REALTIME = {getattr(os, "SCHED_FIFO", -1): "fifo", getattr(os, "SCHED_RR", -2): "rr"}
 _dropped = threading.local()
+
+
+class _Applied:
+    """The priority :func:`apply` set on the loop's thread (0: none)."""
+
+    priority = 0
+
+
+_applied = _Applied
 
 
 def describe() -> str | None:
@@ -36,6 +45,25 @@ def describe() -> str | None:
         return None
     name = _REALTIME.get(policy)
     return f"{name} {priority}" if name else None
+
+
+def apply(priority: int) -> str | None:
+    """The calling thread (the loop's) under SCHED_FIFO at ``priority``, or back to the
+    normal policy for 0 (unless it was started under a real-time policy: systemd's
+    ``CPUSchedulingPolicy``, which ``[speaker] realtime_priority = 0`` leaves alone).
+    Returns why it could not, else None."""
+    try:
+        if priority == 0:
+            if _applied.priority:  # ours, from an earlier apply: back to normal
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+                _applied.priority = 0
+            return None
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return f"{reason} (needs root or CAP_SYS_NICE)"
+    _applied.priority = priority
+    return None
 
 
 def _drop() -> None:

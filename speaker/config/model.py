@@ -306,6 +306,10 @@ class SpeakerSettings:
     drain_time: timedelta = attrs.field(
         default=timedelta(0), validator=duration_range(timedelta(0), timedelta(minutes=10))
     )
+    #: SCHED_FIFO priority of the event loop's thread (0: the normal policy), so that
+    #: BFD runs on time on a node whose other work keeps every CPU busy
+    #: (speaker.realtime; worker threads never run at it).
+    realtime_priority: int = attrs.field(default=0, validator=in_range(0, 99))
     #: Where pool services get their address: ``"config"``, written into the file by
     #: ``speaker allocate`` (the same on every node), or ``"node-local"``, each node
     #: alone with its state file (unsafe with more than one node).

@@ -55,3 +55,40 @@ def test_workers_drop_the_real_time_policy_the_loop_keeps() -> None:
     assert seen["loop"] == "fifo 10" and seen["loop after"] == "fifo 10"
     assert seen["raw worker"] == "fifo 10", "Linux threads inherit their creator's policy"
     assert seen["worker"] is None
+
+
+def test_apply_sets_and_reverts_only_its_own_priority() -> None:
+    if not _fifo_allowed():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs as root: SCHED_FIFO must be allowed")
+        pytest.skip("SCHED_FIFO needs root (CAP_SYS_NICE)")
+    seen: list[str | None] = []
+
+    def loop_thread() -> None:
+        assert realtime.apply(0) is None
+        seen.append(realtime.describe())  # 0 leaves the normal policy alone
+        assert realtime.apply(20) is None
+        seen.append(realtime.describe())
+        assert realtime.apply(0) is None  # a reload back to 0
+        seen.append(realtime.describe())
+
+    thread = threading.Thread(target=loop_thread)
+    thread.start()
+    thread.join()
+    assert seen == [None, "fifo 20", None]
+
+
+def test_apply_without_the_right_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    assert realtime.apply(50) == "Operation not permitted (needs root or CAP_SYS_NICE)"
+
+
+def test_realtime_priority_is_checked() -> None:
+    from speaker.config import ConfigError, loads_config
+
+    with pytest.raises(ConfigError) as refused:
+        loads_config("[speaker]\nrealtime_priority = 100\n")
+    assert "speaker.realtime_priority" in str(refused.value.errors[0])
