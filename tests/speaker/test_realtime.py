@@ -1,5 +1,5 @@
 """speaker.realtime: under a real-time policy the loop's thread keeps it and the
-worker threads (a reload's load and derive) drop to the normal policy."""
+worker threads (a reload's load and derive) run at priority 1, below it."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_workers_drop_the_real_time_policy_the_loop_keeps() -> None:
     thread.join()
     assert seen["loop"] == "fifo 10" and seen["loop after"] == "fifo 10"
     assert seen["raw worker"] == "fifo 10", "Linux threads inherit their creator's policy"
-    assert seen["worker"] is None
+    assert seen["worker"] == "fifo 1", "below the loop, above normal processes"
 
 
 def test_apply_sets_and_reverts_only_its_own_priority() -> None:
