@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["IPAddress", "IPNetwork", "network_key"]
+from protocols.bgp.nlri import RouteKey, key_of
+
+__all__ = ["IPAddress", "IPNetwork", "address_key", "network_key"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -18,3 +20,10 @@ def network_key(net: IPNetwork) -> tuple[int, int, int]:
     """The order routes are kept and sent in: IPv4 first, then by address, then
     shorter prefixes first (ipaddress cannot compare an IPv4 and an IPv6 network)."""
     return (net.version, int(net.network_address), net.prefixlen)
+
+
+def address_key(address: IPAddress, length: int) -> RouteKey:
+    """The route key (:data:`protocols.bgp.RouteKey`) of the ``length`` prefix holding
+    ``address``, without building the network."""
+    shift = (32 if address.version == 4 else 128) - length
+    return key_of(address.version, int(address) >> shift << shift, length)

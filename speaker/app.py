@@ -31,7 +31,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from protocols.bgp import Prefix
+from protocols.bgp import RouteKey
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
 from speaker.bfd.runtime import BfdEndpoint
 from speaker.bgp.config import RouteAttributes
@@ -183,7 +183,7 @@ class Speaker:
             self._sync_routes()  # a new table: no session holds its routes yet
         return routes.snapshot(peer)
 
-    def _sync_routes(self) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+    def _sync_routes(self) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Bring the route table to the announced services; the routes that changed."""
         return self.derived.routes.set_announced(self.announced_services(), self._withdrawn())
 

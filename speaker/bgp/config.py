@@ -21,7 +21,9 @@ from protocols.bgp import (
     LargeCommunity,
     Origin,
     Prefix,
+    RouteKey,
     SessionConfig,
+    key_is_v6,
     parse_community,
     parse_large_community,
 )
@@ -56,7 +58,10 @@ def _sorted_large(values: Iterable[LargeCommunity]) -> tuple[LargeCommunity, ...
     return tuple(sorted(set(values)))
 
 
-def family_of(prefix: Prefix) -> Family:
+def family_of(prefix: Prefix | RouteKey) -> Family:
+    """The family of a network or a route key (:data:`protocols.bgp.RouteKey`)."""
+    if isinstance(prefix, int):
+        return IPV6_UNICAST if key_is_v6(prefix) else IPV4_UNICAST
     return IPV4_UNICAST if prefix.version == 4 else IPV6_UNICAST
 
 
@@ -231,7 +236,7 @@ class BgpPeerConfig:
         """Minimum TTL we accept (GTSM) or None."""
         return 255 - self.hops + 1 if self.gtsm else None
 
-    def with_families_for(self, prefixes: Iterable[Prefix]) -> BgpPeerConfig:
+    def with_families_for(self, prefixes: Iterable[Prefix | RouteKey]) -> BgpPeerConfig:
         """This config with ``families`` derived (if not set) from the peer address and
         ``prefixes``."""
         if self.families:

@@ -17,6 +17,7 @@ from protocols.bgp import (
     Origin,
     WellKnownCommunity,
     pack_announcements,
+    prefix_key,
 )
 from speaker.bgp import BgpConfigError, RouteAttributes, parse_announce, prefix_range
 from speaker.bgp.config import parse_route_entry
@@ -79,10 +80,11 @@ def test_adj_rib_out_full_dump_then_only_differences() -> None:
     changed[ip_network("2001:2:ff::1/128")] = a
     rib.replace(changed)
     batch = rib.take(1000)
-    assert batch.withdraw == [ip_network("198.19.0.4/32")]
+    # Route keys: the batch goes to the wire as they are.
+    assert batch.withdraw == [prefix_key(ip_network("198.19.0.4/32"))]
     assert batch.announce == {
-        b: [ip_network("198.19.0.3/32")],
-        a: [ip_network("2001:2:ff::1/128")],
+        b: [prefix_key(ip_network("198.19.0.3/32"))],
+        a: [prefix_key(ip_network("2001:2:ff::1/128"))],
     }
     rib.replace(dict(changed))
     assert rib.pending > 0  # compared a slice at a time, in take()
