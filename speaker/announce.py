@@ -292,7 +292,6 @@ class RouteTable:
         table._announced = announced
         yield None
         work = 0
-        keys: dict[int, dict[IPAddress, RouteKey]] = {}  # by length, shared by peers
         for peer in config.local_peers:
             pt = table._peers[peer.name] = _PeerTable(peer)
             statics: list[tuple[Pool, Advertisement]] = []
@@ -309,11 +308,7 @@ class RouteTable:
                         address = service.address or addresses.get(service.name)
                         if address is None or address not in pool:
                             continue
-                        length = ad.length_for(address.version)
-                        known = keys.setdefault(length, {})
-                        route = known.get(address)
-                        if route is None:
-                            route = known[address] = address_key(address, length)
+                        route = address_key(address, ad.length_for(address.version))
                         table._contributions.setdefault(service.name, []).append((pt, index, route))
                         if service.name in announced:
                             pt.count(index, route, 1)
