@@ -89,7 +89,7 @@ def _opt_v6(value: object) -> ipaddress.IPv6Address | None:
     return ipaddress.IPv6Address(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class RouteAttributes:
     """What the owner sets for an announced prefix (RFC 4271 §5, RFC 1997, RFC 8092).
 
