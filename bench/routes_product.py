@@ -11,7 +11,7 @@ the family's link addresses, ``bfd_profile`` at 50/50/3) and the routes as
 ``announce_all`` pools, one advertisement. A pool may announce at most 65,536 routes
 (``ANNOUNCE_ALL_LIMIT``, the per-pool cap: docs/configuration.md), so 100k /32s are
 three IPv4 pools (198.19.0.0/16, 198.18.128.0/17 and a range of 1,696 in
-198.18.64.0/18) and 1M /128s sixteen IPv6 pools in 2001:2:ff::/64 (fifteen /112s and a
+198.18.64.0/18) and 1M /128s sixteen IPv6 pools in 2001:2:0:ff::/64 (fifteen /112s and a
 range of 16,960).
 
 The clock is the receiver's, as in bench.bgp_throughput (the same Clock): it starts at
@@ -68,7 +68,7 @@ def pools(family: str, count: int) -> list[str]:
     if family == "ipv4":
         blocks = [("198.19.0.0", 65536), ("198.18.128.0", 32768), ("198.18.64.0", 16384)]
     else:
-        base = int(ipaddress.IPv6Address("2001:2:ff::"))
+        base = int(ipaddress.IPv6Address("2001:2:0:ff::"))
         blocks = [(str(ipaddress.IPv6Address(base + (i << 16))), 65536) for i in range(64)]
     out, left = [], count
     make = ipaddress.IPv4Address if family == "ipv4" else ipaddress.IPv6Address

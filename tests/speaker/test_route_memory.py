@@ -26,7 +26,7 @@ addresses = ["198.19.0.0/18"]
 announce_all = true
 [[pools]]
 name = "v6"
-addresses = ["2001:2:ff::/114"]
+addresses = ["2001:2:0:ff::/114"]
 announce_all = true
 [[advertisements]]
 name = "all"
