@@ -55,6 +55,11 @@ BENCHMARKS: dict[str, tuple[str, str, str]] = {
         "scale-product",
         "7. The product at scale: never a false failover",
     ),
+    "routes_product": (
+        "bench.routes_product",
+        "routes-product",
+        "8. Routes at scale through the product: 100k and 1M",
+    ),
 }
 DOC = REPO / "docs" / "performance.md"
 

@@ -11,7 +11,7 @@ two CPUs): spk (the node) linked to rtr1, rtr2 and, for ``hostile``, evil.
 * rtr1, the router: gobgpd (passive, AS 64512) and FRR bfdd beside it at the same
   address (bench.setups.start_router), BFD at the scenario's timers.
 * rtr2, a second peer (FRR bgpd, AS 64514, over IPv6) with ``--feed`` IPv6 /128s
-  (2001:2:ff::/64) as ``network`` statements: it sends them to the node as soon as the
+  (2001:2:0:ff::/64) as ``network`` statements: it sends them to the node as soon as the
   session is up, and again (``clear bgp ... soft out``) every ``--refeed`` seconds.
 * evil (``hostile`` only), a third peer: bench.hostile_peer, a raw TCP BGP speaker that
   floods 4,096-byte UPDATEs holding 1,353 duplicate ORIGIN attributes.
@@ -110,7 +110,7 @@ NAME = "scale-product"
 FEED_AS, EVIL_AS = 64514, 64515
 MULT = 3
 POOL = ipaddress.IPv4Network("198.19.0.0/16")
-FEED_RANGE = ipaddress.IPv6Network("2001:2:ff::/64")
+FEED_RANGE = ipaddress.IPv6Network("2001:2:0:ff::/64")
 METRICS = "127.0.0.1:7472"
 SCRAPE_4K = 4096
 # Lines of /metrics the benchmark reads (the rest, one line per service, is skipped).

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 
-__all__ = ["IPAddress", "IPNetwork", "is_unnumbered_address", "network_key", "unnumbered_address"]
+from protocols.bgp.nlri import RouteKey, key_of
+
+__all__ = [
+    "IPAddress", "IPNetwork", "address_key", "is_unnumbered_address", "network_key",
+    "unnumbered_address",
+]  # fmt: skip
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,3 +38,10 @@ def is_unnumbered_address(address: IPAddress) -> bool:
         and address.scope_id is not None
         and int(address) == 0xFE80 << 112
     )
+
+
+def address_key(address: IPAddress, length: int) -> RouteKey:
+    """The route key (:data:`protocols.bgp.RouteKey`) of the ``length`` prefix holding
+    ``address``, without building the network."""
+    shift = (32 if address.version == 4 else 128) - length
+    return key_of(address.version, int(address) >> shift << shift, length)

@@ -28,13 +28,15 @@ and not the table (docs/architecture.md, Latency budget).
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import itertools
 from collections.abc import Collection, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 
-from protocols.bgp import LargeCommunity
-from speaker.addresses import network_key
+from protocols.bgp import LargeCommunity, RouteKey, key_is_v6, key_of, key_prefix
+from protocols.bgp.nlri import KEY_V6_BIT
+from speaker.addresses import address_key, network_key
 from speaker.bgp.config import RouteAttributes
 from speaker.config.model import Advertisement, Config, IPAddress, IPNetwork, Peer, Pool
 from speaker.slices import Steps
@@ -140,54 +142,119 @@ def routes_for_peer(
 SLICE = 128
 
 
+def _all_keys(pool: Pool, ad: Advertisement) -> Iterator[RouteKey]:
+    """:func:`_all_prefixes` as route keys."""
+    for r in pool.addresses:
+        length = ad.length_for(r.version)
+        shift = (32 if r.version == 4 else 128) - length
+        for block in range(int(r.first) >> shift, (int(r.last) >> shift) + 1):
+            yield key_of(r.version, block << shift, length)
+
+
+class _Static:
+    """The announce_all pools of one peer's advertisements: which advertisements give
+    a route key, by arithmetic on the pools' ranges of blocks (no table of their up to
+    65,536 prefixes each). Per (family, prefix length) the ranges sorted by their first
+    block, with the highest last block so far, so a lookup is a bisection and a walk
+    back over the ranges that can still hold the block."""
+
+    __slots__ = ("_ranges", "_sorted")
+
+    def __init__(self) -> None:
+        self._ranges: dict[tuple[bool, int], list[tuple[int, int, int]]] = {}
+        self._sorted: dict[tuple[bool, int], tuple[list[int], list[int], list[int]]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._ranges)
+
+    def add(self, index: int, pool: Pool, ad: Advertisement) -> None:
+        """Advertisement ``index`` announces every ``ad``-length prefix of ``pool``."""
+        for r in pool.addresses:
+            length = ad.length_for(r.version)
+            shift = (32 if r.version == 4 else 128) - length
+            low, high = int(r.first) >> shift, int(r.last) >> shift
+            self._ranges.setdefault((r.version == 6, length), []).append((low, high, index))
+        self._sorted.clear()
+
+    def _index(self, kind: tuple[bool, int]) -> tuple[list[int], list[int], list[int]] | None:
+        found = self._sorted.get(kind)
+        if found is None:
+            ranges = self._ranges.get(kind)
+            if ranges is None:
+                return None
+            ranges = self._ranges[kind] = sorted(ranges)
+            highest = list(itertools.accumulate((h for _, h, _ in ranges), max))
+            found = self._sorted[kind] = ([lo for lo, _, _ in ranges], highest,
+                                          [i for _, _, i in ranges])  # fmt: skip
+        return found
+
+    def advertisements(self, route: RouteKey) -> list[int]:
+        """The indices of the advertisements whose announce_all pools give ``route``."""
+        plen = route & 0xFF
+        v6 = key_is_v6(route)
+        index = self._index((v6, plen))
+        if index is None:
+            return []
+        lows, highest, ads = index
+        ranges = self._ranges[(v6, plen)]
+        block = ((route & ~KEY_V6_BIT) >> 8) >> ((128 if v6 else 32) - plen)
+        out = []
+        j = bisect.bisect_right(lows, block) - 1
+        while j >= 0 and highest[j] >= block:
+            if ranges[j][1] >= block:
+                out.append(ads[j])
+            j -= 1
+        return out
+
+
 class _PeerTable:
-    """One peer's routes: ``base`` as built (never changed after: sessions take it
-    over), ``overlay`` the changes since (None: withdrawn), and per prefix the
-    advertisements that announce it now (announce_all ones in ``static``)."""
+    """One peer's routes, by route key: ``base`` as built (never changed after:
+    sessions take it over), ``overlay`` the changes since (None: withdrawn), and per
+    route the advertisements that announce it now (announce_all ones in ``static``,
+    by arithmetic)."""
 
     def __init__(self, peer: Peer) -> None:
         self.name = peer.name
         self.internal = peer.internal
-        self.base: dict[IPNetwork, RouteAttributes] = {}
-        self.overlay: dict[IPNetwork, RouteAttributes | None] = {}
-        self.static: dict[IPNetwork, tuple[int, ...]] = {}
-        #: advertisement index -> prefix -> announced services giving it (one table
-        #: per advertisement, not one per prefix: a 65,536-route table stays small)
-        self.sources: dict[int, dict[IPNetwork, int]] = {}
-        #: prefix -> announced *drained* services giving it (any: the route is drained)
-        self.drains: dict[IPNetwork, int] = {}
+        self.base: dict[RouteKey, RouteAttributes] = {}
+        self.overlay: dict[RouteKey, RouteAttributes | None] = {}
+        self.static = _Static()
+        #: advertisement index -> route -> announced services giving it (one table
+        #: per advertisement, not one per route: a 65,536-route table stays small)
+        self.sources: dict[int, dict[RouteKey, int]] = {}
+        #: route -> announced *drained* services giving it (any: the route is drained)
+        self.drains: dict[RouteKey, int] = {}
 
-    def get(self, prefix: IPNetwork) -> RouteAttributes | None:
-        if prefix in self.overlay:
-            return self.overlay[prefix]
-        return self.base.get(prefix)
+    def get(self, route: RouteKey) -> RouteAttributes | None:
+        if route in self.overlay:
+            return self.overlay[route]
+        return self.base.get(route)
 
-    def count(self, index: int, prefix: IPNetwork, step: int) -> None:
-        """One announced service more (``step`` 1) or less (-1) gives ``prefix``."""
+    def count(self, index: int, route: RouteKey, step: int) -> None:
+        """One announced service more (``step`` 1) or less (-1) gives ``route``."""
         counts = self.sources.get(index)
         if counts is None:
             counts = self.sources[index] = {}
-        n = counts.get(prefix, 0) + step
+        n = counts.get(route, 0) + step
         if n > 0:
-            counts[prefix] = n
+            counts[route] = n
         else:
-            counts.pop(prefix, None)
+            counts.pop(route, None)
 
-    def drain(self, prefix: IPNetwork, step: int) -> None:
-        """One announced drained service more (1) or less (-1) gives ``prefix``."""
-        n = self.drains.get(prefix, 0) + step
+    def drain(self, route: RouteKey, step: int) -> None:
+        """One announced drained service more (1) or less (-1) gives ``route``."""
+        n = self.drains.get(route, 0) + step
         if n > 0:
-            self.drains[prefix] = n
+            self.drains[route] = n
         else:
-            self.drains.pop(prefix, None)
+            self.drains.pop(route, None)
 
-    def advertisements(self, prefix: IPNetwork) -> tuple[int, ...]:
-        """The indices of the advertisements announcing ``prefix`` now, in file order."""
-        static = self.static.get(prefix, ())
-        found = [i for i, counts in self.sources.items() if prefix in counts]
-        if not found:
-            return static
-        return tuple(sorted({*static, *found}))
+    def advertisements(self, route: RouteKey) -> tuple[int, ...]:
+        """The indices of the advertisements announcing ``route`` now, in file order."""
+        found = [i for i, counts in self.sources.items() if route in counts]
+        if self.static:
+            found += self.static.advertisements(route)
+        return tuple(sorted(set(found))) if len(found) > 1 else tuple(found)
 
 
 class RouteTable:
@@ -195,16 +262,19 @@ class RouteTable:
     difference: a change of which services are announced costs the routes of the
     services that changed, not the table.
 
-    Built once per config with :meth:`build` (a generator of slices, see
-    :mod:`speaker.slices`); the merged attributes of each set of advertisements and
-    peer kind are made once and shared by every prefix they give.
+    Routes are kept by route key (:data:`protocols.bgp.RouteKey`: one int a prefix,
+    32-44 bytes, where an ``ipaddress`` network is 436-456), which is what the
+    sessions' Adj-RIB-Out take over. Built once per config with :meth:`build` (a
+    generator of slices, see :mod:`speaker.slices`); the merged attributes of each
+    set of advertisements and peer kind are made once and shared by every route they
+    give, so a route's attributes are one reference and changing them is a lookup.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self._peers: dict[str, _PeerTable] = {}
-        #: service -> (peer, advertisement index, prefix) it gives while announced
-        self._contributions: dict[str, list[tuple[_PeerTable, int, IPNetwork]]] = {}
+        #: service -> (peer, advertisement index, route) it gives while announced
+        self._contributions: dict[str, list[tuple[_PeerTable, int, RouteKey]]] = {}
         self._unchecked: frozenset[str] = frozenset()  # services without a health check
         self._announced: set[str] = set()  # changed in place: a copy costs every service
         #: services the operator drained (RFC 8326), announced or not
@@ -243,46 +313,40 @@ class RouteTable:
         table._announced = announced
         yield None
         work = 0
-        prefixes: dict[int, dict[IPAddress, IPNetwork]] = {}  # by length, shared by peers
         for peer in config.local_peers:
             pt = table._peers[peer.name] = _PeerTable(peer)
+            statics: list[tuple[Pool, Advertisement]] = []
             for index, ad in enumerate(config.advertisements):
                 if not ad.selects_peer(peer.name):
                     continue
                 pools = config.pools if not ad.pools else [config.pool(n) for n in ad.pools]
                 for pool in pools:
                     if pool.announce_all:
-                        for prefix in _all_prefixes(pool, ad):
-                            pt.static[prefix] = (*pt.static.get(prefix, ()), index)
-                            work += 1
-                            if work % SLICE == 0:
-                                yield None
+                        pt.static.add(index, pool, ad)
+                        statics.append((pool, ad))
                         continue
                     for service in config.services_in(pool.name):
                         address = service.address or addresses.get(service.name)
                         if address is None or address not in pool:
                             continue
-                        length = ad.length_for(address.version)
-                        known = prefixes.setdefault(length, {})
-                        net = known.get(address)
-                        if net is None:
-                            net = known[address] = _prefix(address, length)
-                        table._contributions.setdefault(service.name, []).append((pt, index, net))
+                        route = address_key(address, ad.length_for(address.version))
+                        table._contributions.setdefault(service.name, []).append((pt, index, route))
                         if service.name in announced:
-                            pt.count(index, net, 1)
+                            pt.count(index, route, 1)
                             if service.name in table._drained:
-                                pt.drain(net, 1)
+                                pt.drain(route, 1)
                         work += 1
                         if work % SLICE == 0:
                             yield None
             # In the order found (pools ascending, services in file order): a sort of
             # the whole table would be one long step.
-            for prefix in itertools.chain(pt.static, *pt.sources.values()):
-                if prefix in pt.base:
+            static_keys = (k for pool, ad in statics for k in _all_keys(pool, ad))
+            for route in itertools.chain(static_keys, *pt.sources.values()):
+                if route in pt.base:
                     continue  # given by another advertisement too
-                ads = pt.advertisements(prefix)
+                ads = pt.advertisements(route)
                 if ads:
-                    pt.base[prefix] = table._attributes(pt, ads, prefix in pt.drains)
+                    pt.base[route] = table._attributes(pt, ads, route in pt.drains)
                 work += 1
                 if work % SLICE == 0:
                     yield None
@@ -296,9 +360,9 @@ class RouteTable:
 
     def layers(
         self, peer: str
-    ) -> tuple[Mapping[IPNetwork, RouteAttributes], dict[IPNetwork, RouteAttributes | None]]:
-        """``peer``'s routes as (base, a copy of the changes since): the base never
-        changes, so a session may hold it; the copy costs the changes only.
+    ) -> tuple[Mapping[RouteKey, RouteAttributes], dict[RouteKey, RouteAttributes | None]]:
+        """``peer``'s routes as (base, a copy of the changes since), by route key: the
+        base never changes, so a session may hold it; the copy costs the changes only.
 
         Raises:
             KeyError: no such peer on this node.
@@ -307,20 +371,21 @@ class RouteTable:
         return pt.base, dict(pt.overlay)
 
     def routes(self, peer: str) -> dict[IPNetwork, RouteAttributes]:
-        """``peer``'s routes now, as one mapping (walks the table: for tests, ``show``)."""
+        """``peer``'s routes now, as one mapping of networks (walks the table: for
+        tests, ``show``)."""
         pt = self._peers[peer]
-        out = {p: a for p, a in pt.base.items() if p not in pt.overlay}
-        out.update((p, a) for p, a in pt.overlay.items() if a is not None)
+        out = {key_prefix(p): a for p, a in pt.base.items() if p not in pt.overlay}
+        out.update((key_prefix(p), a) for p, a in pt.overlay.items() if a is not None)
         return out
 
     # ---- changes ------------------------------------------------------------------
 
     def set_announced(
         self, healthy: Collection[str], withdrawn: Collection[str] = frozenset()
-    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Announce what ``healthy``/``withdrawn`` give now; returns per peer the
-        changed prefixes (None: withdraw). Costs the routes of the services whose
-        state changed."""
+        changed routes by route key (None: withdraw). Costs the routes of the
+        services whose state changed."""
         announced = set(self._effective(healthy, withdrawn))
         added, removed = announced - self._announced, self._announced - announced
         self._announced = announced
@@ -328,43 +393,43 @@ class RouteTable:
 
     def _apply(
         self, *moves: tuple[Collection[str], int]
-    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Count each service of ``moves`` in (+1) or out (-1); the changed routes."""
-        touched: dict[_PeerTable, dict[IPNetwork, None]] = {}
+        touched: dict[_PeerTable, dict[RouteKey, None]] = {}
         for services, step in moves:
             for service in services:
                 drained = service in self._drained
-                for pt, index, prefix in self._contributions.get(service, ()):
-                    pt.count(index, prefix, step)
+                for pt, index, route in self._contributions.get(service, ()):
+                    pt.count(index, route, step)
                     if drained:
-                        pt.drain(prefix, step)
-                    touched.setdefault(pt, {})[prefix] = None
+                        pt.drain(route, step)
+                    touched.setdefault(pt, {})[route] = None
         return self._changes(touched)
 
     def _changes(
-        self, touched: dict[_PeerTable, dict[IPNetwork, None]]
-    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
-        """The ``touched`` prefixes' attributes now; those that changed, per peer."""
-        out: dict[str, dict[IPNetwork, RouteAttributes | None]] = {}
-        for pt, prefixes in touched.items():
-            changes: dict[IPNetwork, RouteAttributes | None] = {}
-            for prefix in prefixes:
-                ads = pt.advertisements(prefix)
-                new = self._attributes(pt, ads, prefix in pt.drains) if ads else None
-                if new == pt.get(prefix):
+        self, touched: dict[_PeerTable, dict[RouteKey, None]]
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
+        """The ``touched`` routes' attributes now; those that changed, per peer."""
+        out: dict[str, dict[RouteKey, RouteAttributes | None]] = {}
+        for pt, routes in touched.items():
+            changes: dict[RouteKey, RouteAttributes | None] = {}
+            for route in routes:
+                ads = pt.advertisements(route)
+                new = self._attributes(pt, ads, route in pt.drains) if ads else None
+                if new == pt.get(route):
                     continue
-                changes[prefix] = new
-                if new == pt.base.get(prefix):
-                    pt.overlay.pop(prefix, None)
+                changes[route] = new
+                if new == pt.base.get(route):
+                    pt.overlay.pop(route, None)
                 else:
-                    pt.overlay[prefix] = new
+                    pt.overlay[route] = new
             if changes:
                 out[pt.name] = changes
         return out
 
     def set_service(
         self, service: str, announced: bool
-    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Announce ``service`` or not (its health or override changed): as
         :meth:`set_announced`, without the cost of comparing the sets of services."""
         if (service in self._announced) == announced:
@@ -377,10 +442,10 @@ class RouteTable:
 
     def set_drained(
         self, service: str, drained: bool
-    ) -> dict[str, dict[IPNetwork, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Drain ``service`` (RFC 8326) or end its drain: its routes, while it is
         announced, get ``graceful_shutdown`` set (or lose it). Costs that service's
-        routes; per peer the prefixes that changed."""
+        routes; per peer the routes that changed (by route key)."""
         if (service in self._drained) == drained:
             return {}
         if drained:
@@ -389,10 +454,10 @@ class RouteTable:
             self._drained.discard(service)
         if service not in self._announced:
             return {}
-        touched: dict[_PeerTable, dict[IPNetwork, None]] = {}
-        for pt, _, prefix in self._contributions.get(service, ()):
-            pt.drain(prefix, 1 if drained else -1)
-            touched.setdefault(pt, {})[prefix] = None
+        touched: dict[_PeerTable, dict[RouteKey, None]] = {}
+        for pt, _, route in self._contributions.get(service, ()):
+            pt.drain(route, 1 if drained else -1)
+            touched.setdefault(pt, {})[route] = None
         return self._changes(touched)
 
     @property

@@ -32,7 +32,7 @@ from collections.abc import Mapping
 import attrs
 import trio
 
-from protocols.bgp import Prefix
+from protocols.bgp import RouteKey
 from protocols.bgp import State as BgpState
 from speaker import realtime
 from speaker.allocate import OVERRIDE_MODES, read_overrides, write_overrides
@@ -214,7 +214,7 @@ class Speaker:
             self._sync_routes()  # a new table: no session holds its routes yet
         return routes.snapshot(peer)
 
-    def _sync_routes(self) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+    def _sync_routes(self) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Bring the route table to the announced services; the routes that changed."""
         return self.derived.routes.set_announced(self.announced_services(), self._withdrawn())
 
@@ -311,7 +311,7 @@ class Speaker:
             if runner.drained != wanted:
                 runner.set_drained(wanted)
 
-    def _push_changes(self, changes: dict[str, dict[Prefix, RouteAttributes | None]]) -> None:
+    def _push_changes(self, changes: dict[str, dict[RouteKey, RouteAttributes | None]]) -> None:
         """Changes of the current route table to the sessions, if they hold it (while a
         reload installs a new table, the sessions get that one, changes included)."""
         if self.derived.routes is not self._routes_pushed:

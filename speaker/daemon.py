@@ -31,6 +31,7 @@ status.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import logging
@@ -39,7 +40,7 @@ from typing import Any
 
 import trio
 
-from speaker import gcpause, realtime, sdnotify
+from speaker import gcpause, lazyimport, realtime, sdnotify
 from speaker.allocate import AllocationError, StateFileError
 from speaker.app import GIL_SWITCH_INTERVAL, Speaker
 from speaker.config import ConfigError, load_config
@@ -84,6 +85,7 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     for issue in config.warnings:
         log.warning("config: %s", issue)
+    lazyimport.load_for(config)  # OpenSSL now if the file needs it, not on the loop
     try:
         speaker = Speaker(derive(config), config_path=file)
     except (AllocationError, StateFileError, OSError) as exc:
@@ -100,6 +102,7 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
     if (policy := realtime.describe()) is not None:
         log.info("the event loop runs at real-time priority (%s); worker threads do not",
                  policy)  # fmt: skip
+    release_free_heap()
     try:
         trio.run(main, speaker)
     except StartupError as exc:
@@ -110,6 +113,18 @@ def run(file: str, *, log_format: str = "logfmt", log_level: str = "info") -> in
         return EXIT_RESTART
     log.info("speaker stopped")
     return EXIT_OK
+
+
+def release_free_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``): what
+    loading and deriving the file freed (tomllib's and cattrs' temporaries) would
+    otherwise stay in the RSS, 1.6 MiB of an idle speaker's. Before the loop starts:
+    it walks the heap. A no-op where the C library has no ``malloc_trim``."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 async def main(speaker: Speaker) -> None:

@@ -24,7 +24,6 @@ name). See ``docs/metrics.md``.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import weakref
@@ -34,9 +33,10 @@ from typing import Any
 import trio
 
 from protocols.bfd import State as BfdState
-from protocols.bgp import Prefix
+from protocols.bgp import RouteKey
 from protocols.bgp import State as BgpState
 from speaker import gcpause
+from speaker.addresses import address_key
 from speaker.app import Speaker
 from speaker.bgp import BgpSession
 from speaker.control import bfd_status
@@ -244,23 +244,23 @@ class _Prefixes:
         # it (a scrape after a reload) free a whole replaced config in one step
         # (27 ms at 65,536 services, measured), after the reload's sliced free.
         self._derived = weakref.ref(derived)
-        self._pairs: list[dict[str, list[tuple[int, Prefix]]]] = [{} for _ in range(_SHARDS)]
-        self._services: list[dict[Prefix, list[str]]] = [{} for _ in range(_SHARDS)]
+        self._pairs: list[dict[str, list[tuple[int, RouteKey]]]] = [{} for _ in range(_SHARDS)]
+        self._services: list[dict[RouteKey, list[str]]] = [{} for _ in range(_SHARDS)]
 
-    def add(self, service: str, pairs: list[tuple[int, Prefix]]) -> None:
+    def add(self, service: str, pairs: list[tuple[int, RouteKey]]) -> None:
         self._pairs[hash(service) % _SHARDS][service] = pairs
-        for _, prefix in pairs:
-            self._services[hash(prefix) % _SHARDS].setdefault(prefix, []).append(service)
+        for _, route in pairs:  # (by address: the low 8 bits of a key are its length)
+            self._services[(route >> 8) % _SHARDS].setdefault(route, []).append(service)
 
     @property
     def derived(self) -> Derived | None:
         return self._derived()
 
-    def pairs(self, service: str) -> list[tuple[int, Prefix]]:
+    def pairs(self, service: str) -> list[tuple[int, RouteKey]]:
         return self._pairs[hash(service) % _SHARDS].get(service, [])
 
-    def services(self, prefix: Prefix) -> list[str]:
-        return self._services[hash(prefix) % _SHARDS].get(prefix, [])
+    def services(self, route: RouteKey) -> list[str]:
+        return self._services[(route >> 8) % _SHARDS].get(route, [])
 
     def names(self) -> Iterator[str]:
         """Every service with prefixes."""
@@ -621,7 +621,7 @@ class SpeakerCollector:
             if address is None or service.pool is None:
                 continue
             pairs = [
-                (i, ipaddress.ip_network((address, ad.length_for(address.version)), strict=False))
+                (i, address_key(address, ad.length_for(address.version)))
                 for i, ad in enumerate(config.advertisements)
                 if ad.selects_pool(service.pool)
             ]

@@ -46,7 +46,7 @@ import trio
 from protocols.bfd import Diag as BfdDiag
 from protocols.bfd import State as BfdState
 from protocols.bfd import StateChanged as BfdStateChanged
-from protocols.bgp import CeaseSubcode, Prefix
+from protocols.bgp import CeaseSubcode, RouteKey
 from protocols.bgp import State as BgpState
 from speaker.addresses import IPAddress
 from speaker.bfd.profile import BfdProfile
@@ -69,7 +69,7 @@ __all__ = ["BfdTarget", "FailoverRecord", "History", "PeerPlan", "PeerRunner", "
 
 log = logging.getLogger("speaker.peer")
 
-Routes = Mapping[Prefix, RouteAttributes]
+Routes = Mapping[RouteKey, RouteAttributes]  # by route key (protocols.bgp.RouteKey)
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0)
 #: A peer that ran this long before failing starts its backoff from the first step.
 HEALTHY_AFTER = 60.0
@@ -298,7 +298,7 @@ class PeerRunner:
 
     # ---- commands from the app -----------------------------------------------------
 
-    def push_routes(self, changes: Mapping[Prefix, RouteAttributes | None] | None = None) -> None:
+    def push_routes(self, changes: Mapping[RouteKey, RouteAttributes | None] | None = None) -> None:
         """The desired routes changed: hand ``changes`` (None withdraws a prefix) to a
         running BGP session, or without ``changes`` the whole new routes (its
         Adj-RIB-Out compares them with what it sent, a slice at a time)."""

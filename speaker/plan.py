@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping
 
 import attrs
 
-from protocols.bgp import Prefix
+from protocols.bgp import RouteKey
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
 from speaker.allocate import assign_addresses_steps
 from speaker.announce import RouteTable
@@ -159,20 +159,20 @@ class RouteFunction:
 
     def set_announced(
         self, healthy: Collection[str], withdrawn: Collection[str] = frozenset()
-    ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """Announce what ``healthy`` (overrides applied) and ``withdrawn`` give now;
-        per peer the prefixes that changed (None: withdraw)."""
+        per peer the routes that changed, by route key (None: withdraw)."""
         return self.table.set_announced(healthy, withdrawn)
 
     def set_service(
         self, service: str, announced: bool
-    ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """One service announced or not now: costs that service's routes."""
         return self.table.set_service(service, announced)
 
     def set_drained(
         self, service: str, drained: bool
-    ) -> dict[str, dict[Prefix, RouteAttributes | None]]:
+    ) -> dict[str, dict[RouteKey, RouteAttributes | None]]:
         """One service drained (RFC 8326) or not now: costs that service's routes."""
         return self.table.set_drained(service, drained)
 

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator
 
 import attrs
 
-from speaker import gcpause
+from speaker import gcpause, lazyimport
 from speaker.config import Config, ConfigError, load_config
 from speaker.gcpause import paused
 from speaker.hostcheck import host_issues
@@ -101,6 +101,7 @@ def prepare(
     reasons = emptied(running, config)
     if reasons and not allow_empty:
         raise ReloadRefused([*reasons, ALLOW_EMPTY_HINT])
+    lazyimport.load_for(config)  # in this thread: OpenSSL's import is no loop step
     warnings = [str(issue) for issue in config.warnings]
     warnings += [str(issue) for issue in host_issues(config, strict=False).warnings]
     try:

@@ -136,8 +136,22 @@ from .messages import (
     encode_shutdown_message,
 )
 from .negotiation import SessionConfig, negotiate
-from .nlri import Prefix, decode_prefixes, encode_prefixes
-from .packing import pack_announcements, pack_withdrawals
+from .nlri import (
+    Prefix,
+    RouteKey,
+    decode_prefixes,
+    encode_prefixes,
+    key_is_v6,
+    key_of,
+    key_prefix,
+    prefix_key,
+)
+from .packing import (
+    encode_announcement_keys,
+    encode_withdrawal_keys,
+    pack_announcements,
+    pack_withdrawals,
+)
 from .update import (
     DecodedUpdate,
     ErrorAction,
@@ -230,6 +244,7 @@ __all__ = [
     "RemoteProtocolError",
     "Rfc7606Note",
     "Rng",
+    "RouteKey",
     "RouteRefreshCapability",
     "RouteRefreshMessage",
     "RouteRefreshReceived",
@@ -255,11 +270,13 @@ __all__ = [
     "decode_prefixes",
     "decode_shutdown_message",
     "decode_update",
+    "encode_announcement_keys",
     "encode_attribute",
     "encode_capability",
     "encode_path_attributes",
     "encode_prefixes",
     "encode_shutdown_message",
+    "encode_withdrawal_keys",
     "end_of_rib",
     "format_community",
     "format_large_community",
@@ -268,6 +285,9 @@ __all__ = [
     "hard_reset_cause",
     "has_graceful_shutdown",
     "is_hard_reset",
+    "key_is_v6",
+    "key_of",
+    "key_prefix",
     "needs_hard_reset",
     "negotiate",
     "outgoing_notification",
@@ -275,6 +295,7 @@ __all__ = [
     "pack_withdrawals",
     "parse_community",
     "parse_large_community",
+    "prefix_key",
     "resolve_collision",
     "with_graceful_shutdown",
     "without_graceful_shutdown",

@@ -343,6 +343,15 @@ class Connection:
         if now is not None and self.negotiated is not None and self.negotiated.hold_time:
             self._timers.keepalive = now + self.negotiated.keepalive_time
 
+    def send_encoded_update(self, message: bytes, now: float | None = None) -> None:
+        """:meth:`send_update` of an UPDATE already encoded (header included), as
+        :func:`.packing.encode_announcement_keys` makes them."""
+        if self.state is not State.ESTABLISHED:
+            raise LocalProtocolError(f"cannot send UPDATE in state {self.state.value}")
+        self._out += message
+        if now is not None and self.negotiated is not None and self.negotiated.hold_time:
+            self._timers.keepalive = now + self.negotiated.keepalive_time
+
     def send_end_of_rib(self, afi: int, safi: int, now: float | None = None) -> None:
         """Queue an End-of-RIB marker (RFC 4724 §2) for ``(afi, safi)``."""
         self.send_update(end_of_rib(afi, safi), now)

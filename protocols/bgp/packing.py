@@ -11,18 +11,23 @@ with :attr:`UpdateMessage.end_of_rib`.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Address, IPv6Network
 from typing import TypeVar
 
 from .attributes import MpReachNlri, MpUnreachNlri, NextHop, PathAttribute
-from .constants import AFI, HEADER_LEN, SAFI
+from .constants import AFI, HEADER_LEN, SAFI, AttrFlag, MessageType
 from .context import CodecContext
 from .errors import LocalProtocolError
-from .nlri import Prefix, prefix_size
+from .header import encode_message
+from .nlri import Prefix, RouteKey, encode_key, key_is_v6, prefix_size
 from .update import UpdateMessage, encode_path_attributes, end_of_rib
 
-__all__ = ["end_of_rib", "pack_announcements", "pack_withdrawals"]
+__all__ = [
+    "encode_announcement_keys", "encode_withdrawal_keys", "end_of_rib", "pack_announcements",
+    "pack_withdrawals",
+]  # fmt: skip
 
 _P = TypeVar("_P", IPv4Network, IPv6Network)
 
@@ -175,4 +180,158 @@ def _unreach(afi: int, safi: int, prefixes: Sequence[_P], limit: int) -> list[Up
     return [
         UpdateMessage(attributes=(MpUnreachNlri(afi=afi, safi=safi, withdrawn=tuple(chunk)),))
         for chunk in _chunks(prefixes, limit, cost)
+    ]
+
+
+# ---- the same from route keys, straight to the wire ----------------------------------------
+#
+# An Adj-RIB-Out keyed by route keys (:data:`.nlri.RouteKey`) sends without building a
+# network or an :class:`UpdateMessage` per prefix: the messages below are byte for byte
+# what :func:`pack_announcements` / :func:`pack_withdrawals` give for the same prefixes
+# in the same order, encoded (a Hypothesis property checks it).
+
+
+def _attribute(flags: int, type_: int, value: bytes) -> bytes:
+    """One encoded path attribute, as :func:`.attributes.encode_attribute` makes it."""
+    flags &= ~int(AttrFlag.EXTENDED_LENGTH)
+    if len(value) > 255:
+        return struct.pack("!BBH", flags | AttrFlag.EXTENDED_LENGTH, type_, len(value)) + value
+    return struct.pack("!BBB", flags, type_, len(value)) + value
+
+
+def _key_chunks(keys: Sequence[RouteKey], limit: int, cost: Callable[[int], int]) -> list[bytes]:
+    """:func:`_chunks` for route keys, each chunk already encoded."""
+    out: list[bytes] = []
+    cur: list[bytes] = []
+    used = 0
+    for key in keys:
+        data = encode_key(key)
+        size = len(data)
+        if cur and cost(used + size) > limit:
+            out.append(b"".join(cur))
+            cur, used = [], 0
+        if cost(used + size) > limit:
+            raise LocalProtocolError("path attributes leave no room for a single prefix")
+        cur.append(data)
+        used += size
+    if cur:
+        out.append(b"".join(cur))
+    return out
+
+
+def _split_keys(keys: Iterable[RouteKey]) -> tuple[list[RouteKey], list[RouteKey]]:
+    v4: list[RouteKey] = []
+    v6: list[RouteKey] = []
+    for key in keys:
+        (v6 if key_is_v6(key) else v4).append(key)
+    return v4, v6
+
+
+def _update(withdrawn: bytes, attributes: bytes, nlri: bytes, ctx: CodecContext) -> bytes:
+    body = struct.pack("!H", len(withdrawn)) + withdrawn
+    body += struct.pack("!H", len(attributes)) + attributes + nlri
+    return encode_message(MessageType.UPDATE, body, ctx)
+
+
+def encode_announcement_keys(
+    attributes: Sequence[PathAttribute],
+    keys: Iterable[RouteKey],
+    ctx: CodecContext,
+    *,
+    ipv6_next_hop: IPv6Address | None = None,
+    ipv6_link_local_next_hop: IPv6Address | None = None,
+    safi: int = SAFI.UNICAST,
+    ipv4_over_ipv6: bool = False,
+) -> list[bytes]:
+    """:func:`pack_announcements` of the keys' prefixes, as encoded UPDATE messages
+    (``ipv4_over_ipv6`` as there: RFC 8950, IPv4 keys in MP_REACH_NLRI with AFI 1)."""
+    base = [a for a in attributes if not isinstance(a, MpReachNlri | MpUnreachNlri)]
+    v4, v6 = _split_keys(keys)
+    limit = ctx.max_message_size
+    out: list[bytes] = []
+    if v4 and ipv4_over_ipv6:
+        out += _encode_mp_keys(
+            AFI.IPV4, safi, v4, base, ctx,
+            next_hop=ipv6_next_hop, link_local=ipv6_link_local_next_hop,
+        )  # fmt: skip
+    elif v4:
+        if not any(isinstance(a, NextHop) for a in base):
+            raise LocalProtocolError("IPv4 announcements need a NEXT_HOP attribute")
+        encoded = encode_path_attributes(base, ctx)
+        fixed = _UPDATE_OVERHEAD + len(encoded)
+        for nlri in _key_chunks(v4, limit, lambda n: fixed + n):
+            out.append(_update(b"", encoded, nlri, ctx))
+    if v6:
+        out += _encode_mp_keys(
+            AFI.IPV6, safi, v6, base, ctx,
+            next_hop=ipv6_next_hop, link_local=ipv6_link_local_next_hop,
+        )  # fmt: skip
+    return out
+
+
+def _encode_mp_keys(
+    afi: int,
+    safi: int,
+    keys: Sequence[RouteKey],
+    base: Sequence[PathAttribute],
+    ctx: CodecContext,
+    *,
+    next_hop: IPv6Address | None,
+    link_local: IPv6Address | None,
+) -> list[bytes]:
+    """:func:`_pack_mp` from route keys, encoded."""
+    if next_hop is None:
+        family = "IPv6" if afi == AFI.IPV6 else "IPv4 (extended next hop)"
+        raise LocalProtocolError(f"{family} announcements need ipv6_next_hop")
+    mp_base = tuple(a for a in base if not isinstance(a, NextHop))
+    encoded = encode_path_attributes(mp_base, ctx)
+    fixed = _UPDATE_OVERHEAD + len(encoded)
+    head = MpReachNlri(afi=afi, safi=safi, next_hop=next_hop, link_local_next_hop=link_local)
+    value = head.encode_value(ctx)  # without NLRI
+    mp_fixed = len(value)
+
+    def cost(n: int) -> int:
+        return fixed + _attr_header(mp_fixed + n) + mp_fixed + n
+
+    return [
+        _update(
+            b"", _attribute(MpReachNlri.FLAGS, MpReachNlri.TYPE, value + nlri) + encoded, b"", ctx
+        )
+        for nlri in _key_chunks(keys, ctx.max_message_size, cost)
+    ]
+
+
+def encode_withdrawal_keys(
+    keys: Iterable[RouteKey],
+    ctx: CodecContext,
+    *,
+    safi: int = SAFI.UNICAST,
+    ipv4_over_ipv6: bool = False,
+) -> list[bytes]:
+    """:func:`pack_withdrawals` of the keys' prefixes, as encoded UPDATE messages
+    (with ``ipv4_over_ipv6``, IPv4 keys in MP_UNREACH_NLRI with AFI 1)."""
+    v4, v6 = _split_keys(keys)
+    limit = ctx.max_message_size
+    out: list[bytes] = []
+    if not ipv4_over_ipv6:
+        out += [
+            _update(w, b"", b"", ctx)
+            for w in _key_chunks(v4, limit, lambda n: _UPDATE_OVERHEAD + n)
+        ]
+    else:
+        out += _encode_unreach_keys(AFI.IPV4, safi, v4, limit, ctx)
+    out += _encode_unreach_keys(AFI.IPV6, safi, v6, limit, ctx)
+    return out
+
+
+def _encode_unreach_keys(
+    afi: int, safi: int, keys: Sequence[RouteKey], limit: int, ctx: CodecContext
+) -> list[bytes]:
+    def cost(n: int) -> int:
+        return _UPDATE_OVERHEAD + _attr_header(3 + n) + 3 + n
+
+    head = struct.pack("!HB", afi, safi)
+    return [
+        _update(b"", _attribute(MpUnreachNlri.FLAGS, MpUnreachNlri.TYPE, head + nlri), b"", ctx)
+        for nlri in _key_chunks(keys, limit, cost)
     ]

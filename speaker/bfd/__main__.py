@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from protocols.bfd import StateChanged
+from speaker import lazyimport
 from speaker.bfd.profile import BfdAuth, BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, BfdStatistics, SessionKey
 
@@ -63,7 +64,9 @@ def profile_from_args(args: argparse.Namespace) -> BfdProfile:
     }
     if args.profile_file:
         fields.update(json.loads(Path(args.profile_file).read_text()))
-    return BfdProfile(**fields)
+    profile = BfdProfile(**fields)
+    lazyimport.load_for_bfd([profile])  # before the loop: OpenSSL's import is no loop step
+    return profile
 
 
 async def watch(session: BfdSession) -> None:

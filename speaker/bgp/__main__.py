@@ -29,8 +29,9 @@ from protocols.bgp import (
     Established,
     NotificationReceived,
     NotificationSent,
-    Prefix,
+    RouteKey,
     StateChanged,
+    prefix_key,
 )
 from speaker.bgp.config import (
     BgpConfigError,
@@ -95,22 +96,23 @@ async def watch(session: BgpSession) -> None:
             report(item)
 
 
-def load_routes(args: argparse.Namespace) -> dict[Prefix, RouteAttributes]:
-    routes: dict[Prefix, RouteAttributes] = {}
+def load_routes(args: argparse.Namespace) -> dict[RouteKey, RouteAttributes]:
+    """The routes to announce, by route key (a network each only while it is read)."""
+    routes: dict[RouteKey, RouteAttributes] = {}
     for spec in args.announce_range:
         range_spec, _, extra = spec.partition(",")
         attributes = parse_announce("0.0.0.0/0," + extra)[1] if extra else RouteAttributes()
-        routes.update(dict.fromkeys(prefix_range(range_spec), attributes))
+        routes.update(dict.fromkeys(map(prefix_key, prefix_range(range_spec)), attributes))
     for text in args.announce:
         prefix, attributes = parse_announce(text)
-        routes[prefix] = attributes
+        routes[prefix_key(prefix)] = attributes
     if args.routes_file and Path(args.routes_file).exists():
         entries = json.loads(Path(args.routes_file).read_text() or "[]")
         if not isinstance(entries, list):
             raise BgpConfigError(f"{args.routes_file}: want a JSON list")
         for entry in entries:
             prefix, attributes = parse_route_entry(entry)
-            routes[prefix] = attributes
+            routes[prefix_key(prefix)] = attributes
     return routes
 
 
@@ -138,7 +140,7 @@ CONFIG_FIELDS = frozenset(f.name for f in attrs.fields(BgpPeerConfig))
 
 
 def config_from_args(
-    args: argparse.Namespace, routes: dict[Prefix, RouteAttributes]
+    args: argparse.Namespace, routes: dict[RouteKey, RouteAttributes]
 ) -> BgpPeerConfig:
     given = {k: v for k, v in vars(args).items() if k in CONFIG_FIELDS and v is not None}
     if args.password_file:

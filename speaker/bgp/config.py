@@ -22,8 +22,10 @@ from protocols.bgp import (
     LargeCommunity,
     Origin,
     Prefix,
+    RouteKey,
     SessionConfig,
     graceful_restart_capability,
+    key_is_v6,
     parse_community,
     parse_large_community,
 )
@@ -58,7 +60,10 @@ def _sorted_large(values: Iterable[LargeCommunity]) -> tuple[LargeCommunity, ...
     return tuple(sorted(set(values)))
 
 
-def family_of(prefix: Prefix) -> Family:
+def family_of(prefix: Prefix | RouteKey) -> Family:
+    """The family of a network or a route key (:data:`protocols.bgp.RouteKey`)."""
+    if isinstance(prefix, int):
+        return IPV6_UNICAST if key_is_v6(prefix) else IPV4_UNICAST
     return IPV4_UNICAST if prefix.version == 4 else IPV6_UNICAST
 
 
@@ -86,7 +91,7 @@ def _opt_v6(value: object) -> ipaddress.IPv6Address | None:
     return ipaddress.IPv6Address(value)
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, cache_hash=True)
 class RouteAttributes:
     """What the owner sets for an announced prefix (RFC 4271 §5, RFC 1997, RFC 8092).
 
@@ -274,7 +279,7 @@ class BgpPeerConfig:
         """Minimum TTL we accept (GTSM) or None."""
         return 255 - self.hops + 1 if self.gtsm else None
 
-    def with_families_for(self, prefixes: Iterable[Prefix]) -> BgpPeerConfig:
+    def with_families_for(self, prefixes: Iterable[Prefix | RouteKey]) -> BgpPeerConfig:
         """This config with ``families`` derived (if not set) from the peer address and
         ``prefixes``."""
         if self.families:

@@ -40,7 +40,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any, assert_never
 
 import attrs
@@ -61,25 +61,34 @@ from protocols.bgp import (
     OpenReceived,
     PathAttribute,
     Prefix,
+    RouteKey,
     RouteRefreshReceived,
     ShouldClose,
     ShouldConnect,
     State,
     StateChanged,
-    UpdateMessage,
     UpdateReceived,
-    pack_announcements,
-    pack_withdrawals,
+    encode_announcement_keys,
+    encode_withdrawal_keys,
 )
 from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
-from speaker.addresses import IPAddress, network_key
+from speaker.addresses import IPAddress
 from speaker.alarm import Alarm
 from speaker.bgp import net
 from speaker.bgp.collision import OPENING, Candidate, collision_outcome, peer_id
 from speaker.bgp.config import BgpPeerConfig, RouteAttributes
 from speaker.bgp.link import HIGH_WATER, READ_CHUNK, Link, MessageCounter
 from speaker.bgp.listener import BgpListener
-from speaker.bgp.rib import AdjRibIn, AdjRibOut, OutBatch, path_attributes
+from speaker.bgp.rib import (
+    AdjRibIn,
+    AdjRibOut,
+    AnyChanges,
+    AnyRoutes,
+    OutBatch,
+    SentTable,
+    keyed,
+    path_attributes,
+)
 from speaker.bgp.stats import (
     NOTE_LOG_INTERVAL,
     BgpStatistics,
@@ -133,13 +142,13 @@ class BgpSession:
         self,
         config: BgpPeerConfig,
         *,
-        routes: Mapping[Prefix, RouteAttributes] | None = None,
+        routes: AnyRoutes | None = None,
         rng: random.Random | None = None,
         restarting: bool = False,
     ) -> None:
         """``restarting``: our OPEN sets the Graceful Restart R bit (the process came
         back from a restart within the restart time; only with ``graceful_restart``)."""
-        routes = {} if routes is None else routes
+        routes = {} if routes is None else keyed(routes)
         # families set (the speaker always sets them): no walk over the routes.
         self.config = config if config.families else config.with_families_for(routes)
         self._rng: random.Random = rng or random.SystemRandom()
@@ -249,15 +258,17 @@ class BgpSession:
 
     # ---- commands ---------------------------------------------------------------------
 
-    def set_routes(self, routes: Mapping[Prefix, RouteAttributes]) -> None:
+    def set_routes(self, routes: AnyRoutes) -> None:
         """Replace the desired routes; the difference goes out as incremental UPDATEs
         (or with the next full dump if the session is not Established). ``routes`` is
         taken over (not copied): do not change it afterwards. Costs nothing
-        proportional to the table here; the driver compares it a batch at a time."""
+        proportional to the table here when it is keyed by route key (a
+        :class:`~speaker.bgp.rib.LayeredRoutes`, an int-keyed dict); a table of
+        networks is copied into keys first. The driver compares it a batch at a time."""
         self.rib_out.replace(routes)
         self._kick()
 
-    def update_routes(self, changes: Mapping[Prefix, RouteAttributes | None]) -> None:
+    def update_routes(self, changes: AnyChanges) -> None:
         """Apply ``changes`` to the desired routes (None withdraws a prefix); costs
         ``len(changes)``. The way for an owner that keeps its own table up to date."""
         self.rib_out.update(changes)
@@ -275,7 +286,9 @@ class BgpSession:
     def drained(self) -> bool:
         return self.rib_out.drained
 
-    def announce(self, prefix: Prefix, attributes: RouteAttributes | None = None) -> None:
+    def announce(
+        self, prefix: Prefix | RouteKey, attributes: RouteAttributes | None = None
+    ) -> None:
         self.rib_out.announce(prefix, attributes or RouteAttributes())
         self._kick()
 
@@ -288,7 +301,7 @@ class BgpSession:
         self._kick()
         return [family_name(f) for f in families]
 
-    def withdraw(self, prefix: Prefix) -> None:
+    def withdraw(self, prefix: Prefix | RouteKey) -> None:
         self.rib_out.withdraw(prefix)
         self._kick()
 
@@ -625,8 +638,8 @@ class BgpSession:
             return False  # the writer kicks us when it drains
         if self.rib_out.pending:
             batch = self.rib_out.take(BATCH_PREFIXES)
-            for update in self._encode(batch):
-                self.core.send_update(update, now)
+            for message in self._encode(batch):
+                self.core.send_encoded_update(message, now)
                 self.updates_out += 1
             self.prefixes_withdrawn += len(batch.withdraw)
             self.prefixes_announced += batch.size - len(batch.withdraw)
@@ -639,16 +652,16 @@ class BgpSession:
         self._after([])
         return self.rib_out.pending > 0 and link.queued < HIGH_WATER
 
-    def _encode(self, batch: OutBatch) -> list[UpdateMessage]:
+    def _encode(self, batch: OutBatch) -> list[bytes]:
+        """The batch as encoded UPDATEs, from route keys straight to the wire (keys
+        sort as the networks would: IPv4 first, then by address)."""
         ctx = self.core.codec_context
         hops = self.next_hops
         assert hops is not None and self.negotiated is not None
-        out: list[UpdateMessage] = []
+        out: list[bytes] = []
         over6 = self.ipv4_over_ipv6
         if batch.withdraw:
-            out += pack_withdrawals(
-                sorted(batch.withdraw, key=network_key), ctx, ipv4_over_ipv6=over6
-            )
+            out += encode_withdrawal_keys(sorted(batch.withdraw), ctx, ipv4_over_ipv6=over6)
         for attributes, prefixes in batch.announce.items():
             path = self._attr_cache.get(attributes)
             if path is None:
@@ -659,9 +672,9 @@ class BgpSession:
                     next_hop4=NextHop(address=hops.ipv4) if hops.ipv4 and not over6 else None,
                 )
                 self._attr_cache[attributes] = path
-            out += pack_announcements(
+            out += encode_announcement_keys(
                 path,
-                sorted(prefixes, key=network_key),
+                sorted(prefixes),
                 ctx,
                 ipv6_next_hop=hops.ipv6,
                 ipv6_link_local_next_hop=hops.ipv6_link_local,
@@ -1088,7 +1101,14 @@ class BgpSession:
 
 
 async def _discard(retired: list[Any]) -> None:
-    """Empty what a session retired (speaker.bgp.rib.AdjRibOut.retired) in slices."""
+    """Empty what a session retired (speaker.bgp.rib.AdjRibOut.retired) in slices (a
+    :class:`SentTable` shard by shard)."""
     slicer = Slicer()
     while retired:
-        await slicer.discard(retired.pop())
+        item = retired.pop()
+        if isinstance(item, SentTable):
+            for shard in item.shards:
+                await slicer.discard(shard)
+            item.count = 0
+        else:
+            await slicer.discard(item)

@@ -21,7 +21,6 @@ reload and the log say where and what kind, never the value.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
 import re
@@ -174,6 +173,8 @@ def suggest(key: str, known: list[str]) -> str | None:
     snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower().replace("-", "_")
     if snake in known:
         return snake
+    import difflib  # here: only a file with an unknown key needs it (idle RSS)
+
     close = difflib.get_close_matches(snake, known, n=1, cutoff=0.6)
     if close:
         return close[0]

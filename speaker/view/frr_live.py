@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from protocols.bgp import CeaseSubcode
+from protocols.bgp import CeaseSubcode, key_is_v6, key_prefix
 from protocols.bgp import State as BgpState
 from speaker.app import Speaker
 from speaker.log import fields
@@ -46,12 +46,12 @@ async def _sent_by_family(runner: PeerRunner, slicer: Slicer) -> dict[tuple[int,
     if bgp is None or bgp.state is not BgpState.ESTABLISHED:
         return {}
     families = runner.plan.bgp.families
-    advertised = bgp.rib_out.advertised
+    advertised = bgp.rib_out.sent  # by route key
     if len(families) <= 1:
         return {families[0]: len(advertised)} if families else {}
     counts: Counter[tuple[int, int]] = Counter()
-    for n, prefix in enumerate(await slicer.keys(advertised)):
-        counts[(1, 1) if prefix.version == 4 else (2, 1)] += 1
+    for n, route in enumerate(await slicer.keys(advertised)):
+        counts[(2, 1) if key_is_v6(route) else (1, 1)] += 1
         if n % 1024 == 0:
             await slicer.tick()
     return dict(counts)
@@ -149,11 +149,12 @@ async def advertised_routes(speaker: Speaker, family: str, name: str) -> dict[st
     slicer = Slicer()
     routes: dict[str, Any] = {}
     if bgp is not None and bgp.state is BgpState.ESTABLISHED:
-        table = bgp.rib_out.advertised
-        version = 4 if wanted == (1, 1) else 6
-        for n, prefix in enumerate(await slicer.keys(table)):
-            attributes = table.get(prefix)
-            if attributes is not None and prefix.version == version:
+        table = bgp.rib_out.sent  # by route key: a network only for the family asked
+        v6 = wanted != (1, 1)
+        for n, route in enumerate(await slicer.keys(table)):
+            attributes = table.get(route)
+            if attributes is not None and key_is_v6(route) == v6:
+                prefix = key_prefix(route)
                 routes[str(prefix)] = frr.advertised_route(prefix, attributes)
             if n % _ROUTES_PER_TICK == 0:
                 await slicer.tick()

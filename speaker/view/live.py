@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from protocols.bgp import State as BgpState
+from protocols.bgp import key_prefix
 from speaker import __version__
 from speaker.app import Speaker
 from speaker.bfd.runtime import BfdSession
@@ -277,16 +278,18 @@ async def explain_routes(speaker: Speaker) -> list[dict[str, Any]]:
         # Without a session nothing is sent and there is no route list to read:
         # computing one (Speaker.routes_for) is O(routes) in a single step, the very
         # stall that would cost the other peers' BFD while this one is down.
-        desired = bgp.rib_out.desired if bgp is not None else None
-        advertised = bgp.rib_out.advertised if bgp is not None else {}
+        rib = bgp.rib_out if bgp is not None else None
+        desired = rib.desired if rib is not None else None
+        advertised = rib.advertised if rib is not None else {}
         announced = row["announced"] = EncodedArray()
-        row["routesListed"] = desired is not None
+        row["routesListed"] = rib is not None
         batch: list[dict[str, Any]] = []
-        table = desired or {}
-        for route in await slicer.keys(table):
-            attributes = table.get(route)
-            if attributes is not None:
-                batch.append(route_record(route, attributes, advertised=route in advertised))
+        # By route key; a network is made for each record only (in the slices).
+        for route in await slicer.keys(rib.desired_keys) if rib is not None else ():
+            attributes = rib.want(route) if rib is not None else None
+            if attributes is not None and rib is not None:
+                batch.append(route_record(key_prefix(route), attributes,
+                                          advertised=route in rib.sent))  # fmt: skip
             if len(batch) == _ROUTES_PER_RUN:
                 announced.extend(batch)
                 batch = []

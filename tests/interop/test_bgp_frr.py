@@ -1,7 +1,7 @@
 """Our BGP speaker (in spk) against FRR bgpd (in rtr1): announce/withdraw over IPv4 and
 IPv6 sessions, and a 500k-prefix table from FRR that must not disturb our session.
 
-Route prefixes come from 198.19.0.0/16 and 2001:2:ff::/64 only.
+Route prefixes come from 198.19.0.0/16 and 2001:2:0:ff::/64 only.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_requir
         ),
     ).start()
     routes4 = ["198.19.3.0/24,community=65000:3,med=30", "198.19.4.1/32"]
-    routes6 = ["2001:2:ff::3/128,community=65000:6", "2001:2:ff::100/120"]
+    routes6 = ["2001:2:0:ff::3/128,community=65000:6", "2001:2:0:ff::100/120"]
     v4 = OurBgp(spk, peer=r4, peer_as=64512, local_as=64513, router_id=str(spk.lo4),
                 routes=routes4, name="v4").start()  # fmt: skip
     v6 = OurBgp(spk, peer=r6, peer_as=64512, local_as=64513, router_id=str(spk.lo4),
@@ -53,7 +53,7 @@ def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_requir
 
     wait_until(lambda: routes("ipv4") == {"198.19.3.0/24", "198.19.4.1/32"}, timeout=10,
                what="FRR: our IPv4 routes")  # fmt: skip
-    wait_until(lambda: routes("ipv6") == {"2001:2:ff::3/128", "2001:2:ff::100/120"}, timeout=10,
+    wait_until(lambda: routes("ipv6") == {"2001:2:0:ff::3/128", "2001:2:0:ff::100/120"}, timeout=10,
                what="FRR: our IPv6 routes")  # fmt: skip
     detail = frr.vtysh_json("bgpd", "show bgp ipv4 unicast 198.19.3.0/24 json")
     (info,) = detail["paths"]
@@ -61,14 +61,14 @@ def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_requir
     assert info["metric"] == 30
     assert info["community"]["string"] == "65000:3"
     assert info["nexthops"][0]["ip"] == s4
-    detail6 = frr.vtysh_json("bgpd", "show bgp ipv6 unicast 2001:2:ff::3/128 json")
+    detail6 = frr.vtysh_json("bgpd", "show bgp ipv6 unicast 2001:2:0:ff::3/128 json")
     hops6 = {h["ip"] for h in detail6["paths"][0]["nexthops"]}
     assert s6 in hops6, detail6["paths"][0]["nexthops"]
 
     v4.set_routes(routes4[1:])
     v6.set_routes(routes6[:1])
     wait_until(lambda: routes("ipv4") == {"198.19.4.1/32"}, timeout=10, what="IPv4 withdrawal")
-    wait_until(lambda: routes("ipv6") == {"2001:2:ff::3/128"}, timeout=10, what="v6 withdrawal")
+    wait_until(lambda: routes("ipv6") == {"2001:2:0:ff::3/128"}, timeout=10, what="v6 withdrawal")
     assert v4.stop() == 0 and v6.stop() == 0
     wait_until(lambda: not routes("ipv4") and not routes("ipv6"), timeout=10, what="all gone")
 
@@ -76,12 +76,12 @@ def test_frr_takes_our_ipv4_and_ipv6_routes_and_withdrawals(lab: Lab, lab_requir
 def test_full_table_from_frr_keeps_session_and_memory_bounded(
     lab: Lab, lab_require: Require
 ) -> None:
-    """FRR sends 500k IPv6 /128s (from 2001:2:ff::/64) with hold time 9 s: we stay
+    """FRR sends 500k IPv6 /128s (from 2001:2:0:ff::/64) with hold time 9 s: we stay
     Established, neither side's hold timer expires, and our peak RSS stays bounded."""
     lab_require("frr")
     spk, rtr = lab["spk"], lab["rtr1"]
     s6, r6 = str(spk.addr6("rtr1")), str(rtr.addr6("spk"))
-    base = int(ipaddress.IPv6Address("2001:2:ff::"))
+    base = int(ipaddress.IPv6Address("2001:2:0:ff::"))
     networks = [f"{ipaddress.IPv6Address(base + i)}/128" for i in range(FULL_TABLE)]
     config = bgpd_config(
         64512,

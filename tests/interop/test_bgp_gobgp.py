@@ -1,6 +1,6 @@
 """Our BGP speaker (``python -m speaker.bgp`` in spk) against gobgpd (passive, in rtr1).
 
-Route prefixes come from 198.19.0.0/16 and 2001:2:ff::/64 only.
+Route prefixes come from 198.19.0.0/16 and 2001:2:0:ff::/64 only.
 """
 
 from __future__ import annotations
@@ -122,20 +122,20 @@ def test_ipv6_session_announces_with_global_and_link_local_next_hop(
     spk, rtr = lab["spk"], lab["rtr1"]
     s_addr, r_addr = str(spk.addr6("rtr1")), str(rtr.addr6("spk"))
     router = gobgp_router(lab, 64512, neighbor_toml(s_addr, 64513))
-    routes = ["2001:2:ff::10/128,community=65000:6", "2001:2:ff::/120,med=7"]
+    routes = ["2001:2:0:ff::10/128,community=65000:6", "2001:2:0:ff::/120,med=7"]
     speaker = our(lab, r_addr, 64512, 64513, routes=routes)
     speaker.wait_state("Established")
     rib = router.wait_rib(lambda r: len(r) == 2, family="ipv6", what="2 IPv6 routes")
-    assert set(rib) == {"2001:2:ff::10/128", "2001:2:ff::/120"}
-    reach = path_attrs(rib["2001:2:ff::10/128"][0])[MP_REACH]
+    assert set(rib) == {"2001:2:0:ff::10/128", "2001:2:0:ff::/120"}
+    reach = path_attrs(rib["2001:2:0:ff::10/128"][0])[MP_REACH]
     assert reach["nexthop"] == s_addr
     hops = speaker.stats()["next_hops"]
     assert hops["ipv6"] == s_addr and hops["ipv6_link_local"].startswith("fe80::"), hops
-    assert as_path(rib["2001:2:ff::/120"][0]) == [64513]
-    assert path_attrs(rib["2001:2:ff::/120"][0])[MED]["metric"] == 7
+    assert as_path(rib["2001:2:0:ff::/120"][0]) == [64513]
+    assert path_attrs(rib["2001:2:0:ff::/120"][0])[MED]["metric"] == 7
     speaker.set_routes(routes[:1])
     rib = router.wait_rib(lambda r: len(r) == 1, family="ipv6", what="IPv6 withdrawal")
-    assert set(rib) == {"2001:2:ff::10/128"}
+    assert set(rib) == {"2001:2:0:ff::10/128"}
 
 
 def test_md5_right_password_establishes_wrong_never(lab: Lab, lab_require: Require) -> None:

@@ -7,7 +7,7 @@
 - IPv6 routes come back after a link flap removed the IPv6 address and it is re-added.
 
 Addresses: the lab's 198.18.0.0/15 and 2001:2::/48; routes from 198.19.0.0/16 and
-2001:2:ff::/64.
+2001:2:0:ff::/64.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from tests.helpers import Require
 pytestmark = pytest.mark.lab
 
 VIP4 = "198.19.0.10/32"
-VIP6 = "2001:2:ff::10/128"
+VIP6 = "2001:2:0:ff::10/128"
 
 
 def speaker_toml(
     lab: Lab, peer: str, *, extra_peer: str = "", v6: bool = False, router_id: str | None = None
 ) -> str:
     spk, rtr = lab["spk"], lab["rtr1"]
-    pools = '["198.19.0.0/24", "2001:2:ff::/120"]' if v6 else '["198.19.0.0/24"]'
-    services = '\n[[services]]\nname = "web6"\naddress = "2001:2:ff::10"\n' if v6 else ""
+    pools = '["198.19.0.0/24", "2001:2:0:ff::/120"]' if v6 else '["198.19.0.0/24"]'
+    services = '\n[[services]]\nname = "web6"\naddress = "2001:2:0:ff::10"\n' if v6 else ""
     return f"""
 [speaker]
 router_id = "{router_id or spk.addr4("rtr1")}"

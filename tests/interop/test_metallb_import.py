@@ -114,7 +114,7 @@ spec:
 apiVersion: metallb.io/v1beta1
 kind: IPAddressPool
 metadata: {{name: vips, namespace: metallb-system}}
-spec: {{addresses: [198.19.0.8/30, "2001:2:ff::8/126"]}}
+spec: {{addresses: [198.19.0.8/30, "2001:2:0:ff::8/126"]}}
 ---
 apiVersion: metallb.io/v1beta1
 kind: BGPAdvertisement
@@ -160,7 +160,7 @@ def test_dynamic_asn_router_ids_and_families_against_frr(lab: Lab, lab_require) 
     )
     OurSpeaker(spk, config).start()
     v4 = {f"198.19.0.{i}/32" for i in range(8, 12)}
-    v6 = {f"2001:2:ff::{i:x}/128" for i in range(8, 12)}
+    v6 = {f"2001:2:0:ff::{i:x}/128" for i in range(8, 12)}
     frr1, frr2 = routers["rtr1"], routers["rtr2"]
     for frr, s_addr in ((frr1, s1), (frr2, s2)):
         frr.wait_bgp_state(s_addr, timeout=30)

@@ -23,7 +23,7 @@ def test_exabgp_announces_static_routes_to_gobgpd(lab: Lab, lab_require: Require
     s_addr, r_addr = str(spk.addr6("rtr1")), str(rtr.addr6("spk"))
     router = GoBGP(rtr, asn=64512, router_id=str(rtr.lo4),
                    neighbors=neighbor_toml(s_addr, 64513)).start()  # fmt: skip
-    routes = [f"2001:2:ff::{i}/128" for i in range(1, 4)]
+    routes = [f"2001:2:0:ff::{i}/128" for i in range(1, 4)]
     config = neighbor_block(r_addr, local_address=s_addr, local_as=64513, peer_as=64512,
                             router_id=str(spk.lo4), routes=routes)  # fmt: skip
     exa = ExaBGP(spk, config=config).start()

@@ -99,15 +99,15 @@ def test_gobgp_pair_exchanges_routes(lab: Lab, lab_require: Require) -> None:
     router.wait_established(str(spk.addr4("rtr1")))
     router.wait_established(str(spk.addr6("rtr1")))
     speaker.add_route("198.19.0.10/32", "nexthop", str(spk.addr4("rtr1")), "community", "65000:100")
-    speaker.add_route("2001:2:ff::10/128", "nexthop", str(spk.addr6("rtr1")), family="ipv6")
+    speaker.add_route("2001:2:0:ff::10/128", "nexthop", str(spk.addr6("rtr1")), family="ipv6")
     rib = router.wait_rib(lambda r: "198.19.0.10/32" in r, what="198.19.0.10/32")
     (path,) = rib["198.19.0.10/32"]
     attrs = path_attrs(path)
     assert attrs[3]["nexthop"] == str(spk.addr4("rtr1"))
     assert attrs[2]["as_paths"][0]["asns"] == [64513]
     assert attrs[8]["communities"] == [65000 << 16 | 100]
-    rib6 = router.wait_rib(lambda r: "2001:2:ff::10/128" in r, family="ipv6", what="v6 route")
-    mp_reach = path_attrs(rib6["2001:2:ff::10/128"][0])[14]
+    rib6 = router.wait_rib(lambda r: "2001:2:0:ff::10/128" in r, family="ipv6", what="v6 route")
+    mp_reach = path_attrs(rib6["2001:2:0:ff::10/128"][0])[14]
     assert mp_reach["nexthop"] == str(spk.addr6("rtr1")), mp_reach
     speaker.del_route("198.19.0.10/32")
     router.wait_rib(lambda r: "198.19.0.10/32" not in r, what="withdrawal")

@@ -274,7 +274,7 @@ async def test_ipv6_routes_go_out_when_the_interface_gets_its_address_back(
     port = await nursery.start(peer.serve)
     routes = {
         ipaddress.ip_network("198.19.0.1/32"): RouteAttributes(),
-        ipaddress.ip_network("2001:2:ff::1/128"): RouteAttributes(),
+        ipaddress.ip_network("2001:2:0:ff::1/128"): RouteAttributes(),
     }
     session = BgpSession(our_config(port), routes=routes)
     await nursery.start(session.run)
@@ -287,7 +287,7 @@ async def test_ipv6_routes_go_out_when_the_interface_gets_its_address_back(
     monkeypatch.setattr(net, "next_hops", lambda local, config: back)
     await trio.sleep(1.5)
     assert set(peer.announced()) == set(routes)
-    v6 = peer.announced()[ipaddress.ip_network("2001:2:ff::1/128")]
+    v6 = peer.announced()[ipaddress.ip_network("2001:2:0:ff::1/128")]
     assert v6.mp_reach is not None and v6.mp_reach.next_hop == back.ipv6
     assert session.statistics().next_hops["ipv6"] == "2001:2::5"
     assert session.statistics().flaps == 0

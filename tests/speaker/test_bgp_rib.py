@@ -5,6 +5,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_network
 
 import pytest
+import trio
 
 from protocols.bgp import (
     IPV4_UNICAST,
@@ -18,10 +19,12 @@ from protocols.bgp import (
     Prefix,
     WellKnownCommunity,
     pack_announcements,
+    prefix_key,
 )
 from speaker.bgp import BgpConfigError, RouteAttributes, parse_announce, prefix_range
 from speaker.bgp.config import parse_route_entry
-from speaker.bgp.rib import AdjRibOut, path_attributes
+from speaker.bgp.rib import AdjRibOut, SentTable, path_attributes
+from speaker.bgp.session import _discard
 
 
 def test_parse_announce_with_every_attribute() -> None:
@@ -37,8 +40,8 @@ def test_parse_announce_with_every_attribute() -> None:
         communities=(WellKnownCommunity.NO_EXPORT, 65000 << 16 | 1),
         large_communities=(LargeCommunity(global_admin=4200000001, local1=7, local2=9),),
     )
-    assert parse_route_entry({"prefix": "2001:2:ff::/64", "communities": ["65000:2"]}) == (
-        IPv6Network("2001:2:ff::/64"),
+    assert parse_route_entry({"prefix": "2001:2:0:ff::/64", "communities": ["65000:2"]}) == (
+        IPv6Network("2001:2:0:ff::/64"),
         RouteAttributes(communities=[65000 << 16 | 2]),
     )
     for bad in ("198.19.0.1/33", "198.19.0.0/16,med=x", "198.19.0.0/16,colour=red"):
@@ -50,7 +53,7 @@ def test_prefix_range_generates_host_routes() -> None:
     routes = prefix_range("198.19.0.0/16:1000")
     assert len(routes) == 1000 and routes[0] == IPv4Network("198.19.0.0/32")
     assert routes[-1] == IPv4Network("198.19.3.231/32")
-    assert prefix_range("2001:2:ff::/64:2")[1] == IPv6Network("2001:2:ff::1/128")
+    assert prefix_range("2001:2:0:ff::/64:2")[1] == IPv6Network("2001:2:0:ff::1/128")
     with pytest.raises(BgpConfigError):
         prefix_range("198.19.0.0/16:70000")
 
@@ -77,13 +80,14 @@ def test_adj_rib_out_full_dump_then_only_differences() -> None:
     changed = dict(routes)
     changed[ip_network("198.19.0.3/32")] = b
     del changed[ip_network("198.19.0.4/32")]
-    changed[ip_network("2001:2:ff::1/128")] = a
+    changed[ip_network("2001:2:0:ff::1/128")] = a
     rib.replace(changed)
     batch = rib.take(1000)
-    assert batch.withdraw == [ip_network("198.19.0.4/32")]
+    # Route keys: the batch goes to the wire as they are.
+    assert batch.withdraw == [prefix_key(ip_network("198.19.0.4/32"))]
     assert batch.announce == {
-        b: [ip_network("198.19.0.3/32")],
-        a: [ip_network("2001:2:ff::1/128")],
+        b: [prefix_key(ip_network("198.19.0.3/32"))],
+        a: [prefix_key(ip_network("2001:2:0:ff::1/128"))],
     }
     rib.replace(dict(changed))
     assert rib.pending > 0  # compared a slice at a time, in take()
@@ -120,7 +124,7 @@ def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() 
     while not rib.synchronised:
         rib.take(1000)
         rib.take_end_of_rib()
-    sent = rib.advertised
+    sent = rib.sent
     assert len(sent) == 5_000
     rib.session_down()
     assert rib.advertised == {} and rib.pending == 0
@@ -130,3 +134,26 @@ def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() 
     small.take(10)
     small.session_down()
     assert small.retired == []  # small tables just go
+
+
+def test_a_retired_sent_table_is_emptied_shard_by_shard() -> None:
+    # What the peer held is a SentTable (61 dicts): the session's _discard empties
+    # every shard, in slices, and leaves the table counted empty.
+    a = RouteAttributes()
+    routes: dict[Prefix, RouteAttributes] = {
+        IPv4Network((0xC6130000 + i, 32)): a for i in range(5_000)
+    }
+    rib = AdjRibOut(routes)
+    rib.session_up([IPV4_UNICAST])
+    while not rib.synchronised:
+        rib.take(1000)
+        rib.take_end_of_rib()
+    sent = rib.sent
+    rib.session_down()
+    retired = rib.retired
+    assert isinstance(retired[0], SentTable) and retired[0] is sent
+    assert sum(len(shard) for shard in sent.shards) == 5_000
+    rib.retired = []
+    trio.run(_discard, retired)
+    assert retired == [] and len(sent) == 0
+    assert all(not shard for shard in sent.shards)

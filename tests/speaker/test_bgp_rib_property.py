@@ -8,7 +8,7 @@ from ipaddress import ip_network
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from protocols.bgp import IPV4_UNICAST, IPV6_UNICAST, Prefix
+from protocols.bgp import IPV4_UNICAST, IPV6_UNICAST, Prefix, key_prefix, prefix_key
 from speaker.bgp.config import RouteAttributes, family_of
 from speaker.bgp.rib import AdjRibOut, LayeredRoutes
 
@@ -51,12 +51,13 @@ def test_sliced_takes_reach_exactly_the_desired_state(
     def drain(limit: int) -> None:
         batch = rib.take(limit)
         assert up or batch.size == 0
-        for prefix in batch.withdraw:
+        for route in batch.withdraw:  # route keys: the batch goes to the wire as they are
+            prefix = key_prefix(route)
             assert prefix in peer  # never a withdrawal of what the peer does not hold
             del peer[prefix]
-        for attributes, prefixes in batch.announce.items():
-            for prefix in prefixes:
-                peer[prefix] = attributes
+        for attributes, routes_ in batch.announce.items():
+            for route in routes_:
+                peer[key_prefix(route)] = attributes
 
     for op, arg in ops:
         if op == "replace":
@@ -68,7 +69,10 @@ def test_sliced_takes_reach_exactly_the_desired_state(
             base, layer = arg
             model = {**base, **layer}
             model = {p: a for p, a in model.items() if a is not None}
-            rib.replace(LayeredRoutes(base, dict(layer)))
+            rib.replace(LayeredRoutes(
+                {prefix_key(p): a for p, a in base.items()},
+                {prefix_key(p): a for p, a in layer.items()},
+            ))  # fmt: skip
         elif op == "update":
             assert isinstance(arg, dict)
             rib.update(arg)
@@ -127,14 +131,14 @@ def test_changes_while_up_converge(
                 else:
                     model[prefix] = attributes
         batch = rib.take(limit)
-        for prefix in batch.withdraw:
-            del peer[prefix]
-        for attributes, prefixes in batch.announce.items():
-            peer.update(dict.fromkeys(prefixes, attributes))
+        for route in batch.withdraw:
+            del peer[key_prefix(route)]
+        for attributes, routes_ in batch.announce.items():
+            peer.update(dict.fromkeys(map(key_prefix, routes_), attributes))
     while rib.pending:
         batch = rib.take(2)
-        for prefix in batch.withdraw:
-            del peer[prefix]
-        for attributes, prefixes in batch.announce.items():
-            peer.update(dict.fromkeys(prefixes, attributes))
+        for route in batch.withdraw:
+            del peer[key_prefix(route)]
+        for attributes, routes_ in batch.announce.items():
+            peer.update(dict.fromkeys(map(key_prefix, routes_), attributes))
     assert peer == model == rib.advertised

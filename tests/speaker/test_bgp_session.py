@@ -14,6 +14,7 @@ import trio.testing
 
 from protocols.bgp import (
     IPV4_UNICAST,
+    IPV4_UNICAST_IPV6_NEXT_HOP,
     IPV6_UNICAST,
     AsPath,
     CeaseSubcode,
@@ -31,7 +32,7 @@ from protocols.bgp import (
     State,
     pack_announcements,
 )
-from speaker.bgp import BgpSession, RouteAttributes
+from speaker.bgp import BgpSession, RouteAttributes, net
 from speaker.bgp.net import md5sig
 from speaker.bgp.session import BATCH_PREFIXES
 from tests.helpers.bgp_peer import (
@@ -319,7 +320,7 @@ async def test_keep_adj_rib_in_and_ipv6_next_hops(
     peer = Peer(peer_core(), family=socket.AF_INET6)
     port = await nursery.start(peer.serve)
     routes: dict[Prefix, RouteAttributes] = {
-        ipaddress.IPv6Network("2001:2:ff::/64"): RouteAttributes()
+        ipaddress.IPv6Network("2001:2:0:ff::/64"): RouteAttributes()
     }
     session = BgpSession(
         our_config(port, peer_address="::1", keep_adj_rib_in=True, next_hop6="2001:2::1"),
@@ -331,19 +332,57 @@ async def test_keep_adj_rib_in_and_ipv6_next_hops(
     reach = update.mp_reach
     assert isinstance(reach, MpReachNlri)
     assert reach.next_hop == ipaddress.IPv6Address("2001:2::1")
-    assert reach.nlri == (ipaddress.IPv6Network("2001:2:ff::/64"),)
+    assert reach.nlri == (ipaddress.IPv6Network("2001:2:0:ff::/64"),)
     ctx = peer.core.codec_context
     v6 = pack_announcements(
         [OriginAttribute(value=Origin.IGP), AsPath.sequence(PEER_ASN)],
-        [ipaddress.IPv6Network("2001:2:ff:1::/64")],
+        [ipaddress.IPv6Network("2001:2:0:ff:1::/80")],
         ctx,
         ipv6_next_hop=ipaddress.IPv6Address("2001:2::2"),
     )
     peer.send(b"".join(u.encode(ctx) for u in v6))
     await wait_for(lambda: session.rib_in.routes)
-    route = session.rib_in.routes[ipaddress.IPv6Network("2001:2:ff:1::/64")]
+    route = session.rib_in.routes[ipaddress.IPv6Network("2001:2:0:ff:1::/80")]
     assert route.next_hop == "2001:2::2"
     assert session.statistics().adj_rib_in == {"ipv6-unicast": 1}
+    session.cancel()
+
+
+async def test_rfc8950_session_sends_ipv4_routes_from_keys_in_mp_reach_and_mp_unreach(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Extended next hop negotiated, no IPv4 next hop (as on an unnumbered link: ::1's
+    # interface, lo, has 127.0.0.1, so the next hops are fixed here): the route keys of
+    # IPv4 routes go out in MP_REACH_NLRI (AFI 1) with our IPv6 next hop, and are
+    # withdrawn in MP_UNREACH_NLRI (AFI 1).
+    hops = net.NextHops(ipv4=None, ipv6=ipaddress.IPv6Address("2001:2::1"), ipv6_link_local=None)
+    monkeypatch.setattr(net, "next_hops", lambda local, config: hops)
+    peer = Peer(peer_core(extended_next_hop=(IPV4_UNICAST_IPV6_NEXT_HOP,)), family=socket.AF_INET6)
+    port = await nursery.start(peer.serve)
+    route = ipaddress.IPv4Network("198.19.0.7/32")
+    routes: dict[Prefix, RouteAttributes] = {route: RouteAttributes()}
+    session = BgpSession(
+        our_config(port, peer_address="::1", extended_next_hop=True, next_hop6="2001:2::1"),
+        routes=routes,
+    )
+    await nursery.start(session.run)
+    await wait_for(lambda: peer.of(EndOfRib))
+    assert session.ipv4_over_ipv6
+    (update,) = [u for _, u in peer.updates if not u.end_of_rib]
+    reach = update.mp_reach
+    assert isinstance(reach, MpReachNlri) and reach.afi == 1
+    assert reach.next_hop == ipaddress.IPv6Address("2001:2::1")
+    assert reach.nlri == (route,) and update.nlri == () and update.get(NextHop) is None
+    session.withdraw(route)
+    await wait_for(
+        lambda: len([u for _, u in peer.updates if u.mp_unreach and not u.end_of_rib]) == 1
+    )
+    (gone,) = [u for _, u in peer.updates if u.mp_unreach and not u.end_of_rib]
+    unreach = gone.mp_unreach
+    assert unreach is not None and unreach.afi == 1 and unreach.withdrawn == (route,)
+    assert gone.withdrawn == ()
     session.cancel()
 
 
@@ -382,7 +421,7 @@ def test_peer_config_validation() -> None:
     assert attrs.evolve(cfg, ebgp_multihop=3).send_ttl == 3
     assert attrs.evolve(cfg, gtsm=True, ebgp_multihop=2).min_ttl == 254
     assert attrs.evolve(cfg, peer_asn=LOCAL_ASN).send_ttl == 64
-    assert cfg.with_families_for([ipaddress.ip_network("2001:2:ff::/64")]).families == (
+    assert cfg.with_families_for([ipaddress.ip_network("2001:2:0:ff::/64")]).families == (
         IPV4_UNICAST,
         IPV6_UNICAST,
     )

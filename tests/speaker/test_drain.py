@@ -23,6 +23,8 @@ from protocols.bgp import (
     NotificationReceived,
     Prefix,
     UpdateMessage,
+    key_prefix,
+    prefix_key,
 )
 from protocols.bgp.graceful_shutdown import GRACEFUL_SHUTDOWN
 from speaker import commands
@@ -78,7 +80,8 @@ def test_a_drained_session_sends_every_route_again_then_again_without() -> None:
     rib = AdjRibOut(routes)
     rib.session_up([IPV4_UNICAST])
     assert len(_sent(rib)) == 1000 and rib.take_end_of_rib() == [IPV4_UNICAST]
-    rib.update({IPv4Network("198.19.9.1/32"): RouteAttributes()})  # an overlay entry
+    extra: dict[Prefix, RouteAttributes | None] = {IPv4Network("198.19.9.1/32"): RouteAttributes()}
+    rib.update(extra)  # an overlay entry
     assert len(_sent(rib)) == 1
     rib.set_drained(True)
     assert rib.pending == 1001  # scheduled, nothing compared yet
@@ -151,7 +154,7 @@ def test_a_drained_service_costs_its_routes_only(tmp_path: Path) -> None:
     names = set(derived.services)
     table.set_announced(names, withdrawn={"s3"})
     changes = table.set_drained("s1", True)
-    assert list(changes["r"]) == [IPv4Network("198.19.0.1/32")]
+    assert list(changes["r"]) == [prefix_key(IPv4Network("198.19.0.1/32"))]
     (attributes,) = changes["r"].values()
     assert attributes is not None and attributes.graceful_shutdown
     assert attributes.communities == (65000 << 16 | 7,)
@@ -526,11 +529,11 @@ def test_a_session_drained_and_undrained_while_up_converges(
     rib.session_up(families)
 
     def take(limit: int) -> None:
-        batch = rib.take(limit)
-        for prefix in batch.withdraw:
-            del peer[prefix]
-        for attributes, prefixes in batch.announce.items():
-            peer.update(dict.fromkeys(prefixes, attributes))
+        batch = rib.take(limit)  # route keys
+        for route in batch.withdraw:
+            del peer[key_prefix(route)]
+        for attributes, keys in batch.announce.items():
+            peer.update(dict.fromkeys(map(key_prefix, keys), attributes))
 
     for op, arg in ops:
         if op == "update":

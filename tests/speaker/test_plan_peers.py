@@ -62,7 +62,7 @@ def test_bfd_strict_needs_a_bfd_profile() -> None:
 POOLS = """
 [[pools]]
 name = "dual"
-addresses = ["198.19.0.0/30", "2001:2:ff::/126"]
+addresses = ["198.19.0.0/30", "2001:2:0:ff::/126"]
 
 [[advertisements]]
 name = "all"

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
+from typing import TypeVar
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from protocols.bgp import key_prefix
+from speaker.addresses import IPNetwork
 from speaker.announce import RouteTable, routes_for_peer
 from speaker.config import loads_config
 from speaker.slices import run_at_once
 from tests.helpers.configs import ANNOUNCE_CONFIG, many_services
 
+T = TypeVar("T")
 SERVICES = ["www", "api", "static", "v6", "assigned"]
 ASSIGNED = {"assigned": ipaddress.ip_address("203.0.113.9")}
 CONFIG_ = loads_config(ANNOUNCE_CONFIG)
 subsets = st.frozensets(st.sampled_from(SERVICES))
+
+
+def by_prefix(routes: Mapping[int, T]) -> dict[IPNetwork, T]:
+    """A table keyed by route key (as the table gives them) keyed by network."""
+    return {key_prefix(k): v for k, v in routes.items()}
 
 
 @settings(max_examples=200, deadline=None)
@@ -33,7 +43,7 @@ def test_table_follows_routes_for_peer(
         changes = table.set_announced(healthy, withdrawn)
         for peer in table.peers:
             # Applying the returned changes to what the peer held gives the new routes.
-            for prefix, attributes in changes.get(peer, {}).items():
+            for prefix, attributes in by_prefix(changes.get(peer, {})).items():
                 assert held[peer].get(prefix) != attributes
                 if attributes is None:
                     del held[peer][prefix]
@@ -41,7 +51,7 @@ def test_table_follows_routes_for_peer(
                     held[peer][prefix] = attributes
             expected = routes_for_peer(CONFIG_, peer, healthy, ASSIGNED, withdrawn)
             assert held[peer] == expected == table.routes(peer)
-            base, overlay = table.layers(peer)
+            base, overlay = map(by_prefix, table.layers(peer))
             assert {**base, **overlay} == {**expected, **dict.fromkeys(overlay.keys() - expected)}
 
 
@@ -80,7 +90,7 @@ def test_single_service_changes_follow_routes_for_peer(moves: list[tuple[str, bo
         changes = table.set_service(service, on)
         announced = announced | {service} if on else announced - {service}
         for peer in table.peers:
-            for prefix, attributes in changes.get(peer, {}).items():
+            for prefix, attributes in by_prefix(changes.get(peer, {})).items():
                 if attributes is None:
                     del held[peer][prefix]
                 else:

@@ -177,11 +177,11 @@ def test_advertised_routes_json_and_text_as_frrs() -> None:
     assert text[-1] == frr_text[-1] == "Total number of prefixes 1"
     med = frr.advertised_route(prefix, RouteAttributes(med=30, local_pref=200))
     assert med["metric"] == 30 and med["locPrf"] == 200
-    v6 = ipaddress.ip_network("2001:2:ff::100/120")
+    v6 = ipaddress.ip_network("2001:2:0:ff::100/120")
     long_text = show_frr.format_advertised_routes(
         {"advertisedRoutes": {str(v6): frr.advertised_route(v6, RouteAttributes())}}
     ).splitlines()
-    assert long_text[9] == "*> 2001:2:ff::100/120" and long_text[10].startswith(" " * 20 + "::")
+    assert long_text[9] == "*> 2001:2:0:ff::100/120" and long_text[10].startswith(" " * 20 + "::")
 
 
 def test_bfd_peer_brief_and_rtt_as_frrs() -> None:
