@@ -419,8 +419,9 @@ class BfdSession:
 
     def _flush(self) -> None:
         # Events first: a path failure cancels the BGP session (and writes its Cease)
-        # before anything here is sent.
-        self._drain_events()
+        # before anything here is sent; logged once the packets are out.
+        changes: list[StateChanged] = []
+        self._drain_events(changes)
         datagrams = self._releasable(self.core.datagrams_to_send())
         if datagrams:
             self._send_now(datagrams)
@@ -428,7 +429,9 @@ class BfdSession:
         if echoes:
             self._echo_queue.extend(echoes)
             self._alarm.kick()
-        self._drain_events()
+        self._drain_events(changes)
+        for change in changes:
+            self._log_change(change)
 
     def _send_now(self, datagrams: list[bytes]) -> None:
         """Send without waiting; what the socket refuses goes to the session's task."""
@@ -547,10 +550,15 @@ class BfdSession:
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
 
-    def _drain_events(self) -> None:
+    def _drain_events(self, unlogged: list[StateChanged] | None = None) -> None:
+        """Publish the core's events; ``unlogged``: collect state changes there to be
+        logged by the caller (after it has sent the packets: a log line costs
+        ~0.1 ms, which the Down packet should not wait for)."""
         while (event := self.core.next_event()) is not None:
             if isinstance(event, StateChanged):
-                self._publish(event)
+                self._publish(event, log_it=unlogged is None)
+                if unlogged is not None:
+                    unlogged.append(event)
             elif isinstance(event, TimersChanged):
                 log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
@@ -574,7 +582,7 @@ class BfdSession:
                     self.runtime_discards[f"send-error-{exc.errno}"] += 1
                 break
 
-    def _publish(self, event: StateChanged) -> None:
+    def _publish(self, event: StateChanged, *, log_it: bool = True) -> None:
         self._last_change = event.at
         if event.new is State.UP:
             self._up_since = event.at
@@ -584,15 +592,19 @@ class BfdSession:
             # First, before logging: a path failure's teardown (the Cease on the BGP
             # socket) happens in this task step.
             self._on_change(event)
+        self._changes.publish(event)
+        self._changed.set()
+        self._changed = trio.Event()
+        if log_it:
+            self._log_change(event)
+
+    def _log_change(self, event: StateChanged) -> None:
         level = logging.WARNING if event.path_failure else logging.INFO
         log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.label, event.old.name,
                 event.new.name, event.diag.name, event.reason,
                 extra=self._fields(old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
-        self._changes.publish(event)
-        self._changed.set()
-        self._changed = trio.Event()
 
     # ---- input from the endpoint ------------------------------------------------------
 
