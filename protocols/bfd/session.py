@@ -34,12 +34,19 @@ Transmission decisions (§6.8.7):
 
 Coalescing (fewer wake-ups): the periodic packet may go out anywhere in its jitter
 window, from 75 % of the interval after the previous one (``earliest``) to the
-randomly drawn deadline :meth:`Session.get_timer` reports (``latest``); see
-:meth:`Session.tx_window`. A runtime that is awake anyway (a received packet, another
-session's timer) calls :meth:`Session.transmit_early`, which sends it then if the
-window is open: the interval stays within the 75-100 % §6.8.7 requires, and a task
-that answers each received packet with its own periodic one wakes once per packet
-pair instead of twice. Without such calls the drawn deadline holds, as before.
+deadline :meth:`Session.get_timer` reports (``latest``); see :meth:`Session.tx_window`.
+A runtime that is awake anyway (a received packet, another session's timer) calls
+:meth:`Session.transmit_early`, which sends it then if the window is open: the
+interval stays within the 75-100 % §6.8.7 requires, and a task that answers each
+received packet with its own periodic one wakes once per packet pair instead of
+twice. ``latest`` is the randomly drawn deadline, except right after a packet sent
+early (``coalesce=True``) while the peer sends at least as often as we do: then it
+is the window's end (100 %, 90 % with DetectMult 1), because the peer's next packet
+will come before it and be answered at once. Our transmissions then follow the
+peer's jittered ones; the window's end is only reached if that packet is lost, and
+the interval after it is drawn again. Two such systems facing each other settle
+with one drawing its intervals and the other answering (its window is closed when
+the answer arrives). Without ``coalesce`` the drawn deadline always holds.
 
 Arrival times: :meth:`Session.receive_decoded` takes ``arrived``, when the packet
 reached the host (a kernel timestamp), apart from ``now``, when it is processed; the
@@ -109,6 +116,8 @@ class Session:
     ``local_discriminator`` must be unique among the runtime's sessions (§6.8.1); when
     omitted a random nonzero one is drawn from ``rng``, and uniqueness is the caller's
     problem. ``rng`` also supplies jitter, bfd.XmitAuthSeq and the echo secret.
+    ``coalesce``: the runtime calls :meth:`transmit_early` whenever it handles a
+    received packet (see the module docstring).
     """
 
     def __init__(
@@ -118,9 +127,13 @@ class Session:
         rng: Rng,
         now: float,
         local_discriminator: int | None = None,
+        coalesce: bool = False,
     ) -> None:
         self._config = config
         self._rng = rng
+        #: The runtime calls transmit_early when awake (see the module docstring).
+        self._coalesce = coalesce
+        self._early = False
         if local_discriminator is None:
             local_discriminator = 0
             while local_discriminator == 0:
@@ -365,7 +378,11 @@ class Session:
         if window is None or not window[0] <= now < window[1]:
             return False
         sent = self._control_tx
-        self._refresh(now, periodic_due=True)
+        self._early = True
+        try:
+            self._refresh(now, periodic_due=True)
+        finally:
+            self._early = False
         return self._control_tx != sent
 
     @property
@@ -812,8 +829,25 @@ class Session:
         if self._last_tx_at is None:
             self._next_tx_at = now  # never sent yet: send on the first handle_timer
             return
+        if self._early and self._coalesce and self._peer_answers_within(interval):
+            # The packet just sent answered the peer's; its next one is due before
+            # the end of our window: wait for it (up to the window's end) and answer
+            # it again. Our intervals are then the peer's, jittered by its timer;
+            # were it silent, the window's end holds, and the next is drawn.
+            _low, high = jitter_bounds(self._config.detect_mult)
+            self._next_tx_at = self._last_tx_at + us_to_s(high * interval)
+            return
         gap = jittered_interval_us(interval, self._config.detect_mult, self._rng)
         self._next_tx_at = self._last_tx_at + us_to_s(gap)
+
+    def _peer_answers_within(self, interval_us: int) -> bool:
+        """Whether the peer's periodic packets come at most every ``interval_us``: it
+        sends every max(its DesiredMinTx, our RequiredMinRx), jittered down (§6.8.7)."""
+        return (
+            self._state is State.UP
+            and self._last_rx_at is not None
+            and max(self._remote_desired_tx_us, self._timers.advertised_rx_us) <= interval_us
+        )
 
     def _send(self, now: float, *, final: bool) -> None:
         key = self._content_key()

@@ -177,6 +177,7 @@ class BfdSession:
             rng=endpoint.rng,
             now=now,
             local_discriminator=discriminator,
+            coalesce=True,
         )
         if admin_down:  # before the first packet: the peer never sees us Down
             self.core.admin_down(now)
