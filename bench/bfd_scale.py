@@ -100,8 +100,10 @@ class Holder:
             return json.loads(lines[-1]) if len(lines) > seen else None
 
         s = wait_until(probe, timeout=30, what="driver stats")
+        counts = s.get("endpoint", {})
         return {"up": s["up"], "down_events": s["down_events"],
-                "packets": s["control_rx"] + s["control_tx"]}  # fmt: skip
+                "packets": s["control_rx"] + s["control_tx"],
+                "wakes": counts.get("timer-wakes", 0) + counts.get("receive-wakes", 0)}  # fmt: skip
 
 
 class Dut:
@@ -184,6 +186,8 @@ def run_point(impl: str, ms: int, n: int, window: float, fixed: str) -> dict[str
             "pps": (d1["packets"] - d0["packets"]) / (t1 - t0),
             "rss_mib": status_kb(dut.pid, "VmRSS") / 1024,
         })  # fmt: skip
+        if "wakes" in d1:  # ours: the endpoint's own count of loop wake-ups for BFD
+            rec["wakeups_per_s"] = (d1["wakes"] - d0["wakes"]) / (t1 - t0)
         rec["cpu_pct_per_kpps"] = rec["cpu_pct"] / (rec["pps"] / 1000) if rec["pps"] else None
     return rec
 

@@ -116,8 +116,9 @@ class Session:
     ``local_discriminator`` must be unique among the runtime's sessions (§6.8.1); when
     omitted a random nonzero one is drawn from ``rng``, and uniqueness is the caller's
     problem. ``rng`` also supplies jitter, bfd.XmitAuthSeq and the echo secret.
-    ``coalesce``: the runtime calls :meth:`transmit_early` whenever it handles a
-    received packet (see the module docstring).
+    ``coalesce``: a received packet is answered at once when the window of our
+    periodic packet is open, as :meth:`transmit_early` would (see the module
+    docstring); the runtime calls that when awake for anything else.
     """
 
     def __init__(
@@ -338,23 +339,19 @@ class Session:
         """When the session declares Down if nothing arrives before (control or echo
         detection), or None: lets a runtime wake for this deadline more precisely
         than for transmissions."""
-        deadlines = [t for t in (self._detect_at, self._echo_detect_at) if t is not None]
-        return min(deadlines) if deadlines else None
+        detect, echo = self._detect_at, self._echo_detect_at
+        if echo is None:
+            return detect
+        return echo if detect is None or echo < detect else detect
 
     def get_timer(self) -> float | None:
         """Next absolute time (seconds) at which :meth:`handle_timer` must be called."""
-        deadlines = [
-            t
-            for t in (
-                self._next_tx_at,
-                self._detect_at,
-                self._echo_next_at,
-                self._echo_detect_at,
-                self._echo_held_until,
-            )
-            if t is not None
-        ]
-        return min(deadlines) if deadlines else None
+        first = self._next_tx_at
+        for t in (self._detect_at, self._echo_next_at, self._echo_detect_at,
+                  self._echo_held_until):  # fmt: skip
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
 
     def tx_window(self) -> tuple[float, float] | None:
         """When the next periodic Control packet may go out: ``(earliest, latest)``,
@@ -374,8 +371,7 @@ class Session:
         """Send the next periodic packet now if its :meth:`tx_window` is open (the
         runtime is awake anyway, so the packet costs no wake-up of its own); True if
         one was queued. Detection and echo timers are not touched."""
-        window = self.tx_window()
-        if window is None or not window[0] <= now < window[1]:
+        if not self._window_open(now):
             return False
         sent = self._control_tx
         self._early = True
@@ -384,6 +380,10 @@ class Session:
         finally:
             self._early = False
         return self._control_tx != sent
+
+    def _window_open(self, now: float) -> bool:
+        window = self.tx_window()
+        return window is not None and window[0] <= now < window[1]
 
     @property
     def has_pending(self) -> bool:
@@ -455,7 +455,15 @@ class Session:
         self._apply(fsm.received(packet.state), now)
         if packet.poll:
             self._final_due = True
-        self._refresh(now)
+        if self._coalesce and self._window_open(now):
+            # Answered in this very call (what transmit_early would do next).
+            self._early = True
+            try:
+                self._refresh(now, periodic_due=True)
+            finally:
+                self._early = False
+        else:
+            self._refresh(now)
         return None
 
     def receive_echo(self, data: bytes, now: float) -> DiscardReason | None:

@@ -92,6 +92,9 @@ MERGE_WINDOW = 0.001
 #: Sessions served per timer pass, datagrams per receive pass: then the task yields
 #: (about 30 us each: well inside the loop's 2 ms step budget).
 PASS_LIMIT = 32
+#: Decoded Control packets kept by their bytes: a peer's steady-state packets repeat
+#: (no decode per packet); cleared when full.
+DECODED_CACHE = 16384
 #: A kernel arrival stamp older than this is not trusted (the wall clock stepped):
 #: the packet counts as arriving when read.
 MAX_STAMP_AGE = 1.0
@@ -191,6 +194,7 @@ class BfdSession:
         #: Control datagrams the socket refused (EAGAIN), sent by the session's task.
         self._backlog: list[bytes] = []
         self._echo_queue: list[bytes] = []
+        self._destination = (str(key.peer), endpoint.peer_ports[key.multihop])
         #: An error in handling one of this session's packets (in the endpoint's
         #: receive loop): raised in the session's own task, so only its peer restarts.
         self._failure: BaseException | None = None
@@ -442,7 +446,7 @@ class BfdSession:
         sender = self._sender
         if sender is None:
             return
-        destination = (str(self.key.peer), self._endpoint.peer_ports[self.key.multihop])
+        destination = self._destination
         for i, datagram in enumerate(datagrams):
             if not datagram:
                 continue
@@ -609,11 +613,13 @@ class BfdSession:
 
     # ---- input from the endpoint ------------------------------------------------------
 
-    def _after_input(self, now: float) -> None:
+    def _after_input(self, now: float, *, answered: bool = False) -> None:
         """After an input: send the periodic packet now if its window is open (this
-        pass costs no extra wake-up), what the core queued, and re-arm the timer."""
+        pass costs no extra wake-up; ``answered``: the core did, on a Control packet),
+        what the core queued, and re-arm the timer."""
         core = self.core
-        core.transmit_early(now)
+        if not answered:
+            core.transmit_early(now)
         if core.has_pending:
             self._flush()
         self._rearm()
@@ -634,7 +640,8 @@ class BfdSession:
         if self._arrival is not None and not self._arrival.matches(datagram.ifindex, now):
             self.runtime_discards["wrong-interface"] += 1
             return
-        if datagram.source != self.key.peer:
+        source = datagram.source
+        if source is not self.key.peer and source != self.key.peer:
             self.runtime_discards["source-mismatch"] += 1
             return
         if self.core.receive_decoded(packet, now, arrived=arrived) is None:
@@ -643,7 +650,7 @@ class BfdSession:
                 self._reflector_started = True
                 self._tasks.start_soon(self._run_reflector)
         if self._running:
-            self._after_input(now)
+            self._after_input(now, answered=True)
 
 
 class BfdEndpoint:
@@ -681,6 +688,8 @@ class BfdEndpoint:
         self._sequence = itertools.count()
         self._timer_scope: trio.CancelScope | None = None
         self._timer_wake = math.inf
+        #: Decoded packets by their bytes (immutable; unauthenticated only).
+        self._decoded: dict[bytes, ControlPacket] = {}
         #: Wake-ups and work, for tests and profiles: timer wakes and passes, receive
         #: wakes and datagrams, periodic packets sent early (coalesced).
         self.counts: Counter[str] = Counter()
@@ -950,8 +959,15 @@ class BfdEndpoint:
     ) -> None:
         """Find the session a datagram belongs to (RFC 5880 §6.8.6: by Your
         Discriminator, or by addresses while it is zero) and hand it over."""
+        data = datagram.data
+        packet = self._decoded.get(data)
         try:
-            packet = ControlPacket.decode(datagram.data)
+            if packet is None:
+                packet = ControlPacket.decode(data)
+                if packet.auth is None:  # a peer's steady-state packets: the same bytes
+                    if len(self._decoded) >= DECODED_CACHE:
+                        self._decoded.clear()
+                    self._decoded[data] = packet
         except BfdDecodeError as exc:
             session = self._find(datagram, multihop)
             reason = getattr(exc, "discard_reason", DiscardReason.MALFORMED).value

@@ -10,6 +10,7 @@ counted, as the runtime's loop would pay for it.
 from __future__ import annotations
 
 import heapq
+import itertools
 import random
 
 from hypothesis import given, settings
@@ -88,7 +89,7 @@ def periodic_gaps(side: Side, interval_us: int, after: float) -> list[float]:
     once steady (the change/Final exemptions of §6.8.7 do not apply to them)."""
     packets = [(t, p) for t, p in side.sent if t >= after]
     gaps = []
-    for (t0, p0), (t1, p1) in zip(packets, packets[1:], strict=False):
+    for (t0, p0), (t1, p1) in itertools.pairwise(packets):
         if p0.poll or p0.final or p1.poll or p1.final or p1.state is not State.UP:
             continue
         gaps.append((t1 - t0) * 1e6 / interval_us)
@@ -107,7 +108,7 @@ FAST = SessionConfig(desired_min_tx_us=50_000, required_min_rx_us=50_000, detect
     b_coalesce=st.booleans(),
     loss=st.sampled_from([0.0, 0.05]),
 )
-def test_coalesced_intervals_stay_in_the_jitter_window(
+def test_coalesced_intervals_stay_in_the_jitter_window(  # noqa: PLR0917 (given's draws)
     seed: int, a_tx: int, b_tx: int, mult: int, b_coalesce: bool, loss: float
 ) -> None:
     """§6.8.7: every periodic interval is 75-100 % (75-90 % with DetectMult 1) of the
