@@ -86,6 +86,9 @@ _SUBSCRIBER_BUFFER = 64
 
 #: How early to wake for a detection deadline (then spin): a bit over epoll's 1 ms.
 DETECTION_EARLY_WAKE = 0.0015
+#: The end of that spin is a busy wait of at most this long (no scheduler pass between
+#: the clock reaching the deadline and the Down being sent).
+DETECTION_BUSY_WAIT = 0.0002
 #: A timer pass also serves sessions due this soon after it, when the jitter window
 #: of their periodic packet is already open (epoll's own granularity is 1 ms).
 MERGE_WINDOW = 0.001
@@ -436,7 +439,7 @@ class BfdSession:
             self._alarm.kick()
         self._drain_events(changes)
         for change in changes:
-            self._log_change(change)
+            self._finish_publish(change)
 
     def _send_now(self, datagrams: list[bytes]) -> None:
         """Send without waiting; what the socket refuses goes to the session's task."""
@@ -555,15 +558,16 @@ class BfdSession:
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
 
-    def _drain_events(self, unlogged: list[StateChanged] | None = None) -> None:
-        """Publish the core's events; ``unlogged``: collect state changes there to be
-        logged by the caller (after it has sent the packets: a log line costs
-        ~0.1 ms, which the Down packet should not wait for)."""
+    def _drain_events(self, deferred: list[StateChanged] | None = None) -> None:
+        """Publish the core's events; ``deferred``: only call ``on_change`` now and
+        collect the state changes there, for the caller to finish publishing (the
+        subscribers, the log line) once it has sent the packets: our Down should not
+        wait for them (a log line alone costs ~0.1 ms)."""
         while (event := self.core.next_event()) is not None:
             if isinstance(event, StateChanged):
-                self._publish(event, log_it=unlogged is None)
-                if unlogged is not None:
-                    unlogged.append(event)
+                self._publish(event, finish=deferred is None)
+                if deferred is not None:
+                    deferred.append(event)
             elif isinstance(event, TimersChanged):
                 log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
@@ -587,7 +591,7 @@ class BfdSession:
                     self.runtime_discards[f"send-error-{exc.errno}"] += 1
                 break
 
-    def _publish(self, event: StateChanged, *, log_it: bool = True) -> None:
+    def _publish(self, event: StateChanged, *, finish: bool = True) -> None:
         self._last_change = event.at
         if event.new is State.UP:
             self._up_since = event.at
@@ -597,11 +601,15 @@ class BfdSession:
             # First, before logging: a path failure's teardown (the Cease on the BGP
             # socket) happens in this task step.
             self._on_change(event)
+        if finish:
+            self._finish_publish(event)
+
+    def _finish_publish(self, event: StateChanged) -> None:
+        """The subscribers, waiters and log line of a state change."""
         self._changes.publish(event)
         self._changed.set()
         self._changed = trio.Event()
-        if log_it:
-            self._log_change(event)
+        self._log_change(event)
 
     def _log_change(self, event: StateChanged) -> None:
         level = logging.WARNING if event.path_failure else logging.INFO
@@ -773,6 +781,12 @@ class BfdEndpoint:
                     self.counts["timer-wakes"] += 1
                     if scope.deadline != -math.inf:  # a deadline (not a cancel): on time?
                         timer_woke(scope.deadline, trio.current_time())
+                elif deadline - now <= DETECTION_BUSY_WAIT:
+                    # The last stretch without yielding (a pass of the loop is longer
+                    # than this): a packet that arrives meanwhile is read, with its
+                    # kernel stamp, before the detection is declared (_timer_pass).
+                    while trio.current_time() < deadline:
+                        pass
                 else:
                     # Within DETECTION_EARLY_WAKE of a detection deadline: yield-spin
                     # (each checkpoint lets the receive loops run, and a packet that
