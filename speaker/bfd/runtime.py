@@ -95,6 +95,9 @@ MERGE_WINDOW = 0.001
 #: Sessions served per timer pass, datagrams per receive pass: then the task yields
 #: (about 30 us each: well inside the loop's 2 ms step budget).
 PASS_LIMIT = 32
+#: Batches read from each socket before a detection is declared (a pass then holds
+#: the loop ~1 ms per batch at most; more means a loop far behind anyway).
+READ_BEFORE_DETECTION = 2
 #: Decoded Control packets kept by their bytes: a peer's steady-state packets repeat
 #: (no decode per packet); cleared when full.
 DECODED_CACHE = 16384
@@ -933,9 +936,13 @@ class BfdEndpoint:
             self._retime()
 
     def _read_queued(self) -> None:
-        """Read what is queued on every receive socket now (before a detection)."""
+        """Read what is queued on every receive socket now (before a detection): all
+        of it, up to READ_BEFORE_DETECTION batches (the packet that counts may be
+        behind others)."""
         for reader, state in self._readers:
-            self._read(reader, state)
+            for _ in range(READ_BEFORE_DETECTION):
+                if self._read(reader, state) < PASS_LIMIT:
+                    break
 
     def _read(self, reader: socket.socket, state: _ReceiveState) -> int:
         """One batch: read, stamp and dispatch up to PASS_LIMIT datagrams."""
