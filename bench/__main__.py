@@ -145,6 +145,11 @@ def assemble(
         lines += [demote(headlines.read_text()).strip(), ""]
     if not have_matplotlib():
         lines += [PLOT_SKIPPED, ""]
+    found = [(title, line) for title, _n, path, _r in sections for line in targets(path)]
+    if found:  # every "Target ..." line of the sections, met or missed, in one place
+        lines += ["## Targets", "", "| benchmark | target → result |", "|---|---|"]
+        lines += [f"| {title} | {line.removeprefix('Target (ours): ')} |" for title, line in found]
+        lines += [""]
     lines += ["| benchmark | result file | runtime | exit |", "|---|---|---:|---:|"]
     for title, _name, path, run in sections:
         runtime = f"{run['seconds']:.0f} s" if run else "(earlier run)"
@@ -168,6 +173,13 @@ def assemble(
         if notes.exists():  # observations written by hand after the run, kept on re-runs
             lines += ["", f"Observations ({notes.name}):", "", demote(notes.read_text()).strip()]
     return "\n".join(lines) + "\n"
+
+
+def targets(result: Path | None) -> list[str]:
+    """The "Target ..." lines of a benchmark's Markdown report (met / MISSED)."""
+    if result is None or not result.exists():
+        return []
+    return [ln.strip() for ln in result.read_text().splitlines() if ln.startswith("Target")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
     target.write_text(assemble(sections, target, args.quick, total))
     print(f"\nsuite: {total:.0f} s; report {target}")
+    for title, _name, path, _run in sections:
+        for line in targets(path):
+            print(f"  {title}: {line}")
     for n, r in runs.items():
         print(f"  {n:15s} {r['seconds']:6.0f} s  exit {r['rc']}")
     if failed:

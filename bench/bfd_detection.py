@@ -442,6 +442,7 @@ def report(data: dict[str, Any]) -> str:
             f"{fmt3(cell['overshoot_ms'])} | {fmt3(cell['t0_to_down_ms'])} | "
             f"{cell['latency_ms']['min'] if cell['latency_ms']['min'] is None else round(cell['latency_ms']['min'], 1)} |"  # noqa: E501
         )
+    lines += lead_targets(data["detection_summary"])
     ours_lag = [c for c in data["detection_summary"] if c.get("internal_to_wire_ms")]
     if ours_lag:
         lines += [
@@ -477,6 +478,29 @@ def report(data: dict[str, Any]) -> str:
     if data.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in data["notes"]]
     return "\n".join(lines) + "\n"
+
+
+#: Issue 17: our detection on the wire no later than FRR's by more than this (p50):
+#: arrival times stamped by the kernel (SO_TIMESTAMPNS), not when the loop read them.
+LEAD_TARGET_MS = 0.1
+
+
+def lead_targets(cells: list[dict[str, Any]]) -> list[str]:
+    """Per timer setting and load: our p50 latency minus FRR's, against the target."""
+    out = []
+    by = {(c["timers_ms"], c["load"], c["impl"]): c for c in cells}
+    for (ms, load, impl), cell in by.items():
+        frr = by.get((ms, load, "frr"))
+        if impl != "ours" or frr is None:
+            continue
+        ours_p50, frr_p50 = cell["latency_ms"]["p50"], frr["latency_ms"]["p50"]
+        if ours_p50 is None or frr_p50 is None:
+            continue
+        lead = ours_p50 - frr_p50
+        out += ["", f"Target (ours): detection latency p50 at most {LEAD_TARGET_MS} ms behind "
+                f"FRR's at {ms}/{ms}/3, load {load} → ours {ours_p50:.2f}, FRR {frr_p50:.2f}: "
+                f"{lead:+.2f} ms → {'met' if lead <= LEAD_TARGET_MS else 'MISSED'}."]  # fmt: skip
+    return out
 
 
 def summarise(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:

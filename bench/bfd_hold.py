@@ -25,7 +25,7 @@ from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 
 
-def stats(sessions: list[BfdSession]) -> dict[str, Any]:
+def stats(sessions: list[BfdSession], endpoint: BfdEndpoint | None = None) -> dict[str, Any]:
     up = down_events = rx = tx = 0
     for s in sessions:
         st = s.statistics()
@@ -34,7 +34,8 @@ def stats(sessions: list[BfdSession]) -> dict[str, Any]:
         rx += st.control_rx
         tx += st.control_tx
     return {"event": "stats", "sessions": len(sessions), "up": up,
-            "down_events": down_events, "control_rx": rx, "control_tx": tx}  # fmt: skip
+            "down_events": down_events, "control_rx": rx, "control_tx": tx,
+            "endpoint": dict(endpoint.counts) if endpoint else {}}  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -51,7 +52,7 @@ async def run(args: argparse.Namespace) -> int:
                 sessions.append(await endpoint.add_session(key, profile))
             print(json.dumps({"event": "started", "sessions": len(sessions)}), flush=True)
             async for signum in signals:
-                print(json.dumps(stats(sessions)), flush=True)
+                print(json.dumps(stats(sessions, endpoint)), flush=True)
                 if signum != signal.SIGUSR1:
                     await endpoint.shutdown()
                     nursery.cancel_scope.cancel()

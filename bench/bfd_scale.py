@@ -42,7 +42,6 @@ from lab.proc import Process
 
 NAME = "bfd-scale"
 FIXED = {"ours": "ours (bench.bfd_hold, one process)", "frr": "FRR bfdd"}
-MISSED_SCALE = "NOT MET (or not measured at full length)"
 BASE = ipaddress.IPv4Address("198.18.64.0")
 GC = Path("/proc/sys/net/ipv4/neigh/default")
 
@@ -101,8 +100,10 @@ class Holder:
             return json.loads(lines[-1]) if len(lines) > seen else None
 
         s = wait_until(probe, timeout=30, what="driver stats")
+        counts = s.get("endpoint", {})
         return {"up": s["up"], "down_events": s["down_events"],
-                "packets": s["control_rx"] + s["control_tx"]}  # fmt: skip
+                "packets": s["control_rx"] + s["control_tx"],
+                "wakes": counts.get("timer-wakes", 0) + counts.get("receive-wakes", 0)}  # fmt: skip
 
 
 class Dut:
@@ -185,8 +186,61 @@ def run_point(impl: str, ms: int, n: int, window: float, fixed: str) -> dict[str
             "pps": (d1["packets"] - d0["packets"]) / (t1 - t0),
             "rss_mib": status_kb(dut.pid, "VmRSS") / 1024,
         })  # fmt: skip
+        if "wakes" in d1:  # ours: the endpoint's own count of loop wake-ups for BFD
+            rec["wakeups_per_s"] = (d1["wakes"] - d0["wakes"]) / (t1 - t0)
         rec["cpu_pct_per_kpps"] = rec["cpu_pct"] / (rec["pps"] / 1000) if rec["pps"] else None
     return rec
+
+
+#: Issue 17's targets: sessions held (0 false Downs at either end for 5 minutes, all
+#: Up at the end) per timer setting, and CPU per 1,000 pps at most this share of FRR
+#: bfdd's in the same run.
+HOLD_TARGETS = {300: 2000, 50: 500}
+KPPS_SHARE_OF_FRR = 0.5
+FULL_WINDOW = 300.0
+
+
+def held(r: dict[str, Any]) -> bool:
+    return ("error" not in r and r["dut_down"] == 0 and r["peer_down"] == 0
+            and r["up_at_end"] == r["sessions"])  # fmt: skip
+
+
+def targets(rows: list[dict[str, Any]], window: float) -> list[str]:
+    """One line per timer setting: sessions held, and CPU per 1,000 pps vs FRR's."""
+    out = []
+    for ms, want in HOLD_TARGETS.items():
+        ours = [r for r in rows if r["impl"] == "ours" and r.get("timers_ms") == ms]
+        frr_rows = [r for r in rows if r["impl"] == "frr" and r.get("timers_ms") == ms]
+        frr = [r for r in frr_rows if r.get("cpu_pct_per_kpps")]
+        if not ours:
+            continue
+        best = max((r["sessions"] for r in ours if held(r)), default=0)
+        full = window >= FULL_WINDOW
+        hold = ("met" if best >= want and full else
+                "MISSED" if full else "not measured at full length (5 min)")  # fmt: skip
+        out += ["", f"Target (ours): {want:,} sessions at {ms}/{ms}/3 held without a false"
+                f" Down for 5 minutes → largest N held here: {best:,} over {window:.0f} s"
+                f" → {hold}."]  # fmt: skip
+        measured = [r for r in ours if r.get("cpu_pct_per_kpps")]
+        if not measured or not frr:
+            why = "did not come up" if frr_rows else "not run"
+            out += ["", f"Target (ours): CPU per 1,000 pps at {ms} ms ≤ {KPPS_SHARE_OF_FRR:g} x FRR"
+                    f" bfdd's → not measured (FRR {why})."]  # fmt: skip
+            continue
+        # FRR at the same N (its best point if none): an overloaded FRR point costs
+        # less per packet while its sessions flap, which is no fair anchor.
+        pairs = [(r, f) for r in measured for f in frr if f["sessions"] == r["sessions"]]
+        pairs = [(r, f) for r, f in pairs if held(r) and held(f)] or pairs  # both held first
+        if not pairs:
+            best = min(frr, key=lambda f: f["cpu_pct_per_kpps"])
+            pairs = [(r, best) for r in measured]
+        r, f = max(pairs, key=lambda p: p[0]["cpu_pct_per_kpps"] / p[1]["cpu_pct_per_kpps"])
+        ratio = r["cpu_pct_per_kpps"] / f["cpu_pct_per_kpps"]
+        out += ["", f"Target (ours): CPU per 1,000 pps at {ms} ms ≤ {KPPS_SHARE_OF_FRR:g} x FRR"
+                f" bfdd's → ours {r['cpu_pct_per_kpps']:.2f} % (N = {r['sessions']:,}), FRR "
+                f"{f['cpu_pct_per_kpps']:.2f} % (N = {f['sessions']:,}) → {ratio:.2f} x → "
+                f"{'met' if ratio <= KPPS_SHARE_OF_FRR else 'MISSED'}."]  # fmt: skip
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,20 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['up_at_end']} / {r['peer_up_at_end']} | {r['cpu_pct']:.1f} | {r['pps']:,.0f} | "
             f"{r['cpu_pct_per_kpps']:.2f} | {r['rss_mib']:.1f} |"
         )
-    ok = [
-        r
-        for r in rows
-        if r["impl"] == "ours"
-        and r.get("timers_ms") == 300
-        and "error" not in r
-        and r["dut_down"] == 0
-        and r["peer_down"] == 0
-        and r["up_at_end"] == r["sessions"]
-    ]
-    best = max((r["sessions"] for r in ok), default=0)
-    lines += ["", f"Target (ours): at least 1,000 sessions at 300/300/3 without a false Down for "
-              f"5 minutes → largest N held here: {best} over {window:.0f} s → "
-              f"{'met' if best >= 1000 and window >= 300 else MISSED_SCALE}."]  # fmt: skip
+    lines += ["", *targets(rows, window)]
 
     def draw(ax: Any) -> None:
         for impl in dict.fromkeys(r["impl"] for r in rows):

@@ -11,6 +11,7 @@ The runtime drives a :class:`Session` like an aioquic connection::
         on a Control datagram: session.receive_packet(data, clock()), then send again
         on a returned Echo:    session.receive_echo(data, clock())
         drain session.next_event()
+        when awake anyway:     session.transmit_early(clock())   # coalescing, below
 
 Every entry point leaves the session consistent: packets it wants sent now are queued,
 and :meth:`Session.get_timer` is the next instant :meth:`Session.handle_timer` is due.
@@ -30,6 +31,26 @@ Transmission decisions (§6.8.7):
   faster than the negotiated rate (two systems answering every change at once keep
   each other flapping at wire speed). Exempt: a packet with F set in reply to every
   accepted P, and the packet of a local command (admin, profile, path signal).
+
+Coalescing (fewer wake-ups): the periodic packet may go out anywhere in its jitter
+window, from 75 % of the interval after the previous one (``earliest``) to the
+deadline :meth:`Session.get_timer` reports (``latest``); see :meth:`Session.tx_window`.
+A runtime that is awake anyway (a received packet, another session's timer) calls
+:meth:`Session.transmit_early`, which sends it then if the window is open: the
+interval stays within the 75-100 % §6.8.7 requires, and a task that answers each
+received packet with its own periodic one wakes once per packet pair instead of
+twice. ``latest`` is the randomly drawn deadline, except right after a packet sent
+early (``coalesce=True``) while the peer sends at least as often as we do: then it
+is the window's end (100 %, 90 % with DetectMult 1), because the peer's next packet
+will come before it and be answered at once. Our transmissions then follow the
+peer's jittered ones; the window's end is only reached if that packet is lost, and
+the interval after it is drawn again. Two such systems facing each other settle
+with one drawing its intervals and the other answering (its window is closed when
+the answer arrives). Without ``coalesce`` the drawn deadline always holds.
+
+Arrival times: :meth:`Session.receive_decoded` takes ``arrived``, when the packet
+reached the host (a kernel timestamp), apart from ``now``, when it is processed; the
+Detection Time counts from the arrival, every transmission from ``now``.
 
 Timer changes (§6.8.3) always run as a Poll Sequence: P rides on the packets sent
 while it is outstanding; a new change waits for the Final and then starts the next
@@ -95,6 +116,9 @@ class Session:
     ``local_discriminator`` must be unique among the runtime's sessions (§6.8.1); when
     omitted a random nonzero one is drawn from ``rng``, and uniqueness is the caller's
     problem. ``rng`` also supplies jitter, bfd.XmitAuthSeq and the echo secret.
+    ``coalesce``: a received packet is answered at once when the window of our
+    periodic packet is open, as :meth:`transmit_early` would (see the module
+    docstring); the runtime calls that when awake for anything else.
     """
 
     def __init__(
@@ -104,9 +128,13 @@ class Session:
         rng: Rng,
         now: float,
         local_discriminator: int | None = None,
+        coalesce: bool = False,
     ) -> None:
         self._config = config
         self._rng = rng
+        #: The runtime calls transmit_early when awake (see the module docstring).
+        self._coalesce = coalesce
+        self._early = False
         if local_discriminator is None:
             local_discriminator = 0
             while local_discriminator == 0:
@@ -145,6 +173,9 @@ class Session:
         self._last_tx_at: float | None = None
         self._scheduled_interval_us = 0
         self._last_sent: _ContentKey | None = None
+        # The last encoded unauthenticated packet and what it encodes: a periodic
+        # packet is the same bytes as the one before it (no encode per packet).
+        self._encoded: tuple[tuple[_ContentKey, bool, bool], bytes] | None = None
         # When the last packet with changed contents went out, and the spacing in
         # force then (§6.8.7; see _change_due).
         self._change_sent_at = -math.inf
@@ -308,23 +339,51 @@ class Session:
         """When the session declares Down if nothing arrives before (control or echo
         detection), or None: lets a runtime wake for this deadline more precisely
         than for transmissions."""
-        deadlines = [t for t in (self._detect_at, self._echo_detect_at) if t is not None]
-        return min(deadlines) if deadlines else None
+        detect, echo = self._detect_at, self._echo_detect_at
+        if echo is None:
+            return detect
+        return echo if detect is None or echo < detect else detect
 
     def get_timer(self) -> float | None:
         """Next absolute time (seconds) at which :meth:`handle_timer` must be called."""
-        deadlines = [
-            t
-            for t in (
-                self._next_tx_at,
-                self._detect_at,
-                self._echo_next_at,
-                self._echo_detect_at,
-                self._echo_held_until,
-            )
-            if t is not None
-        ]
-        return min(deadlines) if deadlines else None
+        first = self._next_tx_at
+        for t in (self._detect_at, self._echo_next_at, self._echo_detect_at,
+                  self._echo_held_until):  # fmt: skip
+            if t is not None and (first is None or t < first):
+                first = t
+        return first
+
+    def tx_window(self) -> tuple[float, float] | None:
+        """When the next periodic Control packet may go out: ``(earliest, latest)``,
+        absolute seconds, or None while none is scheduled. ``latest`` is the drawn
+        deadline (in :meth:`get_timer`); ``earliest`` is 75 % of the transmit interval
+        after the previous packet (§6.8.7's jitter bound), never after ``latest``."""
+        latest = self._next_tx_at
+        if latest is None:
+            return None
+        if self._last_tx_at is None:
+            return latest, latest
+        low, _high = jitter_bounds(self._config.detect_mult)
+        earliest = self._last_tx_at + us_to_s(low * self.tx_interval_us)
+        return min(earliest, latest), latest
+
+    def transmit_early(self, now: float) -> bool:
+        """Send the next periodic packet now if its :meth:`tx_window` is open (the
+        runtime is awake anyway, so the packet costs no wake-up of its own); True if
+        one was queued. Detection and echo timers are not touched."""
+        if not self._window_open(now):
+            return False
+        sent = self._control_tx
+        self._early = True
+        try:
+            self._refresh(now, periodic_due=True)
+        finally:
+            self._early = False
+        return self._control_tx != sent
+
+    def _window_open(self, now: float) -> bool:
+        window = self.tx_window()
+        return window is not None and window[0] <= now < window[1]
 
     @property
     def has_pending(self) -> bool:
@@ -348,16 +407,23 @@ class Session:
 
     # ------------------------------------------------------------------ inputs
 
-    def receive_packet(self, data: bytes, now: float) -> DiscardReason | None:
+    def receive_packet(
+        self, data: bytes, now: float, *, arrived: float | None = None
+    ) -> DiscardReason | None:
         """Decode and process one Control datagram; ``None`` when accepted."""
         try:
             packet = ControlPacket.decode(data)
         except BfdDecodeError as exc:
             return self._discard(exc.discard_reason)
-        return self.receive_decoded(packet, now)
+        return self.receive_decoded(packet, now, arrived=arrived)
 
-    def receive_decoded(self, packet: ControlPacket, now: float) -> DiscardReason | None:
+    def receive_decoded(
+        self, packet: ControlPacket, now: float, *, arrived: float | None = None
+    ) -> DiscardReason | None:
         """Process a packet already decoded by the runtime's demultiplexer (§6.8.6).
+
+        ``arrived``: when the packet reached the host (a kernel timestamp; at most
+        ``now``, default ``now``): the Detection Time counts from it.
 
         Digests are verified on ``packet.encode()``, which reproduces the received
         bytes exactly (see :mod:`.packet`).
@@ -382,14 +448,22 @@ class Session:
             self._timers.finish()
         # Counts as received for the detection timer. In AdminDown too: the peer is
         # alive, so bfd.RemoteDiscr should not be aged out.
-        self._last_rx_at = now
+        self._last_rx_at = now if arrived is None or arrived > now else arrived
         if self._state is State.ADMIN_DOWN:
             self._refresh(now)
             return self._discard(DiscardReason.LOCAL_ADMIN_DOWN)
         self._apply(fsm.received(packet.state), now)
         if packet.poll:
             self._final_due = True
-        self._refresh(now)
+        if self._coalesce and self._window_open(now):
+            # Answered in this very call (what transmit_early would do next).
+            self._early = True
+            try:
+                self._refresh(now, periodic_due=True)
+            finally:
+                self._early = False
+        else:
+            self._refresh(now)
         return None
 
     def receive_echo(self, data: bytes, now: float) -> DiscardReason | None:
@@ -763,15 +837,41 @@ class Session:
         if self._last_tx_at is None:
             self._next_tx_at = now  # never sent yet: send on the first handle_timer
             return
+        if self._early and self._coalesce and self._peer_answers_within(interval):
+            # The packet just sent answered the peer's; its next one is due before
+            # the end of our window: wait for it (up to the window's end) and answer
+            # it again. Our intervals are then the peer's, jittered by its timer;
+            # were it silent, the window's end holds, and the next is drawn.
+            _low, high = jitter_bounds(self._config.detect_mult)
+            self._next_tx_at = self._last_tx_at + us_to_s(high * interval)
+            return
         gap = jittered_interval_us(interval, self._config.detect_mult, self._rng)
         self._next_tx_at = self._last_tx_at + us_to_s(gap)
 
+    def _peer_answers_within(self, interval_us: int) -> bool:
+        """Whether the peer's periodic packets come at most every ``interval_us``: it
+        sends every max(its DesiredMinTx, our RequiredMinRx), jittered down (§6.8.7)."""
+        return (
+            self._state is State.UP
+            and self._last_rx_at is not None
+            and max(self._remote_desired_tx_us, self._timers.advertised_rx_us) <= interval_us
+        )
+
     def _send(self, now: float, *, final: bool) -> None:
         key = self._content_key()
+        poll = self._timers.polling and not final
+        auth = self._config.auth
+        encoded = self._encoded
+        if auth is None and encoded is not None and encoded[0] == (key, poll, final):
+            self._outbox.append(encoded[1])
+            self._control_tx += 1
+            self._last_sent = key
+            self._last_tx_at = now
+            return
         packet = ControlPacket(
             state=self._state,
             diag=self._local_diag,
-            poll=self._timers.polling and not final,
+            poll=poll,
             final=final,
             # RFC 5880 §4.1: C = 0, our BFD shares fate with the control plane (it
             # runs in the speaker's process), so a router may keep our routes while
@@ -784,14 +884,17 @@ class Session:
             required_min_rx_us=self._timers.advertised_rx_us,
             required_min_echo_rx_us=self.advertised_echo_rx_us,
         )
-        auth = self._config.auth
         if auth is not None:
             # §6.7.3: meticulous types advance on every packet; plain keyed types when
             # the contents change (the SHOULD of §6.7.3/§6.7.4).
             if auth.meticulous or (self._last_sent is not None and key != self._last_sent):
                 self._xmit_auth_seq = (self._xmit_auth_seq + 1) & MAX_U32
             packet = sign(packet, auth, self._xmit_auth_seq)
-        self._outbox.append(packet.encode())
+            data = packet.encode()
+        else:
+            data = packet.encode()
+            self._encoded = ((key, poll, final), data)
+        self._outbox.append(data)
         self._control_tx += 1
         self._last_sent = key
         self._last_tx_at = now

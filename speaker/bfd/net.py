@@ -24,6 +24,13 @@ them to TCP only (measured on 6.18: set on a UDP socket, TTL-1 datagrams still
 arrive). The receive buffer is sized for the sessions on the socket
 (:func:`receive_buffer_bytes`), and the kernel's count of datagrams it dropped on
 the socket (filter or full buffer) rides on each datagram (``SO_RXQ_OVFL``).
+
+Receiving in batches: :func:`receive_batch` reads every datagram queued on the
+socket (up to a limit) with non-blocking ``recvmsg`` calls on a plain socket after
+one wait for readability, so packets that arrived together cost one wake-up of the
+loop, not one each. Each carries the kernel's arrival time (``SO_TIMESTAMPNS``,
+:func:`enable_timestamps`): detection counts from when the packet reached the host,
+not from when the loop got to it.
 """
 
 from __future__ import annotations
@@ -50,10 +57,12 @@ __all__ = [
     "IPAddress",
     "InterfaceIndex",
     "attach_gtsm_filter",
+    "enable_timestamps",
     "gtsm_filter",
     "open_receiver",
     "open_sender",
     "receive",
+    "receive_batch",
     "receive_buffer_bytes",
     "set_receive_buffer",
 ]
@@ -70,6 +79,7 @@ IPV6_HOPLIMIT = 52
 IPV6_UNICAST_HOPS = 16
 SO_RCVBUFFORCE = 33
 SO_RXQ_OVFL = 40
+SO_TIMESTAMPNS = 35  # SO_TIMESTAMPNS_OLD: a struct timespec of CLOCK_REALTIME
 
 # Where the TTL / hop limit sits in the IPv4 / IPv6 header.
 _TTL_OFFSET = {socket.AF_INET: 8, socket.AF_INET6: 7}
@@ -96,6 +106,9 @@ class Datagram:
     #: Datagrams the kernel had dropped on this socket so far (GTSM filter, full
     #: buffer) when it queued this one; None before the first drop.
     kernel_drops: int | None = None
+    #: When the kernel received it (CLOCK_REALTIME seconds, ``SO_TIMESTAMPNS``);
+    #: None without timestamps.
+    stamp: float | None = None
 
 
 class InterfaceIndex:
@@ -229,26 +242,86 @@ def open_sender(
 async def receive(sock: trio.socket.SocketType) -> Datagram:
     """The next datagram with its TTL and destination address (from ancillary data)."""
     data, ancdata, _flags, addr = await sock.recvmsg(1500, _ANCILLARY_SPACE)
+    return _datagram(data, ancdata, addr)
+
+
+def receive_batch(sock: socket.socket, limit: int) -> list[Datagram]:
+    """Every datagram queued on a non-blocking socket, ``limit`` at most, without
+    waiting (empty when none is). Errors other than EAGAIN (ICMP errors queued on the
+    socket) are raised only when nothing was read before them."""
+    out: list[Datagram] = []
+    recvmsg = sock.recvmsg
+    while len(out) < limit:
+        try:
+            data, ancdata, _flags, addr = recvmsg(1500, _ANCILLARY_SPACE)
+        except BlockingIOError:
+            break
+        except OSError:
+            if out:
+                break
+            raise
+        out.append(_datagram(data, ancdata, addr))
+    return out
+
+
+def enable_timestamps(sock: socket.socket | trio.socket.SocketType) -> None:
+    """Ask the kernel for each datagram's arrival time (``SO_TIMESTAMPNS``)."""
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+
+
+#: Address objects by their text or packed bytes: a session's peer sends every
+#: packet from the same address, and ``ip_address`` costs more than the rest of the
+#: decoding. Cleared when it grows past the limit (a scan from many sources).
+_ADDRESSES: dict[str | bytes, IPAddress] = {}
+_ADDRESS_CACHE_LIMIT = 65536
+
+
+def _address(key: str | bytes) -> IPAddress:
+    found = _ADDRESSES.get(key)
+    if found is None:
+        if len(_ADDRESSES) >= _ADDRESS_CACHE_LIMIT:
+            _ADDRESSES.clear()
+        if isinstance(key, bytes):
+            found = ipaddress.ip_address(key)
+        else:
+            found = ipaddress.ip_address(key.split("%", 1)[0])
+        _ADDRESSES[key] = found
+    return found
+
+
+_SOL_SOCKET, _IPPROTO_IP, _IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
+_INT = struct.Struct("=i")
+_UINT = struct.Struct("=I")
+_TIMESPEC = struct.Struct("=qq")
+
+
+def _datagram(data: bytes, ancdata: list[tuple[int, int, bytes]], addr: object) -> Datagram:
     ttl: int | None = None
     destination: IPAddress | None = None
     ifindex: int | None = None
     drops: int | None = None
+    stamp: float | None = None
     for level, kind, value in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
-            drops = struct.unpack("=I", value[:4])[0]
-        elif level == socket.IPPROTO_IP and kind == IP_TTL and len(value) >= 4:
-            ttl = struct.unpack("=i", value[:4])[0]
-        elif level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
-            ifindex = struct.unpack("=i", value[:4])[0]
-            destination = ipaddress.IPv4Address(value[8:12])
-        elif level == socket.IPPROTO_IPV6 and kind == IPV6_HOPLIMIT and len(value) >= 4:
-            ttl = struct.unpack("=i", value[:4])[0]
-        elif level == socket.IPPROTO_IPV6 and kind == IPV6_PKTINFO and len(value) >= 20:
-            destination = ipaddress.IPv6Address(value[:16])
-            ifindex = struct.unpack("=I", value[16:20])[0]
+        if level == _IPPROTO_IP:
+            if kind == IP_PKTINFO and len(value) >= 12:
+                ifindex = _INT.unpack_from(value)[0]
+                destination = _address(value[8:12])
+            elif kind == IP_TTL and len(value) >= 4:
+                ttl = _INT.unpack_from(value)[0]
+        elif level == _SOL_SOCKET:
+            if kind == SO_TIMESTAMPNS and len(value) >= 16:
+                seconds, nanoseconds = _TIMESPEC.unpack_from(value)
+                stamp = seconds + nanoseconds * 1e-9
+            elif kind == SO_RXQ_OVFL and len(value) >= 4:
+                drops = _UINT.unpack_from(value)[0]
+        elif level == _IPPROTO_IPV6:
+            if kind == IPV6_HOPLIMIT and len(value) >= 4:
+                ttl = _INT.unpack_from(value)[0]
+            elif kind == IPV6_PKTINFO and len(value) >= 20:
+                destination = _address(value[:16])
+                ifindex = _UINT.unpack_from(value, 16)[0]
     host, port = cast("tuple[str, int]", addr)[:2]
-    source = ipaddress.ip_address(host.split("%", 1)[0])
-    return Datagram(data, source, port, destination, ttl, ifindex, drops)
+    return Datagram(data, _address(host), port, destination, ttl, ifindex, drops, stamp)
 
 
 def gtsm_filter(family: socket.AddressFamily) -> list[BpfInsn]:

@@ -3,22 +3,40 @@
 Task tree::
 
     BfdEndpoint.run                      (one per process): sockets and demultiplexing
-    └── receive loop per (family, port, VRF)  decode, GTSM, demultiplex, hand to session
+    ├── timer task                       ONE timer for every session (a heap)
+    └── receive loop per (family, port, VRF)  drain, decode, GTSM, demultiplex, hand over
 
     BfdEndpoint.run_session              in the nursery of whoever owns the session
-    └── BfdSession.run                   timers, sends, events; echo tasks if enabled
+    └── BfdSession.run                   its send socket; raises the session's
+                                         failures; echo tasks if enabled
 
 The endpoint owns only the receive sockets and the demultiplexing table: each
 session's task runs where its owner starts it (the speaker: in the peer's nursery,
 so an exception in one session ends that peer only; :meth:`BfdEndpoint.add_session`
 runs it in the endpoint's own nursery, for standalone use and benchmarks).
 
-All sends happen in the session's own task: an input (packet, admin change, profile
-change) only updates the core and "kicks" the task, so a receive loop never waits on
-a send. A received packet kicks it only when the core has something to send or report
-or an earlier deadline (a steady-state packet just pushes detection later): one task
-wake-up per packet. Sends are direct non-blocking ``sendto`` calls (no scheduler pass).
-State changes go out two ways: synchronously to the owner's ``on_change`` callback
+Wake-ups are what an idle BFD costs (each one ~0.3 ms of CPU in CPython, whatever
+it does), and what a thousand sessions cost per packet, so:
+
+* one timer task serves every session: a heap of (deadline, session); each wake
+  runs every session due then, and those due within :data:`MERGE_WINDOW` whose
+  periodic packet's jitter window is open (the core's ``tx_window``), in one pass;
+* a receive wake-up drains every datagram queued on the socket
+  (:func:`speaker.bfd.net.receive_batch`), and handling a session's packet also
+  sends its periodic packet when the window is open (``transmit_early``): a session
+  answering its peer wakes once per packet pair, not twice, and its sends stay in
+  RFC 5880 §6.8.7's 75-100 %;
+* arrival times are the kernel's (``SO_TIMESTAMPNS``): detection counts from when a
+  packet reached the host, and before declaring a session down the timer reads what
+  is already queued on the sockets.
+
+Sends are direct non-blocking ``sendto`` calls from whichever pass queued them; a
+full socket buffer (EAGAIN) hands the rest to the session's own task, which waits
+for the socket and sends them in order, so no pass ever waits. The session's task
+otherwise sleeps: it owns the send socket, runs echo, and raises a failure of the
+session's input handling (:meth:`BfdSession.fail`) in the owner's nursery, so an
+exception in one session ends that peer only. State changes go out two ways:
+synchronously to the owner's ``on_change`` callback in the pass that caused them
 (the peer's BGP guard: no task switch between detection and teardown), and through
 memory channels to any number of subscribers.
 
@@ -27,21 +45,25 @@ demultiplexed among that VRF's sessions: the same addresses may be in use in two
 VRFs. A single-hop session whose interface the route chose may follow the route to
 another interface (:meth:`BfdSession.move_to`) without a reset.
 
-One module of 700+ lines on purpose: :class:`BfdSession` and :class:`BfdEndpoint` are
-one mechanism seen from its two ends. The endpoint's receive loop finds the session and
-calls :meth:`BfdSession.deliver` within the packet's step; the session sends from the
-endpoint's sockets, ports and RNG. Apart, each would need a public interface for what
-is private between them.
+One module of 1,100+ lines on purpose: :class:`BfdSession` and :class:`BfdEndpoint`
+are one mechanism seen from its two ends. The endpoint's receive loop finds the session
+and calls :meth:`BfdSession.deliver` within the packet's step, and its one timer serves
+the session's deadlines (``_serve``, the heap entry the session keeps); the session
+sends from the endpoint's sockets, ports and RNG. Apart, each would need a public
+interface for what is private between them.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
 import ipaddress
+import itertools
 import logging
 import math
 import random
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -66,6 +88,7 @@ from speaker.bfd.echo_link import EchoLink, EchoLinkError, EchoReflector, kernel
 from speaker.bfd.profile import BfdProfile
 from speaker.broadcast import Broadcast
 from speaker.log import fields
+from speaker.looplag import timer_woke
 from speaker.netlookup import route_to
 
 __all__ = ["BfdEndpoint", "BfdSession", "BfdStatistics", "SessionKey"]
@@ -77,6 +100,24 @@ _SUBSCRIBER_BUFFER = 64
 
 #: How early to wake for a detection deadline (then spin): a bit over epoll's 1 ms.
 DETECTION_EARLY_WAKE = 0.0015
+#: The end of that spin is a busy wait of at most this long (no scheduler pass between
+#: the clock reaching the deadline and the Down being sent).
+DETECTION_BUSY_WAIT = 0.0002
+#: A timer pass also serves sessions due this soon after it, when the jitter window
+#: of their periodic packet is already open (epoll's own granularity is 1 ms).
+MERGE_WINDOW = 0.001
+#: Sessions served per timer pass, datagrams per receive pass: then the task yields
+#: (about 30 us each: well inside the loop's 2 ms step budget).
+PASS_LIMIT = 32
+#: Batches read from each socket before a detection is declared (a pass then holds
+#: the loop ~1 ms per batch at most; more means a loop far behind anyway).
+READ_BEFORE_DETECTION = 2
+#: Decoded Control packets kept by their bytes: a peer's steady-state packets repeat
+#: (no decode per packet); cleared when full.
+DECODED_CACHE = 16384
+#: A kernel arrival stamp older than this is not trusted (the wall clock stepped):
+#: the packet counts as arriving when read.
+MAX_STAMP_AGE = 1.0
 
 
 #: Called synchronously, in the session's task, with every state change.
@@ -173,11 +214,21 @@ class BfdSession:
             rng=endpoint.rng,
             now=now,
             local_discriminator=discriminator,
+            coalesce=True,
         )
         if admin_down:  # before the first packet: the peer never sees us Down
             self.core.admin_down(now)
+        #: The session task's sleep: kicked for a failure, a backlog of sends, echoes.
         self._alarm = Alarm()
-        self._precise = True
+        # The endpoint's timer heap: the deadline and sequence number of this
+        # session's live entry (older entries are stale; -1: none).
+        self._wake_at = math.inf
+        self._wake_seq = -1
+        self._running = False
+        #: Control datagrams the socket refused (EAGAIN), sent by the session's task.
+        self._backlog: list[bytes] = []
+        self._echo_queue: list[bytes] = []
+        self._destination = (str(key.peer), endpoint.peer_ports[key.multihop])
         #: An error in handling one of this session's packets (in the endpoint's
         #: receive loop): raised in the session's own task, so only its peer restarts.
         self._failure: BaseException | None = None
@@ -297,8 +348,9 @@ class BfdSession:
         self.kick()
 
     def kick(self) -> None:
-        """Make the session task run now (send what the core queued, re-arm timers)."""
-        self._alarm.kick()
+        """Serve the session in the next timer pass (send what the core queued, re-arm
+        its timer); within a pass, at its end."""
+        self._endpoint.kick(self)
 
     def move_to(self, interface: str) -> None:
         """Follow the route to the peer onto ``interface`` (single-hop): packets leave
@@ -361,9 +413,13 @@ class BfdSession:
             with self._scope:
                 async with trio.open_nursery() as tasks:
                     self._tasks = tasks
+                    self._running = True
+                    self.kick()  # the first packet, in the next timer pass
                     task_status.started(self)
-                    await self._timer_loop()
+                    await self._task_loop()
         finally:
+            self._running = False
+            self._wake_seq = -1
             if self._echo_link is not None:
                 self._echo_link.close()
             self._endpoint.ports_in_use.discard(port)
@@ -382,6 +438,7 @@ class BfdSession:
                 await trio.sleep(spacing)
             await self._send_control(packets)
         self._drain_events()
+        self._running = False
         self._scope.cancel()
 
     def fail(self, exc: BaseException) -> None:
@@ -389,65 +446,101 @@ class BfdSession:
         it (its peer restarts), not the endpoint's receive loop (every session)."""
         if self._failure is None:
             self._failure = exc
-        self.kick()
+        self._alarm.kick()
 
-    async def _timer_loop(self) -> None:
-        self._precise = self._endpoint.precise_timers
+    async def _task_loop(self) -> None:
+        """Sleep; wake for a failure to raise, sends the socket refused, echoes."""
         while True:
             if self._failure is not None:
                 raise self._failure
-            now = trio.current_time()
-            deadline = self.core.get_timer()
+            if self._backlog:
+                backlog, self._backlog = self._backlog, []
+                await self._send_control(backlog)
+                continue
+            if self._echo_queue:
+                echoes, self._echo_queue = self._echo_queue, []
+                await self._send_echoes(echoes)
+                continue
+            await self._alarm.sleep_until(None)
+
+    # ---- served by the endpoint's passes ----------------------------------------------
+
+    def _serve(self, now: float) -> None:
+        """Run the core's due timers (or send its periodic packet early if the jitter
+        window is open), send what it queued, re-arm. In a pass of the endpoint."""
+        if not self._running or self._failure is not None:
+            return
+        core = self.core
+        try:
+            deadline = core.get_timer()
             if deadline is not None and now >= deadline:
-                self.core.handle_timer(now)
-            await self._flush()
-            deadline = self.core.get_timer()
-            wake_at = self._wake_at(deadline)
-            if self._held_until is not None:
-                wake_at = min(wake_at, self._held_until)
-            await self._alarm.sleep_until(wake_at)
-            if wake_at != deadline and deadline is not None:
-                await self._spin_until(deadline)
+                core.handle_timer(now)
+            else:
+                core.transmit_early(now)
+            held = self._held_until
+            if core.has_pending or (held is not None and now >= held):
+                self._flush()
+        except Exception as exc:  # a bug: it ends this session's peer, not the timer
+            self.fail(exc)
+            return
+        self._rearm()
 
-    def _wake_at(self, deadline: float | None) -> float:
-        if deadline is None:
-            return math.inf
-        if self._precise and deadline == self.core.detection_deadline:
-            # epoll rounds its timeout up to whole milliseconds, so a detection
-            # would fire up to 1 ms late: wake early, finish in _spin_until.
-            return deadline - DETECTION_EARLY_WAKE
-        return deadline
+    def _rearm(self) -> None:
+        """Put the session's next deadline (the core's timer, or the end of a hold) in
+        the endpoint's heap, unless it is there already."""
+        deadline = self.core.get_timer()
+        at = math.inf if deadline is None else deadline
+        held = self._held_until
+        if held is not None and held < at:
+            at = held
+        if at == self._wake_at and self._wake_seq >= 0:
+            return
+        if at == math.inf:
+            self._wake_at, self._wake_seq = math.inf, -1
+            return
+        self._endpoint.arm(self, at, at == self.core.detection_deadline)
 
-    def _input_done(self) -> None:
-        """After an input (received packet or echo): wake the task only if the core
-        has something to send or report, or its next timer moved before the armed
-        wake. A steady-state packet only pushes detection later, so the task sleeps
-        on to its next transmission: one wake-up per packet, not two."""
-        armed = self._alarm.deadline
-        if armed is None or self.core.has_pending or self._wake_at(self.core.get_timer()) < armed:
-            self.kick()
+    def _wants_detection(self, now: float) -> bool:
+        deadline = self.core.detection_deadline
+        return deadline is not None and now >= deadline
 
-    async def _spin_until(self, deadline: float) -> None:
-        """Yield-spin (about DETECTION_EARLY_WAKE at most) until a detection deadline.
-
-        Only for the detection deadline, which is reached only when packets stop
-        arriving, so this costs nothing in steady state. Each checkpoint lets the
-        receive loop run (epoll with a zero timeout), and a packet that moves the
-        deadline ends the spin."""
-        while trio.current_time() < deadline and self.core.detection_deadline == deadline:
-            if deadline - trio.current_time() > 2 * DETECTION_EARLY_WAKE:
-                return  # woken by a kick well before the deadline: nothing to refine
-            await trio.lowlevel.checkpoint()
-
-    async def _flush(self) -> None:
+    def _flush(self) -> None:
         # Events first: a path failure cancels the BGP session (and writes its Cease)
-        # before anything here yields to the scheduler.
-        self._drain_events()
-        await self._send_control(self._releasable(self.core.datagrams_to_send()))
+        # before anything here is sent; logged once the packets are out.
+        changes: list[StateChanged] = []
+        self._drain_events(changes)
+        datagrams = self._releasable(self.core.datagrams_to_send())
+        if datagrams:
+            self._send_now(datagrams)
         echoes = self.core.echo_datagrams_to_send()
         if echoes:
-            await self._send_echoes(echoes)
-        self._drain_events()
+            self._echo_queue.extend(echoes)
+            self._alarm.kick()
+        self._drain_events(changes)
+        for change in changes:
+            self._finish_publish(change)
+
+    def _send_now(self, datagrams: list[bytes]) -> None:
+        """Send without waiting; what the socket refuses goes to the session's task."""
+        if self._backlog:  # keep the order
+            self._backlog.extend(datagrams)
+            return
+        sender = self._sender
+        if sender is None:
+            return
+        destination = self._destination
+        for i, datagram in enumerate(datagrams):
+            if not datagram:
+                continue
+            try:
+                sender.sendto(datagram, destination)
+            except BlockingIOError:  # socket buffer full: the task waits, nothing dropped
+                self._backlog.extend(datagrams[i:])
+                self._alarm.kick()
+                return
+            except OSError as exc:
+                # No route, interface down...: the peer will see silence, as with a cut.
+                self.runtime_discards[f"send-error-{exc.errno}"] += 1
 
     def _releasable(self, datagrams: list[bytes]) -> list[bytes]:
         """What may go out now: everything, unless :meth:`hold_control` holds it."""
@@ -516,8 +609,9 @@ class BfdSession:
                  link.peer_mac.hex(":"), extra=self._fields())  # fmt: skip
         while True:
             payload = await link.receive()
-            self.core.receive_echo(payload, trio.current_time())
-            self._input_done()
+            now = trio.current_time()
+            self.core.receive_echo(payload, now)
+            self._after_input(now)
 
     async def _run_reflector(self) -> None:
         """Keep the promise our nonzero Required Min Echo RX makes: loop the peer's
@@ -563,10 +657,16 @@ class BfdSession:
         self.core.set_echo_loop(False, trio.current_time())
         self.kick()
 
-    def _drain_events(self) -> None:
+    def _drain_events(self, deferred: list[StateChanged] | None = None) -> None:
+        """Publish the core's events; ``deferred``: only call ``on_change`` now and
+        collect the state changes there, for the caller to finish publishing (the
+        subscribers, the log line) once it has sent the packets: our Down should not
+        wait for them (a log line alone costs ~0.1 ms)."""
         while (event := self.core.next_event()) is not None:
             if isinstance(event, StateChanged):
-                self._publish(event)
+                self._publish(event, finish=deferred is None)
+                if deferred is not None:
+                    deferred.append(event)
             elif isinstance(event, TimersChanged):
                 log.debug("bfd %s: timers tx %d us, detection %s us, echo %s us", self.label,
                           event.tx_interval_us, event.detection_time_us,
@@ -590,7 +690,7 @@ class BfdSession:
                     self.runtime_discards[f"send-error-{exc.errno}"] += 1
                 break
 
-    def _publish(self, event: StateChanged) -> None:
+    def _publish(self, event: StateChanged, *, finish: bool = True) -> None:
         self._last_change = event.at
         if event.new is State.UP:
             self._up_since = event.at
@@ -600,20 +700,46 @@ class BfdSession:
             # First, before logging: a path failure's teardown (the Cease on the BGP
             # socket) happens in this task step.
             self._on_change(event)
+        if finish:
+            self._finish_publish(event)
+
+    def _finish_publish(self, event: StateChanged) -> None:
+        """The subscribers, waiters and log line of a state change."""
+        self._changes.publish(event)
+        self._changed.set()
+        self._changed = trio.Event()
+        self._log_change(event)
+
+    def _log_change(self, event: StateChanged) -> None:
         level = logging.WARNING if event.path_failure else logging.INFO
         log.log(level, "bfd %s: %s -> %s, diag %s (%s)", self.label, event.old.name,
                 event.new.name, event.diag.name, event.reason,
                 extra=self._fields(old=event.old.name,
                              new=event.new.name, diag=event.diag.name,
                              reason=event.reason))  # fmt: skip
-        self._changes.publish(event)
-        self._changed.set()
-        self._changed = trio.Event()
 
     # ---- input from the endpoint ------------------------------------------------------
 
-    def deliver(self, packet: ControlPacket, datagram: net.Datagram, now: float) -> None:
-        """A decoded Control packet for this session, already demultiplexed."""
+    def _after_input(self, now: float, *, answered: bool = False) -> None:
+        """After an input: send the periodic packet now if its window is open (this
+        pass costs no extra wake-up; ``answered``: the core did, on a Control packet),
+        what the core queued, and re-arm the timer."""
+        core = self.core
+        if not answered:
+            core.transmit_early(now)
+        if core.has_pending:
+            self._flush()
+        self._rearm()
+
+    def deliver(
+        self,
+        packet: ControlPacket,
+        datagram: net.Datagram,
+        now: float,
+        arrived: float | None = None,
+    ) -> None:
+        """A decoded Control packet for this session, already demultiplexed; ``arrived``:
+        when it reached the host (kernel timestamp, Trio time), default ``now``."""
         minimum = self.profile.minimum_ttl if self.key.multihop else 255
         if datagram.ttl is not None and datagram.ttl < minimum:
             self.runtime_discards["ttl-below-minimum"] += 1
@@ -621,15 +747,17 @@ class BfdSession:
         if self._arrival is not None and not self._arrival.matches(datagram.ifindex, now):
             self.runtime_discards["wrong-interface"] += 1
             return
-        if datagram.source != self.key.peer:
+        source = datagram.source
+        if source is not self.key.peer and source != self.key.peer:
             self.runtime_discards["source-mismatch"] += 1
             return
-        if self.core.receive_decoded(packet, now) is None:
+        if self.core.receive_decoded(packet, now, arrived=arrived) is None:
             self._last_remote = packet
             if self.profile.echo_mode and not self._reflector_started and self._tasks:
                 self._reflector_started = True
                 self._tasks.start_soon(self._run_reflector)
-        self._input_done()
+        if self._running:
+            self._after_input(now, answered=True)
 
 
 def _echo_next_hop(key: SessionKey) -> ipaddress.IPv4Address | None:
@@ -676,7 +804,20 @@ class BfdEndpoint:
         #: VRF deleted and created again gets a new index, and a new socket.
         self._receiver_vrf_index: dict[ReceiverKey, int] = {}
         self._receiver_scopes: dict[ReceiverKey, trio.CancelScope] = {}
+        #: What the receive loops read from: plain sockets on the same files, by the
+        #: receiver they belong to.
+        self._readers: dict[ReceiverKey, tuple[socket.socket, _ReceiveState]] = {}
         self._nursery: trio.Nursery | None = None
+        # The one timer: (deadline, sequence, session), stale entries skipped.
+        self._heap: list[tuple[float, int, BfdSession]] = []
+        self._sequence = itertools.count()
+        self._timer_scope: trio.CancelScope | None = None
+        self._timer_wake = math.inf
+        #: Decoded packets by their bytes (immutable; unauthenticated only).
+        self._decoded: dict[bytes, ControlPacket] = {}
+        #: Wake-ups and work, for tests and profiles: timer wakes and passes, receive
+        #: wakes and datagrams, periodic packets sent early (coalesced).
+        self.counts: Counter[str] = Counter()
 
     @property
     def running(self) -> bool:
@@ -689,7 +830,7 @@ class BfdEndpoint:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started(self)
-                await trio.sleep_forever()
+                await self._run_timer()
         finally:
             self._nursery = None
             for sock in self._receivers.values():
@@ -697,6 +838,108 @@ class BfdEndpoint:
             self._receivers.clear()
             self._receiver_vrf_index.clear()
             self._receiver_scopes.clear()
+            for reader, _state in self._readers.values():
+                reader.close()
+            self._readers.clear()
+
+    # ---- the one timer ----------------------------------------------------------------
+
+    def arm(self, session: BfdSession, at: float, detection: bool = False) -> None:
+        """Serve ``session`` at ``at`` (replacing its earlier entry); ``detection``:
+        the deadline is a detection deadline, woken for early and spun to (epoll
+        rounds its timeout up to whole milliseconds)."""
+        seq = next(self._sequence)
+        session._wake_at, session._wake_seq = at, seq
+        heapq.heappush(self._heap, (at, seq, session))
+        wake = at - DETECTION_EARLY_WAKE if detection and self.precise_timers else at
+        if wake < self._timer_wake:
+            self._set_timer(wake)
+
+    def kick(self, session: BfdSession) -> None:
+        """Serve ``session`` now (at the end of the current pass, if one runs)."""
+        self.arm(session, trio.current_time())
+
+    def _set_timer(self, wake: float) -> None:
+        self._timer_wake = wake
+        if self._timer_scope is not None:
+            self._timer_scope.deadline = wake
+
+    def _next_wake(self) -> tuple[float, float]:
+        """(deadline, wake) of the earliest live entry: wake is earlier than the
+        deadline for a precise detection deadline; (inf, inf) when there is none."""
+        heap = self._heap
+        while heap:
+            at, seq, session = heap[0]
+            if session._wake_seq == seq:
+                if self.precise_timers and at == session.core.detection_deadline:
+                    return at, at - DETECTION_EARLY_WAKE
+                return at, at
+            heapq.heappop(heap)
+        return math.inf, math.inf
+
+    def _retime(self) -> None:
+        """Sleep exactly until the earliest live entry: also LATER, when the session
+        that was due first sent its packet early (no wake-up for a stale entry)."""
+        if self._timer_scope is not None:
+            self._set_timer(self._next_wake()[1])
+
+    async def _run_timer(self) -> None:
+        while True:
+            deadline, wake = self._next_wake()
+            now = trio.current_time()
+            if now < deadline:
+                if now < wake:
+                    self._timer_wake = wake
+                    with trio.CancelScope(deadline=wake) as scope:
+                        self._timer_scope = scope
+                        try:
+                            await trio.sleep_forever()
+                        finally:
+                            self._timer_scope = None
+                            self._timer_wake = math.inf
+                    self.counts["timer-wakes"] += 1
+                    if scope.deadline != -math.inf:  # a deadline (not a cancel): on time?
+                        timer_woke(scope.deadline, trio.current_time())
+                elif deadline - now <= DETECTION_BUSY_WAIT:
+                    # The last stretch without yielding (a pass of the loop is longer
+                    # than this): a packet that arrives meanwhile is read, with its
+                    # kernel stamp, before the detection is declared (_timer_pass).
+                    while trio.current_time() < deadline:
+                        pass
+                else:
+                    # Within DETECTION_EARLY_WAKE of a detection deadline: yield-spin
+                    # (each checkpoint lets the receive loops run, and a packet that
+                    # moves the deadline ends the spin). Only when packets stop.
+                    await trio.lowlevel.checkpoint()
+                continue
+            self._timer_pass(now)
+            await trio.lowlevel.checkpoint()
+
+    def _timer_pass(self, now: float) -> None:
+        """Serve the sessions due at ``now`` (PASS_LIMIT at most), and those due within
+        MERGE_WINDOW whose periodic packet may go now."""
+        heap, due = self._heap, list[BfdSession]()
+        limit = now + MERGE_WINDOW
+        while heap and len(due) < PASS_LIMIT:
+            at, seq, session = heap[0]
+            if session._wake_seq != seq:
+                heapq.heappop(heap)
+                continue
+            if at > limit:
+                break
+            heapq.heappop(heap)
+            session._wake_at, session._wake_seq = math.inf, -1
+            due.append(session)
+        self.counts["timer-passes"] += 1
+        if any(s._wants_detection(now) for s in due):
+            # Before declaring a session down: what the kernel already received (and
+            # stamped) counts, even if this task ran before the receive loop.
+            self._read_queued()
+            now = trio.current_time()
+        for session in due:
+            session._serve(now)
+
+    # ---- receiving ----------------------------------------------------------------------
 
     async def add_session(self, key: SessionKey, profile: BfdProfile) -> BfdSession:
         """Create a session and run it in the endpoint's own nursery (standalone use,
@@ -793,70 +1036,132 @@ class BfdEndpoint:
             log.info("bfd: VRF %s was created again: new receive socket for port %d", vrf, port)
             self._receiver_scopes.pop(key).cancel()
             self._receivers.pop(key).close()
+            # Its loop closes the reader when the cancellation reaches it; until then
+            # no detection reads from it (_read_queued).
+            self._readers.pop(key, None)
         sock = await net.open_receiver(socket.AddressFamily(family), port, vrf=vrf)
         self._receivers[key] = sock
         self._receiver_vrf_index[key] = index
         scope = trio.CancelScope()
         self._receiver_scopes[key] = scope
-        self._nursery.start_soon(self._scoped_receive_loop, scope, sock, multihop, vrf)
+        self._nursery.start_soon(self._scoped_receive_loop, scope, key, sock, multihop)
 
     async def _scoped_receive_loop(
-        self, scope: trio.CancelScope, sock: trio.socket.SocketType, multihop: bool,
-        vrf: str | None,
+        self, scope: trio.CancelScope, key: ReceiverKey, sock: trio.socket.SocketType,
+        multihop: bool,
     ) -> None:  # fmt: skip
         with scope:
-            await self._receive_loop(sock, multihop, vrf)
+            await self._receive_loop(sock, multihop, key)
 
     async def _receive_loop(
-        self, sock: trio.socket.SocketType, multihop: bool, vrf: str | None = None
+        self, sock: trio.socket.SocketType, multihop: bool, key: ReceiverKey
     ) -> None:
         """Receive and dispatch; keep the socket's buffer sized for its sessions.
 
-        Single-hop: TTL / hop limit 255 is enforced by a filter in the kernel (see
-        :mod:`speaker.bfd.net`), so a flood from afar never reaches the buffer; what
-        the kernel dropped is counted as ``kernel-dropped``."""
+        One wake-up reads every datagram queued (PASS_LIMIT at a time), each stamped
+        by the kernel on arrival. Single-hop: TTL / hop limit 255 is enforced by a
+        filter in the kernel (see :mod:`speaker.bfd.net`), so a flood from afar never
+        reaches the buffer; what the kernel dropped is counted as ``kernel-dropped``."""
         version = 4 if sock.family == socket.AF_INET else 6
         if not multihop:
             try:
                 net.attach_gtsm_filter(sock)
             except OSError as exc:  # deliver() still checks each packet's TTL
                 log.warning("bfd: no kernel TTL filter on the IPv%d socket: %s", version, exc)
-        sized_for, drops_seen = -1, 0
-        while True:
-            if len(self.sessions) != sized_for:
-                sized_for = len(self.sessions)
-                intervals = [
-                    s.profile.receive_interval
-                    for s in self.sessions.values()
-                    if s.key.multihop == multihop
-                    and s.key.peer.version == version
-                    and s.key.vrf == vrf
-                ]
-                net.set_receive_buffer(sock, net.receive_buffer_bytes(intervals))
+        if self.precise_timers:
+            net.enable_timestamps(sock)
+        # A plain socket on the same open file: non-blocking reads without a
+        # scheduler pass each (the Trio socket's recvmsg checkpoints per call).
+        vrf = key[2]
+        reader = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        reader.setblocking(False)
+        state = _ReceiveState(multihop, version, vrf)
+        entry = (reader, state)
+        self._readers[key] = entry
+        try:
+            while True:
+                if len(self.sessions) != state.sized_for:
+                    state.sized_for = len(self.sessions)
+                    intervals = [
+                        s.profile.receive_interval
+                        for s in self.sessions.values()
+                        if s.key.multihop == multihop
+                        and s.key.peer.version == version
+                        and s.key.vrf == vrf
+                    ]
+                    net.set_receive_buffer(sock, net.receive_buffer_bytes(intervals))
+                await trio.lowlevel.wait_readable(reader)
+                self.counts["receive-wakes"] += 1
+                while self._read(reader, state) >= PASS_LIMIT:
+                    await trio.lowlevel.checkpoint()
+                self._retime()
+        finally:
+            if self._readers.get(key) is entry:
+                del self._readers[key]
+            reader.close()
+
+    def _read_queued(self) -> None:
+        """Read what is queued on every receive socket now (before a detection): all
+        of it, up to READ_BEFORE_DETECTION batches (the packet that counts may be
+        behind others)."""
+        for reader, state in list(self._readers.values()):
+            for _ in range(READ_BEFORE_DETECTION):
+                if self._read(reader, state) < PASS_LIMIT:
+                    break
+
+    def _read(self, reader: socket.socket, state: _ReceiveState) -> int:
+        """One batch: read, stamp and dispatch up to PASS_LIMIT datagrams."""
+        try:
+            batch = net.receive_batch(reader, PASS_LIMIT)
+        except OSError as exc:  # e.g. ICMP errors queued on the socket
+            self.discards[f"receive-error-{exc.errno}"] += 1
+            return 1
+        if not batch:
+            return 0
+        now = trio.current_time()
+        wall = time.time() if self.precise_timers else None
+        self.counts["datagrams"] += len(batch)
+        for datagram in batch:
+            drops = datagram.kernel_drops
+            if drops is not None and drops != state.drops_seen:
+                self.discards["kernel-dropped"] += (drops - state.drops_seen) & 0xFFFFFFFF
+                state.drops_seen = drops
+            arrived = None
+            if wall is not None and datagram.stamp is not None:
+                age = wall - datagram.stamp
+                if 0.0 <= age <= MAX_STAMP_AGE:
+                    arrived = now - age
             try:
-                datagram = await net.receive(sock)
-            except OSError as exc:  # e.g. ICMP errors queued on the socket
-                self.discards[f"receive-error-{exc.errno}"] += 1
-                continue
-            if datagram.kernel_drops is not None and datagram.kernel_drops != drops_seen:
-                self.discards["kernel-dropped"] += (datagram.kernel_drops - drops_seen) & 0xFFFFFFFF
-                drops_seen = datagram.kernel_drops
-            try:
-                self.dispatch(datagram, multihop, trio.current_time(), vrf=vrf)
+                self.dispatch(datagram, state.multihop, now, arrived, vrf=state.vrf)
             except Exception:  # a bug: lose this packet, never the receive loop
                 self.discards["internal-error"] += 1
                 if self.discards["internal-error"] == 1:
                     log.exception("bfd: error handling a packet from %s (counted as"
                                   " internal-error; logged once)", datagram.source)  # fmt: skip
+        return len(batch)
 
     def dispatch(
-        self, datagram: net.Datagram, multihop: bool, now: float, *, vrf: str | None = None
+        self,
+        datagram: net.Datagram,
+        multihop: bool,
+        now: float,
+        arrived: float | None = None,
+        *,
+        vrf: str | None = None,
     ) -> None:
         """Find the session a datagram belongs to (RFC 5880 §6.8.6: by Your
-        Discriminator, or by addresses while it is zero) and hand it over. ``vrf``: the
-        VRF of the socket it arrived on; only that VRF's sessions can have it."""
+        Discriminator, or by addresses while it is zero) and hand it over. ``arrived``:
+        when it reached the host (kernel stamp, Trio time). ``vrf``: the VRF of the
+        socket it arrived on; only that VRF's sessions can have it."""
+        data = datagram.data
+        packet = self._decoded.get(data)
         try:
-            packet = ControlPacket.decode(datagram.data)
+            if packet is None:
+                packet = ControlPacket.decode(data)
+                if packet.auth is None:  # a peer's steady-state packets: the same bytes
+                    if len(self._decoded) >= DECODED_CACHE:
+                        self._decoded.clear()
+                    self._decoded[data] = packet
         except BfdDecodeError as exc:
             session = self._find(datagram, multihop, vrf)
             reason = getattr(exc, "discard_reason", DiscardReason.MALFORMED).value
@@ -870,7 +1175,7 @@ class BfdEndpoint:
             self.discards[DiscardReason.NO_SESSION.value] += 1
             return
         try:
-            session.deliver(packet, datagram, now)
+            session.deliver(packet, datagram, now, arrived)
         except Exception as exc:  # a bug: it ends this session's peer, not the loop
             session.fail(exc)
 
@@ -880,3 +1185,14 @@ class BfdEndpoint:
         if datagram.destination is None:
             return None
         return self._by_addresses.get((vrf, datagram.source, datagram.destination, multihop))
+
+
+@attrs.define
+class _ReceiveState:
+    """What a receive loop keeps between batches."""
+
+    multihop: bool
+    version: int
+    vrf: str | None = None
+    sized_for: int = -1
+    drops_seen: int = 0

@@ -3,8 +3,10 @@ kernel's drop count, arrival interfaces."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
+import time
 
 import pytest
 import trio
@@ -104,3 +106,26 @@ def test_in_a_vrf_the_vrf_devices_index_is_accepted_too() -> None:
     assert arrival.matches(lo, 0.0)
     assert not arrival.matches(lo + 1000, 5.0)
     assert not net.InterfaceIndex("no-such-if0").matches(lo, 0.0)
+
+
+async def test_receive_batch_reads_all_queued_with_kernel_arrival_stamps() -> None:
+    receiver = await net.open_receiver(socket.AF_INET, 0)
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with receiver, sender:
+        net.enable_timestamps(receiver)
+        reader = socket.fromfd(receiver.fileno(), receiver.family, receiver.type)
+        with reader:
+            reader.setblocking(False)
+            assert net.receive_batch(reader, 8) == []  # nothing queued: no wait
+            port = receiver.getsockname()[1]
+            sent_at = time.time()
+            for i in range(5):
+                sender.sendto(bytes([i]), ("127.0.0.1", port))
+            await trio.lowlevel.wait_readable(reader)
+            batch = net.receive_batch(reader, 3)  # the limit holds...
+            batch += net.receive_batch(reader, 8)  # ...and the rest follows
+    assert [d.data for d in batch] == [bytes([i]) for i in range(5)]
+    for d in batch:
+        assert d.stamp is not None and sent_at - 0.01 <= d.stamp <= time.time()
+        assert d.destination == ipaddress.IPv4Address("127.0.0.1")
+        assert d.source is batch[0].source  # one address object per peer address

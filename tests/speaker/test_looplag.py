@@ -18,7 +18,14 @@ import trio.testing
 
 from speaker import show
 from speaker.control import ControlServer, request
-from speaker.looplag import LAG_BUCKETS, WARN_EVERY, LoopMonitor, Slicer, WorstWindow
+from speaker.looplag import (
+    LAG_BUCKETS,
+    WARN_EVERY,
+    LoopMonitor,
+    Slicer,
+    WorstWindow,
+    timer_woke,
+)
 from speaker.metrics import SpeakerCollector
 from tests.helpers.metrics import samples, value
 from tests.helpers.running import running_speaker
@@ -83,6 +90,41 @@ def test_the_sentinel_measures_how_late_the_loop_wakes() -> None:
     assert monitor.lag.count > 3000
 
 
+def test_timer_reports_are_samples_and_keep_the_sentinel_asleep() -> None:
+    """An idle process must not wake 50 times a second to measure its lag: a timer
+    that wakes anyway (the BFD runtime's) reports its lateness, and the sentinel
+    sleeps until no report has come for ``interval``."""
+    clock = trio.testing.MockClock(autojump_threshold=0)
+
+    async def reporter() -> None:  # a timer woken every 0.3 s, 1 ms late each time
+        while True:
+            due = trio.current_time() + 0.3
+            await trio.sleep_until(due + 0.001)
+            timer_woke(due, trio.current_time())
+
+    async def main() -> LoopMonitor:
+        monitor = LoopMonitor(interval=0.5)
+        with monitor.installed():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(monitor.run)
+                nursery.start_soon(reporter)
+                await trio.sleep(3.05)
+                # The reporter's wakes only: the sentinel samples each time it wakes.
+                assert monitor.lag.count == 10
+                assert monitor.lag.sum == pytest.approx(0.010)
+                nursery.cancel_scope.cancel()
+                await trio.sleep(0)
+            # Without reports the sentinel samples every interval.
+            async with trio.open_nursery() as nursery:
+                await nursery.start(monitor.run)
+                await trio.sleep(2.01)
+                assert monitor.lag.count == 14
+                nursery.cancel_scope.cancel()
+        return monitor
+
+    trio.run(main, clock=clock)
+
+
 def test_the_instrument_records_long_steps_and_warns_once_per_interval(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -134,7 +176,7 @@ def test_a_long_garbage_collection_is_named_as_such() -> None:
 
 
 async def test_a_real_stall_is_seen_with_its_task_name() -> None:
-    monitor = LoopMonitor()
+    monitor = LoopMonitor(interval=0.02)  # no other timer reports here
     with monitor.installed():
 
         async def hog() -> None:
@@ -173,7 +215,7 @@ async def test_the_slicer_checkpoints_only_when_a_slice_is_spent() -> None:
 async def test_status_and_show_status_and_metrics_carry_the_loop(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monitor = LoopMonitor()
+    monitor = LoopMonitor(interval=0.02)
     async with running_speaker(tmp_path) as spk:
         path = tmp_path / "monitored.sock"
         with monitor.installed():

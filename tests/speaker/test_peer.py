@@ -309,7 +309,9 @@ async def test_an_exception_handling_one_sessions_packet_restarts_that_peer_only
     good_bfd, bad_bfd = good.bfd, bad.bfd
     assert good_bfd is not None and bad_bfd is not None
 
-    def broken(packet: ControlPacket, datagram: net.Datagram, now: float) -> None:
+    def broken(
+        packet: ControlPacket, datagram: net.Datagram, now: float, arrived: float | None = None
+    ) -> None:
         raise RuntimeError("a bug in handling one session's packet")
 
     bad_bfd.deliver = broken  # type: ignore[method-assign]  # the fault under test

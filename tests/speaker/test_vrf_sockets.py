@@ -367,6 +367,8 @@ async def test_bfd_receive_sockets_of_a_vrf_created_again_are_opened_again(
     first = await ep_a.add_session(key, FAST)
     receiver = (socket.AF_INET, PORT_A + 1003, STAND_IN)
     old = ep_a._receivers[receiver]
+    await trio.sleep(0.1)  # its receive loop has started
+    old_reader = ep_a._readers[receiver][0]  # the plain socket the loop drains
     await ep_a.remove_session(first)
     real = socket.if_nametoindex
     monkeypatch.setattr(
@@ -376,3 +378,6 @@ async def test_bfd_receive_sockets_of_a_vrf_created_again_are_opened_again(
     assert ep_a._receivers[receiver] is not old and old.fileno() == -1
     with trio.fail_after(5):
         await again.wait_state(State.UP)  # packets reach it through the new socket
+    # The old loop's reader is closed, and a detection reads only the new one.
+    assert old_reader.fileno() == -1
+    assert ep_a._readers[receiver][0] is not old_reader and len(ep_a._readers) == 1
