@@ -112,18 +112,24 @@ def test_ten_thousand_routes_pack_into_few_full_updates() -> None:
     assert max(sizes) <= 4096 and len(updates) == 13
 
 
-def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() -> None:
-    # Dropped at once, a 65,536-entry advertised dict is a 3-11 ms step at the moment
-    # BFD fails over (bench.reload_steps); the session empties rib.retired in slices.
-    a = RouteAttributes()
+def _synchronised(size: int, attributes: RouteAttributes) -> AdjRibOut:
+    """An Adj-RIB-Out of ``size`` /32s, all sent to an Established peer."""
     routes: dict[Prefix, RouteAttributes] = {
-        IPv4Network((0xC6130000 + i, 32)): a for i in range(5_000)
+        IPv4Network((0xC6130000 + i, 32)): attributes for i in range(size)
     }
     rib = AdjRibOut(routes)
     rib.session_up([IPV4_UNICAST])
     while not rib.synchronised:
         rib.take(1000)
         rib.take_end_of_rib()
+    return rib
+
+
+def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() -> None:
+    # Dropped at once, a 65,536-entry advertised dict is a 3-11 ms step at the moment
+    # BFD fails over (bench.reload_steps); the session empties rib.retired in slices.
+    a = RouteAttributes()
+    rib = _synchronised(5_000, a)
     sent = rib.sent
     assert len(sent) == 5_000
     rib.session_down()
@@ -139,15 +145,7 @@ def test_session_down_retires_the_big_tables_for_the_owner_to_empty_in_slices() 
 def test_a_retired_sent_table_is_emptied_shard_by_shard() -> None:
     # What the peer held is a SentTable (61 dicts): the session's _discard empties
     # every shard, in slices, and leaves the table counted empty.
-    a = RouteAttributes()
-    routes: dict[Prefix, RouteAttributes] = {
-        IPv4Network((0xC6130000 + i, 32)): a for i in range(5_000)
-    }
-    rib = AdjRibOut(routes)
-    rib.session_up([IPV4_UNICAST])
-    while not rib.synchronised:
-        rib.take(1000)
-        rib.take_end_of_rib()
+    rib = _synchronised(5_000, RouteAttributes())
     sent = rib.sent
     rib.session_down()
     retired = rib.retired
