@@ -64,6 +64,14 @@ def collision_outcome(
     failed meanwhile (theirs then simply takes over)."""
     if ours_outgoing is None:
         return Initiator.LOCAL if theirs.state in OPENING else None
+    if not ours_outgoing:
+        # Both are the peer's: the first to bring its OPEN stays. REMOTE closes our
+        # (the earlier) connection, LOCAL the candidate, as ``_settle`` reads them.
+        if theirs.state in (State.OPEN_CONFIRM, State.ESTABLISHED):
+            return Initiator.REMOTE
+        if ours.state in (State.OPEN_CONFIRM, State.ESTABLISHED):
+            return Initiator.LOCAL
+        return None
     opened = [c for c in (theirs, ours) if c.state in (State.OPEN_CONFIRM, State.ESTABLISHED)]
     if not opened or opened[0].peer_open is None:
         return None

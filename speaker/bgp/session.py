@@ -732,9 +732,13 @@ class BgpSession:
         elif cfg.source_address is not None and local != cfg.source_address:
             why = f"it came to {local}, not to source_address {cfg.source_address}"
         elif self._link is not None:
-            # A collision needs our own connection opening; a second one of theirs
-            # (or one while Established, RFC 4271 §6.8) is refused.
-            if not self._link.outgoing or self.core.state not in OPENING:
+            # A collision needs our own connection opening, or theirs still waiting for
+            # its OPEN (the router may have given that one up: FRR does, and a rebooted
+            # router's half-open connection would block it until our hold time).
+            # Otherwise a second one of theirs (or one while Established, RFC 4271
+            # §6.8) is refused.
+            replaceable = self._link.outgoing or self.core.state is State.OPEN_SENT
+            if not replaceable or self.core.state not in OPENING:
                 why = f"a connection exists in state {self.core.state.value}"
         elif not self.core.accepts_incoming:
             why = f"state {self.core.state.value}"
@@ -829,8 +833,10 @@ class BgpSession:
         link = cand.link
         self._candidate = cand
         self.collisions += 1
-        log.info("bgp %s: connection collision: the peer connected while ours is %s",
-                 self.name, self.core.state.value, extra=self._fields())  # fmt: skip
+        assert self._link is not None
+        log.info("bgp %s: connection collision: the peer connected while %s is %s",
+                 self.name, "ours" if self._link.outgoing else "its earlier connection",
+                 self.core.state.value, extra=self._fields())  # fmt: skip
         won = False
         try:
             with link.scope:
@@ -911,19 +917,20 @@ class BgpSession:
         link = self._link
         ours_closed = link is not None and (closed is Initiator.LOCAL) == link.outgoing
         now = trio.current_time()
-        if not ours_closed and link is not None:
+        if link is not None and not link.outgoing:  # both the peer's: no identifiers
+            log.info("bgp %s: connection collision: keeping the peer's %s connection, the "
+                     "first to bring its OPEN", self.name,
+                     "earlier" if not ours_closed else "newer",
+                     extra=self._fields())  # fmt: skip
+        else:
             log.info("bgp %s: connection collision: keeping the connection %s opened "
                      "(BGP Identifier %s vs ours %s)", self.name,
-                     "we" if link.outgoing else "the peer",
+                     "we" if link is not None and not ours_closed else "the peer",
                      peer_id(self.core, cand.core), self.config.router_id,
                      extra=self._fields())  # fmt: skip
+        if not ours_closed and link is not None:
             self._cand_after(cand, cand.core.collision_dump(now))
             return False
-        log.info("bgp %s: connection collision: keeping the connection %s opened "
-                 "(BGP Identifier %s vs ours %s)", self.name,
-                 "the peer" if link is None or link.outgoing else "we",
-                 peer_id(self.core, cand.core), self.config.router_id,
-                 extra=self._fields())  # fmt: skip
         if link is not None:
             self._after(self.core.collision_dump(now))
         if self._attempt is not None:  # ours failed meanwhile and the core retried

@@ -354,3 +354,55 @@ async def test_a_connection_between_two_sessions_is_held_for_the_next(
         assert await late.recv(1) == b""
     late.close()
     router.sock.close()
+
+
+async def test_the_peers_newer_connection_replaces_one_still_waiting_for_its_open(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """The router connects, never sends its OPEN on that connection (it gave it up, as
+    FRR does with TCP MD5 now and then, or it rebooted), and connects again: the newer
+    connection is not refused; it brings its OPEN first, so it stays and the earlier
+    one gets Cease 6/7."""
+    listener = await started_listener(nursery)
+    session = BgpSession(our_config(free_port(), listener=listener), routes=host_routes(2))
+    await nursery.start(session.run)
+    earlier = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
+    await session.wait_state(State.OPEN_SENT)  # on the earlier connection
+    newer = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
+    await newer.open()
+    await newer.run_until(lambda: bool(newer.got(Established)))
+    await session.wait_established()
+    stats = session.statistics()
+    assert stats.collisions == 1 and stats.flaps == 0
+    earlier.core.start(trio.current_time())
+    earlier.core.connection_made(trio.current_time())
+    await earlier.run_until(lambda: bool(earlier.got(NotificationReceived)))
+    (cease,) = earlier.got(NotificationReceived)
+    assert isinstance(cease, NotificationReceived)
+    assert (cease.code, cease.subcode) == (6, CeaseSubcode.CONNECTION_COLLISION_RESOLUTION)
+    await trio.sleep(30)
+    assert session.state is State.ESTABLISHED
+    session.cancel()
+    newer.sock.close()
+    earlier.sock.close()
+
+
+async def test_a_second_connection_once_the_peers_first_brought_its_open_is_refused(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """The earlier connection brought its OPEN: it is alive, so a second one is
+    refused (RFC 4271 §6.8 has nothing to resolve between two of the peer's)."""
+    listener = await started_listener(nursery)
+    session = BgpSession(our_config(free_port(), listener=listener), routes=host_routes(2))
+    await nursery.start(session.run)
+    first = Router(await connect_to(listening_port(listener)), peer_core(passive=False))
+    await first.open()
+    await first.run_until(lambda: bool(first.got(Established)))
+    await session.wait_established()
+    second = await connect_to(listening_port(listener))
+    with trio.fail_after(5):
+        assert await second.recv(100) == b""  # closed at once
+    assert session.statistics().collisions == 0
+    session.cancel()
+    first.sock.close()
+    second.close()
