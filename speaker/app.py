@@ -44,6 +44,7 @@ from speaker.drain import MAX_DRAINED_SERVICES, DrainState, drain_file, read_dra
 from speaker.health import HealthChanged, HealthSpec, watch
 from speaker.log import fields
 from speaker.looplag import Slicer
+from speaker.netwatch import NetWatch
 from speaker.peer import PeerPlan, PeerRunner, Routes
 from speaker.plan import Derived, RouteFunction
 from speaker.readers import Readers
@@ -135,6 +136,8 @@ class Speaker:
         self.derived = derived
         self.config_path = config_path
         self.endpoint = bfd_endpoint
+        #: Link and route changes, which peers following a route or a VRF wait on.
+        self.netwatch = NetWatch()
         #: Port 179 for every peer (sessions register themselves while they run).
         self.bgp_listener = BgpListener()
         self.healthy: set[str] = {s for s in derived.services if s not in derived.health}
@@ -379,6 +382,7 @@ class Speaker:
                 await nursery.start(self._signals)
             await self._ensure_endpoint(self.derived)
             await nursery.start(self.bgp_listener.run)
+            await nursery.start(self.netwatch.run)
             wall = time.time()
             for plan in self.derived.plans:
                 left = restart_remaining(
@@ -414,6 +418,7 @@ class Speaker:
         runner = PeerRunner(
             plan, endpoint=self.endpoint, routes=self.routes_for,
             hold_down=self.derived.hold_down, restart_deadline=restart_deadline,
+            netwatch=self.netwatch,
         )  # fmt: skip
         runner.drained = self.peer_drained(plan.name)
         self.peers[plan.name] = runner

@@ -64,6 +64,7 @@ from speaker.netlookup import (
     vrf_index,
     vrf_problem,
 )
+from speaker.netwatch import SPACING, NetWatch
 
 __all__ = ["BfdTarget", "FailoverRecord", "History", "PeerPlan", "PeerRunner", "PeerSetupError"]
 
@@ -102,6 +103,9 @@ RESTART_BFD_AFTER = CEASE_FIRST
 #: it, echo included) and its VRF device (gone or created again: the peer restarts).
 #: One rtnetlink request each, about 25 us: cheap enough for every peer.
 ROUTE_RECHECK = 2.0
+#: ... and with the host's change notifications (speaker.netwatch): after each change,
+#: and this often in any case.
+ROUTE_RECHECK_WATCHED = 30.0
 
 T = TypeVar("T")
 
@@ -237,10 +241,14 @@ class PeerRunner:
         routes: Callable[[str], Routes],
         hold_down: float = 1.0,
         restart_deadline: float | None = None,
+        netwatch: NetWatch | None = None,
     ) -> None:
         """``restart_deadline`` (trio time): the process came back from a restart; a
-        BGP session started before it sets the Graceful Restart R bit."""
+        BGP session started before it sets the Graceful Restart R bit. ``netwatch``:
+        the host's link and route changes (without one, the route to the router and
+        the VRF are asked every ROUTE_RECHECK)."""
         self.plan = plan
+        self.netwatch = netwatch
         self.restart_deadline = restart_deadline
         self.endpoint = endpoint
         self.routes = routes
@@ -445,8 +453,15 @@ class PeerRunner:
         socket bound to a deleted VRF hears nothing: the peer restarts), and a BFD
         session that follows the route is on the route's interface."""
         vrf = self.plan.bgp.vrf
+        watch = self.netwatch
+        seen = watch.generation if watch is not None else 0
         while True:
-            await trio.sleep(ROUTE_RECHECK)
+            if watch is None:
+                await trio.sleep(ROUTE_RECHECK)
+            else:
+                await trio.sleep(SPACING)  # a burst of changes: one question
+                wait = ROUTE_RECHECK_WATCHED if watch.available else ROUTE_RECHECK
+                seen = await watch.wait_change(seen, wait)
             if vrf is not None and vrf_index(vrf) != started_in:
                 raise PeerSetupError(f"VRF {vrf!r} went away (deleted or created again)")
             if bfd is None or target is None or not target.follows_route:

@@ -46,7 +46,9 @@ will come before it and be answered at once. Our transmissions then follow the
 peer's jittered ones; the window's end is only reached if that packet is lost, and
 the interval after it is drawn again. Two such systems facing each other settle
 with one drawing its intervals and the other answering (its window is closed when
-the answer arrives). Without ``coalesce`` the drawn deadline always holds.
+the answer arrives). Without ``coalesce``, or with :attr:`Session.follow_peer` turned
+off (a runtime that reads the peer's packets only when its own timer wakes), the
+drawn deadline always holds.
 
 Arrival times: :meth:`Session.receive_decoded` takes ``arrived``, when the packet
 reached the host (a kernel timestamp), apart from ``now``, when it is processed; the
@@ -134,6 +136,8 @@ class Session:
         self._rng = rng
         #: The runtime calls transmit_early when awake (see the module docstring).
         self._coalesce = coalesce
+        #: After a packet sent early, wait for the peer's next one (see follow_peer).
+        self._follow = coalesce
         self._early = False
         if local_discriminator is None:
             local_discriminator = 0
@@ -308,6 +312,24 @@ class Session:
     @property
     def poll_active(self) -> bool:
         return self._timers.polling
+
+    @property
+    def follow_peer(self) -> bool:
+        """With ``coalesce``: after a packet sent early, the next deadline is the end of
+        the window (the peer's next packet is answered at once). A runtime that reads
+        the peer's packets only when it wakes for its own timers turns this off: the
+        drawn deadline then always holds, so the intervals stay jittered."""
+        return self._follow
+
+    @follow_peer.setter
+    def follow_peer(self, on: bool) -> None:
+        self._follow = on and self._coalesce
+
+    @property
+    def receive_interval_us(self) -> int:
+        """How often the peer sends to us (before its jitter): max(its DesiredMinTx,
+        our RequiredMinRx in use), §6.8.7 seen from its side."""
+        return max(self._remote_desired_tx_us, self._timers.in_use_rx_us)
 
     @property
     def remote_demand_mode(self) -> bool:
@@ -837,7 +859,7 @@ class Session:
         if self._last_tx_at is None:
             self._next_tx_at = now  # never sent yet: send on the first handle_timer
             return
-        if self._early and self._coalesce and self._peer_answers_within(interval):
+        if self._early and self._follow and self._peer_answers_within(interval):
             # The packet just sent answered the peer's; its next one is due before
             # the end of our window: wait for it (up to the window's end) and answer
             # it again. Our intervals are then the peer's, jittered by its timer;

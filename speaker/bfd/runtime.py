@@ -106,6 +106,20 @@ DETECTION_BUSY_WAIT = 0.0002
 #: A timer pass also serves sessions due this soon after it, when the jitter window
 #: of their periodic packet is already open (epoll's own granularity is 1 ms).
 MERGE_WINDOW = 0.001
+#: Lazy receive (fewer wake-ups at slow timers): while every session is Up with
+#: intervals of at least LAZY_MIN_INTERVAL_US both ways, with no Poll Sequence, Echo
+#: function or hold, and there are at most LAZY_MAX_SESSIONS, the receive sockets are
+#: read when the timer wakes (for one of our transmissions or a detection deadline)
+#: instead of on every arrival. Packets count from their kernel arrival stamps, so
+#: detection is as exact; what the peer signals (its Down, a Poll) is seen within one
+#: of our transmit intervals. A timer pass then also serves the sessions due within
+#: LAZY_MERGE_WINDOW whose jitter window is open, so their packets go out together.
+LAZY_MIN_INTERVAL_US = 300_000
+LAZY_MAX_SESSIONS = 64
+LAZY_MERGE_WINDOW = 0.075
+#: Batches read from each socket at a lazy pass (a session's peer sends at most two
+#: packets between two of our transmissions).
+LAZY_READ_BATCHES = 4
 #: Sessions served per timer pass, datagrams per receive pass: then the task yields
 #: (about 30 us each: well inside the loop's 2 ms step budget).
 PASS_LIMIT = 32
@@ -259,6 +273,8 @@ class BfdSession:
         # hold_control: Control packets the core queued, sent once the hold ends.
         self._held_until: float | None = None
         self._held: list[bytes] = []
+        #: Whether this session lets the endpoint read lazily (see LAZY_MIN_INTERVAL_US).
+        self._lazy = False
 
     # ---- queries --------------------------------------------------------------------
 
@@ -493,12 +509,30 @@ class BfdSession:
         held = self._held_until
         if held is not None and held < at:
             at = held
+        lazy = self._lazy_ok()
+        if lazy is not self._lazy:
+            self._lazy = lazy
+            self.core.follow_peer = not lazy  # read lazily, answering would not jitter
+            self._endpoint.note_lazy(self, lazy)
         if at == self._wake_at and self._wake_seq >= 0:
             return
         if at == math.inf:
             self._wake_at, self._wake_seq = math.inf, -1
             return
         self._endpoint.arm(self, at, at == self.core.detection_deadline)
+
+    def _lazy_ok(self) -> bool:
+        """Whether the peer's packets may wait for the endpoint's next timer pass."""
+        core = self.core
+        return (
+            core.state is State.UP
+            and not core.poll_active
+            and not self.profile.echo_mode
+            and self._held_until is None
+            and not self._backlog
+            and core.tx_interval_us >= LAZY_MIN_INTERVAL_US
+            and core.receive_interval_us >= LAZY_MIN_INTERVAL_US
+        )
 
     def _wants_detection(self, now: float) -> bool:
         deadline = self.core.detection_deadline
@@ -783,14 +817,22 @@ class BfdEndpoint:
         ports: tuple[int, int] | None = None,
         peer_ports: tuple[int, int] | None = None,
         precise_timers: bool = True,
+        lazy_receive: bool | None = None,
     ) -> None:
         """``ports`` / ``peer_ports``: (single-hop, multihop) ports to listen on and to
         send to; the RFC's 3784/4784 unless a test runs two endpoints side by side.
         ``precise_timers``: wake early for a detection deadline and spin to it (epoll
         rounds up to whole ms); False under a virtual clock (``trio.testing.MockClock``),
-        where a spin would never let time advance."""
+        where a spin would never let time advance. ``lazy_receive``: read the sockets
+        at timer passes while every session allows it (LAZY_MIN_INTERVAL_US); by
+        default when ``precise_timers`` (it needs the kernel's arrival stamps)."""
         self.rng = rng or random.SystemRandom()
         self.precise_timers = precise_timers
+        self.lazy_receive = precise_timers if lazy_receive is None else lazy_receive
+        #: Sessions that need their packets read on arrival (not _lazy_ok), and the
+        #: event that wakes lazily waiting receive loops when one appears.
+        self._eager: set[BfdSession] = set()
+        self._eager_event = trio.Event()
         standard = (net.control_port(False), net.control_port(True))
         self.ports = ports or standard
         self.peer_ports = peer_ports or standard
@@ -859,6 +901,20 @@ class BfdEndpoint:
         """Serve ``session`` now (at the end of the current pass, if one runs)."""
         self.arm(session, trio.current_time())
 
+    @property
+    def reading_lazily(self) -> bool:
+        """Whether the receive sockets are read at timer passes (LAZY_MIN_INTERVAL_US)
+        rather than on every arrival."""
+        return self.lazy_receive and not self._eager and 0 < len(self.sessions) <= LAZY_MAX_SESSIONS
+
+    def note_lazy(self, session: BfdSession, lazy: bool) -> None:
+        """``session`` allows lazy reading now, or needs its packets on arrival."""
+        if lazy:
+            self._eager.discard(session)
+            return
+        self._eager.add(session)
+        self._eager_event.set()
+
     def _set_timer(self, wake: float) -> None:
         self._timer_wake = wake
         if self._timer_scope is not None:
@@ -919,7 +975,12 @@ class BfdEndpoint:
         """Serve the sessions due at ``now`` (PASS_LIMIT at most), and those due within
         MERGE_WINDOW whose periodic packet may go now."""
         heap, due = self._heap, list[BfdSession]()
-        limit = now + MERGE_WINDOW
+        lazy = self.reading_lazily
+        if lazy:  # what arrived since the last pass, stamped, before any deadline
+            self.counts["lazy-passes"] += 1
+            self._read_queued(LAZY_READ_BATCHES)
+            now = trio.current_time()
+        limit = now + (LAZY_MERGE_WINDOW if lazy else MERGE_WINDOW)
         while heap and len(due) < PASS_LIMIT:
             at, seq, session = heap[0]
             if session._wake_seq != seq:
@@ -931,7 +992,7 @@ class BfdEndpoint:
             session._wake_at, session._wake_seq = math.inf, -1
             due.append(session)
         self.counts["timer-passes"] += 1
-        if any(s._wants_detection(now) for s in due):
+        if not lazy and any(s._wants_detection(now) for s in due):
             # Before declaring a session down: what the kernel already received (and
             # stamped) counts, even if this task ran before the receive loop.
             self._read_queued()
@@ -983,6 +1044,7 @@ class BfdEndpoint:
             self, key, profile, discriminator, on_change=on_change, name=name,
             admin_down=admin_down,
         )  # fmt: skip
+        self.note_lazy(session, False)  # until Up at slow timers
         self.sessions[key] = session
         self._by_discriminator[discriminator] = session
         self._by_addresses[(key.vrf, key.peer, key.local, key.multihop)] = session
@@ -1004,6 +1066,7 @@ class BfdEndpoint:
     def _forget(self, session: BfdSession) -> None:
         # Only if it is still this session's entry (a successor may hold the key).
         key = session.key
+        self._eager.discard(session)
         if self.sessions.get(key) is session:
             del self.sessions[key]
         if self._by_discriminator.get(session.core.local_discriminator) is session:
@@ -1090,6 +1153,12 @@ class BfdEndpoint:
                         and s.key.vrf == vrf
                     ]
                     net.set_receive_buffer(sock, net.receive_buffer_bytes(intervals))
+                if self.reading_lazily:  # the timer's passes read (LAZY_MIN_INTERVAL_US)
+                    if self._eager_event.is_set():
+                        self._eager_event = trio.Event()
+                    self.counts["lazy-waits"] += 1
+                    await self._eager_event.wait()
+                    continue
                 await trio.lowlevel.wait_readable(reader)
                 self.counts["receive-wakes"] += 1
                 while self._read(reader, state) >= PASS_LIMIT:
@@ -1100,12 +1169,12 @@ class BfdEndpoint:
                 del self._readers[key]
             reader.close()
 
-    def _read_queued(self) -> None:
-        """Read what is queued on every receive socket now (before a detection): all
-        of it, up to READ_BEFORE_DETECTION batches (the packet that counts may be
-        behind others)."""
+    def _read_queued(self, batches: int = READ_BEFORE_DETECTION) -> None:
+        """Read what is queued on every receive socket now (before a detection, or at
+        a lazy pass): all of it, up to ``batches`` batches (the packet that counts may
+        be behind others)."""
         for reader, state in list(self._readers.values()):
-            for _ in range(READ_BEFORE_DETECTION):
+            for _ in range(batches):
                 if self._read(reader, state) < PASS_LIMIT:
                     break
 

@@ -13,6 +13,7 @@ teardown can then write the Cease at once, after the rest of the message in flig
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 
@@ -22,7 +23,15 @@ from protocols.bgp import MessageType
 from speaker.bgp import net
 from speaker.bgp.config import IPAddress
 
-__all__ = ["HIGH_WATER", "READ_CHUNK", "WRITE_CHUNK", "Link", "MessageCounter"]
+__all__ = [
+    "HIGH_WATER",
+    "INPUT",
+    "READ_CHUNK",
+    "WRITE_CHUNK",
+    "InputBudget",
+    "Link",
+    "MessageCounter",
+]
 
 #: Bytes read (and decoded) per task step: decoding costs about 0.5-1 ms per KiB
 #: (prefix objects), so 2 KiB keeps a step near 1 ms (docs/architecture.md, Latency
@@ -32,6 +41,54 @@ WRITE_CHUNK = 64 * 1024
 HIGH_WATER = 128 * 1024  # queued bytes above which no more UPDATEs are generated
 
 _TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
+
+
+class InputBudget:
+    """How much of the loop the peers' input may take: at most ``share`` of the time,
+    over any stretch longer than ``burst`` seconds.
+
+    What peers send us is work that can wait: we keep none of their routes, and TCP
+    holds back a sender we read slowly. Unbounded, a peer sending a full table (or
+    a flood) keeps the loop busy for seconds; under ``realtime_priority`` that is a
+    SCHED_FIFO thread at 100 % of a CPU, which the kernel throttles (no real-time
+    task on it runs for the rest of its 1 s period: a BFD failure at 10 ms timers).
+    Each reader charges the time its delivery took; when the credit is spent it
+    sleeps until the credit is back, so the rest of the loop, and the rest of the
+    node, keep at least 1 - ``share``. One budget for all peers of a process
+    (:data:`INPUT`). The credit accrues in Trio time (virtual under a MockClock);
+    the work is measured in real time."""
+
+    def __init__(self, share: float = 0.5, burst: float = 0.02) -> None:
+        self.share = share
+        self.burst = burst
+        self._credit = burst * share
+        self._at: float | None = None
+        #: Times a reader slept for the budget, and for how long in all (seconds).
+        self.waits = 0
+        self.waited = 0.0
+
+    def charge(self, work: float) -> float:
+        """``work`` seconds were spent on input: how long to sleep now (0: none)."""
+        now = trio.current_time()
+        if self._at is not None:  # (a new trio.run, a MockClock: never a negative gap)
+            gained = max(0.0, now - self._at) * self.share
+            self._credit = min(self.burst * self.share, self._credit + gained)
+        self._at = now
+        self._credit -= work
+        if self._credit >= 0:
+            return 0.0
+        return -self._credit / self.share
+
+    async def spend(self, work: float) -> None:
+        wait = self.charge(work)
+        if wait > 0:
+            self.waits += 1
+            self.waited += wait
+            await trio.sleep(wait)
+
+
+#: The process's budget for what peers send (see InputBudget).
+INPUT = InputBudget()
 
 
 class MessageCounter:
@@ -90,18 +147,27 @@ class Link:
         self.queued += len(data)
         self.has_data.set()
 
-    async def read_loop(self, deliver: Callable[[Link, bytes], bool], failed: Failed) -> None:
+    async def read_loop(
+        self,
+        deliver: Callable[[Link, bytes], bool],
+        failed: Failed,
+        budget: InputBudget | None = None,
+    ) -> None:
         """:data:`READ_CHUNK` per recv, one recv per step, each to ``deliver`` (which
         returns False when the link is no longer the session's); ends at EOF (after
-        delivering ``b""``) or a socket error (``failed``)."""
+        delivering ``b""``) or a socket error (``failed``). The time ``deliver`` takes
+        is charged to ``budget`` (default :data:`INPUT`), which may make it sleep."""
+        budget = INPUT if budget is None else budget
         while True:
             try:
                 data = await self.sock.recv(READ_CHUNK)
             except OSError as exc:
                 failed(self, exc.strerror or str(exc))
                 return
+            started = time.perf_counter()
             if not deliver(self, data) or not data:
                 return
+            await budget.spend(time.perf_counter() - started)
 
     async def write_loop(self, drained: Callable[[Link], None], failed: Failed) -> None:
         """The only task writing to the socket, until the link closes (and its queue is

@@ -24,10 +24,14 @@ A, B = ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv4Address("127.0.0.2")
 PORT_A, PORT_B = 23784, 33784
 
 
-async def endpoints(nursery: trio.Nursery, seed: int = 1) -> tuple[BfdEndpoint, BfdEndpoint]:
-    """A's endpoint and B's, running, each sending to the other's ports."""
+async def endpoints(
+    nursery: trio.Nursery, seed: int = 1, *, lazy: bool = False
+) -> tuple[BfdEndpoint, BfdEndpoint]:
+    """A's endpoint and B's, running, each sending to the other's ports; ``lazy``:
+    A reads its sockets at timer passes when its sessions allow it."""
     ep_a = BfdEndpoint(rng=random.Random(seed), ports=(PORT_A, PORT_A + 1000),
-                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False)  # fmt: skip
+                       peer_ports=(PORT_B, PORT_B + 1000), precise_timers=False,
+                       lazy_receive=lazy)  # fmt: skip
     ep_b = BfdEndpoint(rng=random.Random(seed + 1), ports=(PORT_B, PORT_B + 1000),
                        peer_ports=(PORT_A, PORT_A + 1000), precise_timers=False)  # fmt: skip
     await nursery.start(ep_a.run)
@@ -184,6 +188,92 @@ async def test_steady_state_costs_one_wake_up_per_packet_pair(
     assert wakes / sent < 1.6, (wakes, sent)
     assert kicks == 0
     assert sa.state is State.UP and sb.state is State.UP
+
+
+SLOW = BfdProfile(name="slow", transmit_interval=300, receive_interval=300, detect_multiplier=3)
+
+
+async def lazy_pairs(
+    nursery: trio.Nursery, n: int, profile: BfdProfile = SLOW
+) -> tuple[BfdEndpoint, list[BfdSession], BfdEndpoint, list[BfdSession]]:
+    """``n`` sessions between a lazily reading A and an eagerly reading B, all Up."""
+    ep_a, ep_b = await endpoints(nursery, seed=5, lazy=True)
+    ours, theirs = [], []
+    for i in range(1, n + 1):
+        a, b = ipaddress.IPv4Address(f"127.0.3.{i}"), ipaddress.IPv4Address(f"127.0.4.{i}")
+        ours.append(await ep_a.add_session(SessionKey(peer=b, local=a), profile))
+        theirs.append(await ep_b.add_session(SessionKey(peer=a, local=b), profile))
+    with trio.fail_after(10):
+        for s in ours + theirs:
+            await s.wait_state(State.UP)
+    await trio.sleep(5)  # slow start over, the intervals negotiated
+    return ep_a, ours, ep_b, theirs
+
+
+async def test_slow_timers_read_at_timer_passes_and_send_together(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """Idle at 300/300/3: no wake-up per received packet; the timer's passes read the
+    sockets, and the sessions whose jitter window is open send in the same pass, so
+    two sessions cost about one wake-up per transmission round, not one per packet.
+    Each session's intervals stay within 75-100 % of 300 ms (RFC 5880 §6.8.7)."""
+    ep_a, ours, _ep_b, theirs = await lazy_pairs(nursery, 2)
+    assert ep_a.reading_lazily
+    before = ep_a.counts.copy()
+    sent = [s.core.counters.control_tx for s in ours]
+    received = [s.core.counters.control_rx for s in ours]
+    await trio.sleep(30)
+    wakes = {k: ep_a.counts[k] - before[k] for k in ("timer-wakes", "receive-wakes")}
+    assert wakes["receive-wakes"] == 0, wakes
+    for s, tx, rx in zip(ours, sent, received, strict=True):
+        assert 30 / 0.300 - 2 <= s.core.counters.control_tx - tx <= 30 / 0.225 + 2
+        assert s.core.counters.control_rx - rx >= 30 / 0.300 - 2  # all read, late
+    # Two sessions drawn apart would need ~2 x 30 / 0.26 = 230 wake-ups.
+    assert wakes["timer-wakes"] <= 30 / 0.225 * 1.2, wakes
+    assert all(s.state is State.UP for s in ours + theirs)
+
+
+async def test_lazy_reading_sees_the_peers_admin_down_within_one_interval(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    ep_a, ours, ep_b, theirs = await lazy_pairs(nursery, 1)
+    (sa,), (sb,) = ours, theirs
+    t0 = trio.current_time()
+    await ep_b.remove_session(sb)
+    await sa.wait_state(State.DOWN)
+    assert trio.current_time() - t0 <= 0.300 + 1e-3
+    assert not ep_a.reading_lazily  # Down: packets are read on arrival again
+
+
+async def test_lazy_reading_detects_silence_within_one_interval_of_the_detection_time(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """Under the virtual clock there are no kernel stamps, so a packet counts from the
+    pass that read it: detection comes at most one interval late here. With stamps
+    (the real runtime) it counts from the arrival (tests/interop, bench)."""
+    _ep_a, ours, _ep_b, theirs = await lazy_pairs(nursery, 1)
+    (sa,), (sb,) = ours, theirs
+    sb._scope.cancel()  # B goes silent
+    silent_since = trio.current_time()
+    await sa.wait_state(State.DOWN)
+    assert 0.900 - 0.300 <= trio.current_time() - silent_since <= 0.900 + 0.300 + 1e-3
+    assert sa.statistics().local_diag is Diag.CONTROL_DETECTION_TIME_EXPIRED
+
+
+async def test_one_fast_session_makes_the_endpoint_read_on_arrival(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    ep_a, _ours, ep_b, _theirs = await lazy_pairs(nursery, 1)
+    assert ep_a.reading_lazily
+    a, b = ipaddress.IPv4Address("127.0.5.1"), ipaddress.IPv4Address("127.0.6.1")
+    fast_a = await ep_a.add_session(SessionKey(peer=b, local=a), FAST)
+    await ep_b.add_session(SessionKey(peer=a, local=b), FAST)
+    await fast_a.wait_state(State.UP)
+    await trio.sleep(3)
+    assert not ep_a.reading_lazily
+    before = ep_a.counts["receive-wakes"]
+    await trio.sleep(1)
+    assert ep_a.counts["receive-wakes"] - before >= 10
 
 
 async def test_one_receive_wake_up_reads_every_queued_datagram(

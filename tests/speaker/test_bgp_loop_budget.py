@@ -20,6 +20,8 @@ from bench.common import LongestStep
 from protocols.bgp import State
 from protocols.bgp.update import MAX_NOTES
 from speaker.bgp import BgpSession
+from speaker.bgp import link as link_module
+from speaker.bgp.link import InputBudget
 from speaker.bgp.session import NOTE_LOG_INTERVAL
 from speaker.config import loads_config
 from speaker.plan import Derived, derive_in_slices
@@ -110,6 +112,51 @@ async def test_hostile_updates_cost_short_steps_and_few_log_lines(
     stats = session.statistics()
     assert stats.rfc7606_notes == {"attribute-discard": rounds * 64 * repeats}
     assert stats.treated_as_withdraw == 0
+
+
+async def test_input_budget_keeps_input_to_its_share(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """100 ms of input work at a 50 % share: after the burst's credit (10 ms of work)
+    each millisecond of work costs a 2 ms sleep, so it is spread over 180 ms."""
+    budget = InputBudget(share=0.5, burst=0.02)
+    t0 = trio.current_time()
+    for _ in range(100):
+        await budget.spend(0.001)
+    assert trio.current_time() - t0 == pytest.approx((0.100 - 0.010) / 0.5)
+    assert budget.waits == 90
+    await trio.sleep(1)  # idle: the credit is back, but no more than the burst's
+    t1 = trio.current_time()
+    for _ in range(10):
+        await budget.spend(0.001)
+    assert trio.current_time() == t1
+    await budget.spend(0.001)
+    assert trio.current_time() - t1 == pytest.approx(0.002)
+
+
+async def test_a_flooding_peer_is_read_at_the_input_share(
+    autojump_clock: trio.testing.MockClock,
+    nursery: trio.Nursery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reader charges what delivering each read took and sleeps when the credit is
+    spent: a peer's 256 KiB of UPDATEs are read with sleeps between the reads, and the
+    session stays up."""
+    budget = InputBudget(share=0.5, burst=0.0001)
+    monkeypatch.setattr(link_module, "INPUT", budget)
+    peer = Peer(peer_core())
+    port = await nursery.start(peer.serve)
+    session = BgpSession(our_config(port), routes=host_routes(10))
+    await nursery.start(session.run)
+    await session.wait_synchronised()
+    t0 = trio.current_time()
+    message = hostile_update()
+    for _ in range(4):
+        peer.send(message * 16)
+    await wait_for(lambda: session.updates_in >= 64)
+    assert budget.waits >= 16, budget.waits
+    assert trio.current_time() - t0 >= budget.waited * 0.9
+    assert session.state is State.ESTABLISHED
 
 
 def test_notes_are_capped_per_update() -> None:

@@ -25,6 +25,7 @@ from speaker.bfd.profile import BfdProfile
 from speaker.bfd.runtime import BfdEndpoint, BfdSession, SessionKey
 from speaker.bgp.config import BgpPeerConfig
 from speaker.netlookup import RouteInfo
+from speaker.netwatch import SPACING, NetWatch
 from speaker.peer import BfdTarget, History, PeerPlan, PeerRunner
 
 starts: Counter[str] = Counter()
@@ -627,6 +628,44 @@ async def test_bfd_without_interface_takes_the_routes_and_follows_it(
     assert starts["tor"] == 1 and runner.setup_failures == runner.crashes == 0
     assert any("the route to 127.0.0.2 moved from lo to to-rtr1b: BFD follows" in r.getMessage()
                for r in caplog.records)  # fmt: skip
+    nursery.cancel_scope.cancel()
+
+
+async def test_with_change_notifications_the_route_is_asked_after_each_change_only(
+    autojump_clock: Any, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the host's change notifications (speaker.netwatch) an idle peer asks for
+    its route only when the kernel announced a change (and every
+    ROUTE_RECHECK_WATCHED): no wake-up every ROUTE_RECHECK; the move is followed
+    within SPACING of the change."""
+    route = [RouteInfo(oif=1, interface="lo", source=None, gateway=None, table=254)]
+    asked: list[float] = []
+
+    def route_to(peer: object, vrf: object = None) -> RouteInfo:
+        asked.append(trio.current_time())
+        return route[0]
+
+    monkeypatch.setattr(peer_module, "route_to", route_to)
+    moves: list[str] = []
+    monkeypatch.setattr(BfdSession, "move_to", lambda self, name: moves.append(name))
+    watch = NetWatch()
+    watch.available = True  # as if subscribed; the test announces the changes
+    ours, routers = await endpoints(nursery)
+    await router(routers, 1)
+    runner = PeerRunner(plan("tor", 1, bfd=True), endpoint=ours, routes=lambda p: {},
+                        netwatch=watch)  # fmt: skip
+    nursery.start_soon(runner.run)
+    await wait_for(lambda: runner.bfd is not None and runner.bfd.state is State.UP)
+    started = len(asked)
+    await trio.sleep(10 * peer_module.ROUTE_RECHECK)
+    assert len(asked) == started  # nothing changed: not asked again
+    route[0] = attrs.evolve(route[0], oif=9, interface="to-rtr1b")
+    changed = trio.current_time()
+    watch.notify()
+    await trio.sleep(SPACING + 0.01)
+    assert moves == ["to-rtr1b"] and asked[-1] - changed <= SPACING
+    await trio.sleep(peer_module.ROUTE_RECHECK_WATCHED + 1)
+    assert len(asked) == started + 2  # and once more after ROUTE_RECHECK_WATCHED
     nursery.cancel_scope.cancel()
 
 
