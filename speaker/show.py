@@ -359,6 +359,16 @@ def format_status(data: Mapping[str, Any]) -> str:
         lines.append(_stall("late wake", loop.get("maxLagEver"), "since start"))
         lines.append(_stall("longest garbage collection", loop.get("longestGc"), recent))
         lines.append(f"  steps over {loop['slowStepMs']:g} ms since start: {loop['slowSteps']}")
+    bfd = data.get("bfd")
+    if bfd is not None:
+        how = "at timer passes (slow timers)" if bfd.get("readsLazily") else "on arrival"
+        if bfd.get("readOnArrivalFor"):
+            how += f" ({'; '.join(bfd['readOnArrivalFor'])})"
+        lines.append(
+            f"BFD: {bfd['sessions']} sessions, packets read {how}; since start"
+            f" {bfd['timerWakes']} timer and {bfd['receiveWakes']} receive wake-ups,"
+            f" {bfd['datagrams']} datagrams"
+        )
     return "\n".join(lines) + "\n"
 
 

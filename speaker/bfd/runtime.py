@@ -523,16 +523,24 @@ class BfdSession:
 
     def _lazy_ok(self) -> bool:
         """Whether the peer's packets may wait for the endpoint's next timer pass."""
+        return self.lazy_blocker() is None
+
+    def lazy_blocker(self) -> str | None:
+        """Why this session needs its packets read on arrival (None: it does not)."""
         core = self.core
-        return (
-            core.state is State.UP
-            and not core.poll_active
-            and not self.profile.echo_mode
-            and self._held_until is None
-            and not self._backlog
-            and core.tx_interval_us >= LAZY_MIN_INTERVAL_US
-            and core.receive_interval_us >= LAZY_MIN_INTERVAL_US
-        )
+        if core.state is not State.UP:
+            return f"state {core.state.name}"
+        if core.poll_active:
+            return "poll sequence"
+        if self.profile.echo_mode:
+            return "echo"
+        if self._held_until is not None or self._backlog:
+            return "sending held"
+        if core.tx_interval_us < LAZY_MIN_INTERVAL_US:
+            return f"transmit interval {core.tx_interval_us // 1000} ms"
+        if core.receive_interval_us < LAZY_MIN_INTERVAL_US:
+            return f"receive interval {core.receive_interval_us // 1000} ms"
+        return None
 
     def _wants_detection(self, now: float) -> bool:
         deadline = self.core.detection_deadline
@@ -846,6 +854,7 @@ class BfdEndpoint:
         #: VRF deleted and created again gets a new index, and a new socket.
         self._receiver_vrf_index: dict[ReceiverKey, int] = {}
         self._receiver_scopes: dict[ReceiverKey, trio.CancelScope] = {}
+        self._receiver_lock = trio.Lock()
         #: What the receive loops read from: plain sockets on the same files, by the
         #: receiver they belong to.
         self._readers: dict[ReceiverKey, tuple[socket.socket, _ReceiveState]] = {}
@@ -900,6 +909,10 @@ class BfdEndpoint:
     def kick(self, session: BfdSession) -> None:
         """Serve ``session`` now (at the end of the current pass, if one runs)."""
         self.arm(session, trio.current_time())
+
+    def eager_sessions(self) -> list[BfdSession]:
+        """The sessions that keep the sockets read on arrival (see reading_lazily)."""
+        return list(self._eager)
 
     @property
     def reading_lazily(self) -> bool:
@@ -1084,7 +1097,16 @@ class BfdEndpoint:
     async def _ensure_receiver(self, key: ReceiverKey, multihop: bool) -> None:
         """The receive socket of ``key`` open and read; a VRF's reopened if the VRF
         device was created again since (a socket bound to the old one hears nothing).
-        Raises OSError (no such VRF device, port taken)."""
+        Raises OSError (no such VRF device, port taken).
+
+        One at a time: two sessions starting together would otherwise both find no
+        socket, both open one (SO_REUSEADDR lets the second bind), and the kernel
+        would deliver each datagram to either; a lazy pass reads only the one in
+        ``_readers``, so half the peers' packets would wait unread (false Downs)."""
+        async with self._receiver_lock:
+            await self._ensure_receiver_locked(key, multihop)
+
+    async def _ensure_receiver_locked(self, key: ReceiverKey, multihop: bool) -> None:
         assert self._nursery is not None
         family, port, vrf = key
         index = 0

@@ -21,7 +21,7 @@ from protocols.bgp import State as BgpState
 from protocols.bgp import key_prefix
 from speaker import __version__
 from speaker.app import Speaker
-from speaker.bfd.runtime import BfdSession
+from speaker.bfd.runtime import BfdEndpoint, BfdSession
 from speaker.looplag import LoopMonitor, Slicer
 from speaker.peer import PeerRunner
 from speaker.view.errors import RequestError
@@ -432,4 +432,22 @@ def status(speaker: Speaker, monitor: LoopMonitor | None = None) -> dict[str, An
         "stopping": speaker.shutting_down.is_set(),
         "drain": {**speaker.drain.record(), "stopping": speaker.stop_draining},
         "eventLoop": None if monitor is None else monitor.status(),
+        "bfd": None if speaker.endpoint is None else bfd_endpoint(speaker.endpoint),
     }  # fmt: skip
+
+
+def bfd_endpoint(endpoint: BfdEndpoint) -> dict[str, Any]:
+    """How the process's BFD endpoint reads and wakes (docs/bfd.md, Wake-ups)."""
+    counts = endpoint.counts
+    return {
+        "sessions": len(endpoint.sessions),
+        "readsLazily": endpoint.reading_lazily,
+        "timerWakes": counts["timer-wakes"],
+        "receiveWakes": counts["receive-wakes"],
+        "lazyPasses": counts["lazy-passes"],
+        "datagrams": counts["datagrams"],
+        "readOnArrivalFor": [
+            f"{s.label}: {s.lazy_blocker() or 'just changed'}"
+            for s in endpoint.eager_sessions()[:5]
+        ],
+    }

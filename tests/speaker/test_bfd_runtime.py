@@ -233,6 +233,31 @@ async def test_slow_timers_read_at_timer_passes_and_send_together(
     assert all(s.state is State.UP for s in ours + theirs)
 
 
+async def test_sessions_starting_together_share_one_receive_socket(
+    autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    """Two sessions started at once used to open a receive socket each (both found
+    none): the kernel then delivered each datagram to either socket, and a lazy pass,
+    which reads the endpoint's one, left the other's packets unread: false Downs."""
+    ep_a, ep_b = await endpoints(nursery, seed=7, lazy=True)
+    ours: list[BfdSession] = []
+
+    async def start(i: int) -> None:
+        a, b = ipaddress.IPv4Address(f"127.0.7.{i}"), ipaddress.IPv4Address(f"127.0.8.{i}")
+        ours.append(await ep_a.add_session(SessionKey(peer=b, local=a), SLOW))
+        await ep_b.add_session(SessionKey(peer=a, local=b), SLOW)
+
+    async with trio.open_nursery() as both:
+        for i in (1, 2):
+            both.start_soon(start, i)
+    with trio.fail_after(10):
+        for s in ours:
+            await s.wait_state(State.UP)
+    await trio.sleep(20)
+    assert ep_a.reading_lazily
+    assert all(s.state is State.UP and s.statistics().down_events == 0 for s in ours)
+
+
 async def test_lazy_reading_sees_the_peers_admin_down_within_one_interval(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
