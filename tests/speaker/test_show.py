@@ -272,3 +272,19 @@ def test_status_text_says_where_the_loop_stalled() -> None:
     assert "  steps over 5 ms since start: 3" in lines
     data["eventLoop"] = None
     assert "Event loop: not monitored" in show.format_status(data)
+
+
+def test_status_text_says_how_bfd_reads() -> None:
+    data: dict[str, Any] = {
+        "version": "0.1.0", "pid": 42, "peers": 2, "config": None, "reloads": 0,
+        "eventLoop": None,
+        "bfd": {"sessions": 2, "readsLazily": False, "timerWakes": 10, "receiveWakes": 20,
+                "lazyPasses": 0, "datagrams": 30, "readOnArrivalFor": ["rtr1: poll sequence"]},
+    }  # fmt: skip
+    text = show.format_status(data)
+    assert (
+        "BFD: 2 sessions, packets read on arrival (rtr1: poll sequence); since start 10 timer"
+        " and 20 receive wake-ups, 30 datagrams"
+    ) in text
+    data["bfd"] = {**data["bfd"], "readsLazily": True, "readOnArrivalFor": []}
+    assert "packets read at timer passes (slow timers);" in show.format_status(data)
