@@ -81,14 +81,18 @@ class Peer:
                 rib[p] = update
         return rib
 
-    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(
+        self, *, port: int = 0, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Accept one connection on ``port`` (0: any free one, passed to ``started``)."""
         listener = trio.socket.socket(self.family, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         host = "127.0.0.1" if self.family == socket.AF_INET else "::1"
         if self.password is not None:
             listener.setsockopt(
                 socket.IPPROTO_TCP, 14, md5sig(ipaddress.ip_address(host), self.password.encode())
             )
-        await listener.bind((host, 0))
+        await listener.bind((host, port))
         listener.listen(4)
         self.port = listener.getsockname()[1]
         task_status.started(self.port)
