@@ -114,8 +114,8 @@ def churned(count: int) -> list[int]:
     return [i for i in range(count - 1) if i not in removed]
 
 
-@pytest.mark.parametrize("flapping", [False, True])
-@pytest.mark.parametrize("gap", [0.0, 0.1, 0.6])
+@pytest.mark.parametrize("flapping", [True])
+@pytest.mark.parametrize("gap", [0.0, 0.6])
 async def test_a_reload_right_after_a_reload_leaves_the_routes_of_the_last(
     nursery: trio.Nursery, tmp_path: Path, gap: float, flapping: bool
 ) -> None:
@@ -145,8 +145,8 @@ async def test_a_reload_right_after_a_reload_leaves_the_routes_of_the_last(
     await speaker.shutdown()
 
 
-@pytest.mark.parametrize("batch", [1, 7])
-@pytest.mark.parametrize("gap", [0.0, 0.05])
+@pytest.mark.parametrize("batch", [7])
+@pytest.mark.parametrize("gap", [0.0])
 async def test_a_reload_while_the_last_one_still_compares_its_tables(
     nursery: trio.Nursery,
     tmp_path: Path,
@@ -171,7 +171,7 @@ async def test_a_reload_while_the_last_one_still_compares_its_tables(
     await speaker.shutdown()
 
 
-@pytest.mark.parametrize("when", ["down", "connecting", "up"])
+@pytest.mark.parametrize("when", ["down", "up"])
 async def test_a_reload_after_a_session_reset_between_two_reloads(
     nursery: trio.Nursery, tmp_path: Path, when: str
 ) -> None:
