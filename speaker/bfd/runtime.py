@@ -1165,6 +1165,9 @@ class BfdEndpoint:
         self._readers[key] = entry
         try:
             while True:
+                # A lazy wait can end (a session turned eager) just as _ensure_receiver
+                # cancels this loop and closes its socket (a VRF created again).
+                await trio.lowlevel.checkpoint_if_cancelled()
                 if len(self.sessions) != state.sized_for:
                     state.sized_for = len(self.sessions)
                     intervals = [

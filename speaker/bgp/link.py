@@ -43,6 +43,10 @@ HIGH_WATER = 128 * 1024  # queued bytes above which no more UPDATEs are generate
 _TYPE_NAMES = {t.value: t.name.lower().replace("_", "-") for t in MessageType}
 
 
+#: The longest one sleep for the input budget (the credit may stay negative after it).
+MAX_WAIT = 0.05
+
+
 class InputBudget:
     """How much of the loop the peers' input may take: at most ``share`` of the time,
     over any stretch longer than ``burst`` seconds.
@@ -56,7 +60,9 @@ class InputBudget:
     sleeps until the credit is back, so the rest of the loop, and the rest of the
     node, keep at least 1 - ``share``. One budget for all peers of a process
     (:data:`INPUT`). The credit accrues in Trio time (virtual under a MockClock);
-    the work is measured in real time."""
+    the work is the loop thread's CPU time (a step the OS preempted did not use the
+    loop that long), and one sleep is :data:`MAX_WAIT` at most, far below any hold
+    time, so a reader never falls silent for long."""
 
     def __init__(self, share: float = 0.5, burst: float = 0.02) -> None:
         self.share = share
@@ -77,7 +83,7 @@ class InputBudget:
         self._credit -= work
         if self._credit >= 0:
             return 0.0
-        return -self._credit / self.share
+        return min(MAX_WAIT, -self._credit / self.share)
 
     async def spend(self, work: float) -> None:
         wait = self.charge(work)
@@ -164,10 +170,10 @@ class Link:
             except OSError as exc:
                 failed(self, exc.strerror or str(exc))
                 return
-            started = time.perf_counter()
+            started = time.thread_time()
             if not deliver(self, data) or not data:
                 return
-            await budget.spend(time.perf_counter() - started)
+            await budget.spend(time.thread_time() - started)
 
     async def write_loop(self, drained: Callable[[Link], None], failed: Failed) -> None:
         """The only task writing to the socket, until the link closes (and its queue is

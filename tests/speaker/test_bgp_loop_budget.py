@@ -132,6 +132,9 @@ async def test_input_budget_keeps_input_to_its_share(
     assert trio.current_time() == t1
     await budget.spend(0.001)
     assert trio.current_time() - t1 == pytest.approx(0.002)
+    t2 = trio.current_time()
+    await budget.spend(1.0)  # one long step (or a GC): one short sleep, never a silence
+    assert trio.current_time() - t2 == pytest.approx(link_module.MAX_WAIT)
 
 
 async def test_a_flooding_peer_is_read_at_the_input_share(
