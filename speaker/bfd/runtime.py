@@ -273,7 +273,8 @@ class BfdSession:
         # hold_control: Control packets the core queued, sent once the hold ends.
         self._held_until: float | None = None
         self._held: list[bytes] = []
-        #: Whether this session lets the endpoint read lazily (see LAZY_MIN_INTERVAL_US).
+        #: Whether this session lets the endpoint read lazily (see LAZY_MIN_INTERVAL_US);
+        #: kept in step with the endpoint's set of eager sessions by _rearm.
         self._lazy = False
 
     # ---- queries --------------------------------------------------------------------
@@ -509,7 +510,7 @@ class BfdSession:
         held = self._held_until
         if held is not None and held < at:
             at = held
-        lazy = self._lazy_ok()
+        lazy = self._endpoint.lazy_receive and self.lazy_blocker() is None
         if lazy is not self._lazy:
             self._lazy = lazy
             self.core.follow_peer = not lazy  # read lazily, answering would not jitter
@@ -521,15 +522,12 @@ class BfdSession:
             return
         self._endpoint.arm(self, at, at == self.core.detection_deadline)
 
-    def _lazy_ok(self) -> bool:
-        """Whether the peer's packets may wait for the endpoint's next timer pass."""
-        return self.lazy_blocker() is None
-
     def lazy_blocker(self) -> str | None:
-        """Why this session needs its packets read on arrival (None: it does not)."""
+        """Why this session needs its packets read on arrival (None: it does not).
+        Asked after every packet: constant strings, nothing formatted."""
         core = self.core
         if core.state is not State.UP:
-            return f"state {core.state.name}"
+            return "not Up"
         if core.poll_active:
             return "poll sequence"
         if self.profile.echo_mode:
@@ -537,9 +535,9 @@ class BfdSession:
         if self._held_until is not None or self._backlog:
             return "sending held"
         if core.tx_interval_us < LAZY_MIN_INTERVAL_US:
-            return f"transmit interval {core.tx_interval_us // 1000} ms"
+            return "transmit interval under 300 ms"
         if core.receive_interval_us < LAZY_MIN_INTERVAL_US:
-            return f"receive interval {core.receive_interval_us // 1000} ms"
+            return "receive interval under 300 ms"
         return None
 
     def _wants_detection(self, now: float) -> bool:
@@ -837,7 +835,7 @@ class BfdEndpoint:
         self.rng = rng or random.SystemRandom()
         self.precise_timers = precise_timers
         self.lazy_receive = precise_timers if lazy_receive is None else lazy_receive
-        #: Sessions that need their packets read on arrival (not _lazy_ok), and the
+        #: Sessions that need their packets read on arrival (see lazy_blocker), and the
         #: event that wakes lazily waiting receive loops when one appears.
         self._eager: set[BfdSession] = set()
         self._eager_event = trio.Event()

@@ -58,32 +58,31 @@ def peer_id(*cores: Connection) -> str:
 
 def collision_outcome(
     ours: Connection, theirs: Connection, ours_outgoing: bool | None, router_id: IPv4Address
-) -> Initiator | None:
-    """Which connection to close, once a BGP Identifier is known (None: not yet).
-    ``ours_outgoing``: whether our connection is the one we opened; None when it
-    failed meanwhile (theirs then simply takes over)."""
+) -> bool | None:
+    """Whether the peer's new connection (``theirs``, the candidate) wins and ours is
+    closed (True), or the candidate is closed (False); None: not decided yet.
+    ``ours_outgoing``: whether our connection is the one we opened (False: an earlier
+    one of the peer's); None when it failed meanwhile (theirs then takes over)."""
     if ours_outgoing is None:
-        return Initiator.LOCAL if theirs.state in OPENING else None
+        return True if theirs.state in OPENING else None
     if not ours_outgoing:
-        # Both are the peer's: the first to bring its OPEN stays. REMOTE closes our
-        # (the earlier) connection, LOCAL the candidate, as ``_settle`` reads them.
+        # Both are the peer's, so no identifiers to compare: the first to bring its
+        # OPEN stays (the router gave the other one up).
         if theirs.state in (State.OPEN_CONFIRM, State.ESTABLISHED):
-            return Initiator.REMOTE
+            return True
         if ours.state in (State.OPEN_CONFIRM, State.ESTABLISHED):
-            return Initiator.LOCAL
+            return False
         return None
     opened = [c for c in (theirs, ours) if c.state in (State.OPEN_CONFIRM, State.ESTABLISHED)]
     if not opened or opened[0].peer_open is None:
         return None
-    peer = opened[0].peer_open.bgp_identifier
-    incoming, outgoing = (ours, theirs) if not ours_outgoing else (theirs, ours)
     try:
         closed = resolve_collision(
             local_id=router_id,
-            peer_id=peer,
-            outgoing_state=outgoing.state,
-            incoming_state=incoming.state,
+            peer_id=opened[0].peer_open.bgp_identifier,
+            outgoing_state=ours.state,
+            incoming_state=theirs.state,
         )
     except LocalProtocolError:  # equal identifiers: keep the one we have
-        return Initiator.REMOTE if ours_outgoing else Initiator.LOCAL
-    return closed
+        return False
+    return closed is Initiator.LOCAL  # ours (the outgoing one) is closed

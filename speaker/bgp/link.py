@@ -153,17 +153,12 @@ class Link:
         self.queued += len(data)
         self.has_data.set()
 
-    async def read_loop(
-        self,
-        deliver: Callable[[Link, bytes], bool],
-        failed: Failed,
-        budget: InputBudget | None = None,
-    ) -> None:
+    async def read_loop(self, deliver: Callable[[Link, bytes], bool], failed: Failed) -> None:
         """:data:`READ_CHUNK` per recv, one recv per step, each to ``deliver`` (which
         returns False when the link is no longer the session's); ends at EOF (after
         delivering ``b""``) or a socket error (``failed``). The time ``deliver`` takes
-        is charged to ``budget`` (default :data:`INPUT`), which may make it sleep."""
-        budget = INPUT if budget is None else budget
+        is charged to the process's :data:`INPUT` budget, which may make it sleep."""
+        budget = INPUT
         while True:
             try:
                 data = await self.sock.recv(READ_CHUNK)

@@ -52,7 +52,6 @@ from protocols.bgp import (
     EndOfRib,
     Established,
     Event,
-    Initiator,
     NegotiatedSession,
     NextHop,
     NotifCode,
@@ -906,16 +905,16 @@ class BgpSession:
         if cand is not None and cand.wake is not None:
             cand.wake.cancel()
 
-    def _collision_outcome(self, cand: Candidate) -> Initiator | None:
-        """Which connection to close, once a BGP Identifier is known (None: not yet)."""
+    def _collision_outcome(self, cand: Candidate) -> bool | None:
+        """Whether the candidate wins (True) or is closed (False); None: not yet."""
         link = self._link
         ours_outgoing = None if link is None else link.outgoing
         return collision_outcome(self.core, cand.core, ours_outgoing, self.config.router_id)
 
-    def _settle(self, cand: Candidate, closed: Initiator) -> bool:
+    def _settle(self, cand: Candidate, candidate_wins: bool) -> bool:
         """Close the losing connection with Cease/7; True if the candidate won."""
         link = self._link
-        ours_closed = link is not None and (closed is Initiator.LOCAL) == link.outgoing
+        ours_closed = link is not None and candidate_wins
         now = trio.current_time()
         if link is not None and not link.outgoing:  # both the peer's: no identifiers
             log.info("bgp %s: connection collision: keeping the peer's %s connection, the "
