@@ -179,8 +179,10 @@ def test_passive_role_on_either_side(lab: Lab, lab_require: Require, passive: st
     frr = frr_peer(
         lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100, passive=passive == "frr"
     )
-    ours.wait_state("UP", timeout=5)
-    frr.wait_bfd_status(s_addr, "up", timeout=5)
+    # 10 s: a loaded CI machine once took over 5 s from FRR's start to Up (slow start
+    # at 1 s both ways); what the test checks is who sent first, in the capture.
+    ours.wait_state("UP", timeout=10)
+    frr.wait_bfd_status(s_addr, "up", timeout=10)
     cap.stop()
     pkts = cap.packets(BFD_FIELDS)
     first_frr = min(p["time"] for p in pkts if p.get("ip.src") == r_addr)
