@@ -648,6 +648,12 @@ class Run:
             cpu0 = cpu_seconds(self.dut_pid)
             self.window()
             rec["dut_cpu_window_s"] = cpu_seconds(self.dut_pid) - cpu0
+            if self.ours is not None:
+                # Who broke the 2 ms budget, by task, and the stall warnings: where the
+                # loop lag's tail comes from.
+                rec["event_loop"] = request(self.sock, "status", timeout=60)["eventLoop"]
+                rec["stall_warnings"] = [r for r in self.ours.records()
+                                         if r.get("logger") == "speaker.loop"][-50:]  # fmt: skip
             rec["counters"]["end"] = self.counters()
             rec["rib_at_end"] = self.rib_count()
             rec["peak_rss_kb"] = status_kb(self.dut_pid, "VmHWM")

@@ -49,6 +49,7 @@ from speaker import gcpause
 from speaker.log import fields
 
 __all__ = [
+    "BUDGET",
     "INTERVAL",
     "LAG_BUCKETS",
     "RECORD_FLOOR",
@@ -91,6 +92,10 @@ RECORD_FLOOR = 0.0005
 WARN_STEP = 0.005
 #: At most one stall warning per this many seconds (the others are counted in it).
 WARN_EVERY = 10.0
+#: A step that spent this much CPU broke the loop's budget: counted by its task.
+BUDGET = 0.002
+#: Tasks counted that way, at most (task names include peer names; bounded anyway).
+BUDGET_TASKS = 64
 #: Buckets of ``speaker_event_loop_lag_seconds``: 0.5 ms to 1 s, fine around the
 #: 2 ms step budget and the 5 ms lag target, then 1-2-5 per decade.
 LAG_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
@@ -211,6 +216,8 @@ class LoopMonitor(trio.abc.Instrument):
         self.collections = WorstWindow(window)
         #: Steps longer than ``warn_step`` since start.
         self.slow_steps = 0
+        #: Per task, since start: [steps over BUDGET of CPU, most CPU, longest wall].
+        self.over_budget: dict[str, list[float]] = {}
         self._step_started = 0.0
         self._step_cpu = 0.0
         self._gc_started = 0.0
@@ -269,6 +276,13 @@ class LoopMonitor(trio.abc.Instrument):
         now = self.clock()
         self.steps.record(took, task, now, cpu)
         self.cpu_steps.record(cpu, task, now, cpu)
+        if cpu > BUDGET:
+            seen = self.over_budget.get(task)
+            if seen is None and len(self.over_budget) < BUDGET_TASKS:
+                self.over_budget[task] = [1, cpu, took]
+            elif seen is not None:
+                seen[0] += 1
+                seen[1], seen[2] = max(seen[1], cpu), max(seen[2], took)
         if took > self.warn_step:
             self.slow_steps += 1
             self._warn(took, f"task {task}", task, cpu)
@@ -330,6 +344,13 @@ class LoopMonitor(trio.abc.Instrument):
         """The step of the last window that spent the most CPU time."""
         return self.cpu_steps.worst(self.clock())
 
+    def over_budget_tasks(self, top: int = 10) -> list[dict[str, Any]]:
+        """The tasks whose steps spent over :data:`BUDGET` of CPU since start, most CPU
+        first: where the loop's budget is broken, by whom."""
+        rows = sorted(self.over_budget.items(), key=lambda kv: -kv[1][1])[:top]
+        return [{"task": task, "steps": int(n), "maxCpuMs": round(cpu * 1000, 3),
+                 "maxMs": round(wall * 1000, 3)} for task, (n, cpu, wall) in rows]  # fmt: skip
+
     def status(self) -> dict[str, Any]:
         """``status`` -> ``eventLoop``: worst recent and all-time stall, with its task."""
         step_now, loop_now = self.clock(), trio.current_time()
@@ -345,6 +366,8 @@ class LoopMonitor(trio.abc.Instrument):
             "longestStepCpuEver": shown(self.cpu_steps.ever, step_now),
             "slowSteps": self.slow_steps,
             "slowStepMs": self.warn_step * 1000,
+            "overBudgetMs": BUDGET * 1000,
+            "overBudget": self.over_budget_tasks(),
             "longestGc": shown(self.collections.worst(step_now), step_now),
             "longestGcEver": shown(self.collections.ever, step_now),
             "maxLag": shown(self.lags.worst(loop_now), loop_now),

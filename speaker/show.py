@@ -359,6 +359,11 @@ def format_status(data: Mapping[str, Any]) -> str:
         lines.append(_stall("late wake", loop.get("maxLagEver"), "since start"))
         lines.append(_stall("longest garbage collection", loop.get("longestGc"), recent))
         lines.append(f"  steps over {loop['slowStepMs']:g} ms since start: {loop['slowSteps']}")
+        over = loop.get("overBudget") or []
+        if over:
+            lines.append(f"  steps over {loop['overBudgetMs']:g} ms of CPU since start, by task:")
+            lines.extend(f"    {row['task']}: {row['steps']}, most {row['maxCpuMs']:.1f} ms"
+                         for row in over)  # fmt: skip
     bfd = data.get("bfd")
     if bfd is not None:
         how = "at timer passes (slow timers)" if bfd.get("readsLazily") else "on arrival"

@@ -152,6 +152,12 @@ def test_the_instrument_records_long_steps_and_warns_once_per_interval(
     most_cpu = monitor.longest_cpu_step()
     assert most_cpu is not None and most_cpu.seconds == pytest.approx(0.008)
     assert monitor.slow_steps == 3
+    # Over the 2 ms budget of CPU, by task, most CPU first: "show routes" (0.5 ms of
+    # CPU) is not there; the 3 ms "peer r1" step is, under its 5 ms warning.
+    assert monitor.over_budget_tasks() == [
+        {"task": "scrape", "steps": 2, "maxCpuMs": 8.0, "maxMs": 20.0},
+        {"task": "peer r1", "steps": 1, "maxCpuMs": 3.0, "maxMs": 3.0},
+    ]
     # One warning (the first), naming the task; the next ones wait WARN_EVERY.
     assert [r.getMessage() for r in caplog.records] == [
         "event loop stalled 12.0 ms in task show routes, 0.5 ms of it on the CPU (BFD"
