@@ -137,6 +137,7 @@ from .messages import (
 )
 from .negotiation import SessionConfig, negotiate
 from .nlri import (
+    PackedPrefixes,
     Prefix,
     RouteKey,
     decode_prefixes,
@@ -144,6 +145,7 @@ from .nlri import (
     key_is_v6,
     key_of,
     key_prefix,
+    packed_prefixes,
     prefix_key,
 )
 from .packing import (
@@ -239,6 +241,7 @@ __all__ = [
     "Origin",
     "OriginAttribute",
     "OriginatorId",
+    "PackedPrefixes",
     "PathAttribute",
     "Prefix",
     "RemoteProtocolError",
@@ -293,6 +296,7 @@ __all__ = [
     "outgoing_notification",
     "pack_announcements",
     "pack_withdrawals",
+    "packed_prefixes",
     "parse_community",
     "parse_large_community",
     "prefix_key",

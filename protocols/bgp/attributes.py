@@ -13,7 +13,7 @@ AS_TRANS (RFC 6793) is chosen by :class:`~protocols.bgp.context.CodecContext`.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
 
@@ -32,7 +32,7 @@ from .constants import (
 )
 from .context import CodecContext
 from .errors import BgpError, LocalProtocolError, MalformedAttributeError, RemoteProtocolError
-from .nlri import Prefix, decode_prefixes, encode_prefixes
+from .nlri import Prefix, encode_prefixes, packed_prefixes
 
 _WELL_KNOWN = int(AttrFlag.TRANSITIVE)
 _OPT_TRANS = int(AttrFlag.OPTIONAL | AttrFlag.TRANSITIVE)
@@ -266,9 +266,9 @@ PREFIX_FAMILIES = frozenset(
 )
 
 
-def _prefixes(data: bytes, afi: int) -> tuple[Prefix, ...]:
+def _prefixes(data: bytes, afi: int) -> Sequence[Prefix]:
     try:
-        return decode_prefixes(data, afi)
+        return packed_prefixes(data, afi)
     except RemoteProtocolError as exc:
         raise MalformedAttributeError(exc.subcode, exc.reason) from None
 
@@ -288,7 +288,8 @@ class MpReachNlri:
     safi: int
     next_hop: IPv4Address | IPv6Address
     link_local_next_hop: IPv6Address | None = None
-    nlri: tuple[Prefix, ...] = ()
+    #: A received one's is a :class:`.nlri.PackedPrefixes` (built when read).
+    nlri: Sequence[Prefix] = ()
 
     def encode_next_hop(self) -> bytes:
         nh = self.next_hop.packed
@@ -351,7 +352,7 @@ class MpUnreachNlri:
     FLAGS: ClassVar[int] = _OPT_NON_TRANS
     afi: int
     safi: int
-    withdrawn: tuple[Prefix, ...] = ()
+    withdrawn: Sequence[Prefix] = ()
 
     def encode_value(self, ctx: CodecContext) -> bytes:
         return struct.pack("!HB", self.afi, self.safi) + encode_prefixes(self.withdrawn)

@@ -93,6 +93,7 @@ class Rfc7606Note:
 #: Notes kept per UPDATE; the rest are only counted (:attr:`DecodedUpdate.suppressed`), so
 #: an UPDATE of 4,096 octets holding 1,353 duplicate attributes costs 16 notes, not 1,353.
 MAX_NOTES = 16
+_EXTENDED_LENGTH = int(AttrFlag.EXTENDED_LENGTH)
 
 
 class _Notes:
@@ -144,9 +145,10 @@ class UpdateMessage:
     Other families travel in :class:`MpReachNlri` / :class:`MpUnreachNlri` attributes.
     """
 
-    withdrawn: tuple[IPv4Network, ...] = ()
+    #: A received message's are :class:`.nlri.PackedPrefixes` (networks built when read).
+    withdrawn: Sequence[IPv4Network] = ()
     attributes: tuple[PathAttribute, ...] = ()
-    nlri: tuple[IPv4Network, ...] = ()
+    nlri: Sequence[IPv4Network] = ()
 
     def get(self, cls: type[_A]) -> _A | None:
         """The first attribute of class ``cls``, or None."""
@@ -164,16 +166,22 @@ class UpdateMessage:
         return self.get(MpUnreachNlri)
 
     @property
+    def announces(self) -> bool:
+        """Whether it announces any prefix (without building them)."""
+        reach = self.mp_reach
+        return bool(self.nlri) or bool(reach and reach.nlri)
+
+    @property
     def announced(self) -> tuple[Prefix, ...]:
         """All reachable prefixes: IPv4 NLRI field plus MP_REACH_NLRI."""
         reach = self.mp_reach
-        return self.nlri + (reach.nlri if reach else ())
+        return tuple(self.nlri) + tuple(reach.nlri if reach else ())
 
     @property
     def withdrawn_prefixes(self) -> tuple[Prefix, ...]:
         """All withdrawn prefixes: IPv4 withdrawn field plus MP_UNREACH_NLRI."""
         unreach = self.mp_unreach
-        return self.withdrawn + (unreach.withdrawn if unreach else ())
+        return tuple(self.withdrawn) + tuple(unreach.withdrawn if unreach else ())
 
     @property
     def end_of_rib(self) -> tuple[int, int] | None:
@@ -320,12 +328,15 @@ def _decode_attributes(data: bytes, ctx: CodecContext) -> tuple[list[PathAttribu
     attributes: list[PathAttribute] = []
     notes = _Notes()
     seen: set[int] = set()
-    pos = 0
-    while pos < len(data):
+    pos, end = 0, len(data)
+    # Repeats discarded past the notes' cap, counted here: a hostile UPDATE is mostly
+    # repeats, and this loop is the whole cost of one (plain ints, no enum or call).
+    repeats = 0
+    while pos < end:
         start = pos
         flags = data[pos]
-        hdr = 4 if flags & AttrFlag.EXTENDED_LENGTH else 3
-        if pos + hdr > len(data):
+        hdr = 4 if flags & _EXTENDED_LENGTH else 3
+        if pos + hdr > end:
             # RFC 7606 §4: too few octets left for an attribute header.
             notes.add(
                 Rfc7606Note(
@@ -343,7 +354,7 @@ def _decode_attributes(data: bytes, ctx: CodecContext) -> tuple[list[PathAttribu
         else:
             length = data[pos + 2]
         pos += hdr
-        if pos + length > len(data):
+        if pos + length > end:
             # RFC 7606 §4: attribute overruns the Total Attribute Length.
             if type_code in (AttrType.MP_REACH_NLRI, AttrType.MP_UNREACH_NLRI):
                 raise RemoteProtocolError(
@@ -362,11 +373,11 @@ def _decode_attributes(data: bytes, ctx: CodecContext) -> tuple[list[PathAttribu
                 )
             )
             break
-        if type_code in seen and type_code not in _MP_TYPES and notes.full:
+        if type_code in seen and type_code not in _MP_TYPES and len(notes.kept) >= MAX_NOTES:
             # RFC 7606 §3 g: a repeat is discarded; past the cap only counted, without
-            # copying it (a hostile UPDATE is mostly repeats).
+            # copying it.
             pos += length
-            notes.count(ErrorAction.ATTRIBUTE_DISCARD)
+            repeats += 1
             continue
         value = data[pos : pos + length]
         raw = data[start : pos + length]
@@ -374,6 +385,9 @@ def _decode_attributes(data: bytes, ctx: CodecContext) -> tuple[list[PathAttribu
         attr = _decode_one(flags, type_code, value, raw=raw, ctx=ctx, seen=seen, notes=notes)
         if attr is not None:
             attributes.append(attr)
+    if repeats:
+        discard = ErrorAction.ATTRIBUTE_DISCARD
+        notes.suppressed[discard] = notes.suppressed.get(discard, 0) + repeats
     return attributes, notes
 
 
@@ -524,7 +538,7 @@ def _merge_paths(
 
 def _check_mandatory(update: UpdateMessage, notes: _Notes) -> None:
     """RFC 7606 §3 d: missing well-known mandatory attributes -> treat-as-withdraw."""
-    if not update.announced:
+    if not update.announces:
         return
     present = {a.TYPE for a in update.attributes}
     dropped = notes.dropped_types()

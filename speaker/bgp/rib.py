@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, TypeAlias
 
@@ -39,9 +39,9 @@ from protocols.bgp import (
     key_prefix,
     prefix_key,
 )
-from protocols.bgp.constants import IPV4_UNICAST, IPV6_UNICAST
+from protocols.bgp.constants import AFI, IPV4_UNICAST, IPV6_UNICAST
 from protocols.bgp.graceful_shutdown import with_graceful_shutdown
-from protocols.bgp.nlri import KEY_V6_BIT
+from protocols.bgp.nlri import KEY_V6_BIT, PackedPrefixes
 from speaker.bgp.config import DEFAULT_ATTRIBUTES, Family, RouteAttributes, family_of
 
 __all__ = [
@@ -641,6 +641,16 @@ class ReceivedRoute:
     next_hop: str | None
 
 
+def _count(counts: Counter[Family], prefixes: Sequence[Prefix]) -> None:
+    """Add ``prefixes`` to ``counts`` by family."""
+    if isinstance(prefixes, PackedPrefixes):
+        if prefixes:
+            counts[IPV4_UNICAST if prefixes.afi == AFI.IPV4 else IPV6_UNICAST] += len(prefixes)
+        return
+    for prefix in prefixes:
+        counts[family_of(prefix)] += 1
+
+
 class AdjRibIn:
     """Per-family counters of what the peer sent; routes only with ``keep=True``
     (then ``held`` counts them per family as they come and go: no walk per query)."""
@@ -660,15 +670,23 @@ class AdjRibIn:
         self.end_of_rib.clear()
 
     def apply(self, event: UpdateReceived) -> None:
+        update = event.update
+        reach, unreach = update.mp_reach, update.mp_unreach
+        announced_parts = [update.nlri, reach.nlri if reach else ()]
+        withdrawn_parts = [update.withdrawn, unreach.withdrawn if unreach else ()]
         if event.treat_as_withdraw:
             self.treated_as_withdraw += 1
-        announced, withdrawn = event.announced, event.withdrawn
-        for prefix in withdrawn:
-            self.withdrawn[family_of(prefix)] += 1
-        for prefix in announced:
-            self.announced[family_of(prefix)] += 1
+            withdrawn_parts += announced_parts
+            announced_parts = []
+        # Counted by field, not by prefix: a received field is PackedPrefixes, one
+        # family, whose networks are never built unless this keeps the routes.
+        for part in withdrawn_parts:
+            _count(self.withdrawn, part)
+        for part in announced_parts:
+            _count(self.announced, part)
         if not self.keep:
             return
+        announced, withdrawn = event.announced, event.withdrawn
         routes, held = self.routes, self.held
         for prefix in withdrawn:
             if routes.pop(prefix, None) is not None:
