@@ -512,6 +512,11 @@ class Run:
         if self.ours is not None:
             body = http_get(METRICS, "/metrics")
             out: dict[str, Any] = {"bytes": len(body)}
+            # The loop thread's own CPU time (its tid is the pid): a loop at 95 % of a
+            # CPU for a second under realtime_priority is what the kernel throttles.
+            stat = Path(f"/proc/{self.dut_pid}/task/{self.dut_pid}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            out["loop_cpu_s"] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             # The longest task step of the last 60 s: what our own code held the loop
             # for, apart from the lateness the sentinel sees (which includes the OS
             # not running the process at all on a busy machine).
@@ -653,6 +658,14 @@ class Run:
             cpu0 = cpu_seconds(self.dut_pid)
             self.window()
             rec["dut_cpu_window_s"] = cpu_seconds(self.dut_pid) - cpu0
+            samples = [(x["wall"], x["loop_cpu_s"]) for x in rec["load"].get("scrape", [])
+                       if "loop_cpu_s" in x]  # fmt: skip
+            duty = [(c2 - c1) / (w2 - w1) for (w1, c1), (w2, c2) in itertools.pairwise(samples)
+                    if w2 - w1 >= 0.5]  # fmt: skip
+            if duty:  # the loop thread's share of a CPU, per scrape interval (~1 s)
+                rec["loop_duty"] = {"max": round(max(duty), 3),
+                                    "p50": round(sorted(duty)[len(duty) // 2], 3),
+                                    "over_0_9": sum(1 for d in duty if d > 0.9)}  # fmt: skip
             if self.ours is not None:
                 # Who broke the 2 ms budget, by task, and the stall warnings: where the
                 # loop lag's tail comes from.
