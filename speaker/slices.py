@@ -18,6 +18,7 @@ from typing import TypeVar
 
 import trio
 
+from speaker.looplag import DUTY
 from speaker.realtime import in_worker
 
 __all__ = ["STEP_BUDGET", "Blocking", "Steps", "run_at_once", "run_in_slices"]
@@ -57,5 +58,5 @@ async def run_in_slices(steps: Steps[_T], budget: float = STEP_BUDGET) -> _T:
             await trio.to_thread.run_sync(in_worker(call))
             started = time.perf_counter()
         elif time.perf_counter() - started >= budget:
-            await trio.lowlevel.checkpoint()
+            await DUTY.pace()  # a checkpoint, or a wait when the loop is too busy
             started = time.perf_counter()

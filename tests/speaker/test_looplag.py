@@ -18,9 +18,12 @@ import trio.testing
 
 from speaker import show
 from speaker.control import ControlServer, request
+from speaker import looplag
 from speaker.looplag import (
+    DUTY_MAX_WAIT,
     LAG_BUCKETS,
     WARN_EVERY,
+    LoopDuty,
     LoopMonitor,
     Slicer,
     WorstWindow,
@@ -332,3 +335,47 @@ async def test_free_of_nothing() -> None:
     box: list[object] = []
     await Slicer().free(box)
     assert box == []
+
+
+async def test_loop_duty_makes_bulk_work_wait_when_the_loop_is_too_busy(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The loop's CPU (a fake clock here) may be at most 80 % of the time, over any
+    stretch longer than the 100 ms burst: bulk work that spent more waits for the
+    difference, 20 ms at most a wait."""
+    cpu = FakeClock()
+    duty = LoopDuty(limit=0.8, burst=0.1, cpu_clock=cpu)
+    assert duty.charge() == 0.0  # the first reading only starts the account
+    await trio.sleep(0.1)
+    cpu.now += 0.05  # 50 % busy: under the limit
+    assert duty.charge() == 0.0 and duty.waits == 0
+    # Bulk work busy all along: 100 slices of 10 ms of CPU each, no time passing but
+    # the waits. The burst's credit (80 ms) goes first, then 12.5 ms of wait per slice.
+    started = trio.current_time()
+    for _ in range(100):
+        cpu.now += 0.01
+        await duty.pace()
+    elapsed = trio.current_time() - started
+    assert elapsed == pytest.approx((1.0 - 0.08) / 0.8, abs=0.02)
+    assert duty.waits >= 90 and duty.waited == pytest.approx(elapsed, abs=1e-6)
+    # A long debt waits 20 ms at most per slice (a reader of the work never stalls).
+    cpu.now += 1.0
+    assert duty.charge() == pytest.approx(DUTY_MAX_WAIT)
+    # ... and a new account (another trio.run: Trio's clock behind) never goes wrong.
+    duty._at = trio.current_time() + 100
+    assert 0.0 <= duty.charge() <= DUTY_MAX_WAIT
+
+
+async def test_slicer_waits_for_the_loop_duty(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cpu = FakeClock()
+    busy = LoopDuty(limit=0.5, burst=0.01, cpu_clock=cpu)
+    monkeypatch.setattr(looplag, "DUTY", busy)
+    slicer = Slicer(budget=0.0)  # every tick ends a slice
+    await slicer.tick()
+    assert busy.waits == 0
+    cpu.now += 1.0  # a second of the loop's CPU since: far over 50 %
+    before = trio.current_time()
+    await slicer.tick()
+    assert busy.waits == 1 and trio.current_time() - before == pytest.approx(DUTY_MAX_WAIT)
