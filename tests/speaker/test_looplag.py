@@ -16,9 +16,8 @@ import pytest
 import trio
 import trio.testing
 
-from speaker import show
+from speaker import looplag, show
 from speaker.control import ControlServer, request
-from speaker import looplag
 from speaker.looplag import (
     DUTY_MAX_WAIT,
     LAG_BUCKETS,
