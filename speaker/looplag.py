@@ -536,13 +536,19 @@ class Slicer:
     so the loop never waits longer than that for the rest (BFD first); a wait
     instead when the loop has been too busy (:data:`DUTY`)."""
 
-    def __init__(self, budget: float = SLICE) -> None:
+    def __init__(self, budget: float = SLICE, *, paced: bool = True) -> None:
         self.budget = budget
+        #: False: only checkpoints, never waits for the loop duty (a metrics scrape:
+        #: Prometheus gives up on it after its scrape_timeout, 10 s by default).
+        self.paced = paced
         self._since = time.perf_counter()
 
     async def tick(self) -> None:
         if time.perf_counter() - self._since >= self.budget:
-            await DUTY.pace()
+            if self.paced:
+                await DUTY.pace()
+            else:
+                await trio.lowlevel.checkpoint()
             self._since = time.perf_counter()
 
     async def release(self, value: object) -> None:

@@ -347,8 +347,9 @@ class SpeakerCollector:
         return b"".join(await self.scrape_pieces())
 
     async def scrape_pieces(self) -> list[bytes]:
-        """The exposition text in pieces, built and rendered in slices."""
-        slicer = Slicer()
+        """The exposition text in pieces, built and rendered in slices (not paced by
+        the loop duty: a scrape has a deadline, and is small but after a reload)."""
+        slicer = Slicer(paced=False)
         families = await self.families(slicer)
         text = await exposition(families, slicer)
         for family in families:  # 1,000 peers: ~50,000 lines to free, not in one step

@@ -378,3 +378,9 @@ async def test_slicer_waits_for_the_loop_duty(
     before = trio.current_time()
     await slicer.tick()
     assert busy.waits == 1 and trio.current_time() - before == pytest.approx(DUTY_MAX_WAIT)
+    # A scrape's slicer is not paced: it has a deadline (Prometheus' scrape_timeout).
+    scrape = Slicer(budget=0.0, paced=False)
+    cpu.now += 1.0
+    before = trio.current_time()
+    await scrape.tick()
+    assert busy.waits == 1 and trio.current_time() == before
