@@ -517,13 +517,18 @@ class LoopDuty:
 
     async def pace(self) -> None:
         """A checkpoint, or a wait when the loop has been too busy."""
-        wait = self.charge()
-        if wait > 0:
-            self.waits += 1
-            self.waited += wait
-            await trio.sleep(wait)
-        else:
+        if not await self.give_way():
             await trio.lowlevel.checkpoint()
+
+    async def give_way(self) -> bool:
+        """Wait if the loop has been too busy (no checkpoint otherwise); whether it did."""
+        wait = self.charge()
+        if wait <= 0:
+            return False
+        self.waits += 1
+        self.waited += wait
+        await trio.sleep(wait)
+        return True
 
 
 #: The process's loop duty (see LoopDuty).

@@ -22,6 +22,7 @@ import trio
 from protocols.bgp import MessageType
 from speaker.bgp import net
 from speaker.bgp.config import IPAddress
+from speaker.looplag import DUTY
 
 __all__ = [
     "HIGH_WATER",
@@ -91,6 +92,12 @@ class InputBudget:
             self.waits += 1
             self.waited += wait
             await trio.sleep(wait)
+        else:
+            # While the loop is over its duty (speaker.looplag.LoopDuty) input gives way
+            # with the bulk work, so a flooding peer does not take the room an
+            # operator's show or a reload needs (the lab's hostile flood: show routes at
+            # 65,536 routes then never answered within 60 s).
+            await DUTY.give_way()
 
 
 #: The process's budget for what peers send (see InputBudget).
