@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols.bgp import AsPath, Origin, OriginAttribute, RemoteProtocolError
+from protocols.bgp import AsPath, Origin, OriginAttribute, PathAttribute, RemoteProtocolError
 from protocols.bgp.constants import AFI
 from protocols.bgp.context import CodecContext
 from protocols.bgp.events import UpdateReceived
@@ -58,15 +58,15 @@ def test_a_received_full_table_is_counted_without_building_a_network() -> None:
     ctx = CodecContext()
     base = int(IPv6Address("2001:2::"))
     prefixes = [IPv6Network((base + (i << 64), 64)) for i in range(2000)]
-    attrs = [OriginAttribute(value=Origin.IGP), AsPath.sequence(65000)]
+    attrs: list[PathAttribute] = [OriginAttribute(value=Origin.IGP), AsPath.sequence(65000)]
     msgs = pack_announcements(attrs, prefixes, ctx, ipv6_next_hop=IPv6Address("2001:2::1"))
     rib = AdjRibIn()
     decoded = [decode_update(m.encode(ctx)[19:], ctx) for m in msgs]
     for d in decoded:
         rib.apply(UpdateReceived(update=d.update, notes=d.notes, suppressed=d.suppressed))
     assert sum(rib.announced.values()) == 2000
-    reaches = [d.update.mp_reach for d in decoded]
-    assert all(isinstance(r.nlri, PackedPrefixes) for r in reaches if r is not None)
-    assert all(r is not None and r.nlri._built is None for r in reaches)  # never built
+    fields = [d.update.mp_reach.nlri for d in decoded if d.update.mp_reach is not None]
+    assert len(fields) == len(decoded)
+    assert all(isinstance(f, PackedPrefixes) and f._built is None for f in fields)  # never built
     # ... and read as networks when asked (a kept Adj-RIB-In, show):
     assert [p for d in decoded for p in d.update.announced] == prefixes
