@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime
 import http.client
 import ipaddress
 import itertools
@@ -97,6 +98,7 @@ from bench.setups import (
     start_field_router,
     start_router,
 )
+from bench.stall_watch import StallWatch
 from lab import Lab, LabError, wait_until
 from lab.capture import Capture
 from lab.frr import FRR, bgpd_config
@@ -303,6 +305,7 @@ class Run:
         self.ours: OurSpeaker | None = None
         self.frr: FRR | None = None
         self.evil: Process | None = None
+        self.watch: StallWatch | None = None
         self.cap: Capture | None = None
         self.rec: dict[str, Any] = {"impl": impl, "scenario": sc.name, "routes": sc.routes,
                                     "timers_ms": sc.ms, "notes": []}  # fmt: skip
@@ -656,7 +659,14 @@ class Run:
             if self.ours is not None:
                 rec["scrape_idle_full_ms"] = self.idle_scrapes(self.args.idle_scrapes)
             cpu0 = cpu_seconds(self.dut_pid)
-            self.window()
+            if self.ours is not None:
+                self.watch = StallWatch(self.dut_pid)
+                self.watch.start()
+            try:
+                self.window()
+            finally:
+                if self.watch is not None:
+                    self.watch.stop()
             rec["dut_cpu_window_s"] = cpu_seconds(self.dut_pid) - cpu0
             samples = [(x["wall"], x["loop_cpu_s"]) for x in rec["load"].get("scrape", [])
                        if "loop_cpu_s" in x]  # fmt: skip
@@ -692,9 +702,38 @@ class Run:
                     self.cap.stop()
                     rec["capture"] = analyse_capture(self.cap, self.s_addr, self.r_addr,
                                                      self.sc.ms, rec)  # fmt: skip
+                self.explain_stalls()
             finally:
                 self.lab.close()
         return rec
+
+    def explain_stalls(self) -> None:
+        """Where the worst TX gaps and the stall warnings' time went (bench.stall_watch)."""
+        if self.watch is None:
+            return
+        rec = self.rec
+        rec["stall_watch"] = self.watch.totals()
+        cap = rec.get("capture") or {}
+        rec["tx_gap_worst"] = [
+            {"gap_ms": round((b - a) * 1000, 1), **(self.watch.explain(a, b) or {})}
+            for a, b in cap.pop("tx_gap_worst", [])
+        ]
+        explained = []
+        for w in rec.get("stall_warnings", []):
+            if "stall_ms" not in w or "ts" not in w:
+                continue
+            end = datetime.datetime.fromisoformat(w["ts"].replace("Z", "+00:00")).timestamp()
+            why = self.watch.explain(end - w["stall_ms"] / 1000, end)
+            if why is not None:
+                explained.append({"task": w.get("task"), "stall_ms": w["stall_ms"],
+                                  "cpu_ms": w.get("cpu_ms"), **why})  # fmt: skip
+        rec["stalls_explained"] = explained
+        # A BFD Down within a second after the whole machine stopped is the host's.
+        pauses = self.watch.pauses()
+        rec["downs_after_host_pause"] = sum(
+            1 for t in cap.get("router_down_times", []) + cap.get("dut_down_times", [])
+            if any(a <= t <= b + 1.0 for a, b in pauses)
+        )  # fmt: skip
 
     def feed_received(self) -> int | None:
         try:
@@ -749,12 +788,15 @@ def analyse_capture(cap: Capture, s_addr: str, r_addr: str, ms: int,
         fast = ms * 1000
         # Periodic packets only: a Final (F bit) answers the router's Poll at once.
         periodic = [p for p in mine if not p.get("bfd.flags.f")]
-        gaps = [(q["time"] - p["time"]) * 1000 for p, q in itertools.pairwise(periodic)
-                if p["bfd.sta"] == 3 and q["bfd.sta"] == 3
-                and p.get("bfd.desired_min_tx_interval") == fast
-                and q.get("bfd.desired_min_tx_interval") == fast
-                and full <= q["time"] <= end]  # fmt: skip
+        spans = [(p["time"], q["time"]) for p, q in itertools.pairwise(periodic)
+                 if p["bfd.sta"] == 3 and q["bfd.sta"] == 3
+                 and p.get("bfd.desired_min_tx_interval") == fast
+                 and q.get("bfd.desired_min_tx_interval") == fast
+                 and full <= q["time"] <= end]  # fmt: skip
+        gaps = [(b - a) * 1000 for a, b in spans]
         out["tx_gap_ms"] = summary(gaps)
+        # The worst gaps, with what the stall watch saw in each (Run.explain_stalls).
+        out["tx_gap_worst"] = sorted(spans, key=lambda s: s[0] - s[1])[:10]
         out["tx_gaps_over_detect"] = sum(1 for g in gaps if g > MULT * ms)
         out["tx_late_ms"] = summary([max(0.0, g - ms) for g in gaps])
     return out
@@ -956,6 +998,7 @@ def report(data: dict[str, Any]) -> str:
                 else ""
             )
         )
+    lines += stall_lines(data["runs"])
     notes = [f"{r['scenario']} {r['impl']}: {n}" for r in data["runs"] for n in r["notes"]]
     notes += [f"{r['scenario']} {r['impl']}: run failed: {r['error'].splitlines()[0]}"
               for r in rows if r["error"]]  # fmt: skip
@@ -963,6 +1006,46 @@ def report(data: dict[str, Any]) -> str:
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def stall_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Where the worst TX gaps' time went (bench.stall_watch), per run of ours."""
+    lines: list[str] = []
+    for rec in runs:
+        totals, worst = rec.get("stall_watch"), rec.get("tx_gap_worst") or []
+        if not totals:
+            continue
+        if not lines:
+            lines += [
+                "",
+                "Where the node's worst TX gaps went (ms; bench.stall_watch samples "
+                "the loop thread's schedstat, the worker threads' CPU and the host's "
+                "steal every 4 ms; steal is counted in 10 ms ticks): loop CPU / "
+                "loop runnable but waiting for a CPU / workers' CPU / steal.",
+                "",
+            ]
+        lines.append(
+            f"- {rec['scenario']} {rec['impl']}, window totals per second: loop CPU "
+            f"{totals['loop_cpu_ms_per_s']}, waiting for a CPU "
+            f"{totals['loop_waiting_for_cpu_ms_per_s']}, workers {totals['workers_cpu_ms_per_s']}"
+            f", steal {totals['steal_ms_per_s']} (largest gap between samples "
+            f"{totals['max_sample_gap_ms']} ms)"
+        )
+        pauses = totals.get("pauses_over_100ms") or []
+        if pauses:
+            lines.append(
+                f"  - the whole machine stopped (no sample) {len(pauses)} times, longest "
+                f"{max(d for _, d in pauses) * 1000:.0f} ms; BFD Downs (either end, on the "
+                f"wire) within 1 s after one: {rec.get('downs_after_host_pause')}"
+            )
+        for g in worst[:5]:
+            if "loop_cpu_ms" not in g:
+                continue
+            lines.append(
+                f"  - gap {g['gap_ms']} (sampled over {g['sampled_ms']}): {g['loop_cpu_ms']} / "
+                f"{g['loop_waiting_for_cpu_ms']} / {g['workers_cpu_ms']} / {g['steal_ms']}"
+            )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

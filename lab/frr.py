@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import pwd
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -23,6 +24,19 @@ from lab.netns import Host
 from lab.proc import LabError, Process, wait_until
 
 DAEMON_DIR = "/usr/lib/frr"
+
+
+def bfd_session_ifaces(config: str) -> set[str]:
+    """Interfaces of the enabled single-hop ``peer`` blocks of a bfdd config."""
+    out: set[str] = set()
+    for block in re.split(r"^ peer ", config, flags=re.M)[1:]:
+        head, *body = block.splitlines()
+        words = head.split()
+        # (in a VRF the socket is bound to the VRF's device, not the interface)
+        if {"multihop", "vrf"} & set(words) or "interface" not in words or "  shutdown" in body:
+            continue
+        out.add(words[words.index("interface") + 1])
+    return out
 
 
 def bfd_peer_block(
@@ -167,7 +181,27 @@ class FRR:
     def _ready(self, daemon: str) -> bool:
         self.procs[daemon].check_alive(f"FRR {daemon} in {self.host.name}")
         self.vtysh(daemon, "show version")
-        return True
+        return daemon != "bfdd" or self._bfd_sessions_enabled()
+
+    def _bfd_sessions_enabled(self) -> bool:
+        """Every single-hop session bound to an interface of this host has its socket.
+
+        bfdd reads its config before zebra has told it about interfaces ("session-enable:
+        specified interface ... doesn't exist") and enables those sessions when zebra
+        does. A passive session that receives a packet in between goes to Init without
+        a socket to answer from and stays there (bfdd 8.4: input counted once, output
+        never): so a peer's packets must not be sent to a bfdd that is half started."""
+        wanted = bfd_session_ifaces(self.configs.get("bfdd", ""))
+        present = set(self.host.run("ip", "-o", "link", "show").stdout.split())
+        wanted = {i for i in wanted if f"{i}:" in present or any(
+            p.startswith(f"{i}@") for p in present)}  # fmt: skip
+        if not wanted:
+            return True
+        pid = str(self.procs["bfdd"].pid)
+        sockets = self.host.run("ss", "-uanpH").stdout.splitlines()
+        bound = {line.split()[3].rsplit(":", 1)[0].partition("%")[2]
+                 for line in sockets if f"pid={pid}," in line}  # fmt: skip
+        return wanted <= bound
 
     def stop(self) -> None:
         for proc in reversed(list(self.procs.values())):

@@ -24,7 +24,7 @@ import trio
 from protocols.bfd import StateChanged
 from speaker import lazyimport
 from speaker.bfd.profile import BfdAuth, BfdProfile
-from speaker.bfd.runtime import BfdEndpoint, BfdSession, BfdStatistics, SessionKey
+from speaker.bfd.runtime import BfdEndpoint, BfdStatistics, SessionKey
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -69,12 +69,6 @@ def profile_from_args(args: argparse.Namespace) -> BfdProfile:
     return profile
 
 
-async def watch(session: BfdSession) -> None:
-    with session.subscribe() as changes:
-        async for change in changes:
-            report(change)
-
-
 def report(change: StateChanged) -> None:
     emit({
         "event": "state", "old": change.old.name, "new": change.new.name,
@@ -97,8 +91,9 @@ async def run(args: argparse.Namespace) -> int:
     ) as signals:
         async with trio.open_nursery() as nursery:
             endpoint = await nursery.start(BfdEndpoint().run)
-            session = await endpoint.add_session(key, profile)
-            nursery.start_soon(watch, session)
+            # A callback, not a subscription: a peer already up answers our first
+            # packet within a millisecond, before a watching task would have subscribed.
+            session = await endpoint.add_session(key, profile, on_change=report)
             emit({"event": "started", "key": str(key), "profile": repr(profile),
                   "discriminator": session.core.local_discriminator})  # fmt: skip
             async for signum in signals:

@@ -56,6 +56,7 @@ interface for what is private between them.
 from __future__ import annotations
 
 import errno
+import functools
 import heapq
 import ipaddress
 import itertools
@@ -1013,12 +1014,18 @@ class BfdEndpoint:
 
     # ---- receiving ----------------------------------------------------------------------
 
-    async def add_session(self, key: SessionKey, profile: BfdProfile) -> BfdSession:
+    async def add_session(
+        self, key: SessionKey, profile: BfdProfile, *, on_change: OnChange | None = None
+    ) -> BfdSession:
         """Create a session and run it in the endpoint's own nursery (standalone use,
-        benchmarks); end it with :meth:`remove_session`."""
+        benchmarks); end it with :meth:`remove_session`. ``on_change`` sees every state
+        change, the first included (a subscription made after this returns can miss a
+        peer that answers at once)."""
         if self._nursery is None:
             raise RuntimeError("BfdEndpoint.run() is not running")
-        session: BfdSession = await self._nursery.start(self.run_session, key, profile)
+        session: BfdSession = await self._nursery.start(
+            functools.partial(self.run_session, key, profile, on_change=on_change)
+        )
         return session
 
     async def run_session(

@@ -166,19 +166,25 @@ def test_passive_role_on_either_side(lab: Lab, lab_require: Require, passive: st
     rtr, spk = lab["rtr1"], lab["spk"]
     r_addr, s_addr = str(rtr.addr4("spk")), str(spk.addr4("rtr1"))
     cap = Capture(rtr, "to-spk", "udp port 3784").start()
-    ours = OurBfd(
-        spk,
-        peer=r_addr,
-        local=s_addr,
-        interface="to-rtr1",
-        tx=100,
-        rx=100,
-        passive=passive == "ours",
-    ).start()
-    time.sleep(1.5)
-    frr = frr_peer(
-        lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100, passive=passive == "frr"
-    )
+
+    def start_frr() -> FRR:
+        return frr_peer(lab, peer=s_addr, local=r_addr, iface="to-spk", tx=100, rx=100,
+                        passive=passive == "frr")  # fmt: skip
+
+    def start_ours() -> OurBfd:
+        return OurBfd(spk, peer=r_addr, local=s_addr, interface="to-rtr1", tx=100, rx=100,
+                      passive=passive == "ours").start()  # fmt: skip
+
+    if passive == "ours":  # we start first and must stay silent until FRR speaks
+        ours = start_ours()
+        time.sleep(1.5)
+        frr = start_frr()
+    else:
+        # FRR (passive) first: bfdd 8.4's passive session that hears a packet while it
+        # is half started (its interface not yet learnt from zebra) sticks in Init for
+        # good; frr_peer returns once the session is enabled (lab.frr).
+        frr = start_frr()
+        ours = start_ours()
     # 10 s: a loaded CI machine once took over 5 s from FRR's start to Up (slow start
     # at 1 s both ways); what the test checks is who sent first, in the capture.
     ours.wait_state("UP", timeout=10)
