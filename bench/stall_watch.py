@@ -52,7 +52,7 @@ class StallWatch(threading.Thread):
         self.loop = Path(f"/proc/{pid}/task/{pid}/schedstat")
         self.walls: list[float] = []
         self.samples: list[tuple[int, int, int, int]] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._workers: list[Path] = []
         self._listed = 0.0
 
@@ -71,7 +71,7 @@ class StallWatch(threading.Thread):
         return total
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 run, wait = _schedstat(self.loop)
                 sample = (run, wait, self._worker_ns(), _steal_ticks())
@@ -82,7 +82,7 @@ class StallWatch(threading.Thread):
             time.sleep(self.period)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
 
     def explain(self, start: float, end: float) -> dict[str, Any] | None:
