@@ -83,14 +83,24 @@ def run_one(module: str, quick: bool, timeout: float) -> dict[str, Any]:
 def newest_full(name: str) -> Path | None:
     """The newest full (not quick) Markdown result of a benchmark: ``<date>-<name>.md``
     or a labelled variant ``<date>-<name>-<label>.md``, by the date in its name, then
-    by modification time (a checkout gives every file the same age)."""
+    by when the run started (its JSON's ``environment.quiet_at_start.at``; the file's
+    modification time only without it: a checkout gives every file the same age)."""
     pattern = re.compile(r"\d{4}-\d\d-\d\d-" + re.escape(name) + r"(-[a-z0-9-]+)?\.md$")
     found = [
         p
         for p in RESULTS.glob(f"*-{name}*.md")
         if pattern.match(p.name) and not p.name.endswith(("-quick.md", ".notes.md"))
     ]
-    return max(found, key=lambda p: (p.name[:10], p.stat().st_mtime)) if found else None
+    return max(found, key=lambda p: (p.name[:10], _started(p))) if found else None
+
+
+def _started(result: Path) -> float:
+    """When the run behind ``result`` (Markdown) started, as a Unix time."""
+    try:
+        env = json.loads(result.with_suffix(".json").read_text()).get("environment", {})
+        return float(env["quiet_at_start"]["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return result.stat().st_mtime
 
 
 def measured_at(result: Path) -> str:
