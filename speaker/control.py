@@ -72,6 +72,7 @@ __all__ = [
     "explain_routes",
     "handle",
     "request",
+    "send_pieces",
 ]
 
 log = logging.getLogger("speaker.control")
@@ -168,6 +169,24 @@ async def encode_reply(reply: Mapping[str, Any], *, chunk: int = 1 << 16) -> lis
         out.append("".join(pending).encode())
     await slicer.release(parts)
     return out
+
+
+async def send_pieces(stream: trio.abc.SendStream, pieces: list[bytes]) -> None:
+    """Send ``pieces`` one after the other, each let go of once sent: freeing a
+    ``show routes`` of 65,536 services (~30 MB in 470 pieces) at once is a step of
+    3-10 ms.
+    ``pieces`` is emptied, also when the send fails or is cancelled (a client that
+    stops reading: ``speaker show routes | head``), a few pieces per step."""
+    try:
+        for i in range(len(pieces)):
+            piece, pieces[i] = pieces[i], b""
+            await stream.send_all(piece)
+            del piece
+    finally:
+        with trio.CancelScope(shield=True):
+            while pieces:
+                del pieces[-16:]
+                await trio.lowlevel.checkpoint()
 
 
 # ---- the server ----------------------------------------------------------------------------
@@ -303,8 +322,7 @@ class ControlServer:
             del buffer[: end + 1]
             reply = await self._reply(line)
             with trio.move_on_after(self.idle_timeout) as sending:
-                for piece in reply:
-                    await stream.send_all(piece)
+                await send_pieces(stream, reply)
             if sending.cancelled_caught:
                 log.warning("control: the client read no reply for %g s; closed",
                             self.idle_timeout)  # fmt: skip

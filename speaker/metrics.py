@@ -39,7 +39,7 @@ from speaker import gcpause
 from speaker.addresses import address_key
 from speaker.app import Speaker
 from speaker.bgp import BgpSession
-from speaker.control import bfd_status
+from speaker.control import bfd_status, send_pieces
 from speaker.looplag import Histogram, LoopMonitor, Slicer
 from speaker.peer import PeerRunner
 from speaker.plan import Derived
@@ -826,8 +826,7 @@ async def _handle(collector: SpeakerCollector, stream: trio.SocketStream) -> Non
                 log.exception("metrics: scrape failed")
                 response = _response("500 Internal Server Error", b"error\n", "text/plain")
             with trio.move_on_after(_READ_TIMEOUT):
-                for piece in response:
-                    await stream.send_all(piece)
+                await send_pieces(stream, response)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return
     except Exception:

@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from speaker import cli
-from speaker.control import ControlError, ControlServer, request
+from speaker.control import ControlError, ControlServer, request, send_pieces
 from tests.helpers.configs import SECRETS
 from tests.helpers.running import (
     Running,
@@ -301,3 +301,46 @@ async def test_clear_bfd_peers_counters_zeroes_show_but_not_metrics(
 
 async def _at_least(probe: Any, n: int) -> bool:
     return bool(await probe() >= n)
+
+
+class _RecordingStream(trio.abc.SendStream):
+    """Records what was sent and, at each send, the pieces the sender still held."""
+
+    def __init__(self, pieces: list[bytes], fail_at: int | None = None) -> None:
+        self.pieces = pieces
+        self.fail_at = fail_at
+        self.sent: list[bytes] = []
+        self.held_before: list[int] = []
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.fail_at is not None and len(self.sent) == self.fail_at:
+            raise trio.BrokenResourceError("client went away")
+        # pieces before this one, still holding their bytes
+        self.held_before.append(sum(1 for p in self.pieces[: len(self.sent)] if p))
+        self.sent.append(bytes(data))
+        await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+async def test_send_pieces_lets_go_of_each_piece_once_sent() -> None:
+    pieces = [bytes([i]) * 1000 for i in range(40)]
+    expected = list(pieces)
+    stream = _RecordingStream(pieces)
+    await send_pieces(stream, pieces)
+    assert stream.sent == expected
+    assert stream.held_before == [0] * 40  # nothing sent is still held
+    assert pieces == []
+
+
+async def test_send_pieces_empties_the_list_when_the_client_goes_away() -> None:
+    pieces = [b"x" * 1000 for _ in range(100)]
+    stream = _RecordingStream(pieces, fail_at=3)
+    with pytest.raises(trio.BrokenResourceError):
+        await send_pieces(stream, pieces)
+    assert len(stream.sent) == 3
+    assert pieces == []
