@@ -47,6 +47,7 @@ import trio
 
 from speaker import gcpause
 from speaker.log import fields
+from speaker.realtime import ThrottleGuard
 
 __all__ = [
     "BUDGET",
@@ -202,8 +203,11 @@ class LoopMonitor(trio.abc.Instrument):
         warn_step: float = WARN_STEP,
         clock: Callable[[], float] = time.perf_counter,
         cpu_clock: Callable[[], float] = time.thread_time,
+        guard: ThrottleGuard | None = None,
     ) -> None:
         self.interval = interval
+        #: Fed the step clock's reads every GUARD_EVERY (speaker.realtime).
+        self.guard = guard
         self.warn_step = warn_step
         self.clock = clock
         self.cpu_clock = cpu_clock
@@ -267,6 +271,9 @@ class LoopMonitor(trio.abc.Instrument):
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         now, cpu = self.clock(), self.cpu_clock()
+        guard = self.guard
+        if guard is not None and now >= guard.next_at:
+            guard.observe(now, cpu)
         took = now - self._step_started
         if took >= RECORD_FLOOR:
             self._long_step(took, cpu - self._step_cpu, task.name)
@@ -375,6 +382,7 @@ class LoopMonitor(trio.abc.Instrument):
             "maxLag": shown(self.lags.worst(loop_now), loop_now),
             "maxLagEver": shown(self.lags.ever, loop_now),
             "lagSamples": self.lag.count,
+            **({} if self.guard is None else {"realtimeGuard": self.guard.status()}),
         }
 
 

@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
+import math
 import os
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-__all__ = ["apply", "describe", "in_worker"]
+__all__ = ["GUARD", "ThrottleGuard", "apply", "describe", "in_worker"]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -38,6 +41,7 @@ class _Applied:
 
 
 _applied = _Applied
+log = logging.getLogger("speaker.realtime")
 
 
 def describe() -> str | None:
@@ -61,8 +65,10 @@ def apply(priority: int) -> str | None:
             if _applied.priority:  # ours, from an earlier apply: back to normal
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
                 _applied.priority = 0
+                GUARD.forget()
             return None
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+        GUARD.forget()  # a policy set now is not one the guard took away
     except (AttributeError, OSError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return f"{reason} (needs root or CAP_SYS_NICE)"
@@ -103,3 +109,111 @@ def in_worker(function: Callable[_P, _T]) -> Callable[_P, _T]:
         return function(*args, **kwargs)
 
     return run
+
+
+# ---- staying clear of the kernel's real-time throttling ---------------------------------
+
+#: The loop thread's share of a CPU, over the last GUARD_WINDOW, above which it leaves
+#: the real-time policy (the kernel throttles at 95 %: ``kernel.sched_rt_runtime_us``
+#: 950,000 of ``sched_rt_period_us`` 1,000,000), and below which it takes it back.
+GUARD_HIGH = 0.85
+GUARD_LOW = 0.70
+#: The kernel's period, which the share is measured over.
+GUARD_WINDOW = 1.0
+#: How often the share is read (the loop monitor calls :meth:`ThrottleGuard.observe`
+#: after task steps; this bounds the overshoot past GUARD_HIGH to 5 % of a second).
+GUARD_EVERY = 0.05
+
+
+class ThrottleGuard:
+    """Keeps a real-time loop thread out of the kernel's real-time throttling.
+
+    A SCHED_FIFO thread that used 95 % of a CPU in the kernel's 1 s period is stopped
+    for the rest of it: 50 ms in which BFD sends nothing (the lab at 65,536 routes
+    under operator load: TX gaps of 80-92 ms, each holding 49-50 ms of the loop
+    thread waiting for a CPU, bench.stall_watch). The loop's duty (80 %,
+    speaker.looplag.LoopDuty) paces only bulk work, so a busy second can still get
+    there. So once the loop thread has used more than GUARD_HIGH of the last second,
+    it runs at the normal policy (nice -20, as the workers) until its share is back
+    under GUARD_LOW: still ahead of normal processes, and never stopped outright.
+
+    ``observe`` is called with the loop monitor's clock reads (wall and the thread's
+    CPU time), so it costs a compare per task step and a little arithmetic every
+    GUARD_EVERY. A no-op unless the calling thread runs under a real-time policy.
+    """
+
+    def __init__(
+        self,
+        *,
+        getter: Callable[[], tuple[int, int]] | None = None,
+        setter: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self._get = getter or _current_policy
+        self._set = setter or _set_policy
+        self._samples: deque[tuple[float, float]] = deque()
+        #: The real-time (policy, priority) taken away; None while it runs as set.
+        self.demoted: tuple[int, int] | None = None
+        self.demotions = 0
+        self.demoted_seconds = 0.0
+        self._demoted_at = 0.0
+        #: When the next observe is due (the monitor compares, to skip the call).
+        self.next_at = -math.inf
+        self._logged_at = -math.inf
+
+    def observe(self, now: float, cpu: float) -> None:
+        """The loop thread at wall time ``now`` has used ``cpu`` seconds in all."""
+        self.next_at = now + GUARD_EVERY
+        samples = self._samples
+        samples.append((now, cpu))
+        while len(samples) > 2 and now - samples[1][0] >= GUARD_WINDOW:
+            samples.popleft()
+        then, cpu_then = samples[0]
+        if now - then < GUARD_WINDOW * 0.5:
+            return  # not enough history to judge
+        share = (cpu - cpu_then) / (now - then)
+        if self.demoted is None and share > GUARD_HIGH:
+            policy = self._get()
+            if policy[0] not in _REALTIME:
+                return
+            try:
+                self._set(os.SCHED_OTHER, 0)
+            except OSError:
+                return
+            self.demoted, self._demoted_at = policy, now
+            self.demotions += 1
+            if now - self._logged_at >= 60.0:
+                self._logged_at = now
+                log.info(
+                    "the event loop used %.0f%% of a CPU over the last second: at the normal"
+                    " policy until it is under %.0f%% (the kernel stops a real-time thread"
+                    " at 95%%); %d times since start",
+                    share * 100, GUARD_LOW * 100, self.demotions,
+                )  # fmt: skip
+        elif self.demoted is not None and share < GUARD_LOW:
+            policy, self.demoted = self.demoted, None
+            self.demoted_seconds += now - self._demoted_at
+            with contextlib.suppress(OSError):
+                self._set(*policy)
+
+    def forget(self) -> None:
+        """The policy was set anew (``realtime_priority`` applied): nothing to restore."""
+        self.demoted = None
+
+    def status(self) -> dict[str, object]:
+        return {"demoted": self.demoted is not None, "demotions": self.demotions,
+                "demotedSeconds": round(self.demoted_seconds, 3)}  # fmt: skip
+
+
+def _current_policy() -> tuple[int, int]:
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+def _set_policy(policy: int, priority: int) -> None:
+    os.sched_setscheduler(0, policy, os.sched_param(priority))
+    if policy == os.SCHED_OTHER:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+
+
+#: The process's guard, for the loop thread (speaker.looplag.LoopMonitor feeds it).
+GUARD = ThrottleGuard()

@@ -364,6 +364,13 @@ def format_status(data: Mapping[str, Any]) -> str:
             lines.append(f"  steps over {loop['overBudgetMs']:g} ms of CPU since start, by task:")
             lines.extend(f"    {row['task']}: {row['steps']}, most {row['maxCpuMs']:.1f} ms"
                          for row in over)  # fmt: skip
+        guard = loop.get("realtimeGuard")
+        if guard and (guard.get("demotions") or guard.get("demoted")):
+            lines.append(
+                f"  real-time policy left {guard['demotions']} times (loop over 85 % of a"
+                f" CPU), {guard['demotedSeconds']:g} s in all"
+                + ("; at the normal policy now" if guard.get("demoted") else "")
+            )
     bfd = data.get("bfd")
     if bfd is not None:
         how = "at timer passes (slow timers)" if bfd.get("readsLazily") else "on arrival"

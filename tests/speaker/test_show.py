@@ -270,6 +270,11 @@ def test_status_text_says_where_the_loop_stalled() -> None:
     assert "  late wake last 60 s: none over 0.5 ms" in lines
     assert "  late wake since start: 43.0 ms, 3600 s ago" in lines
     assert "  steps over 5 ms since start: 3" in lines
+    assert not any("real-time policy" in line for line in lines)
+    data["eventLoop"]["realtimeGuard"] = {"demoted": True, "demotions": 2,
+                                          "demotedSeconds": 1.5}  # fmt: skip
+    assert ("  real-time policy left 2 times (loop over 85 % of a CPU), 1.5 s in all;"
+            " at the normal policy now") in show.format_status(data).splitlines()  # fmt: skip
     data["eventLoop"] = None
     assert "Event loop: not monitored" in show.format_status(data)
 
