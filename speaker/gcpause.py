@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import threading
+import time
 from collections.abc import Iterator
 
 __all__ = ["freeze", "frozen", "paused"]
@@ -27,6 +28,7 @@ class _Pauses:
     count = 0
     resume = False
     frozen = False
+    started = 0.0
 
 
 @contextlib.contextmanager
@@ -36,6 +38,7 @@ def paused() -> Iterator[None]:
     with _Pauses.lock:
         if _Pauses.count == 0:
             _Pauses.resume = gc.isenabled()
+            _Pauses.started = time.monotonic()
             gc.disable()
         _Pauses.count += 1
     try:
@@ -44,22 +47,30 @@ def paused() -> Iterator[None]:
         with _Pauses.lock:
             _Pauses.count -= 1
             if _Pauses.count == 0 and _Pauses.resume:
-                _age_survivors()
+                _age_survivors(time.monotonic() - _Pauses.started >= LONG_PAUSE)
                 gc.enable()
 
 
 #: Tracked objects a pause may leave in the youngest generation before they are aged.
 YOUNG_SURVIVORS = 20_000
+#: A pause this long is aged whatever the count says (see _age_survivors).
+LONG_PAUSE = 0.05
 
 
-def _age_survivors() -> None:
+def _age_survivors(long: bool = False) -> None:
     """What a pause made and kept (a scrape's rebuilt tables after a reload: 65,536
     entries) sits in the youngest generation, so the first young collection after the
     pause would scan all of it in one step (8-19 ms measured in the lab). Moved to the
     oldest generation instead, or to the frozen heap when there is one (as
     speaker.reload.collections_deferred does: two list splices); frozen objects are
-    still freed by reference counting when they go."""
-    if gc.get_count()[0] <= YOUNG_SURVIVORS:
+    still freed by reference counting when they go.
+
+    The count undercounts: every older object freed meanwhile takes one off it, so a
+    pause in which a replaced config was freed may end with a count of a few thousand
+    and hundreds of thousands of young objects (the lab: a young collection of 52 ms
+    right after one). So a ``long`` pause (LONG_PAUSE: a big reply, a reload) is aged
+    whatever the count."""
+    if not long and gc.get_count()[0] <= YOUNG_SURVIVORS:
         return
     gc.freeze()
     if not _Pauses.frozen:

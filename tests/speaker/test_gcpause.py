@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 
+from speaker import gcpause
 from speaker.gcpause import paused
 
 
@@ -68,3 +70,24 @@ def test_a_small_pause_leaves_the_generations_alone() -> None:
     young = {id(o) for g in (0, 1) for o in gc.get_objects(generation=g)}
     assert id(kept[0]) in young
     del kept
+
+
+def test_a_long_pause_ages_survivors_the_count_does_not_see() -> None:
+    old = [[i] for i in range(60_000)]  # tracked objects, aged out of the young generation
+    gc.collect()
+    with gcpause.paused():
+        young = []
+        while old:  # each older object freed takes one off the count
+            old.pop()
+            young.append([0])
+        assert gc.get_count()[0] <= gcpause.YOUNG_SURVIVORS  # the count hides them
+        time.sleep(gcpause.LONG_PAUSE)
+    assert len(gc.get_objects(generation=0)) < 1_000  # 60,000 survivors aged
+    assert len(young) == 60_000
+
+
+def test_a_short_pause_with_few_survivors_leaves_them_young() -> None:
+    gc.collect()
+    with gcpause.paused():
+        young = [[0] for _ in range(100)]
+    assert any(o is young[0] for o in gc.get_objects(generation=0))
