@@ -57,7 +57,7 @@ YOUNG_SURVIVORS = 20_000
 LONG_PAUSE = 0.05
 
 
-def _age_survivors(long: bool = False) -> None:
+def _age_survivors(long: bool) -> None:
     """What a pause made and kept (a scrape's rebuilt tables after a reload: 65,536
     entries) sits in the youngest generation, so the first young collection after the
     pause would scan all of it in one step (8-19 ms measured in the lab). Moved to the

@@ -94,6 +94,11 @@ def _drop() -> None:
     # stalls of 50 ms wall and 0.2 ms CPU, once a second during reloads, at priority
     # 1). At nice -20 the kernel still runs the worker before normal processes, so
     # it is seldom preempted holding the GIL (at nice 0: 50 ms steps of 16 ms CPU).
+    _to_normal_policy()
+
+
+def _to_normal_policy() -> None:
+    """The calling thread at the normal policy with nice WORKER_NICE (when allowed)."""
     os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     with contextlib.suppress(OSError):  # no CAP_SYS_NICE: the normal nice
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
@@ -209,10 +214,10 @@ def _current_policy() -> tuple[int, int]:
 
 
 def _set_policy(policy: int, priority: int) -> None:
-    os.sched_setscheduler(0, policy, os.sched_param(priority))
     if policy == os.SCHED_OTHER:
-        with contextlib.suppress(OSError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+        _to_normal_policy()
+    else:
+        os.sched_setscheduler(0, policy, os.sched_param(priority))
 
 
 #: The process's guard, for the loop thread (speaker.looplag.LoopMonitor feeds it).
