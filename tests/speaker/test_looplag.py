@@ -272,6 +272,41 @@ async def test_slicer_keys_survive_a_table_changing_between_slices() -> None:
     assert original <= set(keys)
 
 
+async def test_slicer_keys_walk_a_changed_table_again_in_slices() -> None:
+    """A table that changes size while it is copied is walked again slice by slice,
+    never copied in one step (65,536 services: a 7-16 ms step under load)."""
+    table = dict.fromkeys(range(100_000))
+    original = set(table)
+    pulled = [0]
+    most_in_a_step = [0]
+
+    class Counted:
+        def __iter__(self) -> Any:
+            for key in table:  # raises RuntimeError once ``table`` changed size
+                pulled[0] += 1
+                yield key
+
+    async def churn() -> None:
+        for i in range(3):
+            await trio.sleep(0)
+            table[-1 - i] = None
+
+    async def watch() -> None:
+        while True:
+            most_in_a_step[0] = max(most_in_a_step[0], pulled[0])
+            pulled[0] = 0
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch)
+        nursery.start_soon(churn)
+        keys = await Slicer(budget=0.0).keys(Counted())
+        most_in_a_step[0] = max(most_in_a_step[0], pulled[0])  # the last step's
+        nursery.cancel_scope.cancel()
+    assert len(keys) == len(set(keys)) and original <= set(keys)
+    assert most_in_a_step[0] <= 2 * 512
+
+
 async def test_free_releases_everything_without_changing_what_others_hold(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
