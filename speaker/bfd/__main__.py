@@ -98,7 +98,8 @@ async def run(args: argparse.Namespace) -> int:
                   "discriminator": session.core.local_discriminator})  # fmt: skip
             async for signum in signals:
                 if signum == signal.SIGUSR1:
-                    emit(stats_record(session.statistics()))
+                    # With the endpoint's counters: whether it reads lazily (timer passes)
+                    emit({**stats_record(session.statistics()), "endpoint": dict(endpoint.counts)})
                 elif signum == signal.SIGHUP:
                     try:
                         session.set_profile(profile_from_args(args))
