@@ -287,7 +287,7 @@ async def test_slicer_keys_walk_a_changed_table_again_in_slices() -> None:
                 yield key
 
     async def churn() -> None:
-        for i in range(3):
+        for i in range(looplag.KEY_RESCANS):
             await trio.sleep(0)
             table[-1 - i] = None
 
@@ -305,6 +305,23 @@ async def test_slicer_keys_walk_a_changed_table_again_in_slices() -> None:
         nursery.cancel_scope.cancel()
     assert len(keys) == len(set(keys)) and original <= set(keys)
     assert most_in_a_step[0] <= 2 * 512
+
+
+async def test_slicer_keys_of_a_table_that_keeps_changing_is_it_as_it_is_now() -> None:
+    table = dict.fromkeys(range(20_000))
+
+    async def churn() -> None:
+        for i in range(1_000):
+            table[-1 - i] = None
+            if i % 3 == 0:
+                del table[i]
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(churn)
+        keys = await Slicer(budget=0.0).keys(table)
+        assert keys == list(table)  # a copy at the moment the walks gave up
+        nursery.cancel_scope.cancel()
 
 
 async def test_free_releases_everything_without_changing_what_others_hold(
