@@ -334,9 +334,12 @@ def main(argv: list[str] | None = None) -> int:
                   "that often costs on this machine before any of our code runs."]  # fmt: skip
     prof = data.get("profile")
     if prof and "error" not in prof:
+        held = prof["samples_on_cpu"] / (prof["rate_hz"] * prof["seconds"]) * 100
         lines += ["", f"Profile of our idle speaker (py-spy, {prof['rate_hz']} Hz for "
-                  f"{prof['seconds']:.0f} s, on-CPU samples only: {prof['samples_on_cpu']}); "
-                  "hottest leaf frames:", ""]  # fmt: skip
+                  f"{prof['seconds']:.0f} s, samples of a thread holding the GIL only: "
+                  f"{prof['samples_on_cpu']}, so Python code ran {held:.3f} % of a core; the "
+                  "rest of the CPU row is the kernel's and the interpreter's own work around "
+                  "each wake-up, as in the Trio floor row); hottest leaf frames:", ""]  # fmt: skip
         for f, n in prof["top_leaf"][:8]:
             lines.append(f"- {100 * n / max(1, prof['samples_on_cpu']):.0f} % `{f}`")
     elif prof:
