@@ -16,6 +16,12 @@ the rest is one of:
 in the bench process) and :meth:`StallWatch.explain` says, for a stretch of wall time
 (a stall warning, a gap between two of the node's BFD packets), how much of each the
 stretch held.
+
+Each sample's counters were read at some moment between the wall times taken before
+and after the reads (the reads release the GIL, and getting it back can take a few
+milliseconds in a busy process), so a stretch is enclosed by a sample that ended before
+it and one that began after it. The kernel brings a running thread's CPU time up to
+date at its scheduler tick, so the loop's CPU time in a stretch can read a tick short.
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ class StallWatch(threading.Thread):
         super().__init__(name="stall-watch", daemon=True)
         self.pid, self.period = pid, period
         self.loop = Path(f"/proc/{pid}/task/{pid}/schedstat")
-        self.walls: list[float] = []
+        self.walls: list[float] = []  # when each sample's reads began
+        self.ends: list[float] = []  # ... and ended
         self.samples: list[tuple[int, int, int, int]] = []
         self._halt = threading.Event()
         self._workers: list[Path] = []
@@ -72,12 +79,14 @@ class StallWatch(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.is_set():
+            began = time.time()
             try:
                 run, wait = _schedstat(self.loop)
                 sample = (run, wait, self._worker_ns(), _steal_ticks())
             except OSError:  # the process ended
                 return
-            self.walls.append(time.time())
+            self.ends.append(time.time())
+            self.walls.append(began)
             self.samples.append(sample)
             time.sleep(self.period)
 
@@ -87,8 +96,8 @@ class StallWatch(threading.Thread):
 
     def explain(self, start: float, end: float) -> dict[str, Any] | None:
         """What the samples around [start, end] (wall time) say; None outside them."""
-        i = bisect.bisect_right(self.walls, start) - 1
-        j = bisect.bisect_left(self.walls, end)
+        i = bisect.bisect_right(self.ends, start) - 1  # read wholly before the start
+        j = bisect.bisect_left(self.walls, end)  # read wholly after the end
         if i < 0 or j >= len(self.walls):
             return None
         (r0, w0, k0, s0), (r1, w1, k1, s1) = self.samples[i], self.samples[j]

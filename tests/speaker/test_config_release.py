@@ -25,14 +25,15 @@ def test_loading_empties_the_parsed_document_and_the_draft(
     parse, structure = tomllib.loads, load_module.structure
 
     def parse_and_keep(source: str) -> dict[str, Any]:
-        kept["document"] = parse(source)
-        return kept["document"]
+        document = parse(source)
+        kept["document"] = document
+        return document
 
     def structure_and_keep(data: Any) -> Any:
         kept["draft"], issues = structure(data)
         return kept["draft"], issues
 
-    monkeypatch.setattr(load_module.tomllib, "loads", parse_and_keep)
+    monkeypatch.setattr(tomllib, "loads", parse_and_keep)
     monkeypatch.setattr(load_module, "structure", structure_and_keep)
     config = loads_config(text, base_dir=EXAMPLE.parent)
     monkeypatch.undo()
@@ -51,7 +52,12 @@ def test_loading_empties_the_parsed_document_and_the_draft(
 def test_a_refused_file_is_let_go_of_too(monkeypatch: pytest.MonkeyPatch) -> None:
     kept: list[dict[str, Any]] = []
     parse = tomllib.loads
-    monkeypatch.setattr(load_module.tomllib, "loads", lambda s: kept.append(parse(s)) or kept[0])
+
+    def parse_and_keep(source: str) -> dict[str, Any]:
+        kept.append(parse(source))
+        return kept[0]
+
+    monkeypatch.setattr(tomllib, "loads", parse_and_keep)
     with pytest.raises(load_module.ConfigError):
         loads_config('[[peers]]\nname = "x"\n[[services]]\nname = "a"\n')
     assert kept == [{}]
