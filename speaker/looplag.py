@@ -58,12 +58,14 @@ __all__ = [
     "SLICE",
     "WARN_STEP",
     "WINDOW",
+    "BulkLane",
     "Histogram",
     "LoopDuty",
     "LoopMonitor",
     "Slicer",
     "Stall",
     "WorstWindow",
+    "bulk_turn",
     "timer_woke",
 ]
 
@@ -231,6 +233,8 @@ class LoopMonitor(trio.abc.Instrument):
         self._unwarned = 0
         #: The sentinel's sleep, pushed later by every other timer's report.
         self._sentinel: trio.CancelScope | None = None
+        #: Bulk work's turns, one per pass of the loop (see BulkLane).
+        self.lane = BulkLane()
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[LoopMonitor]:
@@ -266,6 +270,7 @@ class LoopMonitor(trio.abc.Instrument):
     # two steps count with the step; the wait for I/O (idle time) never does.
 
     def after_io_wait(self, timeout: float) -> None:
+        self.lane.passes += 1
         self._step_started = self.clock()
         self._step_cpu = self.cpu_clock()
 
@@ -382,6 +387,7 @@ class LoopMonitor(trio.abc.Instrument):
             "maxLag": shown(self.lags.worst(loop_now), loop_now),
             "maxLagEver": shown(self.lags.ever, loop_now),
             "lagSamples": self.lag.count,
+            "bulkLane": {"turns": self.lane.turns, "waited": self.lane.waited},
             **({} if self.guard is None else {"realtimeGuard": self.guard.status()}),
         }
 
@@ -470,6 +476,65 @@ class _Held:
             number += 1
 
 
+class BulkLane:
+    """Bulk work takes turns: one slice of it per pass of the Trio loop.
+
+    Trio runs every task that is ready in one pass before it looks at timers and I/O
+    again, so a BFD timer that comes due waits for the rest of the pass, and for the
+    next one if it is late in it. With a ``show routes``, a scrape, a reload's freeing
+    and an Adj-RIB-Out in progress at once, a pass held four slices of 0.5-1 ms (twice
+    that while a reload's worker thread shares the GIL): timers 4-9 ms late at 65,536
+    routes (``bench.loop_batches``). Here bulk tasks wait in line, and in each pass
+    only the first in line runs its slice, so a pass holds one slice of bulk work
+    whatever the number of bulk tasks. Each task gets the same share of the loop as
+    before (the passes are shorter and more frequent, not fewer); one waiting costs a
+    few microseconds per pass (a checkpoint).
+
+    ``passes`` is counted by the :class:`LoopMonitor` that owns the lane (after each
+    wait for I/O); without a monitor in the run a turn is a plain checkpoint."""
+
+    def __init__(self) -> None:
+        #: Passes of the loop since start (the monitor counts them).
+        self.passes = 0
+        self._line: deque[object] = deque()
+        self._taken = -1
+        #: Turns given, and turns that had to wait for another task's slice.
+        self.turns = 0
+        self.waited = 0
+
+    async def turn(self) -> None:
+        """A checkpoint, after which this task's slice is the only bulk slice of its
+        pass of the loop."""
+        me = object()
+        line = self._line
+        line.append(me)
+        waited = False
+        try:
+            while True:
+                await trio.lowlevel.checkpoint()
+                if line[0] is me and self._taken != self.passes:
+                    self._taken = self.passes
+                    self.turns += 1
+                    self.waited += waited
+                    return
+                waited = True
+        finally:
+            if line[0] is me:
+                line.popleft()
+            else:  # cancelled while in line
+                line.remove(me)
+
+
+async def bulk_turn() -> None:
+    """The turn of the installed monitor's :class:`BulkLane`, or a plain checkpoint
+    when none is installed (tests, tools)."""
+    monitor = _ACTIVE.get()
+    if monitor is None:
+        await trio.lowlevel.checkpoint()
+    else:
+        await monitor.lane.turn()
+
+
 #: The most of a CPU the loop thread may use while bulk work waits (LoopDuty).
 DUTY_LIMIT = 0.8
 #: ... measured over any stretch longer than this.
@@ -524,9 +589,10 @@ class LoopDuty:
         return min(DUTY_MAX_WAIT, -self._credit / self.limit)
 
     async def pace(self) -> None:
-        """A checkpoint, or a wait when the loop has been too busy."""
-        if not await self.give_way():
-            await trio.lowlevel.checkpoint()
+        """A wait when the loop has been too busy, then a turn in the bulk lane (a
+        checkpoint)."""
+        await self.give_way()
+        await bulk_turn()
 
     async def give_way(self) -> bool:
         """Wait if the loop has been too busy (no checkpoint otherwise); whether it did."""
@@ -565,7 +631,7 @@ class Slicer:
             if self.paced:
                 await DUTY.pace()
             else:
-                await trio.lowlevel.checkpoint()
+                await bulk_turn()
             self._since = time.perf_counter()
 
     async def release(self, value: object) -> None:

@@ -22,7 +22,7 @@ import trio
 from protocols.bgp import MessageType
 from speaker.bgp import net
 from speaker.bgp.config import IPAddress
-from speaker.looplag import DUTY
+from speaker.looplag import DUTY, bulk_turn
 
 __all__ = [
     "HIGH_WATER",
@@ -176,6 +176,10 @@ class Link:
             if not deliver(self, data) or not data:
                 return
             await budget.spend(time.thread_time() - started)
+            if len(data) == READ_CHUNK:
+                # A full read: a table or a flood is coming, bulk work that takes its
+                # turn (speaker.looplag.BulkLane); a keepalive's read never waits.
+                await bulk_turn()
 
     async def write_loop(self, drained: Callable[[Link], None], failed: Failed) -> None:
         """The only task writing to the socket, until the link closes (and its queue is

@@ -99,7 +99,7 @@ from speaker.bgp.stats import (
 )
 from speaker.broadcast import Broadcast
 from speaker.log import fields
-from speaker.looplag import Slicer
+from speaker.looplag import Slicer, bulk_turn
 
 __all__ = [
     "BATCH_PREFIXES",
@@ -395,7 +395,9 @@ class BgpSession:
             more = self._pump(now)
             self._in_driver = False
             if more:
-                self._alarm.kick()  # more to send: come back after a checkpoint
+                # More to send: bulk work, it comes back in its turn (speaker.looplag).
+                await bulk_turn()
+                continue
             await self._alarm.sleep_until(self.core.get_timer())
 
     def _kick(self) -> None:

@@ -4,6 +4,7 @@ bookkeeping, the step instrument with its rate-limited warning, and what ``statu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import weakref
@@ -436,3 +437,75 @@ async def test_slicer_waits_for_the_loop_duty(
     before = trio.current_time()
     await scrape.tick()
     assert busy.waits == 1 and trio.current_time() == before
+
+
+# ---- the bulk lane ---------------------------------------------------------------------------
+
+
+async def test_bulk_lane_runs_one_slice_per_pass_of_the_loop() -> None:
+    """Three bulk tasks slicing at once: every slice starts in a pass of the loop of its
+    own (Trio would otherwise run all three in each pass, and a BFD timer due meanwhile
+    would wait for all of them), they take turns, and a task that needs no turn (a
+    timer) runs in every pass regardless."""
+    starts: dict[int, list[int]] = {}
+    ticks: list[int] = []
+    with LoopMonitor().installed() as monitor:
+        lane = monitor.lane
+
+        async def bulk(number: int) -> None:
+            for _ in range(30):
+                await looplag.bulk_turn()
+                starts.setdefault(number, []).append(lane.passes)
+
+        async def timer() -> None:
+            for _ in range(60):
+                await trio.lowlevel.checkpoint()
+                ticks.append(lane.passes)
+
+        async with trio.open_nursery() as nursery:
+            for number in range(3):
+                nursery.start_soon(bulk, number)
+            nursery.start_soon(timer)
+    every = [p for slices in starts.values() for p in slices]
+    assert len(every) == 90 and len(set(every)) == 90  # never two slices in one pass
+    # Turns go round: while all three wait, each slice's task differs from the last.
+    order = sorted((p, n) for n, slices in starts.items() for p in slices)
+    assert all(a[1] != b[1] for a, b in itertools.pairwise(order[:60]))
+    assert len(set(ticks)) == 60  # the timer was never held back a pass
+    assert lane.turns == 90 and lane.waited > 0
+    assert not lane._line
+
+
+async def test_bulk_lane_forgets_a_task_cancelled_in_line() -> None:
+    """A task cancelled while it waits in line leaves the line: the others keep getting
+    their turns (a lane stuck behind a dead task would stop every show and reload)."""
+    done: list[str] = []
+    with LoopMonitor().installed() as monitor:
+        lane = monitor.lane
+
+        async def bulk(name: str, turns: int) -> None:
+            for _ in range(turns):
+                await looplag.bulk_turn()
+            done.append(name)
+
+        async with trio.open_nursery() as nursery:
+            scope = trio.CancelScope()
+
+            async def cancelled() -> None:
+                with scope:
+                    await bulk("cancelled", 10_000)
+
+            nursery.start_soon(cancelled)
+            nursery.start_soon(bulk, "other", 20)
+            for _ in range(5):
+                await trio.lowlevel.checkpoint()
+            assert len(lane._line) == 2  # both in line
+            scope.cancel()
+    assert done == ["other"] and not lane._line
+
+
+async def test_bulk_turn_without_a_monitor_is_a_checkpoint() -> None:
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await looplag.bulk_turn()
