@@ -25,6 +25,7 @@ import functools
 import gc
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -159,7 +160,7 @@ async def main(args: argparse.Namespace, probe: Probe, lags: list[float],
     async with trio.open_nursery() as nursery:
         process = await nursery.start(functools.partial(
             trio.run_process, [*NORMAL, sys.executable, "-m", "bench.loop_batches", "--routers",
-                               str(args.feed)], stdout=subprocess_pipe(), check=False))  # fmt: skip
+                               str(args.feed)], stdout=subprocess.PIPE, check=False))  # fmt: skip
         lines = line_reader(process.stdout)
         port, feed_port = (int(x) for x in (await anext(lines)).split())
         texts = [reload_steps.config_text(directory, port, args.services, r,
@@ -183,22 +184,13 @@ async def main(args: argparse.Namespace, probe: Probe, lags: list[float],
                     break
         print(f"full table in {time.monotonic() - started:.2f} s")
         nursery.start_soon(drain, lines)
-        for round_ in range(args.rounds):
-            removing = round_ % 2 == 0
-            probe.phase = "reload -churn" if removing else "reload +churn"
-            await trio.to_thread.run_sync(path.write_text, texts[1 if removing else 0])
-            started = time.monotonic()
+
+        async def reload() -> str:
             await socket_client(control, "reload")
-            print(f"{probe.phase}: {time.monotonic() - started:.2f} s")
-            probe.phase = "after the reload"
-            await trio.sleep(1.5)
-            probe.phase = "health flap"
-            flag = directory / "flag"
-            if flag.exists():
-                flag.unlink()
-            else:
-                flag.touch()
-            await trio.sleep(1.5)
+            return "over the control socket"
+
+        await reload_steps.reload_rounds(args.rounds, path, texts, directory / "flag",
+                                         probe=probe, reload=reload)  # fmt: skip
         trio.lowlevel.remove_instrument(probe)
         await speaker.shutdown()
         nursery.cancel_scope.cancel()
@@ -211,12 +203,6 @@ NORMAL = ["chrt", "-o", "0"]
 
 async def socket_client(path: Path, what: str) -> None:
     await trio.run_process([*NORMAL, sys.executable, "-c", reload_steps._CLIENT, str(path), what])
-
-
-def subprocess_pipe() -> int:
-    import subprocess
-
-    return subprocess.PIPE
 
 
 async def line_reader(stream: Any) -> Any:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -293,29 +294,40 @@ async def main(args: argparse.Namespace, steps: Steps) -> None:
             while sum(got) < args.services:
                 await trio.sleep(0.05)
         print(f"full table: {sum(got):,} prefixes in {time.monotonic() - started:.2f} s")
-        for round_ in range(args.rounds):
-            removing = round_ % 2 == 0
-            steps.phase = "reload -churn" if removing else "reload +churn"
-            await trio.to_thread.run_sync(path.write_text, texts[1 if removing else 0])
-            started = time.monotonic()
+
+        async def reload() -> str:
             if args.socket:
                 await socket_client(control, "reload")
-                summary = "over the control socket"
-            else:
-                summary = (await speaker.reload_file()).summary()
-            print(f"{steps.phase}: {summary} in {time.monotonic() - started:.2f} s")
-            steps.phase = "after the reload"
-            await trio.sleep(1.5)
-            steps.phase = "health flap"
-            flag = directory / "flag"
-            if flag.exists():
-                flag.unlink()
-            else:
-                flag.touch()
-            await trio.sleep(1.5)
+                return "over the control socket"
+            return (await speaker.reload_file()).summary()
+
+        await reload_rounds(
+            args.rounds, path, texts, directory / "flag", probe=steps, reload=reload
+        )
         trio.lowlevel.remove_instrument(steps)
         await speaker.shutdown()
         nursery.cancel_scope.cancel()
+
+
+async def reload_rounds(rounds: int, path: Path, texts: list[str], flag: Path, *, probe: Any,
+                        reload: Callable[[], Awaitable[str]]) -> None:  # fmt: skip
+    """``rounds`` reloads, each of the two ``texts`` in turn written to ``path``, then
+    the health check's ``flag`` flipped; ``probe.phase`` says which is under way."""
+    for round_ in range(rounds):
+        removing = round_ % 2 == 0
+        probe.phase = "reload -churn" if removing else "reload +churn"
+        await trio.to_thread.run_sync(path.write_text, texts[1 if removing else 0])
+        started = time.monotonic()
+        summary = await reload()
+        print(f"{probe.phase}: {summary} in {time.monotonic() - started:.2f} s")
+        probe.phase = "after the reload"
+        await trio.sleep(1.5)
+        probe.phase = "health flap"
+        if flag.exists():
+            flag.unlink()
+        else:
+            flag.touch()
+        await trio.sleep(1.5)
 
 
 def run(argv: list[str] | None = None) -> int:
